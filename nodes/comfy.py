@@ -1,0 +1,139 @@
+"""The one module that touches ComfyUI (comfy.*, comfy_api, server, folder_paths).
+
+Every import is lazy and has a fallback, so the nodes run (and are tested) without ComfyUI.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("sonify")
+
+
+def temp_dir() -> Path:
+    """Where node results go: ComfyUI's temp folder (its Save nodes copy what the user keeps)."""
+    try:
+        import folder_paths
+
+        path = Path(folder_paths.get_temp_directory()) / "sonify"
+    except ImportError:
+        path = Path(tempfile.gettempdir()) / "sonify"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def use_comfy_state_dir() -> None:
+    """Inside ComfyUI, keep Sonify's state in the user folder (SONIFY_STATE_DIR still wins)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return
+    from ..sonify import config
+
+    config.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
+
+
+def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float | None], None]:
+    """A progress callback: the node's progress bar and a short live text on the node."""
+    try:
+        from comfy.utils import ProgressBar
+
+        bar = ProgressBar(steps)
+    except ImportError:
+        bar = None
+    try:
+        from server import PromptServer
+
+        server = PromptServer.instance
+    except (ImportError, AttributeError):
+        server = None
+
+    def report(text: str, fraction: float | None) -> None:
+        log.info("%s", text)
+        if bar is not None and fraction is not None:
+            bar.update_absolute(int(fraction * steps), steps)
+        if server is not None and unique_id is not None and hasattr(server, "send_progress_text"):
+            server.send_progress_text(text, unique_id)
+
+    return report
+
+
+def is_cancelled() -> bool:
+    """True once the user pressed Cancel in ComfyUI (checked several times a second)."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return False
+    return bool(mm.processing_interrupted())
+
+
+def raise_interrupted() -> None:
+    """Turn our Cancelled into ComfyUI's own interrupt, which it shows as a clean stop."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return
+    mm.throw_exception_if_processing_interrupted()
+
+
+def video_source(video: Any, workdir: Path) -> dict[str, Any]:
+    """A ComfyUI VIDEO as engine arguments: a file path when it is file-backed, else frames + fps."""
+    stream = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    if isinstance(stream, (str, Path)):
+        return {"path": str(stream)}
+    if stream is not None:  # an in-memory file (BytesIO)
+        target = workdir / "input-video.mp4"
+        stream.seek(0)
+        with open(target, "wb") as out:
+            shutil.copyfileobj(stream, out)
+        return {"path": str(target)}
+    components = video.get_components()
+    return {"frames": components.images.cpu().numpy(), "fps": components.frame_rate}
+
+
+def make_video(path: Path) -> Any:
+    """A VIDEO value for downstream nodes: comfy_api's VideoFromFile when the host has it."""
+    try:
+        from comfy_api.input_impl import VideoFromFile
+    except ImportError:
+        return FileVideo(str(path))
+    return VideoFromFile(str(path))
+
+
+class FileVideo:
+    """Stand-in for comfy_api's VideoFromFile outside ComfyUI (tests, older hosts)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_stream_source(self) -> str:
+        return self.path
+
+    def get_dimensions(self) -> tuple[int, int]:
+        from ..sonify import media
+
+        info = media.probe(self.path)
+        return info.width, info.height
+
+    def save_to(self, path: str, **_: Any) -> None:
+        shutil.copyfile(self.path, path)
+
+
+def to_audio(samples: Any, sample_rate: int) -> dict[str, Any]:
+    """engine float32 [C, T] → ComfyUI AUDIO {"waveform": [1, C, T], "sample_rate"}."""
+    import torch
+
+    return {"waveform": torch.from_numpy(samples).unsqueeze(0).contiguous(), "sample_rate": int(sample_rate)}
+
+
+def from_audio(audio: dict[str, Any]) -> tuple[Any, int]:
+    """ComfyUI AUDIO → float32 [C, T] numpy and its rate (first item of a batch)."""
+    import numpy as np
+
+    waveform = audio["waveform"]
+    samples = waveform[0].detach().cpu().float().numpy() if hasattr(waveform, "detach") else np.asarray(waveform)[0]
+    return np.ascontiguousarray(samples, dtype=np.float32), int(audio["sample_rate"])

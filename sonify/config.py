@@ -1,0 +1,100 @@
+"""Where state lives, where keys come from, and which provider URLs are allowed.
+
+Keys come from the environment or a key file in the state folder, never from a widget: a
+widget value is saved into every shared workflow and every saved file's metadata.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+from .redact import register_secret
+
+KEY_FILE = "keys.json"
+
+DEFAULT_URLS = {
+    "wavespeed": "https://api.wavespeed.ai",
+    "fal_queue": "https://queue.fal.run",
+    "fal_rest": "https://rest.fal.ai",
+}
+URL_ENV = {
+    "wavespeed": "SONIFY_WAVESPEED_URL",
+    "fal_queue": "SONIFY_FAL_QUEUE_URL",
+    "fal_rest": "SONIFY_FAL_REST_URL",
+}
+KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
+
+# Set by the ComfyUI adapter to ComfyUI's user folder; the command line leaves it unset.
+host_state_dir: Path | None = None
+
+
+def state_dir() -> Path:
+    """The folder for the journal, caches and the optional key file (created on demand)."""
+    env = os.environ.get("SONIFY_STATE_DIR")
+    path = Path(env) if env else (host_state_dir or Path.home() / ".cache" / "sonify")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def api_key(provider: str) -> str:
+    """The provider's key, from the environment or the key file. Registered for redaction."""
+    env_name = KEY_ENV[provider]
+    key = os.environ.get(env_name, "").strip()
+    if not key and provider == "fal":
+        key_id, secret = os.environ.get("FAL_KEY_ID", "").strip(), os.environ.get("FAL_KEY_SECRET", "").strip()
+        if key_id and secret:
+            key = f"{key_id}:{secret}"
+    if not key:
+        key = _key_from_file(provider)
+    if not key:
+        raise ConfigurationError(
+            f"No {provider} API key found: set the environment variable {env_name}"
+            f" or put {{\"{provider}\": \"<key>\"}} in {state_dir() / KEY_FILE}"
+        )
+    register_secret(key)
+    return key
+
+
+def _key_from_file(provider: str) -> str:
+    path = state_dir() / KEY_FILE
+    if not path.is_file():
+        return ""
+    try:
+        keys = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"The key file {path} is not valid JSON ({type(exc).__name__})") from None
+    value = keys.get(provider, "") if isinstance(keys, dict) else ""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def base_url(name: str) -> str:
+    """A provider base URL, overridable for the emulator or a proxy."""
+    url = os.environ.get(URL_ENV[name], "").strip() or DEFAULT_URLS[name]
+    check_url(url, URL_ENV[name])
+    return url.rstrip("/")
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, what: str) -> None:
+    """https anywhere; plain http only to this machine (the emulator, a local proxy)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback(parts.hostname):
+        return
+    raise ConfigurationError(f"{what}: only https URLs, or http to this machine, are allowed (got {parts.scheme}://{parts.hostname})")

@@ -1,0 +1,45 @@
+"""One error family. Every message is written for the person who runs the node."""
+
+from __future__ import annotations
+
+from .redact import redact
+
+
+class SonifyError(Exception):
+    """Base of every error Sonify raises on purpose."""
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(redact(message))
+        self.task_id = task_id
+
+
+class ConfigurationError(SonifyError):
+    """Something in the setup is missing or wrong (no key, bad base URL)."""
+
+
+class ValidationError(SonifyError):
+    """An input is out of range; raised before any request is sent."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.input_name = name
+
+
+class ProviderError(SonifyError):
+    """The provider answered with an HTTP error, or an answer we cannot use."""
+
+    def __init__(self, message: str, *, status: int | None = None, task_id: str | None = None) -> None:
+        super().__init__(message, task_id=task_id)
+        self.status = status
+
+
+class JobFailed(SonifyError):
+    """The remote job ran and reported failure."""
+
+
+class JobTimedOut(SonifyError):
+    """We stopped waiting; the remote job may still finish."""
+
+
+class Cancelled(SonifyError):
+    """The user cancelled (ComfyUI's Cancel, Ctrl-C)."""

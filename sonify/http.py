@@ -1,0 +1,209 @@
+"""HTTP for the provider clients: one session per provider, timeouts, bounded retries of
+idempotent requests, error mapping, and size-capped streamed downloads.
+
+The API key is attached only to requests under the provider's own base URL, never to upload or
+download URLs (pre-signed or CDN hosts).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urljoin
+
+import requests
+
+from .config import check_url
+from .errors import ProviderError
+from .waiter import Waiter
+
+log = logging.getLogger("sonify")
+
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+TIMEOUT = (10.0, 60.0)  # connect, read
+MAX_ATTEMPTS = 6
+MAX_REDIRECTS = 5
+CHUNK = 1 << 20
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1-based): jittered exponential, or the
+    server's Retry-After when it gave one (capped so a bad header cannot stall a job)."""
+    if retry_after is not None:
+        return min(retry_after, 60.0)
+    delay = min(0.5 * 2 ** (attempt - 1), 8.0)
+    return delay * random.uniform(0.5, 1.0)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class Http:
+    """One provider's HTTP: `auth_headers` go only to URLs under `base_url`."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        auth_headers: dict[str, str],
+        describe_error: Callable[[requests.Response], str],
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._auth = auth_headers
+        self._describe_error = describe_error
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "sonify/0.1"
+        self.session.trust_env = False  # no proxies or .netrc credentials picked up behind our back
+
+    def _headers_for(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = dict(extra or {})
+        if url == self.base_url or url.startswith(self.base_url + "/"):
+            headers.update(self._auth)
+        return headers
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool,
+        waiter: Waiter,
+        json: Any = None,
+        data: Any = None,
+        files: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: tuple[float, float] = TIMEOUT,
+        task_id: str | None = None,
+    ) -> requests.Response:
+        """Send a request; retry it on 408/429/5xx and connection errors only if `idempotent`.
+
+        A submit is never idempotent: a lost answer may still have created (and charged) a task.
+        """
+        url = url if url.startswith(("http://", "https://")) else self.base_url + url
+        check_url(url, f"{self.provider} URL")
+        attempt = 0
+        while True:
+            attempt += 1
+            waiter.check()
+            try:
+                response = self.session.request(
+                    method, url, json=json, data=data, files=files, timeout=timeout,
+                    headers=self._headers_for(url, headers), allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                if not idempotent or attempt >= MAX_ATTEMPTS:
+                    raise ProviderError(
+                        f"{self.provider}: no answer from {_origin(url)} ({type(exc).__name__})", task_id=task_id
+                    ) from None
+                log.info("%s %s: %s, retrying", method, _origin(url), type(exc).__name__)
+                waiter.sleep(backoff(attempt))
+                continue
+            if response.status_code < 400:
+                return response
+            if idempotent and response.status_code in RETRYABLE and attempt < MAX_ATTEMPTS:
+                log.info("%s %s: HTTP %s, retrying", method, _origin(url), response.status_code)
+                waiter.sleep(backoff(attempt, retry_after_seconds(response)))
+                continue
+            raise ProviderError(self._describe_error(response), status=response.status_code, task_id=task_id)
+
+    def json(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = self.request(method, url, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderError(
+                f"{self.provider} answered HTTP {response.status_code} with a body that is not JSON",
+                status=response.status_code, task_id=kwargs.get("task_id"),
+            ) from None
+
+    def download(self, url: str, dest: Path, *, max_bytes: int, waiter: Waiter, task_id: str | None = None) -> Path:
+        """Stream `url` to `dest` (never more than max_bytes), following at most MAX_REDIRECTS
+        redirects, each of which must itself be https (or http to loopback). Retries transient
+        failures from the start. No credentials are sent."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._download_once(url, dest, max_bytes, waiter, task_id)
+            except _Transient as exc:
+                if attempt >= MAX_ATTEMPTS:
+                    raise ProviderError(f"{self.provider}: downloading the result failed: {exc}", task_id=task_id) from None
+                log.info("download: %s, retrying", exc)
+                waiter.sleep(backoff(attempt, exc.retry_after))
+
+    def _download_once(self, url: str, dest: Path, max_bytes: int, waiter: Waiter, task_id: str | None) -> Path:
+        for _ in range(MAX_REDIRECTS + 1):
+            check_url(url, "result URL")
+            waiter.check()
+            try:
+                response = self.session.get(url, stream=True, timeout=TIMEOUT, allow_redirects=False)
+            except requests.RequestException as exc:
+                raise _Transient(type(exc).__name__) from None
+            with response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                if response.status_code in RETRYABLE:
+                    raise _Transient(f"HTTP {response.status_code}", retry_after_seconds(response))
+                if response.status_code != 200:
+                    raise ProviderError(
+                        f"{self.provider}: the result file answered HTTP {response.status_code}", task_id=task_id
+                    )
+                declared = int(response.headers.get("Content-Length") or 0)
+                if declared > max_bytes:
+                    raise ProviderError(_too_big(max_bytes), task_id=task_id)
+                return _write_capped(response, dest, max_bytes, declared, waiter, task_id)
+        raise ProviderError(f"{self.provider}: the result URL redirected more than {MAX_REDIRECTS} times", task_id=task_id)
+
+
+class _Transient(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _write_capped(
+    response: requests.Response, dest: Path, max_bytes: int, declared: int, waiter: Waiter, task_id: str | None
+) -> Path:
+    partial = dest.with_name(dest.name + ".part")
+    written = 0
+    try:
+        with open(partial, "wb") as out:
+            for chunk in response.iter_content(CHUNK):
+                waiter.check()
+                written += len(chunk)
+                if written > max_bytes:
+                    raise ProviderError(_too_big(max_bytes), task_id=task_id)
+                out.write(chunk)
+        if declared and written != declared:
+            raise _Transient(f"download truncated at {written} of {declared} bytes")
+    except requests.RequestException as exc:
+        partial.unlink(missing_ok=True)
+        raise _Transient(f"connection lost during download ({type(exc).__name__})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, dest)
+    return dest
+
+
+def _too_big(max_bytes: int) -> str:
+    return f"the result file is larger than the {max_bytes // (1 << 20)} MiB cap (SONIFY_MAX_DOWNLOAD_MB)"
+
+
+def _origin(url: str) -> str:
+    return url.split("?", 1)[0]

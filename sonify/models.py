@@ -1,0 +1,241 @@
+"""The model catalog: one declarative ModelSpec per hosted model.
+
+Everything that knows a model's parameters, ranges, limits or price reads them from here:
+validation, the ComfyUI node inputs, the command line and the emulator. A range is written once.
+Facts come from shared/PROTOCOLS.md; the parameter names are the provider's own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ValidationError
+
+INT32_MAX = 2147483647
+
+
+@dataclass(frozen=True)
+class Param:
+    """One model parameter, named as the provider names it."""
+
+    name: str
+    kind: str  # "int" | "float" | "bool" | "str" | "choice"
+    default: Any
+    help: str
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    max_length: int | None = None
+    required: bool = False  # for "str": must not be empty
+    multiline: bool = False
+    send_if_empty: bool = True  # False: an empty string is left out of the request
+
+    def range_text(self) -> str:
+        if self.kind in ("int", "float"):
+            return f"{_num(self.min)} to {_num(self.max)}"
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "str" and self.max_length:
+            return f"at most {self.max_length} characters"
+        return ""
+
+    def check(self, value: Any) -> Any:
+        """Return the value in its canonical type, or raise ValidationError naming the input."""
+        name = self.name
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValidationError(name, f"must be true or false, got {value!r}")
+            return value
+        if self.kind in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValidationError(name, f"must be a number from {self.range_text()}, got {value!r}")
+            if self.kind == "int":
+                if not float(value).is_integer():
+                    raise ValidationError(name, f"must be a whole number from {self.range_text()}, got {value!r}")
+                value = int(value)
+            else:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValidationError(name, f"must be a finite number from {self.range_text()}, got {value!r}")
+            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+                raise ValidationError(name, f"must be from {self.range_text()}, got {_num(value)}")
+            return value
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValidationError(name, f"must be {self.range_text()}, got {value!r}")
+            return value
+        if not isinstance(value, str):
+            raise ValidationError(name, f"must be text, got {type(value).__name__}")
+        value = value.strip()
+        if self.required and not value:
+            raise ValidationError(name, "is required and must not be empty")
+        if self.max_length is not None and len(value) > self.max_length:
+            raise ValidationError(name, f"must be {self.range_text()}, got {len(value)}")
+        if any(ord(c) < 32 and c not in "\n\t" for c in value):
+            raise ValidationError(name, "must not contain control characters")
+        return value
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else (str(int(x)) if float(x).is_integer() else str(x))
+
+
+@dataclass(frozen=True)
+class ProxyRule:
+    """How the source is reduced before upload. The models see only small frames (PROTOCOLS.md),
+    so sending more pixels costs upload time for nothing."""
+
+    short_side: int = 480
+    max_fps: int = 30
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str  # short name for the command line
+    provider: str  # "wavespeed" | "fal"
+    model_id: str  # the provider's id, used in the submit URL
+    title: str  # display name: "MMAudio v2 · WaveSpeed"
+    description: str
+    params: tuple[Param, ...]
+    video_field: str = "video"
+    audio_field: str | None = None  # lipsync only
+    output: str = "audio"  # "audio": sound for the source video; "video": a new video (lipsync)
+    proxy: ProxyRule | None = field(default_factory=ProxyRule)  # None: upload the original
+    min_seconds: float | None = None
+    max_seconds: float | None = None
+    price: Callable[[dict[str, Any], float], float | None] = lambda params, seconds: None
+    price_text: str = "unknown"
+    licence_note: str = ""
+    # Turns the checked parameters into what is sent, knowing the source's length in seconds.
+    resolve: Callable[[dict[str, Any], float], dict[str, Any]] = lambda params, seconds: params
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def validate(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Check every parameter; unknown names are an error. Returns canonical values."""
+        unknown = sorted(set(values) - {p.name for p in self.params})
+        if unknown:
+            raise ValidationError(unknown[0], f"is not a parameter of {self.title}")
+        return {p.name: p.check(values.get(p.name, p.default)) for p in self.params}
+
+    def request_body(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters as the provider expects them (media URLs are added by the pipeline)."""
+        return {
+            p.name: params[p.name]
+            for p in self.params
+            if p.send_if_empty or params[p.name] != ""
+        }
+
+    def check_duration(self, seconds: float) -> None:
+        lo, hi = self.min_seconds, self.max_seconds
+        if (lo is not None and seconds < lo) or (hi is not None and seconds > hi):
+            raise ValidationError(
+                "video", f"{self.title} takes clips from {_num(lo or 0)} to {_num(hi)} seconds, got {seconds:.3f} s"
+            )
+
+
+def _mmaudio_resolve(params: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """duration 0 means "match the video": ask for whole seconds covering it (1..30); the
+    pipeline trims the audio to the video afterwards."""
+    if params["duration"] == 0:
+        return {**params, "duration": min(30, max(1, math.ceil(seconds - 1e-9)))}
+    return params
+
+
+SEED = Param("seed", "int", -1, "Random seed; -1 picks a new one each run.", min=-1, max=INT32_MAX)
+
+MMAUDIO_V2 = ModelSpec(
+    key="mmaudio-v2",
+    provider="wavespeed",
+    model_id="wavespeed-ai/mmaudio-v2",
+    title="MMAudio v2 · WaveSpeed",
+    description="Foley and ambience for a silent clip (MMAudio v2 on WaveSpeed). 44.1 kHz mono.",
+    params=(
+        Param("prompt", "str", "", "What the sound should be.", required=True, multiline=True),
+        Param("negative_prompt", "str", "", "Sounds to avoid (e.g. music).", multiline=True, send_if_empty=False),
+        Param("duration", "int", 0, "Seconds of audio; 0 matches the video (rounded up, then trimmed). Cost grows with it.", min=0, max=30),
+        Param("num_inference_steps", "int", 25, "Denoising steps: more is slower, not dearer.", min=4, max=50),
+        Param("guidance_scale", "float", 4.5, "How strongly the prompt steers the sound.", min=0, max=20, step=0.1),
+        Param("mask_away_clip", "bool", False, "Ignore the picture's content; keep only its timing."),
+        SEED,
+    ),
+    price=lambda params, seconds: 0.001 * params["duration"],
+    price_text="$0.001 per second of audio",
+    resolve=_mmaudio_resolve,
+)
+
+THINKSOUND_WAVESPEED = ModelSpec(
+    key="thinksound-wavespeed",
+    provider="wavespeed",
+    model_id="wavespeed-ai/think-sound",
+    title="ThinkSound · WaveSpeed",
+    description="Sound for a silent clip (ThinkSound on WaveSpeed). 44.1 kHz stereo. Research licence: non-commercial use only.",
+    params=(
+        Param("prompt", "str", "", "What the sound should be (optional).", multiline=True, send_if_empty=False),
+        SEED,
+    ),
+    licence_note="ThinkSound's model licence forbids commercial use.",
+)
+
+THINKSOUND_FAL = ModelSpec(
+    key="thinksound-fal",
+    provider="fal",
+    model_id="fal-ai/thinksound",
+    title="ThinkSound · fal",
+    description="Sound for a silent clip (ThinkSound on fal). Empty prompt: fal writes one from the video. Research licence: non-commercial use only.",
+    params=(
+        Param("prompt", "str", "", "What the sound should be; empty lets fal write one from the video.", multiline=True),
+        SEED,
+        Param("num_inference_steps", "int", 24, "Denoising steps: more is slower and dearer (billed per compute second).", min=2, max=100),
+        Param("cfg_scale", "float", 5.0, "How strongly the prompt steers the sound.", min=1, max=20, step=0.1),
+    ),
+    video_field="video_url",
+    price_text="$0.001 per compute second",
+    licence_note="ThinkSound's model licence forbids commercial use.",
+)
+
+KLING_V2A = ModelSpec(
+    key="kling-video-to-audio",
+    provider="wavespeed",
+    model_id="kwaivgi/kling-video-to-audio",
+    title="Kling Video-to-Audio · WaveSpeed",
+    description="Sound effects and background music for a 3–20 s clip (Kling on WaveSpeed).",
+    params=(
+        Param("sound_effect_prompt", "str", "", "Sound effects to generate (at most 200 characters).", max_length=200, multiline=True, send_if_empty=False),
+        Param("bgm_prompt", "str", "", "Background music to generate (at most 200 characters).", max_length=200, multiline=True, send_if_empty=False),
+        Param("asmr_mode", "bool", False, "Detailed, close-up sound effects."),
+    ),
+    # Kling's own inputs go down to 720 px [guess]: keep that much rather than risk a rejection.
+    proxy=ProxyRule(short_side=720, max_fps=30),
+    min_seconds=3.0,
+    max_seconds=20.0,
+    price=lambda params, seconds: 0.035,
+    price_text="$0.035 per job",
+)
+
+SYNC_LIPSYNC = ModelSpec(
+    key="sync-lipsync",
+    provider="wavespeed",
+    model_id="sync/lipsync-1.9.0-beta",
+    title="Sync Lipsync 1.9 · WaveSpeed",
+    description="Lip-syncs a face in a video to a voice (sync lipsync-1.9.0-beta on WaveSpeed).",
+    params=(
+        Param("sync_mode", "choice", "cut_off", "When video and audio lengths differ: cut_off trims to the shorter, loop repeats the video, bounce plays it back and forth, silence pads the audio, remap stretches the video.", choices=("cut_off", "bounce", "loop", "silence", "remap")),
+    ),
+    audio_field="audio",
+    output="video",
+    proxy=None,
+)
+
+MODELS: dict[str, ModelSpec] = {m.key: m for m in (MMAUDIO_V2, THINKSOUND_WAVESPEED, THINKSOUND_FAL, KLING_V2A, SYNC_LIPSYNC)}
+BY_MODEL_ID: dict[tuple[str, str], ModelSpec] = {(m.provider, m.model_id): m for m in MODELS.values()}

@@ -1,0 +1,25 @@
+"""Provider clients, one cached instance (one HTTP session) per provider, key and URL."""
+
+from __future__ import annotations
+
+import threading
+
+from .. import config
+from .wavespeed import WaveSpeed
+
+_clients: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def client(provider: str):
+    """The client for `provider`, built from the current key and base URL."""
+    key = config.api_key(provider)
+    if provider == "wavespeed":
+        ident = (provider, key, config.base_url("wavespeed"))
+        factory = lambda: WaveSpeed(key, ident[2])  # noqa: E731
+    else:
+        raise ValueError(f"unknown provider {provider!r}")
+    with _lock:
+        if ident not in _clients:
+            _clients[ident] = factory()
+        return _clients[ident]

@@ -1,0 +1,88 @@
+"""What every provider client returns while a job runs, and the shared polling loop."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import JobTimedOut
+from ..waiter import Waiter
+
+QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+
+
+@dataclass
+class TaskState:
+    status: str  # QUEUED | RUNNING | COMPLETED | FAILED
+    raw_status: str = ""  # the provider's own word
+    outputs: list[str] = field(default_factory=list)  # result URLs
+    extra: dict[str, Any] = field(default_factory=dict)  # other result fields (fal's prompt, ...)
+    error: str = ""
+    queue_position: int | None = None
+    inference_seconds: float | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in (COMPLETED, FAILED)
+
+
+@dataclass(frozen=True)
+class WaitLimits:
+    """The queue wait and the processing wait are bounded separately: a job stuck in a queue
+    (no credit, an outage) should not hold the node for the whole processing allowance."""
+
+    queue_seconds: float = 900.0
+    run_seconds: float = 1800.0
+
+
+def poll_interval(elapsed: float) -> float:
+    """Dense at first (short jobs are noticed quickly), then backing off to one poll every 4 s,
+    i.e. at most 15 polls a minute on long jobs."""
+    if elapsed < 2:
+        return 0.25
+    if elapsed < 10:
+        return 0.5 + elapsed * 0.1
+    return 4.0
+
+
+def poll_until_final(
+    poll: Callable[[], TaskState],
+    task_id: str,
+    provider: str,
+    waiter: Waiter,
+    on_state: Callable[[TaskState, float], None],
+    limits: WaitLimits,
+) -> TaskState:
+    """Poll until the task is final, reporting each state; raise JobTimedOut past a limit."""
+    start = time.monotonic()
+    run_start: float | None = None
+    while True:
+        state = poll()
+        now = time.monotonic()
+        on_state(state, now - start)
+        if state.final:
+            return state
+        if state.status == RUNNING and run_start is None:
+            run_start = now
+        check_limits(task_id, provider, now - start, None if run_start is None else now - run_start, limits)
+        waiter.sleep(poll_interval(now - start))
+
+
+def check_limits(task_id: str, provider: str, waited: float, running: float | None, limits: WaitLimits) -> None:
+    if running is None and waited > limits.queue_seconds:
+        raise JobTimedOut(
+            f"{provider} task {task_id} was still queued after {limits.queue_seconds:.0f} s; "
+            f"it may still run — {recovery_hint(provider, task_id)}",
+            task_id=task_id,
+        )
+    if running is not None and running > limits.run_seconds:
+        raise JobTimedOut(
+            f"{provider} task {task_id} was still processing after {limits.run_seconds:.0f} s; "
+            f"{recovery_hint(provider, task_id)}",
+            task_id=task_id,
+        )
+
+
+def recovery_hint(provider: str, task_id: str) -> str:
+    return f"fetch the result later with `python -m sonify fetch {provider} {task_id}` or the Sonify Fetch Result node"

@@ -1,0 +1,131 @@
+"""WaveSpeed REST v3: upload, submit, poll, (no cancel). Protocol notes: shared/PROTOCOLS.md."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+from ..errors import ProviderError
+from ..http import Http
+from ..waiter import Waiter
+from .base import COMPLETED, FAILED, QUEUED, RUNNING, TaskState, WaitLimits, poll_until_final
+
+NAME = "wavespeed"
+STATUS = {
+    "created": QUEUED,
+    "pending": QUEUED,
+    "queued": QUEUED,
+    "processing": RUNNING,
+    "completed": COMPLETED,
+    "failed": FAILED,
+    "cancelled": FAILED,
+    "timeout": FAILED,
+    "deleted": FAILED,
+}
+
+
+def describe_error(response: requests.Response) -> str:
+    """WaveSpeed error bodies are not uniform: `message`, `error`, `error_code` all occur."""
+    if response.status_code == 401:
+        return "WAVESPEED_API_KEY is not valid (WaveSpeed answered HTTP 401)"
+    detail = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        detail = str(body.get("message") or body.get("error") or data.get("error") or body.get("error_code") or "")
+    if not detail:
+        detail = response.text[:300].strip() or response.reason or ""
+    hints = {403: " (check the account's balance and access)", 429: " (rate limit)"}
+    return f"WaveSpeed answered HTTP {response.status_code}: {detail}{hints.get(response.status_code, '')}"
+
+
+class WaveSpeed:
+    name = NAME
+
+    def __init__(self, api_key: str, base_url: str) -> None:
+        self.http = Http(NAME, base_url, {"Authorization": f"Bearer {api_key}"}, describe_error)
+
+    def upload(self, path: Path, waiter: Waiter) -> str:
+        """Current flow: ask for an upload ticket, PUT the bytes to its URL with exactly its
+        headers. Falls back to the legacy multipart endpoint where the ticket route is missing."""
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        try:
+            ticket = self._data(self.http.json(
+                "POST", "/api/v3/media/uploads", idempotent=False, waiter=waiter,
+                json={"filename": path.name, "size": path.stat().st_size, "content_type": content_type},
+            ))
+        except ProviderError as exc:
+            if exc.status not in (404, 405):
+                raise
+            return self._upload_legacy(path, content_type, waiter)
+        instruction = ticket.get("upload") or {}
+        if str(instruction.get("method", "")).upper() != "PUT" or not instruction.get("url") or not ticket.get("download_url"):
+            raise ProviderError("WaveSpeed gave an upload ticket without a PUT URL or download URL")
+        with open(path, "rb") as body:
+            self.http.request(
+                "PUT", instruction["url"], idempotent=True, waiter=waiter, data=body,
+                headers=dict(instruction.get("headers") or {}), timeout=(10.0, 300.0),
+            )
+        return str(ticket["download_url"])
+
+    def _upload_legacy(self, path: Path, content_type: str, waiter: Waiter) -> str:
+        with open(path, "rb") as body:
+            data = self._data(self.http.json(
+                "POST", "/api/v3/media/upload/binary", idempotent=False, waiter=waiter,
+                files={"file": (path.name, body, content_type)}, timeout=(10.0, 300.0),
+            ))
+        if not data.get("download_url"):
+            raise ProviderError("WaveSpeed's upload answer has no download_url")
+        return str(data["download_url"])
+
+    def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
+        """Never retried: a lost answer may still have created a task that will be charged."""
+        data = self._data(self.http.json("POST", f"/api/v3/{model_id}", idempotent=False, waiter=waiter, json=body))
+        task_id = data.get("id")
+        if not task_id:
+            raise ProviderError("WaveSpeed accepted the job but its answer has no task id")
+        return str(task_id)
+
+    def state(self, task_id: str, waiter: Waiter) -> TaskState:
+        data = self._data(self.http.json(
+            "GET", f"/api/v3/predictions/{task_id}/result", idempotent=True, waiter=waiter, task_id=task_id,
+        ), task_id)
+        raw = str(data.get("status", ""))
+        status = STATUS.get(raw, FAILED)
+        error = str(data.get("error") or "")
+        if raw not in STATUS:
+            error = f"unknown status {raw!r} from WaveSpeed"
+        elif status == FAILED and not error:
+            error = f"task {raw}"
+        outputs = data.get("outputs") or []
+        if status == COMPLETED and not outputs:
+            status, error = FAILED, "WaveSpeed reported the task completed but gave no output"
+        timings = data.get("timings") or {}
+        inference = timings.get("inference") if isinstance(timings, dict) else None
+        return TaskState(
+            status=status, raw_status=raw, error=error,
+            outputs=[str(u) for u in outputs if isinstance(u, str)],
+            inference_seconds=inference / 1000 if isinstance(inference, (int, float)) else None,
+        )
+
+    def wait(
+        self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits
+    ) -> TaskState:
+        return poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits)
+
+    def cancel(self, task_id: str, waiter: Waiter) -> bool:
+        """WaveSpeed has no documented cancel endpoint: the job runs on (and can be fetched)."""
+        return False
+
+    @staticmethod
+    def _data(body: Any, task_id: str | None = None) -> dict[str, Any]:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise ProviderError("WaveSpeed answered without a `data` object", task_id=task_id)
+        return data

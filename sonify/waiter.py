@@ -1,0 +1,29 @@
+"""Interruptible waiting: every sleep in Sonify goes through here, so Cancel is honoured at once."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .errors import Cancelled
+
+SLICE = 0.1  # seconds between looks at the cancel flag
+
+
+class Waiter:
+    def __init__(self, is_cancelled: Callable[[], bool] | None = None) -> None:
+        self._is_cancelled = is_cancelled or (lambda: False)
+
+    def check(self) -> None:
+        if self._is_cancelled():
+            raise Cancelled("Cancelled")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking every SLICE to raise Cancelled if the user cancelled."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(SLICE, left))
