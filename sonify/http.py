@@ -12,8 +12,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -52,7 +53,8 @@ def retry_after_seconds(response: requests.Response) -> float | None:
 
 
 class Http:
-    """One provider's HTTP: `auth_headers` go only to URLs under `base_url`."""
+    """One provider's HTTP. `auth_headers` go only to URLs under `base_url` or `other_api_urls`
+    (the provider's own API hosts), never anywhere else."""
 
     def __init__(
         self,
@@ -60,9 +62,11 @@ class Http:
         base_url: str,
         auth_headers: dict[str, str],
         describe_error: Callable[[requests.Response], str],
+        other_api_urls: tuple[str, ...] = (),
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
+        self._api_urls = (self.base_url, *(u.rstrip("/") for u in other_api_urls))
         self._auth = auth_headers
         self._describe_error = describe_error
         self.session = requests.Session()
@@ -71,9 +75,12 @@ class Http:
 
     def _headers_for(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers = dict(extra or {})
-        if url == self.base_url or url.startswith(self.base_url + "/"):
+        if self.is_api_url(url):
             headers.update(self._auth)
         return headers
+
+    def is_api_url(self, url: str) -> bool:
+        return any(url == base or url.startswith(base + "/") for base in self._api_urls)
 
     def request(
         self,

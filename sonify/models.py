@@ -8,8 +8,9 @@ Facts come from shared/PROTOCOLS.md; the parameter names are the provider's own.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import ValidationError
 

@@ -16,15 +16,16 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from . import config, media, providers
+from . import media, providers
 from .errors import JobFailed, ProviderError, SonifyError, ValidationError
 from .models import ModelSpec
 from .providers.base import QUEUED, RUNNING, TaskState, WaitLimits, recovery_hint
@@ -241,14 +242,11 @@ def _download_output(client: Any, spec: ModelSpec, state: TaskState, work: Path,
 
 
 def _decode(path: Path, task_id: str) -> tuple[np.ndarray, int]:
+    """The provider's result as audio; a file that is not decodable media is the provider's fault."""
     try:
         return media.decode_audio(path)
-    except SonifyError:
-        raise
-    except Exception as exc:  # PyAV raises many types for a bad file
-        raise ProviderError(
-            f"the result file could not be decoded as audio ({type(exc).__name__})", task_id=task_id
-        ) from None
+    except ValidationError as exc:
+        raise ProviderError(f"the result file is not usable audio ({exc})", task_id=task_id) from None
 
 
 def _safe(task_id: str) -> str:

@@ -55,7 +55,7 @@ def test_file_video_end_to_end(emulator, wavespeed_env, tmp_path):
 def test_image_frames_end_to_end(emulator, wavespeed_env, fps):
     n, flash = 40, 21
     frames = torch.from_numpy(flash_frames(n, 96, 64, flash_frames=(flash,)))
-    audio, video, job = run_node(images=frames, fps=float(fps))
+    audio, video, _ = run_node(images=frames, fps=float(fps))
 
     check_audio(audio, n / fps, flash / fps, fps)
     with av.open(video.get_stream_source()) as container:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import pytest
@@ -83,7 +84,7 @@ def test_key_file_is_used_when_the_environment_has_none(emulator, wavespeed_env,
     key = wavespeed_env["WAVESPEED_API_KEY"]
     monkeypatch.delenv("WAVESPEED_API_KEY")
     config = module("sonify.config")
-    (config.state_dir() / config.KEY_FILE).write_text('{"wavespeed": "%s"}' % key)
+    (config.state_dir() / config.KEY_FILE).write_text(json.dumps({"wavespeed": key}))
     audio, _, _ = call(images=frames)
     assert audio["waveform"].shape[-1] > 0
 

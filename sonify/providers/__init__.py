@@ -16,7 +16,7 @@ def client(provider: str):
     key = config.api_key(provider)
     if provider == "wavespeed":
         ident = (provider, key, config.base_url("wavespeed"))
-        factory = lambda: WaveSpeed(key, ident[2])  # noqa: E731
+        factory = lambda: WaveSpeed(key, ident[2])
     else:
         raise ValueError(f"unknown provider {provider!r}")
     with _lock:

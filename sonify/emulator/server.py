@@ -1,0 +1,332 @@
+"""The emulator's HTTP server: one loopback port, every emulated provider on its own routes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from ..models import BY_MODEL_ID
+from .faults import FaultBoard
+from .routing import Body, Request, Response, Router, declared_length, json_response
+from .storage import Storage
+from .tasks import TaskBoard, TaskFailure
+from .wavespeed_routes import WaveSpeedRoutes
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+log = logging.getLogger("sonify.emulator")
+
+DEFAULT_KEYS = ("test-wavespeed-key",)
+HOST = "127.0.0.1"  # never another interface: the emulator has no real security
+MAX_UPLOAD_BYTES = 500 * 1024 * 1024
+DRAIN_LIMIT = 1024 * 1024  # unread request bodies up to this are read away to keep the connection usable
+IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may sit idle
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str  # without the query
+    status: int | None  # None: the connection was dropped without an answer
+    authorized: bool  # an Authorization header was sent, valid or not (its value is never kept)
+    headers: dict[str, str]  # as sent, minus Authorization and other credentials
+    fault: str | None  # "inject" or "drop" when the fault switchboard answered
+    at: float  # time.monotonic() when the answer was ready to send
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, emulator: Emulator, router: Router) -> None:
+        super().__init__((HOST, port), _Handler)
+        self.emulator = emulator
+        self.router = router
+        self.url = f"http://{HOST}:{self.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sonify-emulator-{self.url}", daemon=True
+        )
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections so their handler threads finish now, not at IDLE_TIMEOUT."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SonifyEmulator/1"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    server: _HttpServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _handle(self) -> None:
+        emulator = self.server.emulator
+        parts = urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            headers=self.headers,
+            body=Body(self.rfile, declared_length(self.headers)),
+        )
+        fault = emulator.faults.take(self.command, parts.path)
+        if fault is not None and fault.kind == "drop":
+            self._discard_body(request)
+            self.close_connection = True
+            emulator.record(self._record(request, None, "drop"))
+            return
+        response = fault.response() if fault is not None else self._dispatch(request)
+        self._discard_body(request)
+        # Recorded before sending, so a client that has its answer always finds it in the log.
+        emulator.record(self._record(request, response.status, fault and fault.kind))
+        self._send(response)
+
+    def _dispatch(self, request: Request) -> Response:
+        try:
+            return self.server.router.dispatch(request)
+        except Exception:
+            log.exception("emulator error on %s %s", request.method, request.path)
+            return json_response(500, {"code": 500, "message": "emulator internal error", "data": None})
+
+    def _discard_body(self, request: Request) -> None:
+        """Read away what is left of the request body, so the connection can serve the next request;
+        close it instead when that is too much, or when the body is chunked (never read here)."""
+        if request.headers.get("Transfer-Encoding") is not None or request.body.remaining > DRAIN_LIMIT:
+            self.close_connection = True
+        elif request.body.remaining:
+            request.body.read()
+
+    def _send(self, response: Response) -> None:
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(response.length()))
+            self.send_header("X-Sonify-Emulator", "1")
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                response.write_body(self.wfile)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _record(self, request: Request, status: int | None, fault: str | None) -> RequestRecord:
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in SECRET_HEADERS}
+        authorized = self.headers.get("Authorization") is not None
+        return RequestRecord(request.method, request.path, status, authorized, headers, fault, time.monotonic())
+
+
+class Emulator:
+    """A local stand-in for the hosted providers (tests, demos, dry runs). Labelled as such in every answer.
+
+    Settable after construction: `formats[model_id]` (output format, default "mp4"),
+    `per_model_seconds[model_id]`, `model_seconds`, `queue_seconds` (time a task stays "created"),
+    `sync_timeout` (sync-mode wait before answering "processing"), `balance`; before start():
+    `max_upload_bytes`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: tuple[str, ...] = DEFAULT_KEYS,
+        model_seconds: float = 0.5,
+        formats: dict[str, str] | None = None,
+        state_dir: str | Path | None = None,
+        per_model_seconds: dict[str, float] | None = None,
+    ) -> None:
+        self.api_keys = tuple(api_keys)
+        self.model_seconds = model_seconds
+        self.per_model_seconds = dict(per_model_seconds or {})
+        self.formats = dict(formats or {})
+        self.queue_seconds = 0.05
+        self.sync_timeout = 60.0
+        self.balance = 100.0
+        self.max_upload_bytes = MAX_UPLOAD_BYTES
+        self.faults = FaultBoard()
+        self.url = ""  # the API origin, after start()
+        self.files_url = ""  # the files origin (uploads, outputs), after start()
+        self.router = Router()  # the API routes; each emulated provider adds its rows in start()
+        self._state_dir = Path(state_dir) if state_dir is not None else None
+        self._private_dir: Path | None = None
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._submitted: list[str] = []
+        self._failures: dict[str, deque[TaskFailure]] = {}
+        self._stopping = threading.Event()
+        self._servers: list[_HttpServer] = []
+
+    # --- life cycle ---
+
+    def start(self, port: int = 0) -> Emulator:
+        """Listen on 127.0.0.1:`port` (0 = any free port) for the APIs, and on a second free port for
+        files (uploads and outputs, like a provider's storage host); daemon threads; returns self."""
+        if self._servers or self._stopping.is_set():
+            raise RuntimeError("an emulator starts once")
+        if self._state_dir is None:
+            self._private_dir = Path(tempfile.mkdtemp(prefix="sonify-emulator-"))
+        root = (self._state_dir or self._private_dir).resolve()
+        api, files = _HttpServer(port, self, self.router), _HttpServer(0, self, Router())
+        self._servers = [api, files]
+        self.url, self.files_url = api.url, files.url
+        self.storage = Storage(root, self.max_upload_bytes, files.url)
+        self.tasks = TaskBoard(self.storage, self._stopping)
+        files.router.add_all(self.storage.routes())
+        self.router.add_all(WaveSpeedRoutes(self).routes())
+        for server in self._servers:
+            server.thread.start()
+        log.info("emulator listening on %s, files on %s (kept in %s)", self.url, self.files_url, root)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, end open connections and task workers, remove the private temp dir."""
+        servers, self._servers = self._servers, []
+        if not servers:
+            return
+        self._stopping.set()
+        for server in servers:
+            server.shutdown()
+        self.tasks.close()
+        for server in servers:
+            server.close_connections()
+            server.server_close()
+            server.thread.join()
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+        log.info("emulator on %s stopped", self.url)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stop() is called (from another thread) or `timeout` passes; True if stopped.
+
+        Waits in short steps so that Ctrl-C reaches the main thread at once."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopping.is_set():
+            step = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if step <= 0:
+                break
+            self._stopping.wait(step)
+        return self._stopping.is_set()
+
+    def __enter__(self) -> Self:
+        return self if self._servers else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- behaviour switches ---
+
+    def seconds_for(self, model_id: str) -> float:
+        return self.per_model_seconds.get(model_id, self.model_seconds)
+
+    def inject(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> None:
+        """The next `times` requests whose path matches (re.search) get `status` instead of their answer.
+
+        `body`: None for a WaveSpeed-style JSON error, str/bytes sent as is, anything else as JSON."""
+        self.faults.inject(method, path_regex, status, times, retry_after, body)
+
+    def drop(self, method: str, path_regex: str, times: int = 1) -> None:
+        """The next `times` matching requests get no answer: the connection is closed."""
+        self.faults.drop(method, path_regex, times)
+
+    def fail_next(self, model_id: str, error: str = "Emulated task failure", code: int = 1403) -> None:
+        """The next task submitted for `model_id` ends with status failed, `error` and task error `code`."""
+        if not any(model_id == m for _, m in BY_MODEL_ID):
+            raise ValueError(f"unknown model id {model_id!r}")
+        with self._lock:
+            self._failures.setdefault(model_id, deque()).append(TaskFailure(error, code))
+
+    def take_failure(self, model_id: str) -> TaskFailure | None:
+        with self._lock:
+            queue = self._failures.get(model_id)
+            return queue.popleft() if queue else None
+
+    # --- what happened ---
+
+    def record(self, entry: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(entry)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request answered (or dropped) so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._records)
+
+    def record_submit(self, model_id: str) -> None:
+        with self._lock:
+            self._submitted.append(model_id)
+
+    def submits(self, model_id: str | None = None) -> int:
+        """Accepted submits (a task was created), for one model or all."""
+        with self._lock:
+            return sum(1 for m in self._submitted if model_id is None or m == model_id)
+
+    def task_completed_at(self, task_id: str) -> float | None:
+        """time.monotonic() when the task reached its final status; None while it runs or if unknown."""
+        task = self.tasks.get(task_id)
+        return task.completed_at if task is not None else None
+
+
+def serve_forever(port: int, on_ready: Callable[[Emulator], None] | None = None, **kwargs: Any) -> Emulator:
+    """Run an emulator until Ctrl-C (or until stop() is called from elsewhere); returns it stopped.
+
+    `on_ready(emulator)` runs once it listens, so the caller can tell the user its URL."""
+    emulator = Emulator(**kwargs).start(port)
+    try:
+        if on_ready is not None:
+            on_ready(emulator)
+        emulator.wait()
+    except KeyboardInterrupt:
+        log.info("interrupted")
+    finally:
+        emulator.stop()
+    return emulator

@@ -1,0 +1,158 @@
+"""Emulated remote tasks: created -> processing -> completed | failed, over configurable time.
+
+Provider-neutral: each provider's routes map these statuses onto their own wire format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import media
+from ..errors import ValidationError
+from ..models import ModelSpec
+from . import synth
+from .storage import FetchError, Storage
+
+log = logging.getLogger("sonify.emulator")
+
+FINAL = ("completed", "failed")
+JOIN_SECONDS = 5.0
+
+
+class TaskFailure(Exception):
+    """Ends a task with status failed, `message` and the provider's task error `code`."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass
+class Task:
+    id: str
+    provider: str
+    spec: ModelSpec
+    params: dict[str, Any]
+    media: dict[str, str]  # request field -> URL as submitted
+    seconds: float  # total time from submit to a final status
+    queue_seconds: float  # time spent in "created"
+    fmt: str  # output format handed to synth.render
+    fail: TaskFailure | None = None  # set by fail_next: the task ends with this failure
+    created_at: str = ""  # ISO 8601, UTC
+    submitted: float = field(default_factory=time.monotonic)
+    status: str = "created"
+    started: float | None = None
+    completed_at: float | None = None  # monotonic time the final status was set
+    outputs: tuple[Path, ...] = ()
+    error: str = ""
+    code: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def inference_ms(self) -> int:
+        if self.started is None or self.completed_at is None:
+            return 0
+        return round((self.completed_at - self.started) * 1000)
+
+
+class TaskBoard:
+    """Holds every task and runs one daemon worker thread per task."""
+
+    def __init__(self, storage: Storage, stopping: threading.Event) -> None:
+        self._storage = storage
+        self._stopping = stopping
+        self._changed = threading.Condition()
+        self._tasks: dict[str, Task] = {}
+        self._threads: list[threading.Thread] = []
+
+    def add(self, task: Task) -> None:
+        thread = threading.Thread(
+            target=self._run, args=(task,), name=f"sonify-emulator-task-{task.id[:8]}", daemon=True
+        )
+        with self._changed:
+            self._tasks[task.id] = task
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def get(self, task_id: str) -> Task | None:
+        """A snapshot of the task (later changes do not show in it)."""
+        with self._changed:
+            task = self._tasks.get(task_id)
+            return dataclasses.replace(task) if task is not None else None
+
+    def wait_final(self, task_id: str, timeout: float) -> Task:
+        """The task once final, or as it is when `timeout` passes or the emulator stops."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                task = self._tasks[task_id]
+                left = deadline - time.monotonic()
+                if task.final or left <= 0 or self._stopping.is_set():
+                    return dataclasses.replace(task)
+                self._changed.wait(left)
+
+    def close(self) -> None:
+        """Wake every waiter and let the workers end (the stopping event is already set)."""
+        with self._changed:
+            self._changed.notify_all()
+            threads = list(self._threads)
+        deadline = time.monotonic() + JOIN_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _update(self, task_id: str, **changes: Any) -> None:
+        with self._changed:
+            self._tasks[task_id] = dataclasses.replace(self._tasks[task_id], **changes)
+            self._changed.notify_all()
+
+    def _run(self, task: Task) -> None:
+        if self._stopping.wait(min(task.queue_seconds, task.seconds)):
+            return
+        self._update(task.id, status="processing", started=time.monotonic())
+        try:
+            outcome: dict[str, Any] = {"status": "completed", "outputs": self._produce(task)}
+        except TaskFailure as e:
+            outcome = {"status": "failed", "error": e.message, "code": e.code}
+        except Exception as e:  # noqa: BLE001 - any synth/media error is the provider's internal error
+            if self._stopping.is_set():
+                return
+            log.warning("emulated task %s failed in synth: %s", task.id, e)
+            outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}", "code": 5000}
+        remaining = task.submitted + task.seconds - time.monotonic()
+        if remaining > 0 and self._stopping.wait(remaining):
+            return
+        self._update(task.id, completed_at=time.monotonic(), **outcome)
+
+    def _produce(self, task: Task) -> tuple[Path, ...]:
+        if task.fail is not None:
+            raise task.fail
+        spec = task.spec
+        paths = {name: self._fetch(name, url) for name, url in task.media.items()}
+        video = paths[spec.video_field]
+        if spec.min_seconds is not None or spec.max_seconds is not None:
+            try:
+                spec.check_duration(float(media.probe(video).duration))
+            except ValidationError as e:
+                raise TaskFailure(str(e), 1401) from e
+        audio = str(paths[spec.audio_field]) if spec.audio_field else None
+        out_dir = self._storage.output_dir(task.id)
+        outputs = tuple(Path(p) for p in synth.render(spec, task.params, str(video), audio, str(out_dir), task.fmt))
+        if not outputs or not all(p.is_file() and p.resolve().parent == out_dir.resolve() for p in outputs):
+            raise TaskFailure("the emulator's synth produced no output file", 5000)
+        return outputs
+
+    def _fetch(self, name: str, url: str) -> Path:
+        try:
+            return self._storage.resolve(url)
+        except FetchError as e:
+            raise TaskFailure(f"{name}: {e}", 1402) from e

@@ -1,0 +1,231 @@
+"""WaveSpeed REST v3, as the official SDK and shared/PROTOCOLS.md describe it.
+
+Every /api/v3/* path needs `Authorization: Bearer <key>`. Answers use WaveSpeed's envelope
+`{"code", "message", "data"}`; a failed task is HTTP 200 with data.status "failed".
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import ValidationError
+from ..models import BY_MODEL_ID, ModelSpec, Param
+from .multipart import MultipartError, boundary_of, read_form
+from .routing import Handler, Request, Response, json_response
+from .storage import content_type_for, safe_name
+from .tasks import Task
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+PROVIDER = "wavespeed"
+TICKET_LIFETIME = timedelta(hours=1)
+
+# Where the provider is stricter than our catalog. MMAudio's duration 0 ("match the video") is
+# resolved by the client; the provider itself takes 1..30 s and defaults to 8.
+PROVIDER_RULES: dict[str, tuple[Param, ...]] = {
+    "wavespeed-ai/mmaudio-v2": (Param("duration", "int", 8, "Seconds of audio.", min=1, max=30),),
+}
+IGNORED_FIELDS = ("webhook", "webhook_url")
+
+
+def envelope(data: Any, code: int = 200, message: str = "success") -> dict[str, Any]:
+    return {"code": code, "message": message, "data": data}
+
+
+def error(status: int, message: str) -> Response:
+    return json_response(status, envelope(None, status, message))
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_params(spec: ModelSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """Canonical parameter values under the provider's own rules; unknown names are refused."""
+    rules = {p.name: p for p in spec.params} | {p.name: p for p in PROVIDER_RULES.get(spec.model_id, ())}
+    unknown = sorted(set(values) - set(rules))
+    if unknown:
+        raise ValidationError(unknown[0], f"is not a parameter of {spec.model_id}")
+    return {name: rule.check(values.get(name, rule.default)) for name, rule in rules.items()}
+
+
+def split_submit_body(spec: ModelSpec, body: Any) -> tuple[dict[str, Any], dict[str, str], bool]:
+    """(parameters, media URLs by field, sync mode) from a submit body, or ValidationError."""
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object")
+    values = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
+    sync = values.pop("enable_sync_mode", False)
+    if not isinstance(sync, bool):
+        raise ValidationError("enable_sync_mode", f"must be true or false, got {sync!r}")
+    media: dict[str, str] = {}
+    for name in filter(None, (spec.video_field, spec.audio_field)):
+        url = values.pop(name, None)
+        if not isinstance(url, str) or not url.strip():
+            raise ValidationError(name, "is required: the URL of the media file")
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValidationError(name, f"must be an http(s) URL, got {url[:100]!r}")
+        media[name] = url
+    return check_params(spec, values), media, sync
+
+
+class WaveSpeedRoutes:
+    def __init__(self, emulator: Emulator) -> None:
+        self.em = emulator
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        rows: list[tuple[str, str, Handler]] = [
+            ("POST", r"/api/v3/media/uploads", self.upload_ticket),
+            ("POST", r"/api/v3/media/upload/binary", self.upload_binary),
+            ("GET", r"/api/v3/predictions/(?P<id>[^/]+)/result", self.result),
+            ("GET", r"/api/v3/balance", self.balance),
+            ("POST", r"/api/v3/(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9._-]+)*)", self.submit),
+            ("*", r"/api/v3(?:/.*)?", self.not_found),
+        ]
+        return [(method, regex, self._authed(handler)) for method, regex, handler in rows]
+
+    def _authed(self, handler: Handler) -> Handler:
+        def guarded(request: Request, match: re.Match[str]) -> Response:
+            scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+            key = key.strip()
+            valid = scheme.lower() == "bearer" and any(
+                hmac.compare_digest(key.encode(), k.encode()) for k in self.em.api_keys
+            )
+            if not valid:
+                return error(401, "Invalid API key")
+            return handler(request, match)
+
+        return guarded
+
+    # --- uploads ---
+
+    def upload_ticket(self, request: Request, match: re.Match[str]) -> Response:
+        body = request.read_json()
+        if not isinstance(body, dict):
+            return error(400, "body: must be a JSON object")
+        filename, size, limit = body.get("filename"), body.get("size"), self.em.storage.max_bytes
+        if not isinstance(filename, str) or not filename.strip():
+            return error(400, "filename: is required")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= limit:
+            return error(400, f"size: must be a whole number of bytes from 1 to {limit}")
+        content_type = body.get("content_type") or content_type_for(filename)
+        if not isinstance(content_type, str) or not re.fullmatch(r"[\w.+-]+/[\w.+-]+", content_type):
+            return error(400, "content_type: must be a MIME type such as video/mp4")
+        ticket = self.em.storage.new_ticket(filename, size, content_type)
+        data = {
+            "download_url": self.em.storage.file_url(ticket.file_id, ticket.name),
+            "filename": ticket.name,
+            "size": size,
+            "content_type": content_type,
+            "expires_at": iso_utc(datetime.now(timezone.utc) + TICKET_LIFETIME),
+            "upload": {
+                "method": "PUT",
+                "url": self.em.storage.put_url(ticket),
+                "headers": ticket.headers,
+            },
+        }
+        return json_response(200, envelope(data))
+
+    def upload_binary(self, request: Request, match: re.Match[str]) -> Response:
+        length = request.body_length(self.em.storage.max_bytes)
+        if request.headers.get_content_type() != "multipart/form-data":
+            return error(400, "file: send multipart/form-data with a 'file' field")
+        work = self.em.storage.temp_dir()
+        try:
+            try:
+                boundary = boundary_of(request.headers.get_param("boundary"))
+                _, files = read_form(request.body, length, boundary, work)
+            except MultipartError as e:
+                return error(400, f"file: {e}")
+            part = files.get("file")
+            if part is None or part.size == 0:
+                return error(400, "file: is required and must not be empty")
+            file_id, name = secrets.token_hex(16), safe_name(part.filename)
+            part.path.replace(self.em.storage.file_path(file_id, name))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        data = {
+            "download_url": self.em.storage.file_url(file_id, name),
+            "type": part.content_type or content_type_for(name),
+            "filename": name,
+            "size": part.size,
+        }
+        return json_response(200, envelope(data))
+
+    # --- tasks ---
+
+    def submit(self, request: Request, match: re.Match[str]) -> Response:
+        model_id = match["model"]
+        spec = BY_MODEL_ID.get((PROVIDER, model_id))
+        if spec is None:
+            return error(404, f"model not found: {model_id}")
+        try:
+            params, media, sync = split_submit_body(spec, request.read_json())
+        except ValidationError as e:
+            return error(400, str(e))
+        task = self._new_task(spec, params, media)
+        self.em.tasks.add(task)
+        self.em.record_submit(model_id)
+        if sync:
+            task = self.em.tasks.wait_final(task.id, self.em.sync_timeout)
+        data = self.task_data(task)
+        if sync and not task.final:
+            data |= {
+                "status": "processing",
+                "code": 5004,
+                "error": f"Sync mode timed out after {self.em.sync_timeout:g} s; query the result URL later",
+            }
+        return json_response(200, envelope(data))
+
+    def _new_task(self, spec: ModelSpec, params: dict[str, Any], media: dict[str, str]) -> Task:
+        return Task(
+            id=secrets.token_hex(16),
+            provider=PROVIDER,
+            spec=spec,
+            params=params,
+            media=media,
+            seconds=self.em.seconds_for(spec.model_id),
+            queue_seconds=self.em.queue_seconds,
+            fmt=self.em.formats.get(spec.model_id, "mp4"),
+            fail=self.em.take_failure(spec.model_id),
+            created_at=iso_utc(datetime.now(timezone.utc)),
+            submitted=time.monotonic(),
+        )
+
+    def result(self, request: Request, match: re.Match[str]) -> Response:
+        task = self.em.tasks.get(match["id"])
+        if task is None or task.provider != PROVIDER:
+            return error(404, "prediction not found")
+        return json_response(200, envelope(self.task_data(task)))
+
+    def task_data(self, task: Task) -> dict[str, Any]:
+        outputs = [self.em.storage.output_url(task.id, path) for path in task.outputs]
+        data: dict[str, Any] = {
+            "id": task.id,
+            "model": task.spec.model_id,
+            "status": task.status,
+            "outputs": outputs,
+            "urls": {"get": f"{self.em.url}/api/v3/predictions/{task.id}/result"},
+            "created_at": task.created_at,
+            "has_nsfw_contents": [False] * len(outputs),
+            "error": task.error,
+            "timings": {"inference": task.inference_ms},
+        }
+        if task.code:
+            data["code"] = task.code
+        return data
+
+    # --- account ---
+
+    def balance(self, request: Request, match: re.Match[str]) -> Response:
+        return json_response(200, envelope({"balance": self.em.balance}))
+
+    def not_found(self, request: Request, match: re.Match[str]) -> Response:
+        return error(404, "not found")

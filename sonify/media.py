@@ -1,0 +1,565 @@
+"""Video and audio files, with PyAV only (numpy arrays in and out; never torch, never an ffmpeg process).
+
+Frame rates are exact ``Fraction``s everywhere: 30000/1001 stays 30000/1001, so a picture of N frames
+lasts exactly N/fps seconds and the sound fitted to it never drifts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import ValidationError
+from .models import ProxyRule
+
+log = logging.getLogger("sonify")
+
+PathLike = str | os.PathLike
+
+_MP4_FORMATS = {"mov", "mp4"}
+_H264_SOURCE = {"preset": "veryfast", "crf": "18"}  # frames the user made: keep them close to lossless
+_H264_PROXY = {"preset": "veryfast", "crf": "26"}  # the models look at <= 384 px: speed over quality
+_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+# No raw ".aac" (ADTS): it cannot record the encoder's priming, so its sound would start 1024 samples late.
+_AUDIO_CODECS = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".m4a": "aac"}
+_MAX_CHANNELS = {"libmp3lame": 2}
+_ENCODE_CHUNK = 4096  # samples per encoder input frame
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int  # display size, after rotation metadata
+    height: int
+    fps: Fraction  # exact; the stream's average rate
+    frames: int  # frame count (packets counted if the container does not say)
+    duration: Fraction  # seconds of picture: frames / fps
+    codec: str
+    pix_fmt: str
+    has_audio: bool
+    size_bytes: int
+
+
+@dataclass
+class VideoSource:
+    """What a node hands the engine: a file, or frames with their exact rate."""
+
+    path: str | None = None
+    frames: np.ndarray | None = None  # [N,H,W,3] float32 in [0,1] (or uint8)
+    fps: Fraction | None = None  # required with frames
+
+
+# ---------------------------------------------------------------- probing
+
+
+def exact_fps(value: Fraction | float | str) -> Fraction:
+    """A frame rate as an exact Fraction. Floats near an NTSC rate (23.976, 29.97, 59.94...) snap to
+    n*1000/1001, because that is what the float meant; other floats keep up to 1/1001 precision."""
+    if isinstance(value, (Fraction, int)) or (isinstance(value, str) and "/" in value):
+        fps = Fraction(value)
+    else:
+        x = float(value)
+        if not math.isfinite(x) or x <= 0:
+            raise ValidationError("fps", f"must be a positive number, got {value!r}")
+        ntsc = Fraction(round(x * 1.001) * 1000, 1001)
+        fps = ntsc if abs(float(ntsc) - x) < 0.0015 and ntsc.denominator != 1 else Fraction(x).limit_denominator(1001)
+    if fps <= 0:
+        raise ValidationError("fps", f"must be positive, got {value!r}")
+    return fps
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Facts about a video file. Reads at most one frame (for its rotation) and no more than the packets
+    needed to count frames when the container does not store the count."""
+    container = _open_input(path, "video")
+    try:
+        if not container.streams.video:
+            raise ValidationError("video", f"{Path(path).name} has no video stream")
+        stream = container.streams.video[0]
+        fps = _stream_rate(stream, path)
+        frames, rotation = _count_and_rotation(container, stream)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation % 180 == 90:
+            width, height = height, width
+        return VideoInfo(
+            width=width,
+            height=height,
+            fps=fps,
+            frames=frames,
+            duration=Fraction(frames) / fps,
+            codec=stream.codec_context.name,
+            pix_fmt=stream.codec_context.pix_fmt or "",
+            has_audio=bool(container.streams.audio),
+            size_bytes=os.path.getsize(path),
+        )
+    finally:
+        container.close()
+
+
+def _open_input(path: PathLike, what: str) -> av.container.InputContainer:
+    try:
+        return av.open(os.fspath(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise ValidationError(what, f"cannot read {Path(path).name}: {exc}") from exc
+
+
+def _stream_rate(stream: av.VideoStream, path: PathLike) -> Fraction:
+    """The exact average rate. A nominal rate within 0.1 % of it wins: a file whose last frame has no
+    duration must still read as 30000/1001, not as a fraction with a five-digit denominator."""
+    average, nominal = stream.average_rate, stream.base_rate or stream.guessed_rate
+    if average and nominal and abs(average - nominal) <= nominal / 1000:
+        return Fraction(nominal)
+    rate = average or nominal
+    if not rate:
+        raise ValidationError("video", f"{Path(path).name}: the frame rate is unknown")
+    return Fraction(rate)
+
+
+def _count_and_rotation(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[int, int]:
+    """(frame count, rotation in degrees counter-clockwise). Decodes only the first frame; counts
+    packets (without decoding them) only when the container has no frame count."""
+    frames = stream.frames
+    rotation: int | None = None
+    counted = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            counted += 1
+            if rotation is None:
+                decoded = packet.decode()
+                rotation = decoded[0].rotation if decoded else None
+            if rotation is not None and frames:
+                break
+        if rotation is None:
+            decoded = stream.decode(None)
+            rotation = decoded[0].rotation if decoded else 0
+    except av.FFmpegError as exc:
+        raise ValidationError("video", f"cannot decode {Path(container.name).name}: {exc}") from exc
+    frames = frames or counted
+    if not frames:
+        raise ValidationError("video", f"{Path(container.name).name} has no frames")
+    return frames, int(rotation) % 360
+
+
+# ---------------------------------------------------------------- writing pictures
+
+
+def frames_to_mp4(frames: np.ndarray, fps: Fraction | float, path: PathLike) -> VideoInfo:
+    """Encode [N,H,W,3] frames (float in [0,1] or uint8) as H.264 yuv420p with frame i at exactly i/fps.
+    Odd sizes are padded to even by repeating the last row/column."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValidationError("images", f"must be [N, H, W, 3] with N >= 1, got shape {tuple(frames.shape)}")
+    rate = exact_fps(fps)
+    n, height, width, _ = frames.shape
+    container = av.open(os.fspath(path), "w", format="mp4", options={"movflags": "+faststart"})
+    try:
+        stream = _add_h264(container, width + width % 2, height + height % 2, rate, _H264_SOURCE)
+        to_u8 = _U8Converter(height, width, frames.dtype)
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(to_u8(frames[i]), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    finally:
+        container.close()
+    return probe(path)
+
+
+def _add_h264(
+    container: av.container.OutputContainer, width: int, height: int, fps: Fraction, options: dict[str, str]
+) -> av.VideoStream:
+    stream = container.add_stream("libx264", rate=fps, options=dict(options))
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.time_base = 1 / fps
+    stream.codec_context.time_base = 1 / fps
+    stream.thread_type = "AUTO"
+    return stream
+
+
+class _U8Converter:
+    """Converts one frame to contiguous uint8 RGB of even size, reusing its buffers (round, clip)."""
+
+    def __init__(self, height: int, width: int, dtype: np.dtype) -> None:
+        self.h, self.w = height, width
+        self.out = np.empty((height + height % 2, width + width % 2, 3), np.uint8)
+        self.scratch = None if dtype == np.uint8 else np.empty((height, width, 3), np.float32)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        h, w, out = self.h, self.w, self.out
+        if self.scratch is None:
+            out[:h, :w] = frame
+        else:
+            np.multiply(frame, 255.0, out=self.scratch, casting="unsafe")
+            np.add(self.scratch, 0.5, out=self.scratch)
+            np.clip(self.scratch, 0.0, 255.0, out=self.scratch)
+            out[:h, :w] = self.scratch  # truncation after +0.5: round half up
+        if out.shape[1] != w:
+            out[:h, w] = out[:h, w - 1]
+        if out.shape[0] != h:
+            out[h] = out[h - 1]
+        return out
+
+
+def source_to_file(src: VideoSource, workdir: PathLike) -> str:
+    """The source's own file, or its frames encoded into a new mp4 in workdir."""
+    if (src.path is None) == (src.frames is None):
+        raise ValidationError("video", "connect either a video or images (exactly one of the two)")
+    if src.path is not None:
+        if not os.path.isfile(src.path):
+            raise ValidationError("video", f"file not found: {src.path}")
+        return os.fspath(src.path)
+    if src.fps is None:
+        raise ValidationError("fps", "is required with images")
+    path = _new_path(workdir, "frames-", ".mp4")
+    frames_to_mp4(src.frames, src.fps, path)
+    return path
+
+
+def _new_path(workdir: PathLike, prefix: str, suffix: str) -> str:
+    os.makedirs(workdir, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=workdir)
+    os.close(fd)
+    return path
+
+
+# ---------------------------------------------------------------- upload proxy
+
+
+def prepare_upload(path: PathLike, rule: ProxyRule | None, workdir: PathLike) -> tuple[str, bool]:
+    """(file to upload, whether it is a new file). See docs/INTERFACES.md §media for the rule.
+
+    A picture that fits but comes with sound or in another container is copied into a silent mp4
+    (packets unchanged); only a picture that is too big, too fast or not H.264 yuv420p is re-encoded."""
+    if rule is None:
+        return os.fspath(path), False
+    info = probe(path)
+    picture_fits = (
+        min(info.width, info.height) <= rule.short_side
+        and info.fps <= rule.max_fps
+        and (info.codec, info.pix_fmt) == ("h264", "yuv420p")
+    )
+    if picture_fits and not info.has_audio and _is_mp4(path):
+        return os.fspath(path), False
+    out = _new_path(workdir, f"{Path(path).stem}-proxy-", ".mp4")
+    if picture_fits:
+        _remux(path, out, None, 0)
+    else:
+        _encode_proxy(path, info, rule, out)
+    log.info("upload proxy %s -> %s (%s)", Path(path).name, Path(out).name, "copied" if picture_fits else "encoded")
+    return out, True
+
+
+def _is_mp4(path: PathLike) -> bool:
+    with av.open(os.fspath(path)) as container:
+        return bool(_MP4_FORMATS & set(container.format.name.split(",")))
+
+
+def proxy_rate(fps: Fraction, max_fps: int) -> Fraction:
+    """The proxy's frame rate: the source's own if allowed; else an even fraction of it when that keeps
+    at least 24 fps (60 -> 30, 59.94 -> 29.97, 50 -> 25, 120 -> 30), so frames are dropped at a regular
+    cadence; else max_fps itself."""
+    if fps <= max_fps:
+        return fps
+    even = fps / math.ceil(fps / max_fps)
+    return even if even >= 24 else Fraction(max_fps)
+
+
+def _proxy_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """Coded size of the proxy: short side scaled down to short_side, aspect kept, both even."""
+    scale = min(1.0, short_side / min(width, height))
+
+    def even(x: float) -> int:
+        return max(2, round(x * scale / 2) * 2)
+
+    return even(width), even(height)
+
+
+def _encode_proxy(path: PathLike, info: VideoInfo, rule: ProxyRule, out: str) -> None:
+    """Decode, drop frames by timestamp to the capped rate (duration kept), scale, encode H.264."""
+    rate = proxy_rate(info.fps, rule.max_fps)
+    count = max(1, round(info.duration * rate))
+    with av.open(os.fspath(path)) as src, av.open(out, "w", format="mp4", options={"movflags": "+faststart"}) as dst:
+        vin = src.streams.video[0]
+        vin.thread_type = "AUTO"
+        width, height = _proxy_size(vin.codec_context.width, vin.codec_context.height, rule.short_side)
+        vout = _add_h264(dst, width, height, rate, _H264_PROXY)
+        written = 0
+        for frame, repeats in _resample_frames(src.decode(vin), vin.time_base, rate, count):
+            small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+            if written == 0:
+                _copy_rotation(frame, vout)
+            small.time_base = vout.codec_context.time_base
+            for _ in range(repeats):
+                small.pts = written
+                dst.mux(vout.encode(small))
+                written += 1
+        dst.mux(vout.encode(None))
+
+
+def _resample_frames(
+    frames: Iterator[av.VideoFrame], time_base: Fraction, rate: Fraction, count: int
+) -> Iterator[tuple[av.VideoFrame, int]]:
+    """Sample-and-hold by timestamp: output frame j (at j/rate) shows the last source frame that started
+    at or before j/rate. Yields (frame, how many output frames show it); frames shown 0 times are
+    skipped before any scaling is spent on them. Exactly `count` output frames in all."""
+    held: av.VideoFrame | None = None
+    start: Fraction | None = None
+    j = 0
+    for frame in frames:
+        t = Fraction(frame.pts) * time_base if frame.pts is not None else None
+        if start is None:
+            start = t if t is not None else Fraction(0)
+        if held is not None and t is not None:
+            upto = min(count, math.ceil((t - start) * rate))  # output frames strictly before t
+            if upto > j:
+                yield held, upto - j
+                j = upto
+        held = frame
+        if j >= count:
+            return
+    if held is not None and count > j:
+        yield held, count - j
+
+
+def _copy_rotation(frame: av.VideoFrame, stream: av.VideoStream) -> None:
+    """Keep the source's display matrix: phone clips stay upright without rotating pixels."""
+    for side in frame.side_data:
+        if side.type.name == "DISPLAYMATRIX":
+            stream.set_display_matrix(np.frombuffer(bytes(side), dtype=np.int32).tolist())
+
+
+# ---------------------------------------------------------------- audio
+
+
+def decode_audio(path: PathLike) -> tuple[np.ndarray, int]:
+    """The first audio stream as float32 [C, T] at its native rate and layout.
+
+    Samples are placed by their timestamps relative to the file's start, so encoder priming (negative
+    timestamps) is dropped and a stream that starts late is preceded by silence: sample 0 is t = 0,
+    in sync with the picture of the same file."""
+    container = _open_input(path, "audio")
+    try:
+        if not container.streams.audio:
+            raise ValidationError("audio", f"{Path(path).name} has no audio stream")
+        stream = container.streams.audio[0]
+        origin = max(0, container.start_time or 0) / av.time_base  # µs -> s
+        chunks, rate = _decode_chunks(container, stream, origin)
+    except av.FFmpegError as exc:
+        raise ValidationError("audio", f"cannot decode {Path(path).name}: {exc}") from exc
+    finally:
+        container.close()
+    if not chunks:
+        raise ValidationError("audio", f"{Path(path).name} has no audio samples")
+    return _place_chunks(chunks), rate
+
+
+def _decode_chunks(
+    container: av.container.InputContainer, stream: av.AudioStream, origin: float
+) -> tuple[list[tuple[int, np.ndarray]], int]:
+    """[(start sample, float32 [C, n])] for every decoded frame. Frames are converted to packed float and
+    de-interleaved here: PyAV crashes reading planar frames of 8 or more channels."""
+    chunks: list[tuple[int, np.ndarray]] = []
+    resampler: av.AudioResampler | None = None
+    rate, channels = stream.rate, 0
+    position = 0
+    for frame in container.decode(stream):
+        if resampler is None:
+            rate, channels = frame.sample_rate, len(frame.layout.channels)
+            resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=rate)
+        if frame.pts is not None and frame.time_base is not None:
+            position = round((float(frame.pts * frame.time_base) - origin) * rate)
+        packed = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        if packed:
+            block = np.concatenate(packed).reshape(-1, channels).T
+            chunks.append((position, block))
+            position += block.shape[1]
+    return chunks, rate
+
+
+def _place_chunks(chunks: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """One [C, T] array from chunks placed at their start samples; anything before 0 is dropped."""
+    channels = chunks[0][1].shape[0]
+    length = max(0, max(start + block.shape[1] for start, block in chunks))
+    audio = np.zeros((channels, length), np.float32)
+    for start, block in chunks:
+        skip = max(0, -start)
+        if skip < block.shape[1]:
+            audio[:, start + skip : start + block.shape[1]] = block[:, skip:]
+    return audio
+
+
+def fit_length(audio: np.ndarray, sample_rate: int, seconds: Fraction | float) -> np.ndarray:
+    """Trim or zero-pad the last axis to exactly round(seconds * sample_rate) samples."""
+    n = round(Fraction(seconds) * sample_rate)
+    have = audio.shape[-1]
+    if have >= n:
+        return np.ascontiguousarray(audio[..., :n])
+    pad = [(0, 0)] * (audio.ndim - 1) + [(0, n - have)]
+    return np.pad(audio, pad)
+
+
+def _as_channels(audio: np.ndarray) -> np.ndarray:
+    """[C, T] float32 clipped to [-1, 1]; a 1-D array is mono."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2 or audio.shape[0] == 0:
+        raise ValidationError("audio", f"must be [channels, samples], got shape {tuple(audio.shape)}")
+    return np.clip(audio, -1.0, 1.0)
+
+
+def _layout(channels: int, codec: str) -> str:
+    if codec.startswith("pcm_") and channels > 2:
+        return f"{channels} channels"  # any count: wav stores no speaker positions we could know
+    if channels in _LAYOUTS and channels <= _MAX_CHANNELS.get(codec, 8):
+        return _LAYOUTS[channels]
+    raise ValidationError("audio", f"{codec} cannot store {channels} channels")
+
+
+def _add_audio(container: av.container.OutputContainer, codec: str, sample_rate: int, channels: int) -> av.AudioStream:
+    stream = container.add_stream(codec, rate=sample_rate, layout=_layout(channels, codec))
+    if codec == "aac":
+        stream.bit_rate = 96_000 * min(channels, 2) if channels <= 2 else 64_000 * channels
+    return stream
+
+
+def _audio_packets(stream: av.AudioStream, audio: np.ndarray, sample_rate: int) -> Iterator[av.Packet]:
+    """Encode [C, T] float32 from t = 0 (the codec's priming is left to the muxer's edit list). Frames are
+    handed over packed ("flt"): PyAV cannot build planar frames of more than 8 channels."""
+    layout = stream.codec_context.layout
+    for i in range(0, audio.shape[1], _ENCODE_CHUNK):
+        packed = np.ascontiguousarray(audio[:, i : i + _ENCODE_CHUNK].T).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, i, Fraction(1, sample_rate)
+        yield from stream.encode(frame)
+    yield from stream.encode(None)
+
+
+def write_audio(
+    audio: np.ndarray,
+    sample_rate: int,
+    path: PathLike,
+    *,
+    codec: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> str:
+    """Sound alone in a file; the codec follows the suffix (.wav pcm_s16le, .flac, .mp3, .m4a AAC)."""
+    audio = _as_channels(audio)
+    suffix = Path(path).suffix.lower()
+    codec = codec or _AUDIO_CODECS.get(suffix)
+    if codec is None:
+        raise ValidationError("audio", f"no audio codec for {suffix!r} files")
+    fmt = "ipod" if suffix == ".m4a" else None
+    with av.open(os.fspath(path), "w", format=fmt) as container:
+        container.metadata.update(metadata or {})
+        stream = _add_audio(container, codec, sample_rate, audio.shape[0])
+        for packet in _audio_packets(stream, audio, sample_rate):
+            container.mux(packet)
+    return os.fspath(path)
+
+
+def write_wav(audio: np.ndarray, sample_rate: int, path: PathLike) -> str:
+    """Lossless 16-bit PCM wav, any channel count; samples clipped to [-1, 1]."""
+    return write_audio(audio, sample_rate, path, codec="pcm_s16le")
+
+
+# ---------------------------------------------------------------- mux
+
+
+def mux(
+    video_path: PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    out_path: PathLike,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> str:
+    """The picture of video_path, packets copied unchanged, with `audio` as its only sound (AAC, from
+    t = 0). Old audio and other streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
+    _remux(video_path, out_path, _as_channels(audio), sample_rate, metadata)
+    return os.fspath(out_path)
+
+
+def _remux(
+    video_path: PathLike,
+    out_path: PathLike,
+    audio: np.ndarray | None,
+    sample_rate: int,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Copy the first picture stream into out_path, with `audio` encoded as AAC if given."""
+    suffix = Path(out_path).suffix.lower()
+    options = {"movflags": "+faststart"} if suffix in ("", ".mp4", ".mov", ".m4v") else {}
+    with _open_input(video_path, "video") as src:
+        if not src.streams.video:
+            raise ValidationError("video", f"{Path(video_path).name} has no video stream")
+        vin = src.streams.video[0]
+        with av.open(os.fspath(out_path), "w", format=None if suffix else "mp4", options=options) as dst:
+            dst.metadata.update(metadata or {})
+            vout = dst.add_stream_from_template(vin)
+            packets: Iterator[av.Packet] = iter(())
+            if audio is not None:
+                packets = _audio_packets(_add_audio(dst, "aac", sample_rate, audio.shape[0]), audio, sample_rate)
+            _interleave(dst, src.demux(vin), vout, packets)
+
+
+def _interleave(
+    dst: av.container.OutputContainer, video: Iterator[av.Packet], vout: av.VideoStream, audio: Iterator[av.Packet]
+) -> None:
+    """Write copied picture packets and new audio packets in time order (good interleaving for players
+    that stream the file)."""
+    pending = next(audio, None)
+    for packet in video:
+        if packet.dts is None or packet.size == 0:
+            continue
+        t = packet.dts * packet.time_base
+        while pending is not None and pending.pts is not None and pending.pts * pending.time_base <= t:
+            dst.mux(pending)
+            pending = next(audio, None)
+        packet.stream = vout
+        dst.mux(packet)
+    while pending is not None:
+        dst.mux(pending)
+        pending = next(audio, None)
+
+
+# ---------------------------------------------------------------- frames out
+
+
+def decode_frames(path: PathLike) -> tuple[np.ndarray, Fraction]:
+    """All frames as [N,H,W,3] float32 in [0,1] (upright, by the rotation metadata) and the exact fps.
+    Decodes into one array sized by the probed frame count; grows only if that count was short."""
+    info = probe(path)
+    out = np.empty((info.frames, info.height, info.width, 3), np.float32)
+    n = 0
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            rgb = frame.to_ndarray(format="rgb24")
+            if frame.rotation % 360:
+                rgb = np.rot90(rgb, k=(frame.rotation % 360) // 90)
+            if n == out.shape[0]:
+                out = _grow(out)
+            np.multiply(rgb, np.float32(1 / 255), out=out[n], casting="unsafe")
+            n += 1
+    if n == 0:
+        raise ValidationError("video", f"{Path(path).name}: no frame could be decoded")
+    if n != info.frames:
+        log.debug("%s: probed %d frames, decoded %d", Path(path).name, info.frames, n)
+    return out[:n], info.fps
+
+
+def _grow(array: np.ndarray) -> np.ndarray:
+    bigger = np.empty((max(1, array.shape[0] + array.shape[0] // 4 + 1),) + array.shape[1:], array.dtype)
+    bigger[: array.shape[0]] = array
+    return bigger

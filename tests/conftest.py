@@ -1,0 +1,31 @@
+"""Shared fixtures: a real emulator on 127.0.0.1 and an environment that points the engine at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sonify.emulator import Emulator
+
+EMULATOR_KEY = "test-wavespeed-key"
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """A started emulator (fast tasks: 0.2 s), stopped after the test."""
+    with Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.2).start() as running:
+        yield running
+
+
+@pytest.fixture
+def wavespeed_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str, str]:
+    """WAVESPEED_API_KEY, SONIFY_WAVESPEED_URL and SONIFY_STATE_DIR set for the emulator; returns them."""
+    env = {
+        "WAVESPEED_API_KEY": EMULATOR_KEY,
+        "SONIFY_WAVESPEED_URL": emulator.url,
+        "SONIFY_STATE_DIR": str(tmp_path / "state"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
