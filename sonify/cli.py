@@ -87,8 +87,14 @@ def _run(spec: ModelSpec, video: Path, out_dir: Path, params: dict[str, Any]) ->
 
     if not video.is_file():
         raise ValidationError("--video", f"no such file: {video}")
-    result = pipeline.run(spec, params, media.VideoSource(path=str(video)), out_dir=out_dir,
-                          on_progress=lambda text, fraction: print(f"  {text}", file=sys.stderr))
+    shown: list[str] = [""]
+
+    def show(text: str, fraction: float | None) -> None:
+        if text != shown[0]:
+            shown[0] = text
+            print(f"  {text}", file=sys.stderr)
+
+    result = pipeline.run(spec, params, media.VideoSource(path=str(video)), out_dir=out_dir, on_progress=show)
     print(json.dumps(result.info, indent=2), file=sys.stderr)
     print(result.video_path)
     return 0
