@@ -1,11 +1,21 @@
 """ComfyUI adapters: thin classes generated from the model catalog."""
 
 from ..sonify import models
+from .lipsync import make_lipsync_node
+from .mux_audio import SonifyMuxAudio
 from .video_to_audio import make_video_to_audio_node
 
 _VIDEO_TO_AUDIO = {
     "SonifyMMAudioV2": models.MMAUDIO_V2,
+    "SonifyThinkSoundWaveSpeed": models.THINKSOUND_WAVESPEED,
+    "SonifyThinkSoundFal": models.THINKSOUND_FAL,
+    "SonifyKlingVideoToAudio": models.KLING_V2A,
 }
 
 NODE_CLASS_MAPPINGS = {node_id: make_video_to_audio_node(spec) for node_id, spec in _VIDEO_TO_AUDIO.items()}
+NODE_CLASS_MAPPINGS["SonifySyncLipsync"] = make_lipsync_node(models.SYNC_LIPSYNC)
+NODE_CLASS_MAPPINGS["SonifyMuxAudio"] = SonifyMuxAudio
+
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: spec.title for node_id, spec in _VIDEO_TO_AUDIO.items()}
+NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = models.SYNC_LIPSYNC.title
+NODE_DISPLAY_NAME_MAPPINGS["SonifyMuxAudio"] = "Mux Audio onto Video · Sonify"

@@ -407,6 +407,26 @@ def fit_length(audio: np.ndarray, sample_rate: int, seconds: Fraction | float) -
     return np.pad(audio, pad)
 
 
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """[C, T] float32 at `to_rate` through FFmpeg's resampler (band-limited, not linear
+    interpolation), exactly round(T * to_rate / from_rate) samples long and aligned at t = 0."""
+    audio = _as_channels(audio)
+    if from_rate == to_rate:
+        return audio
+    channels, length = audio.shape
+    layout = _layout(channels, "aac")
+    resampler = av.AudioResampler(format="flt", layout=layout, rate=to_rate)
+    pieces: list[np.ndarray] = []
+    for i in range(0, length, _ENCODE_CHUNK):
+        packed = np.ascontiguousarray(audio[:, i : i + _ENCODE_CHUNK].T).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = from_rate, i, Fraction(1, from_rate)
+        pieces += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    pieces += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    out = np.concatenate(pieces).reshape(-1, channels).T if pieces else np.zeros((channels, 0), np.float32)
+    return fit_length(out, to_rate, Fraction(length, from_rate))
+
+
 def _as_channels(audio: np.ndarray) -> np.ndarray:
     """[C, T] float32 clipped to [-1, 1]; a 1-D array is mono."""
     audio = np.asarray(audio, dtype=np.float32)

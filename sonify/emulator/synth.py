@@ -51,7 +51,10 @@ _PEAK = 0.8
 def render(
     spec: ModelSpec, params: dict[str, Any], video_path: str, audio_path: str | None, out_dir: str, fmt: str
 ) -> list[str]:
-    """Produce the model's output file(s) in out_dir; see docs/INTERFACES.md §synth."""
+    """Produce the model's output file(s) in out_dir; see docs/INTERFACES.md §synth.
+
+    `fmt` may name several formats joined by "+" ("mp4+wav"): one output each, in that order, as
+    Kling's own API returns a video with sound and the sound alone."""
     os.makedirs(out_dir, exist_ok=True)
     if spec.output == "video":
         if fmt != "mp4":
@@ -59,7 +62,7 @@ def render(
         if audio_path is None:
             raise ValidationError("audio", f"{spec.title} needs an audio input")
         return [_lipsync(video_path, audio_path, str(params.get("sync_mode", "cut_off")), out_dir)]
-    return [_video_to_audio(spec, params, video_path, out_dir, fmt)]
+    return [_video_to_audio(spec, params, video_path, out_dir, one) for one in fmt.split("+")]
 
 
 def _out_path(out_dir: str, key: str, ext: str) -> str:

@@ -1,0 +1,47 @@
+"""The lipsync node: a video and a voice in, a lip-synced video (and its frames) out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..sonify.models import ModelSpec
+from . import comfy
+from .inputs import param_inputs, source_inputs
+from .video_to_audio import run_node
+
+
+def make_lipsync_node(spec: ModelSpec) -> type:
+    class LipsyncNode:
+        DESCRIPTION = (f"{spec.description} The video is uploaded at full resolution; the voice losslessly at its "
+                       f"own rate and channels. Price: {spec.price_text}.")
+        CATEGORY = "Sonify/lipsync"
+        FUNCTION = "run"
+        RETURN_TYPES = ("VIDEO", "IMAGE", "AUDIO", "FLOAT", "STRING")
+        RETURN_NAMES = ("video", "images", "audio", "fps", "job")
+        OUTPUT_TOOLTIPS = (
+            "The lip-synced video as the provider returned it.",
+            "Its frames, float32 [N, H, W, 3].",
+            "Its sound.",
+            "Its frame rate.",
+            "Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage.",
+        )
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            voice = {"audio": ("AUDIO", {"tooltip": "The voice to lip-sync to (any rate, any channels)."})}
+            return {"required": {**voice, **param_inputs(spec)}, "optional": source_inputs(),
+                    "hidden": {"unique_id": "UNIQUE_ID"}}
+
+        def run(self, audio: Any, video: Any = None, images: Any = None, fps: float = 24.0, unique_id: Any = None,
+                **params: Any) -> tuple:
+            import torch
+
+            from ..sonify import media
+
+            result = run_node(spec, unique_id, video, images, fps, params, audio=audio)
+            frames, rate = media.decode_frames(result.video_path)
+            return (comfy.make_video(result.video_path), torch.from_numpy(frames),
+                    comfy.to_audio(result.audio, result.sample_rate), float(rate), json.dumps(result.info))
+
+    return LipsyncNode

@@ -1,0 +1,49 @@
+"""Local utility node: put an AUDIO on a VIDEO (replace or mix), the picture copied as is."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..sonify.errors import ValidationError
+from . import comfy
+
+GAIN = {"default": 0.0, "min": -60.0, "max": 24.0, "step": 0.5}
+
+
+class SonifyMuxAudio:
+    DESCRIPTION = ("Puts a sound on a video without re-encoding the picture: replace its soundtrack, or mix "
+                   "the new sound into it. Runs locally; costs nothing.")
+    CATEGORY = "Sonify/utility"
+    FUNCTION = "run"
+    RETURN_TYPES = ("VIDEO",)
+    RETURN_NAMES = ("video",)
+    OUTPUT_TOOLTIPS = ("The video with the new soundtrack, exactly as long as the picture.",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {
+            "video": ("VIDEO", {"tooltip": "The picture (and, for mix, the sound) to keep."}),
+            "audio": ("AUDIO", {"tooltip": "The sound to put on it; trimmed or padded to the video's length."}),
+            "mode": (["replace", "mix"], {"default": "replace",
+                                          "tooltip": "replace: only the new sound. mix: the new sound over the video's own."}),
+            "audio_gain_db": ("FLOAT", {**GAIN, "tooltip": "Gain of the new sound in dB (-60 to 24). Default: 0."}),
+            "video_gain_db": ("FLOAT", {**GAIN, "tooltip": "Gain of the video's own sound in dB when mixing (-60 to 24). Default: 0."}),
+        }}
+
+    def run(self, video: Any, audio: Any, mode: str = "replace", audio_gain_db: float = 0.0,
+            video_gain_db: float = 0.0) -> tuple:
+        from ..sonify import media, soundtrack
+
+        samples, rate = comfy.from_audio(audio)
+        if samples.shape[-1] == 0:
+            raise ValidationError("audio", "has no samples")
+        out = comfy.temp_dir() / f"sonify-mux-{uuid.uuid4().hex[:12]}.mp4"
+        with tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
+            # A VIDEO made of frames has no picture stream to copy yet: it is encoded once, losslessly timed.
+            path = media.source_to_file(media.VideoSource(**comfy.video_source(video, Path(tmp))), tmp)
+            soundtrack.put_on_video(path, samples, rate, out, mode=mode,
+                                    audio_gain_db=audio_gain_db, video_gain_db=video_gain_db)
+        return (comfy.make_video(out),)
