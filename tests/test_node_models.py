@@ -82,6 +82,16 @@ def test_kling_uses_the_audio_file_when_given_several_outputs(emulator, wavespee
     assert [r.path.endswith(".wav") for r in emulator.requests if r.method == "GET" and "/outputs/" in r.path] == [True]
 
 
+def test_kling_from_image_frames(emulator, wavespeed_env):
+    emulator.formats["kwaivgi/kling-video-to-audio"] = "mp3"
+    fps, n = Fraction(30000, 1001), 100  # 3.34 s
+    frames = torch.from_numpy(flash_frames(n, 96, 64, flash_frames=(40,)))
+    audio, _, job = node("SonifyKlingVideoToAudio")(images=frames, fps=float(fps), **KLING)
+    assert_aligned(audio, n / fps, 48000, 2)
+    assert abs(onset_time(audio["waveform"][0].numpy(), 48000, 0.5) - 40 / fps) <= 1 / fps
+    assert json.loads(job)["outputs"][0].endswith(".mp3")
+
+
 @pytest.mark.parametrize("seconds", [2.5, 20.5])
 def test_kling_duration_is_checked_before_upload(emulator, wavespeed_env, tmp_path, seconds):
     n = round(seconds * 12)
