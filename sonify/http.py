@@ -12,7 +12,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 import requests
 
 from .config import check_url
-from .errors import ProviderError
+from .errors import ProviderError, SonifyError
 from .waiter import Waiter
 
 log = logging.getLogger("sonify")
@@ -54,14 +54,17 @@ def retry_after_seconds(response: requests.Response) -> float | None:
 
 class Http:
     """One provider's HTTP. `auth_headers` go only to URLs under `base_url` or `other_api_urls`
-    (the provider's own API hosts), never anywhere else."""
+    (the provider's own API hosts), never anywhere else.
+
+    `describe_error(response)` turns an HTTP error into a message (raised as ProviderError) or into
+    the error to raise itself (e.g. a ValidationError naming the input the provider refused)."""
 
     def __init__(
         self,
         provider: str,
         base_url: str,
         auth_headers: dict[str, str],
-        describe_error: Callable[[requests.Response], str],
+        describe_error: Callable[[requests.Response], str | SonifyError],
         other_api_urls: tuple[str, ...] = (),
     ) -> None:
         self.provider = provider
@@ -95,8 +98,11 @@ class Http:
         headers: dict[str, str] | None = None,
         timeout: tuple[float, float] = TIMEOUT,
         task_id: str | None = None,
+        stream: bool = False,
+        retry_if: Callable[[requests.Response], bool] | None = None,
     ) -> requests.Response:
-        """Send a request; retry it on 408/429/5xx and connection errors only if `idempotent`.
+        """Send a request; retry it on 408/429/5xx (or where `retry_if(response)` says so) and
+        connection errors only if `idempotent`. `stream`: the body is left unread for the caller.
 
         A submit is never idempotent: a lost answer may still have created (and charged) a task.
         """
@@ -109,7 +115,7 @@ class Http:
             try:
                 response = self.session.request(
                     method, url, json=json, data=data, files=files, timeout=timeout,
-                    headers=self._headers_for(url, headers), allow_redirects=False,
+                    headers=self._headers_for(url, headers), allow_redirects=False, stream=stream,
                 )
             except requests.RequestException as exc:
                 if not idempotent or attempt >= MAX_ATTEMPTS:
@@ -121,11 +127,21 @@ class Http:
                 continue
             if response.status_code < 400:
                 return response
-            if idempotent and response.status_code in RETRYABLE and attempt < MAX_ATTEMPTS:
+            retry = retry_if(response) if retry_if is not None else response.status_code in RETRYABLE
+            if idempotent and retry and attempt < MAX_ATTEMPTS:
                 log.info("%s %s: HTTP %s, retrying", method, _origin(url), response.status_code)
+                response.close()
                 waiter.sleep(backoff(attempt, retry_after_seconds(response)))
                 continue
-            raise ProviderError(self._describe_error(response), status=response.status_code, task_id=task_id)
+            raise self._error(response, task_id)
+
+    def _error(self, response: requests.Response, task_id: str | None) -> SonifyError:
+        described = self._describe_error(response)
+        response.close()
+        if isinstance(described, SonifyError):
+            described.task_id = described.task_id or task_id
+            return described
+        return ProviderError(described, status=response.status_code, task_id=task_id)
 
     def json(self, method: str, url: str, **kwargs: Any) -> Any:
         response = self.request(method, url, **kwargs)
@@ -175,6 +191,23 @@ class Http:
                     raise ProviderError(_too_big(max_bytes), task_id=task_id)
                 return _write_capped(response, dest, max_bytes, declared, waiter, task_id)
         raise ProviderError(f"{self.provider}: the result URL redirected more than {MAX_REDIRECTS} times", task_id=task_id)
+
+
+class FileBody:
+    """A file as a request body: streamed in chunks with a known length (requests sends
+    Content-Length), and read from the start again if the request is retried."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
 
 
 class _Transient(Exception):

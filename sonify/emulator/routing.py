@@ -98,7 +98,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     file: Path | None = None  # streamed from disk instead of `body`
 
-    def length(self) -> int:
+    def length(self) -> int | None:
+        """The body's size; None when write_body frames the body itself (chunked)."""
         return self.file.stat().st_size if self.file is not None else len(self.body)
 
     def write_body(self, wfile: BinaryIO) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..models import BY_MODEL_ID
+from .fal_routes import FalRoutes
 from .faults import FaultBoard
 from .routing import Body, Request, Response, Router, declared_length, json_response
 from .storage import Storage
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sonify.emulator")
 
 DEFAULT_KEYS = ("test-wavespeed-key",)
+DEFAULT_FAL_KEYS = ("test-fal-id:test-fal-secret",)  # fal keys are key_id:key_secret
 HOST = "127.0.0.1"  # never another interface: the emulator has no real security
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
 DRAIN_LIMIT = 1024 * 1024  # unread request bodies up to this are read away to keep the connection usable
@@ -142,7 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(response.status)
             for name, value in response.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(response.length()))
+            length = response.length()
+            if length is not None:  # None: the response frames its own body (chunked event streams)
+                self.send_header("Content-Length", str(length))
             self.send_header("X-Sonify-Emulator", "1")
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -163,7 +167,10 @@ class Emulator:
 
     Settable after construction: `formats[model_id]` (output format, default "mp4"),
     `per_model_seconds[model_id]`, `model_seconds`, `queue_seconds` (time a task stays "created"),
-    `sync_timeout` (sync-mode wait before answering "processing"), `balance`; before start():
+    `sync_timeout` (sync-mode wait before answering "processing"), `balance`,
+    `concurrency[provider]` (tasks processing at once; others wait in the queue; fal: 2, like a new
+    fal account; absent: no limit), `sse_keepalive` (seconds between keep-alive comments on fal's
+    status stream), `cdn_token_seconds` (lifetime of fal CDN upload tokens); before start():
     `max_upload_bytes`.
     """
 
@@ -171,18 +178,23 @@ class Emulator:
         self,
         *,
         api_keys: tuple[str, ...] = DEFAULT_KEYS,
+        fal_keys: tuple[str, ...] = DEFAULT_FAL_KEYS,
         model_seconds: float = 0.5,
         formats: dict[str, str] | None = None,
         state_dir: str | Path | None = None,
         per_model_seconds: dict[str, float] | None = None,
     ) -> None:
         self.api_keys = tuple(api_keys)
+        self.fal_keys = tuple(fal_keys)
         self.model_seconds = model_seconds
         self.per_model_seconds = dict(per_model_seconds or {})
         self.formats = dict(formats or {})
         self.queue_seconds = 0.05
         self.sync_timeout = 60.0
         self.balance = 100.0
+        self.concurrency: dict[str, int] = {"fal": 2}
+        self.sse_keepalive = 15.0
+        self.cdn_token_seconds = 3600.0
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self.faults = FaultBoard()
         self.url = ""  # the API origin, after start()
@@ -193,6 +205,7 @@ class Emulator:
         self._lock = threading.Lock()
         self._records: list[RequestRecord] = []
         self._submitted: list[str] = []
+        self._cancelled: list[str] = []
         self._failures: dict[str, deque[TaskFailure]] = {}
         self._stopping = threading.Event()
         self._servers: list[_HttpServer] = []
@@ -211,9 +224,11 @@ class Emulator:
         self._servers = [api, files]
         self.url, self.files_url = api.url, files.url
         self.storage = Storage(root, self.max_upload_bytes, files.url)
-        self.tasks = TaskBoard(self.storage, self._stopping)
-        files.router.add_all(self.storage.routes())
-        self.router.add_all(WaveSpeedRoutes(self).routes())
+        self.tasks = TaskBoard(self.storage, self._stopping, slots=lambda provider: self.concurrency.get(provider))
+        fal = FalRoutes(self)
+        files.router.add_all(self.storage.routes() + fal.cdn_routes())
+        self.router.add_all(WaveSpeedRoutes(self).routes())  # first: its catch-all owns /api/v3
+        self.router.add_all(fal.routes())
         for server in self._servers:
             server.thread.start()
         log.info("emulator listening on %s, files on %s (kept in %s)", self.url, self.files_url, root)
@@ -246,6 +261,11 @@ class Emulator:
             if step <= 0:
                 break
             self._stopping.wait(step)
+        return self._stopping.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() began: long answers (event streams) end."""
         return self._stopping.is_set()
 
     def __enter__(self) -> Self:
@@ -309,6 +329,15 @@ class Emulator:
         """Accepted submits (a task was created), for one model or all."""
         with self._lock:
             return sum(1 for m in self._submitted if model_id is None or m == model_id)
+
+    def record_cancel(self, model_id: str) -> None:
+        with self._lock:
+            self._cancelled.append(model_id)
+
+    def cancels(self, model_id: str | None = None) -> int:
+        """Accepted cancel requests (the task was not final yet), for one model or all."""
+        with self._lock:
+            return sum(1 for m in self._cancelled if model_id is None or m == model_id)
 
     def task_completed_at(self, task_id: str) -> float | None:
         """time.monotonic() when the task reached its final status; None while it runs or if unknown."""

@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from .routing import CHUNK, Handler, Request, Response, json_response
 
-ID_RE = r"[0-9a-f]{32}"
+ID_RE = r"(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # hex, or a UUID (fal request ids)
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 CONTENT_TYPES = {
     ".mp4": "video/mp4",
@@ -41,12 +41,12 @@ class FetchError(Exception):
 
 @dataclass(frozen=True)
 class Ticket:
-    """A pre-signed upload: the PUT must send exactly `headers` and `size` bytes."""
+    """A pre-signed upload: the PUT must send exactly `headers` and `size` bytes (any size when None)."""
 
     token: str
     file_id: str
     name: str
-    size: int
+    size: int | None
     headers: dict[str, str]
 
 
@@ -85,7 +85,7 @@ class Storage:
 
     # --- uploads ---
 
-    def new_ticket(self, filename: str, size: int, content_type: str) -> Ticket:
+    def new_ticket(self, filename: str, size: int | None, content_type: str) -> Ticket:
         ticket = Ticket(
             token=secrets.token_urlsafe(24),
             file_id=secrets.token_hex(16),
@@ -106,6 +106,17 @@ class Storage:
         folder = self.root / "files" / file_id
         folder.mkdir(exist_ok=True)
         return folder / name
+
+    def receive(self, request: Request, length: int, file_id: str, name: str) -> bool:
+        """Stream `length` body bytes into upload `file_id` as `name` (served only once complete);
+        False when the body was shorter."""
+        path = self.file_path(file_id, name)
+        partial = path.with_name(".partial-" + path.name)  # never matches NAME_RE, so never served
+        if request.copy_body_to(partial, length) != length:
+            partial.unlink(missing_ok=True)
+            return False
+        partial.replace(path)
+        return True
 
     def temp_dir(self) -> Path:
         folder = self.root / "tmp" / secrets.token_hex(16)
@@ -185,16 +196,12 @@ class Storage:
             if request.headers.get(name) != value:
                 return _storage_error(403, "SignatureDoesNotMatch", f"header {name} must be exactly the one handed out")
         length = request.body_length(self.max_bytes)
-        if length != ticket.size:
+        if ticket.size is not None and length != ticket.size:
             return _storage_error(
                 400, "BadDigest", f"Content-Length {length} differs from the declared size {ticket.size}"
             )
-        path = self.file_path(ticket.file_id, ticket.name)
-        partial = path.with_name(".partial-" + path.name)  # never matches NAME_RE, so never served
-        if request.copy_body_to(partial, length) != length:
-            partial.unlink(missing_ok=True)
+        if not self.receive(request, length, ticket.file_id, ticket.name):
             return _storage_error(400, "IncompleteBody", "fewer bytes than Content-Length")
-        partial.replace(path)
         return Response(200, b"", {"ETag": f'"{ticket.file_id}"'})
 
     def _get(self, request: Request, match: re.Match[str]) -> Response:

@@ -1,6 +1,7 @@
-"""Emulated remote tasks: created -> processing -> completed | failed, over configurable time.
+"""Emulated remote tasks: created -> processing -> completed | failed | cancelled, over configurable time.
 
-Provider-neutral: each provider's routes map these statuses onto their own wire format.
+Provider-neutral: each provider's routes map these statuses onto their own wire format. A provider
+may have a concurrency limit: its tasks past that many wait in "created", first come first served.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from .storage import FetchError, Storage
 
 log = logging.getLogger("sonify.emulator")
 
-FINAL = ("completed", "failed")
+FINAL = ("completed", "failed", "cancelled")
+SLOT_CHECK = 0.1  # seconds between looks for a free slot (the limit can change at any time)
 JOIN_SECONDS = 5.0
 
 
@@ -41,8 +44,8 @@ class Task:
     spec: ModelSpec
     params: dict[str, Any]
     media: dict[str, str]  # request field -> URL as submitted
-    seconds: float  # total time from submit to a final status
-    queue_seconds: float  # time spent in "created"
+    seconds: float  # time from submit to a final status when no concurrency limit holds the task back
+    queue_seconds: float  # least time spent in "created" (more while waiting for a slot)
     fmt: str  # output format handed to synth.render
     fail: TaskFailure | None = None  # set by fail_next: the task ends with this failure
     created_at: str = ""  # ISO 8601, UTC
@@ -66,11 +69,17 @@ class Task:
 
 
 class TaskBoard:
-    """Holds every task and runs one daemon worker thread per task."""
+    """Holds every task and runs one daemon worker thread per task.
 
-    def __init__(self, storage: Storage, stopping: threading.Event) -> None:
+    `slots(provider)` is the number of that provider's tasks that may be processing at once (None:
+    no limit); read whenever a task looks for a slot, so it can be changed at any time."""
+
+    def __init__(
+        self, storage: Storage, stopping: threading.Event, slots: Callable[[str], int | None] = lambda provider: None
+    ) -> None:
         self._storage = storage
         self._stopping = stopping
+        self._slots = slots
         self._changed = threading.Condition()
         self._tasks: dict[str, Task] = {}
         self._threads: list[threading.Thread] = []
@@ -101,6 +110,29 @@ class TaskBoard:
                     return dataclasses.replace(task)
                 self._changed.wait(left)
 
+    def wait_change(self, timeout: float) -> None:
+        """Return when any task changes (or the emulator stops), or after `timeout` seconds."""
+        with self._changed:
+            if not self._stopping.is_set():
+                self._changed.wait(timeout)
+
+    def queue_position(self, task_id: str) -> int:
+        """How many tasks of the same provider wait ahead of this one (0: next in line)."""
+        with self._changed:
+            return self._position(self._tasks[task_id])
+
+    def cancel(self, task_id: str) -> bool:
+        """End a task that is not final yet with status "cancelled"; False if it already was final."""
+        with self._changed:
+            task = self._tasks[task_id]
+            if task.final:
+                return False
+            self._tasks[task_id] = dataclasses.replace(
+                task, status="cancelled", error="cancelled by the client", completed_at=time.monotonic()
+            )
+            self._changed.notify_all()
+            return True
+
     def close(self) -> None:
         """Wake every waiter and let the workers end (the stopping event is already set)."""
         with self._changed:
@@ -110,15 +142,44 @@ class TaskBoard:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _update(self, task_id: str, **changes: Any) -> None:
+    def _position(self, task: Task) -> int:
+        return sum(
+            1 for t in self._tasks.values()
+            if t.provider == task.provider and t.status == "created" and t.submitted < task.submitted
+        )
+
+    def _start(self, task_id: str) -> float | None:
+        """Wait for a free slot, then mark the task processing; its start time, or None if the task
+        was cancelled or the emulator stops meanwhile."""
         with self._changed:
-            self._tasks[task_id] = dataclasses.replace(self._tasks[task_id], **changes)
-            self._changed.notify_all()
+            while not self._stopping.is_set():
+                task = self._tasks[task_id]
+                if task.final:
+                    return None
+                limit = self._slots(task.provider)
+                running = sum(1 for t in self._tasks.values() if t.provider == task.provider and t.status == "processing")
+                if limit is None or self._position(task) < limit - running:
+                    started = time.monotonic()
+                    self._tasks[task_id] = dataclasses.replace(task, status="processing", started=started)
+                    self._changed.notify_all()
+                    return started
+                self._changed.wait(SLOT_CHECK)
+        return None
+
+    def _finish(self, task_id: str, **outcome: Any) -> None:
+        """Set the final status, unless the task was cancelled meanwhile."""
+        with self._changed:
+            if not self._tasks[task_id].final:
+                self._tasks[task_id] = dataclasses.replace(self._tasks[task_id], completed_at=time.monotonic(), **outcome)
+                self._changed.notify_all()
 
     def _run(self, task: Task) -> None:
-        if self._stopping.wait(min(task.queue_seconds, task.seconds)):
+        queued = min(task.queue_seconds, task.seconds)
+        if self._stopping.wait(queued):
             return
-        self._update(task.id, status="processing", started=time.monotonic())
+        started = self._start(task.id)
+        if started is None:
+            return
         try:
             outcome: dict[str, Any] = {"status": "completed", "outputs": self._produce(task)}
         except TaskFailure as e:
@@ -128,10 +189,10 @@ class TaskBoard:
                 return
             log.warning("emulated task %s failed in synth: %s", task.id, e)
             outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}", "code": 5000}
-        remaining = task.submitted + task.seconds - time.monotonic()
+        remaining = started + task.seconds - queued - time.monotonic()
         if remaining > 0 and self._stopping.wait(remaining):
             return
-        self._update(task.id, completed_at=time.monotonic(), **outcome)
+        self._finish(task.id, **outcome)
 
     def _produce(self, task: Task) -> tuple[Path, ...]:
         if task.fail is not None:

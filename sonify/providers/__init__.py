@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from .. import config
+from .fal import Fal
 from .wavespeed import WaveSpeed
 
 _clients: dict[tuple, object] = {}
@@ -17,6 +18,9 @@ def client(provider: str):
     if provider == "wavespeed":
         ident = (provider, key, config.base_url("wavespeed"))
         factory = lambda: WaveSpeed(key, ident[2])
+    elif provider == "fal":
+        ident = (provider, key, config.base_url("fal_queue"), config.base_url("fal_rest"))
+        factory = lambda: Fal(key, ident[2], ident[3])
     else:
         raise ValueError(f"unknown provider {provider!r}")
     with _lock:

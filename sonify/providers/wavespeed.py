@@ -10,7 +10,7 @@ from typing import Any
 import requests
 
 from ..errors import ProviderError
-from ..http import Http
+from ..http import FileBody, Http
 from ..waiter import Waiter
 from .base import COMPLETED, FAILED, QUEUED, RUNNING, TaskState, WaitLimits, poll_until_final
 
@@ -68,11 +68,10 @@ class WaveSpeed:
         instruction = ticket.get("upload") or {}
         if str(instruction.get("method", "")).upper() != "PUT" or not instruction.get("url") or not ticket.get("download_url"):
             raise ProviderError("WaveSpeed gave an upload ticket without a PUT URL or download URL")
-        with open(path, "rb") as body:
-            self.http.request(
-                "PUT", instruction["url"], idempotent=True, waiter=waiter, data=body,
-                headers=dict(instruction.get("headers") or {}), timeout=(10.0, 300.0),
-            )
+        self.http.request(
+            "PUT", instruction["url"], idempotent=True, waiter=waiter, data=FileBody(path),
+            headers=dict(instruction.get("headers") or {}), timeout=(10.0, 300.0),
+        )
         return str(ticket["download_url"])
 
     def _upload_legacy(self, path: Path, content_type: str, waiter: Waiter) -> str:
@@ -93,7 +92,8 @@ class WaveSpeed:
             raise ProviderError("WaveSpeed accepted the job but its answer has no task id")
         return str(task_id)
 
-    def state(self, task_id: str, waiter: Waiter) -> TaskState:
+    def state(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> TaskState:
+        """`model_id` is accepted like fal's client takes it; WaveSpeed task ids need no model."""
         data = self._data(self.http.json(
             "GET", f"/api/v3/predictions/{task_id}/result", idempotent=True, waiter=waiter, task_id=task_id,
         ), task_id)
@@ -116,11 +116,12 @@ class WaveSpeed:
         )
 
     def wait(
-        self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits
+        self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits,
+        *, model_id: str | None = None,
     ) -> TaskState:
         return poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits)
 
-    def cancel(self, task_id: str, waiter: Waiter) -> bool:
+    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
         """WaveSpeed has no documented cancel endpoint: the job runs on (and can be fetched)."""
         return False
 

@@ -1,0 +1,355 @@
+"""fal's queue and storage APIs, as the official `fal_client` (1.x) and shared/PROTOCOLS.md describe them.
+
+The queue routes (`/{owner}/{app}`, `/{owner}/{app}/requests/{id}/...`) and the REST storage routes
+(`/storage/...`) share the emulator's API origin: their paths differ. They need
+`Authorization: Key <key_id>:<key_secret>`. The CDN upload (`POST /files/upload`) lives on the files
+origin, like fal's separate CDN host, and takes only a token handed out by `/storage/auth/token`.
+Errors are `{"detail": ...}`: a string (with `error_type` and the `X-Fal-Error-Type` header for
+infrastructure errors), or for validation (422) a list of `{loc: ["body", field], msg, type}`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import urlsplit
+
+from ..errors import ValidationError
+from ..models import BY_MODEL_ID, ModelSpec
+from .routing import Handler, HttpError, Request, Response, json_response
+from .storage import content_type_for, is_loopback, safe_name
+from .tasks import Task
+
+if TYPE_CHECKING:
+    from .server import Emulator
+
+PROVIDER = "fal"
+SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+REQUEST = rf"/(?P<app>{SEGMENT}/{SEGMENT})/requests/(?P<id>[^/]+)"
+SUBMIT = rf"/(?P<model>{SEGMENT}/{SEGMENT}(?:/{SEGMENT})*)"
+KEY_FORMAT = re.compile(r"[^:\s]+:[^:\s]+")
+CONTENT_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+EMULATOR_PROMPT = (
+    "[written by the Sonify emulator, not by fal] synthetic sound whose loudness follows the motion in the picture"
+)
+STREAM_TICK = 0.5  # longest wait between looks at a streamed task (changes wake the stream at once)
+FAILED_TYPE = "runner_server_error"  # [guess] the error_type fal gives a request whose app failed
+CANCELLED_TYPE = "request_cancelled"  # [guess]
+
+
+def detail(status: int, message: str, error_type: str | None = None) -> Response:
+    """fal's error body; infrastructure errors also name their type in a header."""
+    payload: dict[str, Any] = {"detail": message}
+    headers: dict[str, str] = {}
+    if error_type:
+        payload["error_type"] = error_type
+        headers["X-Fal-Error-Type"] = error_type
+    return json_response(status, payload, headers)
+
+
+def invalid(field: str, message: str, kind: str = "value_error") -> HttpError:
+    """A 422 naming one input, as fal's (pydantic) validation answers."""
+    return HttpError(json_response(422, {"detail": [{"loc": ["body", field], "msg": message, "type": kind}]}))
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def wall_clock(task: Task, monotonic: float) -> str:
+    """A task's monotonic moment as wall-clock time, the same on every call (no spurious stream events)."""
+    return iso_utc(datetime.fromisoformat(task.created_at) + timedelta(seconds=monotonic - task.submitted))
+
+
+def check_body(spec: ModelSpec, body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """(parameters, media URLs by field) from a submit body; raises a 422 naming the field."""
+    if not isinstance(body, dict):
+        raise HttpError(json_response(422, {"detail": [{"loc": ["body"], "msg": "must be a JSON object", "type": "dict_type"}]}))
+    values = dict(body)
+    url = values.pop(spec.video_field, None)
+    if url is None:
+        raise invalid(spec.video_field, "Field required", "missing")
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise invalid(spec.video_field, "must be an http(s) URL of the media file", "url_parsing")
+    if not is_loopback(parts.hostname):
+        raise invalid(spec.video_field, "the emulator reads only its own files and loopback URLs")
+    unknown = sorted(set(values) - {p.name for p in spec.params})
+    if unknown:
+        raise invalid(unknown[0], "Extra inputs are not permitted", "extra_forbidden")
+    params: dict[str, Any] = {}
+    for param in spec.params:
+        try:
+            params[param.name] = param.check(values.get(param.name, param.default))
+        except ValidationError as e:
+            raise invalid(param.name, str(e).removeprefix(f"{param.name}: ")) from None
+    return params, {spec.video_field: url}
+
+
+@dataclass
+class ChunkedResponse(Response):
+    """A body sent as it is produced (Transfer-Encoding: chunked): `produce(send)` calls `send(bytes)`."""
+
+    produce: Callable[[Callable[[bytes], None]], None] | None = None
+
+    def length(self) -> int | None:
+        return None
+
+    def write_body(self, wfile: BinaryIO) -> None:
+        def send(data: bytes) -> None:
+            wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            wfile.flush()
+
+        if self.produce is not None:
+            self.produce(send)
+        wfile.write(b"0\r\n\r\n")
+        wfile.flush()
+
+
+class FalRoutes:
+    def __init__(self, emulator: Emulator) -> None:
+        self.em = emulator
+        self._lock = threading.Lock()
+        self._cdn_tokens: dict[str, float] = {}  # token -> time.monotonic() it expires
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """API-origin rows (after WaveSpeed's, whose catch-all owns /api/v3)."""
+        rows: list[tuple[str, str, Handler]] = [
+            ("POST", r"/storage/auth/token", self.cdn_token),
+            ("POST", r"/storage/upload/initiate", self.initiate_upload),
+            ("GET", REQUEST + r"/status/stream", self.status_stream),
+            ("GET", REQUEST + r"/status", self.status),
+            ("PUT", REQUEST + r"/cancel", self.cancel),
+            ("GET", REQUEST, self.result),
+            ("POST", SUBMIT, self.submit),
+        ]
+        # Other methods on these paths are unknown routes (404, like any other path), not 405.
+        return [(method, regex, self._authed(handler)) for method, regex, handler in rows] + [("*", SUBMIT, not_found)]
+
+    def cdn_routes(self) -> list[tuple[str, str, Handler]]:
+        """Files-origin rows: the CDN upload."""
+        return [("POST", r"/files/upload", self.cdn_upload)]
+
+    def _authed(self, handler: Handler) -> Handler:
+        def guarded(request: Request, match: re.Match[str]) -> Response:
+            scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+            key = key.strip()
+            if scheme.lower() != "key" or not KEY_FORMAT.fullmatch(key):
+                return detail(401, "Invalid key format: send the header Authorization: Key <key_id>:<key_secret>")
+            if not any(hmac.compare_digest(key.encode(), k.encode()) for k in self.em.fal_keys):
+                return detail(401, "Invalid key: no such key")
+            return handler(request, match)
+
+        return guarded
+
+    # --- storage ---
+
+    def cdn_token(self, request: Request, match: re.Match[str]) -> Response:
+        if request.query.get("storage_type") != ["fal-cdn-v3"]:
+            return detail(400, "storage_type must be fal-cdn-v3")
+        request.read_json()
+        token = secrets.token_urlsafe(24)
+        lifetime = self.em.cdn_token_seconds
+        with self._lock:
+            self._cdn_tokens[token] = time.monotonic() + lifetime
+        return json_response(200, {
+            "token": token,
+            "token_type": "Bearer",
+            "base_url": self.em.files_url,
+            "expires_at": iso_utc(datetime.now(timezone.utc) + timedelta(seconds=lifetime)),
+        })
+
+    def _cdn_token_valid(self, token: str) -> bool:
+        with self._lock:
+            expires = self._cdn_tokens.get(token)
+        return expires is not None and time.monotonic() < expires
+
+    def cdn_upload(self, request: Request, match: re.Match[str]) -> Response:
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "key":
+            return detail(401, "The CDN takes an upload token from /storage/auth/token, never the fal key")
+        if scheme.lower() != "bearer" or not self._cdn_token_valid(token.strip()):
+            return detail(401, "Missing, unknown or expired CDN upload token")
+        length = request.body_length(self.em.storage.max_bytes)
+        name = safe_name(request.headers.get("X-Fal-File-Name") or "upload.bin")
+        content_type = request.headers.get("Content-Type") or content_type_for(name)
+        file_id = secrets.token_hex(16)
+        if not self.em.storage.receive(request, length, file_id, name):
+            return detail(400, "fewer bytes than Content-Length")
+        return json_response(200, {
+            "access_url": self.em.storage.file_url(file_id, name),
+            "content_type": content_type,
+            "file_name": name,
+            "file_size": length,
+        })
+
+    def initiate_upload(self, request: Request, match: re.Match[str]) -> Response:
+        if request.query.get("storage_type") != ["gcs"]:
+            return detail(400, "storage_type must be gcs")
+        body = request.read_json()
+        if not isinstance(body, dict):
+            return detail(400, "the body must be a JSON object")
+        file_name, content_type = body.get("file_name") or "upload.bin", body.get("content_type")
+        if not isinstance(file_name, str) or not isinstance(content_type, str) or not CONTENT_TYPE.fullmatch(content_type):
+            return detail(400, "file_name must be text and content_type a MIME type such as video/mp4")
+        ticket = self.em.storage.new_ticket(file_name, None, content_type)
+        return json_response(200, {
+            "upload_url": self.em.storage.put_url(ticket),
+            "file_url": self.em.storage.file_url(ticket.file_id, ticket.name),
+        })
+
+    # --- queue ---
+
+    def submit(self, request: Request, match: re.Match[str]) -> Response:
+        model_id = match["model"]
+        spec = BY_MODEL_ID.get((PROVIDER, model_id))
+        if spec is None:
+            return detail(404, f"Application '{model_id}' not found")
+        params, media = check_body(spec, request.read_json())
+        task = Task(
+            id=str(uuid.uuid4()),
+            provider=PROVIDER,
+            spec=spec,
+            params=params,
+            media=media,
+            seconds=self.em.seconds_for(model_id),
+            queue_seconds=self.em.queue_seconds,
+            fmt=self.em.formats.get(model_id, "mp4"),
+            fail=self.em.take_failure(model_id),
+            created_at=iso_utc(datetime.now(timezone.utc)),
+            submitted=time.monotonic(),
+        )
+        self.em.tasks.add(task)
+        self.em.record_submit(model_id)
+        return json_response(200, {
+            "request_id": task.id,
+            **self.urls(task),
+            "queue_position": self.em.tasks.queue_position(task.id),
+        })
+
+    def urls(self, task: Task) -> dict[str, str]:
+        """Status, result and cancel live under {owner}/{app} only: a submit subpath is dropped."""
+        base = f"{self.em.url}/{app_of(task.spec.model_id)}/requests/{task.id}"
+        return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+
+    def _task(self, match: re.Match[str]) -> Task | None:
+        task = self.em.tasks.get(match["id"])
+        if task is None or task.provider != PROVIDER or app_of(task.spec.model_id) != match["app"]:
+            return None
+        return task
+
+    def status(self, request: Request, match: re.Match[str]) -> Response:
+        task = self._task(match)
+        if task is None:
+            return detail(404, "Request not found")
+        return json_response(200, self.status_payload(task, wants_logs(request)))
+
+    def status_stream(self, request: Request, match: re.Match[str]) -> Response:
+        task = self._task(match)
+        if task is None:
+            return detail(404, "Request not found")
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Transfer-Encoding": "chunked"}
+        return ChunkedResponse(200, headers=headers, produce=self._events(task.id, wants_logs(request)))
+
+    def _events(self, task_id: str, logs: bool) -> Callable[[Callable[[bytes], None]], None]:
+        """Server-sent events: the status object whenever it changes, a keep-alive comment after
+        `sse_keepalive` quiet seconds; the stream ends after COMPLETED."""
+
+        def produce(send: Callable[[bytes], None]) -> None:
+            last: dict[str, Any] | None = None
+            quiet_since = time.monotonic()
+            while not self.em.stopping:
+                task = self.em.tasks.get(task_id)
+                payload = self.status_payload(task, logs)
+                now = time.monotonic()
+                if payload != last:
+                    send(f"data: {json.dumps(payload)}\n\n".encode())
+                    last, quiet_since = payload, now
+                elif now - quiet_since >= self.em.sse_keepalive:
+                    send(b": keep-alive\n\n")
+                    quiet_since = now
+                if task.final:
+                    return
+                self.em.tasks.wait_change(max(0.01, min(STREAM_TICK, quiet_since + self.em.sse_keepalive - now)))
+
+        return produce
+
+    def status_payload(self, task: Task, logs: bool) -> dict[str, Any]:
+        payload: dict[str, Any] = {"request_id": task.id, **self.urls(task), "logs": self.logs(task) if logs else None}
+        if task.status == "created":
+            return {"status": "IN_QUEUE", "queue_position": self.em.tasks.queue_position(task.id), **payload}
+        if task.status == "processing":
+            return {"status": "IN_PROGRESS", **payload}
+        payload |= {"status": "COMPLETED", "metrics": {"inference_time": task.inference_ms / 1000 if task.started else None}}
+        if task.status == "failed":
+            payload |= {"error": task.error, "error_type": FAILED_TYPE}
+        elif task.status == "cancelled":
+            payload |= {"error": "Request was cancelled", "error_type": CANCELLED_TYPE}
+        return payload
+
+    @staticmethod
+    def logs(task: Task) -> list[dict[str, Any]]:
+        entries = []
+        if task.started is not None:
+            entries.append((task.started, "Sonify emulator: rendering synthetic sound (not a real model)"))
+        if task.status == "completed" and task.completed_at is not None:
+            entries.append((task.completed_at, "Sonify emulator: output written"))
+        return [
+            {"message": message, "level": "INFO", "source": "user", "timestamp": wall_clock(task, at)}
+            for at, message in entries
+        ]
+
+    def result(self, request: Request, match: re.Match[str]) -> Response:
+        task = self._task(match)
+        if task is None:
+            return detail(404, "Request not found")
+        if not task.final:
+            return detail(400, "Request is still in progress")
+        if task.status == "cancelled":
+            return detail(400, "Request was cancelled", CANCELLED_TYPE)
+        if task.status == "failed":
+            return detail(500, task.error, FAILED_TYPE)
+        return json_response(200, self.output(task))
+
+    def output(self, task: Task) -> dict[str, Any]:
+        path = task.outputs[0]
+        content_type = content_type_for(path.name)
+        media = {
+            "url": self.em.storage.output_url(task.id, path),
+            "content_type": content_type,
+            "file_name": path.name,
+            "file_size": path.stat().st_size,
+        }
+        key = "video" if content_type.startswith("video/") else "audio"
+        return {key: media, "prompt": task.params.get("prompt") or EMULATOR_PROMPT}
+
+    def cancel(self, request: Request, match: re.Match[str]) -> Response:
+        task = self._task(match)
+        if task is None:
+            return json_response(404, {"status": "NOT_FOUND"})
+        if not self.em.tasks.cancel(task.id):
+            return json_response(400, {"status": "ALREADY_COMPLETED"})
+        self.em.record_cancel(task.spec.model_id)
+        return json_response(202, {"status": "CANCELLATION_REQUESTED"})
+
+
+def not_found(request: Request, match: re.Match[str]) -> Response:
+    return detail(404, "Not Found")
+
+
+def app_of(model_id: str) -> str:
+    """{owner}/{app} of a model id (a subpath after them is dropped)."""
+    return "/".join(model_id.split("/")[:2])
+
+
+def wants_logs(request: Request) -> bool:
+    return request.query.get("logs", [""])[0].lower() in ("1", "true")

@@ -1,0 +1,478 @@
+"""fal: CDN upload (fallback: storage upload), queue submit, status stream (fallback: polling),
+result, cancel. Protocol notes: shared/PROTOCOLS.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import queue
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from ..errors import ConfigurationError, ProviderError, SonifyError, ValidationError
+from ..http import RETRYABLE, FileBody, Http
+from ..redact import register_secret
+from ..waiter import SLICE, Waiter
+from .base import COMPLETED, FAILED, QUEUED, RUNNING, TaskState, WaitLimits, check_limits, poll_until_final
+
+log = logging.getLogger("sonify")
+
+NAME = "fal"
+TOKEN_MARGIN = 60.0  # a CDN token is renewed this many seconds before it expires
+UPLOAD_TIMEOUT = (10.0, 300.0)
+REPORT_EVERY = 1.0  # seconds between progress reports while the stream is quiet
+MEDIA_FIELDS = {"video_url": "video", "audio_url": "audio"}  # fal's field -> our input name
+NAMESPACES = ("workflows", "comfy")  # app ids with a namespace have three parts: namespace/owner/app
+ERROR_TYPES = {
+    "request_timeout": "the request ran past its time limit",
+    "startup_timeout": "the model's machine did not start in time",
+    "runner_scheduling_failure": "fal found no machine to run the model",
+    "internal_error": "fal had an internal error",
+}
+
+
+@dataclass(frozen=True)
+class RequestUrls:
+    status: str
+    response: str
+    cancel: str
+
+
+@dataclass(frozen=True)
+class _CdnToken:
+    header: str  # "{token_type} {token}"
+    base_url: str
+    usable_until: float  # time.monotonic()
+
+
+class Fal:
+    name = NAME
+
+    def __init__(self, api_key: str, queue_url: str, rest_url: str) -> None:
+        self.queue_url = queue_url.rstrip("/")
+        self.rest_url = rest_url.rstrip("/")
+        self.http = Http(
+            NAME, self.queue_url, {"Authorization": f"Key {api_key}"}, self._describe_error,
+            other_api_urls=(self.rest_url,),
+        )
+        self._lock = threading.Lock()
+        self._token: _CdnToken | None = None
+        self._token_lock = threading.Lock()  # held while a token is fetched: one fetch for all threads
+        self._urls: dict[str, RequestUrls] = {}
+        self._logged: dict[str, int] = {}
+
+    # --- errors ---
+
+    def _describe_error(self, response: requests.Response) -> str | SonifyError:
+        body = _json_or_none(response)
+        if response.status_code == 401 and self.http.is_api_url(response.url):
+            return "FAL_KEY is not valid (fal answered HTTP 401)"
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if response.status_code == 422 and isinstance(detail, list):
+            error = validation_error(detail)
+            if error is not None:
+                return error
+        text = _detail_text(detail) or response.text[:300].strip() or response.reason or ""
+        error_type = (body.get("error_type") if isinstance(body, dict) else None) or response.headers.get("X-Fal-Error-Type")
+        hints = {403: " (check the account's balance and access)", 429: " (rate limit, or the queue is full)"}
+        return f"fal answered HTTP {response.status_code}: {text}{error_type_hint(error_type)}{hints.get(response.status_code, '')}"
+
+    # --- upload ---
+
+    def upload(self, path: Path, waiter: Waiter) -> str:
+        """fal's CDN (a short-lived upload token, then the bytes); the storage upload when that fails."""
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        try:
+            token = self._cdn_token(waiter)
+        except ProviderError as exc:
+            if exc.status == 401:
+                raise  # the key itself is refused: the storage route would refuse it too
+            log.info("fal CDN token unavailable (%s); using the storage upload", exc)
+            return self._upload_storage(path, content_type, waiter)
+        try:
+            return self._upload_cdn(token, path, content_type, waiter)
+        except (ProviderError, ConfigurationError) as exc:
+            with self._token_lock:
+                self._token = None
+            log.info("fal CDN upload failed (%s); using the storage upload", exc)
+        return self._upload_storage(path, content_type, waiter)
+
+    def _cdn_token(self, waiter: Waiter) -> _CdnToken:
+        with self._token_lock:
+            if self._token is None or time.monotonic() >= self._token.usable_until:
+                self._token = self._new_cdn_token(waiter)
+            return self._token
+
+    def _new_cdn_token(self, waiter: Waiter) -> _CdnToken:
+        # Not retried: the storage upload is the fallback.
+        answer = self.http.json(
+            "POST", f"{self.rest_url}/storage/auth/token?storage_type=fal-cdn-v3", idempotent=False, waiter=waiter, json={},
+        )
+        fields = [answer.get(k) if isinstance(answer, dict) else None for k in ("token", "token_type", "base_url")]
+        if not all(isinstance(f, str) and f for f in fields):
+            raise ProviderError("fal's CDN token answer lacks token, token_type or base_url")
+        token, token_type, base_url = fields
+        register_secret(token)
+        lifetime = seconds_until(answer.get("expires_at"))
+        return _CdnToken(f"{token_type} {token}", base_url.rstrip("/"), time.monotonic() + lifetime - TOKEN_MARGIN)
+
+    def _upload_cdn(self, token: _CdnToken, path: Path, content_type: str, waiter: Waiter) -> str:
+        """The CDN gets its own token, never the fal key (Http adds the key only to API hosts)."""
+        answer = self.http.json(
+            "POST", f"{token.base_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path),
+            headers={"Authorization": token.header, "Content-Type": content_type, "X-Fal-File-Name": header_safe(path.name)},
+            timeout=UPLOAD_TIMEOUT,
+        )
+        url = answer.get("access_url") if isinstance(answer, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ProviderError("fal's CDN answered without an access_url")
+        return url
+
+    def _upload_storage(self, path: Path, content_type: str, waiter: Waiter) -> str:
+        answer = self.http.json(
+            "POST", f"{self.rest_url}/storage/upload/initiate?storage_type=gcs", idempotent=True, waiter=waiter,
+            json={"file_name": path.name, "content_type": content_type},
+        )
+        upload_url, file_url = (answer.get(k) if isinstance(answer, dict) else None for k in ("upload_url", "file_url"))
+        if not isinstance(upload_url, str) or not isinstance(file_url, str) or not upload_url or not file_url:
+            raise ProviderError("fal's storage upload answer lacks upload_url or file_url")
+        self.http.request(
+            "PUT", upload_url, idempotent=True, waiter=waiter, data=FileBody(path),
+            headers={"Content-Type": content_type}, timeout=UPLOAD_TIMEOUT,
+        )
+        return file_url
+
+    # --- submit ---
+
+    def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
+        """Never retried: a lost answer may still have queued (and will charge) a request."""
+        answer = self.http.json("POST", f"{self.queue_url}/{model_id}", idempotent=False, waiter=waiter, json=body)
+        request_id = answer.get("request_id") if isinstance(answer, dict) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise ProviderError("fal accepted the job but its answer has no request_id")
+        urls = self._returned_urls(answer) or self._built_urls(model_id, request_id)
+        with self._lock:
+            self._urls[request_id] = urls
+        return request_id
+
+    def _returned_urls(self, answer: dict[str, Any]) -> RequestUrls | None:
+        """The URLs fal handed back, if all of them are under our queue base URL (else we build them)."""
+        urls = [answer.get(k) for k in ("status_url", "response_url", "cancel_url")]
+        if all(isinstance(u, str) and u.startswith(self.queue_url + "/") for u in urls):
+            return RequestUrls(*urls)
+        return None
+
+    def _built_urls(self, model_id: str, request_id: str) -> RequestUrls:
+        """Status, result and cancel live under {owner}/{app} only: a submit subpath is dropped."""
+        parts = model_id.strip("/").split("/")
+        app = "/".join(parts[: 3 if parts[0] in NAMESPACES else 2])
+        base = f"{self.queue_url}/{app}/requests/{quote(request_id, safe='')}"
+        return RequestUrls(status=base + "/status", response=base, cancel=base + "/cancel")
+
+    def _urls_for(self, task_id: str, model_id: str | None) -> RequestUrls:
+        with self._lock:
+            urls = self._urls.get(task_id)
+        if urls is not None:
+            return urls
+        if not model_id:
+            raise ProviderError(f"fal request {task_id}: its model id is needed to find it", task_id=task_id)
+        return self._built_urls(model_id, task_id)
+
+    # --- status and result ---
+
+    def state(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> TaskState:
+        return self._poll(self._urls_for(task_id, model_id), task_id, waiter)
+
+    def _poll(self, urls: RequestUrls, task_id: str, waiter: Waiter) -> TaskState:
+        status = self.http.json("GET", urls.status + "?logs=1", idempotent=True, waiter=waiter, task_id=task_id)
+        return self._to_state(status, urls, task_id, waiter)
+
+    def _to_state(self, status: Any, urls: RequestUrls, task_id: str, waiter: Waiter) -> TaskState:
+        if not isinstance(status, dict):
+            raise ProviderError("fal's status answer is not a JSON object", task_id=task_id)
+        raw = str(status.get("status", ""))
+        self._log_new_lines(task_id, status.get("logs"))
+        if raw == "IN_QUEUE":
+            position = status.get("queue_position")
+            return TaskState(QUEUED, raw, queue_position=position if isinstance(position, int) else None)
+        if raw == "IN_PROGRESS":
+            return TaskState(RUNNING, raw)
+        if raw != "COMPLETED":
+            return TaskState(FAILED, raw, error=f"unknown status {raw!r} from fal")
+        metrics = status.get("metrics") if isinstance(status.get("metrics"), dict) else {}
+        inference = metrics.get("inference_time")
+        inference = float(inference) if isinstance(inference, (int, float)) else None
+        if status.get("error"):
+            error = f"{status['error']}{error_type_hint(status.get('error_type'))}"
+            return TaskState(FAILED, raw, error=error, inference_seconds=inference)
+        return self._result(urls, task_id, waiter, inference)
+
+    def _result(self, urls: RequestUrls, task_id: str, waiter: Waiter, inference: float | None) -> TaskState:
+        try:
+            answer = self.http.json(
+                "GET", urls.response, idempotent=True, waiter=waiter, task_id=task_id, retry_if=transient_result,
+            )
+        except (ProviderError, ValidationError) as exc:
+            if isinstance(exc, ProviderError) and exc.status is None:
+                raise  # no answer at all: the result is still there to fetch
+            return TaskState(FAILED, "COMPLETED", error=str(exc), inference_seconds=inference)
+        outputs, extra = split_result(answer)
+        if not outputs:
+            return TaskState(FAILED, "COMPLETED", error="fal reported the request completed but its result has no media URL")
+        return TaskState(COMPLETED, "COMPLETED", outputs=outputs, extra=extra, inference_seconds=inference)
+
+    def _log_new_lines(self, task_id: str, logs: Any) -> None:
+        if not isinstance(logs, list):
+            return
+        with self._lock:
+            seen, self._logged[task_id] = self._logged.get(task_id, 0), len(logs)
+        for line in logs[seen:]:
+            if isinstance(line, dict):
+                log.debug("fal %s: %s", task_id, line.get("message"))
+
+    # --- waiting ---
+
+    def wait(
+        self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits,
+        *, model_id: str | None = None,
+    ) -> TaskState:
+        """Follow the status stream (no polling latency); poll instead when the stream fails.
+
+        The queue wait and the processing wait stay bounded across the switch."""
+        urls = self._urls_for(task_id, model_id)
+        clock = _Clock()
+        try:
+            return self._wait_stream(urls, task_id, waiter, on_state, limits, clock)
+        except _StreamLost as exc:
+            log.info("fal status stream for %s unavailable (%s); polling instead", task_id, exc)
+        offset = clock.elapsed()
+        return poll_until_final(
+            lambda: self._poll(urls, task_id, waiter), task_id, NAME, waiter,
+            lambda state, elapsed: on_state(state, offset + elapsed), clock.remaining(limits),
+        )
+
+    def _wait_stream(
+        self, urls: RequestUrls, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None],
+        limits: WaitLimits, clock: _Clock,
+    ) -> TaskState:
+        try:
+            response = self.http.request(
+                "GET", urls.status + "/stream?logs=1", idempotent=False, waiter=waiter, task_id=task_id, stream=True,
+            )
+        except ProviderError as exc:
+            raise _StreamLost(str(exc)) from None
+        events = EventReader(response)
+        try:
+            last, reported = None, 0.0
+            while True:
+                waiter.check()
+                event = events.next(SLICE)
+                if isinstance(event, str):
+                    raise _StreamLost(event)
+                if event is not None:
+                    last = self._to_state(event, urls, task_id, waiter)
+                    clock.saw(last)
+                if last is not None and (event is not None or clock.elapsed() - reported >= REPORT_EVERY):
+                    reported = clock.elapsed()
+                    on_state(last, reported)
+                    if last.final:
+                        return last
+                clock.check(task_id, limits)
+        finally:
+            events.close()
+
+    # --- cancel ---
+
+    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
+        """True if fal accepted the cancellation; False if the request already ended or is unknown."""
+        urls = self._urls_for(task_id, model_id)
+        try:
+            self.http.request("PUT", urls.cancel, idempotent=True, waiter=waiter, task_id=task_id)
+        except ProviderError as exc:
+            if exc.status in (400, 404):
+                return False
+            raise
+        return True
+
+
+class _StreamLost(Exception):
+    """The status stream failed or ended before COMPLETED: poll instead."""
+
+
+class _Clock:
+    """Time in the queue and time processing, measured across the stream and the polling fallback."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.run_start: float | None = None
+
+    def saw(self, state: TaskState) -> None:
+        if state.status == RUNNING and self.run_start is None:
+            self.run_start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def running(self) -> float | None:
+        return None if self.run_start is None else time.monotonic() - self.run_start
+
+    def check(self, task_id: str, limits: WaitLimits) -> None:
+        check_limits(task_id, NAME, self.elapsed(), self.running(), limits)
+
+    def remaining(self, limits: WaitLimits) -> WaitLimits:
+        running = self.running()
+        if running is None:
+            return WaitLimits(max(0.0, limits.queue_seconds - self.elapsed()), limits.run_seconds)
+        return WaitLimits(limits.queue_seconds, max(0.0, limits.run_seconds - running))
+
+
+class EventReader:
+    """Reads a server-sent event stream on a background thread, so that the caller waits in short
+    slices (and honours Cancel) however long the server stays quiet. Items: a status dict per
+    event, then one str saying why the stream ended."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self._items: queue.Queue[dict[str, Any] | str] = queue.Queue()
+        threading.Thread(target=self._read, name="sonify-fal-stream", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for data in sse_data(self._response.iter_content(chunk_size=None)):
+                event = json.loads(data)
+                if not isinstance(event, dict):
+                    self._items.put("an event was not a JSON object")
+                    return
+                self._items.put(event)
+            self._items.put("the stream ended before COMPLETED")
+        except ValueError:
+            self._items.put("an event was not JSON")
+        except Exception as exc:  # noqa: BLE001 - whatever ends the read ends the stream; the caller polls
+            self._items.put(f"the stream broke ({type(exc).__name__})")
+
+    def next(self, timeout: float) -> dict[str, Any] | str | None:
+        """The next item, or None if none came within `timeout` seconds."""
+        try:
+            return self._items.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Close the connection; shutting the socket down first wakes the reader thread at once."""
+        connection = getattr(self._response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._response.close()
+
+
+def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The `data` of each server-sent event; comment lines (keep-alives) and other fields are skipped."""
+    buffer, data = b"", []
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8")
+            if not line and data:
+                yield "\n".join(data)
+                data = []
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+def validation_error(detail: list[Any]) -> ValidationError | None:
+    """fal's 422 list as our error, naming our input (`video_url` is our `video`)."""
+    entries = [e for e in detail if isinstance(e, dict)]
+    if not entries:
+        return None
+    names = [input_name(e.get("loc")) for e in entries]
+    message = str(entries[0].get("msg") or "is not valid")
+    others = "; ".join(f"{n}: {e.get('msg')}" for n, e in zip(names[1:], entries[1:]))
+    return ValidationError(names[0], message + (f" (also {others})" if others else "") + " — fal answered HTTP 422")
+
+
+def input_name(loc: Any) -> str:
+    if not isinstance(loc, list) or not loc:
+        return "input"
+    field = str(loc[1] if loc[0] == "body" and len(loc) > 1 else loc[-1])
+    return MEDIA_FIELDS.get(field, field)
+
+
+def error_type_hint(error_type: Any) -> str:
+    if not isinstance(error_type, str) or not error_type:
+        return ""
+    text = ERROR_TYPES.get(error_type) or ("the model's machine failed" if error_type.startswith("runner_") else "")
+    return f" ({error_type}: {text})" if text else f" ({error_type})"
+
+
+def split_result(answer: Any) -> tuple[list[str], dict[str, Any]]:
+    """(media URLs: every `url` of a top-level file object or list of them, other top-level scalars)."""
+    outputs: list[str] = []
+    extra: dict[str, Any] = {}
+    if not isinstance(answer, dict):
+        return outputs, extra
+    for key, value in answer.items():
+        files = value if isinstance(value, list) else [value]
+        urls = [f["url"] for f in files if isinstance(f, dict) and isinstance(f.get("url"), str)]
+        if urls:
+            outputs += urls
+        elif isinstance(value, (str, int, float, bool)):
+            extra[key] = value
+    return outputs, extra
+
+
+def transient_result(response: requests.Response) -> bool:
+    """A result GET is retried on 408/429/5xx unless fal's own `detail` says why the request failed."""
+    body = _json_or_none(response)
+    return response.status_code in RETRYABLE and not (isinstance(body, dict) and "detail" in body)
+
+
+def seconds_until(expires_at: Any) -> float:
+    """Seconds left until an ISO 8601 time (or Unix seconds); 0 if unknown, so nothing is cached."""
+    if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool):
+        return max(0.0, expires_at - time.time())
+    if not isinstance(expires_at, str):
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def header_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "upload.bin"
+
+
+def _detail_text(detail: Any) -> str:
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        return "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in detail)
+    return ""
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
