@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..sonify.errors import Cancelled
+
 log = logging.getLogger("sonify")
 
 
@@ -39,7 +41,8 @@ def use_comfy_state_dir() -> None:
 
 
 def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float | None], None]:
-    """A progress callback: the node's progress bar and a short live text on the node."""
+    """A progress callback: the node's progress bar and a short live text on the node (sent only
+    when it changes, so a long queue wait does not flood the console or the websocket)."""
     try:
         from comfy.utils import ProgressBar
 
@@ -52,15 +55,31 @@ def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float |
         server = PromptServer.instance
     except (ImportError, AttributeError):
         server = None
+    shown = [""]
 
     def report(text: str, fraction: float | None) -> None:
-        log.info("%s", text)
         if bar is not None and fraction is not None:
-            bar.update_absolute(int(fraction * steps), steps)
-        if server is not None and unique_id is not None and hasattr(server, "send_progress_text"):
-            server.send_progress_text(text, unique_id)
+            try:
+                bar.update_absolute(int(fraction * steps), steps)
+            except Exception as exc:  # ComfyUI's progress hook raises its interrupt from here
+                if _is_interrupt(exc):
+                    raise Cancelled("Cancelled") from None
+                raise
+        if text != shown[0]:
+            shown[0] = text
+            log.debug("%s", text)
+            if server is not None and unique_id is not None and hasattr(server, "send_progress_text"):
+                server.send_progress_text(text, unique_id)
 
     return report
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    try:
+        from comfy.model_management import InterruptProcessingException
+    except ImportError:
+        return False
+    return isinstance(exc, InterruptProcessingException)
 
 
 def is_cancelled() -> bool:
@@ -73,27 +92,50 @@ def is_cancelled() -> bool:
 
 
 def raise_interrupted() -> None:
-    """Turn our Cancelled into ComfyUI's own interrupt, which it shows as a clean stop."""
+    """Turn our Cancelled into ComfyUI's own interrupt, which it shows as a clean stop (and clear
+    its interrupt flag, as its own check does)."""
     try:
         import comfy.model_management as mm
     except ImportError:
         return
     mm.throw_exception_if_processing_interrupted()
+    raise mm.InterruptProcessingException()
 
 
 def video_source(video: Any, workdir: Path) -> dict[str, Any]:
     """A ComfyUI VIDEO as engine arguments: a file path when it is file-backed, else frames + fps."""
-    stream = video.get_stream_source() if hasattr(video, "get_stream_source") else None
-    if isinstance(stream, (str, Path)):
-        return {"path": str(stream)}
-    if stream is not None:  # an in-memory file (BytesIO)
-        target = workdir / "input-video.mp4"
+    if _is_file_backed(video):
+        stream = video.get_stream_source()
+        if isinstance(stream, (str, Path)):
+            return {"path": str(stream)}
+        target = workdir / "input-video.mp4"  # an in-memory file (BytesIO)
         stream.seek(0)
         with open(target, "wb") as out:
             shutil.copyfileobj(stream, out)
         return {"path": str(target)}
     components = video.get_components()
     return {"frames": components.images.cpu().numpy(), "fps": components.frame_rate}
+
+
+def frames_sound(video: Any) -> tuple[Any, int] | None:
+    """The sound that came with a frames VIDEO (samples [C, T], rate); None for a file-backed one
+    (its file carries its sound) or a silent one."""
+    if _is_file_backed(video):
+        return None
+    audio = video.get_components().audio
+    return from_audio(audio) if audio is not None else None
+
+
+def _is_file_backed(video: Any) -> bool:
+    """True when the VIDEO overrides get_stream_source (VideoFromFile does). The base class's
+    version encodes the frames to a buffer — and in ComfyUI 0.8 fails for lack of a format."""
+    try:
+        from comfy_api.input import VideoInput
+    except ImportError:
+        return hasattr(video, "get_stream_source")
+    if not isinstance(video, VideoInput):
+        return hasattr(video, "get_stream_source")
+    return type(video).get_stream_source is not VideoInput.get_stream_source
 
 
 def make_video(path: Path) -> Any:

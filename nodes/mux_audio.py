@@ -44,6 +44,6 @@ class SonifyMuxAudio:
         with tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
             # A VIDEO made of frames has no picture stream to copy yet: it is encoded once, losslessly timed.
             path = media.source_to_file(media.VideoSource(**comfy.video_source(video, Path(tmp))), tmp)
-            soundtrack.put_on_video(path, samples, rate, out, mode=mode,
-                                    audio_gain_db=audio_gain_db, video_gain_db=video_gain_db)
+            soundtrack.put_on_video(path, samples, rate, out, mode=mode, audio_gain_db=audio_gain_db,
+                                    video_gain_db=video_gain_db, video_sound=comfy.frames_sound(video))
         return (comfy.make_video(out),)

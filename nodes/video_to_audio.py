@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from ..sonify.errors import Cancelled, ValidationError
 from ..sonify.models import ModelSpec
 from . import comfy
 from .inputs import param_inputs, source_inputs
+
+log = logging.getLogger("sonify")
 
 
 def engine_source(video: Any, images: Any, fps: float, workdir: Path) -> Any:
@@ -32,15 +35,19 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
     from ..sonify import pipeline
 
     comfy.use_comfy_state_dir()
+    report = comfy.progress(unique_id)
     with tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
         source = engine_source(video, images, fps, Path(tmp))
         voice = pipeline.AudioInput(*comfy.from_audio(audio)) if audio is not None else None
         try:
             return pipeline.run(
                 spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
-                on_progress=comfy.progress(unique_id), is_cancelled=comfy.is_cancelled,
+                on_progress=report, is_cancelled=comfy.is_cancelled,
             )
-        except Cancelled:
+        except Cancelled as exc:
+            # ComfyUI shows an interrupt without a message: the task id goes on the node and in the log.
+            report(str(exc), None)
+            log.warning("%s", exc)
             comfy.raise_interrupted()
             raise
 
@@ -49,7 +56,7 @@ def make_video_to_audio_node(spec: ModelSpec) -> type:
     extra_outputs = ("prompt",) if spec.provider == "fal" else ()
 
     class VideoToAudioNode:
-        DESCRIPTION = f"{spec.description} Price: {spec.price_text}. {spec.licence_note}".strip()
+        DESCRIPTION = " ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}.")))
         CATEGORY = "Sonify/video to audio"
         FUNCTION = "run"
         RETURN_TYPES = ("AUDIO", "VIDEO") + ("STRING",) * len(extra_outputs) + ("STRING",)

@@ -8,6 +8,12 @@ from .redact import redact
 class SonifyError(Exception):
     """Base of every error Sonify raises on purpose."""
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # ComfyUI loads the pack under its folder path as module name and shows the exception's
+        # module to the user: keep it short and stable.
+        super().__init_subclass__(**kwargs)
+        cls.__module__ = "sonify.errors"
+
     def __init__(self, message: str, *, task_id: str | None = None) -> None:
         super().__init__(redact(message))
         self.task_id = task_id

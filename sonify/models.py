@@ -180,7 +180,7 @@ THINKSOUND_WAVESPEED = ModelSpec(
     provider="wavespeed",
     model_id="wavespeed-ai/think-sound",
     title="ThinkSound · WaveSpeed",
-    description="Sound for a silent clip (ThinkSound on WaveSpeed). 44.1 kHz stereo. Research licence: non-commercial use only.",
+    description="Sound for a silent clip (ThinkSound on WaveSpeed). 44.1 kHz stereo.",
     params=(
         Param("prompt", "str", "", "What the sound should be (optional).", multiline=True, send_if_empty=False),
         SEED,
@@ -193,7 +193,7 @@ THINKSOUND_FAL = ModelSpec(
     provider="fal",
     model_id="fal-ai/thinksound",
     title="ThinkSound · fal",
-    description="Sound for a silent clip (ThinkSound on fal). Empty prompt: fal writes one from the video. Research licence: non-commercial use only.",
+    description="Sound for a silent clip (ThinkSound on fal). Empty prompt: fal writes one from the video.",
     params=(
         Param("prompt", "str", "", "What the sound should be; empty lets fal write one from the video.", multiline=True),
         SEED,

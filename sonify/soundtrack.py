@@ -41,8 +41,10 @@ def put_on_video(
     mode: str = "replace",
     audio_gain_db: float = 0.0,
     video_gain_db: float = 0.0,
+    video_sound: tuple[np.ndarray, int] | None = None,
 ) -> str:
-    """Write `out_path`: the video's picture (copied) with `audio` instead of, or mixed into, its sound."""
+    """Write `out_path`: the video's picture (copied) with `audio` instead of, or mixed into, its
+    sound — the file's own, or `video_sound` (samples, rate) when the picture came as frames."""
     if mode not in MODES:
         raise ValidationError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     for name, db in (("audio_gain_db", audio_gain_db), ("video_gain_db", video_gain_db)):
@@ -50,8 +52,10 @@ def put_on_video(
             raise ValidationError(name, f"must be from {GAIN_DB_RANGE[0]:g} to {GAIN_DB_RANGE[1]:g} dB, got {db}")
     info = media.probe(video_path)
     sound, rate = np.asarray(audio, np.float32), sample_rate
-    if mode == "mix" and info.has_audio:
-        original, original_rate = media.decode_audio(video_path)
+    if mode == "mix" and video_sound is None and info.has_audio:
+        video_sound = media.decode_audio(video_path)
+    if mode == "mix" and video_sound is not None:
+        original, original_rate = video_sound
         rate = max(sample_rate, original_rate)  # resample the lower rate up: nothing is lost
         sound = media.resample(sound, sample_rate, rate) * gain(audio_gain_db)
         original = media.resample(original, original_rate, rate) * gain(video_gain_db)

@@ -192,3 +192,32 @@ def test_mux_rejects_gain_out_of_range(tmp_path):
     source = write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 48, flash_at=(10,))
     with pytest.raises(module("sonify.errors").ValidationError, match="audio_gain_db"):
         node("SonifyMuxAudio")(video=file_video(source), audio=voice(1.0, 16000, 1), audio_gain_db=40.0)
+
+
+class FramesVideo:
+    """Shaped like ComfyUI's VideoFromComponents: frames, an exact rate and maybe a sound, no file."""
+
+    def __init__(self, images: torch.Tensor, frame_rate: Fraction, audio: dict | None = None) -> None:
+        self.images, self.frame_rate, self.audio = images, frame_rate, audio
+
+    def get_components(self):
+        return self
+
+
+def test_frames_video_goes_through_a_model_node(emulator, wavespeed_env):
+    fps = Fraction(24000, 1001)
+    frames = torch.from_numpy(flash_frames(30, 96, 64, flash_frames=(12,)))
+    audio, _, _ = node("SonifyThinkSoundWaveSpeed")(video=FramesVideo(frames, fps), prompt="", seed=1)
+    assert_aligned(audio, 30 / fps, 44100, 2)
+
+
+def test_mux_mix_keeps_the_sound_of_a_frames_video():
+    fps = Fraction(25)
+    frames = torch.from_numpy(flash_frames(50, 96, 64, flash_frames=(12,)))
+    own = voice(2.0, 48000, 2)
+    own["waveform"][..., 24000:24064] = 0.0  # the new sound's click at 0.5 s; the video's own tone stays
+    (video,) = node("SonifyMuxAudio")(video=FramesVideo(frames, fps, own), audio=voice(2.0, 16000, 1), mode="mix",
+                                      audio_gain_db=-60.0, video_gain_db=0.0)
+    sound, rate = module("sonify.media").decode_audio(video.get_stream_source())
+    assert rate == 48000 and sound.shape[0] == 2
+    assert 0.15 < np.abs(sound[:, 12000:36000]).max() < 0.3  # the video's own 0.2 tone, the new one at -60 dB
