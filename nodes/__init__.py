@@ -1,6 +1,7 @@
 """ComfyUI adapters: thin classes generated from the model catalog."""
 
 from ..sonify import models
+from .fetch_result import SonifyFetchResult
 from .lipsync import make_lipsync_node
 from .mux_audio import SonifyMuxAudio
 from .video_to_audio import make_video_to_audio_node
@@ -15,7 +16,9 @@ _VIDEO_TO_AUDIO = {
 NODE_CLASS_MAPPINGS = {node_id: make_video_to_audio_node(spec) for node_id, spec in _VIDEO_TO_AUDIO.items()}
 NODE_CLASS_MAPPINGS["SonifySyncLipsync"] = make_lipsync_node(models.SYNC_LIPSYNC)
 NODE_CLASS_MAPPINGS["SonifyMuxAudio"] = SonifyMuxAudio
+NODE_CLASS_MAPPINGS["SonifyFetchResult"] = SonifyFetchResult
 
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: spec.title for node_id, spec in _VIDEO_TO_AUDIO.items()}
 NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = models.SYNC_LIPSYNC.title
 NODE_DISPLAY_NAME_MAPPINGS["SonifyMuxAudio"] = "Mux Audio onto Video · Sonify"
+NODE_DISPLAY_NAME_MAPPINGS["SonifyFetchResult"] = "Fetch Result by Task ID · Sonify"

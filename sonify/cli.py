@@ -1,20 +1,28 @@
-"""python -m sonify …: run a model on a file, start the emulator, or try the demo."""
+"""python -m sonify …: run a model on a file, fetch a job's result, list jobs, start the emulator,
+or try the demo."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
+from .models import BY_MODEL_ID as MODELS_BY_ID
 from .models import MODELS, ModelSpec
 
+PROVIDERS = ("wavespeed", "fal")
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
 DEMO_KEY = "sonify-demo-key"
 
@@ -29,6 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("-o", "--output", type=Path, default=Path("."), help="folder for the result (default: .)")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a model parameter")
 
+    fetch = commands.add_parser("fetch", help="get a job's result from its task id (see `jobs`), even after a crash")
+    fetch.add_argument("provider", choices=PROVIDERS)
+    fetch.add_argument("task_id")
+    fetch.add_argument("--model", help="catalog key or provider model id; needed for fal tasks the journal does not know")
+    fetch.add_argument("--video", type=Path, help="the source clip to put the sound on (default: the journal's, if it exists)")
+    fetch.add_argument("-o", "--output", type=Path, default=Path("."), help="folder for the result (default: .)")
+
+    jobs = commands.add_parser("jobs", help="list the journal's jobs, newest first")
+    jobs.add_argument("-n", "--limit", type=int, default=30, help="how many (default: 30)")
+
     emulator = commands.add_parser("emulator", help="run the local provider emulator (no keys, no network)")
     emulator.add_argument("--port", type=int, default=8787)
     emulator.add_argument("--key", default=DEMO_KEY, help="the API key the emulator accepts")
@@ -42,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(MODELS[args.model], args.video, args.output, _parse_params(MODELS[args.model], args.param))
+        if args.command == "fetch":
+            return _fetch(args.provider, args.task_id, args.model, args.video, args.output)
+        if args.command == "jobs":
+            return _jobs(args.limit)
         if args.command == "emulator":
             return _emulator(args.port, args.key, args.model_seconds)
         return _demo(args.output)
@@ -87,6 +109,58 @@ def _run(spec: ModelSpec, video: Path, out_dir: Path, params: dict[str, Any]) ->
 
     if not video.is_file():
         raise ValidationError("--video", f"no such file: {video}")
+    with _ctrl_c_cancels() as cancelled:
+        result = pipeline.run(spec, params, media.VideoSource(path=str(video)), out_dir=out_dir,
+                              on_progress=_printer(), is_cancelled=cancelled)
+    print(json.dumps(result.info, indent=2), file=sys.stderr)
+    print(result.video_path)
+    return 0
+
+
+def _fetch(provider: str, task_id: str, model: str | None, video: Path | None, out_dir: Path) -> int:
+    """Writes the provider's result file, its sound as WAV and, when the source is known, the source
+    with the new sound; prints their paths."""
+    from . import media, pipeline
+
+    if video is not None and not video.is_file():
+        raise ValidationError("--video", f"no such file: {video}")
+    source = media.VideoSource(path=str(video)) if video is not None else None
+    with _ctrl_c_cancels() as cancelled:
+        result = pipeline.fetch(provider, task_id, out_dir=out_dir, model=model, video=source,
+                                on_progress=_printer(), is_cancelled=cancelled)
+    name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], task_id)
+    written = [out_dir / f"{name}.wav"]
+    media.write_wav(result.audio, result.sample_rate, written[0])
+    if result.video_path is not None:
+        written.append(result.video_path)
+    if result.video_path is None or result.info.get("source"):  # else the video is the provider's own file
+        provider_file = Path(result.info["result_file"])
+        written.append(out_dir / f"{name}-provider{provider_file.suffix}")
+        shutil.copyfile(provider_file, written[-1])
+    print(json.dumps(result.info, indent=2), file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _jobs(limit: int) -> int:
+    from . import config, jobs
+
+    rows = jobs.guarded("listing jobs", lambda journal: journal.recent(limit), default=None)
+    if rows is None:
+        print(f"no usable job journal in {config.state_dir()}", file=sys.stderr)
+        return 1
+    print(f"{'time':19}  {'provider':9}  {'model':30}  {'task id':36}  {'status':16}  {'cost':>7}  result")
+    for row in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.created_at))
+        cost = f"${row.cost_usd:.3f}" if row.cost_usd is not None else "-"
+        print(f"{when:19}  {row.provider:9}  {row.model:30}  {row.task_id or '-':36}  {row.status:16}  {cost:>7}  "
+              f"{row.result_path or '-'}")
+    return 0
+
+
+def _printer() -> Callable[[str, float | None], None]:
+    """Progress lines on stderr, each printed once."""
     shown: list[str] = [""]
 
     def show(text: str, fraction: float | None) -> None:
@@ -94,10 +168,29 @@ def _run(spec: ModelSpec, video: Path, out_dir: Path, params: dict[str, Any]) ->
             shown[0] = text
             print(f"  {text}", file=sys.stderr)
 
-    result = pipeline.run(spec, params, media.VideoSource(path=str(video)), out_dir=out_dir, on_progress=show)
-    print(json.dumps(result.info, indent=2), file=sys.stderr)
-    print(result.video_path)
-    return 0
+    return show
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C cancels like ComfyUI's Cancel: the wait stops within a second, a fal job is
+    cancelled remotely and the journal records it. A second Ctrl-C quits at once."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        print("cancelling… (Ctrl-C again to quit at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _emulator(port: int, key: str, model_seconds: float) -> int:

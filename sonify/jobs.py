@@ -1,0 +1,628 @@
+"""The job journal and the caches that keep a paid result from being lost or paid for twice.
+
+One SQLite file in the state folder (`jobs.sqlite3`, WAL mode) records every job: its intent before
+the submit (provider, model, a fingerprint of what was asked for), its task id before the wait, its
+status changes, output URLs and the downloaded result file (kept in `results/`). From it:
+
+- resume: a run whose fingerprint matches a job that was submitted but never delivered (the process
+  died, timed out, or was cancelled while the remote job ran on) waits on that task instead of
+  submitting again;
+- result cache: with a fixed seed (>= 0), a completed job's stored result is reused without a request;
+- upload cache: media uploaded to the same provider endpoint within RETENTION_SECONDS is not uploaded
+  again;
+- one submit for identical concurrent runs: a per-fingerprint lock between threads, and between
+  processes an "intent" row claimed inside BEGIN IMMEDIATE (the other run waits for it).
+
+The journal is a safety net, never a gate: any SQLite or file error is logged once (logger "sonify")
+and the job goes on without it. Rows hold ids, URLs, parameters and paths — never a key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config
+from .waiter import Waiter
+
+log = logging.getLogger("sonify")
+
+JOURNAL_FILE = "jobs.sqlite3"
+RESULTS_DIR = "results"
+RETENTION_SECONDS = 6 * 86400  # WaveSpeed keeps tasks and uploads ~7 days, fal >= 7: a day's margin
+HEARTBEAT_SECONDS = 5.0  # a running job's row is touched this often...
+STALE_SECONDS = 30.0  # ...so a row untouched this long has no live owner
+BUSY_TIMEOUT_MS = 2000  # a locked journal delays a job at most this long per statement
+JOIN_POLL_SECONDS = 0.25  # how often a run waiting for an identical job elsewhere looks again
+CHUNK = 1 << 20
+
+OPEN = ("intent", "submitting", "submitted", "queued", "running")  # a run is (or was) working on it
+RESUMABLE = ("submitted", "queued", "running", "detached", "completed")  # has a task whose result may come
+AMBIGUOUS = ("submitting", "unknown")  # the submit may or may not have reached the provider
+HOST = socket.gethostname()
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint TEXT,                       -- NULL for a task known only from `fetch`
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,                    -- the provider's model id
+    task_id TEXT,                           -- recorded right after the submit, before the wait
+    status TEXT NOT NULL,
+    cacheable INTEGER NOT NULL DEFAULT 0,   -- fixed seed: the result may be reused
+    delivered INTEGER NOT NULL DEFAULT 0,   -- a run (or fetch) returned the result
+    params TEXT NOT NULL DEFAULT '{}',      -- the parameters sent (no media URLs, never a key)
+    cost_usd REAL,                          -- the estimate shown before the submit
+    source_path TEXT,                       -- the user's source file, when it was a file
+    outputs TEXT NOT NULL DEFAULT '[]',     -- the provider's result URLs
+    extra TEXT NOT NULL DEFAULT '{}',       -- other result fields (fal's prompt)
+    result_path TEXT,                       -- the downloaded provider output in results/
+    error TEXT,
+    owner TEXT,                             -- host:pid:run of the run working on it; NULL when none
+    heartbeat REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs(fingerprint);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_task ON jobs(provider, task_id) WHERE task_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS uploads (
+    provider TEXT NOT NULL,
+    endpoint TEXT NOT NULL,                 -- the provider's base URL: the emulator's files are not WaveSpeed's
+    media_key TEXT NOT NULL,                -- hash of what the uploaded file was made from
+    url TEXT NOT NULL,
+    size INTEGER,
+    uploaded_at REAL NOT NULL,
+    PRIMARY KEY (provider, endpoint, media_key)
+);
+PRAGMA user_version = 1;
+"""
+SCHEMA_VERSION = 1
+
+
+# --- hashing ---------------------------------------------------------------------------------
+
+_file_hashes: dict[tuple, str] = {}
+_file_hashes_lock = threading.Lock()
+
+
+def hash_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks. Remembered per (path, size, mtime, inode) in
+    this process, so a source used again is not read again."""
+    st = os.stat(path)
+    memo = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    with _file_hashes_lock:
+        known = _file_hashes.get(memo)
+    if known is not None:
+        return known
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb") as f:
+        while n := f.readinto(buffer):
+            digest.update(view[:n])
+    with _file_hashes_lock:
+        _file_hashes[memo] = digest.hexdigest()
+    return _file_hashes[memo]
+
+
+def hash_array(array: np.ndarray, *extra: Any) -> str:
+    """sha256 of an array's bytes, dtype and shape, plus `extra` (an exact fps, a sample rate)."""
+    data = np.ascontiguousarray(array)
+    digest = hashlib.sha256(repr((str(data.dtype), data.shape, [str(e) for e in extra])).encode())
+    digest.update(memoryview(data).cast("B"))
+    return digest.hexdigest()
+
+
+def digest_of(*parts: Any) -> str:
+    """sha256 of the canonical JSON of `parts`."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fingerprint(provider: str, endpoint: str, model_id: str, proxy: Any, params: dict[str, Any],
+                media: dict[str, str]) -> str:
+    """What the user asked for: provider and the endpoint that serves it (the real API, the emulator
+    or a proxy never share results), model, proxy rule, the parameters sent and the content hashes
+    of the media (not of encoder output, which may change between versions)."""
+    return digest_of("job", 1, provider, endpoint, model_id, repr(proxy), params, media)
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    fingerprint: str | None
+    provider: str
+    model: str
+    task_id: str | None
+    status: str
+    cacheable: bool
+    delivered: bool
+    params: dict[str, Any]
+    cost_usd: float | None
+    source_path: str | None
+    outputs: list[str]
+    extra: dict[str, Any]
+    result_path: str | None
+    error: str | None
+    owner: str | None
+    heartbeat: float | None
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> JobRow:
+        values = dict(row)
+        for name, empty in (("params", "{}"), ("outputs", "[]"), ("extra", "{}")):
+            values[name] = json.loads(values[name] or empty)
+        values["cacheable"], values["delivered"] = bool(values["cacheable"]), bool(values["delivered"])
+        return cls(**values)
+
+    def stored_result(self) -> Path | None:
+        """The downloaded result file, if this row has one that still exists."""
+        if self.status == "completed" and self.result_path and Path(self.result_path).is_file():
+            return Path(self.result_path)
+        return None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a run should do. kind: "stored" (use row.result_path, no request), "resume" (wait on
+    row.task_id), "busy" (an identical job runs elsewhere: wait, then claim again), "ambiguous" (a dead
+    run's submit may or may not have reached the provider: tell the user), "new" (upload and submit)."""
+
+    kind: str
+    row: JobRow | None = None
+
+
+@dataclass(frozen=True)
+class JobMeta:
+    """What the intent row records about a new job."""
+
+    provider: str
+    model: str
+    fingerprint: str
+    cacheable: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
+    source_path: str | None = None
+
+
+# --- who is working on a row ----------------------------------------------------------------
+
+_active: set[str] = set()  # owner tokens of this process's runs in progress
+_active_lock = threading.Lock()
+
+
+def _new_owner() -> str:
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def owner_alive(owner: str | None, heartbeat: float | None, now: float) -> bool:
+    """Is the run that owns a row still working on it? This process knows its own runs; another
+    process on this host must exist and have touched the row lately; another host, only the latter."""
+    if not owner:
+        return False
+    host, pid_text, _token = _split_owner(owner)
+    if host == HOST and pid_text == str(os.getpid()):
+        with _active_lock:
+            return owner in _active
+    if heartbeat is None or now - heartbeat > STALE_SECONDS:
+        return False
+    return host != HOST or _pid_exists(pid_text)
+
+
+def _split_owner(owner: str) -> tuple[str, str, str]:
+    host, pid, token = (owner.rsplit(":", 2) + ["", ""])[:3]
+    return host, pid, token
+
+
+def _pid_exists(pid_text: str) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+# --- the journal -----------------------------------------------------------------------------
+
+
+class Journal:
+    """The SQLite journal at `path`. Thread-safe: every call uses its own short-lived connection.
+    Raises sqlite3.Error / OSError; callers go through Ticket or the guarded helpers below."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._set_up()
+                return
+            except sqlite3.OperationalError as exc:
+                # Switching a new file to WAL does not wait for a busy lock: two processes creating
+                # the journal at once collide here. Bounded retry, like the busy timeout.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def _set_up(self) -> None:
+        with self._connect() as db:
+            ready = db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION
+            if ready and db.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return  # nothing to write: opening never waits for another writer
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.debug("journal %s is in %s mode", self.path, mode)
+            db.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA synchronous=FULL")  # a task id written is a task id kept
+            yield db
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: one writer at a time across threads and processes, decided atomically."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # --- runs ---
+
+    def claim(self, owner: str, meta: JobMeta) -> Claim:
+        """Decide atomically what a run with this fingerprint does (see Claim), recording it."""
+        now = time.time()
+        with self._transaction() as db:
+            rows = [JobRow.from_sql(r) for r in db.execute(
+                "SELECT * FROM jobs WHERE fingerprint = ? ORDER BY id DESC", (meta.fingerprint,))]
+            alive = {r.id: owner_alive(r.owner, r.heartbeat, now) for r in rows}
+            claim = _decide(rows, alive, meta.cacheable, now)
+            if claim.kind == "resume" or (claim.kind == "stored" and not alive[claim.row.id]):
+                status = "submitted" if claim.row.status == "detached" else claim.row.status
+                _update(db, claim.row.id, owner=owner, heartbeat=now, status=status, source_path=meta.source_path)
+                claim = Claim(claim.kind, self._row(db, claim.row.id))
+            elif claim.kind == "ambiguous":
+                _update(db, claim.row.id, status="unknown_reported", owner=None)
+            elif claim.kind == "new":
+                stale = [r.id for r in rows if r.status == "intent" and not alive[r.id]]
+                db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in stale])
+                row_id = db.execute(
+                    "INSERT INTO jobs (fingerprint, provider, model, status, cacheable, params, cost_usd, source_path,"
+                    " owner, heartbeat, created_at, updated_at) VALUES (?, ?, ?, 'intent', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (meta.fingerprint, meta.provider, meta.model, int(meta.cacheable), json.dumps(meta.params),
+                     meta.cost_usd, meta.source_path, owner, now, now, now),
+                ).lastrowid
+                claim = Claim("new", self._row(db, row_id))
+        return claim
+
+    def update(self, row_id: int, **fields: Any) -> None:
+        with self._connect() as db:
+            _update(db, row_id, **fields)
+
+    def release(self, row_id: int, owner: str) -> None:
+        """The run ends: the row has no owner any more (an intent that never reached the submit goes)."""
+        with self._connect() as db:
+            db.execute("DELETE FROM jobs WHERE id = ? AND owner = ? AND status = 'intent'", (row_id, owner))
+            db.execute("UPDATE jobs SET owner = NULL, updated_at = ? WHERE id = ? AND owner = ?",
+                       (time.time(), row_id, owner))
+
+    def touch(self, row_id: int, owner: str) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET heartbeat = ? WHERE id = ? AND owner = ?", (time.time(), row_id, owner))
+
+    # --- lookups ---
+
+    def get(self, row_id: int) -> JobRow | None:
+        with self._connect() as db:
+            return self._row(db, row_id)
+
+    def find_task(self, provider: str, task_id: str) -> JobRow | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE provider = ? AND task_id = ?", (provider, task_id)).fetchone()
+        return JobRow.from_sql(row) if row else None
+
+    def recent(self, limit: int = 50) -> list[JobRow]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [JobRow.from_sql(r) for r in rows]
+
+    def record_fetched(self, provider: str, model: str, task_id: str, outputs: list[str], extra: dict[str, Any],
+                       result_path: str) -> None:
+        """A result fetched by task id: update its row, or add one (without fingerprint) if none."""
+        now = time.time()
+        fields = {"status": "completed", "outputs": outputs, "extra": extra, "result_path": result_path,
+                  "delivered": 1, "error": None}
+        with self._transaction() as db:
+            row = db.execute("SELECT id FROM jobs WHERE provider = ? AND task_id = ?", (provider, task_id)).fetchone()
+            if row is None:
+                row_id = db.execute(
+                    "INSERT INTO jobs (provider, model, task_id, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, 'completed', ?, ?)", (provider, model, task_id, now, now)).lastrowid
+            else:
+                row_id = row["id"]
+            _update(db, row_id, **fields)
+
+    @staticmethod
+    def _row(db: sqlite3.Connection, row_id: int) -> JobRow | None:
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (row_id,)).fetchone()
+        return JobRow.from_sql(row) if row else None
+
+    # --- uploads ---
+
+    def upload_url(self, provider: str, endpoint: str, media_key: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT url FROM uploads WHERE provider = ? AND endpoint = ? AND media_key = ? AND uploaded_at > ?",
+                (provider, endpoint, media_key, time.time() - RETENTION_SECONDS)).fetchone()
+        return row["url"] if row else None
+
+    def remember_upload(self, provider: str, endpoint: str, media_key: str, url: str, size: int) -> None:
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+                       (provider, endpoint, media_key, url, size, time.time()))
+
+    def forget_upload(self, provider: str, endpoint: str, media_key: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM uploads WHERE provider = ? AND endpoint = ? AND media_key = ?",
+                       (provider, endpoint, media_key))
+
+
+def _decide(rows: list[JobRow], alive: dict[int, bool], cacheable: bool, now: float) -> Claim:
+    """The claim rules, newest row first (see the module docstring and docs/INTERFACES.md §jobs)."""
+    for r in rows:
+        if r.stored_result() and (cacheable or (not r.delivered and not alive[r.id])):
+            return Claim("stored", r)
+    if cacheable:
+        for r in rows:
+            if alive[r.id] and (r.status in OPEN or (r.status == "completed" and not r.delivered)):
+                return Claim("busy", r)
+    for r in rows:
+        fresh = now - r.created_at < RETENTION_SECONDS
+        wanted = not r.delivered or (cacheable and r.status == "completed")  # a cached result whose file went
+        if r.task_id and r.status in RESUMABLE and wanted and fresh and not alive[r.id]:
+            return Claim("resume", r)
+    for r in rows:
+        if r.status in AMBIGUOUS and not r.task_id and not alive[r.id]:
+            return Claim("ambiguous", r)
+    return Claim("new")
+
+
+def _update(db: sqlite3.Connection, row_id: int, **fields: Any) -> None:
+    values = {k: json.dumps(v) if k in ("params", "outputs", "extra") else v for k, v in fields.items()}
+    values["updated_at"] = time.time()
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), row_id))
+
+
+# --- opening it, safely ----------------------------------------------------------------------
+
+_journals: dict[Path, Journal] = {}
+_journals_lock = threading.Lock()
+
+
+def open_journal() -> Journal | None:
+    """The state folder's journal, or None (after a warning) when it cannot be used. An unreadable
+    file is moved aside (kept for inspection) and a new journal started."""
+    try:
+        path = config.state_dir() / JOURNAL_FILE
+    except OSError as exc:
+        log.warning("Sonify's state folder is not usable (%s); this job runs without its journal", exc)
+        return None
+    with _journals_lock:
+        if path in _journals:
+            return _journals[path]
+        journal = _open(path)
+        if journal is not None:
+            _journals[path] = journal
+        return journal
+
+
+def _open(path: Path) -> Journal | None:
+    try:
+        return Journal(path)
+    except sqlite3.OperationalError as exc:  # locked, busy, read-only, disk full: leave the file alone
+        log.warning("Sonify's job journal %s is unavailable (%s); this job runs without it", path, exc)
+        return None
+    except (sqlite3.DatabaseError, OSError) as exc:
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        log.warning("Sonify's job journal %s is unreadable (%s); moved it to %s and started a new one",
+                    path, exc, aside)
+        try:
+            os.replace(path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return Journal(path)
+        except (sqlite3.Error, OSError) as again:
+            log.warning("Sonify could not start a new job journal (%s); this job runs without it", again)
+            return None
+
+
+def guarded(what: str, call: Callable[[Journal], Any], default: Any = None) -> Any:
+    """`call(journal)`, or `default` (after a warning) when the journal is missing or fails."""
+    journal = open_journal()
+    if journal is None:
+        return default
+    try:
+        return call(journal)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("Sonify's job journal failed while %s (%s); going on without it", what, exc)
+        return default
+
+
+def results_dir(fallback: Path) -> Path:
+    """Where downloaded provider outputs are kept (state folder/results), or `fallback` if unusable."""
+    try:
+        path = config.state_dir() / RESULTS_DIR
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    except OSError as exc:
+        log.warning("cannot keep results in the state folder (%s); this result is not stored", exc)
+        return fallback
+
+
+# --- one run's handle ------------------------------------------------------------------------
+
+
+class Ticket:
+    """One run's view of its journal row. Every method is safe: a journal error is logged once and
+    the run goes on without the journal (so it cannot resume or cache, but it never fails for it)."""
+
+    def __init__(self, journal: Journal | None, meta: JobMeta) -> None:
+        self.meta = meta
+        self.owner = _new_owner()
+        self.row: JobRow | None = None
+        self._journal = journal
+        self._status = ""
+        self._stop = threading.Event()
+        self._heart: threading.Thread | None = None
+
+    @property
+    def row_id(self) -> int | None:
+        return self.row.id if self.row is not None else None
+
+    def _do(self, what: str, call: Callable[[Journal], Any], default: Any = None) -> Any:
+        if self._journal is None:
+            return default
+        try:
+            return call(self._journal)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("Sonify's job journal failed while %s (%s); this job goes on without it", what, exc)
+            self._journal = None
+            return default
+
+    def claim(self, waiter: Waiter, on_busy: Callable[[JobRow], None]) -> Claim:
+        """Claim the fingerprint; while an identical job runs in another live run, wait for it."""
+        while True:
+            claim = self._do("claiming the job", lambda j: j.claim(self.owner, self.meta), Claim("new"))
+            if claim.kind != "busy":
+                break
+            on_busy(claim.row)
+            waiter.sleep(JOIN_POLL_SECONDS)
+        if claim.row is not None and claim.kind in ("stored", "resume", "new"):
+            self.row = claim.row
+            self._status = claim.row.status
+            self._start_heartbeat()
+        return claim
+
+    def record(self, status: str | None = None, **fields: Any) -> None:
+        """Update the row (status and/or fields); a status already recorded is not written again."""
+        if status is not None and status != self._status:
+            fields["status"] = self._status = status
+        if self.row_id is not None and fields:
+            self._do(f"recording {status or ', '.join(fields)}", lambda j: j.update(self.row_id, **fields))
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def _start_heartbeat(self) -> None:
+        with _active_lock:
+            _active.add(self.owner)
+        self._heart = threading.Thread(target=self._beat, name="sonify-journal-heartbeat", daemon=True)
+        self._heart.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            journal = self._journal
+            if journal is None or self.row_id is None:
+                return
+            try:
+                journal.touch(self.row_id, self.owner)
+            except (sqlite3.Error, OSError) as exc:
+                log.debug("journal heartbeat skipped: %s", exc)
+
+    def close(self) -> None:
+        """The run ends: stop the heartbeat and give the row up."""
+        self._stop.set()
+        if self._heart is not None:
+            self._heart.join()
+        with _active_lock:
+            _active.discard(self.owner)
+        if self.row_id is not None:
+            self._do("closing the job", lambda j: j.release(self.row_id, self.owner))
+
+    # --- uploads (same safety) ---
+
+    def upload_url(self, endpoint: str, media_key: str) -> str | None:
+        return self._do("looking up an upload", lambda j: j.upload_url(self.meta.provider, endpoint, media_key))
+
+    def remember_upload(self, endpoint: str, media_key: str, url: str, size: int) -> None:
+        self._do("recording an upload",
+                 lambda j: j.remember_upload(self.meta.provider, endpoint, media_key, url, size))
+
+    def forget_upload(self, endpoint: str, media_key: str) -> None:
+        self._do("forgetting an upload", lambda j: j.forget_upload(self.meta.provider, endpoint, media_key))
+
+
+# --- identical runs in this process ----------------------------------------------------------
+
+_flights: dict[str, list] = {}  # fingerprint -> [lock, number of runs holding or waiting]
+_flights_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def flight(fingerprint_: str, waiter: Waiter, on_wait: Callable[[], None]) -> Iterator[None]:
+    """One run at a time per fingerprint in this process; the others wait (cancellably) and then
+    find the first one's stored result."""
+    with _flights_lock:
+        entry = _flights.setdefault(fingerprint_, [threading.Lock(), 0])
+        entry[1] += 1
+    lock: threading.Lock = entry[0]
+    try:
+        if not lock.acquire(blocking=False):
+            on_wait()
+            while not lock.acquire(timeout=JOIN_POLL_SECONDS):
+                waiter.check()
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        with _flights_lock:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _flights[fingerprint_]
+
+
+@contextlib.contextmanager
+def ticket(meta: JobMeta, waiter: Waiter, on_wait: Callable[[], None]) -> Iterator[Ticket]:
+    """A Ticket for one run, serialised with identical cacheable runs of this process."""
+    serialise = flight(meta.fingerprint, waiter, on_wait) if meta.cacheable else contextlib.nullcontext()
+    with serialise:
+        handle = Ticket(open_journal(), meta)
+        try:
+            yield handle
+        finally:
+            handle.close()
