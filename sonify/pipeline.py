@@ -124,8 +124,8 @@ def run(
     validate_source(video)
     if spec.audio_field and audio is None:
         raise ValidationError("audio", f"{spec.title} needs an audio input")
-    if audio is not None:
-        audio = AudioInput(media.check_audio(audio.samples, audio.sample_rate), int(audio.sample_rate))
+    if audio is not None and (audio.samples.ndim != 2 or audio.samples.shape[1] == 0):
+        raise ValidationError("audio", "is empty")
     client = providers.client(spec.provider)  # a missing key fails here, before any request
 
     out_dir.mkdir(parents=True, exist_ok=True)
