@@ -6,7 +6,6 @@ so a client that sends its API key to any URL but the API's own is caught.
 
 from __future__ import annotations
 
-import ipaddress
 import mimetypes
 import os
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from ..config import is_loopback
 from .routing import CHUNK, Handler, Request, Response, json_response
 
 ID_RE = r"(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # hex, or a UUID (fal request ids)
@@ -60,17 +60,6 @@ def safe_name(filename: str) -> str:
     stem, suffix = os.path.splitext(Path(filename.replace("\\", "/")).name)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100] or "upload"
     return stem + re.sub(r"[^A-Za-z0-9.]+", "", suffix)[:16]
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Storage:
