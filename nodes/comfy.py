@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..sonify.errors import Cancelled
+from ..sonify.errors import Cancelled, ValidationError
 
 log = logging.getLogger("sonify")
 
@@ -173,10 +173,17 @@ def to_audio(samples: Any, sample_rate: int) -> dict[str, Any]:
     return {"waveform": torch.from_numpy(samples).unsqueeze(0).contiguous(), "sample_rate": int(sample_rate)}
 
 
-def from_audio(audio: dict[str, Any]) -> tuple[Any, int]:
-    """ComfyUI AUDIO → float32 [C, T] numpy and its rate (first item of a batch)."""
+def from_audio(audio: dict[str, Any], name: str = "audio") -> tuple[Any, int]:
+    """ComfyUI AUDIO → float32 [C, T] numpy and its rate (first item of a batch), checked by the
+    engine: integer PCM is scaled, not cast; an empty, NaN, >8-channel or odd-rate AUDIO is refused."""
     import numpy as np
 
+    from ..sonify import media
+
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise ValidationError(name, "is not an AUDIO value (a waveform and a sample rate)")
     waveform = audio["waveform"]
-    samples = waveform[0].detach().cpu().float().numpy() if hasattr(waveform, "detach") else np.asarray(waveform)[0]
-    return np.ascontiguousarray(samples, dtype=np.float32), int(audio["sample_rate"])
+    samples = waveform.detach().cpu().numpy() if hasattr(waveform, "detach") else np.asarray(waveform)
+    if samples.ndim != 3:
+        raise ValidationError(name, f"waveform must be [batch, channels, samples], got shape {list(samples.shape)}")
+    return media.check_audio(samples[0], audio["sample_rate"], name), int(audio["sample_rate"])

@@ -38,12 +38,13 @@ class SonifyFetchResult:
         return {
             "required": {
                 "provider": (list(PROVIDERS), {
-                    "default": "wavespeed", "tooltip": "The provider that ran the job (the `provider` in its job info).",
+                    "default": "wavespeed",
+                    "tooltip": "The provider that ran the job (the `provider` in its job info). Default: wavespeed.",
                 }),
                 "model": (list(MODELS), {
                     "default": "mmaudio-v2",
                     "tooltip": "The model the job ran. Sonify's journal remembers it for its own jobs; fal needs "
-                               "it to find a task the journal does not know.",
+                               "it to find a task the journal does not know. Default: mmaudio-v2.",
                 }),
                 "task_id": ("STRING", {
                     "default": "", "tooltip": "The job's task id (`task_id` in its job info, or from an error "

@@ -10,8 +10,7 @@ WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING"}
 
 
 def widget(p: Param) -> tuple[Any, dict[str, Any]]:
-    tooltip = p.help + (f" Range: {p.range_text()}." if p.kind in ("int", "float") else "") + f" Default: {p.default!r}."
-    options: dict[str, Any] = {"default": p.default, "tooltip": tooltip}
+    options: dict[str, Any] = {"default": p.default, "tooltip": p.describe()}
     if p.kind in ("int", "float"):
         options.update(min=p.min, max=p.max, step=p.step or 1)
         if p.kind == "float":
@@ -27,13 +26,35 @@ def param_inputs(spec: ModelSpec) -> dict[str, Any]:
     return {p.name: widget(p) for p in spec.params}
 
 
-def source_inputs() -> dict[str, Any]:
+def source_inputs(spec: ModelSpec) -> dict[str, Any]:
     """A VIDEO, or IMAGE frames + fps as video-generation nodes emit them: connect exactly one."""
+    about = _clip_facts(spec)
     return {
-        "video": ("VIDEO", {"tooltip": "The clip to add sound to. Connect this or `images`, not both."}),
-        "images": ("IMAGE", {"tooltip": "Frames of the clip (e.g. from a video-generation node), with `fps`. Connect this or `video`."}),
+        "video": ("VIDEO", {"tooltip": f"The clip to {_purpose(spec)}. Connect this or `images`, not both. {about}"}),
+        "images": ("IMAGE", {"tooltip": f"Frames of the clip (e.g. from a video-generation node), with `fps`. "
+                                        f"Connect this or `video`. {about}"}),
         "fps": ("FLOAT", {
             "default": 24.0, "min": 0.001, "max": 240.0, "step": 0.001,
-            "tooltip": "Frame rate of `images` (29.97 is read as 30000/1001). Ignored for `video`.",
+            "tooltip": "Frame rate of `images` (29.97 is read as 30000/1001, 23.976 as 24000/1001). Ignored for "
+                       "`video`. Range: 0.001 to 240. Default: 24.",
         }),
     }
+
+
+def _purpose(spec: ModelSpec) -> str:
+    return "add sound to" if spec.output == "audio" else "lip-sync (a face, speaking or not)"
+
+
+def _clip_facts(spec: ModelSpec) -> str:
+    """Length limits and what is uploaded, which decides upload time."""
+    facts = []
+    if spec.max_seconds is not None:
+        facts.append(f"{spec.title} takes clips from {spec.min_seconds or 0:g} to {spec.max_seconds:g} s.")
+    if spec.proxy is None:
+        facts.append("Uploaded at full resolution (the model returns the frames it gets).")
+    else:
+        facts.append(f"Sonify uploads a small copy (short side {spec.proxy.short_side} px, at most "
+                     f"{spec.proxy.max_fps} fps, no sound) unless the file already fits; your picture is kept as is.")
+    if any(p.name == "duration" for p in spec.params):
+        facts.append("With duration 0 the price follows the clip's length.")
+    return " ".join(facts)

@@ -30,7 +30,7 @@ def make_lipsync_node(spec: ModelSpec) -> type:
         @classmethod
         def INPUT_TYPES(cls) -> dict[str, Any]:
             voice = {"audio": ("AUDIO", {"tooltip": "The voice to lip-sync to (any rate, any channels)."})}
-            return {"required": {**voice, **param_inputs(spec)}, "optional": source_inputs(),
+            return {"required": {**voice, **param_inputs(spec)}, "optional": source_inputs(spec),
                     "hidden": {"unique_id": "UNIQUE_ID"}}
 
         def run(self, audio: Any, video: Any = None, images: Any = None, fps: float = 24.0, unique_id: Any = None,

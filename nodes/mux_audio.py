@@ -7,7 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..sonify.errors import ValidationError
 from . import comfy
 
 GAIN = {"default": 0.0, "min": -60.0, "max": 24.0, "step": 0.5}
@@ -28,7 +27,8 @@ class SonifyMuxAudio:
             "video": ("VIDEO", {"tooltip": "The picture (and, for mix, the sound) to keep."}),
             "audio": ("AUDIO", {"tooltip": "The sound to put on it; trimmed or padded to the video's length."}),
             "mode": (["replace", "mix"], {"default": "replace",
-                                          "tooltip": "replace: only the new sound. mix: the new sound over the video's own."}),
+                                          "tooltip": "replace: only the new sound. mix: the new sound over the video's own. "
+                                                     "Default: replace."}),
             "audio_gain_db": ("FLOAT", {**GAIN, "tooltip": "Gain of the new sound in dB (-60 to 24). Default: 0."}),
             "video_gain_db": ("FLOAT", {**GAIN, "tooltip": "Gain of the video's own sound in dB when mixing (-60 to 24). Default: 0."}),
         }}
@@ -38,8 +38,6 @@ class SonifyMuxAudio:
         from ..sonify import media, soundtrack
 
         samples, rate = comfy.from_audio(audio)
-        if samples.shape[-1] == 0:
-            raise ValidationError("audio", "has no samples")
         out = comfy.temp_dir() / f"sonify-mux-{uuid.uuid4().hex[:12]}.mp4"
         with tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
             # A VIDEO made of frames has no picture stream to copy yet: it is encoded once, losslessly timed.

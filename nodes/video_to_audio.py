@@ -70,7 +70,7 @@ def make_video_to_audio_node(spec: ModelSpec) -> type:
 
         @classmethod
         def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": param_inputs(spec), "optional": source_inputs(), "hidden": {"unique_id": "UNIQUE_ID"}}
+            return {"required": param_inputs(spec), "optional": source_inputs(spec), "hidden": {"unique_id": "UNIQUE_ID"}}
 
         def run(self, video: Any = None, images: Any = None, fps: float = 24.0, unique_id: Any = None,
                 **params: Any) -> tuple:

@@ -1,132 +1,316 @@
-"""python -m sonify …: run a model on a file, fetch a job's result, list jobs, start the emulator,
-or try the demo."""
+"""python -m sonify …: run a model on a clip or a batch of clips, fetch a job's result, list jobs,
+check the setup, start the emulator, or try the demo.
+
+Commands are rows of COMMANDS. A row with `per_model` gets one sub-command per catalog model, whose
+options (`--NAME VALUE`, with type, range and default in `--help`) are generated from the catalog.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import logging
 import os
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
 from .models import BY_MODEL_ID as MODELS_BY_ID
-from .models import MODELS, ModelSpec
+from .models import MODELS, ModelSpec, Param
 
 PROVIDERS = ("wavespeed", "fal")
+EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
-DEMO_KEY = "sonify-demo-key"
+EXIT_BATCH_FAILED = 6  # some clips of a batch failed (the others' results are kept)
+EXIT_DOCTOR = 1  # doctor found a problem
+PARAM_PREFIX = "param_"  # argparse dest of a model parameter's option
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]  # adds the command's own arguments
+    handler: Callable[[argparse.Namespace], int]  # returns the exit code
+    per_model: bool = False  # one sub-command per model, with its parameters as options (args.model: the key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sonify", description="Sound for video with hosted models.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("run", help="run a model on a video file")
-    run.add_argument("model", choices=sorted(MODELS))
-    run.add_argument("--video", required=True, type=Path)
-    run.add_argument("-o", "--output", type=Path, default=Path("."), help="folder for the result (default: .)")
-    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a model parameter")
-
-    fetch = commands.add_parser("fetch", help="get a job's result from its task id (see `jobs`), even after a crash")
-    fetch.add_argument("provider", choices=PROVIDERS)
-    fetch.add_argument("task_id")
-    fetch.add_argument("--model", help="catalog key or provider model id; needed for fal tasks the journal does not know")
-    fetch.add_argument("--video", type=Path, help="the source clip to put the sound on (default: the journal's, if it exists)")
-    fetch.add_argument("-o", "--output", type=Path, default=Path("."), help="folder for the result (default: .)")
-
-    jobs = commands.add_parser("jobs", help="list the journal's jobs, newest first")
-    jobs.add_argument("-n", "--limit", type=int, default=30, help="how many (default: 30)")
-
-    emulator = commands.add_parser("emulator", help="run the local provider emulator (no keys, no network)")
-    emulator.add_argument("--port", type=int, default=8787)
-    emulator.add_argument("--key", default=DEMO_KEY, help="the API key the emulator accepts")
-    emulator.add_argument("--model-seconds", type=float, default=2.0, help="how long each job takes")
-
-    demo = commands.add_parser("demo", help="emulator + MMAudio on a generated clip → an MP4 with sound")
-    demo.add_argument("-o", "--output", type=Path, default=Path("sonify-demo"))
-
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, sub_parsers = build_parser()
+    typo = _model_typo(argv)
+    if typo is not None:
+        sub_parsers[argv[0]].error(typo)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        if args.command == "run":
-            return _run(MODELS[args.model], args.video, args.output, _parse_params(MODELS[args.model], args.param))
-        if args.command == "fetch":
-            return _fetch(args.provider, args.task_id, args.model, args.video, args.output)
-        if args.command == "jobs":
-            return _jobs(args.limit)
-        if args.command == "emulator":
-            return _emulator(args.port, args.key, args.model_seconds)
-        return _demo(args.output)
+        return COMMANDS[args.command].handler(args)
     except SonifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return next((code for kind, code in EXIT.items() if isinstance(exc, kind)), 1)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
-        return 130
+        return EXIT[Cancelled]
 
 
-def _parse_params(spec: ModelSpec, pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep:
-            raise ValidationError("--param", f"expected NAME=VALUE, got {pair!r}")
+def exit_code(exc: SonifyError) -> int:
+    return next((code for kind, code in EXIT.items() if isinstance(exc, kind)), 1)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m sonify", description="Sound for video with hosted models (WaveSpeed, fal).",
+        epilog="Exit codes: 0 done, 2 usage, 3 bad input or configuration, 4 provider error, 5 job failed or "
+               "timed out, 6 some clips of a batch failed, 130 cancelled (doctor: 1 if a check failed).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub_parsers: dict[str, argparse.ArgumentParser] = {}
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.help, description=command.help)
+        sub_parsers[name] = sub
+        if command.per_model:
+            _add_model_parsers(sub, name, command)
+        else:
+            command.arguments(sub)
+    return parser, sub_parsers
+
+
+def _add_model_parsers(parent: argparse.ArgumentParser, command_name: str, command: Command) -> None:
+    models = parent.add_subparsers(dest="model", required=True, metavar="MODEL",
+                                   title=f"models (`python -m sonify {command_name} MODEL --help` lists its parameters)")
+    for spec in MODELS.values():
+        sub = models.add_parser(spec.key, help=spec.title, description=_model_description(spec),
+                                epilog=f"example:\n  {_example(command_name, spec)}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.arguments(sub)
+        if spec.audio_field:
+            sub.add_argument("--audio", type=Path, required=True, metavar="PATH",
+                             help="the voice: any audio file PyAV reads (wav, mp3, m4a, flac…), any rate and channels")
+        group = sub.add_argument_group(f"{spec.title} parameters (the provider's names)")
+        for param in spec.params:
+            _add_param_option(group, param)
+        group.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                           help="a parameter in the older form (--param seed=7 is --seed 7)")
+
+
+def _model_description(spec: ModelSpec) -> str:
+    facts = [spec.description, f"Price: {spec.price_text}."]
+    if spec.max_seconds is not None:
+        facts.append(f"Clips from {spec.min_seconds or 0:g} to {spec.max_seconds:g} s.")
+    if spec.licence_note:
+        facts.append(spec.licence_note)
+    return textwrap.fill(" ".join(facts), width=100)
+
+
+def _example(command_name: str, spec: ModelSpec) -> str:
+    media = "--video clip.mp4" if command_name == "run" else "clips/*.mp4"
+    voice = " --audio voice.wav" if spec.audio_field else ""
+    required = "".join(f" --{p.name} 'rain on a tin roof'" for p in spec.params if p.required)
+    return f"python -m sonify {command_name} {spec.key} {media}{voice}{required} -o out/"
+
+
+def _add_param_option(group: argparse._ArgumentGroup, param: Param) -> None:
+    options: dict[str, Any] = {"dest": PARAM_PREFIX + param.name, "default": argparse.SUPPRESS,
+                               "help": param.describe().replace("%", "%%")}
+    if param.kind == "choice":
+        options["choices"] = param.choices
+    elif param.kind == "bool":
+        options.update(type=_boolean, metavar="{true,false}")
+    elif param.kind in ("int", "float"):
+        options.update(type=_number(param.kind), metavar="N" if param.kind == "int" else "X")
+    else:
+        options["metavar"] = "TEXT"  # a missing required text is refused by the catalog's check (exit 3)
+    group.add_argument(f"--{param.name}", **options)
+
+
+def _number(kind: str) -> Callable[[str], int | float]:
+    def convert(text: str) -> int | float:
         try:
-            kind = spec.param(name).kind
-        except KeyError:
-            raise ValidationError(name, f"is not a parameter of {spec.title}") from None
-        params[name] = _convert(name, kind, text)
+            return int(text) if kind == "int" else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind == 'int' else ''}number, got {text!r}") from None
+
+    convert.__name__ = kind  # argparse names the type in its message
+    return convert
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _model_typo(argv: list[str]) -> str | None:
+    """The usage error for a mistyped model (argparse would only list every choice), or None."""
+    if len(argv) < 2 or argv[0] not in COMMANDS or not COMMANDS[argv[0]].per_model:
+        return None
+    word = argv[1]
+    if word.startswith("-") or word in MODELS:
+        return None
+    return unknown_model(word)
+
+
+def unknown_model(word: str) -> str:
+    lowered = word.lower()
+    close = [key for key in MODELS if key.startswith(lowered)] or difflib.get_close_matches(lowered, MODELS, n=2, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"unknown model {word!r}; {hint}(models: {', '.join(MODELS)})"
+
+
+def model_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters given on the command line (the catalog's defaults fill in the rest); `--NAME`
+    wins over `--param NAME=`."""
+    spec = MODELS[args.model]
+    params = dict(_param_pair(spec, pair) for pair in args.param)
+    params.update({name[len(PARAM_PREFIX):]: value for name, value in vars(args).items() if name.startswith(PARAM_PREFIX)})
     return params
 
 
-def _convert(name: str, kind: str, text: str) -> Any:
+def _param_pair(spec: ModelSpec, pair: str) -> tuple[str, Any]:
+    name, sep, text = pair.partition("=")
+    if not sep:
+        raise ValidationError("--param", f"expected NAME=VALUE, got {pair!r}")
     try:
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-    except ValueError:
-        raise ValidationError(name, f"must be a number, got {text!r}") from None
-    if kind == "bool":
-        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValidationError(name, f"must be true or false, got {text!r}")
-        return text.lower() in ("true", "1", "yes")
-    return text
+        param = spec.param(name)
+    except KeyError:
+        names = [p.name for p in spec.params]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ValidationError(name, f"is not a parameter of {spec.title}; {hint}(parameters: {', '.join(names)})") from None
+    try:
+        if param.kind == "bool":
+            return name, _boolean(text)
+        if param.kind in ("int", "float"):
+            return name, _number(param.kind)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValidationError(name, str(exc)) from None
+    return name, text
 
 
-def _run(spec: ModelSpec, video: Path, out_dir: Path, params: dict[str, Any]) -> int:
+# --- run ---
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--video", required=True, type=Path, metavar="PATH", help="the clip (any file PyAV reads)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("."), metavar="OUT",
+                        help="a folder for the result (default: .), or a file name ending in .mp4")
+
+
+def _run(args: argparse.Namespace) -> int:
     from . import media, pipeline
 
-    if not video.is_file():
-        raise ValidationError("--video", f"no such file: {video}")
+    spec = MODELS[args.model]
+    params = model_params(args)
+    if not args.video.is_file():
+        raise ValidationError("--video", f"no such file: {args.video}")
+    voice = _voice(args)
+    target = args.output if args.output.suffix.lower() == ".mp4" else None  # else a folder
+    out_dir = target.parent if target else args.output
     with _ctrl_c_cancels() as cancelled:
-        result = pipeline.run(spec, params, media.VideoSource(path=str(video)), out_dir=out_dir,
+        result = pipeline.run(spec, params, media.VideoSource(path=str(args.video)), out_dir=out_dir, audio=voice,
                               on_progress=_printer(), is_cancelled=cancelled)
+    path = result.video_path
+    if target is not None:
+        os.replace(path, target)
+        path = target
     print(json.dumps(result.info, indent=2), file=sys.stderr)
-    print(result.video_path)
+    print(path)
     return 0
 
 
-def _fetch(provider: str, task_id: str, model: str | None, video: Path | None, out_dir: Path) -> int:
+def _voice(args: argparse.Namespace) -> Any:
+    """`--audio PATH` (lipsync's voice) decoded at its own rate and channels, or None."""
+    path = getattr(args, "audio", None)
+    if path is None:
+        return None
+    from . import media, pipeline
+
+    if not path.is_file():
+        raise ValidationError("--audio", f"no such file: {path}")
+    samples, rate = media.decode_audio(path)
+    return pipeline.AudioInput(samples, rate)
+
+
+# --- batch ---
+
+
+def _batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", type=Path, metavar="SOURCE",
+                        help="clips, or folders (their .mp4/.mov/.mkv/.webm/.avi/.m4v files)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
+                        help="folder for the results: <source name>.mp4 and <source name>.sonify.json (job info)")
+    parser.add_argument("--concurrency", type=_concurrency, default=4, metavar="N",
+                        help="clips in flight at once, 1 to 32 (default: 4); the provider queues the rest")
+
+
+def _concurrency(text: str) -> int:
+    value = _number("int")(text)
+    if not 1 <= value <= 32:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 32, got {value}")
+    return value
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from . import batch, providers
+
+    spec = MODELS[args.model]
+    params = spec.validate(model_params(args))  # a mistake fails here, before any clip
+    providers.client(spec.provider)  # so does a missing key
+    voice = _voice(args)
+    items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output)
+    args.output.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
+    with _ctrl_c_cancels() as cancelled:
+        job = batch.Batch(spec, params, items, args.output, audio=voice, concurrency=args.concurrency,
+                          is_cancelled=cancelled)
+        bar = batch.ProgressBar(job)
+        job.run(bar.draw)
+        bar.close()
+    for line in batch.summary(job):
+        print(line, file=sys.stderr)
+    for item in items:
+        if item.state in ("done", "skipped"):
+            print(args.output / f"{item.name}.mp4")
+    counts = job.counts()
+    if counts["failed"]:
+        return EXIT_BATCH_FAILED
+    return EXIT[Cancelled] if counts["cancelled"] else 0
+
+
+# --- fetch, jobs ---
+
+
+def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("provider", choices=PROVIDERS)
+    parser.add_argument("task_id")
+    parser.add_argument("--model", help="catalog key or provider model id; needed for fal tasks the journal does not know")
+    parser.add_argument("--video", type=Path, help="the source clip to put the sound on (default: the journal's, if it exists)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("."), help="folder for the result (default: .)")
+
+
+def _fetch(args: argparse.Namespace) -> int:
     """Writes the provider's result file, its sound as WAV and, when the source is known, the source
     with the new sound; prints their paths."""
     from . import media, pipeline
 
-    if video is not None and not video.is_file():
-        raise ValidationError("--video", f"no such file: {video}")
-    source = media.VideoSource(path=str(video)) if video is not None else None
+    provider, task_id, out_dir = args.provider, args.task_id, args.output
+    if args.video is not None and not args.video.is_file():
+        raise ValidationError("--video", f"no such file: {args.video}")
+    source = media.VideoSource(path=str(args.video)) if args.video is not None else None
     with _ctrl_c_cancels() as cancelled:
-        result = pipeline.fetch(provider, task_id, out_dir=out_dir, model=model, video=source,
+        result = pipeline.fetch(provider, task_id, out_dir=out_dir, model=args.model, video=source,
                                 on_progress=_printer(), is_cancelled=cancelled)
     name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], task_id)
     written = [out_dir / f"{name}.wav"]
@@ -143,10 +327,14 @@ def _fetch(provider: str, task_id: str, model: str | None, video: Path | None, o
     return 0
 
 
-def _jobs(limit: int) -> int:
+def _jobs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--limit", type=int, default=30, help="how many (default: 30)")
+
+
+def _jobs(args: argparse.Namespace) -> int:
     from . import config, jobs
 
-    rows = jobs.guarded("listing jobs", lambda journal: journal.recent(limit), default=None)
+    rows = jobs.guarded("listing jobs", lambda journal: journal.recent(args.limit), default=None)
     if rows is None:
         print(f"no usable job journal in {config.state_dir()}", file=sys.stderr)
         return 1
@@ -157,6 +345,100 @@ def _jobs(limit: int) -> int:
         print(f"{when:19}  {row.provider:9}  {row.model:30}  {row.task_id or '-':36}  {row.status:16}  {cost:>7}  "
               f"{row.result_path or '-'}")
     return 0
+
+
+# --- doctor, emulator, demo ---
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    results = doctor.checks(Path.cwd())
+    print("Sonify doctor (keys are never shown)")
+    for check in results:
+        print(check.line())
+    problems = sum(1 for check in results if check.ok is False)
+    print(f"{problems} problem{'s' if problems != 1 else ''} found" if problems else "all good")
+    return EXIT_DOCTOR if problems else 0
+
+
+def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    from .demo import DEMO_FAL_KEY, DEMO_KEY
+
+    parser.add_argument("--port", type=int, default=8787, help="API port (default: 8787; 0: any free port)")
+    parser.add_argument("--key", default=DEMO_KEY, help=f"the WaveSpeed key it accepts (default: {DEMO_KEY})")
+    parser.add_argument("--fal-key", default=DEMO_FAL_KEY, help=f"the fal key it accepts, id:secret (default: {DEMO_FAL_KEY})")
+    parser.add_argument("--model-seconds", type=float, default=2.0, help="how long each job takes (default: 2)")
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    """Runs until Ctrl-C, which ends it normally (exit 0)."""
+    from .emulator import serve_forever
+
+    if args.fal_key.count(":") != 1:
+        raise ValidationError("--fal-key", "must be key_id:key_secret, like a fal key")
+
+    def settings(emu: Any) -> None:
+        print(f"Sonify emulator (synthetic sound, not a real model): API {emu.url}, files {emu.files_url}")
+        print("WaveSpeed models:")
+        print(f"  export SONIFY_WAVESPEED_URL={emu.url} WAVESPEED_API_KEY={args.key}")
+        print("fal models:")
+        print(f"  export SONIFY_FAL_QUEUE_URL={emu.url} SONIFY_FAL_REST_URL={emu.url} FAL_KEY={args.fal_key}")
+        print("Ctrl-C stops it.", flush=True)
+
+    serve_forever(args.port, on_ready=settings, api_keys=(args.key,), fal_keys=(args.fal_key,),
+                  model_seconds=args.model_seconds)
+    return 0
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, default=Path("sonify-demo"), help="folder (default: sonify-demo)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    def announce(url: str) -> None:
+        print(f"emulator (synthetic sound, not a real model) at {url}", file=sys.stderr)
+
+    result = run_demo(args.output, on_progress=_printer(), on_emulator=announce)
+    print(json.dumps(result.info, indent=2), file=sys.stderr)
+    print(result.video_path)
+    return 0
+
+
+# --- bench ---
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from .bench import plans
+
+    plans.add_arguments(parser)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import runner
+
+    return runner.run(args)
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("run a model on a clip", _run_arguments, _run, per_model=True),
+    "batch": Command("run a model on many clips at once (resumable; a progress bar and a summary)",
+                     _batch_arguments, _batch, per_model=True),
+    "fetch": Command("get a job's result from its task id (see `jobs`), even after a crash", _fetch_arguments, _fetch),
+    "jobs": Command("list the journal's jobs, newest first", _jobs_arguments, _jobs),
+    "doctor": Command("check keys (never shown), providers, PyAV, the state folder and ComfyUI",
+                      lambda parser: None, _doctor),
+    "emulator": Command("run the local provider emulator (no keys, no network, synthetic sound)",
+                        _emulator_arguments, _emulator),
+    "demo": Command("emulator + MMAudio on a generated clip → an MP4 with sound", _demo_arguments, _demo),
+    "bench": Command("measure the time and memory Sonify adds around the model (on the emulator)",
+                     _bench_arguments, _bench),
+}
+
+
+# --- shared by the commands that run jobs ---
 
 
 def _printer() -> Callable[[str, float | None], None]:
@@ -184,52 +466,10 @@ def _ctrl_c_cancels() -> Iterator[Callable[[], bool]]:
         if requested.is_set():
             raise KeyboardInterrupt
         requested.set()
-        print("cancelling… (Ctrl-C again to quit at once)", file=sys.stderr)
+        print("\ncancelling… (Ctrl-C again to quit at once)", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield requested.is_set
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _emulator(port: int, key: str, model_seconds: float) -> int:
-    from .emulator import Emulator
-
-    with Emulator(api_keys=(key,), model_seconds=model_seconds).start(port) as emu:
-        print(f"Sonify emulator (synthetic sound, not a real model) at {emu.url}", file=sys.stderr)
-        print(f"  export SONIFY_WAVESPEED_URL={emu.url} WAVESPEED_API_KEY={key}", file=sys.stderr)
-        emu.wait()
-    return 0
-
-
-def _demo(out_dir: Path) -> int:
-    """The whole path on this machine: a generated clip, the emulator, the MMAudio pipeline."""
-    import numpy as np
-
-    from . import media
-    from .emulator import Emulator
-    from .models import MMAUDIO_V2
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clip = out_dir / "demo-clip.mp4"
-    media.frames_to_mp4(_demo_frames(np), Fraction(24), clip)
-    with Emulator(api_keys=(DEMO_KEY,), model_seconds=1.0).start() as emu:
-        os.environ.update(WAVESPEED_API_KEY=DEMO_KEY, SONIFY_WAVESPEED_URL=emu.url,
-                          SONIFY_STATE_DIR=str(out_dir / "state"))
-        print(f"emulator (synthetic sound, not a real model) at {emu.url}", file=sys.stderr)
-        code = _run(MMAUDIO_V2, clip, out_dir, {"prompt": "a ball bouncing on a wooden floor"})
-    return code
-
-
-def _demo_frames(np: Any) -> Any:
-    """4 s at 24 fps, 320×240: a white ball that bounces; its impacts make the loudest motion."""
-    n, h, w = 96, 240, 320
-    frames = np.full((n, h, w, 3), 0.1, dtype=np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for i in range(n):
-        phase = (i % 24) / 24
-        y = 40 + 160 * (1 - (2 * phase - 1) ** 2)  # a bounce a second, floor at the bottom
-        x = 40 + 240 * i / n
-        frames[i][(yy - (h - y)) ** 2 + (xx - x) ** 2 < 18**2] = 1.0
-    return frames

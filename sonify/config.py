@@ -37,27 +37,43 @@ def state_dir() -> Path:
     """The folder for the journal, caches and the optional key file (created on demand)."""
     env = os.environ.get("SONIFY_STATE_DIR")
     path = Path(env) if env else (host_state_dir or Path.home() / ".cache" / "sonify")
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: the key file and paid results live here
     return path
 
 
 def api_key(provider: str) -> str:
     """The provider's key, from the environment or the key file. Registered for redaction."""
+    found = find_key(provider)
+    if found is None:
+        raise ConfigurationError(missing_key_message(provider))
+    register_secret(found[0])
+    return found[0]
+
+
+def find_key(provider: str) -> tuple[str, str] | None:
+    """(key, where it was found — said in words, e.g. "environment variable FAL_KEY"), or None."""
     env_name = KEY_ENV[provider]
     key = os.environ.get(env_name, "").strip()
-    if not key and provider == "fal":
+    if key:
+        return key, f"environment variable {env_name}"
+    if provider == "fal":
         key_id, secret = os.environ.get("FAL_KEY_ID", "").strip(), os.environ.get("FAL_KEY_SECRET", "").strip()
         if key_id and secret:
-            key = f"{key_id}:{secret}"
-    if not key:
-        key = _key_from_file(provider)
-    if not key:
-        raise ConfigurationError(
-            f"No {provider} API key found: set the environment variable {env_name}"
-            f" or put {{\"{provider}\": \"<key>\"}} in {state_dir() / KEY_FILE}"
-        )
-    register_secret(key)
-    return key
+            return f"{key_id}:{secret}", "environment variables FAL_KEY_ID + FAL_KEY_SECRET"
+    key = _key_from_file(provider)
+    if key:
+        return key, f"key file {state_dir() / KEY_FILE}"
+    return None
+
+
+def missing_key_message(provider: str) -> str:
+    return f"No {provider} API key found: {key_hint(provider)}"
+
+
+def key_hint(provider: str) -> str:
+    """Where a key can go: the environment variable(s), or the key file."""
+    variable = "FAL_KEY (key_id:key_secret), or FAL_KEY_ID and FAL_KEY_SECRET," if provider == "fal" else KEY_ENV[provider]
+    return f"set the environment variable {variable} or put {{\"{provider}\": \"<key>\"}} in {state_dir() / KEY_FILE}"
 
 
 def _key_from_file(provider: str) -> str:

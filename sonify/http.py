@@ -15,17 +15,20 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from .config import check_url
+from .config import check_url, is_loopback
 from .errors import ProviderError, SonifyError
 from .waiter import Waiter
 
 log = logging.getLogger("sonify")
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+# Answers that say the request was turned away before it was processed (rate limit, full queue): even
+# a submit is safe to send again after one, since no task was created.
+REFUSED = frozenset({429})
 TIMEOUT = (10.0, 60.0)  # connect, read
 MAX_ATTEMPTS = 6
 MAX_REDIRECTS = 5
@@ -102,9 +105,11 @@ class Http:
         retry_if: Callable[[requests.Response], bool] | None = None,
     ) -> requests.Response:
         """Send a request; retry it on 408/429/5xx (or where `retry_if(response)` says so) and
-        connection errors only if `idempotent`. `stream`: the body is left unread for the caller.
+        connection errors only if `idempotent` (safe to send twice). `stream`: the body is left
+        unread for the caller.
 
-        A submit is never idempotent: a lost answer may still have created (and charged) a task.
+        A submit is never idempotent: a lost answer may still have created (and charged) a task. It
+        is sent again only after a REFUSED answer (429), which certifies that nothing was created.
         """
         url = url if url.startswith(("http://", "https://")) else self.base_url + url
         check_url(url, f"{self.provider} URL")
@@ -128,7 +133,7 @@ class Http:
             if response.status_code < 400:
                 return response
             retry = retry_if(response) if retry_if is not None else response.status_code in RETRYABLE
-            if idempotent and retry and attempt < MAX_ATTEMPTS:
+            if (idempotent or response.status_code in REFUSED) and retry and attempt < MAX_ATTEMPTS:
                 log.info("%s %s: HTTP %s, retrying", method, _origin(url), response.status_code)
                 response.close()
                 waiter.sleep(backoff(attempt, retry_after_seconds(response)))
@@ -169,8 +174,8 @@ class Http:
                 waiter.sleep(backoff(attempt, exc.retry_after))
 
     def _download_once(self, url: str, dest: Path, max_bytes: int, waiter: Waiter, task_id: str | None) -> Path:
+        _check_result_url(url, None, self.provider, task_id)
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url, "result URL")
             waiter.check()
             try:
                 response = self.session.get(url, stream=True, timeout=TIMEOUT, allow_redirects=False)
@@ -178,7 +183,9 @@ class Http:
                 raise _Transient(type(exc).__name__) from None
             with response:
                 if response.is_redirect:
-                    url = urljoin(url, response.headers["Location"])
+                    target = urljoin(url, response.headers.get("Location", ""))
+                    _check_result_url(target, url, self.provider, task_id)
+                    url = target
                     continue
                 if response.status_code in RETRYABLE:
                     raise _Transient(f"HTTP {response.status_code}", retry_after_seconds(response))
@@ -239,6 +246,22 @@ def _write_capped(
         raise
     os.replace(partial, dest)
     return dest
+
+
+def _check_result_url(url: str, came_from: str | None, provider: str, task_id: str | None) -> None:
+    """A result (or a redirect on the way to it) must be https; plain http only to loopback, and a
+    redirect never leaves https for http (not even for this machine: a remote host must not be able
+    to send us to a local service)."""
+    parts = urlsplit(url)
+    allowed = parts.scheme == "https" and bool(parts.hostname)
+    if parts.scheme == "http" and is_loopback(parts.hostname):
+        allowed = came_from is None or urlsplit(came_from).scheme == "http"
+    if not allowed:
+        where = "redirected to" if came_from else "gave the result URL"
+        raise ProviderError(
+            f"{provider} {where} {parts.scheme}://{parts.hostname or ''}: results are fetched only over https "
+            "(or http on this machine)", task_id=task_id,
+        )
 
 
 def _too_big(max_bytes: int) -> str:

@@ -485,7 +485,7 @@ def results_dir(fallback: Path) -> Path:
     """Where downloaded provider outputs are kept (state folder/results), or `fallback` if unusable."""
     try:
         path = config.state_dir() / RESULTS_DIR
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)  # private, like the state folder
         return path
     except OSError as exc:
         log.warning("cannot keep results in the state folder (%s); this result is not stored", exc)

@@ -32,6 +32,11 @@ _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: 
 # No raw ".aac" (ADTS): it cannot record the encoder's priming, so its sound would start 1024 samples late.
 _AUDIO_CODECS = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".m4a": "aac"}
 _MAX_CHANNELS = {"libmp3lame": 2}
+AUDIO_RATES = (8000, 192000)  # Hz: telephone to studio; outside, surely a mistake (or not a rate)
+MAX_AUDIO_CHANNELS = 8  # 7.1: what AAC (and so a video's soundtrack) can carry
+_AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+_PLAIN_PIX_FMTS = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0: what every decoder takes
+_STANDARD_RATES = tuple(Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60"))
 _ENCODE_CHUNK = 4096  # samples per encoder input frame
 
 
@@ -238,12 +243,22 @@ def prepare_upload(path: PathLike, rule: ProxyRule | None, workdir: PathLike) ->
     """(file to upload, whether it is a new file). See docs/INTERFACES.md §media for the rule.
 
     A picture that fits but comes with sound or in another container is copied into a silent mp4
-    (packets unchanged); only a picture that is too big, too fast or not H.264 yuv420p is re-encoded."""
-    if rule is None:
-        return os.fspath(path), False
+    (packets unchanged); only a picture that is too big, too fast, not H.264 yuv420p or of a variable
+    frame rate is re-encoded. Without a rule (full resolution) the file goes as is unless it is of a
+    variable rate or not 8-bit 4:2:0 (10-bit, 4:4:4: not every model decodes those); then it is
+    re-encoded at its own size and rate, near-losslessly."""
     info = probe(path)
+    constant = constant_rate_for(path, info)
+    rate = constant or info.fps
+    if rule is None:
+        if constant is None and info.pix_fmt in _PLAIN_PIX_FMTS:
+            return os.fspath(path), False
+        rule, options = ProxyRule(short_side=min(info.width, info.height), max_fps=math.ceil(rate)), _H264_SOURCE
+    else:
+        options = _H264_PROXY
     picture_fits = (
-        min(info.width, info.height) <= rule.short_side
+        constant is None
+        and min(info.width, info.height) <= rule.short_side
         and info.fps <= rule.max_fps
         and (info.codec, info.pix_fmt) == ("h264", "yuv420p")
     )
@@ -253,9 +268,31 @@ def prepare_upload(path: PathLike, rule: ProxyRule | None, workdir: PathLike) ->
     if picture_fits:
         _remux(path, out, None, 0)
     else:
-        _encode_proxy(path, info, rule, out)
+        _encode_proxy(path, info, rule, out, rate, options)
     log.info("upload proxy %s -> %s (%s)", Path(path).name, Path(out).name, "copied" if picture_fits else "encoded")
     return out, True
+
+
+def constant_rate_for(path: PathLike, info: VideoInfo) -> Fraction | None:
+    """None for a constant-rate picture; for a variable-rate one (frames of different lengths, as phones
+    record in low light), the standard rate nearest its shortest common frame, to convert it to.
+
+    Only read when the stream's average and nominal rates disagree: then the packet timestamps are
+    scanned (not decoded). Jitter of a timestamp tick or two is not variable."""
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.video[0]
+        nominal = stream.base_rate or stream.guessed_rate
+        if nominal and abs(info.fps - nominal) <= nominal / 1000:
+            return None
+        times = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
+        steps = np.diff(np.array(times, np.float64)) * float(stream.time_base)
+    if steps.size < 2:
+        return None
+    typical = float(np.median(steps))
+    if typical <= 0 or float(steps.max() - steps.min()) <= 0.25 * typical:
+        return None
+    rate = min(_STANDARD_RATES, key=lambda r: abs(float(r) * typical - 1))
+    return rate if abs(float(rate) * typical - 1) <= 0.02 else Fraction(max(1, round(1 / typical)))
 
 
 def _is_mp4(path: PathLike) -> bool:
@@ -283,15 +320,18 @@ def _proxy_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return even(width), even(height)
 
 
-def _encode_proxy(path: PathLike, info: VideoInfo, rule: ProxyRule, out: str) -> None:
-    """Decode, drop frames by timestamp to the capped rate (duration kept), scale, encode H.264."""
-    rate = proxy_rate(info.fps, rule.max_fps)
+def _encode_proxy(
+    path: PathLike, info: VideoInfo, rule: ProxyRule, out: str, fps: Fraction, options: dict[str, str]
+) -> None:
+    """Decode, place frames by timestamp at a constant rate (the source's `fps` capped by the rule;
+    duration kept), scale, encode H.264 8-bit 4:2:0."""
+    rate = proxy_rate(fps, rule.max_fps)
     count = max(1, round(info.duration * rate))
     with av.open(os.fspath(path)) as src, av.open(out, "w", format="mp4", options={"movflags": "+faststart"}) as dst:
         vin = src.streams.video[0]
         vin.thread_type = "AUTO"
         width, height = _proxy_size(vin.codec_context.width, vin.codec_context.height, rule.short_side)
-        vout = _add_h264(dst, width, height, rate, _H264_PROXY)
+        vout = _add_h264(dst, width, height, rate, options)
         written = 0
         for frame, repeats in _resample_frames(src.decode(vin), vin.time_base, rate, count):
             small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
@@ -397,6 +437,39 @@ def _place_chunks(chunks: list[tuple[int, np.ndarray]]) -> np.ndarray:
     return audio
 
 
+def check_audio(samples: np.ndarray, sample_rate: int, name: str = "audio") -> np.ndarray:
+    """An AUDIO's samples as float32 [C, T], or ValidationError(name) saying what is wrong with them.
+
+    [T] is mono; 1 to MAX_AUDIO_CHANNELS channels; at least one sample; a rate from 8 to 192 kHz.
+    Float samples of any width are taken (NaN/Inf refused; beyond ±1 clipped when written); integer PCM
+    (int16 as some loaders give it, int32, uint8...) is scaled to ±1 by its type's full scale."""
+    array = np.asarray(samples)
+    if isinstance(sample_rate, float) and sample_rate.is_integer():
+        sample_rate = int(sample_rate)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or not (
+        AUDIO_RATES[0] <= sample_rate <= AUDIO_RATES[1]
+    ):
+        raise ValidationError(name, f"sample rate must be {AUDIO_RATES[0]} to {AUDIO_RATES[1]} Hz, got {sample_rate!r}")
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2:
+        raise ValidationError(name, f"must be [channels, samples], got shape {list(array.shape)}")
+    if not 1 <= array.shape[0] <= MAX_AUDIO_CHANNELS:
+        raise ValidationError(name, f"must have 1 to {MAX_AUDIO_CHANNELS} channels, got {array.shape[0]}")
+    if array.shape[1] == 0:
+        raise ValidationError(name, "has no samples")
+    if np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+        bits = array.dtype.itemsize * 8
+        offset = 0 if np.issubdtype(array.dtype, np.signedinteger) else 2 ** (bits - 1)
+        return ((array.astype(np.float64) - offset) / 2 ** (bits - 1)).astype(np.float32)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValidationError(name, f"samples must be float or integer PCM, got {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise ValidationError(name, "contains NaN or infinite samples")
+    return array
+
+
 def fit_length(audio: np.ndarray, sample_rate: int, seconds: Fraction | float) -> np.ndarray:
     """Trim or zero-pad the last axis to exactly round(seconds * sample_rate) samples."""
     n = round(Fraction(seconds) * sample_rate)
@@ -478,6 +551,8 @@ def write_audio(
     codec = codec or _AUDIO_CODECS.get(suffix)
     if codec is None:
         raise ValidationError("audio", f"no audio codec for {suffix!r} files")
+    if codec == "aac":
+        audio, sample_rate = _for_aac(audio, sample_rate)
     fmt = "ipod" if suffix == ".m4a" else None
     with av.open(os.fspath(path), "w", format=fmt) as container:
         container.metadata.update(metadata or {})
@@ -505,8 +580,17 @@ def mux(
 ) -> str:
     """The picture of video_path, packets copied unchanged, with `audio` as its only sound (AAC, from
     t = 0). Old audio and other streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
-    _remux(video_path, out_path, _as_channels(audio), sample_rate, metadata)
+    _remux(video_path, out_path, *_for_aac(_as_channels(audio), sample_rate), metadata)
     return os.fspath(out_path)
+
+
+def _for_aac(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """AAC takes only the standard rates up to 96 kHz: any other rate is resampled to the next standard
+    one up (nothing lost), and 96 kHz is the ceiling (above it, nothing anyone hears)."""
+    if sample_rate in _AAC_RATES:
+        return audio, sample_rate
+    target = min((r for r in _AAC_RATES if r >= sample_rate), default=max(_AAC_RATES))
+    return resample(audio, sample_rate, target), target
 
 
 def _remux(
@@ -550,6 +634,46 @@ def _interleave(
     while pending is not None:
         dst.mux(pending)
         pending = next(audio, None)
+
+
+def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, seconds: Fraction) -> bool:
+    """The picture of video_path with the AAC sound of audio_path, both copied packet for packet (no
+    re-encode), the sound cut at `seconds`: packets from t = 0 on (priming kept), the last one's duration
+    shortened so that the mp4 edit list (in samples) ends the sound with the picture. Sample 0 is t = 0 of
+    audio_path's timeline, as decode_audio places it. Returns False and writes nothing when the sound is
+    not AAC or ends before `seconds`: padding needs an encoder (use mux with fitted samples)."""
+    with _open_input(audio_path, "audio") as asrc:
+        if not asrc.streams.audio or asrc.streams.audio[0].codec_context.name != "aac":
+            return False
+        ain = asrc.streams.audio[0]
+        shift = round(Fraction(max(0, asrc.start_time or 0), av.time_base) / ain.time_base)
+        end = round(Fraction(seconds) / ain.time_base)
+        packets = [p for p in asrc.demux(ain) if p.size and p.pts is not None and p.pts - shift < end]
+        if not packets or max(p.pts + (p.duration or 0) for p in packets) - shift < end:
+            return False
+        suffix = Path(out_path).suffix.lower()
+        options = {}
+        if suffix in ("", ".mp4", ".mov", ".m4v"):  # edit lists counted in samples: the cut is exact
+            options = {"movflags": "+faststart", "movie_timescale": str(ain.codec_context.sample_rate)}
+        with _open_input(video_path, "video") as vsrc, av.open(
+            os.fspath(out_path), "w", format=None if suffix else "mp4", options=options
+        ) as dst:
+            vin = vsrc.streams.video[0]
+            vout = dst.add_stream_from_template(vin)
+            aout = dst.add_stream_from_template(ain)
+            _interleave(dst, vsrc.demux(vin), vout, _cut_packets(packets, aout, shift, end))
+    return True
+
+
+def _cut_packets(packets: list[av.Packet], stream: av.AudioStream, shift: int, end: int) -> Iterator[av.Packet]:
+    """The packets moved `shift` ticks earlier, onto `stream`, the last one ending at `end`."""
+    for packet in packets:
+        packet.pts -= shift
+        packet.dts = packet.pts if packet.dts is None else packet.dts - shift
+        if packet.pts + packet.duration > end:
+            packet.duration = end - packet.pts
+        packet.stream = stream
+        yield packet
 
 
 # ---------------------------------------------------------------- frames out

@@ -8,6 +8,7 @@ Facts come from shared/PROTOCOLS.md; the parameter names are the provider's own.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from .errors import ValidationError
 
 INT32_MAX = 2147483647
+MAX_TEXT = 2000  # characters, for text no provider documents a limit for: longer is surely a pasted mistake
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,34 @@ class Param:
         value = value.strip()
         if self.required and not value:
             raise ValidationError(name, "is required and must not be empty")
-        if self.max_length is not None and len(value) > self.max_length:
-            raise ValidationError(name, f"must be {self.range_text()}, got {len(value)}")
-        if any(ord(c) < 32 and c not in "\n\t" for c in value):
-            raise ValidationError(name, "must not contain control characters")
+        if len(value) > self.text_limit:
+            raise ValidationError(name, f"must be at most {self.text_limit} characters (never cut), got {len(value)}")
+        bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in "\n\t"), None)
+        if bad is not None:
+            raise ValidationError(name, f"must not contain control characters (found U+{ord(bad):04X})")
         return value
+
+    @property
+    def text_limit(self) -> int:
+        return self.max_length if self.max_length is not None else MAX_TEXT
+
+    def describe(self) -> str:
+        """The help with its range and default: a node's tooltip, a command-line option's help."""
+        facts = [self.help.rstrip(".") + "."]
+        if self.kind in ("int", "float"):
+            facts.append(f"Range: {self.range_text()}.")
+        elif self.kind == "choice":
+            facts.append(f"One of: {', '.join(self.choices)}.")
+        elif self.max_length:
+            facts.append(f"At most {self.max_length} characters (longer text is refused, never cut).")
+        facts.append("Required." if self.required else f"Default: {_default_text(self.default)}.")
+        return " ".join(facts)
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "empty" if value == "" else _num(value) if isinstance(value, (int, float)) else str(value)
 
 
 def _num(x: float | None) -> str:
@@ -108,7 +133,7 @@ class ModelSpec:
     min_seconds: float | None = None
     max_seconds: float | None = None
     price: Callable[[dict[str, Any], float], float | None] = lambda params, seconds: None
-    price_text: str = "unknown"
+    price_text: str = "not published by the provider; no estimate"
     licence_note: str = ""
     # Turns the checked parameters into what is sent, knowing the source's length in seconds.
     resolve: Callable[[dict[str, Any], float], dict[str, Any]] = lambda params, seconds: params
@@ -153,7 +178,12 @@ def _mmaudio_resolve(params: dict[str, Any], seconds: float) -> dict[str, Any]:
     return params
 
 
-SEED = Param("seed", "int", -1, "Random seed; -1 picks a new one each run.", min=-1, max=INT32_MAX)
+SEED = Param(
+    "seed", "int", -1,
+    "Random seed; -1 picks a new one each run. A fixed seed (0 or more) asks for the same result again: "
+    "running the same job again then reuses Sonify's stored result, with no request and no cost.",
+    min=-1, max=INT32_MAX,
+)
 
 MMAUDIO_V2 = ModelSpec(
     key="mmaudio-v2",
@@ -162,7 +192,7 @@ MMAUDIO_V2 = ModelSpec(
     title="MMAudio v2 · WaveSpeed",
     description="Foley and ambience for a silent clip (MMAudio v2 on WaveSpeed). 44.1 kHz mono.",
     params=(
-        Param("prompt", "str", "", "What the sound should be.", required=True, multiline=True),
+        Param("prompt", "str", "", "What the sound should be, e.g. 'rain on a tin roof, distant thunder'.", required=True, multiline=True),
         Param("negative_prompt", "str", "", "Sounds to avoid (e.g. music).", multiline=True, send_if_empty=False),
         Param("duration", "int", 0, "Seconds of audio; 0 matches the video (rounded up, then trimmed). Cost grows with it.", min=0, max=30),
         Param("num_inference_steps", "int", 25, "Denoising steps: more is slower, not dearer.", min=4, max=50),
@@ -212,9 +242,9 @@ KLING_V2A = ModelSpec(
     title="Kling Video-to-Audio · WaveSpeed",
     description="Sound effects and background music for a 3–20 s clip (Kling on WaveSpeed).",
     params=(
-        Param("sound_effect_prompt", "str", "", "Sound effects to generate (at most 200 characters).", max_length=200, multiline=True, send_if_empty=False),
-        Param("bgm_prompt", "str", "", "Background music to generate (at most 200 characters).", max_length=200, multiline=True, send_if_empty=False),
-        Param("asmr_mode", "bool", False, "Detailed, close-up sound effects."),
+        Param("sound_effect_prompt", "str", "", "Sound effects to generate.", max_length=200, multiline=True, send_if_empty=False),
+        Param("bgm_prompt", "str", "", "Background music to generate.", max_length=200, multiline=True, send_if_empty=False),
+        Param("asmr_mode", "bool", False, "Detailed, close-up sound effects. The price is per job either way."),
     ),
     # Kling's own inputs go down to 720 px [guess]: keep that much rather than risk a rejection.
     proxy=ProxyRule(short_side=720, max_fps=30),

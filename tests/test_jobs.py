@@ -82,7 +82,8 @@ def cancel_while_waiting() -> tuple[Callable[[str, float | None], None], Callabl
 def cli_run(clip_path: Path, out_dir: Path, *params: str) -> list[str]:
     args = [sys.executable, "-m", "sonify", "run", "mmaudio-v2", "--video", str(clip_path), "-o", str(out_dir)]
     for param in ("prompt=rain", *params):
-        args += ["--param", param]
+        name, _, value = param.partition("=")
+        args += [f"--{name}", value]
     return args
 
 

@@ -224,7 +224,7 @@ class FalRoutes:
             seconds=self.em.seconds_for(model_id),
             queue_seconds=self.em.queue_seconds,
             fmt=self.em.formats.get(model_id, "mp4"),
-            fail=self.em.take_failure(model_id),
+            **self.em.task_options(model_id),
             created_at=iso_utc(datetime.now(timezone.utc)),
             submitted=time.monotonic(),
         )
@@ -289,6 +289,8 @@ class FalRoutes:
             return {"status": "IN_QUEUE", "queue_position": self.em.tasks.queue_position(task.id), **payload}
         if task.status == "processing":
             return {"status": "IN_PROGRESS", **payload}
+        if task.reported_status:
+            return {"status": task.reported_status, **payload}
         payload |= {"status": "COMPLETED", "metrics": {"inference_time": task.inference_ms / 1000 if task.started else None}}
         if task.status == "failed":
             payload |= {"error": task.error, "error_type": FAILED_TYPE}

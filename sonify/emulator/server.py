@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..models import BY_MODEL_ID
 from .fal_routes import FalRoutes
-from .faults import FaultBoard
+from .faults import FaultBoard, TaskFault
 from .routing import Body, Request, Response, Router, declared_length, json_response
 from .storage import Storage
 from .tasks import TaskBoard, TaskFailure
@@ -45,7 +45,7 @@ class RequestRecord:
     status: int | None  # None: the connection was dropped without an answer
     authorized: bool  # an Authorization header was sent, valid or not (its value is never kept)
     headers: dict[str, str]  # as sent, minus Authorization and other credentials
-    fault: str | None  # "inject" or "drop" when the fault switchboard answered
+    fault: str | None  # the switchboard's fault kind ("inject", "drop", "delay", "truncate", "redirect")
     at: float  # time.monotonic() when the answer was ready to send
 
 
@@ -113,16 +113,22 @@ class _Handler(BaseHTTPRequestHandler):
             body=Body(self.rfile, declared_length(self.headers)),
         )
         fault = emulator.faults.take(self.command, parts.path)
-        if fault is not None and fault.kind == "drop":
+        kind = fault.kind if fault is not None else None
+        if kind == "drop":
             self._discard_body(request)
             self.close_connection = True
             emulator.record(self._record(request, None, "drop"))
             return
-        response = fault.response() if fault is not None else self._dispatch(request)
+        if kind in ("inject", "redirect"):
+            response = fault.response(self.path)
+        else:
+            response = self._dispatch(request)
         self._discard_body(request)
+        if kind == "delay" and emulator.hold(fault.seconds):
+            return  # the emulator stops meanwhile
         # Recorded before sending, so a client that has its answer always finds it in the log.
-        emulator.record(self._record(request, response.status, fault and fault.kind))
-        self._send(response)
+        emulator.record(self._record(request, response.status, kind))
+        self._send(response, fault.keep if kind == "truncate" else None)
 
     def _dispatch(self, request: Request) -> Response:
         try:
@@ -139,7 +145,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif request.body.remaining:
             request.body.read()
 
-    def _send(self, response: Response) -> None:
+    def _send(self, response: Response, keep: int | None = None) -> None:
+        """Send the answer; with `keep`, only that many body bytes (after the full headers), then close."""
+        if keep is not None:
+            self.close_connection = True
         try:
             self.send_response(response.status)
             for name, value in response.headers.items():
@@ -152,7 +161,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
-                response.write_body(self.wfile)
+                response.write_body(self.wfile if keep is None else _Truncating(self.wfile, keep))
+        except _Truncated:
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -160,6 +171,27 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in SECRET_HEADERS}
         authorized = self.headers.get("Authorization") is not None
         return RequestRecord(request.method, request.path, status, authorized, headers, fault, time.monotonic())
+
+
+class _Truncated(Exception):
+    """The truncating writer has sent all it may."""
+
+
+class _Truncating:
+    """A writer that passes on the first `keep` bytes, then raises _Truncated."""
+
+    def __init__(self, wfile: Any, keep: int) -> None:
+        self._wfile, self._left = wfile, keep
+
+    def write(self, data: bytes) -> int:
+        self._wfile.write(data[: self._left])
+        self._left -= min(len(data), self._left)
+        if self._left == 0:
+            raise _Truncated
+        return len(data)
+
+    def flush(self) -> None:
+        self._wfile.flush()
 
 
 class Emulator:
@@ -297,10 +329,50 @@ class Emulator:
         """The next `times` matching requests get no answer: the connection is closed."""
         self.faults.drop(method, path_regex, times)
 
-    def fail_next(self, model_id: str, error: str = "Emulated task failure", code: int = 1403) -> None:
-        """The next task submitted for `model_id` ends with status failed, `error` and task error `code`."""
+    def delay(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
+        """The next `times` matching requests are answered normally, `seconds` late."""
+        self.faults.delay(method, path_regex, seconds, times)
+
+    def truncate(self, method: str, path_regex: str, keep: int = 1024, times: int = 1) -> None:
+        """The next `times` matching answers stop after `keep` body bytes (the connection closes)."""
+        self.faults.truncate(method, path_regex, keep, times)
+
+    def redirect(self, method: str, path_regex: str, location: str, times: int = 1, status: int = 302) -> None:
+        """The next `times` matching requests are redirected to `location` ("{path}": the request's path)."""
+        self.faults.redirect(method, path_regex, location, times, status)
+
+    def malformed(self, method: str, path_regex: str, times: int = 1, status: int = 200) -> None:
+        """The next `times` matching requests get `status` with a body that is not valid JSON."""
+        self.faults.malformed(method, path_regex, times, status)
+
+    def stick_next(self, model_id: str, times: int = 1) -> None:
+        """The next `times` tasks of `model_id` never leave the queue (until cancelled or stop())."""
+        self._check_model(model_id)
+        self.faults.task(model_id, TaskFault(stuck=True), times)
+
+    def report_next(self, model_id: str, status: str, times: int = 1) -> None:
+        """The next `times` tasks of `model_id` report the raw status word `status` once final
+        (e.g. "rejected" on WaveSpeed, "REJECTED" on fal: words the clients do not know)."""
+        self._check_model(model_id)
+        self.faults.task(model_id, TaskFault(status=status), times)
+
+    def task_options(self, model_id: str) -> dict[str, Any]:
+        """Task fields from the switchboard for a task of `model_id` being created now."""
+        fault = self.faults.take_task(model_id)
+        return {"fail": self.take_failure(model_id), "stuck": fault.stuck, "reported_status": fault.status}
+
+    def hold(self, seconds: float) -> bool:
+        """Wait `seconds` (a delayed answer); True if the emulator began stopping meanwhile."""
+        return self._stopping.wait(seconds)
+
+    @staticmethod
+    def _check_model(model_id: str) -> None:
         if not any(model_id == m for _, m in BY_MODEL_ID):
             raise ValueError(f"unknown model id {model_id!r}")
+
+    def fail_next(self, model_id: str, error: str = "Emulated task failure", code: int = 1403) -> None:
+        """The next task submitted for `model_id` ends with status failed, `error` and task error `code`."""
+        self._check_model(model_id)
         with self._lock:
             self._failures.setdefault(model_id, deque()).append(TaskFailure(error, code))
 

@@ -48,6 +48,8 @@ class Task:
     queue_seconds: float  # least time spent in "created" (more while waiting for a slot)
     fmt: str  # output format handed to synth.render
     fail: TaskFailure | None = None  # set by fail_next: the task ends with this failure
+    stuck: bool = False  # set by stick_next: the task never leaves the queue
+    reported_status: str | None = None  # set by report_next: the raw status word shown once final
     created_at: str = ""  # ISO 8601, UTC
     submitted: float = field(default_factory=time.monotonic)
     status: str = "created"
@@ -145,7 +147,7 @@ class TaskBoard:
     def _position(self, task: Task) -> int:
         return sum(
             1 for t in self._tasks.values()
-            if t.provider == task.provider and t.status == "created" and t.submitted < task.submitted
+            if t.provider == task.provider and t.status == "created" and not t.stuck and t.submitted < task.submitted
         )
 
     def _start(self, task_id: str) -> float | None:
@@ -156,6 +158,9 @@ class TaskBoard:
                 task = self._tasks[task_id]
                 if task.final:
                     return None
+                if task.stuck:
+                    self._changed.wait(SLOT_CHECK)
+                    continue
                 limit = self._slots(task.provider)
                 running = sum(1 for t in self._tasks.values() if t.provider == task.provider and t.status == "processing")
                 if limit is None or self._position(task) < limit - running:

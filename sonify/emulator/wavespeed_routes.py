@@ -194,7 +194,7 @@ class WaveSpeedRoutes:
             seconds=self.em.seconds_for(spec.model_id),
             queue_seconds=self.em.queue_seconds,
             fmt=self.em.formats.get(spec.model_id, "mp4"),
-            fail=self.em.take_failure(spec.model_id),
+            **self.em.task_options(spec.model_id),
             created_at=iso_utc(datetime.now(timezone.utc)),
             submitted=time.monotonic(),
         )
@@ -210,7 +210,7 @@ class WaveSpeedRoutes:
         data: dict[str, Any] = {
             "id": task.id,
             "model": task.spec.model_id,
-            "status": task.status,
+            "status": task.reported_status if task.final and task.reported_status else task.status,
             "outputs": outputs,
             "urls": {"get": f"{self.em.url}/api/v3/predictions/{task.id}/result"},
             "created_at": task.created_at,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import JobTimedOut
 from ..waiter import Waiter
+from .schedule import PollPlan
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 
@@ -37,16 +38,6 @@ class WaitLimits:
     run_seconds: float = 1800.0
 
 
-def poll_interval(elapsed: float) -> float:
-    """Dense at first (short jobs are noticed quickly), then backing off to one poll every 4 s,
-    i.e. at most 15 polls a minute on long jobs."""
-    if elapsed < 2:
-        return 0.25
-    if elapsed < 10:
-        return 0.5 + elapsed * 0.1
-    return 4.0
-
-
 def poll_until_final(
     poll: Callable[[], TaskState],
     task_id: str,
@@ -54,20 +45,28 @@ def poll_until_final(
     waiter: Waiter,
     on_state: Callable[[TaskState, float], None],
     limits: WaitLimits,
+    plan: PollPlan | None = None,
+    origin: float | None = None,
 ) -> TaskState:
-    """Poll until the task is final, reporting each state; raise JobTimedOut past a limit."""
+    """Poll until the task is final, reporting each state; raise JobTimedOut past a limit.
+
+    Polls when `plan` says (see schedule.py), counting seconds from `origin` (time.monotonic() of the
+    submit; default: now)."""
+    plan = plan or PollPlan()
     start = time.monotonic()
+    origin = start if origin is None else origin
     run_start: float | None = None
     while True:
         state = poll()
         now = time.monotonic()
+        plan.polled(now - origin, state.final)
         on_state(state, now - start)
         if state.final:
             return state
         if state.status == RUNNING and run_start is None:
             run_start = now
         check_limits(task_id, provider, now - start, None if run_start is None else now - run_start, limits)
-        waiter.sleep(poll_interval(now - start))
+        waiter.sleep(plan.delay(time.monotonic() - origin))
 
 
 def check_limits(task_id: str, provider: str, waited: float, running: float | None, limits: WaitLimits) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import mimetypes
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from ..errors import ProviderError
 from ..http import FileBody, Http
 from ..waiter import Waiter
 from .base import COMPLETED, FAILED, QUEUED, RUNNING, TaskState, WaitLimits, poll_until_final
+from .schedule import HISTORY, PollPlan
 
 NAME = "wavespeed"
 STATUS = {
@@ -51,14 +54,16 @@ class WaveSpeed:
 
     def __init__(self, api_key: str, base_url: str) -> None:
         self.http = Http(NAME, base_url, {"Authorization": f"Bearer {api_key}"}, describe_error)
+        self._lock = threading.Lock()
+        self._submitted: dict[str, tuple[str, float]] = {}  # task id -> (model id, monotonic submit time)
 
     def upload(self, path: Path, waiter: Waiter) -> str:
         """Current flow: ask for an upload ticket, PUT the bytes to its URL with exactly its
         headers. Falls back to the legacy multipart endpoint where the ticket route is missing."""
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        try:
+        try:  # a ticket costs nothing and an unused one expires: safe to ask again after a fault
             ticket = self._data(self.http.json(
-                "POST", "/api/v3/media/uploads", idempotent=False, waiter=waiter,
+                "POST", "/api/v3/media/uploads", idempotent=True, waiter=waiter,
                 json={"filename": path.name, "size": path.stat().st_size, "content_type": content_type},
             ))
         except ProviderError as exc:
@@ -75,21 +80,24 @@ class WaveSpeed:
         return str(ticket["download_url"])
 
     def _upload_legacy(self, path: Path, content_type: str, waiter: Waiter) -> str:
-        with open(path, "rb") as body:
-            data = self._data(self.http.json(
-                "POST", "/api/v3/media/upload/binary", idempotent=False, waiter=waiter,
-                files={"file": (path.name, body, content_type)}, timeout=(10.0, 300.0),
-            ))
+        # requests builds a multipart body in memory anyway; bytes (not a file object) can be sent again.
+        data = self._data(self.http.json(
+            "POST", "/api/v3/media/upload/binary", idempotent=True, waiter=waiter,
+            files={"file": (path.name, path.read_bytes(), content_type)}, timeout=(10.0, 300.0),
+        ))
         if not data.get("download_url"):
             raise ProviderError("WaveSpeed's upload answer has no download_url")
         return str(data["download_url"])
 
     def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
         """Never retried: a lost answer may still have created a task that will be charged."""
+        sent = time.monotonic()
         data = self._data(self.http.json("POST", f"/api/v3/{model_id}", idempotent=False, waiter=waiter, json=body))
         task_id = data.get("id")
         if not task_id:
             raise ProviderError("WaveSpeed accepted the job but its answer has no task id")
+        with self._lock:
+            self._submitted[str(task_id)] = (model_id, sent)
         return str(task_id)
 
     def state(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> TaskState:
@@ -119,7 +127,17 @@ class WaveSpeed:
         self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits,
         *, model_id: str | None = None,
     ) -> TaskState:
-        return poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits)
+        """Poll on a schedule learned from this model's recent jobs (schedule.py). A job submitted by
+        this client teaches the schedule its run time; a resumed one (started who knows when) does not."""
+        with self._lock:
+            model, sent = self._submitted.pop(task_id, (model_id, None))
+        plan = PollPlan(HISTORY.expected(model) if model and sent is not None else None)
+        state = poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits,
+                                 plan, sent)
+        bracket = plan.bracket()
+        if state.status == COMPLETED and sent is not None and bracket is not None:
+            HISTORY.record(model, bracket)
+        return state
 
     def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
         """WaveSpeed has no documented cancel endpoint: the job runs on (and can be fetched)."""

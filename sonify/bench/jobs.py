@@ -1,0 +1,78 @@
+"""Running benchmark jobs against an in-process emulator and reading what happened from both sides:
+the job info the client wrote, and the emulator's own record (when each task completed, every poll)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import media, pipeline
+from ..emulator import Emulator
+from ..emulator.server import DEFAULT_FAL_KEYS, DEFAULT_KEYS
+from ..models import ModelSpec
+from .measure import max_polls_per_window
+
+PARAMS = {"prompt": "rain on a tin roof", "seed": -1}  # where a model has them; seed -1: every job is new
+STAGES = ("prepare", "encode", "upload", "submit", "wait", "download", "decode", "align", "mux")
+FREE_SECONDS, WINDOW = 10.0, 60.0  # the polling budget's terms (providers/schedule.py)
+
+
+@contextlib.contextmanager
+def emulated(model_seconds: float, state_dir: Path) -> Iterator[Emulator]:
+    """A started emulator, with this process's environment pointing both providers at it."""
+    with Emulator(model_seconds=model_seconds).start() as emulator:
+        os.environ.update(
+            WAVESPEED_API_KEY=DEFAULT_KEYS[0], SONIFY_WAVESPEED_URL=emulator.url,
+            FAL_KEY=DEFAULT_FAL_KEYS[0], SONIFY_FAL_QUEUE_URL=emulator.url, SONIFY_FAL_REST_URL=emulator.url,
+            SONIFY_STATE_DIR=str(state_dir),
+        )
+        yield emulator
+
+
+def params_for(spec: ModelSpec) -> dict[str, Any]:
+    names = {p.name for p in spec.params}
+    return {name: value for name, value in PARAMS.items() if name in names}
+
+
+def run_job(spec: ModelSpec, clip: Path, out_dir: Path, **kwargs: Any) -> tuple[pipeline.Result, float]:
+    """(result, wall-clock seconds) of one pipeline.run on a file source."""
+    start = time.perf_counter()
+    result = pipeline.run(spec, params_for(spec), media.VideoSource(path=str(clip)), out_dir=out_dir, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def job_record(result: pipeline.Result, emulator: Emulator, wall: float) -> dict[str, Any]:
+    """Stages, bytes and detection latency of one finished job (detection: when the client saw the final
+    status minus when the emulator set it — the same monotonic clock)."""
+    info = result.info
+    completed = emulator.task_completed_at(info["task_id"])
+    seen = info.get("final_seen_monotonic")
+    return {
+        "task_id": info["task_id"],
+        "seconds": {stage: info["seconds"].get(stage, 0.0) for stage in STAGES},
+        "wall_seconds": round(wall, 4),
+        "uploaded_bytes": info["uploaded_bytes"],
+        "proxy": info["proxy"],
+        "audio_copied": info.get("audio_copied"),
+        "detection_seconds": round(seen - completed, 4) if seen is not None and completed is not None else None,
+    }
+
+
+def poll_times(emulator: Emulator, task_id: str, path: str) -> list[float]:
+    """Seconds from the task's submit to each request for `path`."""
+    task = emulator.tasks.get(task_id)
+    return [round(r.at - task.submitted, 3) for r in emulator.requests if r.method == "GET" and r.path == path]
+
+
+def wavespeed_polls(emulator: Emulator, task_id: str) -> dict[str, Any]:
+    times = poll_times(emulator, task_id, f"/api/v3/predictions/{task_id}/result")
+    return {"polls": len(times), "max_polls_per_60s_after_10s": max_polls_per_window(times, FREE_SECONDS, WINDOW)}
+
+
+def uploaded_file(emulator: Emulator, spec: ModelSpec, task_id: str) -> Path:
+    """The file the emulator received as the task's video."""
+    return emulator.storage.resolve(emulator.tasks.get(task_id).media[spec.video_field])

@@ -1,0 +1,74 @@
+"""The benchmark's plans (quick / default / full) and its command-line options. Light to import: the
+command line reads it to build its parser."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+SIZES = {"240p": (320, 240), "480p": (854, 480), "1080p": (1920, 1080)}
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    seconds: int
+    size: str  # a key of SIZES
+    fps: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.seconds}s-{self.size}{self.fps}"
+
+    @property
+    def frames(self) -> int:
+        return self.seconds * self.fps
+
+
+@dataclass(frozen=True)
+class Plan:
+    clips: tuple[ClipSpec, ...]  # each through MMAudio in its own process; 1080p ones with a reference encode
+    model_seconds: float  # model time of those jobs
+    lipsync: tuple[ClipSpec, ...]
+    detection_clip: ClipSpec
+    fal_seconds: tuple[float, ...]
+    wavespeed_seconds: tuple[float, ...]
+    batch_jobs: int
+    batch_concurrency: int
+    batch_seconds: float
+    batch_command: bool
+    startup_runs: int
+
+
+def _clips(seconds: tuple[int, ...]) -> tuple[ClipSpec, ...]:
+    return tuple(ClipSpec(s, size, fps) for s in seconds for size in ("480p", "1080p") for fps in (24, 30))
+
+
+PLANS = {
+    "quick": Plan(clips=(ClipSpec(1, "480p", 24), ClipSpec(1, "1080p", 24)), model_seconds=0.2,
+                  lipsync=(ClipSpec(1, "240p", 24),), detection_clip=ClipSpec(1, "240p", 24), fal_seconds=(0.3,),
+                  wavespeed_seconds=(0.3,), batch_jobs=4, batch_concurrency=2, batch_seconds=0.3,
+                  batch_command=False, startup_runs=1),
+    "default": Plan(clips=_clips((5, 10)), model_seconds=2.0, lipsync=(ClipSpec(5, "480p", 30),),
+                    detection_clip=ClipSpec(4, "240p", 24), fal_seconds=(2.0, 5.0, 10.0),
+                    wavespeed_seconds=(2.0, 5.0, 10.0, 20.0, 40.0), batch_jobs=40, batch_concurrency=8,
+                    batch_seconds=2.0, batch_command=True, startup_runs=5),
+    "full": Plan(clips=_clips((5, 10, 30)), model_seconds=2.0,
+                 lipsync=(ClipSpec(5, "480p", 30), ClipSpec(5, "1080p", 24)), detection_clip=ClipSpec(4, "240p", 24),
+                 fal_seconds=(2.0, 5.0, 10.0, 30.0), wavespeed_seconds=(2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0),
+                 batch_jobs=40, batch_concurrency=8, batch_seconds=2.0, batch_command=True, startup_runs=5),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", dest="plan", const="quick",
+                      help="a small set in seconds (CI smoke test; numbers not meaningful)")
+    size.add_argument("--full", action="store_const", dest="plan", const="full",
+                      help="adds 30 s clips, WaveSpeed jobs up to 60 s and a 1080p lipsync (about 15 minutes)")
+    parser.set_defaults(plan="default")
+    parser.add_argument("--model-seconds", type=float, metavar="S",
+                        help="model time of the clip jobs (default: 2; --quick: 0.2)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every number as JSON here")
+    parser.add_argument("--work", type=Path, metavar="DIR",
+                        help="keep generated clips here and reuse them next time (default: a temporary folder)")

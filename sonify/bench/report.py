@@ -1,0 +1,192 @@
+"""The benchmark's tables and its verdict on each target (docs: README "Performance")."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from .jobs import STAGES
+from .measure import MB
+from .waits import median
+
+PROXY_MAX_SHARE = 0.15
+FAL_MEDIAN_MAX = 0.1
+WAVESPEED_MEDIAN_MAX = 1.0
+WAVESPEED_POLLS_MAX = 15
+DECODE_MEMORY_MAX = 1.25
+STARTUP_MAX = 0.1
+
+
+def grid(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: numbers right-aligned, text left-aligned."""
+    right = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) for i in range(len(headers))]
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def clip_table(cases: list[dict[str, Any]]) -> str:
+    headers = ["clip", "source MB", *STAGES, "upload MB", "detect s", "total s", "peak RSS MB", "pic copy", "AAC copy"]
+    rows = [[c["name"], c["source_bytes"] / MB, *(c["seconds"][s] for s in STAGES), c["uploaded_bytes"] / MB,
+             c["detection_seconds"], c["wall_seconds"], c["peak_rss_bytes"] / MB, c["picture_copied"],
+             c["audio_packets_copied"]] for c in cases]
+    return grid(headers, rows)
+
+
+def proxy_table(cases: list[dict[str, Any]]) -> str:
+    rows = []
+    for c in cases:
+        ref = c.get("reference")
+        if ref:
+            rows.append([c["name"], ref["proxy_bytes"] / MB, ref["full_bytes"] / MB,
+                         f"{100 * ref['proxy_bytes'] / ref['full_bytes']:.1f} %", ref["proxy_seconds"],
+                         ref["full_seconds"], c["frames"]["source"], c["frames"]["uploaded"]])
+    return grid(["clip", "proxy MB", "full-res MB", "share", "proxy s", "full-res s", "frames", "proxy frames"], rows)
+
+
+def detection_table(record: dict[str, Any]) -> str:
+    rows = [["fal stream", len(record["fal"]), median(_detections(record["fal"])), _max(record["fal"]), "-"],
+            ["fal polling (stream fails)", len(record["fal_fallback"]), median(_detections(record["fal_fallback"])),
+             _max(record["fal_fallback"]), "-"]]
+    wavespeed = record["wavespeed"]
+    for attempt in ("first", "repeat"):
+        jobs = [r for r in wavespeed if r["attempt"] == attempt]
+        rows.append([f"WaveSpeed polling, {attempt} job", len(jobs), median(_detections(jobs)), _max(jobs),
+                     max((r["max_polls_per_60s_after_10s"] for r in jobs), default=0)])
+    per_time = grid(["model s", "attempt", "detect s", "polls", "max polls/60 s after 10 s"],
+                    [[r["model_seconds"], r["attempt"], r["detection_seconds"], r["polls"],
+                      r["max_polls_per_60s_after_10s"]] for r in wavespeed])
+    return grid(["path", "jobs", "median detect s", "max detect s", "max polls/60 s after 10 s"], rows) + "\n\n" + per_time
+
+
+def _detections(rows: list[dict[str, Any]]) -> list[float | None]:
+    return [r["detection_seconds"] for r in rows]
+
+
+def _max(rows: list[dict[str, Any]]) -> float | None:
+    known = [v for v in _detections(rows) if v is not None]
+    return max(known) if known else None
+
+
+def other_table(record: dict[str, Any]) -> str:
+    rows = []
+    b = record["batch"]
+    rows.append([f"batch: {b['jobs']} jobs × {b['model_seconds']:g} s at concurrency {b['concurrency']} (pipeline.run pool)",
+                 f"{b['wall_seconds']:.2f} s", f"≤ {b['bound_seconds']:.2f} s (ideal {b['ideal_seconds']:g} s)"])
+    cli = record.get("batch_command")
+    if cli:
+        rows.append([f"batch: the same through `python -m sonify batch` (exit {cli['exit_code']})",
+                     f"{cli['wall_seconds']:.2f} s", "(includes the interpreter's start)"])
+    for case in record["lipsync"]:
+        rows.append([f"lipsync {case['name']}: decode {case['frames_shape']} float32 ({case['tensor_mb']} MB)",
+                     f"RSS +{case['decode_rss_ratio']:.3f}×, numpy peak {case['decode_traced_ratio']:.3f}×",
+                     f"torch.from_numpy shares memory: {_cell(case['torch_shares_memory'])}"])
+    s = record["startup"]
+    rows.append(["start-up: import the pack as ComfyUI does", f"{1000 * s['median_seconds']:.1f} ms (median)",
+                 f"PyAV imported: {_cell(s['imports_pyav'])}, emulator imported: {_cell(s['imports_emulator'])}"])
+    return grid(["measure", "result", "note"], rows)
+
+
+def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue with what was measured and whether it is met."""
+    return [t for t in (_proxy_target(record), _passthrough_target(record), _copy_target(record),
+                        _fal_target(record), _wavespeed_target(record), _memory_target(record),
+                        _batch_target(record), _startup_target(record)) if t is not None]
+
+
+def _target(name: str, measured: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "measured": measured, "met": bool(met)}
+
+
+def _proxy_target(record: dict[str, Any]) -> dict[str, Any] | None:
+    with_ref = [c for c in record["clips"] if c.get("reference")]
+    if not with_ref:
+        return None
+    case = next((c for c in with_ref if c["name"] == "10s-1080p30"), with_ref[-1])
+    ref = case["reference"]
+    share = ref["proxy_bytes"] / ref["full_bytes"]
+    return _target(f"proxy ≤ {PROXY_MAX_SHARE:.0%} of a full-resolution encode, and faster ({case['name']})",
+                   f"{share:.1%} of the bytes; {ref['proxy_seconds']:.2f} s vs {ref['full_seconds']:.2f} s",
+                   share <= PROXY_MAX_SHARE and ref["proxy_seconds"] < ref["full_seconds"])
+
+
+def _passthrough_target(record: dict[str, Any]) -> dict[str, Any] | None:
+    fitting = [c for c in record["clips"] if not c["proxy"]]
+    if not fitting:
+        return None
+    ok = all(c["uploaded_unchanged"] and c["uploaded_bytes"] == c["source_bytes"] for c in fitting)
+    encode = max(c["seconds"]["encode"] for c in fitting)
+    return _target("a file that fits the proxy rule is uploaded byte for byte, no encode",
+                   f"{len(fitting)} clips identical at the provider; 'encode' stage ≤ {encode * 1000:.0f} ms (a probe)", ok)
+
+
+def _copy_target(record: dict[str, Any]) -> dict[str, Any]:
+    cases = record["clips"]
+    pictures = sum(c["picture_copied"] for c in cases)
+    sounds = sum(bool(c["audio_packets_copied"]) for c in cases)
+    return _target("picture packets copied (0 re-encodes); provider AAC copied, not transcoded",
+                   f"picture identical in {pictures}/{len(cases)}; AAC packets copied in {sounds}/{len(cases)}",
+                   pictures == sounds == len(cases))
+
+
+def _fal_target(record: dict[str, Any]) -> dict[str, Any]:
+    value = median(_detections(record["fal"]))
+    return _target(f"fal detection median ≤ {FAL_MEDIAN_MAX} s (status stream)", f"{value} s over {len(record['fal'])} jobs",
+                   value is not None and value <= FAL_MEDIAN_MAX)
+
+
+def _wavespeed_target(record: dict[str, Any]) -> dict[str, Any]:
+    rows = [r for r in record["wavespeed"] if 2 <= r["model_seconds"] <= 60] or record["wavespeed"]
+    first = median(_detections([r for r in rows if r["attempt"] == "first"]))
+    repeat = median(_detections([r for r in rows if r["attempt"] == "repeat"]))
+    polls = max(r["max_polls_per_60s_after_10s"] for r in rows)
+    return _target(f"WaveSpeed detection median ≤ {WAVESPEED_MEDIAN_MAX:g} s, ≤ {WAVESPEED_POLLS_MAX} polls/min after 10 s",
+                   f"median {repeat} s once the model's time is learned, {first} s on a model's first job "
+                   f"at a new time; at most {polls} polls in a minute after 10 s",
+                   repeat is not None and repeat <= WAVESPEED_MEDIAN_MAX and polls <= WAVESPEED_POLLS_MAX)
+
+
+def _memory_target(record: dict[str, Any]) -> dict[str, Any] | None:
+    if not record["lipsync"]:
+        return None
+    worst = max(max(c["decode_rss_ratio"], c["decode_traced_ratio"]) for c in record["lipsync"])
+    return _target(f"lipsync IMAGE decode peak ≤ {DECODE_MEMORY_MAX}× the final tensor",
+                   f"{worst:.3f}× (worst of RSS growth and numpy's peak)", worst <= DECODE_MEMORY_MAX)
+
+
+def _batch_target(record: dict[str, Any]) -> dict[str, Any]:
+    b = record["batch"]
+    return _target(f"batch of {b['jobs']} at concurrency {b['concurrency']} within 1.3× ideal + one job's overhead",
+                   f"{b['wall_seconds']:.2f} s ≤ {b['bound_seconds']:.2f} s", b["met"])
+
+
+def _startup_target(record: dict[str, Any]) -> dict[str, Any]:
+    s = record["startup"]
+    return _target(f"pack import < {STARTUP_MAX * 1000:.0f} ms, no PyAV, no emulator",
+                   f"{1000 * s['median_seconds']:.1f} ms; PyAV {'imported' if s['imports_pyav'] else 'not imported'}, "
+                   f"emulator {'imported' if s['imports_emulator'] else 'not imported'}",
+                   s["median_seconds"] < STARTUP_MAX and not s["imports_pyav"] and not s["imports_emulator"])
+
+
+def targets_table(rows: list[dict[str, Any]]) -> str:
+    return grid(["target", "measured", "met"], [[t["target"], t["measured"], t["met"]] for t in rows])
+
+
+def summarize_startup(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"runs": runs, "median_seconds": statistics.median(r["seconds"] for r in runs),
+            "imports_pyav": any(r["imports_pyav"] for r in runs),
+            "imports_emulator": any(r["imports_emulator"] for r in runs), "heavy_modules": runs[0]["heavy_modules"]}

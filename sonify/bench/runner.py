@@ -1,0 +1,108 @@
+"""`python -m sonify bench`: the whole benchmark, its plans (quick / default / full), and its output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import av
+
+from . import report
+from .clips import clip
+from .jobs import emulated
+from .plans import PLANS, Plan
+from .waits import batch, batch_command, fal_detection, wavespeed_detection
+
+PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the plan, prints the tables and the verdict on each target; 0 even when a target is missed
+    (the numbers are the result)."""
+    plan = PLANS[args.plan]
+    if args.model_seconds is not None:
+        plan = Plan(**(asdict(plan) | {"model_seconds": args.model_seconds}))
+    logging.getLogger("sonify").setLevel(logging.WARNING)
+    work = args.work or Path(tempfile.mkdtemp(prefix="sonify-bench-"))
+    try:
+        record = measure(plan, work.resolve(), args.plan)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(render(record))
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return 0
+
+
+def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
+    clips_dir = work / "clips"
+    for old in (p for p in work.glob("*") if p != clips_dir):  # a kept work folder: only its clips are reused
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    record: dict[str, Any] = {"plan": name, "machine": _machine(), "settings": asdict(plan)}
+    record["clips"] = [_child("clip", {"clip": str(clip(spec, clips_dir)), "model_seconds": plan.model_seconds,
+                                       "work": str(work / spec.name), "reference": spec.size == "1080p"})
+                       | {"name": spec.name} for spec in plan.clips]
+    record["lipsync"] = [_child("lipsync", {"clip": str(clip(spec, clips_dir)), "model_seconds": plan.model_seconds,
+                                            "work": str(work / f"lipsync-{spec.name}")}) | {"name": spec.name}
+                         for spec in plan.lipsync]
+    record |= _waits(plan, work, clip(plan.detection_clip, clips_dir))
+    record["startup"] = report.summarize_startup([_child("startup", {"pack": str(PACK_ROOT)})
+                                                  for _ in range(plan.startup_runs)])
+    record["targets"] = report.targets(record)
+    return record
+
+
+def _waits(plan: Plan, work: Path, detection_clip: Path) -> dict[str, Any]:
+    out = work / "waits-out"
+    with emulated(plan.model_seconds, work / "waits-state") as emulator:
+        found = {
+            "fal": fal_detection(emulator, detection_clip, list(plan.fal_seconds), out),
+            "fal_fallback": fal_detection(emulator, detection_clip, [plan.fal_seconds[0]], out, stream_fails=True),
+            "wavespeed": wavespeed_detection(emulator, detection_clip, list(plan.wavespeed_seconds), out),
+            "batch": batch(emulator, clip(plan.clips[0], work / "clips"), work, jobs=plan.batch_jobs,
+                           concurrency=plan.batch_concurrency, seconds=plan.batch_seconds),
+        }
+        if plan.batch_command:
+            found["batch_command"] = batch_command(emulator, clip(plan.clips[0], work / "clips"), work,
+                                                   jobs=plan.batch_jobs, concurrency=plan.batch_concurrency)
+    return found
+
+
+def _child(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """One case in a fresh interpreter (its peak memory is its own); its last stdout line is the record."""
+    env = os.environ | {"PYTHONPATH": str(PACK_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-m", "sonify.bench.child", kind, json.dumps(config)],
+                          capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark case {kind} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "pyav": av.__version__,
+            "ffmpeg": str(getattr(av, "ffmpeg_version_info", "")),
+            "platform": platform.platform()}
+
+
+def render(record: dict[str, Any]) -> str:
+    m = record["machine"]
+    head = (f"Sonify benchmark ({record['plan']} plan) — emulator on 127.0.0.1, {m['cpus']} CPUs, "
+            f"Python {m['python']}, PyAV {m['pyav']}; seconds per stage")
+    parts = [head, report.clip_table(record["clips"]),
+             "Upload proxy vs the same clip at full resolution (same encoder settings):",
+             report.proxy_table(record["clips"]),
+             "Detection latency (client saw the end − emulator set it):",
+             report.detection_table(record), report.other_table(record),
+             "Targets:", report.targets_table(record["targets"])]
+    return "\n\n".join(parts)

@@ -1,0 +1,129 @@
+"""When to poll a job that can only be polled (WaveSpeed, and fal when its status stream fails).
+
+Two rules hold together:
+
+- a budget: after the first FREE_SECONDS of a job, at most BUDGET polls in any WINDOW seconds
+  (15 a minute: WaveSpeed asks for spacing of seconds, not a tight loop);
+- spend that budget where the job is likely to end. Each model's recent run times are learned in
+  this process (`History`): from the polls of a finished job we know it completed after the last
+  poll that saw it running and no later than the first poll that saw it done. The next job of that
+  model polls sparsely until just before that time, densely around it, then as without history.
+  (Learned per process: a ComfyUI server or a batch learns from its first job of each model.)
+
+Without history the schedule is dense at first (short jobs are noticed quickly), then one poll every
+4 s. Times are seconds since the submit when the client made it, else since the wait began.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+FREE_SECONDS = 10.0  # no budget before this: the first seconds decide how fast short jobs feel
+BUDGET, WINDOW = 15, 60.0  # at most BUDGET polls in any WINDOW seconds after FREE_SECONDS
+DENSE_POLLS = 7  # polls spent around the expected end
+DENSE_STEP = 0.25  # their spacing when the expected end is known precisely
+SPARSE_STEP = WINDOW / (BUDGET - DENSE_POLLS)  # 7.5 s: leaves DENSE_POLLS of any window for the end
+LEAD, TAIL = 0.5, 1.0  # the dense stretch starts this long before the expected end, lasts this long after
+KEEP = 5  # recent run times remembered per model
+
+
+def base_interval(elapsed: float) -> float:
+    """Without history: every 0.25 s for 2 s, then slowly wider, then every 4 s from 10 s on."""
+    if elapsed < 2:
+        return 0.25
+    if elapsed < FREE_SECONDS:
+        return 0.5 + elapsed * 0.1
+    return WINDOW / BUDGET
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The job's end is expected between `first` and `last` seconds after its start."""
+
+    first: float
+    last: float
+
+
+class History:
+    """Recent run times per model (thread-safe): (last seen running, first seen done) pairs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, deque[tuple[float, float]]] = {}
+
+    def record(self, key: str, bracket: tuple[float, float]) -> None:
+        with self._lock:
+            self._runs.setdefault(key, deque(maxlen=KEEP)).append(bracket)
+
+    def expected(self, key: str) -> Expected | None:
+        """Where the newest brackets overlap, the end lies in the overlap: the newest bracket narrowed by
+        each older one that still agrees with it. A run time that changes (another clip length, a
+        busier provider) is followed after one job."""
+        with self._lock:
+            runs = list(self._runs.get(key, ()))
+        if not runs:
+            return None
+        first, last = runs[-1]
+        for a, b in reversed(runs[:-1]):
+            if max(first, a) > min(last, b):
+                break
+            first, last = max(first, a), min(last, b)
+        return Expected(first, last)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+
+
+HISTORY = History()
+
+
+class PollPlan:
+    """The poll times of one job: call `polled(t, done)` after each poll and sleep `delay(t)` before
+    the next; `bracket()` says when the job ended, for History."""
+
+    def __init__(self, expected: Expected | None = None) -> None:
+        self.expected = expected
+        self.polls: list[float] = []
+        self._running_until = 0.0  # last poll that saw the job unfinished
+        self._done_at: float | None = None  # first poll that saw it finished
+
+    def polled(self, elapsed: float, done: bool) -> None:
+        self.polls.append(elapsed)
+        if done:
+            self._done_at = elapsed if self._done_at is None else self._done_at
+        else:
+            self._running_until = elapsed
+
+    def bracket(self) -> tuple[float, float] | None:
+        """(after, no later than): the job's end, as these polls saw it; None if not seen done."""
+        return None if self._done_at is None else (self._running_until, self._done_at)
+
+    def delay(self, elapsed: float) -> float:
+        """Seconds from `elapsed` until the next poll."""
+        return max(0.0, self._within_budget(self._wanted(elapsed)) - elapsed)
+
+    def _wanted(self, now: float) -> float:
+        """The next poll time this plan would like, before the budget is applied."""
+        plain = now + base_interval(now)
+        if self.expected is None:
+            return plain
+        start, end = self.expected.first - LEAD, self.expected.last + TAIL
+        if now < start:
+            sparse = now + SPARSE_STEP if now >= FREE_SECONDS else plain
+            return min(sparse, start)
+        if now < end:
+            return now + max(DENSE_STEP, (end - start) / DENSE_POLLS)
+        return plain
+
+    def _within_budget(self, wanted: float) -> float:
+        """The earliest time at or after `wanted` at which one more poll keeps every WINDOW after
+        FREE_SECONDS at BUDGET polls or fewer."""
+        if wanted <= FREE_SECONDS:
+            return wanted
+        counted = [t for t in self.polls if t > FREE_SECONDS]
+        if len(counted) < BUDGET:
+            return wanted
+        return max(wanted, counted[-BUDGET] + WINDOW + 1e-3)

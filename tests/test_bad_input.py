@@ -1,0 +1,234 @@
+"""Bad input is refused before any upload, with a message naming the input; awkward but usable input
+(odd sizes, rotation, 10-bit, variable frame rate, integer PCM, 1–8 channels, 8–192 kHz) is handled.
+
+Everything runs through the nodes, loaded as ComfyUI loads the pack, against the emulator."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from clips import flash_frames, write_clip
+from pack import load_pack, module
+
+MMAUDIO = {"prompt": "rain on a tin roof", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
+           "guidance_scale": 4.5, "mask_away_clip": False, "seed": -1}
+KLING = {"sound_effect_prompt": "", "bgm_prompt": "", "asmr_mode": False}
+
+
+def node(node_id: str):
+    cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
+    return getattr(cls(), cls.FUNCTION)
+
+
+def file_video(path: Path):
+    return module("nodes.comfy").FileVideo(str(path))
+
+
+def errors():
+    return module("sonify.errors")
+
+
+def refused(emulator, name: str, call, *, match: str = "") -> str:
+    """The call raises ValidationError naming `name`, and nothing reached the provider."""
+    with pytest.raises(errors().ValidationError) as caught:
+        call()
+    assert caught.value.input_name == name, str(caught.value)
+    assert str(caught.value).startswith(f"{name}: ") and match in str(caught.value)
+    assert emulator.requests == []
+    return str(caught.value)
+
+
+def tone(seconds: float, rate: int, channels: int, dtype=torch.float32, peak: float = 0.5) -> dict:
+    t = torch.arange(round(seconds * rate), dtype=torch.float64) / rate
+    wave = (peak * torch.sin(2 * torch.pi * 440 * t)).repeat(channels, 1)
+    if dtype.is_floating_point:
+        return {"waveform": wave.to(dtype)[None], "sample_rate": rate}
+    return {"waveform": (wave * torch.iinfo(dtype).max).round().to(dtype)[None], "sample_rate": rate}
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", 12, Fraction(24), 64, 48, flash_at=(5,))
+
+
+# ---------------------------------------------------------------- the picture
+
+
+@pytest.mark.parametrize("shape,match", [
+    ((0, 48, 64, 3), "at least 2 frames, got 0"),
+    ((1, 48, 64, 3), "at least 2 frames, got 1"),
+    ((4, 48, 64), "[frames, height, width, 3]"),
+    ((4, 8, 8, 3), "16 to 8192 pixels a side, got 8×8"),
+    ((2, 16, 9000, 3), "16 to 8192 pixels a side, got 9000×16"),
+])
+def test_frames_of_the_wrong_count_or_size(emulator, wavespeed_env, shape, match) -> None:
+    images = torch.zeros(shape)
+    refused(emulator, "images", lambda: node("SonifyMMAudioV2")(images=images, fps=24.0, **MMAUDIO), match=match)
+
+
+@pytest.mark.parametrize("value,match", [(float("nan"), "NaN or infinite"), (float("inf"), "NaN or infinite"),
+                                         (1.5, "0..1"), (-0.25, "0..1")])
+def test_pixel_values(emulator, wavespeed_env, value, match) -> None:
+    images = torch.rand(4, 32, 32, 3)
+    images[2, 5, 5, 1] = value
+    refused(emulator, "images", lambda: node("SonifyMMAudioV2")(images=images, fps=24.0, **MMAUDIO), match=match)
+
+
+@pytest.mark.parametrize("fps", [0.0, -24.0, float("nan"), float("inf"), 241.0, 1e9])
+def test_fps_not_positive_or_absurd(emulator, wavespeed_env, fps) -> None:
+    images = torch.rand(4, 32, 32, 3)
+    refused(emulator, "fps", lambda: node("SonifyMMAudioV2")(images=images, fps=fps, **MMAUDIO))
+
+
+def test_no_source_or_both(emulator, wavespeed_env, clip) -> None:
+    images = torch.rand(4, 32, 32, 3)
+    for inputs in ({}, {"images": images, "video": file_video(clip)}):
+        refused(emulator, "video", lambda inputs=inputs: node("SonifyMMAudioV2")(**inputs, **MMAUDIO),
+                match="exactly one")
+
+
+def test_video_without_a_picture(emulator, wavespeed_env, tmp_path) -> None:
+    sound_only = tmp_path / "voice.m4a"
+    module("sonify.media").write_audio(np.zeros((1, 48000), np.float32), 48000, sound_only)
+    refused(emulator, "video", lambda: node("SonifyMMAudioV2")(video=file_video(sound_only), **MMAUDIO),
+            match="no video stream")
+
+
+def test_video_that_is_not_a_video(emulator, wavespeed_env, tmp_path) -> None:
+    junk = tmp_path / "clip.mp4"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing else")
+    refused(emulator, "video", lambda: node("SonifyMMAudioV2")(video=file_video(junk), **MMAUDIO))
+
+
+def test_odd_sizes_are_padded(emulator, wavespeed_env) -> None:
+    images = torch.from_numpy(flash_frames(12, 65, 33, flash_frames=(5,)))
+    audio, video, _ = node("SonifyMMAudioV2")(images=images, fps=24.0, **MMAUDIO)
+    assert audio["waveform"].shape[-1] == round(0.5 * 44100)
+    assert module("sonify.media").probe(video.get_stream_source()).width == 66
+
+
+def _write(path: Path, pts_ms: list[int], *, pix_fmt: str = "yuv420p", rotation: int = 0) -> Path:
+    """An H.264 clip of 64×48 frames at the given times (ms); each frame a different grey."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=24, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i, pts in enumerate(pts_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 + 9 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            container.mux(stream.encode(frame.reformat(format=pix_fmt)))
+        container.mux(stream.encode(None))
+    return path
+
+
+def uploaded(emulator) -> list[Path]:
+    return sorted(emulator.storage.root.glob("files/*/*"))
+
+
+def test_variable_frame_rate_is_made_constant(emulator, wavespeed_env, tmp_path) -> None:
+    """Phones drop to fewer frames in low light: the model gets a constant-rate copy (frames placed by
+    their times), the result keeps the original picture, and the sound spans its true length."""
+    times = [i * 42 for i in range(10)] + [420 + i * 84 for i in range(5)] + [840 + i * 42 for i in range(10)]
+    source = _write(tmp_path / "vfr.mp4", times)
+    media = module("sonify.media")
+    assert media.constant_rate_for(source, media.probe(source)) == Fraction(24000, 1001)
+    audio, video, job = node("SonifyMMAudioV2")(video=file_video(source), **MMAUDIO)
+    (sent,) = uploaded(emulator)
+    sent_info = media.probe(sent)
+    assert sent_info.fps == Fraction(24000, 1001) and media.constant_rate_for(sent, sent_info) is None
+    assert json.loads(job)["proxy"] is True
+    assert abs(audio["waveform"].shape[-1] / 44100 - 1.26) < 1 / 24  # 1.26 s: the picture's true length
+    assert [bytes(p) for p in av.open(video.get_stream_source()).demux(video=0) if p.size] == \
+           [bytes(p) for p in av.open(str(source)).demux(video=0) if p.size]
+
+
+def test_rotated_source_stays_upright(emulator, wavespeed_env, tmp_path) -> None:
+    source = _write(tmp_path / "rotated.mp4", [round(i * 1000 / 24) for i in range(12)], rotation=90)
+    _, video, _ = node("SonifyMMAudioV2")(video=file_video(source), **MMAUDIO)
+    info = module("sonify.media").probe(video.get_stream_source())
+    assert (info.width, info.height) == (48, 64)
+
+
+@pytest.mark.parametrize("node_id", ["SonifyMMAudioV2", "SonifySyncLipsync"])
+def test_10_bit_source_is_sent_as_8_bit(emulator, wavespeed_env, tmp_path, node_id) -> None:
+    source = _write(tmp_path / "ten-bit.mp4", [round(i * 1000 / 24) for i in range(12)], pix_fmt="yuv420p10le")
+    media = module("sonify.media")
+    if node_id == "SonifyMMAudioV2":
+        node(node_id)(video=file_video(source), **MMAUDIO)
+    else:
+        node(node_id)(video=file_video(source), audio=tone(0.5, 48000, 1), sync_mode="cut_off")
+    videos = [p for p in uploaded(emulator) if p.suffix == ".mp4"]
+    assert [media.probe(p).pix_fmt for p in videos] == ["yuv420p"]
+    assert media.probe(videos[0]).width == 64  # the lipsync copy keeps full resolution
+
+
+# ---------------------------------------------------------------- the voice (lipsync) and Mux Audio's AUDIO
+
+
+@pytest.mark.parametrize("audio,match", [
+    (tone(0.0, 48000, 1), "has no samples"),
+    (tone(0.5, 48000, 9), "1 to 8 channels, got 9"),
+    (tone(0.5, 4000, 1), "8000 to 192000 Hz, got 4000"),
+    (tone(0.1, 384000, 1), "8000 to 192000 Hz, got 384000"),
+    ({"waveform": torch.full((1, 1, 100), float("nan")), "sample_rate": 16000}, "NaN"),
+    ({"waveform": torch.ones((1, 1, 100), dtype=torch.bool), "sample_rate": 16000}, "float or integer PCM"),
+    ({"waveform": torch.zeros((1, 100)), "sample_rate": 16000}, "[batch, channels, samples]"),
+    ({"samples": []}, "not an AUDIO value"),
+], ids=["empty", "9-channels", "4kHz", "384kHz", "nan", "bool", "2-d", "not-audio"])
+def test_bad_audio(emulator, wavespeed_env, clip, audio, match) -> None:
+    refused(emulator, "audio", lambda: node("SonifySyncLipsync")(video=file_video(clip), audio=audio, sync_mode="cut_off"),
+            match=match)
+    refused(emulator, "audio", lambda: node("SonifyMuxAudio")(video=file_video(clip), audio=audio), match=match)
+
+
+@pytest.mark.parametrize("channels,rate", [(1, 8000), (2, 44100), (6, 48000), (8, 96000), (2, 192000)])
+def test_any_channel_count_and_rate_is_muxed(emulator, clip, channels, rate) -> None:
+    (video,) = node("SonifyMuxAudio")(video=file_video(clip), audio=tone(0.5, rate, channels))
+    samples, got_rate = module("sonify.media").decode_audio(video.get_stream_source())
+    assert samples.shape[0] == channels and got_rate == min(rate, 96000)  # AAC stops at 96 kHz
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int32, torch.float64, torch.float16])
+def test_integer_pcm_is_scaled_not_clipped(emulator, clip, dtype) -> None:
+    (video,) = node("SonifyMuxAudio")(video=file_video(clip), audio=tone(0.5, 48000, 1, dtype=dtype, peak=0.5))
+    samples, _ = module("sonify.media").decode_audio(video.get_stream_source())
+    rms = float(np.sqrt(np.mean(samples[:, 2048:-2048] ** 2)))
+    assert 0.3 < rms < 0.4  # a 0.5 sine; int16 cast to float unscaled would be clipped to a ±1 square wave
+
+
+def test_integer_pcm_voice_reaches_the_provider_scaled(emulator, wavespeed_env, clip) -> None:
+    node("SonifySyncLipsync")(video=file_video(clip), audio=tone(0.5, 16000, 1, dtype=torch.int16), sync_mode="cut_off")
+    (sent,) = [p for p in uploaded(emulator) if p.suffix == ".wav"]
+    samples, rate = module("sonify.media").decode_audio(sent)
+    assert rate == 16000 and 0.45 < np.abs(samples).max() < 0.55
+
+
+# ---------------------------------------------------------------- prompts
+
+
+@pytest.mark.parametrize("prompt,match", [
+    ("", "required"), ("   \n ", "required"), ("x" * 2001, "at most 2000 characters"),
+    ("rain\x00", "U+0000"), ("\x1b[31mred rain", "U+001B"), ("ra\x85in", "U+0085"), ("rain\x7f", "U+007F"),
+])
+def test_bad_prompt(emulator, wavespeed_env, clip, prompt, match) -> None:
+    refused(emulator, "prompt",
+            lambda: node("SonifyMMAudioV2")(video=file_video(clip), **{**MMAUDIO, "prompt": prompt}), match=match)
+
+
+def test_prompt_over_the_model_limit(emulator, wavespeed_env, clip) -> None:
+    refused(emulator, "bgm_prompt",
+            lambda: node("SonifyKlingVideoToAudio")(video=file_video(clip), **{**KLING, "bgm_prompt": "y" * 201}),
+            match="at most 200 characters")
+
+
+def test_multiline_prompt_is_fine(emulator, wavespeed_env, clip) -> None:
+    node("SonifyMMAudioV2")(video=file_video(clip), **{**MMAUDIO, "prompt": "rain\n\tthen thunder"})
+    assert emulator.submits() == 1

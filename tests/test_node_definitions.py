@@ -1,0 +1,95 @@
+"""Every node, as ComfyUI sees it: a description, a display name that says model and provider, a
+tooltip on every input (with its range and default) and on every output."""
+
+from __future__ import annotations
+
+import pytest
+from pack import load_pack
+
+from sonify.models import MODELS, Param
+
+PROVIDER_NAMES = {"wavespeed": "WaveSpeed", "fal": "fal"}
+NODES = load_pack().NODE_CLASS_MAPPINGS
+CATALOG_NODES = {
+    "SonifyMMAudioV2": "mmaudio-v2", "SonifyThinkSoundWaveSpeed": "thinksound-wavespeed",
+    "SonifyThinkSoundFal": "thinksound-fal", "SonifyKlingVideoToAudio": "kling-video-to-audio",
+    "SonifySyncLipsync": "sync-lipsync",
+}
+
+
+def inputs(node_id: str) -> dict[str, tuple]:
+    declared = NODES[node_id].INPUT_TYPES()
+    return {**declared.get("required", {}), **declared.get("optional", {})}
+
+
+def number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def test_every_node_is_covered():
+    assert set(CATALOG_NODES) | {"SonifyMuxAudio", "SonifyFetchResult"} == set(NODES)
+
+
+@pytest.mark.parametrize("node_id", sorted(NODES))
+def test_description_and_display_name(node_id):
+    cls = NODES[node_id]
+    names = load_pack().NODE_DISPLAY_NAME_MAPPINGS
+    assert len(cls.DESCRIPTION) > 40
+    assert node_id.startswith("Sonify") and cls.CATEGORY.startswith("Sonify/")
+    if node_id in CATALOG_NODES:
+        spec = MODELS[CATALOG_NODES[node_id]]
+        model, _, provider = names[node_id].partition(" · ")
+        assert names[node_id] == spec.title and model and provider == PROVIDER_NAMES[spec.provider]
+        assert f"Price: {spec.price_text}." in cls.DESCRIPTION
+        assert spec.licence_note in cls.DESCRIPTION
+    else:
+        assert names[node_id].endswith(" · Sonify")
+        assert "costs nothing" in cls.DESCRIPTION
+
+
+@pytest.mark.parametrize("node_id", sorted(NODES))
+def test_every_input_has_a_tooltip_with_range_and_default(node_id):
+    for name, (kind, *rest) in inputs(node_id).items():
+        options = rest[0] if rest else {}
+        tooltip = options.get("tooltip", "")
+        assert len(tooltip) > 15, f"{node_id}.{name} has no tooltip"
+        if kind in ("INT", "FLOAT"):
+            assert number_text(options["min"]) in tooltip and number_text(options["max"]) in tooltip, (name, tooltip)
+        if "default" in options and name != "task_id":
+            assert "Default" in tooltip or "Required" in tooltip, (node_id, name, tooltip)
+
+
+@pytest.mark.parametrize("node_id", sorted(CATALOG_NODES))
+def test_catalog_parameters_carry_the_catalogs_words(node_id):
+    spec = MODELS[CATALOG_NODES[node_id]]
+    declared = inputs(node_id)
+    for param in spec.params:
+        kind, options = declared[param.name]
+        assert options["tooltip"] == param.describe()
+        assert options["default"] == param.default
+        assert_range(param, kind, options)
+    if spec.max_seconds is not None:
+        assert f"from {spec.min_seconds:g} to {spec.max_seconds:g} s" in declared["video"][1]["tooltip"]
+
+
+def assert_range(param: Param, kind, options: dict) -> None:
+    if param.kind in ("int", "float"):
+        assert (options["min"], options["max"]) == (param.min, param.max)
+        assert f"Range: {param.range_text()}." in options["tooltip"]
+    elif param.kind == "choice":
+        assert list(kind) == list(param.choices)
+
+
+@pytest.mark.parametrize("node_id", sorted(NODES))
+def test_every_output_has_a_tooltip(node_id):
+    cls = NODES[node_id]
+    assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
+    assert all(len(tip) > 5 for tip in cls.OUTPUT_TOOLTIPS)
+
+
+def test_cost_is_explained_where_a_parameter_changes_it():
+    mmaudio = inputs("SonifyMMAudioV2")
+    assert "Cost grows" in mmaudio["duration"][1]["tooltip"]
+    assert "price follows the clip's length" in mmaudio["video"][1]["tooltip"]
+    assert "no cost" in mmaudio["seed"][1]["tooltip"]
+    assert "dearer" in inputs("SonifyThinkSoundFal")["num_inference_steps"][1]["tooltip"]
