@@ -87,3 +87,28 @@ def test_50_jobs_at_concurrency_8_through_faults(both_env: Emulator, tmp_path: P
     for result in results:  # each stored file is its own task's output, byte for byte
         served = emulator.storage.output_dir(result.info["task_id"]) / Path(result.info["outputs"][0]).name
         assert Path(result.info["result_file"]).read_bytes() == served.read_bytes()
+
+
+def test_50_clips_through_the_batch_command_at_concurrency_8(emulator, wavespeed_env, tmp_path, capsys) -> None:
+    """The same load through `python -m sonify batch` itself (in-process, so the emulator's faults
+    are ours to set): 50 distinct clips, every one delivered, each submitted exactly once."""
+    from sonify import cli
+
+    emulator.concurrency = {"wavespeed": 3}
+    for kind, method, regex, options in WAVESPEED_FAULTS + OUTPUT_FAULTS:
+        getattr(emulator, kind)(method, regex, **options)
+    sources = tmp_path / "clips"
+    sources.mkdir()
+    for i in range(JOBS):
+        write_clip(sources / f"clip{i:02d}.mp4", 12, Fraction(24), 64, 48, flash_at=(i % 12,))
+    out = tmp_path / "out"
+
+    code = cli.main(["batch", "mmaudio-v2", str(sources), "-o", str(out), "--concurrency", str(CONCURRENCY),
+                     "--prompt", "rain"])
+    assert code == 0, capsys.readouterr().err
+    assert len(list(out.glob("clip*.mp4"))) == JOBS
+    assert emulator.submits() == JOBS
+    with sqlite3.connect(Path(tmp_path / "state" / "jobs.sqlite3")) as db:
+        rows = db.execute("SELECT status, delivered, owner FROM jobs").fetchall()
+    assert len(rows) == JOBS and all(row == ("completed", 1, None) for row in rows)
+    assert {"inject", "drop", "truncate"} <= {r.fault for r in emulator.requests}
