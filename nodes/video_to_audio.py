@@ -18,15 +18,14 @@ log = logging.getLogger("sonify")
 
 def engine_source(video: Any, images: Any, fps: float, workdir: Path) -> Any:
     """The node's `video` or `images` + `fps` as the engine's VideoSource."""
-    from ..sonify import media, pipeline  # PyAV loads when a node runs, not when ComfyUI starts
+    from ..sonify import media  # PyAV loads when a node runs, not when ComfyUI starts
 
     if (video is None) == (images is None):
         raise ValidationError("video", "connect exactly one of `video` or `images` (+ `fps`)")
     if video is not None:
         return media.VideoSource(**comfy.video_source(video, workdir))
-    if not 0 < fps <= pipeline.MAX_FPS:
-        raise ValidationError("fps", f"must be above 0 and at most {pipeline.MAX_FPS}, got {fps}")
-    return media.VideoSource(frames=images.detach().cpu().numpy(), fps=pipeline.exact_fps(fps))
+    # the rate's range is checked with the frames, in pipeline.validate_source
+    return media.VideoSource(frames=images.detach().cpu().numpy(), fps=media.exact_fps(fps))
 
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],

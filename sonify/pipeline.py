@@ -650,11 +650,3 @@ def output_name(spec: ModelSpec, task_id: str) -> str:
 
 def _safe(task_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", task_id)[:40]
-
-
-def exact_fps(value: float) -> Fraction:
-    """A widget's float fps as the exact rate it stands for: 29.97 → 30000/1001, 24 → 24."""
-    ntsc = value * 1.001
-    if abs(ntsc - round(ntsc)) < 1e-3 and abs(value - round(value)) > 1e-3:
-        return Fraction(round(ntsc) * 1000, 1001)
-    return Fraction(value).limit_denominator(1001)

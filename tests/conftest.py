@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
 
 import pytest
+from clips import write_clip
 
+from sonify import media
 from sonify.emulator import Emulator
 
 EMULATOR_KEY = "test-wavespeed-key"
@@ -47,3 +51,14 @@ def fal_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path) -> di
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def clip_path(tmp_path: Path) -> Path:
+    """A 1 s, 24 fps, 64×48 clip with a flash at frame 8."""
+    return write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 48, flash_at=(8,))
+
+
+@pytest.fixture
+def clip(clip_path: Path) -> media.VideoSource:
+    return media.VideoSource(path=str(clip_path))

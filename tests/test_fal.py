@@ -8,7 +8,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +15,6 @@ import fal_client
 import fal_client.client as fal_sdk
 import pytest
 import requests
-from clips import write_clip
 from conftest import FAL_KEY
 
 from sonify import media, pipeline, providers
@@ -31,16 +29,6 @@ MODEL = THINKSOUND_FAL.model_id
 STATUS_POLL = r"/requests/[^/]+/status$"
 STREAM = r"/requests/[^/]+/status/stream$"
 RESULT = rf"/{MODEL}/requests/[^/]+$"
-
-
-@pytest.fixture
-def clip_path(tmp_path: Path) -> Path:
-    return write_clip(tmp_path / "clip.mp4", 12, Fraction(24), 64, 48, flash_at=(5,))
-
-
-@pytest.fixture
-def clip(clip_path: Path) -> media.VideoSource:
-    return media.VideoSource(path=str(clip_path))
 
 
 @pytest.fixture

@@ -35,16 +35,6 @@ SUBMIT = rf"^/api/v3/{MODEL}$"
 UPLOAD = r"^/api/v3/media/uploads$"
 
 
-@pytest.fixture
-def clip_path(tmp_path: Path) -> Path:
-    return write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 48, flash_at=(8,))
-
-
-@pytest.fixture
-def clip(clip_path: Path) -> media.VideoSource:
-    return media.VideoSource(path=str(clip_path))
-
-
 def run(clip: media.VideoSource, tmp_path: Path, spec=MMAUDIO_V2, **kwargs) -> pipeline.Result:
     params = {"prompt": "rain", **kwargs.pop("params", {})}
     return pipeline.run(spec, params, clip, out_dir=tmp_path / "out", **kwargs)

@@ -4,21 +4,14 @@ never shows up in an error or a log record."""
 from __future__ import annotations
 
 import logging
-from fractions import Fraction
 
 import pytest
-from clips import write_clip
 
-from sonify import media, pipeline
+from sonify import pipeline
 from sonify.errors import JobFailed, ProviderError
 from sonify.models import MMAUDIO_V2
 
 MODEL = MMAUDIO_V2.model_id
-
-
-@pytest.fixture
-def clip(tmp_path):
-    return media.VideoSource(path=str(write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 48, flash_at=(8,))))
 
 
 @pytest.fixture
