@@ -99,19 +99,23 @@ def _done_before(spec: ModelSpec, params: dict[str, Any], item: Item, out_dir: P
 
 
 class Batch:
-    """Runs the items on `concurrency` threads; `is_cancelled` (Ctrl-C) stops waiting runs at once
-    and keeps the rest from starting."""
+    """Keeps `concurrency` jobs at the provider. Each clip's local work (prepare, upload; download, mux)
+    runs on extra threads while those jobs run, so the provider is never left idle waiting for it.
+    `is_cancelled` (Ctrl-C) stops waiting runs at once and keeps the rest from starting."""
 
     def __init__(self, spec: ModelSpec, params: dict[str, Any], items: list[Item], out_dir: Path, *,
                  audio: Any = None, concurrency: int = 4, is_cancelled: Callable[[], bool] = lambda: False) -> None:
         self.spec, self.params, self.items, self.out_dir = spec, params, items, out_dir
         self.audio, self.concurrency, self.is_cancelled = audio, concurrency, is_cancelled
         self.started = time.monotonic()
+        self.slots = threading.Semaphore(concurrency)
 
     def run(self, on_tick: Callable[[], None]) -> None:
         """Blocks until every item is done, failed, skipped or cancelled; `on_tick` redraws progress."""
         todo = [item for item in self.items if item.state == "waiting"]
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sonify-batch") as pool:
+        # Twice the slots: when a job at the provider ends, the next clip is already uploaded and waiting
+        # for its slot, while the finished one downloads and muxes.
+        with ThreadPoolExecutor(max_workers=2 * self.concurrency, thread_name_prefix="sonify-batch") as pool:
             pending: set[Future] = {pool.submit(self._one, item) for item in todo}
             while pending:
                 on_tick()
@@ -130,7 +134,7 @@ class Batch:
         try:
             result = pipeline.run(self.spec, self.params, media.VideoSource(path=str(item.source)),
                                   out_dir=self.out_dir, audio=self.audio, on_progress=report,
-                                  is_cancelled=self.is_cancelled)
+                                  is_cancelled=self.is_cancelled, slots=self.slots)
             self._keep(item, result)
         except SonifyError as exc:
             item.state = "cancelled" if isinstance(exc, Cancelled) else "failed"

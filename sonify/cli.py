@@ -252,7 +252,7 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="folder for the results: <source name>.mp4 and <source name>.sonify.json (job info)")
     parser.add_argument("--concurrency", type=_concurrency, default=4, metavar="N",
-                        help="clips in flight at once, 1 to 32 (default: 4); the provider queues the rest")
+                        help="jobs at the provider at once, 1 to 32 (default: 4); the next clips are uploaded meanwhile")
 
 
 def _concurrency(text: str) -> int:

@@ -88,9 +88,17 @@ CREATE TABLE IF NOT EXISTS uploads (
     uploaded_at REAL NOT NULL,
     PRIMARY KEY (provider, endpoint, media_key)
 );
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS run_times (      -- when polled jobs ended (providers/schedule.py)
+    key TEXT NOT NULL,                      -- endpoint and model
+    after REAL NOT NULL,                    -- seconds from the submit to the last poll that saw it running
+    by REAL NOT NULL,                       -- ... and to the first poll that saw it done
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_times_by_key ON run_times(key, at);
+PRAGMA user_version = 2;
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # a journal of an older version gets the tables it lacks when opened
+RUN_TIMES_KEPT = 20  # per key; older ones are deleted
 
 
 # --- hashing ---------------------------------------------------------------------------------
@@ -398,6 +406,22 @@ class Journal:
             db.execute("DELETE FROM uploads WHERE provider = ? AND endpoint = ? AND media_key = ?",
                        (provider, endpoint, media_key))
 
+    # --- run times ---
+
+    def run_times(self, key: str, limit: int) -> list[tuple[float, float]]:
+        """The newest `limit` (after, by) pairs of `key`, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT after, by FROM run_times WHERE key = ? ORDER BY at DESC, rowid DESC LIMIT ?",
+                              (key, limit)).fetchall()
+        return [(row["after"], row["by"]) for row in reversed(rows)]
+
+    def record_run_time(self, key: str, bracket: tuple[float, float]) -> None:
+        with self._connect() as db:
+            db.execute("INSERT INTO run_times VALUES (?, ?, ?, ?)", (key, *bracket, time.time()))
+            db.execute("DELETE FROM run_times WHERE key = ? AND rowid NOT IN"
+                       " (SELECT rowid FROM run_times WHERE key = ? ORDER BY at DESC, rowid DESC LIMIT ?)",
+                       (key, key, RUN_TIMES_KEPT))
+
 
 def _decide(rows: list[JobRow], alive: dict[int, bool], cacheable: bool, now: float) -> Claim:
     """The claim rules, newest row first (see the module docstring and docs/INTERFACES.md §jobs)."""
@@ -599,16 +623,9 @@ def flight(fingerprint_: str, waiter: Waiter, on_wait: Callable[[], None]) -> It
     with _flights_lock:
         entry = _flights.setdefault(fingerprint_, [threading.Lock(), 0])
         entry[1] += 1
-    lock: threading.Lock = entry[0]
     try:
-        if not lock.acquire(blocking=False):
-            on_wait()
-            while not lock.acquire(timeout=JOIN_POLL_SECONDS):
-                waiter.check()
-        try:
+        with waiter.holding(entry[0], on_wait):
             yield
-        finally:
-            lock.release()
     finally:
         with _flights_lock:
             entry[1] -= 1

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -112,11 +113,15 @@ def run(
     audio: AudioInput | None = None,
     on_progress: ProgressFn | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    slots: threading.Semaphore | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
     The journal decides first: a stored result (fixed seed, same fingerprint) is reused with no
-    request; a submitted-but-undelivered identical job is resumed; otherwise it is a new job."""
+    request; a submitted-but-undelivered identical job is resumed; otherwise it is a new job.
+
+    `slots` (a batch's): one is held from the submit until the provider reports the job finished, so
+    runs sharing it keep that many jobs at the provider while others prepare, upload or mux."""
     report = on_progress or (lambda text, fraction: None)
     waiter = Waiter(is_cancelled)
     timer = _StageTimer()
@@ -151,7 +156,7 @@ def run(
         }
         wait_text = _with_cost("waiting for an identical job in progress", cost)
         with jobs.ticket(meta, waiter, lambda: report(wait_text, 0.05)) as ticket:
-            remote = _Remote(spec, client, waiter, report, timer, job, ticket, work)
+            remote = _Remote(spec, client, waiter, report, timer, job, ticket, work, slots)
             try:
                 uploads = {"video": remote.video_upload(source, hashes["video"])}
                 if audio is not None:
@@ -204,9 +209,9 @@ class _Remote:
     recording each step in the journal before the next one."""
 
     def __init__(self, spec: ModelSpec, client: Any, waiter: Waiter, report: ProgressFn, timer: _StageTimer,
-                 job: dict[str, Any], ticket: jobs.Ticket, work: Path) -> None:
+                 job: dict[str, Any], ticket: jobs.Ticket, work: Path, slots: threading.Semaphore | None) -> None:
         self.spec, self.client, self.waiter, self.report, self.timer = spec, client, waiter, report, timer
-        self.job, self.ticket, self.work = job, ticket, work
+        self.job, self.ticket, self.work, self.slots = job, ticket, work, slots
         self.uploads: list[str] = []  # media keys of the uploads this job uses
 
     def result_file(self, uploads: dict[str, Upload]) -> tuple[Path, dict[str, Any]]:
@@ -225,13 +230,17 @@ class _Remote:
             self.report(_with_cost("uploading", self.job["cost_usd_estimate"]), 0.05)
             for name, (key, make) in uploads.items():
                 body[self.spec.audio_field if name == "audio" else self.spec.video_field] = self._upload(key, make)
-        return self._wait_and_download(self._submit(body))
+        with self._slot():
+            task_id = self._submit(body)
+            state = self._wait(task_id)
+        return self._download(task_id, state)
 
     def _resume(self, task_id: str) -> tuple[Path, dict[str, Any]]:
         self.job.update(task_id=task_id, status="submitted", resumed=True)
         self.report(_with_cost(f"resuming task {task_id}", self.job["cost_usd_estimate"]), 0.1)
         try:
-            return self._wait_and_download(task_id)
+            with self._slot():
+                state = self._wait(task_id)
         except ProviderError as exc:
             if exc.status != 404:
                 raise
@@ -241,6 +250,14 @@ class _Remote:
                 f"{self.spec.provider} no longer has task {task_id}, which an earlier run left unfinished; "
                 "it will not be resumed again — run once more to submit a new job", task_id=task_id,
             ) from None
+        return self._download(task_id, state)
+
+    def _slot(self) -> contextlib.AbstractContextManager[None]:
+        """One of the shared slots, if any, for the time the job is at the provider."""
+        if self.slots is None:
+            return contextlib.nullcontext()
+        text = _with_cost("waiting for one of the running jobs to finish", self.job["cost_usd_estimate"])
+        return self.waiter.holding(self.slots, lambda: self.report(text, 0.08))
 
     def _on_busy(self, row: jobs.JobRow) -> None:
         where = f" (task {row.task_id})" if row.task_id else ""
@@ -323,37 +340,46 @@ class _Remote:
 
     # --- waiting ---
 
-    def _wait_and_download(self, task_id: str) -> tuple[Path, dict[str, Any]]:
-        """Wait, download into the result store, journal each step. Stopping early leaves the row
-        "detached" (an identical run resumes it; fetch gets it), or "cancelled" if the provider
-        cancelled the remote job."""
-        spec, ticket = self.spec, self.ticket
-        try:
-            with self.timer("wait"):
-                state = self.client.wait(task_id, self.waiter, self._on_state(), wait_limits(), model_id=spec.model_id)
+    def _wait(self, task_id: str) -> TaskState:
+        """Follow the task to its end; a failed one is journaled as such (and raised)."""
+        spec = self.spec
+        with self._unfinished_on_error(task_id), self.timer("wait"):
+            state = self.client.wait(task_id, self.waiter, self._on_state(), wait_limits(), model_id=spec.model_id)
             if state.status != COMPLETED:
-                ticket.record("failed", error=state.error or state.raw_status)
+                self.ticket.record("failed", error=state.error or state.raw_status)
                 self._forget_uploads()
                 raise JobFailed(f"{spec.title} task {task_id} failed: {state.error or state.raw_status}", task_id=task_id)
-            ticket.record("completed", outputs=state.outputs, extra=state.extra)
+        return state
+
+    def _download(self, task_id: str, state: TaskState) -> tuple[Path, dict[str, Any]]:
+        """The completed task's output, downloaded into the result store and journaled."""
+        with self._unfinished_on_error(task_id):
+            self.ticket.record("completed", outputs=state.outputs, extra=state.extra)
             self.job.update(status="completed", outputs=state.outputs)
             if state.inference_seconds is not None:
                 self.job["inference_seconds"] = state.inference_seconds
             with self.timer("download"):
                 self.report("downloading", 0.92)
-                path = _download_output(self.client, spec, state, jobs.results_dir(self.work), self.waiter, task_id)
-            ticket.record(result_path=str(path))
+                path = _download_output(self.client, self.spec, state, jobs.results_dir(self.work), self.waiter, task_id)
+            self.ticket.record(result_path=str(path))
             self.job["result_file"] = str(path)
-            return path, state.extra
+        return path, state.extra
+
+    @contextlib.contextmanager
+    def _unfinished_on_error(self, task_id: str) -> Iterator[None]:
+        """Stopping before the result is stored leaves the row "detached" (an identical run resumes it;
+        fetch gets it), or "cancelled" if the provider cancelled the remote job."""
+        try:
+            yield
         except Cancelled:
-            if ticket.status != "completed":
-                cancelled = _cancel_remote(self.client, task_id, spec.model_id)
-                ticket.record("cancelled" if cancelled else "detached", error="cancelled by the user")
-                self.job["status"] = ticket.status
+            if self.ticket.status != "completed":
+                cancelled = _cancel_remote(self.client, task_id, self.spec.model_id)
+                self.ticket.record("cancelled" if cancelled else "detached", error="cancelled by the user")
+                self.job["status"] = self.ticket.status
             raise
         except BaseException as exc:
-            if ticket.status not in ("completed", "failed"):
-                ticket.record("detached", error=str(exc) or type(exc).__name__)
+            if self.ticket.status not in ("completed", "failed"):
+                self.ticket.record("detached", error=str(exc) or type(exc).__name__)
                 self.job["status"] = "detached"
             raise
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .errors import Cancelled
 
@@ -27,3 +29,16 @@ class Waiter:
             if left <= 0:
                 return
             time.sleep(min(SLICE, left))
+
+    @contextlib.contextmanager
+    def holding(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold one of `slots` for the block; if none is free, call `on_wait` and wait for one as long
+        as it takes (or until Cancel)."""
+        if not slots.acquire(blocking=False):
+            on_wait()
+            while not slots.acquire(timeout=SLICE):
+                self.check()
+        try:
+            yield
+        finally:
+            slots.release()

@@ -19,9 +19,19 @@ import numpy as np
 import pytest
 from clips import video_packets, write_clip
 
-from sonify import media, pipeline
+from sonify import batch, media, pipeline
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
-from sonify.providers.schedule import BUDGET, FREE_SECONDS, HISTORY, WINDOW, Expected, History, PollPlan
+from sonify.providers.schedule import (
+    BUDGET,
+    FREE_SECONDS,
+    HISTORY,
+    WINDOW,
+    Expected,
+    History,
+    JournalStore,
+    PollPlan,
+    history_key,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = r"/requests/[^/]+/status/stream$"
@@ -140,13 +150,13 @@ def most_in_a_window(times: list[float]) -> int:
 @pytest.mark.parametrize("expected", [None, Expected(30.0, 30.5), Expected(200.0, 200.2), Expected(5.0, 90.0)], ids=str)
 @pytest.mark.parametrize("ends_at", [1.0, 9.0, 31.0, 125.0, 400.0])
 def test_the_poll_schedule_keeps_its_budget_and_sees_every_end(expected, ends_at):
-    polls = polls_of(PollPlan(expected), ends_at)
+    polls = polls_of(PollPlan(lambda: expected), ends_at)
     assert most_in_a_window(polls) <= BUDGET
     assert polls[-1] >= ends_at and polls == sorted(polls)
 
 
 def test_the_poll_schedule_is_dense_around_the_expected_end():
-    polls = polls_of(PollPlan(Expected(30.0, 30.25)), 30.1)
+    polls = polls_of(PollPlan(lambda: Expected(30.0, 30.25)), 30.1)
     assert polls[-1] - 30.1 <= 0.25  # seen within one dense step
     assert len([t for t in polls if FREE_SECONDS < t < 29]) <= 3  # sparse before: the budget was kept for the end
 
@@ -161,13 +171,76 @@ def test_history_narrows_to_where_recent_jobs_ended():
     assert history.expected("m") == Expected(40.0, 41.0)
 
 
+def test_a_running_job_uses_a_run_time_learned_meanwhile():
+    """A job that started with no history (a batch's first round) switches to the dense stretch as soon
+    as another job of the model has taught where the end lies."""
+    cold = polls_of(PollPlan(), 30.1)
+    assert cold[-1] - 30.1 > 3  # one poll every 4 s
+    plan = PollPlan(lambda: Expected(30.0, 30.25) if plan.polls and plan.polls[-1] > 15 else None)
+    taught = polls_of(plan, 30.1)
+    assert taught[-1] - 30.1 <= 0.25 and most_in_a_window(taught) <= BUDGET
+
+
+def test_run_times_outlive_the_process_in_the_journal(monkeypatch, tmp_path):
+    monkeypatch.setenv("SONIFY_STATE_DIR", str(tmp_path / "state"))
+    History(JournalStore()).record("endpoint model", (29.0, 29.5))
+    later = History(JournalStore())  # what a new process starts with
+    assert later.expected("endpoint model") == Expected(29.0, 29.5)
+    assert later.expected("endpoint other-model") is None
+
+
+def test_a_new_process_polls_on_what_an_earlier_one_learned(emulator, wavespeed_env, tmp_path):
+    """A job run by the command line (its own process) leaves its run time in the journal; this process,
+    knowing nothing yet, finds it there."""
+    HISTORY.clear()
+    emulator.model_seconds = 1.0
+    source = write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 96, 64)
+    done = subprocess.run([sys.executable, "-m", "sonify", "run", MMAUDIO_V2.key, "--video", str(source), "-o",
+                           str(tmp_path / "out"), "--prompt", "rain"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = HISTORY.expected(history_key(emulator.url, MMAUDIO_V2.model_id))
+    assert expected is not None and expected.first < 1.0 <= expected.last
+
+
 def test_wavespeed_learns_a_models_run_time_from_its_own_jobs(emulator, wavespeed_env, tmp_path):
     HISTORY.clear()
     emulator.model_seconds = 1.0
     source = write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 96, 64)
     pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(source)), out_dir=tmp_path / "out")
-    expected = HISTORY.expected(MMAUDIO_V2.model_id)
+    expected = HISTORY.expected(history_key(emulator.url, MMAUDIO_V2.model_id))
     assert expected is not None and expected.first < expected.last and expected.last >= 1.0
+
+
+# ---------------------------------------------------------------- batches
+
+
+def test_a_batch_keeps_its_concurrency_at_the_provider_and_prepares_the_next_clips_meanwhile(
+        emulator, wavespeed_env, tmp_path):
+    emulator.model_seconds = 1.0
+    sources = [write_clip(tmp_path / f"clip{i}.mp4", 12, Fraction(24), 64, 48, flash_at=(i,)) for i in range(6)]
+    out = tmp_path / "out"
+    engine = batch.Batch(MMAUDIO_V2, {"prompt": "rain"}, batch.plan(MMAUDIO_V2, {"prompt": "rain"}, sources, out),
+                         out, concurrency=2)
+    engine.run(lambda: None)
+    assert engine.counts()["done"] == 6 and emulator.submits() == 6
+    tasks = [emulator.tasks.get(item.task_id) for item in engine.items]
+    for task in tasks:  # when each was submitted, at most one other was still at the provider
+        assert sum(1 for other in tasks if other.submitted < task.submitted < other.completed_at) <= 1
+    uploads = sorted(r.at for r in emulator.requests if r.method == "POST" and r.path == "/api/v3/media/uploads")
+    assert uploads[3] < min(task.completed_at for task in tasks)  # 4 clips ready before the first job ended
+
+
+def test_cancelling_a_batch_stops_the_clips_waiting_for_a_slot_before_their_submit(emulator, wavespeed_env, tmp_path):
+    emulator.model_seconds = 30.0
+    sources = [write_clip(tmp_path / f"clip{i}.mp4", 12, Fraction(24), 64, 48, flash_at=(i,)) for i in range(4)]
+    out = tmp_path / "out"
+    engine = batch.Batch(MMAUDIO_V2, {"prompt": "rain"}, batch.plan(MMAUDIO_V2, {"prompt": "rain"}, sources, out),
+                         out, concurrency=1, is_cancelled=lambda: emulator.submits() > 0)  # Ctrl-C after the first submit
+    engine.run(lambda: None)
+    assert emulator.submits() == 1
+    assert [item.state for item in engine.items] == ["cancelled"] * 4
+    assert sum(1 for item in engine.items if item.task_id) == 1  # the submitted one says which task to fetch
 
 
 # ---------------------------------------------------------------- the benchmark itself
@@ -190,7 +263,7 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     assert any(c.get("reference") for c in record["clips"])
     assert all(r["stream_requests"] == 1 and r["status_polls"] == 0 for r in record["fal"])
     assert all(r["status_polls"] >= 1 for r in record["fal_fallback"])
-    assert {r["attempt"] for r in record["wavespeed"]} == {"first", "repeat"}
+    assert {r["attempt"] for r in record["wavespeed"]} == {"first", "repeat", "new process"}
     assert record["batch"]["jobs"] > 0 and record["lipsync"][0]["torch_shares_memory"] is True
     assert not record["startup"]["imports_pyav"] and not record["startup"]["imports_emulator"]
     assert all(set(t) == {"target", "measured", "met"} for t in record["targets"])

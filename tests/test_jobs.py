@@ -370,3 +370,26 @@ def test_stored_results_of_different_jobs_do_not_overwrite_each_other(emulator, 
     again = run(a, tmp_path, params={"seed": 7})
     assert again.info["cached"] and emulator.submits(MODEL) == 2
     assert np.array_equal(again.audio, first.audio)
+
+
+def test_run_times_keep_the_newest_per_key(tmp_path):
+    journal = jobs.Journal(tmp_path / "jobs.sqlite3")
+    for i in range(jobs.RUN_TIMES_KEPT + 5):
+        journal.record_run_time("a", (float(i), i + 0.5))
+    journal.record_run_time("b", (100.0, 101.0))
+    assert journal.run_times("a", 3) == [(22.0, 22.5), (23.0, 23.5), (24.0, 24.5)]  # newest, oldest first
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        assert db.execute("SELECT key, COUNT(*) FROM run_times GROUP BY key").fetchall() == [
+            ("a", jobs.RUN_TIMES_KEPT), ("b", 1)]
+
+
+def test_a_journal_from_before_run_times_gets_the_table_and_keeps_its_jobs(emulator, wavespeed_env, clip, tmp_path):
+    run(clip, tmp_path, params={"seed": 3})
+    path = Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE
+    with sqlite3.connect(path) as db:  # as version 1 left it
+        db.execute("DROP TABLE run_times")
+        db.execute("PRAGMA user_version = 1")
+    journal = jobs.Journal(path)
+    journal.record_run_time("k", (1.0, 2.0))
+    assert journal.run_times("k", 5) == [(1.0, 2.0)]
+    assert [row.status for row in journal.recent()] == ["completed"]

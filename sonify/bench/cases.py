@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import media, pipeline
-from ..models import MMAUDIO_V2, SYNC_LIPSYNC, ProxyRule
+from ..models import MMAUDIO_V2, MODELS, SYNC_LIPSYNC, ProxyRule
 from .jobs import emulated, job_record, run_job, uploaded_file
 from .measure import MB, RssSampler, audio_copied, peak_rss_bytes, picture_packets, timed
 
@@ -95,3 +95,11 @@ def _torch() -> Any:
     except ImportError:
         return None
     return torch
+
+
+def job_case(config: dict[str, Any]) -> dict[str, Any]:
+    """One job against the parent's emulator (its environment): when this process saw the job end, for
+    the parent to set against the emulator's record."""
+    result, wall = run_job(MODELS[config["model"]], Path(config["clip"]), Path(config["out"]))
+    return {"task_id": result.info["task_id"], "final_seen_monotonic": result.info["final_seen_monotonic"],
+            "wall_seconds": round(wall, 4)}

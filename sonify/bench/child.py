@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         from . import cases
 
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        record = {"clip": cases.clip_case, "lipsync": cases.lipsync_case}[kind](config)
+        record = {"clip": cases.clip_case, "lipsync": cases.lipsync_case, "job": cases.job_case}[kind](config)
     print(json.dumps(record))
     return 0
 

@@ -4,7 +4,10 @@ the job info the client wrote, and the emulator's own record (when each task com
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,22 @@ from .measure import max_polls_per_window
 PARAMS = {"prompt": "rain on a tin roof", "seed": -1}  # where a model has them; seed -1: every job is new
 STAGES = ("prepare", "encode", "upload", "submit", "wait", "download", "decode", "align", "mux")
 FREE_SECONDS, WINDOW = 10.0, 60.0  # the polling budget's terms (providers/schedule.py)
+PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/
+
+
+def in_child(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """One case in a fresh interpreter (its peak memory, its start-up, its in-memory state are its own),
+    with this process's environment; its last stdout line is the record."""
+    done = subprocess.run([sys.executable, "-m", "sonify.bench.child", kind, json.dumps(config)],
+                          capture_output=True, text=True, env=os.environ | {"PYTHONPATH": python_path()}, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark case {kind} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def python_path() -> str:
+    """PYTHONPATH for a child that imports this Sonify."""
+    return str(PACK_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
 
 
 @contextlib.contextmanager
@@ -49,8 +68,6 @@ def job_record(result: pipeline.Result, emulator: Emulator, wall: float) -> dict
     """Stages, bytes and detection latency of one finished job (detection: when the client saw the final
     status minus when the emulator set it — the same monotonic clock)."""
     info = result.info
-    completed = emulator.task_completed_at(info["task_id"])
-    seen = info.get("final_seen_monotonic")
     return {
         "task_id": info["task_id"],
         "seconds": {stage: info["seconds"].get(stage, 0.0) for stage in STAGES},
@@ -58,8 +75,15 @@ def job_record(result: pipeline.Result, emulator: Emulator, wall: float) -> dict
         "uploaded_bytes": info["uploaded_bytes"],
         "proxy": info["proxy"],
         "audio_copied": info.get("audio_copied"),
-        "detection_seconds": round(seen - completed, 4) if seen is not None and completed is not None else None,
+        "detection_seconds": detection(emulator, info["task_id"], info.get("final_seen_monotonic")),
     }
+
+
+def detection(emulator: Emulator, task_id: str, seen: float | None) -> float | None:
+    """Seconds from the emulator setting the task's final status to the client seeing it (time.monotonic
+    is one clock for every process of the machine)."""
+    completed = emulator.task_completed_at(task_id)
+    return round(seen - completed, 4) if seen is not None and completed is not None else None
 
 
 def poll_times(emulator: Emulator, task_id: str, path: str) -> list[float]:

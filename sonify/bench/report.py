@@ -6,9 +6,9 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from .jobs import STAGES
+from .jobs import FREE_SECONDS, STAGES
 from .measure import MB
-from .waits import median
+from .waits import ATTEMPTS, median
 
 PROXY_MAX_SHARE = 0.15
 FAL_MEDIAN_MAX = 0.1
@@ -63,7 +63,7 @@ def detection_table(record: dict[str, Any]) -> str:
             ["fal polling (stream fails)", len(record["fal_fallback"]), median(_detections(record["fal_fallback"])),
              _max(record["fal_fallback"]), "-"]]
     wavespeed = record["wavespeed"]
-    for attempt in ("first", "repeat"):
+    for attempt in ATTEMPTS:
         jobs = [r for r in wavespeed if r["attempt"] == attempt]
         rows.append([f"WaveSpeed polling, {attempt} job", len(jobs), median(_detections(jobs)), _max(jobs),
                      max((r["max_polls_per_60s_after_10s"] for r in jobs), default=0)])
@@ -85,7 +85,7 @@ def _max(rows: list[dict[str, Any]]) -> float | None:
 def other_table(record: dict[str, Any]) -> str:
     rows = []
     b = record["batch"]
-    rows.append([f"batch: {b['jobs']} jobs × {b['model_seconds']:g} s at concurrency {b['concurrency']} (pipeline.run pool)",
+    rows.append([f"batch: {b['jobs']} jobs × {b['model_seconds']:g} s at concurrency {b['concurrency']} (batch engine, emulator limited to as many)",
                  f"{b['wall_seconds']:.2f} s", f"≤ {b['bound_seconds']:.2f} s (ideal {b['ideal_seconds']:g} s)"])
     cli = record.get("batch_command")
     if cli:
@@ -104,7 +104,7 @@ def other_table(record: dict[str, Any]) -> str:
 def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with what was measured and whether it is met."""
     return [t for t in (_proxy_target(record), _passthrough_target(record), _copy_target(record),
-                        _fal_target(record), _wavespeed_target(record), _memory_target(record),
+                        _fal_target(record), *_wavespeed_targets(record), _memory_target(record),
                         _batch_target(record), _startup_target(record)) if t is not None]
 
 
@@ -149,15 +149,24 @@ def _fal_target(record: dict[str, Any]) -> dict[str, Any]:
                    value is not None and value <= FAL_MEDIAN_MAX)
 
 
-def _wavespeed_target(record: dict[str, Any]) -> dict[str, Any]:
+def _wavespeed_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two verdicts: jobs whose model time the schedule has learned (in this process, or from the journal
+    in a new one), and a model's first job at a time it has not seen, split at FREE_SECONDS: before it
+    polls are free, after it the budget decides."""
     rows = [r for r in record["wavespeed"] if 2 <= r["model_seconds"] <= 60] or record["wavespeed"]
-    first = median(_detections([r for r in rows if r["attempt"] == "first"]))
-    repeat = median(_detections([r for r in rows if r["attempt"] == "repeat"]))
     polls = max(r["max_polls_per_60s_after_10s"] for r in rows)
-    return _target(f"WaveSpeed detection median ≤ {WAVESPEED_MEDIAN_MAX:g} s, ≤ {WAVESPEED_POLLS_MAX} polls/min after 10 s",
-                   f"median {repeat} s once the model's time is learned, {first} s on a model's first job "
-                   f"at a new time; at most {polls} polls in a minute after 10 s",
-                   repeat is not None and repeat <= WAVESPEED_MEDIAN_MAX and polls <= WAVESPEED_POLLS_MAX)
+    name = f"WaveSpeed detection median ≤ {WAVESPEED_MEDIAN_MAX:g} s, ≤ {WAVESPEED_POLLS_MAX} polls/min after 10 s"
+    learned = median(_detections([r for r in rows if r["attempt"] in ("repeat", "new process")]))
+    first = [r for r in rows if r["attempt"] == "first"]
+    short = median(_detections([r for r in first if r["model_seconds"] <= FREE_SECONDS]))
+    long = median(_detections([r for r in first if r["model_seconds"] > FREE_SECONDS]))
+    within = polls <= WAVESPEED_POLLS_MAX
+    return [
+        _target(f"{name}: run time learned", f"median {learned} s over repeat and new-process jobs; "
+                f"at most {polls} polls in a minute after 10 s", learned is not None and learned <= WAVESPEED_MEDIAN_MAX and within),
+        _target(f"{name}: a model's first job", f"median {short} s for jobs ≤ {FREE_SECONDS:g} s, {long} s for longer ones",
+                all(v <= WAVESPEED_MEDIAN_MAX for v in (short, long) if v is not None) and within),
+    ]
 
 
 def _memory_target(record: dict[str, Any]) -> dict[str, Any] | None:

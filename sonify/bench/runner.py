@@ -8,8 +8,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -19,11 +17,9 @@ import av
 
 from . import report
 from .clips import clip
-from .jobs import emulated
+from .jobs import PACK_ROOT, emulated, in_child
 from .plans import PLANS, Plan
 from .waits import batch, batch_command, fal_detection, wavespeed_detection
-
-PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,14 +46,14 @@ def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
     for old in (p for p in work.glob("*") if p != clips_dir):  # a kept work folder: only its clips are reused
         shutil.rmtree(old) if old.is_dir() else old.unlink()
     record: dict[str, Any] = {"plan": name, "machine": _machine(), "settings": asdict(plan)}
-    record["clips"] = [_child("clip", {"clip": str(clip(spec, clips_dir)), "model_seconds": plan.model_seconds,
+    record["clips"] = [in_child("clip", {"clip": str(clip(spec, clips_dir)), "model_seconds": plan.model_seconds,
                                        "work": str(work / spec.name), "reference": spec.size == "1080p"})
                        | {"name": spec.name} for spec in plan.clips]
-    record["lipsync"] = [_child("lipsync", {"clip": str(clip(spec, clips_dir)), "model_seconds": plan.model_seconds,
+    record["lipsync"] = [in_child("lipsync", {"clip": str(clip(spec, clips_dir)), "model_seconds": plan.model_seconds,
                                             "work": str(work / f"lipsync-{spec.name}")}) | {"name": spec.name}
                          for spec in plan.lipsync]
     record |= _waits(plan, work, clip(plan.detection_clip, clips_dir))
-    record["startup"] = report.summarize_startup([_child("startup", {"pack": str(PACK_ROOT)})
+    record["startup"] = report.summarize_startup([in_child("startup", {"pack": str(PACK_ROOT)})
                                                   for _ in range(plan.startup_runs)])
     record["targets"] = report.targets(record)
     return record
@@ -77,16 +73,6 @@ def _waits(plan: Plan, work: Path, detection_clip: Path) -> dict[str, Any]:
             found["batch_command"] = batch_command(emulator, clip(plan.clips[0], work / "clips"), work,
                                                    jobs=plan.batch_jobs, concurrency=plan.batch_concurrency)
     return found
-
-
-def _child(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """One case in a fresh interpreter (its peak memory is its own); its last stdout line is the record."""
-    env = os.environ | {"PYTHONPATH": str(PACK_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-m", "sonify.bench.child", kind, json.dumps(config)],
-                          capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark case {kind} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _machine() -> dict[str, Any]:

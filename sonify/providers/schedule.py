@@ -4,11 +4,13 @@ Two rules hold together:
 
 - a budget: after the first FREE_SECONDS of a job, at most BUDGET polls in any WINDOW seconds
   (15 a minute: WaveSpeed asks for spacing of seconds, not a tight loop);
-- spend that budget where the job is likely to end. Each model's recent run times are learned in
-  this process (`History`): from the polls of a finished job we know it completed after the last
-  poll that saw it running and no later than the first poll that saw it done. The next job of that
-  model polls sparsely until just before that time, densely around it, then as without history.
-  (Learned per process: a ComfyUI server or a batch learns from its first job of each model.)
+- spend that budget where the job is likely to end. Each model's recent run times are learned
+  (`History`): from the polls of a finished job we know it completed after the last poll that saw it
+  running and no later than the first poll that saw it done. Other jobs of that model poll sparsely
+  until just before that time, densely around it, then as without history. A job looks the time up
+  before each poll, so jobs already running (a batch's first round) use what the first of them to
+  end has taught. Run times are kept in the job journal, so a restarted ComfyUI or the next
+  command-line run starts with what earlier ones learned.
 
 Without history the schedule is dense at first (short jobs are noticed quickly), then one poll every
 4 s. Times are seconds since the submit when the client made it, else since the wait began.
@@ -18,7 +20,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
+
+from .. import jobs
 
 FREE_SECONDS = 10.0  # no budget before this: the first seconds decide how fast short jobs feel
 BUDGET, WINDOW = 15, 60.0  # at most BUDGET polls in any WINDOW seconds after FREE_SECONDS
@@ -46,23 +52,55 @@ class Expected:
     last: float
 
 
+Bracket = tuple[float, float]  # (last seen running, first seen done), seconds from the submit
+
+
+class Store(Protocol):
+    """Where run times outlive the process."""
+
+    def load(self, key: str, limit: int) -> list[Bracket]: ...  # the newest `limit`, oldest first
+
+    def save(self, key: str, bracket: Bracket) -> None: ...
+
+
+class JournalStore:
+    """Run times in the job journal. Like every journal use, a failure is logged and ignored."""
+
+    def load(self, key: str, limit: int) -> list[Bracket]:
+        return jobs.guarded("reading run times", lambda journal: journal.run_times(key, limit), [])
+
+    def save(self, key: str, bracket: Bracket) -> None:
+        jobs.guarded("recording a run time", lambda journal: journal.record_run_time(key, bracket))
+
+
+def history_key(endpoint: str, model: str) -> str:
+    """Run times belong to a model at an endpoint: the emulator's are not WaveSpeed's."""
+    return f"{endpoint} {model}"
+
+
 class History:
-    """Recent run times per model (thread-safe): (last seen running, first seen done) pairs."""
+    """Recent run times per key (thread-safe), read from `store` when a key is first used in this
+    process and written to it as jobs end."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[str, deque[tuple[float, float]]] = {}
+        self._store = store
+        self._runs: dict[str, deque[Bracket]] = {}
 
-    def record(self, key: str, bracket: tuple[float, float]) -> None:
+    def record(self, key: str, bracket: Bracket) -> None:
+        runs = self._runs_of(key)
         with self._lock:
-            self._runs.setdefault(key, deque(maxlen=KEEP)).append(bracket)
+            runs.append(bracket)
+        if self._store is not None:
+            self._store.save(key, bracket)
 
     def expected(self, key: str) -> Expected | None:
         """Where the newest brackets overlap, the end lies in the overlap: the newest bracket narrowed by
         each older one that still agrees with it. A run time that changes (another clip length, a
         busier provider) is followed after one job."""
+        kept = self._runs_of(key)
         with self._lock:
-            runs = list(self._runs.get(key, ()))
+            runs = list(kept)
         if not runs:
             return None
         first, last = runs[-1]
@@ -72,19 +110,30 @@ class History:
             first, last = max(first, a), min(last, b)
         return Expected(first, last)
 
+    def _runs_of(self, key: str) -> deque[Bracket]:
+        with self._lock:
+            runs = self._runs.get(key)
+        if runs is not None:
+            return runs
+        stored = self._store.load(key, KEEP) if self._store is not None else []  # outside the lock: I/O
+        with self._lock:
+            return self._runs.setdefault(key, deque(stored, maxlen=KEEP))
+
     def clear(self) -> None:
+        """Forget what this process holds (the store keeps its own)."""
         with self._lock:
             self._runs.clear()
 
 
-HISTORY = History()
+HISTORY = History(JournalStore())
 
 
 class PollPlan:
     """The poll times of one job: call `polled(t, done)` after each poll and sleep `delay(t)` before
-    the next; `bracket()` says when the job ended, for History."""
+    the next; `bracket()` says when the job ended, for History. `expected` is asked before each
+    poll where the job's end is expected (None: not known)."""
 
-    def __init__(self, expected: Expected | None = None) -> None:
+    def __init__(self, expected: Callable[[], Expected | None] = lambda: None) -> None:
         self.expected = expected
         self.polls: list[float] = []
         self._running_until = 0.0  # last poll that saw the job unfinished
@@ -108,9 +157,10 @@ class PollPlan:
     def _wanted(self, now: float) -> float:
         """The next poll time this plan would like, before the budget is applied."""
         plain = now + base_interval(now)
-        if self.expected is None:
+        expected = self.expected()
+        if expected is None:
             return plain
-        start, end = self.expected.first - LEAD, self.expected.last + TAIL
+        start, end = expected.first - LEAD, expected.last + TAIL
         if now < start:
             sparse = now + SPARSE_STEP if now >= FREE_SECONDS else plain
             return min(sparse, start)

@@ -15,7 +15,7 @@ from ..errors import ProviderError
 from ..http import FileBody, Http
 from ..waiter import Waiter
 from .base import COMPLETED, FAILED, QUEUED, RUNNING, TaskState, WaitLimits, poll_until_final
-from .schedule import HISTORY, PollPlan
+from .schedule import HISTORY, PollPlan, history_key
 
 NAME = "wavespeed"
 STATUS = {
@@ -128,15 +128,18 @@ class WaveSpeed:
         *, model_id: str | None = None,
     ) -> TaskState:
         """Poll on a schedule learned from this model's recent jobs (schedule.py). A job submitted by
-        this client teaches the schedule its run time; a resumed one (started who knows when) does not."""
+        this client uses and teaches the schedule its run time; a resumed one (started who knows when)
+        does neither."""
         with self._lock:
             model, sent = self._submitted.pop(task_id, (model_id, None))
-        plan = PollPlan(HISTORY.expected(model) if model and sent is not None else None)
+        learned = model is not None and sent is not None
+        key = history_key(self.http.base_url, model or "")
+        plan = PollPlan(lambda: HISTORY.expected(key)) if learned else PollPlan()
         state = poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits,
                                  plan, sent)
         bracket = plan.bracket()
-        if state.status == COMPLETED and sent is not None and bracket is not None:
-            HISTORY.record(model, bracket)
+        if state.status == COMPLETED and learned and bracket is not None:
+            HISTORY.record(key, bracket)
         return state
 
     def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
