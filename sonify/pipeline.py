@@ -120,8 +120,8 @@ def run(
     The journal decides first: a stored result (fixed seed, same fingerprint) is reused with no
     request; a submitted-but-undelivered identical job is resumed; otherwise it is a new job.
 
-    `slots` (a batch's): one is held from the submit until the provider reports the job finished, so
-    runs sharing it keep that many jobs at the provider while others prepare, upload or mux."""
+    `slots` (a batch's): a new job holds one from its submit until it is seen finished, so runs sharing
+    them keep that many jobs at the provider while others prepare, upload or mux."""
     report = on_progress or (lambda text, fraction: None)
     waiter = Waiter(is_cancelled)
     timer = _StageTimer()
@@ -239,8 +239,7 @@ class _Remote:
         self.job.update(task_id=task_id, status="submitted", resumed=True)
         self.report(_with_cost(f"resuming task {task_id}", self.job["cost_usd_estimate"]), 0.1)
         try:
-            with self._slot():
-                state = self._wait(task_id)
+            state = self._wait(task_id)  # no slot: the job is at the provider already
         except ProviderError as exc:
             if exc.status != 404:
                 raise
@@ -252,12 +251,20 @@ class _Remote:
             ) from None
         return self._download(task_id, state)
 
-    def _slot(self) -> contextlib.AbstractContextManager[None]:
-        """One of the shared slots, if any, for the time the job is at the provider."""
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of the shared slots, if any, for the time the job is at the provider (the wait for it is
+        the "slot" stage)."""
         if self.slots is None:
-            return contextlib.nullcontext()
+            yield
+            return
         text = _with_cost("waiting for one of the running jobs to finish", self.job["cost_usd_estimate"])
-        return self.waiter.holding(self.slots, lambda: self.report(text, 0.08))
+        with self.timer("slot"):
+            self.waiter.acquire(self.slots, lambda: self.report(text, 0.08))
+        try:
+            yield
+        finally:
+            self.slots.release()
 
     def _on_busy(self, row: jobs.JobRow) -> None:
         where = f" (task {row.task_id})" if row.task_id else ""

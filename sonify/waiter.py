@@ -30,14 +30,18 @@ class Waiter:
                 return
             time.sleep(min(SLICE, left))
 
-    @contextlib.contextmanager
-    def holding(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> Iterator[None]:
-        """Hold one of `slots` for the block; if none is free, call `on_wait` and wait for one as long
-        as it takes (or until Cancel)."""
+    def acquire(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> None:
+        """Take one of `slots`; if none is free, call `on_wait` and wait for one as long as it takes (or
+        until Cancel)."""
         if not slots.acquire(blocking=False):
             on_wait()
             while not slots.acquire(timeout=SLICE):
                 self.check()
+
+    @contextlib.contextmanager
+    def holding(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> Iterator[None]:
+        """One of `slots` (see acquire), held for the block."""
+        self.acquire(slots, on_wait)
         try:
             yield
         finally:

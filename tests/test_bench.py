@@ -224,6 +224,7 @@ def test_a_batch_keeps_its_concurrency_at_the_provider_and_prepares_the_next_cli
                          out, concurrency=2)
     engine.run(lambda: None)
     assert engine.counts()["done"] == 6 and emulator.submits() == 6
+    assert all("slot" in item.info["seconds"] for item in engine.items)  # the wait for a slot is a stage
     tasks = [emulator.tasks.get(item.task_id) for item in engine.items]
     for task in tasks:  # when each was submitted, at most one other was still at the provider
         assert sum(1 for other in tasks if other.submitted < task.submitted < other.completed_at) <= 1

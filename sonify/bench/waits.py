@@ -4,11 +4,13 @@ on the learned schedule), and a batch of jobs at a fixed concurrency."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -82,24 +84,19 @@ def _lane(emulator: Emulator, spec: ModelSpec, durations: list[float], clip: Pat
 def batch(emulator: Emulator, clip: Path, work: Path, *, jobs: int, concurrency: int,
           seconds: float) -> dict[str, Any]:
     """`jobs` MMAudio jobs on distinct clips (same picture, other bytes) through the batch command's
-    engine (`batch.Batch`) at `concurrency`, with the emulator itself allowing only that many tasks to
-    run at once; first one job alone, for one job's overhead. The schedule starts cold: the batch
-    learns the model time from its own first jobs."""
+    engine (`batch.Batch`) at `concurrency`; first one job alone, for one job's overhead. See _cold."""
     emulator.model_seconds = seconds
     emulator.per_model_seconds.clear()
     sources = [clips.variant(clip, i, work / "batch-clips") for i in range(jobs + 1)]
     out = work / "batch-out"
-    _, solo = run_job(MMAUDIO_V2, sources[-1], out)
+    with _cold(emulator, work / "batch-solo-state", concurrency):
+        _, solo = run_job(MMAUDIO_V2, sources[-1], out)
     params = params_for(MMAUDIO_V2)
     items = batch_engine.plan(MMAUDIO_V2, params, sources[:jobs], out)
-    HISTORY.clear()
-    emulator.concurrency[MMAUDIO_V2.provider] = concurrency
-    try:
+    with _cold(emulator, work / "batch-state", concurrency):
         engine = batch_engine.Batch(MMAUDIO_V2, params, items, out, concurrency=concurrency)
         engine.run(lambda: None)
         wall = engine.elapsed()
-    finally:
-        emulator.concurrency.pop(MMAUDIO_V2.provider)
     ideal = jobs / concurrency * seconds
     bound = 1.3 * ideal + solo - seconds
     return {"jobs": jobs, "concurrency": concurrency, "model_seconds": seconds, "wall_seconds": round(wall, 3),
@@ -116,14 +113,32 @@ def batch_command(emulator: Emulator, clip: Path, work: Path, *, jobs: int, conc
     out = work / "batch-cli-out"
     command = [sys.executable, "-m", "sonify", "batch", MMAUDIO_V2.key, str(folder), "-o", str(out),
                "--concurrency", str(concurrency), *(f"--{k}={v}" for k, v in params_for(MMAUDIO_V2).items())]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": python_path()},
-                          check=False)
-    wall = time.perf_counter() - start
+    with _cold(emulator, work / "batch-cli-state", concurrency):
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": python_path()},
+                              check=False)
+        wall = time.perf_counter() - start
     if done.returncode == 2 and "invalid choice" in done.stderr:
         return None
     return {"jobs": jobs, "concurrency": concurrency, "exit_code": done.returncode, "wall_seconds": round(wall, 3),
             "error": done.stderr.strip().splitlines()[-1] if done.returncode else None}
+
+
+@contextlib.contextmanager
+def _cold(emulator: Emulator, state: Path, concurrency: int) -> Iterator[None]:
+    """A batch as a first-time user runs it: a new state folder (no learned run times, no uploads, no
+    results) and nothing learned in this process; the emulator runs at most `concurrency` tasks at once,
+    like an account limit."""
+    before = os.environ["SONIFY_STATE_DIR"]
+    os.environ["SONIFY_STATE_DIR"] = str(state)
+    HISTORY.clear()
+    emulator.concurrency[MMAUDIO_V2.provider] = concurrency
+    try:
+        yield
+    finally:
+        emulator.concurrency.pop(MMAUDIO_V2.provider)
+        os.environ["SONIFY_STATE_DIR"] = before
+        HISTORY.clear()
 
 
 def median(values: list[float | None]) -> float | None:
