@@ -548,6 +548,8 @@ class Ticket:
 
     def claim(self, waiter: Waiter, on_busy: Callable[[JobRow], None]) -> Claim:
         """Claim the fingerprint; while an identical job runs in another live run, wait for it."""
+        with _active_lock:  # live before its row exists: an identical claim must never take it for dead
+            _active.add(self.owner)
         while True:
             claim = self._do("claiming the job", lambda j: j.claim(self.owner, self.meta), Claim("new"))
             if claim.kind != "busy":
@@ -572,8 +574,6 @@ class Ticket:
         return self._status
 
     def _start_heartbeat(self) -> None:
-        with _active_lock:
-            _active.add(self.owner)
         self._heart = threading.Thread(target=self._beat, name="sonify-journal-heartbeat", daemon=True)
         self._heart.start()
 

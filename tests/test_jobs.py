@@ -29,6 +29,7 @@ from sonify import cli, jobs, media, pipeline
 from sonify.emulator import Emulator
 from sonify.errors import Cancelled, JobFailed, JobTimedOut, ProviderError, ValidationError
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.waiter import Waiter
 
 MODEL = MMAUDIO_V2.model_id
 SUBMIT = rf"^/api/v3/{MODEL}$"
@@ -393,3 +394,30 @@ def test_a_journal_from_before_run_times_gets_the_table_and_keeps_its_jobs(emula
     journal.record_run_time("k", (1.0, 2.0))
     assert journal.run_times("k", 5) == [(1.0, 2.0)]
     assert [row.status for row in journal.recent()] == ["completed"]
+
+
+def test_identical_claims_at_the_same_moment_never_take_each_others_rows_for_dead(tmp_path):
+    """16 runs of one random-seed job claim at once, 10 times over: every run keeps its own row. (A run
+    that counted as live only after its claim let another delete its fresh row as a dead intent,
+    leaving a paid job unjournaled.)"""
+    meta = jobs.JobMeta(provider="wavespeed", model=MODEL, fingerprint="same", cacheable=False)
+    for trial in range(10):
+        journal = jobs.Journal(tmp_path / f"jobs-{trial}.sqlite3")
+        tickets = [jobs.Ticket(journal, meta) for _ in range(16)]
+        start = threading.Barrier(len(tickets))
+        threads = [threading.Thread(target=claim_together, args=(ticket, start)) for ticket in tickets]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        try:
+            assert {t.row_id for t in tickets} <= {row.id for row in journal.recent(100)}
+            assert len({t.row_id for t in tickets}) == len(tickets)
+        finally:
+            for ticket in tickets:
+                ticket.close()
+
+
+def claim_together(ticket: jobs.Ticket, start: threading.Barrier) -> None:
+    start.wait()
+    ticket.claim(Waiter(), lambda row: None)
