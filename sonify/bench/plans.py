@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--quick", action="store_const", dest="plan", const="quick",
                       help="a small set in seconds (CI smoke test; numbers not meaningful)")
     size.add_argument("--full", action="store_const", dest="plan", const="full",
-                      help="adds 30 s clips, WaveSpeed jobs up to 60 s and a 1080p lipsync (about 15 minutes)")
+                      help="adds 30 s clips, WaveSpeed jobs up to 60 s and a 1080p lipsync (about 8 minutes on 2 CPUs)")
     parser.set_defaults(plan="default")
     parser.add_argument("--model-seconds", type=float, metavar="S",
                         help="model time of the clip jobs (default: 2; --quick: 0.2)")
