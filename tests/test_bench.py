@@ -25,6 +25,7 @@ from sonify.providers.schedule import (
     BUDGET,
     FREE_SECONDS,
     HISTORY,
+    SPARSE_STEP,
     WINDOW,
     Expected,
     History,
@@ -155,10 +156,21 @@ def test_the_poll_schedule_keeps_its_budget_and_sees_every_end(expected, ends_at
     assert polls[-1] >= ends_at and polls == sorted(polls)
 
 
-def test_the_poll_schedule_is_dense_around_the_expected_end():
-    polls = polls_of(PollPlan(lambda: Expected(30.0, 30.25)), 30.1)
-    assert polls[-1] - 30.1 <= 0.25  # seen within one dense step
-    assert len([t for t in polls if FREE_SECONDS < t < 29]) <= 3  # sparse before: the budget was kept for the end
+@pytest.mark.parametrize("ends_at", [30.1, 60.1, 200.1])
+def test_the_poll_schedule_is_dense_around_the_expected_end(ends_at):
+    polls = polls_of(PollPlan(lambda: Expected(ends_at - 0.1, ends_at + 0.15)), ends_at)
+    assert polls[-1] - ends_at <= 0.25  # seen within one dense step: the budget was kept for the end
+    assert most_in_a_window(polls) <= BUDGET
+
+
+@pytest.mark.parametrize("ends_at", [12.0, 15.0, 20.0, 25.0])
+def test_a_job_far_shorter_than_its_learned_time_is_seen_within_one_sparse_step(ends_at):
+    """A shorter clip than the ones the time was learned on: polls before the expected end are as
+    frequent as without history where the budget leaves room, and never more than SPARSE_STEP apart."""
+    cold = polls_of(PollPlan(), ends_at)[-1] - ends_at
+    for expected_end, bound in ((30.0, cold), (38.0, cold), (45.0, SPARSE_STEP), (60.0, SPARSE_STEP), (90.0, SPARSE_STEP)):
+        polls = polls_of(PollPlan(lambda e=expected_end: Expected(e, e + 0.25)), ends_at)
+        assert polls[-1] - ends_at <= bound + 1e-9, expected_end
 
 
 def test_history_narrows_to_where_recent_jobs_ended():

@@ -44,6 +44,14 @@ def base_interval(elapsed: float) -> float:
     return WINDOW / BUDGET
 
 
+def _sparse_step(start: float) -> float:
+    """Polls before the expected end (`start` of the dense stretch): as often as without history (every
+    4 s) when that still leaves DENSE_POLLS of the window for the end, else sparser, down to SPARSE_STEP.
+    A job that ends well before its expected time (a shorter clip) is then seen no later than cold."""
+    span = min(start - FREE_SECONDS, WINDOW)  # where sparse polls share a window with the dense ones
+    return min(SPARSE_STEP, max(WINDOW / BUDGET, span / (BUDGET - DENSE_POLLS - 1)))
+
+
 @dataclass(frozen=True)
 class Expected:
     """The job's end is expected between `first` and `last` seconds after its start."""
@@ -162,7 +170,7 @@ class PollPlan:
             return plain
         start, end = expected.first - LEAD, expected.last + TAIL
         if now < start:
-            sparse = now + SPARSE_STEP if now >= FREE_SECONDS else plain
+            sparse = now + _sparse_step(start) if now >= FREE_SECONDS else plain
             return min(sparse, start)
         if now < end:
             return now + max(DENSE_STEP, (end - start) / DENSE_POLLS)
