@@ -20,6 +20,7 @@ import pytest
 from clips import video_packets, write_clip
 
 from sonify import batch, media, pipeline
+from sonify.bench.measure import max_polls_per_window
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.providers.schedule import (
     BUDGET,
@@ -143,16 +144,11 @@ def polls_of(plan: PollPlan, ends_at: float) -> list[float]:
         t += plan.delay(t)
 
 
-def most_in_a_window(times: list[float]) -> int:
-    after = [t for t in times if t > FREE_SECONDS]
-    return max((sum(1 for u in after if t <= u < t + WINDOW) for t in after), default=0)
-
-
 @pytest.mark.parametrize("expected", [None, Expected(30.0, 30.5), Expected(200.0, 200.2), Expected(5.0, 90.0)], ids=str)
 @pytest.mark.parametrize("ends_at", [1.0, 9.0, 31.0, 125.0, 400.0])
 def test_the_poll_schedule_keeps_its_budget_and_sees_every_end(expected, ends_at):
     polls = polls_of(PollPlan(lambda: expected), ends_at)
-    assert most_in_a_window(polls) <= BUDGET
+    assert max_polls_per_window(polls, FREE_SECONDS, WINDOW) <= BUDGET
     assert polls[-1] >= ends_at and polls == sorted(polls)
 
 
@@ -160,7 +156,7 @@ def test_the_poll_schedule_keeps_its_budget_and_sees_every_end(expected, ends_at
 def test_the_poll_schedule_is_dense_around_the_expected_end(ends_at):
     polls = polls_of(PollPlan(lambda: Expected(ends_at - 0.1, ends_at + 0.15)), ends_at)
     assert polls[-1] - ends_at <= 0.25  # seen within one dense step: the budget was kept for the end
-    assert most_in_a_window(polls) <= BUDGET
+    assert max_polls_per_window(polls, FREE_SECONDS, WINDOW) <= BUDGET
 
 
 @pytest.mark.parametrize("ends_at", [12.0, 15.0, 20.0, 25.0])
@@ -190,7 +186,7 @@ def test_a_running_job_uses_a_run_time_learned_meanwhile():
     assert cold[-1] - 30.1 > 3  # one poll every 4 s
     plan = PollPlan(lambda: Expected(30.0, 30.25) if plan.polls and plan.polls[-1] > 15 else None)
     taught = polls_of(plan, 30.1)
-    assert taught[-1] - 30.1 <= 0.25 and most_in_a_window(taught) <= BUDGET
+    assert taught[-1] - 30.1 <= 0.25 and max_polls_per_window(taught, FREE_SECONDS, WINDOW) <= BUDGET
 
 
 def test_run_times_outlive_the_process_in_the_journal(monkeypatch, tmp_path):

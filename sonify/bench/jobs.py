@@ -17,11 +17,11 @@ from .. import media, pipeline
 from ..emulator import Emulator
 from ..emulator.server import DEFAULT_FAL_KEYS, DEFAULT_KEYS
 from ..models import ModelSpec
+from ..providers.schedule import FREE_SECONDS, WINDOW
 from .measure import max_polls_per_window
 
 PARAMS = {"prompt": "rain on a tin roof", "seed": -1}  # where a model has them; seed -1: every job is new
 STAGES = ("prepare", "encode", "upload", "submit", "wait", "download", "decode", "align", "mux")
-FREE_SECONDS, WINDOW = 10.0, 60.0  # the polling budget's terms (providers/schedule.py)
 PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/
 
 

@@ -99,9 +99,10 @@ def batch(emulator: Emulator, clip: Path, work: Path, *, jobs: int, concurrency:
         wall = engine.elapsed()
     ideal = jobs / concurrency * seconds
     bound = 1.3 * ideal + solo - seconds
+    done = engine.counts()["done"]
     return {"jobs": jobs, "concurrency": concurrency, "model_seconds": seconds, "wall_seconds": round(wall, 3),
-            "done": engine.counts()["done"], "ideal_seconds": ideal, "one_job_overhead_seconds": round(solo - seconds, 3),
-            "bound_seconds": round(bound, 3), "met": wall <= bound and engine.counts()["done"] == jobs}
+            "done": done, "ideal_seconds": ideal, "one_job_overhead_seconds": round(solo - seconds, 3),
+            "bound_seconds": round(bound, 3), "met": wall <= bound and done == jobs}
 
 
 def batch_command(emulator: Emulator, clip: Path, work: Path, *, jobs: int, concurrency: int) -> dict[str, Any] | None:

@@ -91,7 +91,9 @@ class FaultBoard:
         retry_after: float | None = None,
         body: Any = None,
     ) -> None:
-        """The next `times` requests matching `method` and `path_regex` get `status` instead of their answer."""
+        """The next `times` requests matching `method` and `path_regex` (re.search) get `status` instead
+        of their answer. `body`: None for a WaveSpeed-style JSON error, str/bytes sent as is, anything
+        else as JSON."""
         self._add(Fault(method.upper(), re.compile(path_regex), times, "inject", status, retry_after, body))
 
     def drop(self, method: str, path_regex: str, times: int = 1) -> None:

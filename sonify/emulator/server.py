@@ -229,6 +229,10 @@ class Emulator:
         self.cdn_token_seconds = 3600.0
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self.faults = FaultBoard()
+        # Request faults are the board's own: inject, drop, delay, truncate, redirect, malformed.
+        board = self.faults
+        self.inject, self.drop, self.delay = board.inject, board.drop, board.delay
+        self.truncate, self.redirect, self.malformed = board.truncate, board.redirect, board.malformed
         self.url = ""  # the API origin, after start()
         self.files_url = ""  # the files origin (uploads, outputs), after start()
         self.router = Router()  # the API routes; each emulated provider adds its rows in start()
@@ -310,40 +314,6 @@ class Emulator:
 
     def seconds_for(self, model_id: str) -> float:
         return self.per_model_seconds.get(model_id, self.model_seconds)
-
-    def inject(
-        self,
-        method: str,
-        path_regex: str,
-        status: int,
-        times: int = 1,
-        retry_after: float | None = None,
-        body: Any = None,
-    ) -> None:
-        """The next `times` requests whose path matches (re.search) get `status` instead of their answer.
-
-        `body`: None for a WaveSpeed-style JSON error, str/bytes sent as is, anything else as JSON."""
-        self.faults.inject(method, path_regex, status, times, retry_after, body)
-
-    def drop(self, method: str, path_regex: str, times: int = 1) -> None:
-        """The next `times` matching requests get no answer: the connection is closed."""
-        self.faults.drop(method, path_regex, times)
-
-    def delay(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
-        """The next `times` matching requests are answered normally, `seconds` late."""
-        self.faults.delay(method, path_regex, seconds, times)
-
-    def truncate(self, method: str, path_regex: str, keep: int = 1024, times: int = 1) -> None:
-        """The next `times` matching answers stop after `keep` body bytes (the connection closes)."""
-        self.faults.truncate(method, path_regex, keep, times)
-
-    def redirect(self, method: str, path_regex: str, location: str, times: int = 1, status: int = 302) -> None:
-        """The next `times` matching requests are redirected to `location` ("{path}": the request's path)."""
-        self.faults.redirect(method, path_regex, location, times, status)
-
-    def malformed(self, method: str, path_regex: str, times: int = 1, status: int = 200) -> None:
-        """The next `times` matching requests get `status` with a body that is not valid JSON."""
-        self.faults.malformed(method, path_regex, times, status)
 
     def stick_next(self, model_id: str, times: int = 1) -> None:
         """The next `times` tasks of `model_id` never leave the queue (until cancelled or stop())."""

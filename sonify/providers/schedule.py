@@ -154,7 +154,7 @@ class PollPlan:
         else:
             self._running_until = elapsed
 
-    def bracket(self) -> tuple[float, float] | None:
+    def bracket(self) -> Bracket | None:
         """(after, no later than): the job's end, as these polls saw it; None if not seen done."""
         return None if self._done_at is None else (self._running_until, self._done_at)
 
