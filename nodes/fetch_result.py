@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..sonify.errors import Cancelled, ValidationError
-from ..sonify.models import MODELS
+from ..sonify.models import MODELS, PROVIDERS
 from . import comfy
-
-PROVIDERS = ("wavespeed", "fal")
 
 
 class SonifyFetchResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sonify.models import ModelSpec, Param
+from ..sonify.models import MAX_FPS, MIN_FPS, ModelSpec, Param
 
 WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING"}
 
@@ -34,9 +34,9 @@ def source_inputs(spec: ModelSpec) -> dict[str, Any]:
         "images": ("IMAGE", {"tooltip": f"Frames of the clip (e.g. from a video-generation node), with `fps`. "
                                         f"Connect this or `video`. {about}"}),
         "fps": ("FLOAT", {
-            "default": 24.0, "min": 0.001, "max": 240.0, "step": 0.001,
+            "default": 24.0, "min": MIN_FPS, "max": MAX_FPS, "step": 0.001,
             "tooltip": "Frame rate of `images` (29.97 is read as 30000/1001, 23.976 as 24000/1001). Ignored for "
-                       "`video`. Range: 0.001 to 240. Default: 24.",
+                       f"`video`. Range: {MIN_FPS:g} to {MAX_FPS:g}. Default: 24.",
         }),
     }
 
@@ -46,7 +46,7 @@ def _purpose(spec: ModelSpec) -> str:
 
 
 def _clip_facts(spec: ModelSpec) -> str:
-    """Length limits and what is uploaded, which decides upload time."""
+    """Length limits, what is uploaded (which decides upload time) and the parameters' notes on the clip."""
     facts = []
     if spec.max_seconds is not None:
         facts.append(f"{spec.title} takes clips from {spec.min_seconds or 0:g} to {spec.max_seconds:g} s.")
@@ -55,6 +55,5 @@ def _clip_facts(spec: ModelSpec) -> str:
     else:
         facts.append(f"Sonify uploads a small copy (short side {spec.proxy.short_side} px, at most "
                      f"{spec.proxy.max_fps} fps, no sound) unless the file already fits; your picture is kept as is.")
-    if any(p.name == "duration" for p in spec.params):
-        facts.append("With duration 0 the price follows the clip's length.")
+    facts += [p.source_note for p in spec.params if p.source_note]
     return " ".join(facts)

@@ -8,7 +8,7 @@ from typing import Any
 from ..sonify.models import ModelSpec
 from . import comfy
 from .inputs import param_inputs, source_inputs
-from .video_to_audio import run_node
+from .run import run_node
 
 
 def make_lipsync_node(spec: ModelSpec) -> type:

@@ -7,9 +7,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..sonify.models import GAIN_DB
 from . import comfy
 
-GAIN = {"default": 0.0, "min": -60.0, "max": 24.0, "step": 0.5}
+GAIN = {"default": 0.0, "min": GAIN_DB[0], "max": GAIN_DB[1], "step": 0.5}
+RANGE = f"{GAIN_DB[0]:g} to {GAIN_DB[1]:g}"
 
 
 class SonifyMuxAudio:
@@ -29,8 +31,9 @@ class SonifyMuxAudio:
             "mode": (["replace", "mix"], {"default": "replace",
                                           "tooltip": "replace: only the new sound. mix: the new sound over the video's own. "
                                                      "Default: replace."}),
-            "audio_gain_db": ("FLOAT", {**GAIN, "tooltip": "Gain of the new sound in dB (-60 to 24). Default: 0."}),
-            "video_gain_db": ("FLOAT", {**GAIN, "tooltip": "Gain of the video's own sound in dB when mixing (-60 to 24). Default: 0."}),
+            "audio_gain_db": ("FLOAT", {**GAIN, "tooltip": f"Gain of the new sound in dB ({RANGE}). Default: 0."}),
+            "video_gain_db": ("FLOAT", {**GAIN, "tooltip": f"Gain of the video's own sound in dB when mixing ({RANGE}). "
+                                                        "Default: 0."}),
         }}
 
     def run(self, video: Any, audio: Any, mode: str = "replace", audio_gain_db: float = 0.0,

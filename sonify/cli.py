@@ -26,9 +26,8 @@ from typing import Any
 
 from .errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
 from .models import BY_MODEL_ID as MODELS_BY_ID
-from .models import MODELS, ModelSpec, Param
+from .models import MODELS, PROVIDERS, ModelSpec, Param
 
-PROVIDERS = ("wavespeed", "fal")
 EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
 EXIT_BATCH_FAILED = 6  # some clips of a batch failed (the others' results are kept)

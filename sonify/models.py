@@ -17,6 +17,12 @@ from .errors import ValidationError
 
 INT32_MAX = 2147483647
 MAX_TEXT = 2000  # characters, for text no provider documents a limit for: longer is surely a pasted mistake
+PROVIDERS = ("wavespeed", "fal")
+# Ranges of inputs that belong to no one model, kept here so that each is written once and the node
+# layer reads them without importing numpy or PyAV: a frames source's rate, the Mux node's gains.
+MIN_FPS = 0.001
+MAX_FPS = 240
+GAIN_DB = (-60.0, 24.0)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class Param:
     required: bool = False  # for "str": must not be empty
     multiline: bool = False
     send_if_empty: bool = True  # False: an empty string is left out of the request
+    # The model's random seed: -1 asks for a new result every run, 0 or more for the same one again.
+    seed: bool = False
+    source_note: str = ""  # a sentence for the source inputs' tooltips: what this parameter makes the clip decide
 
     def range_text(self) -> str:
         if self.kind in ("int", "float"):
@@ -129,6 +138,8 @@ class ModelSpec:
     video_field: str = "video"
     audio_field: str | None = None  # lipsync only
     output: str = "audio"  # "audio": sound for the source video; "video": a new video (lipsync)
+    native_audio: tuple[int, int] | None = None  # (sample rate, channels) it makes; None: lipsync (its sound is the voice)
+    extra_outputs: tuple[str, ...] = ()  # result fields besides the media (fal's prompt), each a STRING node output
     proxy: ProxyRule | None = field(default_factory=ProxyRule)  # None: upload the original
     min_seconds: float | None = None
     max_seconds: float | None = None
@@ -162,6 +173,17 @@ class ModelSpec:
             if p.send_if_empty or params[p.name] != ""
         }
 
+    def fixed_seed(self, params: dict[str, Any]) -> int | None:
+        """The seed that asks for the same result again, or None: -1 (random) or no seed parameter."""
+        seed = next((p for p in self.params if p.seed), None)
+        value = params.get(seed.name) if seed is not None else None
+        return value if isinstance(value, int) and value >= 0 else None
+
+    def cacheable(self, params: dict[str, Any]) -> bool:
+        """Whether the journal may reuse a stored result for these (sent) parameters: only a fixed seed
+        asks for the same result again; -1, or a model without a seed, asks for a new one each run."""
+        return self.fixed_seed(params) is not None
+
     def check_duration(self, seconds: float) -> None:
         lo, hi = self.min_seconds, self.max_seconds
         if (lo is not None and seconds < lo) or (hi is not None and seconds > hi):
@@ -182,7 +204,7 @@ SEED = Param(
     "seed", "int", -1,
     "Random seed; -1 picks a new one each run. A fixed seed (0 or more) asks for the same result again: "
     "running the same job again then reuses Sonify's stored result, with no request and no cost.",
-    min=-1, max=INT32_MAX,
+    min=-1, max=INT32_MAX, seed=True,
 )
 
 MMAUDIO_V2 = ModelSpec(
@@ -194,12 +216,14 @@ MMAUDIO_V2 = ModelSpec(
     params=(
         Param("prompt", "str", "", "What the sound should be, e.g. 'rain on a tin roof, distant thunder'.", required=True, multiline=True),
         Param("negative_prompt", "str", "", "Sounds to avoid (e.g. music).", multiline=True, send_if_empty=False),
-        Param("duration", "int", 0, "Seconds of audio; 0 matches the video (rounded up, then trimmed). Cost grows with it.", min=0, max=30),
+        Param("duration", "int", 0, "Seconds of audio; 0 matches the video (rounded up, then trimmed). Cost grows with it.", min=0, max=30,
+              source_note="With duration 0 the price follows the clip's length."),
         Param("num_inference_steps", "int", 25, "Denoising steps: more is slower, not dearer.", min=4, max=50),
         Param("guidance_scale", "float", 4.5, "How strongly the prompt steers the sound.", min=0, max=20, step=0.1),
         Param("mask_away_clip", "bool", False, "Ignore the picture's content; keep only its timing."),
         SEED,
     ),
+    native_audio=(44100, 1),
     price=lambda params, seconds: 0.001 * params["duration"],
     price_text="$0.001 per second of audio",
     resolve=_mmaudio_resolve,
@@ -215,6 +239,7 @@ THINKSOUND_WAVESPEED = ModelSpec(
         Param("prompt", "str", "", "What the sound should be (optional).", multiline=True, send_if_empty=False),
         SEED,
     ),
+    native_audio=(44100, 2),
     licence_note="ThinkSound's model licence forbids commercial use.",
 )
 
@@ -231,6 +256,8 @@ THINKSOUND_FAL = ModelSpec(
         Param("cfg_scale", "float", 5.0, "How strongly the prompt steers the sound.", min=1, max=20, step=0.1),
     ),
     video_field="video_url",
+    native_audio=(44100, 2),
+    extra_outputs=("prompt",),
     price_text="$0.001 per compute second",
     licence_note="ThinkSound's model licence forbids commercial use.",
 )
@@ -248,6 +275,7 @@ KLING_V2A = ModelSpec(
     ),
     # Kling's own inputs go down to 720 px [guess]: keep that much rather than risk a rejection.
     proxy=ProxyRule(short_side=720, max_fps=30),
+    native_audio=(48000, 2),  # [guess]: no rate is documented; 48 kHz stereo is what the emulator makes
     min_seconds=3.0,
     max_seconds=20.0,
     price=lambda params, seconds: 0.035,

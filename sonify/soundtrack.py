@@ -11,9 +11,9 @@ import numpy as np
 
 from . import media
 from .errors import ValidationError
+from .models import GAIN_DB
 
 MODES = ("replace", "mix")
-GAIN_DB_RANGE = (-60.0, 24.0)
 
 
 def gain(db: float) -> float:
@@ -48,8 +48,8 @@ def put_on_video(
     if mode not in MODES:
         raise ValidationError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     for name, db in (("audio_gain_db", audio_gain_db), ("video_gain_db", video_gain_db)):
-        if not GAIN_DB_RANGE[0] <= db <= GAIN_DB_RANGE[1]:
-            raise ValidationError(name, f"must be from {GAIN_DB_RANGE[0]:g} to {GAIN_DB_RANGE[1]:g} dB, got {db}")
+        if not GAIN_DB[0] <= db <= GAIN_DB[1]:
+            raise ValidationError(name, f"must be from {GAIN_DB[0]:g} to {GAIN_DB[1]:g} dB, got {db}")
     info = media.probe(video_path)
     sound, rate = np.asarray(audio, np.float32), sample_rate
     if mode == "mix" and video_sound is None and info.has_audio:

@@ -20,7 +20,7 @@ from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 
 from sonify import jobs, media
-from sonify.models import KLING_V2A, MMAUDIO_V2, MODELS
+from sonify.models import KLING_V2A, MMAUDIO_V2, MODELS, PROVIDERS
 
 MMAUDIO = MMAUDIO_V2.model_id
 
@@ -106,6 +106,13 @@ def test_bad_arguments_are_usage_errors(args):
     done = sonify(*args)
     assert done.returncode == 2, done.stderr
     assert "usage:" in done.stderr and "error:" in done.stderr
+
+
+def test_fetch_takes_the_catalogs_providers():
+    done = sonify("fetch", "replicate", "abc")
+    assert done.returncode == 2
+    choices = re.search(r"invalid choice: .*\(choose from (.*)\)", done.stderr)
+    assert choices and re.findall(r"\w+", choices[1]) == list(PROVIDERS)
 
 
 # ---------------------------------------------------------------- run

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pack import load_pack
 
-from sonify.models import MODELS, Param
+from sonify.models import GAIN_DB, MAX_FPS, MIN_FPS, MODELS, PROVIDERS, Param
 
 PROVIDER_NAMES = {"wavespeed": "WaveSpeed", "fal": "fal"}
 NODES = load_pack().NODE_CLASS_MAPPINGS
@@ -93,3 +93,18 @@ def test_cost_is_explained_where_a_parameter_changes_it():
     assert "price follows the clip's length" in mmaudio["video"][1]["tooltip"]
     assert "no cost" in mmaudio["seed"][1]["tooltip"]
     assert "dearer" in inputs("SonifyThinkSoundFal")["num_inference_steps"][1]["tooltip"]
+
+
+def test_outputs_and_ranges_come_from_the_catalog():
+    fal = NODES["SonifyThinkSoundFal"]
+    assert fal.RETURN_NAMES == ("audio", "video", *MODELS["thinksound-fal"].extra_outputs, "job")
+    assert fal.OUTPUT_TOOLTIPS[2] == "The prompt the provider used."
+    assert NODES["SonifyMMAudioV2"].RETURN_NAMES == ("audio", "video", "job")
+    fps = inputs("SonifyMMAudioV2")["fps"][1]
+    assert (fps["min"], fps["max"]) == (MIN_FPS, MAX_FPS) == (0.001, 240)
+    for name in ("audio_gain_db", "video_gain_db"):
+        gain = inputs("SonifyMuxAudio")[name][1]
+        assert (gain["min"], gain["max"]) == GAIN_DB == (-60.0, 24.0)
+        assert "(-60 to 24)" in gain["tooltip"]
+    kind, options = inputs("SonifyFetchResult")["provider"]
+    assert kind == list(PROVIDERS) == ["wavespeed", "fal"] and options["default"] in PROVIDERS

@@ -3,6 +3,7 @@ nodes (loaded as ComfyUI loads the pack) against the emulator."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 
@@ -13,7 +14,7 @@ import torch
 from clips import flash_frames, onset_time, video_packets, write_clip
 from pack import load_pack, module
 
-from sonify.emulator import synth
+from sonify.models import BY_MODEL_ID, THINKSOUND_WAVESPEED
 
 
 def node(node_id: str):
@@ -55,7 +56,9 @@ def test_thinksound_wavespeed_formats(emulator, wavespeed_env, tmp_path, fmt):
 
 @pytest.mark.parametrize("rate,channels", [(16000, 1), (16000, 2), (44100, 1), (48000, 2)])
 def test_any_rate_and_layout_is_aligned_to_the_sample(emulator, wavespeed_env, monkeypatch, rate, channels):
-    monkeypatch.setitem(synth.LAYOUTS, "thinksound-wavespeed", (rate, channels))  # the emulated model's output
+    # The emulated model's output: the emulator finds its model in the catalog by provider and id.
+    key = (THINKSOUND_WAVESPEED.provider, THINKSOUND_WAVESPEED.model_id)
+    monkeypatch.setitem(BY_MODEL_ID, key, dataclasses.replace(THINKSOUND_WAVESPEED, native_audio=(rate, channels)))
     fps, n = Fraction(30000, 1001), 45
     frames = torch.from_numpy(flash_frames(n, 96, 64, flash_frames=(20,)))
     audio, _, _ = node("SonifyThinkSoundWaveSpeed")(images=frames, fps=float(fps), prompt="wind", seed=-1)

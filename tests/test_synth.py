@@ -34,7 +34,7 @@ def test_a_flash_sounds_at_its_time(tmp_path, key, fps):
     (out,) = synth.render(V2A[key], {"prompt": "a bang", "duration": 0}, str(clip), None, str(tmp_path / "o"), "mp4")
 
     audio, rate = media.decode_audio(out)
-    assert (rate, audio.shape[0]) == LAYOUT[key]
+    assert (rate, audio.shape[0]) == V2A[key].native_audio == LAYOUT[key]
     assert abs(onset_time(audio, rate, 0.5) - flash / fps) < 1 / fps
     assert video_packets(out) == video_packets(clip)  # the picture is the input's, copied
 
@@ -122,6 +122,12 @@ def test_lipsync_frame_map_for_shorter_audio():
     assert synth.lipsync_frame_map(1, Fraction(1), Fraction(1), Fraction(3), "bounce") == [0, 0, 0]
     with pytest.raises(ValidationError, match="sync_mode"):
         synth.lipsync_frame_map(4, Fraction(1), Fraction(4), Fraction(2), "stretch")
+
+
+def test_the_emulator_takes_the_catalogs_sync_modes():
+    assert synth.SYNC_MODES == SYNC_LIPSYNC.param("sync_mode").choices
+    for mode in SYNC_LIPSYNC.param("sync_mode").choices:
+        assert synth.lipsync_frame_map(4, Fraction(1), Fraction(4), Fraction(2), mode)
 
 
 @pytest.mark.parametrize(

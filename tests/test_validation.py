@@ -107,3 +107,26 @@ def test_inputs_come_from_the_catalog():
     for _, options in [*inputs["required"].values(), *inputs["optional"].values()]:
         assert options["tooltip"]
     assert node_cls.RETURN_NAMES == ("audio", "video", "job")
+
+
+# ---------------------------------------------------------------- catalog rules the engine reads
+
+
+def test_only_a_fixed_seed_makes_a_run_cacheable():
+    models = module("sonify.models")
+    spec = models.MMAUDIO_V2
+    assert not spec.cacheable({**GOOD, "seed": -1})  # a new result every run
+    assert spec.cacheable({**GOOD, "seed": 0}) and spec.fixed_seed({**GOOD, "seed": 0}) == 0
+    assert spec.cacheable({**GOOD, "seed": models.INT32_MAX})
+    kling = models.KLING_V2A  # no seed parameter: every run is a new job
+    assert not any(p.seed for p in kling.params)
+    assert not kling.cacheable({**kling.defaults(), "seed": 5})
+
+
+def test_every_model_names_a_known_provider_and_a_sound_layout():
+    models = module("sonify.models")
+    for spec in models.MODELS.values():
+        assert spec.provider in models.PROVIDERS
+        assert (spec.native_audio is not None) == (spec.output == "audio"), spec.key
+    assert [name for spec in models.MODELS.values() for name in spec.extra_outputs] == ["prompt"]
+    assert models.THINKSOUND_FAL.extra_outputs == ("prompt",)

@@ -23,23 +23,16 @@ import numpy as np
 
 from .. import media
 from ..errors import ValidationError
-from ..models import ModelSpec
+from ..models import SYNC_LIPSYNC, ModelSpec
 
 log = logging.getLogger("sonify")
 
 TITLE = "Sonify emulator — synthetic sound"
 METADATA = {"title": TITLE, "comment": "Made by the Sonify emulator, not by a hosted model."}
 
-# Native (sample rate, channels) of each model; unknown models get 44.1 kHz stereo.
-LAYOUTS: dict[str, tuple[int, int]] = {
-    "mmaudio-v2": (44100, 1),
-    "thinksound-wavespeed": (44100, 2),
-    "thinksound-fal": (44100, 2),
-    "kling-video-to-audio": (48000, 2),
-}
 MMAUDIO_LATENT = 1024  # MMAudio's length is rounded up to whole latents: it runs slightly long
 AUDIO_FORMATS = ("wav", "mp3", "flac", "m4a")
-SYNC_MODES = ("cut_off", "loop", "bounce", "silence", "remap")
+SYNC_MODES = SYNC_LIPSYNC.param("sync_mode").choices
 
 _GRAY_WIDTH = 64  # motion is measured on a small grayscale picture
 # The least mean absolute difference (0..1) that counts as full motion: a still, slightly noisy clip stays
@@ -75,11 +68,11 @@ def _out_path(out_dir: str, key: str, ext: str) -> str:
 def _video_to_audio(spec: ModelSpec, params: dict[str, Any], video_path: str, out_dir: str, fmt: str) -> str:
     if fmt != "mp4" and fmt not in AUDIO_FORMATS:
         raise ValueError(f"unknown output format {fmt!r}")
-    rate, channels = LAYOUTS.get(spec.key, (44100, 2))
+    rate, channels = spec.native_audio
     times, energy = motion_envelope(video_path)
     length = _output_samples(spec, params, media.probe(video_path).duration, rate)
     envelope = hold_envelope(times, energy, rate, length)
-    sound = _carrier(channels, length, rate, _seed(params), str(params.get("prompt", ""))) * envelope
+    sound = _carrier(channels, length, rate, spec.fixed_seed(params), str(params.get("prompt", ""))) * envelope
     out = _out_path(out_dir, spec.key, fmt)
     if fmt == "mp4":
         media.mux(video_path, sound, rate, out, metadata=METADATA)
@@ -133,11 +126,6 @@ def hold_envelope(times: np.ndarray, energy: np.ndarray, rate: int, length: int)
         end = starts[-1] + int(np.median(np.diff(starts)))
         envelope[end:] = 0
     return envelope.astype(np.float32)
-
-
-def _seed(params: dict[str, Any]) -> int | None:
-    seed = params.get("seed", -1)
-    return int(seed) if isinstance(seed, (int, float)) and seed >= 0 else None
 
 
 def _carrier(channels: int, length: int, rate: int, seed: int | None, prompt: str) -> np.ndarray:

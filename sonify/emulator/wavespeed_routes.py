@@ -11,12 +11,13 @@ import re
 import secrets
 import shutil
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ValidationError
-from ..models import BY_MODEL_ID, ModelSpec, Param
+from ..models import BY_MODEL_ID, MMAUDIO_V2, ModelSpec, Param
 from .multipart import MultipartError, boundary_of, read_form
 from .routing import Handler, Request, Response, json_response
 from .storage import content_type_for, safe_name
@@ -29,9 +30,9 @@ PROVIDER = "wavespeed"
 TICKET_LIFETIME = timedelta(hours=1)
 
 # Where the provider is stricter than our catalog. MMAudio's duration 0 ("match the video") is
-# resolved by the client; the provider itself takes 1..30 s and defaults to 8.
+# resolved by the client; the provider itself takes 1 s at the least and defaults to 8.
 PROVIDER_RULES: dict[str, tuple[Param, ...]] = {
-    "wavespeed-ai/mmaudio-v2": (Param("duration", "int", 8, "Seconds of audio.", min=1, max=30),),
+    MMAUDIO_V2.model_id: (replace(MMAUDIO_V2.param("duration"), default=8, min=1),),
 }
 IGNORED_FIELDS = ("webhook", "webhook_url")
 
