@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sonify import media  # after the path is set: the script runs from anywhere
-from sonify.emulator.synth import TITLE
+from sonify_devtools.emulator.synth import TITLE
 
 WIDTH = 960
 MARGIN = 16
@@ -87,7 +87,7 @@ def main() -> int:
 
 
 def _run_demo(work: Path) -> Path:
-    from sonify.demo import run_demo
+    from sonify_devtools.demo import run_demo
 
     return run_demo(work).video_path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import importlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
@@ -49,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     typo = _model_typo(argv)
     if typo is not None:
         sub_parsers[argv[0]].error(typo)
+    if argv and argv[0] in sub_parsers and sub_parsers[argv[0]].get_default(NO_DEVTOOLS):
+        print(f"error: {DEVTOOLS_MISSING}", file=sys.stderr)  # before argparse, which knows none of its options
+        return EXIT[ConfigurationError]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -362,8 +367,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
-    from .demo import DEMO_FAL_KEY, DEMO_KEY
-
+    demo = _devtool_for_arguments("demo", parser)
+    if demo is None:
+        return
+    DEMO_KEY, DEMO_FAL_KEY = demo.DEMO_KEY, demo.DEMO_FAL_KEY
     parser.add_argument("--port", type=int, default=8787, help="API port (default: 8787; 0: any free port)")
     parser.add_argument("--key", default=DEMO_KEY, help=f"the WaveSpeed key it accepts (default: {DEMO_KEY})")
     parser.add_argument("--fal-key", default=DEMO_FAL_KEY, help=f"the fal key it accepts, id:secret (default: {DEMO_FAL_KEY})")
@@ -372,7 +379,7 @@ def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _emulator(args: argparse.Namespace) -> int:
     """Runs until Ctrl-C, which ends it normally (exit 0)."""
-    from .emulator import serve_forever
+    serve_forever = _devtool("emulator").serve_forever
 
     if args.fal_key.count(":") != 1:
         raise ValidationError("--fal-key", "must be key_id:key_secret, like a fal key")
@@ -391,11 +398,13 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    if _devtool_for_arguments("demo", parser) is None:
+        return
     parser.add_argument("-o", "--output", type=Path, default=Path("sonify-demo"), help="folder (default: sonify-demo)")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    run_demo = _devtool("demo").run_demo
 
     def announce(url: str) -> None:
         print(f"emulator (synthetic sound, not a real model) at {url}", file=sys.stderr)
@@ -410,15 +419,43 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bench import plans
-
-    plans.add_arguments(parser)
+    plans = _devtool_for_arguments("bench.plans", parser)
+    if plans is not None:
+        plans.add_arguments(parser)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import runner
+    return _devtool("bench.runner").run(args)
 
-    return runner.run(args)
+
+# --- the dev tools: a sibling package, imported only by the commands above ---
+
+DEVTOOLS = "sonify_devtools"
+DEVTOOLS_MISSING = (f"this command needs Sonify's dev tools, the {DEVTOOLS} package beside sonify/, and this install "
+                    "has the engine only: run it from the pack's folder (a clone of its repository)")
+NO_DEVTOOLS = "no_devtools"  # the default a command's parser gets when the dev tools it needs are missing
+
+
+def _devtool(name: str) -> ModuleType:
+    """sonify_devtools.NAME (the emulator, the demo, the benchmark): it lives beside the engine, not in it,
+    and is missing where only the engine is installed — then a ConfigurationError that says so (a message,
+    not a traceback)."""
+    try:
+        return importlib.import_module(f"{DEVTOOLS}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != DEVTOOLS:
+            raise  # the dev tools are there, something they import is not: a real error
+        raise ConfigurationError(DEVTOOLS_MISSING) from None
+
+
+def _devtool_for_arguments(name: str, parser: argparse.ArgumentParser) -> ModuleType | None:
+    """_devtool(name) while the parser is built (for every command, so every other command still works
+    without the dev tools): if they are missing, None, and the command is marked so that main() says so."""
+    try:
+        return _devtool(name)
+    except ConfigurationError:
+        parser.set_defaults(**{NO_DEVTOOLS: True})
+        return None
 
 
 COMMANDS: dict[str, Command] = {

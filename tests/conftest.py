@@ -10,7 +10,7 @@ import pytest
 from clips import write_clip
 
 from sonify import media
-from sonify.emulator import Emulator
+from sonify_devtools.emulator import Emulator
 
 EMULATOR_KEY = "test-wavespeed-key"
 

@@ -17,7 +17,7 @@ import requests
 import wavespeed
 
 from sonify import media
-from sonify.emulator import Emulator, serve_forever
+from sonify_devtools.emulator import Emulator, serve_forever
 
 KEY = "test-wavespeed-key"
 MMAUDIO = "wavespeed-ai/mmaudio-v2"

@@ -18,12 +18,12 @@ import requests
 from conftest import FAL_KEY
 
 from sonify import media, pipeline, providers
-from sonify.emulator import Emulator
 from sonify.errors import Cancelled, JobFailed, JobTimedOut, ProviderError, ValidationError
 from sonify.models import THINKSOUND_FAL
 from sonify.providers.base import COMPLETED, QUEUED, RUNNING, TaskState, WaitLimits
 from sonify.providers.fal import Fal, sse_data
 from sonify.waiter import Waiter
+from sonify_devtools.emulator import Emulator
 
 MODEL = THINKSOUND_FAL.model_id
 STATUS_POLL = r"/requests/[^/]+/status$"

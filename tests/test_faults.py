@@ -19,9 +19,9 @@ import pytest
 from clips import write_clip
 
 from sonify import http, media, pipeline
-from sonify.emulator import Emulator
 from sonify.errors import JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
+from sonify_devtools.emulator import Emulator
 
 BOUND = 10.0  # seconds: every permanent fault ends the job within this
 

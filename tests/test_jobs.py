@@ -26,10 +26,10 @@ from conftest import EMULATOR_KEY
 from pack import ROOT, load_pack, module
 
 from sonify import cli, jobs, media, pipeline
-from sonify.emulator import Emulator
 from sonify.errors import Cancelled, JobFailed, JobTimedOut, ProviderError, ValidationError
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.waiter import Waiter
+from sonify_devtools.emulator import Emulator
 
 MODEL = MMAUDIO_V2.model_id
 SUBMIT = rf"^/api/v3/{MODEL}$"

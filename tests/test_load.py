@@ -14,8 +14,8 @@ import pytest
 from clips import write_clip
 
 from sonify import http, media, pipeline
-from sonify.emulator import Emulator
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify_devtools.emulator import Emulator
 
 JOBS, CONCURRENCY = 50, 8
 # At most MAX_ATTEMPTS - 1 = 5 faults per route: however the 8 threads interleave, no single request

@@ -23,7 +23,7 @@ import torch
 from clips import write_clip
 from pack import ROOT, load_pack, module
 
-from sonify.emulator import Emulator
+from sonify_devtools.emulator import Emulator
 
 WAVESPEED_KEY = "sk-test-SECRET-1234567890abcdef"
 FAL_ID, FAL_SECRET = "fal-id-SECRET-0a1b2c3d4e5f", "fal-secret-SECRET-9f8e7d6c5b4a"

@@ -6,7 +6,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from ..providers.schedule import FREE_SECONDS
+from sonify.providers.schedule import FREE_SECONDS
+
 from .jobs import STAGES
 from .measure import MB
 from .waits import ATTEMPTS, median

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from ..config import is_loopback
+from sonify.config import is_loopback
+
 from .routing import CHUNK, Handler, Request, Response, json_response
 
 ID_RE = r"(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # hex, or a UUID (fal request ids)

@@ -21,9 +21,9 @@ from typing import Any
 import av
 import numpy as np
 
-from .. import media
-from ..errors import ValidationError
-from ..models import SYNC_LIPSYNC, ModelSpec
+from sonify import media
+from sonify.errors import ValidationError
+from sonify.models import SYNC_LIPSYNC, ModelSpec
 
 log = logging.getLogger("sonify")
 

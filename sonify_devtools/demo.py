@@ -35,9 +35,10 @@ def run_demo(out_dir: Path, on_progress: Callable[[str, float | None], None] | N
     """Write out_dir/demo-clip.mp4, run MMAudio v2 on it against a private emulator and return the
     pipeline's Result (its video_path: the clip with the synthetic sound). The process environment is
     pointed at the emulator (key, URL, a state folder in out_dir) for the run, then restored."""
-    from . import media, pipeline
+    from sonify import media, pipeline
+    from sonify.models import MMAUDIO_V2
+
     from .emulator import Emulator
-    from .models import MMAUDIO_V2
 
     out_dir.mkdir(parents=True, exist_ok=True)
     clip = out_dir / "demo-clip.mp4"

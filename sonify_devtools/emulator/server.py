@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..models import BY_MODEL_ID
+from sonify.models import BY_MODEL_ID
+
 from .fal_routes import FalRoutes
 from .faults import FaultBoard, TaskFault
 from .routing import Body, Request, Response, Router, declared_length, json_response

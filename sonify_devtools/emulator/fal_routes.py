@@ -23,8 +23,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
-from ..errors import ValidationError
-from ..models import BY_MODEL_ID, ModelSpec
+from sonify.errors import ValidationError
+from sonify.models import BY_MODEL_ID, ModelSpec
+
 from .routing import Handler, HttpError, Request, Response, json_response
 from .storage import content_type_for, is_loopback, safe_name
 from .tasks import Task

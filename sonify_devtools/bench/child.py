@@ -1,5 +1,5 @@
-"""One benchmark case in a fresh interpreter: `python -m sonify.bench.child KIND CONFIG_JSON` prints the
-case's JSON record as its last line. Imports nothing heavy before the case runs, so the start-up case
+"""One benchmark case in a fresh interpreter: `python -m sonify_devtools.bench.child KIND CONFIG_JSON` prints
+the case's JSON record as its last line. Imports nothing heavy before the case runs, so the start-up case
 measures the pack's import on a clean slate."""
 
 from __future__ import annotations

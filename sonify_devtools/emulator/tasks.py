@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import media
-from ..errors import ValidationError
-from ..models import ModelSpec
+from sonify import media
+from sonify.errors import ValidationError
+from sonify.models import ModelSpec
+
 from . import synth
 from .storage import FetchError, Storage
 

@@ -13,22 +13,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import media, pipeline
+from sonify import media, pipeline
+from sonify.models import ModelSpec
+from sonify.providers.schedule import FREE_SECONDS, WINDOW
+
 from ..emulator import Emulator
 from ..emulator.server import DEFAULT_FAL_KEYS, DEFAULT_KEYS
-from ..models import ModelSpec
-from ..providers.schedule import FREE_SECONDS, WINDOW
 from .measure import max_polls_per_window
 
 PARAMS = {"prompt": "rain on a tin roof", "seed": -1}  # where a model has them; seed -1: every job is new
 STAGES = ("prepare", "encode", "upload", "submit", "wait", "download", "decode", "align", "mux")
-PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/
+PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/, sonify_devtools/
 
 
 def in_child(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """One case in a fresh interpreter (its peak memory, its start-up, its in-memory state are its own),
     with this process's environment; its last stdout line is the record."""
-    done = subprocess.run([sys.executable, "-m", "sonify.bench.child", kind, json.dumps(config)],
+    done = subprocess.run([sys.executable, "-m", "sonify_devtools.bench.child", kind, json.dumps(config)],
                           capture_output=True, text=True, env=os.environ | {"PYTHONPATH": python_path()}, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark case {kind} failed:\n{done.stderr[-3000:]}")

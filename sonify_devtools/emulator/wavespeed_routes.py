@@ -16,8 +16,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import ValidationError
-from ..models import BY_MODEL_ID, MMAUDIO_V2, ModelSpec, Param
+from sonify.errors import ValidationError
+from sonify.models import BY_MODEL_ID, MMAUDIO_V2, ModelSpec, Param
+
 from .multipart import MultipartError, boundary_of, read_form
 from .routing import Handler, Request, Response, json_response
 from .storage import content_type_for, safe_name

@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .. import batch as batch_engine
+from sonify import batch as batch_engine
+from sonify.models import KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL, THINKSOUND_WAVESPEED, ModelSpec
+from sonify.providers.schedule import HISTORY
+
 from ..emulator import Emulator
-from ..models import KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL, THINKSOUND_WAVESPEED, ModelSpec
-from ..providers.schedule import HISTORY
 from . import clips
 from .jobs import detection, in_child, job_record, params_for, poll_times, python_path, run_job, wavespeed_polls
 
