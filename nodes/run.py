@@ -22,7 +22,7 @@ def engine_source(video: Any, images: Any, fps: float, workdir: Path) -> Any:
         raise ValidationError("video", "connect exactly one of `video` or `images` (+ `fps`)")
     if video is not None:
         return media.VideoSource(**comfy.video_source(video, workdir))
-    # the rate's range is checked with the frames, in pipeline.validate_source
+    # the rate's range is checked with the frames, in media.validate_source
     return media.VideoSource(frames=images.detach().cpu().numpy(), fps=media.exact_fps(fps))
 
 

@@ -70,41 +70,23 @@ def provider_checks(provider: str) -> list[Check]:
 
 
 def _key_works(provider: str, key: str, where: str, urls: list[str]) -> Check:
-    """WaveSpeed: GET /api/v3/balance. fal: a CDN upload token (what every fal upload asks for first)."""
+    """The provider's own key check (WaveSpeed: its balance; fal: a CDN upload token)."""
     from .providers.fal import Fal
     from .providers.wavespeed import WaveSpeed
 
     what = f"{NAMES[provider]} answers"
+    client = WaveSpeed(key, urls[0]) if provider == "wavespeed" else Fal(key, *urls)
     try:
-        if provider == "wavespeed":
-            http = WaveSpeed(key, urls[0]).http
-            response = http.request("GET", "/api/v3/balance", idempotent=False, waiter=Waiter(), timeout=TIMEOUT)
-        else:
-            http = Fal(key, *urls).http
-            response = http.request("POST", f"{urls[1]}/storage/auth/token?storage_type=fal-cdn-v3", json={},
-                                    idempotent=False, waiter=Waiter(), timeout=TIMEOUT)
+        checked = client.check_key(Waiter(), TIMEOUT)
     except ProviderError as exc:
         if exc.status in (401, 403):
             return Check(what, False, f"{urls[-1]} refused the key from {where} (HTTP {exc.status}): check it")
         return Check(what, False, f"could not check the key at {urls[-1]}: {exc}")
     except SonifyError as exc:
         return Check(what, False, str(exc))
-    with response:
-        body = _json(response)
-        emulator = " — the Sonify emulator, not the real provider" if response.headers.get("X-Sonify-Emulator") else ""
-    if provider == "fal" and isinstance(body, dict) and isinstance(body.get("token"), str):
-        register_secret(body["token"])  # a short-lived upload token: never shown either
-    data = body.get("data") if isinstance(body, dict) else None
-    balance = data.get("balance") if provider == "wavespeed" and isinstance(data, dict) else None
-    money = f" (balance ${balance:.2f})" if isinstance(balance, (int, float)) else ""
-    return Check(what, True, f"{urls[-1]} accepts the key{money}{emulator}")
-
-
-def _json(response) -> object:
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    money = f" (balance ${checked.balance_usd:.2f})" if checked.balance_usd is not None else ""
+    emulator = " — the Sonify emulator, not the real provider" if checked.emulator else ""
+    return Check(what, True, f"{checked.url} accepts the key{money}{emulator}")
 
 
 # --- media ---

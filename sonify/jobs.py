@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,65 @@ BUSY_TIMEOUT_MS = 2000  # a locked journal delays a job at most this long per st
 JOIN_POLL_SECONDS = 0.25  # how often a run waiting for an identical job elsewhere looks again
 CHUNK = 1 << 20
 
-OPEN = ("intent", "submitting", "submitted", "queued", "running")  # a run is (or was) working on it
-RESUMABLE = ("submitted", "queued", "running", "detached", "completed")  # has a task whose result may come
-AMBIGUOUS = ("submitting", "unknown")  # the submit may or may not have reached the provider
 HOST = socket.gethostname()
+
+
+class Word(str, Enum):
+    """A word stored in the journal: compares, formats and serialises as its text."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    __format__ = str.__format__
+
+
+class Status(Word):
+    """A job row's status. These are all the transitions the code makes:
+
+        (claim "new")                 → INTENT
+        INTENT      → SUBMITTING        the submit is about to be sent (a run that ends before deletes its INTENT row)
+        SUBMITTING  → SUBMITTED         the provider answered with a task id (recorded before the wait)
+                    → INTENT            refused (HTTP 4xx) or cancelled before anything was sent: nothing to pay for
+                    → UNKNOWN           no readable answer: a task may exist
+        SUBMITTED   → QUEUED → RUNNING  as the provider reports them (either may be skipped)
+        SUBMITTED, QUEUED, RUNNING
+                    → COMPLETED         the task succeeded (its result file is then downloaded, `result_path`)
+                    → FAILED            the task failed, or the provider no longer has it
+                    → CANCELLED         the user cancelled and the provider accepted the cancel
+                    → DETACHED          the run stopped while the task went on (Cancel, timeout, crash)
+        DETACHED    → SUBMITTED         an identical run resumes the task (a resume keeps any other status)
+        SUBMITTING, UNKNOWN (no live run, no task id)
+                    → UNKNOWN_REPORTED  a later identical run told the user once, and submits anew next time
+        (no row)    → COMPLETED         a result fetched by task id (`record_fetched`)
+    """
+
+    INTENT = "intent"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DETACHED = "detached"
+    UNKNOWN = "unknown"
+    UNKNOWN_REPORTED = "unknown_reported"
+
+
+OPEN = frozenset({Status.INTENT, Status.SUBMITTING, Status.SUBMITTED, Status.QUEUED, Status.RUNNING})  # a run works on it
+RESUMABLE = frozenset({Status.SUBMITTED, Status.QUEUED, Status.RUNNING, Status.DETACHED, Status.COMPLETED})  # has a task
+AMBIGUOUS = frozenset({Status.SUBMITTING, Status.UNKNOWN})  # the submit may or may not have reached the provider
+UNFINISHED = frozenset({Status.SUBMITTED, Status.QUEUED, Status.RUNNING, Status.DETACHED})  # the task may still run
+
+
+class ClaimKind(Word):
+    """What a run does with its fingerprint (see Claim)."""
+
+    STORED = "stored"  # use the row's stored result: no request
+    RESUME = "resume"  # wait on the row's task
+    BUSY = "busy"  # an identical job runs in another live run: wait, then claim again
+    AMBIGUOUS = "ambiguous"  # a dead run's submit may or may not have reached the provider: tell the user
+    NEW = "new"  # upload and submit
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -159,7 +215,7 @@ class JobRow:
     provider: str
     model: str
     task_id: str | None
-    status: str
+    status: Status
     cacheable: bool
     delivered: bool
     params: dict[str, Any]
@@ -180,22 +236,21 @@ class JobRow:
         for name, empty in (("params", "{}"), ("outputs", "[]"), ("extra", "{}")):
             values[name] = json.loads(values[name] or empty)
         values["cacheable"], values["delivered"] = bool(values["cacheable"]), bool(values["delivered"])
+        values["status"] = Status(values["status"])
         return cls(**values)
 
     def stored_result(self) -> Path | None:
         """The downloaded result file, if this row has one that still exists."""
-        if self.status == "completed" and self.result_path and Path(self.result_path).is_file():
+        if self.status == Status.COMPLETED and self.result_path and Path(self.result_path).is_file():
             return Path(self.result_path)
         return None
 
 
 @dataclass(frozen=True)
 class Claim:
-    """What a run should do. kind: "stored" (use row.result_path, no request), "resume" (wait on
-    row.task_id), "busy" (an identical job runs elsewhere: wait, then claim again), "ambiguous" (a dead
-    run's submit may or may not have reached the provider: tell the user), "new" (upload and submit)."""
+    """What a run should do (see ClaimKind), and the row it concerns."""
 
-    kind: str
+    kind: ClaimKind
     row: JobRow | None = None
 
 
@@ -317,22 +372,22 @@ class Journal:
                 "SELECT * FROM jobs WHERE fingerprint = ? ORDER BY id DESC", (meta.fingerprint,))]
             alive = {r.id: owner_alive(r.owner, r.heartbeat, now) for r in rows}
             claim = _decide(rows, alive, meta.cacheable, now)
-            if claim.kind == "resume" or (claim.kind == "stored" and not alive[claim.row.id]):
-                status = "submitted" if claim.row.status == "detached" else claim.row.status
+            if claim.kind == ClaimKind.RESUME or (claim.kind == ClaimKind.STORED and not alive[claim.row.id]):
+                status = Status.SUBMITTED if claim.row.status == Status.DETACHED else claim.row.status
                 _update(db, claim.row.id, owner=owner, heartbeat=now, status=status, source_path=meta.source_path)
                 claim = Claim(claim.kind, self._row(db, claim.row.id))
-            elif claim.kind == "ambiguous":
-                _update(db, claim.row.id, status="unknown_reported", owner=None)
-            elif claim.kind == "new":
-                stale = [r.id for r in rows if r.status == "intent" and not alive[r.id]]
+            elif claim.kind == ClaimKind.AMBIGUOUS:
+                _update(db, claim.row.id, status=Status.UNKNOWN_REPORTED, owner=None)
+            elif claim.kind == ClaimKind.NEW:
+                stale = [r.id for r in rows if r.status == Status.INTENT and not alive[r.id]]
                 db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in stale])
                 row_id = db.execute(
                     "INSERT INTO jobs (fingerprint, provider, model, status, cacheable, params, cost_usd, source_path,"
-                    " owner, heartbeat, created_at, updated_at) VALUES (?, ?, ?, 'intent', ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (meta.fingerprint, meta.provider, meta.model, int(meta.cacheable), json.dumps(meta.params),
+                    " owner, heartbeat, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (meta.fingerprint, meta.provider, meta.model, Status.INTENT, int(meta.cacheable), json.dumps(meta.params),
                      meta.cost_usd, meta.source_path, owner, now, now, now),
                 ).lastrowid
-                claim = Claim("new", self._row(db, row_id))
+                claim = Claim(ClaimKind.NEW, self._row(db, row_id))
         return claim
 
     def update(self, row_id: int, **fields: Any) -> None:
@@ -342,7 +397,7 @@ class Journal:
     def release(self, row_id: int, owner: str) -> None:
         """The run ends: the row has no owner any more (an intent that never reached the submit goes)."""
         with self._connect() as db:
-            db.execute("DELETE FROM jobs WHERE id = ? AND owner = ? AND status = 'intent'", (row_id, owner))
+            db.execute("DELETE FROM jobs WHERE id = ? AND owner = ? AND status = ?", (row_id, owner, Status.INTENT))
             db.execute("UPDATE jobs SET owner = NULL, updated_at = ? WHERE id = ? AND owner = ?",
                        (time.time(), row_id, owner))
 
@@ -370,14 +425,14 @@ class Journal:
                        result_path: str) -> None:
         """A result fetched by task id: update its row, or add one (without fingerprint) if none."""
         now = time.time()
-        fields = {"status": "completed", "outputs": outputs, "extra": extra, "result_path": result_path,
+        fields = {"status": Status.COMPLETED, "outputs": outputs, "extra": extra, "result_path": result_path,
                   "delivered": 1, "error": None}
         with self._transaction() as db:
             row = db.execute("SELECT id FROM jobs WHERE provider = ? AND task_id = ?", (provider, task_id)).fetchone()
             if row is None:
                 row_id = db.execute(
                     "INSERT INTO jobs (provider, model, task_id, status, created_at, updated_at)"
-                    " VALUES (?, ?, ?, 'completed', ?, ?)", (provider, model, task_id, now, now)).lastrowid
+                    " VALUES (?, ?, ?, ?, ?, ?)", (provider, model, task_id, Status.COMPLETED, now, now)).lastrowid
             else:
                 row_id = row["id"]
             _update(db, row_id, **fields)
@@ -427,20 +482,20 @@ def _decide(rows: list[JobRow], alive: dict[int, bool], cacheable: bool, now: fl
     """The claim rules, newest row first (see the module docstring and docs/INTERFACES.md §jobs)."""
     for r in rows:
         if r.stored_result() and (cacheable or (not r.delivered and not alive[r.id])):
-            return Claim("stored", r)
+            return Claim(ClaimKind.STORED, r)
     if cacheable:
         for r in rows:
-            if alive[r.id] and (r.status in OPEN or (r.status == "completed" and not r.delivered)):
-                return Claim("busy", r)
+            if alive[r.id] and (r.status in OPEN or (r.status == Status.COMPLETED and not r.delivered)):
+                return Claim(ClaimKind.BUSY, r)
     for r in rows:
         fresh = now - r.created_at < RETENTION_SECONDS
-        wanted = not r.delivered or (cacheable and r.status == "completed")  # a cached result whose file went
+        wanted = not r.delivered or (cacheable and r.status == Status.COMPLETED)  # a cached result whose file went
         if r.task_id and r.status in RESUMABLE and wanted and fresh and not alive[r.id]:
-            return Claim("resume", r)
+            return Claim(ClaimKind.RESUME, r)
     for r in rows:
         if r.status in AMBIGUOUS and not r.task_id and not alive[r.id]:
-            return Claim("ambiguous", r)
-    return Claim("new")
+            return Claim(ClaimKind.AMBIGUOUS, r)
+    return Claim(ClaimKind.NEW)
 
 
 def _update(db: sqlite3.Connection, row_id: int, **fields: Any) -> None:
@@ -505,6 +560,17 @@ def guarded(what: str, call: Callable[[Journal], Any], default: Any = None) -> A
         return default
 
 
+class RunTimeStore:
+    """The poll schedule's learned run times (providers/schedule.py: a `Store`), kept in the journal of
+    the state folder. Like every journal use, a failure is logged and ignored."""
+
+    def load(self, key: str, limit: int) -> list[tuple[float, float]]:
+        return guarded("reading run times", lambda journal: journal.run_times(key, limit), [])
+
+    def save(self, key: str, bracket: tuple[float, float]) -> None:
+        guarded("recording a run time", lambda journal: journal.record_run_time(key, bracket))
+
+
 def results_dir(fallback: Path) -> Path:
     """Where downloaded provider outputs are kept (state folder/results), or `fallback` if unusable."""
     try:
@@ -523,12 +589,14 @@ class Ticket:
     """One run's view of its journal row. Every method is safe: a journal error is logged once and
     the run goes on without the journal (so it cannot resume or cache, but it never fails for it)."""
 
+    owns_task = True  # the run's task: cancelled with the run, its row kept up to date
+
     def __init__(self, journal: Journal | None, meta: JobMeta) -> None:
         self.meta = meta
         self.owner = _new_owner()
         self.row: JobRow | None = None
         self._journal = journal
-        self._status = ""
+        self._status: Status | None = None
         self._stop = threading.Event()
         self._heart: threading.Thread | None = None
 
@@ -551,18 +619,18 @@ class Ticket:
         with _active_lock:  # live before its row exists: an identical claim must never take it for dead
             _active.add(self.owner)
         while True:
-            claim = self._do("claiming the job", lambda j: j.claim(self.owner, self.meta), Claim("new"))
-            if claim.kind != "busy":
+            claim = self._do("claiming the job", lambda j: j.claim(self.owner, self.meta), Claim(ClaimKind.NEW))
+            if claim.kind != ClaimKind.BUSY:
                 break
             on_busy(claim.row)
             waiter.sleep(JOIN_POLL_SECONDS)
-        if claim.row is not None and claim.kind in ("stored", "resume", "new"):
+        if claim.row is not None and claim.kind in (ClaimKind.STORED, ClaimKind.RESUME, ClaimKind.NEW):
             self.row = claim.row
             self._status = claim.row.status
             self._start_heartbeat()
         return claim
 
-    def record(self, status: str | None = None, **fields: Any) -> None:
+    def record(self, status: Status | None = None, **fields: Any) -> None:
         """Update the row (status and/or fields); a status already recorded is not written again."""
         if status is not None and status != self._status:
             fields["status"] = self._status = status
@@ -570,7 +638,7 @@ class Ticket:
             self._do(f"recording {status or ', '.join(fields)}", lambda j: j.update(self.row_id, **fields))
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status | None:
         return self._status
 
     def _start_heartbeat(self) -> None:
@@ -608,6 +676,34 @@ class Ticket:
 
     def forget_upload(self, endpoint: str, media_key: str) -> None:
         self._do("forgetting an upload", lambda j: j.forget_upload(self.meta.provider, endpoint, media_key))
+
+
+class FetchedTask:
+    """A fetch's view of a task: the row of the run that made it, or none. A fetch only looks, so it
+    writes nothing until it has the result, then records it (adding a row if there was none)."""
+
+    owns_task = False
+
+    def __init__(self, provider: str, model: str, task_id: str, row: JobRow | None) -> None:
+        self.provider, self.model, self.task_id, self.row = provider, model, task_id, row
+        self._status = row.status if row is not None else None
+        self._result: dict[str, Any] = {}  # outputs and extra, from the COMPLETED record
+
+    @property
+    def status(self) -> Status | None:
+        return self._status
+
+    def record(self, status: Status | None = None, **fields: Any) -> None:
+        if status is not None:
+            self._status = status
+        if status == Status.COMPLETED:
+            self._result = fields
+        if "result_path" in fields:
+            outputs, extra = self._result.get("outputs", []), self._result.get("extra", {})
+            guarded("recording the fetched result", lambda journal: journal.record_fetched(
+                self.provider, self.model, self.task_id, outputs, extra, fields["result_path"]))
+        if fields.get("delivered") and self.row is not None:
+            guarded("recording the delivery", lambda journal: journal.update(self.row.id, delivered=1))
 
 
 # --- identical runs in this process ----------------------------------------------------------

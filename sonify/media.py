@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from .errors import ValidationError
-from .models import ProxyRule
+from .models import MAX_FPS, ProxyRule
 
 log = logging.getLogger("sonify")
 
@@ -60,6 +60,36 @@ class VideoSource:
     path: str | None = None
     frames: np.ndarray | None = None  # [N,H,W,3] float32 in [0,1] (or uint8)
     fps: Fraction | None = None  # required with frames
+
+
+MIN_SIDE, MAX_SIDE = 16, 8192  # pixels; H.264's largest levels stop at 8192×4320
+
+
+def validate_source(video: VideoSource) -> None:
+    """Exactly one of a file or frames; frames non-empty, finite, in range, with a sane fps."""
+    if (video.path is None) == (video.frames is None):
+        raise ValidationError("video", "connect exactly one of `video` or `images` (+ `fps`)")
+    if video.frames is None:
+        return
+    frames = video.frames
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValidationError("images", f"must be [frames, height, width, 3], got shape {list(frames.shape)}")
+    if frames.shape[0] < 2:
+        raise ValidationError("images", f"needs at least 2 frames, got {frames.shape[0]}")
+    check_picture_size(frames.shape[2], frames.shape[1], "images")
+    if frames.dtype != np.uint8:
+        if not np.isfinite(frames).all():
+            raise ValidationError("images", "contains NaN or infinite pixel values")
+        if frames.min() < -1e-3 or frames.max() > 1 + 1e-3:
+            raise ValidationError("images", "pixel values must be in 0..1")
+    if video.fps is None or not (0 < video.fps <= MAX_FPS):
+        raise ValidationError("fps", f"must be above 0 and at most {MAX_FPS}, got {video.fps}")
+
+
+def check_picture_size(width: int, height: int, name: str) -> None:
+    """16 px to MAX_SIDE px a side: smaller is no picture to look at, larger no encoder or model takes."""
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
+        raise ValidationError(name, f"frames must be {MIN_SIDE} to {MAX_SIDE} pixels a side, got {width}×{height}")
 
 
 # ---------------------------------------------------------------- probing

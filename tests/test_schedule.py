@@ -14,19 +14,19 @@ from clips import write_clip
 from pack import ROOT
 
 from sonify import media, pipeline
+from sonify.jobs import RunTimeStore
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.providers.schedule import (
     BUDGET,
     FREE_SECONDS,
-    HISTORY,
     SPARSE_STEP,
     WINDOW,
     Expected,
     History,
-    JournalStore,
     PollPlan,
     history_key,
 )
+from sonify.remote_job import run_times
 from sonify_devtools.bench.measure import max_polls_per_window
 
 STREAM = r"/requests/[^/]+/status/stream$"
@@ -107,8 +107,8 @@ def test_a_running_job_uses_a_run_time_learned_meanwhile():
 
 def test_run_times_outlive_the_process_in_the_journal(monkeypatch, tmp_path):
     monkeypatch.setenv("SONIFY_STATE_DIR", str(tmp_path / "state"))
-    History(JournalStore()).record("endpoint model", (29.0, 29.5))
-    later = History(JournalStore())  # what a new process starts with
+    History(RunTimeStore()).record("endpoint model", (29.0, 29.5))
+    later = History(RunTimeStore())  # what a new process starts with
     assert later.expected("endpoint model") == Expected(29.0, 29.5)
     assert later.expected("endpoint other-model") is None
 
@@ -116,21 +116,21 @@ def test_run_times_outlive_the_process_in_the_journal(monkeypatch, tmp_path):
 def test_a_new_process_polls_on_what_an_earlier_one_learned(emulator, wavespeed_env, tmp_path):
     """A job run by the command line (its own process) leaves its run time in the journal; this process,
     knowing nothing yet, finds it there."""
-    HISTORY.clear()
+    run_times().clear()
     emulator.model_seconds = 1.0
     source = write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 96, 64)
     done = subprocess.run([sys.executable, "-m", "sonify", "run", MMAUDIO_V2.key, "--video", str(source), "-o",
                            str(tmp_path / "out"), "--prompt", "rain"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    expected = HISTORY.expected(history_key(emulator.url, MMAUDIO_V2.model_id))
+    expected = run_times().expected(history_key(emulator.url, MMAUDIO_V2.model_id))
     assert expected is not None and expected.first < 1.0 <= expected.last
 
 
 def test_wavespeed_learns_a_models_run_time_from_its_own_jobs(emulator, wavespeed_env, tmp_path):
-    HISTORY.clear()
+    run_times().clear()
     emulator.model_seconds = 1.0
     source = write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 96, 64)
     pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(source)), out_dir=tmp_path / "out")
-    expected = HISTORY.expected(history_key(emulator.url, MMAUDIO_V2.model_id))
+    expected = run_times().expected(history_key(emulator.url, MMAUDIO_V2.model_id))
     assert expected is not None and expected.first < expected.last and expected.last >= 1.0

@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 
 from .. import config
+from .base import Provider
 from .fal import Fal
 from .wavespeed import WaveSpeed
 
-_clients: dict[tuple, object] = {}
+_clients: dict[tuple, Provider] = {}
 _lock = threading.Lock()
 
 
-def client(provider: str):
+def client(provider: str) -> Provider:
     """The client for `provider`, built from the current key and base URL."""
     key = config.api_key(provider)
     if provider == "wavespeed":

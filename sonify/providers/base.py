@@ -1,15 +1,17 @@
-"""What every provider client returns while a job runs, and the shared polling loop."""
+"""What every provider client is (`Provider`) and returns while a job runs, and the shared polling loop."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..errors import JobTimedOut
+from ..http import Http
 from ..waiter import Waiter
-from .schedule import PollPlan
+from .schedule import History, PollPlan
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 
@@ -30,12 +32,60 @@ class TaskState:
 
 
 @dataclass(frozen=True)
+class KeyCheck:
+    """A key the provider accepted: where it was checked, the account's balance when the provider tells
+    it, and whether the answer came from the Sonify emulator."""
+
+    url: str
+    balance_usd: float | None = None
+    emulator: bool = False
+
+
+@dataclass(frozen=True)
 class WaitLimits:
     """The queue wait and the processing wait are bounded separately: a job stuck in a queue
     (no credit, an outage) should not hold the node for the whole processing allowance."""
 
     queue_seconds: float = 900.0
     run_seconds: float = 1800.0
+
+
+class Provider(Protocol):
+    """One provider's protocol client. Every URL and endpoint of the provider is built in here; the rest
+    of Sonify passes task ids, model ids, files and the URLs the provider handed out."""
+
+    name: str
+    http: Http  # the session: API base URL, key, retries, size-capped downloads
+
+    def upload(self, path: Path, waiter: Waiter) -> str:
+        """Upload a file; returns the URL a job's input refers to it by."""
+        ...
+
+    def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
+        """Create the job (never retried: a lost answer may still have created a task); returns its id."""
+        ...
+
+    def state(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> TaskState:
+        """The task's state now; for a completed task, its result (output URLs and other fields)."""
+        ...
+
+    def wait(self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits,
+             *, model_id: str | None = None, history: History | None = None) -> TaskState:
+        """Follow the task to its end (a final TaskState), reporting each state. `history`: learned run
+        times, where the client polls (without it, the plain schedule)."""
+        ...
+
+    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
+        """Ask the provider to stop the task; True if it accepted."""
+        ...
+
+    def task_model(self, task_id: str, waiter: Waiter) -> str | None:
+        """The model id a task was run with, where the provider tells it (None: it does not)."""
+        ...
+
+    def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
+        """The cheapest request that proves the key works (raises ProviderError when refused)."""
+        ...
 
 
 def poll_until_final(

@@ -24,7 +24,8 @@ from ..errors import ConfigurationError, ProviderError, SonifyError, ValidationE
 from ..http import RETRYABLE, FileBody, Http
 from ..redact import register_secret
 from ..waiter import SLICE, Waiter
-from .base import COMPLETED, FAILED, QUEUED, RUNNING, TaskState, WaitLimits, check_limits, poll_until_final
+from .base import COMPLETED, FAILED, QUEUED, RUNNING, KeyCheck, TaskState, WaitLimits, check_limits, poll_until_final
+from .schedule import History
 
 log = logging.getLogger("sonify")
 
@@ -245,9 +246,10 @@ class Fal:
 
     def wait(
         self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits,
-        *, model_id: str | None = None,
+        *, model_id: str | None = None, history: History | None = None,
     ) -> TaskState:
-        """Follow the status stream (no polling latency); poll instead when the stream fails.
+        """Follow the status stream (no polling latency); poll instead when the stream fails (on the plain
+        schedule: `history` is not used, the stream needs none).
 
         The queue wait and the processing wait stay bounded across the switch."""
         urls = self._urls_for(task_id, model_id)
@@ -291,6 +293,21 @@ class Fal:
                 clock.check(task_id, limits)
         finally:
             events.close()
+
+    def task_model(self, task_id: str, waiter: Waiter) -> str | None:
+        """fal's request answers do not name the model: a request is found by its model id."""
+        return None
+
+    # --- key check ---
+
+    def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
+        """A CDN upload token: what every fal upload asks for first. The token itself is never shown."""
+        url = f"{self.rest_url}/storage/auth/token?storage_type=fal-cdn-v3"
+        with self.http.request("POST", url, json={}, idempotent=False, waiter=waiter, timeout=timeout) as response:
+            body = _json_or_none(response)
+            if isinstance(body, dict) and isinstance(body.get("token"), str):
+                register_secret(body["token"])
+            return KeyCheck(url=self.rest_url, emulator=bool(response.headers.get("X-Sonify-Emulator")))
 
     # --- cancel ---
 

@@ -9,8 +9,8 @@ Two rules hold together:
   running and no later than the first poll that saw it done. Other jobs of that model poll sparsely
   until just before that time, densely around it, then as without history. A job looks the time up
   before each poll, so jobs already running (a batch's first round) use what the first of them to
-  end has taught. Run times are kept in the job journal, so a restarted ComfyUI or the next
-  command-line run starts with what earlier ones learned.
+  end has taught. The pipeline hands the client a History kept in the job journal, so a restarted
+  ComfyUI or the next command-line run starts with what earlier ones learned.
 
 Without history the schedule is dense at first (short jobs are noticed quickly), then one poll every
 4 s. Times are seconds since the submit when the client made it, else since the wait began.
@@ -23,8 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-
-from .. import jobs
 
 FREE_SECONDS = 10.0  # no budget before this: the first seconds decide how fast short jobs feel
 BUDGET, WINDOW = 15, 60.0  # at most BUDGET polls in any WINDOW seconds after FREE_SECONDS
@@ -64,21 +62,11 @@ Bracket = tuple[float, float]  # (last seen running, first seen done), seconds f
 
 
 class Store(Protocol):
-    """Where run times outlive the process."""
+    """Where run times outlive the process (the job journal's `RunTimeStore`, handed in by the pipeline)."""
 
     def load(self, key: str, limit: int) -> list[Bracket]: ...  # the newest `limit`, oldest first
 
     def save(self, key: str, bracket: Bracket) -> None: ...
-
-
-class JournalStore:
-    """Run times in the job journal. Like every journal use, a failure is logged and ignored."""
-
-    def load(self, key: str, limit: int) -> list[Bracket]:
-        return jobs.guarded("reading run times", lambda journal: journal.run_times(key, limit), [])
-
-    def save(self, key: str, bracket: Bracket) -> None:
-        jobs.guarded("recording a run time", lambda journal: journal.record_run_time(key, bracket))
 
 
 def history_key(endpoint: str, model: str) -> str:
@@ -131,9 +119,6 @@ class History:
         """Forget what this process holds (the store keeps its own)."""
         with self._lock:
             self._runs.clear()
-
-
-HISTORY = History(JournalStore())
 
 
 class PollPlan:

@@ -1,4 +1,4 @@
-"""WaveSpeed REST v3: upload, submit, poll, (no cancel). Protocol notes: shared/PROTOCOLS.md."""
+"""WaveSpeed REST v3: upload, submit, poll, key check (no cancel yet). Protocol notes: shared/PROTOCOLS.md."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import requests
 from ..errors import ProviderError
 from ..http import FileBody, Http
 from ..waiter import Waiter
-from .base import COMPLETED, FAILED, QUEUED, RUNNING, TaskState, WaitLimits, poll_until_final
-from .schedule import HISTORY, PollPlan, history_key
+from .base import COMPLETED, FAILED, QUEUED, RUNNING, KeyCheck, TaskState, WaitLimits, poll_until_final
+from .schedule import History, PollPlan, history_key
 
 NAME = "wavespeed"
 STATUS = {
@@ -100,11 +100,19 @@ class WaveSpeed:
             self._submitted[str(task_id)] = (model_id, sent)
         return str(task_id)
 
-    def state(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> TaskState:
-        """`model_id` is accepted like fal's client takes it; WaveSpeed task ids need no model."""
-        data = self._data(self.http.json(
+    def _result(self, task_id: str, waiter: Waiter) -> dict[str, Any]:
+        return self._data(self.http.json(
             "GET", f"/api/v3/predictions/{task_id}/result", idempotent=True, waiter=waiter, task_id=task_id,
         ), task_id)
+
+    def task_model(self, task_id: str, waiter: Waiter) -> str | None:
+        """A WaveSpeed task names its model in `data.model` of its result answer."""
+        model = self._result(task_id, waiter).get("model")
+        return model if isinstance(model, str) and model else None
+
+    def state(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> TaskState:
+        """`model_id` is accepted like fal's client takes it; WaveSpeed task ids need no model."""
+        data = self._result(task_id, waiter)
         raw = str(data.get("status", ""))
         status = STATUS.get(raw, FAILED)
         error = str(data.get("error") or "")
@@ -125,26 +133,36 @@ class WaveSpeed:
 
     def wait(
         self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits,
-        *, model_id: str | None = None,
+        *, model_id: str | None = None, history: History | None = None,
     ) -> TaskState:
-        """Poll on a schedule learned from this model's recent jobs (schedule.py). A job submitted by
-        this client uses and teaches the schedule its run time; a resumed one (started who knows when)
-        does neither."""
+        """Poll on a schedule learned from this model's recent jobs in `history` (schedule.py). A job
+        submitted by this client uses and teaches the schedule its run time; a resumed one (started who
+        knows when) does neither."""
         with self._lock:
             model, sent = self._submitted.pop(task_id, (model_id, None))
-        learned = model is not None and sent is not None
+        learned = history is not None and model is not None and sent is not None
         key = history_key(self.http.base_url, model or "")
-        plan = PollPlan(lambda: HISTORY.expected(key)) if learned else PollPlan()
+        plan = PollPlan(lambda: history.expected(key)) if learned else PollPlan()
         state = poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits,
                                  plan, sent)
         bracket = plan.bracket()
         if state.status == COMPLETED and learned and bracket is not None:
-            HISTORY.record(key, bracket)
+            history.record(key, bracket)
         return state
 
     def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
         """WaveSpeed has no documented cancel endpoint: the job runs on (and can be fetched)."""
         return False
+
+    def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
+        """GET /api/v3/balance: free, and it tells the balance."""
+        with self.http.request("GET", "/api/v3/balance", idempotent=False, waiter=waiter, timeout=timeout) as response:
+            data = _json_data(response)
+            balance = data.get("balance") if isinstance(data, dict) else None
+            return KeyCheck(
+                url=self.http.base_url, balance_usd=float(balance) if isinstance(balance, (int, float)) else None,
+                emulator=bool(response.headers.get("X-Sonify-Emulator")),
+            )
 
     @staticmethod
     def _data(body: Any, task_id: str | None = None) -> dict[str, Any]:
@@ -152,3 +170,11 @@ class WaveSpeed:
         if not isinstance(data, dict):
             raise ProviderError("WaveSpeed answered without a `data` object", task_id=task_id)
         return data
+
+
+def _json_data(response: requests.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("data") if isinstance(body, dict) else None

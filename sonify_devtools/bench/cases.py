@@ -25,8 +25,8 @@ def clip_case(config: dict[str, Any]) -> dict[str, Any]:
     `reference`, the proxy against a full-resolution encode with the same settings."""
     clip, work = Path(config["clip"]), Path(config["work"])
     with emulated(config["model_seconds"], work / "state") as emulator:
-        result, wall = run_job(MMAUDIO_V2, clip, work / "out")
-        record = job_record(result, emulator, wall)
+        ran = run_job(MMAUDIO_V2, clip, work / "out")
+        result, record = ran.result, job_record(ran, emulator)
         record["peak_rss_bytes"] = peak_rss_bytes()
         sent = uploaded_file(emulator, MMAUDIO_V2, record["task_id"])
         record |= {
@@ -68,9 +68,9 @@ def lipsync_case(config: dict[str, Any]) -> dict[str, Any]:
     rate = 48000
     voice = 0.3 * np.sin(2 * np.pi * 220 * np.arange(round(seconds * rate)) / rate, dtype=np.float64)
     with emulated(config["model_seconds"], work / "state") as emulator:
-        result, wall = run_job(SYNC_LIPSYNC, clip, work / "out",
-                               audio=pipeline.AudioInput(np.stack([voice, voice]).astype(np.float32), rate))
-        record = job_record(result, emulator, wall)
+        ran = run_job(SYNC_LIPSYNC, clip, work / "out",
+                      audio=pipeline.AudioInput(np.stack([voice, voice]).astype(np.float32), rate))
+        result, record = ran.result, job_record(ran, emulator)
     torch = _torch()
     gc.collect()
     tracemalloc.start()
@@ -101,6 +101,6 @@ def _torch() -> Any:
 def job_case(config: dict[str, Any]) -> dict[str, Any]:
     """One job against the parent's emulator (its environment): when this process saw the job end, for
     the parent to set against the emulator's record."""
-    result, wall = run_job(MODELS[config["model"]], Path(config["clip"]), Path(config["out"]))
-    return {"task_id": result.info["task_id"], "final_seen_monotonic": result.info["final_seen_monotonic"],
-            "wall_seconds": round(wall, 4)}
+    ran = run_job(MODELS[config["model"]], Path(config["clip"]), Path(config["out"]))
+    return {"task_id": ran.result.info["task_id"], "final_seen_monotonic": ran.final_seen,
+            "wall_seconds": round(ran.wall, 4)}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,25 +59,42 @@ def params_for(spec: ModelSpec) -> dict[str, Any]:
     return {name: value for name, value in PARAMS.items() if name in names}
 
 
-def run_job(spec: ModelSpec, clip: Path, out_dir: Path, **kwargs: Any) -> tuple[pipeline.Result, float]:
-    """(result, wall-clock seconds) of one pipeline.run on a file source."""
+@dataclass
+class Ran:
+    """One pipeline.run as the benchmark saw it: its result, its wall-clock seconds, and when the client
+    saw the task's end (time.monotonic(), from the job's "final" event; None if it never waited)."""
+
+    result: pipeline.Result
+    wall: float
+    final_seen: float | None
+
+
+def run_job(spec: ModelSpec, clip: Path, out_dir: Path, **kwargs: Any) -> Ran:
+    """One pipeline.run on a file source, observed."""
+    seen: list[float] = []
+
+    def observe(event: str, info: Any) -> None:
+        if event == "final" and not seen:
+            seen.append(time.monotonic())
+
     start = time.perf_counter()
-    result = pipeline.run(spec, params_for(spec), media.VideoSource(path=str(clip)), out_dir=out_dir, **kwargs)
-    return result, time.perf_counter() - start
+    result = pipeline.run(spec, params_for(spec), media.VideoSource(path=str(clip)), out_dir=out_dir,
+                          observe=observe, **kwargs)
+    return Ran(result, time.perf_counter() - start, seen[0] if seen else None)
 
 
-def job_record(result: pipeline.Result, emulator: Emulator, wall: float) -> dict[str, Any]:
+def job_record(ran: Ran, emulator: Emulator) -> dict[str, Any]:
     """Stages, bytes and detection latency of one finished job (detection: when the client saw the final
     status minus when the emulator set it — the same monotonic clock)."""
-    info = result.info
+    info = ran.result.info
     return {
         "task_id": info["task_id"],
         "seconds": {stage: info["seconds"].get(stage, 0.0) for stage in STAGES},
-        "wall_seconds": round(wall, 4),
+        "wall_seconds": round(ran.wall, 4),
         "uploaded_bytes": info["uploaded_bytes"],
         "proxy": info["proxy"],
         "audio_copied": info.get("audio_copied"),
-        "detection_seconds": detection(emulator, info["task_id"], info.get("final_seen_monotonic")),
+        "detection_seconds": detection(emulator, info["task_id"], ran.final_seen),
     }
 
 

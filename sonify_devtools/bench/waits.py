@@ -17,7 +17,7 @@ from typing import Any
 
 from sonify import batch as batch_engine
 from sonify.models import KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL, THINKSOUND_WAVESPEED, ModelSpec
-from sonify.providers.schedule import HISTORY
+from sonify.remote_job import run_times
 
 from ..emulator import Emulator
 from . import clips
@@ -35,8 +35,7 @@ def fal_detection(emulator: Emulator, clip: Path, durations: list[float], out: P
         emulator.per_model_seconds[THINKSOUND_FAL.model_id] = seconds
         if stream_fails:
             emulator.inject("GET", r"/status/stream$", 500)
-        result, wall = run_job(THINKSOUND_FAL, clip, out)
-        row = job_record(result, emulator, wall)
+        row = job_record(run_job(THINKSOUND_FAL, clip, out), emulator)
         base = _fal_status_path(emulator, row["task_id"])
         row |= {"model_seconds": seconds, "stream_requests": len(poll_times(emulator, row["task_id"], base + "/stream")),
                 "status_polls": len(poll_times(emulator, row["task_id"], base))}
@@ -57,7 +56,7 @@ def wavespeed_detection(emulator: Emulator, clip: Path, durations: list[float], 
     """For each model time: a first job (the schedule knows only other times, or none), a repeat (it has
     learned this one) and a job in a new process (which knows it only from the journal). Lanes of
     different models run side by side; each lane's jobs one by one."""
-    HISTORY.clear()
+    run_times().clear()
     lanes: list[list[float]] = [[] for _ in WAVESPEED_LANES]
     for seconds in sorted(durations, reverse=True):  # longest first, each to the least busy lane
         min(lanes, key=sum).append(seconds)
@@ -75,8 +74,7 @@ def _lane(emulator: Emulator, spec: ModelSpec, durations: list[float], clip: Pat
                 row = in_child("job", {"model": spec.key, "clip": str(clip), "out": str(out)})
                 row["detection_seconds"] = detection(emulator, row["task_id"], row.pop("final_seen_monotonic"))
             else:
-                result, wall = run_job(spec, clip, out)
-                row = job_record(result, emulator, wall)
+                row = job_record(run_job(spec, clip, out), emulator)
             rows.append(row | wavespeed_polls(emulator, row["task_id"])
                         | {"model": spec.key, "model_seconds": seconds, "attempt": attempt})
     return rows
@@ -91,7 +89,7 @@ def batch(emulator: Emulator, clip: Path, work: Path, *, jobs: int, concurrency:
     sources = [clips.variant(clip, i, work / "batch-clips") for i in range(jobs + 1)]
     out = work / "batch-out"
     with _cold(emulator, work / "batch-solo-state", concurrency):
-        _, solo = run_job(MMAUDIO_V2, sources[-1], out)
+        solo = run_job(MMAUDIO_V2, sources[-1], out).wall
     params = params_for(MMAUDIO_V2)
     items = batch_engine.plan(MMAUDIO_V2, params, sources[:jobs], out)
     with _cold(emulator, work / "batch-state", concurrency):
@@ -132,15 +130,13 @@ def _cold(emulator: Emulator, state: Path, concurrency: int) -> Iterator[None]:
     results) and nothing learned in this process; the emulator runs at most `concurrency` tasks at once,
     like an account limit."""
     before = os.environ["SONIFY_STATE_DIR"]
-    os.environ["SONIFY_STATE_DIR"] = str(state)
-    HISTORY.clear()
+    os.environ["SONIFY_STATE_DIR"] = str(state)  # and so run times of its own: remote_job.run_times()
     emulator.concurrency[MMAUDIO_V2.provider] = concurrency
     try:
         yield
     finally:
         emulator.concurrency.pop(MMAUDIO_V2.provider)
         os.environ["SONIFY_STATE_DIR"] = before
-        HISTORY.clear()
 
 
 def median(values: list[float | None]) -> float | None:

@@ -1,0 +1,477 @@
+"""One remote job: one task's life at the provider, each step journaled before the next.
+
+claim → upload → submit → wait → download → verify. Resuming a known task (an identical run after a
+crash, or `fetch` by task id) is the same job started at the wait. What the user is shown of it is a
+`JobInfo`, filled in as the job goes and serialised once by the pipeline. This module sits below the
+pipeline and imports nothing from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from . import config, jobs, media
+from .errors import Cancelled, JobFailed, ProviderError, SonifyError, ValidationError
+from .jobs import ClaimKind, Status
+from .models import ModelSpec
+from .providers.base import COMPLETED, QUEUED, RUNNING, Provider, TaskState, WaitLimits, recovery_hint
+from .providers.schedule import History
+from .waiter import Waiter
+
+log = logging.getLogger("sonify")
+
+ProgressFn = Callable[[str, float | None], None]  # (text, fraction done or None)
+Observer = Callable[[str, "JobInfo"], None]  # (event, the job's info): "submitted", "final", "downloaded"
+Upload = tuple[str, Callable[[], Path]]  # (media key: what the file is made from, make the file)
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus")
+
+
+@dataclass
+class AudioInput:
+    """Audio handed to a model (lipsync's voice): float32 [C, T] at its own rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+
+@dataclass
+class JobInfo:
+    """What the user is shown of one job: the node's `job` output, the command line's job JSON."""
+
+    provider: str
+    model: str  # the provider's model id
+    task_id: str | None = None
+    status: str = "preparing"  # the journal's word, or the provider's own while it runs
+    cost_usd_estimate: float | None = None
+    video_seconds: float | None = None
+    params: dict[str, Any] | None = None  # what was sent, without media URLs
+    uploaded_bytes: int = 0
+    uploads_reused: int = 0
+    proxy: bool = False  # a reduced copy of the source was uploaded
+    cached: bool = False  # the stored result of an earlier job: no request, no cost
+    resumed: bool = False  # an earlier run's task, waited on again
+    fetched: bool = False  # got by task id
+    outputs: list[str] = field(default_factory=list)
+    inference_seconds: float | None = None
+    result_file: str | None = None  # the provider's output, kept in the result store
+    audio_copied: bool | None = None  # the provider's AAC packets were copied onto the picture
+    source: str | None = None  # fetch: the clip the sound was put on
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A job's verified result: the provider's output file, its sound, and its other fields."""
+
+    path: Path
+    samples: np.ndarray  # float32 [C, T]
+    sample_rate: int
+    extra: dict[str, Any]  # other result fields (fal's prompt)
+
+
+class StageTimer:
+    """Collects wall-clock seconds per stage for the job info. A stage inside another (the proxy encode
+    inside the upload) counts for itself only, so the stages add up to the whole."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._nested: list[float] = []  # per open stage: seconds spent in stages inside it
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        self._nested.append(0.0)
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - start
+            own = spent - self._nested.pop()
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + own, 4)
+            if self._nested:
+                self._nested[-1] += spent
+
+
+@dataclass
+class RunContext:
+    """What one node run (or command) lends each of its remote jobs."""
+
+    waiter: Waiter
+    report: ProgressFn
+    timer: StageTimer
+    work: Path  # the run's scratch folder
+    slots: threading.Semaphore | None = None  # a batch's: jobs at the provider at once
+    observe: Observer | None = None  # the benchmark watches the job's events through this
+
+
+class JobRecord(Protocol):
+    """The journal's side of one job: a run's `jobs.Ticket`, or a fetch's `jobs.FetchedTask`."""
+
+    owns_task: bool  # a run owns its task (cancels it on Cancel); a fetch only looks
+
+    @property
+    def status(self) -> Status | None: ...
+
+    def record(self, status: Status | None = None, **fields: Any) -> None: ...
+
+
+def max_download_bytes() -> int:
+    return int(float(os.environ.get("SONIFY_MAX_DOWNLOAD_MB", "500")) * (1 << 20))
+
+
+def wait_limits() -> WaitLimits:
+    return WaitLimits(
+        queue_seconds=float(os.environ.get("SONIFY_QUEUE_TIMEOUT", "900")),
+        run_seconds=float(os.environ.get("SONIFY_RUN_TIMEOUT", "1800")),
+    )
+
+
+def check_budget(cost: float | None) -> None:
+    limit = os.environ.get("SONIFY_MAX_USD_PER_JOB", "").strip()
+    if limit and cost is not None and cost > float(limit):
+        raise ValidationError(
+            "SONIFY_MAX_USD_PER_JOB", f"this job is estimated at ${cost:.3f}, above the limit of ${float(limit):.3f}"
+        )
+
+
+_histories: dict[Path | None, History] = {}
+_histories_lock = threading.Lock()
+
+
+def run_times() -> History:
+    """The learned run times of the state folder's journal, one History per folder (a command that points
+    SONIFY_STATE_DIR elsewhere starts from what that folder knows)."""
+    try:
+        folder: Path | None = config.state_dir()
+    except OSError:
+        folder = None
+    with _histories_lock:
+        if folder not in _histories:
+            _histories[folder] = History(jobs.RunTimeStore())
+        return _histories[folder]
+
+
+class RemoteJob:
+    """One task at the provider (see the module docstring). `run` claims the job's fingerprint in the
+    journal and does what the claim says; `resume` follows a known task; `fetch` is that resume, or
+    the stored result."""
+
+    def __init__(self, spec: ModelSpec, client: Provider, run: RunContext, info: JobInfo) -> None:
+        self.spec, self.client, self.ctx, self.info = spec, client, run, info
+        self.record: JobRecord | None = None  # set by run() or fetch()
+        self._ticket: jobs.Ticket | None = None  # run() only: the uploads it made are recorded there
+        self._uploads: list[str] = []  # media keys of the uploads this job uses
+
+    # --- a run's job ---
+
+    def run(self, ticket: jobs.Ticket, uploads: dict[str, Upload]) -> Delivery:
+        """Claim, then reuse, resume or start the job. `ticket` is this job's record; `uploads`: "video"
+        (and "audio") as (media key, a function making the file to upload)."""
+        self.record = self._ticket = ticket
+        claim = ticket.claim(self.ctx.waiter, self._on_busy)
+        if claim.kind == ClaimKind.STORED:
+            return self._stored(claim.row)
+        if claim.kind == ClaimKind.AMBIGUOUS:
+            raise JobFailed(_ambiguous_message(self.spec, claim.row))
+        if claim.kind == ClaimKind.RESUME:
+            return self._resume_claimed(claim.row.task_id)
+        check_budget(self.info.cost_usd_estimate)
+        body = self.spec.request_body(self.info.params or {})
+        with self.ctx.timer("upload"):
+            self.ctx.report(with_cost("uploading", self.info.cost_usd_estimate), 0.05)
+            for name, (key, make) in uploads.items():
+                field_name = self.spec.audio_field if name == "audio" else self.spec.video_field
+                body[field_name] = self._upload(ticket, key, make)
+        with self._slot():
+            task_id = self._submit(body)
+            state = self._wait(task_id)
+        return self._download(task_id, state)
+
+    def _resume_claimed(self, task_id: str) -> Delivery:
+        """An earlier run's task: a provider that no longer has it (expired, another account) makes the
+        row failed, so the next run submits anew."""
+        try:
+            return self.resume(task_id)
+        except ProviderError as exc:
+            if exc.status != 404:
+                raise
+            self.record.record(Status.FAILED, error=f"the provider no longer has this task ({exc})")
+            raise JobFailed(
+                f"{self.spec.provider} no longer has task {task_id}, which an earlier run left unfinished; "
+                "it will not be resumed again — run once more to submit a new job", task_id=task_id,
+            ) from None
+
+    def _on_busy(self, row: jobs.JobRow) -> None:
+        where = f" (task {row.task_id})" if row.task_id else ""
+        self.ctx.report(with_cost(f"waiting for the identical job running elsewhere{where}",
+                                  self.info.cost_usd_estimate), 0.05)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of the shared slots, if any, for the time the job is at the provider (the wait for it is
+        the "slot" stage)."""
+        slots = self.ctx.slots
+        if slots is None:
+            yield
+            return
+        text = with_cost("waiting for one of the running jobs to finish", self.info.cost_usd_estimate)
+        with self.ctx.timer("slot"):
+            self.ctx.waiter.acquire(slots, lambda: self.ctx.report(text, 0.08))
+        try:
+            yield
+        finally:
+            slots.release()
+
+    def _upload(self, ticket: jobs.Ticket, key: str, make: Callable[[], Path]) -> str:
+        """An upload of the same content to the same provider within its retention is reused."""
+        endpoint = self.client.http.base_url
+        self._uploads.append(key)
+        known = ticket.upload_url(endpoint, key)
+        if known and self._still_there(known):
+            self.info.uploads_reused += 1
+            return known
+        path = make()
+        url = self.client.upload(path, self.ctx.waiter)
+        size = path.stat().st_size
+        self.info.uploaded_bytes += size
+        ticket.remember_upload(endpoint, key, url, size)
+        return url
+
+    def _still_there(self, url: str) -> bool:
+        """One HEAD (never retried): a provider may drop files before the documented retention."""
+        try:
+            self.client.http.request("HEAD", url, idempotent=False, waiter=self.ctx.waiter, timeout=(5.0, 10.0)).close()
+        except ProviderError as exc:
+            log.info("a previous upload is gone (%s); uploading again", exc)
+            return False
+        return True
+
+    def _submit(self, body: dict[str, Any]) -> str:
+        """The task id is journaled before anything else happens. A submit whose answer was lost may
+        still have created a task: its row stays UNKNOWN, and an identical run is told so."""
+        spec, record = self.spec, self.record
+        with self.ctx.timer("submit"):
+            self.ctx.waiter.check()
+            record.record(Status.SUBMITTING)
+            try:
+                task_id = self.client.submit(spec.model_id, body, self.ctx.waiter)
+            except Cancelled:
+                record.record(Status.INTENT)  # checked before anything was sent: nothing to pay for
+                raise
+            except ProviderError as exc:
+                if exc.status is not None and 400 <= exc.status < 500:
+                    record.record(Status.INTENT)  # refused: no task was created (a 2xx we cannot read may have)
+                    raise
+                record.record(Status.UNKNOWN, error=str(exc))
+                hint = f"the job may have been created anyway; check your {spec.provider} dashboard before running it again"
+                exc.args = (f"{exc} — {hint}",)
+                raise
+            except BaseException as exc:
+                record.record(Status.UNKNOWN, error=f"interrupted during the submit ({type(exc).__name__})")
+                raise
+            record.record(Status.SUBMITTED, task_id=task_id)
+            self.info.task_id, self.info.status = task_id, Status.SUBMITTED
+            self._event("submitted")
+            log.info("%s task %s submitted (%s)", spec.provider, task_id, spec.model_id)
+        return task_id
+
+    # --- any job with a task ---
+
+    def resume(self, task_id: str) -> Delivery:
+        """Follow a task that exists already (no slot: it is at the provider) to its verified result."""
+        self.info.task_id, self.info.status, self.info.resumed = task_id, Status.SUBMITTED, not self.info.fetched
+        verb = "fetching" if self.info.fetched else "resuming"
+        self.ctx.report(with_cost(f"{verb} task {task_id}", self._shown_cost), 0.1)
+        return self._download(task_id, self._wait(task_id))
+
+    def fetch(self, record: jobs.FetchedTask) -> Delivery:
+        """A task's result by its id: the stored one when the journal has it (no request), else the
+        provider's (waiting while the task still runs)."""
+        self.record, self.info.fetched = record, True
+        if record.row is not None and record.row.stored_result() is not None:
+            return self._stored(record.row)
+        return self.resume(record.task_id)
+
+    @property
+    def _shown_cost(self) -> float | None:
+        """The estimate beside progress text: a fetch costs nothing more."""
+        return None if self.info.fetched else self.info.cost_usd_estimate
+
+    def _stored(self, row: jobs.JobRow) -> Delivery:
+        self.info.task_id, self.info.status, self.info.cached = row.task_id, Status.COMPLETED, True
+        self.info.outputs, self.info.result_file = row.outputs, row.result_path
+        cost = "no request, no cost" if not self.info.fetched else "no request"
+        self.ctx.report(f"using the stored result of task {row.task_id} ({cost})", 0.9)
+        if self.info.fetched:
+            self.record.record(delivered=1)
+        return self._verify(Path(row.result_path), row.extra, row.task_id)
+
+    def _wait(self, task_id: str) -> TaskState:
+        """Follow the task to its end; a failed one is journaled as such (and raised)."""
+        spec = self.spec
+        with self._unfinished_on_error(task_id), self.ctx.timer("wait"):
+            state = self.client.wait(task_id, self.ctx.waiter, self._on_state(), wait_limits(),
+                                     model_id=spec.model_id, history=run_times())
+            if state.status != COMPLETED:
+                self.info.status = Status.FAILED
+                self.record.record(Status.FAILED, error=state.error or state.raw_status)
+                self._forget_uploads()
+                raise JobFailed(f"{spec.title} task {task_id} failed: {state.error or state.raw_status}", task_id=task_id)
+        return state
+
+    def _download(self, task_id: str, state: TaskState) -> Delivery:
+        """The completed task's output, downloaded into the result store, journaled and verified."""
+        with self._unfinished_on_error(task_id):
+            self.record.record(Status.COMPLETED, outputs=state.outputs, extra=state.extra)
+            self.info.status, self.info.outputs = Status.COMPLETED, state.outputs
+            if state.inference_seconds is not None:
+                self.info.inference_seconds = state.inference_seconds
+            with self.ctx.timer("download"):
+                self.ctx.report("downloading", 0.92)
+                path = download_output(self.client, self.spec, state, jobs.results_dir(self.ctx.work),
+                                       self.ctx.waiter, task_id)
+            self.record.record(result_path=str(path))
+            self.info.result_file = str(path)
+            self._event("downloaded")
+        return self._verify(path, state.extra, task_id)
+
+    def _verify(self, path: Path, extra: dict[str, Any], task_id: str | None) -> Delivery:
+        """The provider's result as audio; a file that is not decodable media is the provider's fault. It
+        is not kept in the result store (an error page served as the file, say): the next run or fetch
+        of the task downloads it again rather than reusing it."""
+        with self.ctx.timer("decode"):
+            try:
+                samples, rate = media.decode_audio(path)
+            except ValidationError as exc:
+                path.unlink(missing_ok=True)
+                raise ProviderError(f"the result file is not usable audio ({exc})", task_id=task_id) from None
+        return Delivery(path, samples, rate, extra)
+
+    @contextlib.contextmanager
+    def _unfinished_on_error(self, task_id: str) -> Iterator[None]:
+        """A run stopping before the result is stored leaves the row DETACHED (an identical run resumes
+        it; fetch gets it), or CANCELLED if the provider cancelled the remote job."""
+        try:
+            yield
+        except Cancelled:
+            if self.record.owns_task and self.record.status != Status.COMPLETED:
+                cancelled = _cancel_remote(self.client, task_id, self.spec.model_id)
+                self.record.record(Status.CANCELLED if cancelled else Status.DETACHED, error="cancelled by the user")
+                self.info.status = self.record.status or self.info.status
+            raise
+        except BaseException as exc:
+            if self.record.owns_task and self.record.status not in (Status.COMPLETED, Status.FAILED):
+                self.record.record(Status.DETACHED, error=str(exc) or type(exc).__name__)
+                self.info.status = Status.DETACHED
+            raise
+
+    def _on_state(self) -> Callable[[TaskState, float], None]:
+        show = state_reporter(self.ctx.report, self._shown_cost, self.info)
+
+        def on_state(state: TaskState, elapsed: float) -> None:
+            if state.final:
+                self._event("final")  # when the client noticed the end (the benchmark's detection latency)
+            else:
+                self.record.record(Status(state.status))  # queued / running, written when it changes
+            show(state, elapsed)
+
+        return on_state
+
+    def _event(self, event: str) -> None:
+        if self.ctx.observe is not None:
+            self.ctx.observe(event, self.info)
+
+    def _forget_uploads(self) -> None:
+        """A failed job may have failed on its media (e.g. a file the provider no longer has)."""
+        for key in self._uploads:
+            if self._ticket is not None:
+                self._ticket.forget_upload(self.client.http.base_url, key)
+
+
+def _ambiguous_message(spec: ModelSpec, row: jobs.JobRow) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.updated_at))
+    return (
+        f"An identical {spec.title} job was being submitted at {when} by a run that stopped before "
+        f"{spec.provider} answered, so that job may exist (and be charged) although its task id was never "
+        f"recorded. Check your {spec.provider} dashboard for it. Nothing was sent now; run again to submit "
+        "anew (you will not be asked again)."
+    )
+
+
+def _cancel_remote(client: Provider, task_id: str, model_id: str) -> bool:
+    """Ask the provider to stop a job the user cancelled (fal can; WaveSpeed cannot)."""
+    try:
+        return client.cancel(task_id, Waiter(), model_id=model_id)
+    except SonifyError as exc:
+        log.warning("could not cancel task %s: %s", task_id, exc)
+        return False
+
+
+def attach_task(exc: SonifyError, spec: ModelSpec, info: JobInfo) -> None:
+    """Once a task exists, every error names it and says how to fetch its result later."""
+    if not info.task_id:
+        return
+    exc.task_id = exc.task_id or info.task_id
+    if "python -m sonify fetch" not in str(exc):
+        exc.args = (f"{exc} — {recovery_hint(spec.provider, info.task_id)}",)
+
+
+def download_output(client: Provider, spec: ModelSpec, state: TaskState, folder: Path, waiter: Waiter,
+                    task_id: str) -> Path:
+    """Pick the output to use (for sound, a plain audio file if there is one) and download it."""
+    urls = state.outputs
+    if spec.output == "audio":
+        urls = sorted(urls, key=lambda u: not urlsplit(u).path.lower().endswith(AUDIO_EXTENSIONS))
+    url = urls[0]
+    suffix = Path(urlsplit(url).path).suffix.lower()
+    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
+    # Named by task: the result store keeps every job's file side by side.
+    target = folder / f"{output_name(spec, task_id)}-result{suffix}"
+    return client.http.download(url, target, max_bytes=max_download_bytes(), waiter=waiter, task_id=task_id)
+
+
+def output_name(spec: ModelSpec, task_id: str) -> str:
+    """The stem of a job's files in the output folder."""
+    return f"sonify-{spec.key}-{_safe(task_id)}"
+
+
+def _safe(task_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", task_id)[:40]
+
+
+# --- what the user reads while a job runs ---
+
+def with_cost(text: str, cost: float | None) -> str:
+    return text if cost is None else f"{text} · est. ${cost:.3f}"
+
+
+def state_reporter(report: ProgressFn, cost: float | None, info: JobInfo) -> Callable[[TaskState, float], None]:
+    def on_state(state: TaskState, elapsed: float) -> None:
+        info.status = state.raw_status or state.status
+        if state.status == QUEUED:
+            where = f" (position {state.queue_position + 1})" if state.queue_position is not None else ""
+            text = f"queued{where} {elapsed:.0f} s"
+        elif state.status == RUNNING:
+            text = f"processing {elapsed:.0f} s"
+        else:
+            text = state.status
+        # The wait has no known end: approach 0.9 asymptotically (about half-way after 30 s).
+        report(with_cost(text, cost), 0.1 + 0.8 * (1 - math.exp(-elapsed / 45)))
+
+    return on_state
