@@ -113,8 +113,11 @@ def video_source(video: Any, workdir: Path) -> dict[str, Any]:
         with open(target, "wb") as out:
             shutil.copyfileobj(stream, out)
         return {"path": str(target)}
+    from ..sonify import media
+
     components = video.get_components()
-    return {"frames": components.images.cpu().numpy(), "fps": components.frame_rate}
+    # CreateVideo's rate is Fraction(<the fps FLOAT>): snapped like the `fps` widget (29.97… → 30000/1001)
+    return {"frames": components.images.cpu().numpy(), "fps": media.exact_fps(components.frame_rate)}
 
 
 def frames_sound(video: Any) -> tuple[Any, int] | None:

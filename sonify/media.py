@@ -97,7 +97,11 @@ def check_picture_size(width: int, height: int, name: str) -> None:
 
 def exact_fps(value: Fraction | float | str) -> Fraction:
     """A frame rate as an exact Fraction. Floats near an NTSC rate (23.976, 29.97, 59.94...) snap to
-    n*1000/1001, because that is what the float meant; other floats keep up to 1/1001 precision."""
+    n*1000/1001, because that is what the float meant; other floats keep up to 1/1001 precision. A
+    Fraction made from such a float (ComfyUI's CreateVideo builds `Fraction(29.97)`, i.e.
+    1054476685978981/35184372088832, which no encoder takes) is snapped the same way."""
+    if isinstance(value, Fraction) and value.denominator > 1001:
+        value = float(value)
     if isinstance(value, (Fraction, int)) or (isinstance(value, str) and "/" in value):
         fps = Fraction(value)
     else:

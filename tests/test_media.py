@@ -71,6 +71,11 @@ def test_float_frames_are_rounded_and_clipped(tmp_path):
         (Fraction(30000, 1001), Fraction(30000, 1001)),
         (30, Fraction(30)),
         ("30000/1001", Fraction(30000, 1001)),
+        # what ComfyUI's CreateVideo makes from its FLOAT widget: Fraction(float)
+        (Fraction(23.976), Fraction(24000, 1001)),
+        (Fraction(29.97), Fraction(30000, 1001)),
+        (Fraction(59.94), Fraction(60000, 1001)),
+        (Fraction(12.5), Fraction(25, 2)),
     ],
 )
 def test_exact_fps(value, expected):

@@ -214,6 +214,16 @@ def test_frames_video_goes_through_a_model_node(emulator, wavespeed_env):
     assert_aligned(audio, 30 / fps, 44100, 2)
 
 
+@pytest.mark.parametrize(("widget", "exact"), [(23.976, Fraction(24000, 1001)), (29.97, Fraction(30000, 1001)),
+                                             (59.94, Fraction(60000, 1001))])
+def test_frames_video_at_a_createvideo_rate(emulator, wavespeed_env, widget, exact):
+    """ComfyUI's CreateVideo builds its VIDEO with `Fraction(fps)` from its FLOAT widget."""
+    frames = torch.from_numpy(flash_frames(36, 96, 64, flash_frames=(12,)))
+    audio, video, _ = node("SonifyThinkSoundWaveSpeed")(video=FramesVideo(frames, Fraction(widget)), prompt="", seed=1)
+    assert_aligned(audio, 36 / exact, 44100, 2)
+    assert module("sonify.media").probe(video.get_stream_source()).fps == exact
+
+
 def test_mux_mix_keeps_the_sound_of_a_frames_video():
     fps = Fraction(25)
     frames = torch.from_numpy(flash_frames(50, 96, 64, flash_frames=(12,)))
