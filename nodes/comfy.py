@@ -5,10 +5,14 @@ Every import is lazy and has a fallback, so the nodes run (and are tested) witho
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
+import threading
+import uuid
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +135,10 @@ def frames_sound(video: Any) -> tuple[Any, int] | None:
 
 def _is_file_backed(video: Any) -> bool:
     """True when the VIDEO overrides get_stream_source (VideoFromFile does). The base class's
-    version encodes the frames to a buffer — and in ComfyUI 0.8 fails for lack of a format."""
+    version encodes the frames to a buffer — and in ComfyUI 0.8 fails for lack of a format. Our own
+    frames VIDEO is frames: its file is made only when something asks for one."""
+    if isinstance(getattr(video, "_sonify_file", None), _LazyFile):
+        return False
     try:
         from comfy_api.input import VideoInput
     except ImportError:
@@ -148,6 +155,87 @@ def make_video(path: Path) -> Any:
     except ImportError:
         return FileVideo(str(path))
     return VideoFromFile(str(path))
+
+
+def frames_video(images: Any, frame_rate: Fraction, audio: dict[str, Any]) -> Any:
+    """A VIDEO of these frames (the very tensor) with `audio`, shaped like core's VideoFromComponents:
+    nothing is encoded until a downstream node asks it for a file or a stream, or saves it — then once."""
+    file = _LazyFile(images, frame_rate, audio)
+    try:
+        from comfy_api.input_impl import VideoFromComponents
+        from comfy_api.util import VideoComponents
+    except ImportError:
+        return FramesVideo(images, frame_rate, audio, file)
+
+    class SonifyFramesVideo(VideoFromComponents):
+        def get_stream_source(self) -> str:
+            return self._sonify_file.path()
+
+        def save_to(self, path: Any, format: Any = None, codec: Any = None, metadata: dict | None = None) -> None:
+            self._sonify_file.save_to(path, metadata)
+
+    video = SonifyFramesVideo(VideoComponents(images=images, audio=audio, frame_rate=frame_rate))
+    video._sonify_file = file
+    return video
+
+
+class _LazyFile:
+    """The file of a frames VIDEO: the frames encoded (near-losslessly, at their exact rate) with the
+    sound, made the first time it is asked for and then reused."""
+
+    def __init__(self, images: Any, frame_rate: Fraction, audio: dict[str, Any]) -> None:
+        self.images, self.frame_rate, self.audio = images, frame_rate, audio
+        self._path: Path | None = None
+        self._lock = threading.Lock()
+
+    def path(self) -> str:
+        from ..sonify import media
+
+        with self._lock:
+            if self._path is None:
+                samples, rate = from_audio(self.audio)
+                target = temp_dir() / f"sonify-frames-{uuid.uuid4().hex[:12]}.mp4"
+                with tempfile.TemporaryDirectory(prefix="sonify-frames-") as tmp:
+                    picture = Path(tmp) / "picture.mp4"
+                    media.frames_to_mp4(self.images.cpu().numpy(), self.frame_rate, picture)
+                    media.mux(picture, samples, rate, target)
+                self._path = target
+            return str(self._path)
+
+    def save_to(self, path: Any, metadata: dict | None) -> None:
+        """`path` a file name or a writable binary file; `metadata` (ComfyUI's prompt and workflow) kept
+        in the container, as core's SaveVideo stores it."""
+        from ..sonify import media
+
+        source = self.path()
+        if hasattr(path, "write"):
+            with open(source, "rb") as f:
+                shutil.copyfileobj(f, path)
+        elif metadata:
+            samples, rate = from_audio(self.audio)  # the picture is copied; the sound, encoded again, is cheap
+            media.mux(source, samples, rate, path, metadata={k: json.dumps(v) for k, v in metadata.items()})
+        else:
+            shutil.copyfile(source, path)
+
+
+class FramesVideo:
+    """Stand-in for the frames VIDEO outside ComfyUI (tests, older hosts): the same methods."""
+
+    def __init__(self, images: Any, frame_rate: Fraction, audio: dict[str, Any], file: _LazyFile) -> None:
+        self.images, self.frame_rate, self.audio = images, frame_rate, audio
+        self._sonify_file = file
+
+    def get_components(self) -> FramesVideo:
+        return self
+
+    def get_stream_source(self) -> str:
+        return self._sonify_file.path()
+
+    def save_to(self, path: Any, format: Any = None, codec: Any = None, metadata: dict | None = None) -> None:
+        self._sonify_file.save_to(path, metadata)
+
+    def get_dimensions(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[1])
 
 
 class FileVideo:

@@ -26,6 +26,16 @@ def engine_source(video: Any, images: Any, fps: float, workdir: Path) -> Any:
     return media.VideoSource(frames=images.detach().cpu().numpy(), fps=media.exact_fps(fps))
 
 
+def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
+    """The frames a node was given (its `images`, or a frames VIDEO's) and their exact rate."""
+    from ..sonify import media
+
+    if images is not None:
+        return images, media.exact_fps(fps)
+    components = video.get_components()
+    return components.images, media.exact_fps(components.frame_rate)
+
+
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
              audio: Any = None) -> Any:
     """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's."""

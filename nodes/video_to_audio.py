@@ -8,7 +8,7 @@ from typing import Any
 from ..sonify.models import ModelSpec
 from . import comfy
 from .inputs import param_inputs, source_inputs
-from .run import run_node
+from .run import run_node, source_picture
 
 
 def make_video_to_audio_node(spec: ModelSpec) -> type:
@@ -32,9 +32,13 @@ def make_video_to_audio_node(spec: ModelSpec) -> type:
         def run(self, video: Any = None, images: Any = None, fps: float = 24.0, unique_id: Any = None,
                 **params: Any) -> tuple:
             result = run_node(spec, unique_id, video, images, fps, params)
+            sound = comfy.to_audio(result.audio, result.sample_rate)
+            if result.video_path is not None:
+                picture = comfy.make_video(result.video_path)
+            else:  # frames in: the frames themselves with the new sound, encoded only if asked
+                picture = comfy.frames_video(*source_picture(video, images, fps), sound)
             extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
-            return (comfy.to_audio(result.audio, result.sample_rate), comfy.make_video(result.video_path), *extra,
-                    json.dumps(result.info))
+            return (sound, picture, *extra, json.dumps(result.info))
 
     VideoToAudioNode.__name__ = VideoToAudioNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
     return VideoToAudioNode

@@ -6,11 +6,15 @@ lasts exactly N/fps seconds and the sound fitted to it never drifts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +42,7 @@ _AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 6400
 _PLAIN_PIX_FMTS = ("yuv420p", "yuvj420p")  # 8-bit 4:2:0: what every decoder takes
 _STANDARD_RATES = tuple(Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60"))
 _ENCODE_CHUNK = 4096  # samples per encoder input frame
+_SCALE_THREADS = 2  # frames made ready for the proxy encoder at once (numpy and swscale release the GIL)
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ MIN_SIDE, MAX_SIDE = 16, 8192  # pixels; H.264's largest levels stop at 8192×43
 
 
 def validate_source(video: VideoSource) -> None:
-    """Exactly one of a file or frames; frames non-empty, finite, in range, with a sane fps."""
+    """Exactly one of a file or frames; frames of a usable shape and size, with a sane fps."""
     if (video.path is None) == (video.frames is None):
         raise ValidationError("video", "connect exactly one of `video` or `images` (+ `fps`)")
     if video.frames is None:
@@ -77,11 +82,7 @@ def validate_source(video: VideoSource) -> None:
     if frames.shape[0] < 2:
         raise ValidationError("images", f"needs at least 2 frames, got {frames.shape[0]}")
     check_picture_size(frames.shape[2], frames.shape[1], "images")
-    if frames.dtype != np.uint8:
-        if not np.isfinite(frames).all():
-            raise ValidationError("images", "contains NaN or infinite pixel values")
-        if frames.min() < -1e-3 or frames.max() > 1 + 1e-3:
-            raise ValidationError("images", "pixel values must be in 0..1")
+    # every value (finite, 0..1) is checked by frames.fingerprint, in the pass that hashes the frames
     if video.fps is None or not (0 < video.fps <= MAX_FPS):
         raise ValidationError("fps", f"must be above 0 and at most {MAX_FPS}, got {video.fps}")
 
@@ -404,6 +405,62 @@ def _resample_frames(
         yield held, count - j
 
 
+def frames_info(frames: np.ndarray, fps: Fraction) -> VideoInfo:
+    """What probe() would say of these frames encoded: frame i at exactly i/fps."""
+    n, height, width = frames.shape[:3]
+    return VideoInfo(width=width, height=height, fps=fps, frames=n, duration=Fraction(n) / fps, codec="",
+                     pix_fmt="", has_audio=False, size_bytes=0)
+
+
+def frames_to_proxy(frames: np.ndarray, fps: Fraction, rule: ProxyRule, workdir: PathLike) -> str:
+    """The model's proxy made straight from frames, with no full-resolution file: each frame turned into
+    8-bit RGB in a per-thread buffer and scaled on the way, _SCALE_THREADS frames at a time, in order into
+    the encoder. The rate is capped as for a file (proxy_rate, sample-and-hold); the duration is kept."""
+    n = frames.shape[0]
+    rate = proxy_rate(fps, rule.max_fps)
+    count = max(1, round(Fraction(n) / fps * rate))
+    shown = [min(n - 1, math.floor(j * fps / rate)) for j in range(count)]  # output frame j shows frame shown[j]
+    runs = iter([(i, len(list(group))) for i, group in itertools.groupby(shown)])
+    size = _proxy_size(frames.shape[2], frames.shape[1], rule.short_side)
+    scale = _FrameScaler(frames, size)
+    out = _new_path(workdir, "frames-proxy-", ".mp4")
+    with av.open(out, "w", format="mp4", options={"movflags": "+faststart"}) as dst, \
+            ThreadPoolExecutor(_SCALE_THREADS, thread_name_prefix="sonify-proxy") as pool:
+        stream = _add_h264(dst, *size, rate, _H264_PROXY)
+        pending: deque[tuple[Future[av.VideoFrame], int]] = deque()
+        written = 0
+        while True:
+            while len(pending) < 2 * _SCALE_THREADS and (run := next(runs, None)) is not None:
+                pending.append((pool.submit(scale, run[0]), run[1]))  # bounded look-ahead: bounded memory
+            if not pending:
+                break
+            future, repeats = pending.popleft()
+            small = future.result()
+            for _ in range(repeats):
+                small.pts = written
+                dst.mux(stream.encode(small))
+                written += 1
+        dst.mux(stream.encode(None))
+    return out
+
+
+class _FrameScaler:
+    """One frame of `frames` as a small yuv420p VideoFrame; callable from several threads at once (each
+    has its own 8-bit buffer: PyAV and numpy release the GIL while they work)."""
+
+    def __init__(self, frames: np.ndarray, size: tuple[int, int]) -> None:
+        self.frames, self.size = frames, size
+        self._local = threading.local()
+
+    def __call__(self, index: int) -> av.VideoFrame:
+        to_u8 = getattr(self._local, "to_u8", None)
+        if to_u8 is None:
+            to_u8 = self._local.to_u8 = _U8Converter(self.frames.shape[1], self.frames.shape[2], self.frames.dtype)
+        rgb = av.VideoFrame.from_ndarray(to_u8(self.frames[index]), format="rgb24")
+        width, height = self.size
+        return rgb.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+
+
 def _copy_rotation(frame: av.VideoFrame, stream: av.VideoStream) -> None:
     """Keep the source's display matrix: phone clips stay upright without rotating pixels."""
     for side in frame.side_data:
@@ -636,7 +693,10 @@ def _remux(
 ) -> None:
     """Copy the first picture stream into out_path, with `audio` encoded as AAC if given."""
     suffix = Path(out_path).suffix.lower()
-    options = {"movflags": "+faststart"} if suffix in ("", ".mp4", ".mov", ".m4v") else {}
+    # use_metadata_tags: keys of any name are kept (ComfyUI's SaveVideo stores the workflow as "prompt" and
+    # "workflow"), not only the ones the MP4 format names
+    flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
+    options = {"movflags": flags} if suffix in ("", ".mp4", ".mov", ".m4v") else {}
     with _open_input(video_path, "video") as src:
         if not src.streams.video:
             raise ValidationError("video", f"{Path(video_path).name} has no video stream")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import jobs, media, providers
+from . import frames, jobs, media, providers
 from .errors import SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -56,8 +56,9 @@ log = logging.getLogger("sonify")
 class Result:
     audio: np.ndarray  # float32 [C, T]
     sample_rate: int
-    # v2a: the source picture with the new sound; lipsync: the provider's video. None only from fetch():
-    # a sound-only result whose source is not known.
+    # v2a: the source picture with the new sound; lipsync: the provider's video. None for frames sent to a
+    # v2a model (no file is made of them: the caller puts `audio` on its frames), and from fetch() for a
+    # sound-only result whose source is not known.
     video_path: Path | None
     info: dict[str, Any]  # the job's JobInfo, serialised: provider, model, task id, status, cost, seconds
     extra: dict[str, Any] = field(default_factory=dict)  # other result fields (fal's prompt)
@@ -90,15 +91,17 @@ def run(
         raise ValidationError("audio", f"{spec.title} needs an audio input")
     if audio is not None:
         audio = AudioInput(media.check_audio(audio.samples, audio.sample_rate), int(audio.sample_rate))
+    timer = StageTimer()
+    with timer("prepare"):  # frames: every value checked in the pass that hashes them
+        picture_hash = frames.fingerprint(video.frames, video.fps) if video.frames is not None else None
     client = providers.client(spec.provider)  # a missing key fails here, before any request
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    timer = StageTimer()
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
         ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe)
         with timer("prepare"):
             report("preparing video", 0.02)
-            job = _prepare(spec, checked, video, audio, client, ctx)
+            job = _prepare(spec, checked, video, picture_hash, audio, client, ctx)
         info = job.info
         wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
         with jobs.ticket(job.meta, ctx.waiter, lambda: report(wait_text, 0.05)) as ticket:
@@ -117,55 +120,56 @@ def run(
 
 @dataclass
 class _Prepared:
-    """A new run, ready for its remote job: the source as a file, what is sent and what it costs."""
+    """A new run, ready for its remote job: the source (a file; None for frames the model sees only as a
+    proxy), what is sent and what it costs."""
 
-    source: Path
+    source: Path | None
     clip: media.VideoInfo
     info: JobInfo
     meta: jobs.JobMeta
     uploads: dict[str, Upload]
 
 
-def _prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, audio: AudioInput | None,
-             client: Provider, ctx: RunContext) -> _Prepared:
-    source = Path(media.source_to_file(video, ctx.work))
-    clip = media.probe(source)
+def _prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
+             audio: AudioInput | None, client: Provider, ctx: RunContext) -> _Prepared:
+    """Frames going to a model that sees a proxy are never encoded at full resolution: the proxy is made
+    from them (only if it must be uploaded) and the node puts the sound on the frames themselves."""
+    if video.frames is not None and spec.proxy is not None:
+        source, clip = None, media.frames_info(video.frames, video.fps)
+    else:
+        source = Path(media.source_to_file(video, ctx.work))  # lipsync's frames: its full-resolution upload
+        clip = media.probe(source)
     check_picture_size(clip.width, clip.height, "video")
     seconds = float(clip.duration)
     spec.check_duration(seconds)
     sent = spec.resolve(checked, seconds)
     cost = spec.price(sent, seconds)
-    hashes = _media_hashes(video, source, audio)
+    hashes = {"video": picture_hash or jobs.hash_file(source)}
+    if audio is not None:
+        hashes["audio"] = jobs.hash_array(audio.samples, audio.sample_rate)
     info = JobInfo(spec.provider, spec.model_id, cost_usd_estimate=cost, video_seconds=round(seconds, 6), params=sent)
-    uploads = {"video": _video_upload(spec, source, hashes["video"], ctx, info)}
+    uploads = {"video": _video_upload(spec, video, source, hashes["video"], ctx, info)}
     if audio is not None:
         uploads["audio"] = (jobs.digest_of("upload", hashes["audio"], "wav"), lambda: _write_audio(audio, ctx.work))
     return _Prepared(source, clip, info, _job_meta(spec, client, sent, cost, hashes, video), uploads)
 
 
 def _deliver(spec: ModelSpec, delivery: Delivery, job: _Prepared, timer: StageTimer,
-             out_dir: Path) -> tuple[np.ndarray, Path]:
-    """The result in the output folder: v2a sound fitted to the clip and put on its picture; lipsync's
-    video as the provider made it."""
+             out_dir: Path) -> tuple[np.ndarray, Path | None]:
+    """The result in the output folder: v2a sound fitted to the clip and put on its picture (frames: no
+    file, the caller puts it on the frames); lipsync's video as the provider made it."""
     final_video = out_dir / f"{output_name(spec, job.info.task_id or '')}.mp4"
     if spec.output != "audio":
         _write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
         return delivery.samples, final_video
     with timer("align"):
         samples = media.fit_length(delivery.samples, delivery.sample_rate, job.clip.duration)
+    if job.source is None:
+        return samples, None
     with timer("mux"):
         job.info.audio_copied = _mux_sound(job.source, delivery.path, samples, delivery.sample_rate,
                                            job.clip.duration, final_video)
     return samples, final_video
-
-
-def _media_hashes(video: media.VideoSource, source: Path, audio: AudioInput | None) -> dict[str, str]:
-    """Content hashes of what the user gave: the file's bytes, or the frames' bytes with their exact
-    fps; the voice's samples with their rate."""
-    hashes = {"video": jobs.hash_file(source) if video.path else jobs.hash_array(video.frames, video.fps)}
-    if audio is not None:
-        hashes["audio"] = jobs.hash_array(audio.samples, audio.sample_rate)
-    return hashes
 
 
 def _job_meta(spec: ModelSpec, client: Provider, sent: dict[str, Any], cost: float | None, hashes: dict[str, str],
@@ -180,12 +184,16 @@ def _job_meta(spec: ModelSpec, client: Provider, sent: dict[str, Any], cost: flo
     )
 
 
-def _video_upload(spec: ModelSpec, source: Path, content_hash: str, ctx: RunContext, info: JobInfo) -> Upload:
+def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None, content_hash: str,
+                  ctx: RunContext, info: JobInfo) -> Upload:
     """The proxy (or the source) is made only if no earlier upload of it can be reused."""
 
     def make() -> Path:
         with ctx.timer("encode"):
-            path, info.proxy = media.prepare_upload(source, spec.proxy, ctx.work)
+            if source is None:
+                path, info.proxy = media.frames_to_proxy(video.frames, video.fps, spec.proxy, ctx.work), True
+            else:
+                path, info.proxy = media.prepare_upload(source, spec.proxy, ctx.work)
         return Path(path)
 
     return jobs.digest_of("upload", content_hash, repr(spec.proxy)), make
