@@ -121,7 +121,22 @@ def video_source(video: Any, workdir: Path) -> dict[str, Any]:
 
     components = video.get_components()
     # CreateVideo's rate is Fraction(<the fps FLOAT>): snapped like the `fps` widget (29.97… → 30000/1001)
-    return {"frames": components.images.cpu().numpy(), "fps": media.exact_fps(components.frame_rate)}
+    return {"frames": frames_array(components.images, "video"), "fps": media.exact_fps(components.frame_rate)}
+
+
+def frames_array(images: Any, name: str = "images") -> Any:
+    """IMAGE frames as numpy, without a copy where the dtype allows: float32 and uint8 as they are;
+    float16, bfloat16 (which numpy lacks) and float64 as float32; any other dtype refused by name."""
+    if not hasattr(images, "detach"):
+        raise ValidationError(name, f"is not an IMAGE tensor, got {type(images).__name__}")
+    import torch
+
+    images = images.detach().cpu()
+    if images.dtype in (torch.float16, torch.bfloat16, torch.float64):
+        images = images.to(torch.float32)
+    elif images.dtype not in (torch.float32, torch.uint8):
+        raise ValidationError(name, f"frames must be float (0..1) or uint8, got {str(images.dtype).replace('torch.', '')}")
+    return images.numpy()
 
 
 def frames_sound(video: Any) -> tuple[Any, int] | None:
@@ -274,7 +289,19 @@ def from_audio(audio: dict[str, Any], name: str = "audio") -> tuple[Any, int]:
     if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
         raise ValidationError(name, "is not an AUDIO value (a waveform and a sample rate)")
     waveform = audio["waveform"]
-    samples = waveform.detach().cpu().numpy() if hasattr(waveform, "detach") else np.asarray(waveform)
+    if hasattr(waveform, "detach"):
+        import torch
+
+        waveform = waveform.detach().cpu()
+        if waveform.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16
+            waveform = waveform.to(torch.float32)
+        elif waveform.dtype == torch.bool or waveform.is_complex():
+            raise ValidationError(name, f"waveform must be float or integer PCM, got {str(waveform.dtype).replace('torch.', '')}")
+        samples = waveform.numpy()
+    else:
+        samples = np.asarray(waveform)
     if samples.ndim != 3:
         raise ValidationError(name, f"waveform must be [batch, channels, samples], got shape {list(samples.shape)}")
+    if samples.shape[0] == 0:
+        raise ValidationError(name, "is an empty batch (no sound in it)")
     return media.check_audio(samples[0], audio["sample_rate"], name), int(audio["sample_rate"])

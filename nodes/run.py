@@ -23,7 +23,7 @@ def engine_source(video: Any, images: Any, fps: float, workdir: Path) -> Any:
     if video is not None:
         return media.VideoSource(**comfy.video_source(video, workdir))
     # the rate's range is checked with the frames, in media.validate_source
-    return media.VideoSource(frames=images.detach().cpu().numpy(), fps=media.exact_fps(fps))
+    return media.VideoSource(frames=comfy.frames_array(images), fps=media.exact_fps(fps))
 
 
 def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 from .errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
 from .models import BY_MODEL_ID as MODELS_BY_ID
 from .models import MODELS, PROVIDERS, ModelSpec, Param
+from .redact import redact
 
 EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
@@ -61,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SonifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code(exc)
+    except OSError as exc:  # this machine's files: no room, no permission, no temporary folder
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT[ConfigurationError]
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return EXIT[Cancelled]

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import config
+from .errors import ConfigurationError
 from .waiter import Waiter
 
 log = logging.getLogger("sonify")
@@ -560,6 +561,13 @@ def guarded(what: str, call: Callable[[Journal], Any], default: Any = None) -> A
         return default
 
 
+def _state_text() -> str:
+    try:
+        return str(config.state_dir())
+    except OSError as exc:
+        return f"unusable: {exc}"
+
+
 class RunTimeStore:
     """The poll schedule's learned run times (providers/schedule.py: a `Store`), kept in the journal of
     the state folder. Like every journal use, a failure is logged and ignored."""
@@ -597,6 +605,7 @@ class Ticket:
         self.row: JobRow | None = None
         self._journal = journal
         self._status: Status | None = None
+        self._problem = ""  # why the journal was given up, for record_submitting's message
         self._stop = threading.Event()
         self._heart: threading.Thread | None = None
 
@@ -611,7 +620,7 @@ class Ticket:
             return call(self._journal)
         except (sqlite3.Error, OSError) as exc:
             log.warning("Sonify's job journal failed while %s (%s); this job goes on without it", what, exc)
-            self._journal = None
+            self._journal, self._problem = None, str(exc)
             return default
 
     def claim(self, waiter: Waiter, on_busy: Callable[[JobRow], None]) -> Claim:
@@ -640,6 +649,24 @@ class Ticket:
     @property
     def status(self) -> Status | None:
         return self._status
+
+    def record_submitting(self) -> None:
+        """SUBMITTING, written — or ConfigurationError: a job the journal cannot record is not submitted,
+        since a crash during it would strand a paid task and the next run would pay again."""
+        self._problem = self._problem or ("it could not be opened" if self._journal is None else "")
+        if self.row_id is not None and self._journal is not None:
+            try:
+                self._journal.update(self.row_id, status=Status.SUBMITTING)
+                self._status = Status.SUBMITTING
+                return
+            except (sqlite3.Error, OSError) as exc:
+                self._problem = str(exc)
+                self._journal = None
+        raise ConfigurationError(
+            f"Sonify's job journal (in {_state_text()}) cannot record this job, so it was not "
+            f"submitted: {self._problem or 'it failed earlier in this run'}. Nothing was sent or paid; free disk "
+            "space or fix the state folder, then run again."
+        )
 
     def _start_heartbeat(self) -> None:
         self._heart = threading.Thread(target=self._beat, name="sonify-journal-heartbeat", daemon=True)

@@ -144,6 +144,27 @@ def probe(path: PathLike) -> VideoInfo:
         container.close()
 
 
+def check_picture(path: PathLike, max_size: tuple[int, int], max_frames: int, max_bytes: int) -> VideoInfo:
+    """A video made elsewhere (a provider's), checked before any frame is decoded into arrays: it has a
+    picture no larger than `max_size` (either way round: rotation may be in pixels or in metadata), at
+    most `max_frames` packets — counted, not taken from what the container claims — and its frames as
+    float32 IMAGE need at most `max_bytes`."""
+    info = probe(path)
+    name = Path(path).name
+    if max(info.width, info.height) > max(max_size) or min(info.width, info.height) > min(max_size):
+        raise ValidationError("video", f"{name} is {info.width}×{info.height}, larger than the {max_size[0]}×"
+                                       f"{max_size[1]} picture expected")
+    frame_bytes = 4 * 3 * info.width * info.height
+    with _open_input(path, "video") as container:
+        counted = 0
+        for packet in container.demux(container.streams.video[0]):
+            counted += bool(packet.size)
+            if counted > max_frames or counted * frame_bytes > max_bytes:
+                raise ValidationError("video", f"{name} has more than the {min(max_frames, max_bytes // frame_bytes)} "
+                                               f"{info.width}×{info.height} frames expected")
+    return info
+
+
 def _open_input(path: PathLike, what: str) -> av.container.InputContainer:
     try:
         return av.open(os.fspath(path))
@@ -471,61 +492,96 @@ def _copy_rotation(frame: av.VideoFrame, stream: av.VideoStream) -> None:
 # ---------------------------------------------------------------- audio
 
 
-def decode_audio(path: PathLike) -> tuple[np.ndarray, int]:
+def decode_audio(path: PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """The first audio stream as float32 [C, T] at its native rate and layout.
 
     Samples are placed by their timestamps relative to the file's start, so encoder priming (negative
     timestamps) is dropped and a stream that starts late is preceded by silence: sample 0 is t = 0,
-    in sync with the picture of the same file."""
+    in sync with the picture of the same file. With `max_seconds` (a provider's result) the layout is
+    checked before anything is decoded (1 to MAX_AUDIO_CHANNELS channels, AUDIO_RATES), and a sound that
+    would run longer — or a timestamp that jumps past it — is refused before it is stored, so the array
+    never outgrows the bound."""
+    name = Path(path).name
     container = _open_input(path, "audio")
     try:
         if not container.streams.audio:
-            raise ValidationError("audio", f"{Path(path).name} has no audio stream")
+            raise ValidationError("audio", f"{name} has no audio stream")
         stream = container.streams.audio[0]
+        if max_seconds is not None:
+            _check_layout(stream.codec_context.channels, stream.codec_context.sample_rate, name)
         origin = max(0, container.start_time or 0) / av.time_base  # µs -> s
-        chunks, rate = _decode_chunks(container, stream, origin)
+        audio, rate = _decode_into_buffer(container, stream, origin, max_seconds, name)
     except av.FFmpegError as exc:
-        raise ValidationError("audio", f"cannot decode {Path(path).name}: {exc}") from exc
+        raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
     finally:
         container.close()
-    if not chunks:
-        raise ValidationError("audio", f"{Path(path).name} has no audio samples")
-    return _place_chunks(chunks), rate
+    if audio.shape[1] == 0:
+        raise ValidationError("audio", f"{name} has no audio samples")
+    return audio, rate
 
 
-def _decode_chunks(
-    container: av.container.InputContainer, stream: av.AudioStream, origin: float
-) -> tuple[list[tuple[int, np.ndarray]], int]:
-    """[(start sample, float32 [C, n])] for every decoded frame. Frames are converted to packed float and
-    de-interleaved here: PyAV crashes reading planar frames of 8 or more channels."""
-    chunks: list[tuple[int, np.ndarray]] = []
+def _check_layout(channels: int, rate: int, name: str) -> None:
+    if not 1 <= channels <= MAX_AUDIO_CHANNELS:
+        raise ValidationError("audio", f"{name} has {channels} channels (1 to {MAX_AUDIO_CHANNELS} are taken)")
+    if not AUDIO_RATES[0] <= rate <= AUDIO_RATES[1]:
+        raise ValidationError("audio", f"{name} is sampled at {rate} Hz ({AUDIO_RATES[0]} to {AUDIO_RATES[1]} are taken)")
+
+
+def _decode_into_buffer(
+    container: av.container.InputContainer, stream: av.AudioStream, origin: float, max_seconds: float | None,
+    name: str,
+) -> tuple[np.ndarray, int]:
+    """Every decoded frame, placed at its start sample in one growing array (at most max_seconds long).
+    Frames are converted to packed float and de-interleaved here: PyAV crashes reading planar frames of 8
+    or more channels."""
+    buffer: _SampleBuffer | None = None
     resampler: av.AudioResampler | None = None
-    rate, channels = stream.rate, 0
-    position = 0
+    rate, channels, position = stream.rate, 0, 0
     for frame in container.decode(stream):
         if resampler is None:
             rate, channels = frame.sample_rate, len(frame.layout.channels)
+            limit = None
+            if max_seconds is not None:
+                _check_layout(channels, rate, name)
+                limit = math.ceil(max_seconds * rate)
+            buffer = _SampleBuffer(channels, limit, f"{name} runs longer than the {max_seconds} s expected")
             resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=rate)
         if frame.pts is not None and frame.time_base is not None:
             position = round((float(frame.pts * frame.time_base) - origin) * rate)
         packed = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
         if packed:
             block = np.concatenate(packed).reshape(-1, channels).T
-            chunks.append((position, block))
+            buffer.put(position, block)
             position += block.shape[1]
-    return chunks, rate
+    return (buffer.samples() if buffer is not None else np.zeros((1, 0), np.float32)), rate
 
 
-def _place_chunks(chunks: list[tuple[int, np.ndarray]]) -> np.ndarray:
-    """One [C, T] array from chunks placed at their start samples; anything before 0 is dropped."""
-    channels = chunks[0][1].shape[0]
-    length = max(0, max(start + block.shape[1] for start, block in chunks))
-    audio = np.zeros((channels, length), np.float32)
-    for start, block in chunks:
+class _SampleBuffer:
+    """[C, T] float32 samples placed by start sample; grows by a quarter as needed, never past `limit`
+    samples (ValidationError `too_long` before any allocation beyond it). Samples before 0 are dropped."""
+
+    def __init__(self, channels: int, limit: int | None, too_long: str) -> None:
+        self.limit, self.too_long = limit, too_long
+        self.array = np.zeros((channels, min(limit or 1 << 20, 1 << 20)), np.float32)
+        self.length = 0
+
+    def put(self, start: int, block: np.ndarray) -> None:
         skip = max(0, -start)
-        if skip < block.shape[1]:
-            audio[:, start + skip : start + block.shape[1]] = block[:, skip:]
-    return audio
+        end = start + block.shape[1]
+        if skip >= block.shape[1]:
+            return
+        if self.limit is not None and end > self.limit:
+            raise ValidationError("audio", self.too_long)
+        if end > self.array.shape[1]:
+            size = max(end, self.array.shape[1] + self.array.shape[1] // 4)
+            grown = np.zeros((self.array.shape[0], min(size, self.limit or size)), np.float32)
+            grown[:, : self.length] = self.array[:, : self.length]
+            self.array = grown
+        self.array[:, start + skip : end] = block[:, skip:]
+        self.length = max(self.length, end)
+
+    def samples(self) -> np.ndarray:
+        return self.array[:, : self.length].copy() if self.length < self.array.shape[1] else self.array
 
 
 def check_audio(samples: np.ndarray, sample_rate: int, name: str = "audio") -> np.ndarray:

@@ -86,6 +86,9 @@ class Param:
             raise ValidationError(name, "is required and must not be empty")
         if len(value) > self.text_limit:
             raise ValidationError(name, f"must be at most {self.text_limit} characters (never cut), got {len(value)}")
+        lone = next((c for c in value if unicodedata.category(c) == "Cs"), None)
+        if lone is not None:  # half of a pair of UTF-16 units: no JSON body can carry it
+            raise ValidationError(name, f"must be valid text: it has an unpaired surrogate (U+{ord(lone):04X})")
         bad = next((c for c in value if unicodedata.category(c) == "Cc" and c not in "\n\t"), None)
         if bad is not None:
             raise ValidationError(name, f"must not contain control characters (found U+{ord(bad):04X})")
@@ -148,6 +151,9 @@ class ModelSpec:
     licence_note: str = ""
     # Turns the checked parameters into what is sent, knowing the source's length in seconds.
     resolve: Callable[[dict[str, Any], float], dict[str, Any]] = lambda params, seconds: params
+    # The longest sound a job asks for, from the sent parameters and the source's seconds (a result may
+    # not run much longer: see remote_job.ResultBounds).
+    result_seconds: Callable[[dict[str, Any], float], float] = lambda params, seconds: seconds
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -227,6 +233,7 @@ MMAUDIO_V2 = ModelSpec(
     price=lambda params, seconds: 0.001 * params["duration"],
     price_text="$0.001 per second of audio",
     resolve=_mmaudio_resolve,
+    result_seconds=lambda params, seconds: max(seconds, params["duration"]),
 )
 
 THINKSOUND_WAVESPEED = ModelSpec(

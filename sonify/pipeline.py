@@ -27,17 +27,19 @@ from typing import Any
 import numpy as np
 
 from . import frames, jobs, media, providers
-from .errors import SonifyError, ValidationError
+from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
 from .providers.base import Provider
 from .remote_job import (
+    FETCH_SECONDS,
     AudioInput,
     Delivery,
     JobInfo,
     Observer,
     ProgressFn,
     RemoteJob,
+    ResultBounds,
     RunContext,
     StageTimer,
     Upload,
@@ -106,7 +108,7 @@ def run(
         wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
         with jobs.ticket(job.meta, ctx.waiter, lambda: report(wait_text, 0.05)) as ticket:
             try:
-                delivery = RemoteJob(spec, client, ctx, info).run(ticket, job.uploads)
+                delivery = RemoteJob(spec, client, ctx, info, job.bounds).run(ticket, job.uploads)
                 samples, final_video = _deliver(spec, delivery, job, timer, out_dir)
             except SonifyError as exc:
                 attach_task(exc, spec, info)
@@ -128,6 +130,7 @@ class _Prepared:
     info: JobInfo
     meta: jobs.JobMeta
     uploads: dict[str, Upload]
+    bounds: ResultBounds
 
 
 def _prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
@@ -140,6 +143,8 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource,
         source = Path(media.source_to_file(video, ctx.work))  # lipsync's frames: its full-resolution upload
         clip = media.probe(source)
     check_picture_size(clip.width, clip.height, "video")
+    if clip.frames < 2:  # as for frames: no motion for a model to follow, and it would still be billed
+        raise ValidationError("video", f"needs at least 2 frames, got {clip.frames}")
     seconds = float(clip.duration)
     spec.check_duration(seconds)
     sent = spec.resolve(checked, seconds)
@@ -151,7 +156,11 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource,
     uploads = {"video": _video_upload(spec, video, source, hashes["video"], ctx, info)}
     if audio is not None:
         uploads["audio"] = (jobs.digest_of("upload", hashes["audio"], "wav"), lambda: _write_audio(audio, ctx.work))
-    return _Prepared(source, clip, info, _job_meta(spec, client, sent, cost, hashes, video), uploads)
+    voice = audio.samples.shape[1] / audio.sample_rate if audio is not None else 0.0
+    longest = max(spec.result_seconds(sent, seconds), voice)  # lipsync may loop the picture to the voice
+    bounds = (ResultBounds.expected(longest) if spec.output == "audio"
+              else ResultBounds.expected(longest, (clip.width, clip.height), clip.fps))
+    return _Prepared(source, clip, info, _job_meta(spec, client, sent, cost, hashes, video), uploads, bounds)
 
 
 def _deliver(spec: ModelSpec, delivery: Delivery, job: _Prepared, timer: StageTimer,
@@ -239,7 +248,8 @@ def fetch(
     with tempfile.TemporaryDirectory(prefix="sonify-fetch-") as tmp:
         ctx = RunContext(waiter, report, timer, Path(tmp))
         try:
-            delivery = RemoteJob(spec, client, ctx, info).fetch(jobs.FetchedTask(provider, spec.model_id, task_id, row))
+            job = RemoteJob(spec, client, ctx, info, ResultBounds.expected(FETCH_SECONDS))
+            delivery = job.fetch(jobs.FetchedTask(provider, spec.model_id, task_id, row))
             source = Path(media.source_to_file(video, ctx.work)) if video is not None else _known_source(row)
             samples, video_path = _fetched_video(spec, task_id, delivery, source, out_dir)
             info.source = str(source) if source is not None and spec.output == "audio" else None
@@ -301,6 +311,8 @@ def _write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
     try:
         write(partial)
         os.replace(partial, target)
+    except OSError as exc:  # a full disk, a read-only folder: a message (with the task, via attach_task)
+        raise ConfigurationError(f"cannot write {target} ({exc.strerror or exc})") from None
     finally:
         partial.unlink(missing_ok=True)
 

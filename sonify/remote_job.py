@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from . import config, jobs, media
-from .errors import Cancelled, JobFailed, ProviderError, SonifyError, ValidationError
+from .errors import Cancelled, ConfigurationError, JobFailed, ProviderError, SonifyError, ValidationError
 from .jobs import ClaimKind, Status
 from .models import ModelSpec
 from .providers.base import COMPLETED, QUEUED, RUNNING, Provider, TaskState, WaitLimits, recovery_hint
@@ -38,6 +39,8 @@ ProgressFn = Callable[[str, float | None], None]  # (text, fraction done or None
 Observer = Callable[[str, "JobInfo"], None]  # (event, the job's info): "submitted", "final", "downloaded"
 Upload = tuple[str, Callable[[], Path]]  # (media key: what the file is made from, make the file)
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus")
+RESULT_SLACK = (1.25, 2.0)  # a result may run 25 % + 2 s longer than what was asked for
+FETCH_SECONDS = 600.0  # the longest result taken by task id when the job's length is not known
 
 
 @dataclass
@@ -74,6 +77,25 @@ class JobInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ResultBounds:
+    """What a provider's result may be before it is decoded into arrays: its sound at most `seconds` long
+    (slack included); lipsync's picture no larger than `picture` (the size sent) and at most `frames`."""
+
+    seconds: float
+    picture: tuple[int, int] | None = None
+    frames: int | None = None
+
+    @classmethod
+    def expected(cls, seconds: float, picture: tuple[int, int] | None = None,
+                 fps: Fraction | None = None) -> ResultBounds:
+        """From the longest sound or picture the job asks for: RESULT_SLACK added (MMAudio rounds up to
+        whole latents; a provider may pad); for a picture, that many seconds of frames at `fps`."""
+        longest = seconds * RESULT_SLACK[0] + RESULT_SLACK[1]
+        frames = math.ceil(longest * fps) if fps is not None else None
+        return cls(longest, picture, frames)
 
 
 @dataclass(frozen=True)
@@ -135,6 +157,11 @@ def max_download_bytes() -> int:
     return int(float(os.environ.get("SONIFY_MAX_DOWNLOAD_MB", "500")) * (1 << 20))
 
 
+def max_decode_bytes() -> int:
+    """The most memory a result's frames may take as IMAGE (SONIFY_MAX_DECODE_MB, default 8 GiB)."""
+    return int(float(os.environ.get("SONIFY_MAX_DECODE_MB", "8192")) * (1 << 20))
+
+
 def wait_limits() -> WaitLimits:
     return WaitLimits(
         queue_seconds=float(os.environ.get("SONIFY_QUEUE_TIMEOUT", "900")),
@@ -172,8 +199,9 @@ class RemoteJob:
     journal and does what the claim says; `resume` follows a known task; `fetch` is that resume, or
     the stored result."""
 
-    def __init__(self, spec: ModelSpec, client: Provider, run: RunContext, info: JobInfo) -> None:
-        self.spec, self.client, self.ctx, self.info = spec, client, run, info
+    def __init__(self, spec: ModelSpec, client: Provider, run: RunContext, info: JobInfo,
+                 bounds: ResultBounds) -> None:
+        self.spec, self.client, self.ctx, self.info, self.bounds = spec, client, run, info, bounds
         self.record: JobRecord | None = None  # set by run() or fetch()
         self._ticket: jobs.Ticket | None = None  # run() only: the uploads it made are recorded there
         self._uploads: list[str] = []  # media keys of the uploads this job uses
@@ -268,7 +296,7 @@ class RemoteJob:
         spec, record = self.spec, self.record
         with self.ctx.timer("submit"):
             self.ctx.waiter.check()
-            record.record(Status.SUBMITTING)
+            self._ticket.record_submitting()  # or nothing is sent: an unrecorded submit could be paid twice
             try:
                 task_id = self.client.submit(spec.model_id, body, self.ctx.waiter)
             except Cancelled:
@@ -344,23 +372,35 @@ class RemoteJob:
                 self.info.inference_seconds = state.inference_seconds
             with self.ctx.timer("download"):
                 self.ctx.report("downloading", 0.92)
-                path = download_output(self.client, self.spec, state, jobs.results_dir(self.ctx.work),
-                                       self.ctx.waiter, task_id)
+                folder = jobs.results_dir(self.ctx.work)
+                try:
+                    path = download_output(self.client, self.spec, state, folder, self.ctx.waiter, task_id)
+                except OSError as exc:  # the partial file is gone; the task's result stays at the provider
+                    raise ConfigurationError(f"no room for the result of task {task_id} in {folder} "
+                                             f"({exc.strerror or exc}): free some space", task_id=task_id) from None
             self.record.record(result_path=str(path))
             self.info.result_file = str(path)
             self._event("downloaded")
         return self._verify(path, state.extra, task_id)
 
     def _verify(self, path: Path, extra: dict[str, Any], task_id: str | None) -> Delivery:
-        """The provider's result as audio; a file that is not decodable media is the provider's fault. It
-        is not kept in the result store (an error page served as the file, say): the next run or fetch
-        of the task downloads it again rather than reusing it."""
+        """The provider's result, bounded (self.bounds) before it is decoded into arrays, then as audio. A
+        file out of bounds or not decodable is the provider's fault, never the user's input's; it is not
+        kept in the result store (an error page served as the file, say): the next run or fetch of the
+        task downloads it again rather than reusing it."""
         with self.ctx.timer("decode"):
+            what = "audio"
             try:
-                samples, rate = media.decode_audio(path)
+                if self.spec.output == "video":
+                    what = "video"
+                    bounds = self.bounds
+                    media.check_picture(path, bounds.picture or (media.MAX_SIDE, media.MAX_SIDE),
+                                        bounds.frames or math.ceil(bounds.seconds * media.MAX_FPS), max_decode_bytes())
+                    what = "audio"
+                samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
-                raise ProviderError(f"the result file is not usable audio ({exc})", task_id=task_id) from None
+                raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None
         return Delivery(path, samples, rate, extra)
 
     @contextlib.contextmanager

@@ -232,3 +232,47 @@ def test_prompt_over_the_model_limit(emulator, wavespeed_env, clip) -> None:
 def test_multiline_prompt_is_fine(emulator, wavespeed_env, clip) -> None:
     node("SonifyMMAudioV2")(video=file_video(clip), **{**MMAUDIO, "prompt": "rain\n\tthen thunder"})
     assert emulator.submits() == 1
+
+
+# ---------------------------------------------------------------- odd tensors and text (converted or refused by name)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_frames_of_other_float_widths_are_converted(emulator, wavespeed_env, dtype):
+    frames = torch.from_numpy(flash_frames(12, 64, 48, flash_frames=(5,))).to(dtype)
+    audio, _, _ = node("SonifyMMAudioV2")(images=frames, fps=24.0, **MMAUDIO)
+    assert audio["waveform"].shape[-1] == round(Fraction(12, 24) * audio["sample_rate"])
+
+
+@pytest.mark.parametrize(("dtype", "word"), [(torch.complex64, "complex64"), (torch.bool, "bool"),
+                                             (torch.int32, "int32")])
+def test_frames_of_a_dtype_no_picture_has_are_refused_by_name(emulator, wavespeed_env, dtype, word):
+    frames = torch.zeros((12, 48, 64, 3), dtype=dtype)
+    refused(emulator, "images", lambda: node("SonifyMMAudioV2")(images=frames, fps=24.0, **MMAUDIO), match=word)
+
+
+def test_a_bfloat16_voice_is_converted(emulator, wavespeed_env, clip):
+    _, images, audio, _, _ = node("SonifySyncLipsync")(audio=tone(0.5, 16000, 1, torch.bfloat16),
+                                                       video=file_video(clip), sync_mode="cut_off")
+    assert images.shape[1:] == (48, 64, 3) and audio["sample_rate"] > 0
+
+
+@pytest.mark.parametrize(("voice", "match"), [
+    ({"waveform": torch.zeros((0, 1, 16000)), "sample_rate": 16000}, "empty batch"),
+    ({"waveform": torch.zeros((1, 1, 16000), dtype=torch.complex64), "sample_rate": 16000}, "complex64"),
+    ({"waveform": torch.zeros((1, 1, 16000), dtype=torch.bool), "sample_rate": 16000}, "bool"),
+])
+def test_a_voice_no_sound_has_is_refused_by_name(emulator, wavespeed_env, clip, voice, match):
+    refused(emulator, "audio", lambda: node("SonifySyncLipsync")(audio=voice, video=file_video(clip),
+                                                                 sync_mode="cut_off"), match=match)
+
+
+def test_a_prompt_with_an_unpaired_surrogate_is_refused(emulator, wavespeed_env, clip):
+    refused(emulator, "prompt", lambda: node("SonifyMMAudioV2")(video=file_video(clip), **{**MMAUDIO,
+                                                                "prompt": "rain \ud83d on a roof"}), match="U+D83D")
+
+
+def test_a_one_frame_video_file_is_refused_like_one_frame_of_images(emulator, wavespeed_env, tmp_path):
+    still = write_clip(tmp_path / "still.mp4", 1, Fraction(24), 64, 48)
+    refused(emulator, "video", lambda: node("SonifyMMAudioV2")(video=file_video(still), **MMAUDIO),
+            match="at least 2 frames, got 1")

@@ -18,7 +18,7 @@ import requests
 from conftest import FAL_KEY
 
 from sonify import media, pipeline, providers
-from sonify.errors import Cancelled, JobFailed, JobTimedOut, ProviderError, ValidationError
+from sonify.errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, ValidationError
 from sonify.models import THINKSOUND_FAL
 from sonify.providers.base import COMPLETED, QUEUED, RUNNING, TaskState, WaitLimits
 from sonify.providers.fal import Fal, sse_data
@@ -293,8 +293,8 @@ def test_422_names_our_input(emulator: Emulator, fal_env, clip_path: Path, field
     assert emulator.submits() == 0
 
 
-@pytest.mark.parametrize("key", ["wrong-id:wrong-secret-0123456789", "no-colon-key-0123456789"])
-def test_bad_key_is_a_clear_401(emulator, fal_env, clip, tmp_path, monkeypatch, all_logs, key: str) -> None:
+def test_bad_key_is_a_clear_401(emulator, fal_env, clip, tmp_path, monkeypatch, all_logs) -> None:
+    key = "wrong-id:wrong-secret-0123456789"
     monkeypatch.setenv("FAL_KEY", key)
     with pytest.raises(ProviderError) as caught:
         run(clip, tmp_path)
@@ -302,6 +302,17 @@ def test_bad_key_is_a_clear_401(emulator, fal_env, clip, tmp_path, monkeypatch, 
     for text in (str(caught.value), repr(caught.value), all_logs.text):
         assert key not in text and key.split(":")[-1] not in text
     assert emulator.submits() == 0
+
+
+@pytest.mark.parametrize("key", ["no-colon-key-0123456789", ":secret-only-0123456789", "id-only-0123456789:"])
+def test_a_key_that_is_not_id_and_secret_is_caught_before_any_request(emulator, fal_env, clip, tmp_path,
+                                                                      monkeypatch, all_logs, key: str) -> None:
+    monkeypatch.setenv("FAL_KEY", key)
+    with pytest.raises(ConfigurationError, match="not of the form key_id:key_secret") as caught:
+        run(clip, tmp_path)
+    for text in (str(caught.value), repr(caught.value), all_logs.text):
+        assert key.strip(":") not in text
+    assert not emulator.requests
 
 
 def test_submit_is_never_retried(emulator: Emulator, fal_env, clip, tmp_path: Path) -> None:

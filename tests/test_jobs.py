@@ -26,7 +26,7 @@ from conftest import EMULATOR_KEY
 from pack import ROOT, load_pack, module
 
 from sonify import cli, jobs, media, pipeline
-from sonify.errors import Cancelled, JobFailed, JobTimedOut, ProviderError, ValidationError
+from sonify.errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, ValidationError
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.waiter import Waiter
 from sonify_devtools.emulator import Emulator
@@ -288,19 +288,22 @@ def test_a_corrupted_journal_is_reported_and_the_job_proceeds(emulator, wavespee
     assert journal(wavespeed_env).find_task("wavespeed", result.info["task_id"]) is not None  # a new journal
 
 
-def test_a_locked_journal_is_reported_and_the_job_proceeds(emulator, wavespeed_env, clip, tmp_path, caplog):
+def test_a_locked_journal_is_reported_and_nothing_is_submitted(emulator, wavespeed_env, clip, tmp_path, caplog):
+    """A job the journal cannot record is not submitted: a crash during it would strand a paid task and
+    the next run would pay again."""
     run(clip, tmp_path)  # the journal exists and this process has it open
     holder = sqlite3.connect(Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process writing, stuck
     try:
         with caplog.at_level(logging.WARNING, logger="sonify"):
             started = time.monotonic()
-            result = run(clip, tmp_path)
+            with pytest.raises(ConfigurationError, match="cannot record this job, so it was not submitted.*locked"):
+                run(clip, tmp_path)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert result.info["status"] == "completed" and emulator.submits(MODEL) == 2
-    assert "locked" in caplog.text and "goes on without it" in caplog.text
+    assert emulator.submits(MODEL) == 1
+    assert "locked" in caplog.text
     assert time.monotonic() - started < 10  # one busy timeout, not one per write
 
 

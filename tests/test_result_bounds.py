@@ -1,0 +1,122 @@
+"""A provider's result is bounded before it becomes arrays: its length against what was asked (25 % + 2 s
+of slack), timestamps that jump, its channels and rate, lipsync's picture size and frame count against
+what was sent. A result out of bounds is a provider error naming the task, is not kept, is never blamed
+on the user's input, and a re-run downloads it again rather than paying for a new job. The hostile files
+are real media, made with PyAV and served by the emulator as the task's output."""
+
+from __future__ import annotations
+
+import resource
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from clips import write_clip
+
+from sonify import media, pipeline
+from sonify.errors import ProviderError
+from sonify.models import MMAUDIO_V2, SYNC_LIPSYNC
+
+OUTPUT = r"^/outputs/"
+BOUND = 10.0  # seconds: a hostile result ends the job within this (a bound on a hang, not a speed claim)
+
+
+def pcm_file(path: Path, seconds: float, rate: int = 44100, channels: int = 1, codec: str = "pcm_s16le",
+             jump: int | None = None) -> bytes:
+    """Silence as `codec` in a Matroska file (a WAV cannot carry timestamps); with `jump`, the second
+    packet is stamped that many samples after the first."""
+    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        stream.time_base = Fraction(1, rate)
+        total, step, written = round(seconds * rate), 4096, 0
+        for index in range((total + step - 1) // step):
+            n = min(step, total - written)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, n * channels), np.int16), format="s16", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = written if jump is None or index == 0 else written + jump
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            written += n
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path.read_bytes()
+
+
+def run_mmaudio(clip: Path, tmp_path: Path) -> pipeline.Result:
+    return pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip)), out_dir=tmp_path / "out")
+
+
+def fails_as_the_providers(emulator, run) -> ProviderError:
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        run()
+    assert time.monotonic() - started < BOUND
+    error = caught.value
+    assert error.task_id and f"python -m sonify fetch wavespeed {error.task_id}" in str(error)
+    assert "video:" not in str(error).split("(")[0]  # the provider's result, never the user's `video` input
+    return error
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 48, flash_at=(8,))  # 1 s
+
+
+def test_a_timestamp_that_jumps_is_refused_without_allocating_it(emulator, wavespeed_env, clip, tmp_path):
+    emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "bomb.mka", 0.2, jump=1 << 40), times=2)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    error = fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path))
+    assert "runs longer than" in str(error)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no 4 TiB array
+    assert not list((tmp_path / "state" / "results").glob("*"))  # not kept as a good result
+    # the next run resumes the same task and downloads again: no new job is paid for
+    error = fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path))
+    assert emulator.submits(MMAUDIO_V2.model_id) == 1
+
+
+def test_a_sound_far_longer_than_asked_is_refused(emulator, wavespeed_env, clip, tmp_path):
+    """MMAudio is asked for 1 s here: 60 s of silent FLAC is a compression bomb, refused at 3.25 s."""
+    emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "long.mka", 60.0, codec="flac"))
+    error = fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path))
+    assert "runs longer than the 3.25 s expected" in str(error)
+
+
+@pytest.mark.parametrize(("rate", "channels", "message"), [(44100, 12, "12 channels"), (384000, 1, "384000 Hz")])
+def test_a_layout_no_sound_has_is_refused(emulator, wavespeed_env, clip, tmp_path, rate, channels, message):
+    emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "odd.mka", 0.5, rate=rate, channels=channels))
+    assert message in str(fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path)))
+
+
+def test_a_sound_within_the_slack_is_taken_and_fitted(emulator, wavespeed_env, clip, tmp_path):
+    emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "long.mka", 3.0))
+    result = run_mmaudio(clip, tmp_path)
+    assert result.audio.shape == (1, 44100)  # trimmed to the 1 s clip
+
+
+def lipsync(clip: Path, tmp_path: Path) -> pipeline.Result:
+    voice = pipeline.AudioInput(np.zeros((1, 48000), np.float32), 48000)
+    return pipeline.run(SYNC_LIPSYNC, {}, media.VideoSource(path=str(clip)), audio=voice, out_dir=tmp_path / "out")
+
+
+def test_a_lipsync_picture_larger_than_sent_is_refused_before_decoding(emulator, wavespeed_env, clip, tmp_path):
+    big = write_clip(tmp_path / "big.mp4", 6, Fraction(24), 4096, 2160)
+    emulator.inject("GET", OUTPUT, 200, body=big.read_bytes())
+    error = fails_as_the_providers(emulator, lambda: lipsync(clip, tmp_path))
+    assert "4096×2160, larger than the 64×48 picture expected" in str(error)
+
+
+def test_a_lipsync_result_with_too_many_frames_is_refused(emulator, wavespeed_env, clip, tmp_path):
+    """1 s of picture and of voice sent: 3.25 s of frames at 24 fps (78) is the most taken."""
+    long = write_clip(tmp_path / "long.mp4", 200, Fraction(24), 64, 48)
+    emulator.inject("GET", OUTPUT, 200, body=long.read_bytes())
+    assert "more than the 78 64×48 frames" in str(fails_as_the_providers(emulator, lambda: lipsync(clip, tmp_path)))
+
+
+def test_a_lipsync_result_without_a_picture_is_the_providers_fault(emulator, wavespeed_env, clip, tmp_path):
+    emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "sound.mka", 1.0))
+    error = fails_as_the_providers(emulator, lambda: lipsync(clip, tmp_path))
+    assert "not usable video" in str(error) and "no video stream" in str(error)
