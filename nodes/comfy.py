@@ -5,6 +5,7 @@ Every import is lazy and has a fallback, so the nodes run (and are tested) witho
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import shutil
@@ -19,6 +20,16 @@ from typing import Any
 from ..sonify.errors import Cancelled, ValidationError
 
 log = logging.getLogger("sonify")
+
+
+def runs_coroutines() -> bool:
+    """True when the host runs a coroutine FUNCTION as a task, going on with other nodes meanwhile: ComfyUI
+    since Comfy-Org/ComfyUI#8830 (July 2025, first release 0.3.45), which brought `comfy_execution.utils`.
+    Looked up, not imported; an older host (or none) gets synchronous nodes."""
+    try:
+        return importlib.util.find_spec("comfy_execution.utils") is not None
+    except (ImportError, ValueError):  # no comfy_execution package; or a module without a spec
+        return False
 
 
 def temp_dir() -> Path:

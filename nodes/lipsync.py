@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..sonify.models import ModelSpec
 from . import comfy
 from .inputs import param_inputs, source_inputs
-from .run import run_node
+from .run import node_function, run_node
 
 
-def make_lipsync_node(spec: ModelSpec) -> type:
+def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
+    """The lipsync node class; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
+
+    def body(is_cancelled: Callable[[], bool], audio: Any, video: Any = None, images: Any = None, fps: float = 24.0,
+             unique_id: Any = None, **params: Any) -> tuple:
+        import torch
+
+        from ..sonify import media
+
+        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, audio=audio)
+        frames, rate = media.decode_frames(result.video_path)
+        return (comfy.make_video(result.video_path), torch.from_numpy(frames),
+                comfy.to_audio(result.audio, result.sample_rate), float(rate), json.dumps(result.info))
+
     class LipsyncNode:
         DESCRIPTION = (f"{spec.description} The video is uploaded at full resolution; the voice losslessly at its "
                        f"own rate and channels. Price: {spec.price_text}.")
@@ -33,15 +47,6 @@ def make_lipsync_node(spec: ModelSpec) -> type:
             return {"required": {**voice, **param_inputs(spec)}, "optional": source_inputs(spec),
                     "hidden": {"unique_id": "UNIQUE_ID"}}
 
-        def run(self, audio: Any, video: Any = None, images: Any = None, fps: float = 24.0, unique_id: Any = None,
-                **params: Any) -> tuple:
-            import torch
-
-            from ..sonify import media
-
-            result = run_node(spec, unique_id, video, images, fps, params, audio=audio)
-            frames, rate = media.decode_frames(result.video_path)
-            return (comfy.make_video(result.video_path), torch.from_numpy(frames),
-                    comfy.to_audio(result.audio, result.sample_rate), float(rate), json.dumps(result.info))
+        run = node_function(body, coroutine)
 
     return LipsyncNode

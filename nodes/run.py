@@ -1,9 +1,13 @@
-"""What every model node shares: its inputs turned into the engine's, one pipeline run, ComfyUI's Cancel."""
+"""What every remote node shares: its FUNCTION (a coroutine where the host runs them), its inputs turned
+into the engine's, one pipeline run, ComfyUI's Cancel."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,51 @@ from ..sonify.models import ModelSpec
 from . import comfy
 
 log = logging.getLogger("sonify")
+
+
+# A node's blocking body: body(is_cancelled, **inputs) -> the node's outputs.
+Body = Callable[..., tuple]
+
+
+def node_function(body: Body, coroutine: bool | None = None) -> Callable[..., Any]:
+    """A remote node's FUNCTION (a method) around its blocking body. A coroutine if `coroutine` (default:
+    if the host runs them, comfy.runs_coroutines()): it runs the body in a worker thread, so the graph goes
+    on — other remote jobs, local GPU nodes — while the job waits. Else the body itself, run where the host
+    runs every node (ComfyUI before July 2025)."""
+    if coroutine is None:
+        coroutine = comfy.runs_coroutines()
+    if coroutine:
+        async def run_async(self: Any, **inputs: Any) -> tuple:
+            return await in_worker(body, inputs)
+
+        return run_async
+
+    def run(self: Any, **inputs: Any) -> tuple:
+        return body(comfy.is_cancelled, **inputs)
+
+    return run
+
+
+async def in_worker(body: Body, inputs: dict[str, Any]) -> tuple:
+    """body(is_cancelled, **inputs) in a worker thread, awaited. asyncio.to_thread gives the thread a copy
+    of this task's contextvars: ComfyUI's progress bar finds the executing node through one.
+
+    is_cancelled is ComfyUI's Cancel, or this coroutine's own cancellation: ComfyUI cancels the nodes
+    still pending when a graph stops (an interrupt or an error elsewhere). The worker is then told to
+    stop — the engine looks at least every Waiter.SLICE — and waited for, so the journal has recorded the
+    cancel (and fal's remote job is cancelled) before the CancelledError goes on."""
+    stop = threading.Event()
+
+    def is_cancelled() -> bool:
+        return stop.is_set() or comfy.is_cancelled()
+
+    worker = asyncio.ensure_future(asyncio.to_thread(body, is_cancelled, **inputs))
+    try:
+        return await asyncio.shield(worker)  # a cancel here leaves the worker running: it is ours to stop
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([worker])  # the error it ends with (its interrupt) is the shield's to drop
+        raise
 
 
 def engine_source(video: Any, images: Any, fps: float, workdir: Path) -> Any:
@@ -37,7 +86,7 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
-             audio: Any = None) -> Any:
+             is_cancelled: Callable[[], bool], audio: Any = None) -> Any:
     """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's."""
     from ..sonify import pipeline
 
@@ -49,7 +98,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
         try:
             return pipeline.run(
                 spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
-                on_progress=report, is_cancelled=comfy.is_cancelled,
+                on_progress=report, is_cancelled=is_cancelled,
             )
         except Cancelled as exc:
             # ComfyUI shows an interrupt without a message: the task id goes on the node and in the log.

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..sonify.models import ModelSpec
 from . import comfy
 from .inputs import param_inputs, source_inputs
-from .run import run_node, source_picture
+from .run import node_function, run_node, source_picture
 
 
-def make_video_to_audio_node(spec: ModelSpec) -> type:
+def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
+    """The node class for `spec`; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
+
+    def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
+             unique_id: Any = None, **params: Any) -> tuple:
+        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled)
+        sound = comfy.to_audio(result.audio, result.sample_rate)
+        if result.video_path is not None:
+            picture = comfy.make_video(result.video_path)
+        else:  # frames in: the frames themselves with the new sound, encoded only if asked
+            picture = comfy.frames_video(*source_picture(video, images, fps), sound)
+        extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
+        return (sound, picture, *extra, json.dumps(result.info))
+
     class VideoToAudioNode:
         DESCRIPTION = " ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}.")))
         CATEGORY = "Sonify/video to audio"
@@ -29,16 +43,7 @@ def make_video_to_audio_node(spec: ModelSpec) -> type:
         def INPUT_TYPES(cls) -> dict[str, Any]:
             return {"required": param_inputs(spec), "optional": source_inputs(spec), "hidden": {"unique_id": "UNIQUE_ID"}}
 
-        def run(self, video: Any = None, images: Any = None, fps: float = 24.0, unique_id: Any = None,
-                **params: Any) -> tuple:
-            result = run_node(spec, unique_id, video, images, fps, params)
-            sound = comfy.to_audio(result.audio, result.sample_rate)
-            if result.video_path is not None:
-                picture = comfy.make_video(result.video_path)
-            else:  # frames in: the frames themselves with the new sound, encoded only if asked
-                picture = comfy.frames_video(*source_picture(video, images, fps), sound)
-            extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
-            return (sound, picture, *extra, json.dumps(result.info))
+        run = node_function(body, coroutine)
 
     VideoToAudioNode.__name__ = VideoToAudioNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
     return VideoToAudioNode
