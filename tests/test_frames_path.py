@@ -5,6 +5,8 @@ is the input tensor itself with the new sound."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from clips import flash_frames, onset_time
-from pack import load_pack, module
+from pack import ROOT, load_pack, module
 
 from sonify import frames, media
 from sonify.errors import ValidationError
@@ -119,3 +121,14 @@ def test_frames_size_and_count_are_checked_before_any_request(emulator, wavespee
     with pytest.raises(module("sonify.errors").ValidationError, match="images"):
         node("SonifyMMAudioV2")(images=torch.full((8, 64, 64, 3), float("nan")), fps=24.0, prompt="rain")
     assert not [r for r in emulator.requests if r.path.startswith("/api/v3/" + MMAUDIO_V2.model_id)]
+
+
+def test_without_xxhash_the_frames_are_still_fingerprinted():
+    """A pack updated without its requirements: blake2b stands in (slower), with a warning."""
+    script = ("import sys; sys.modules['xxhash'] = None\n"
+              "import numpy as np; from fractions import Fraction; from sonify import frames\n"
+              "a = np.zeros((2, 16, 16, 3), np.float32); b = a.copy(); b[1, 1, 1, 1] = 0.5\n"
+              "print(frames.fingerprint(a, Fraction(24)) != frames.fingerprint(b, Fraction(24)))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=True)
+    assert done.stdout.strip() == "True" and "xxhash package is missing" in done.stderr
