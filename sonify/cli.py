@@ -35,6 +35,7 @@ EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
 EXIT_BATCH_FAILED = 6  # some clips of a batch failed (the others' results are kept)
 EXIT_DOCTOR = 1  # doctor found a problem
+EXIT_OS = EXIT[ConfigurationError]  # a folder, file or port that cannot be used: the setup's to fix
 PARAM_PREFIX = "param_"  # argparse dest of a model parameter's option
 
 
@@ -62,12 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SonifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code(exc)
-    except OSError as exc:  # this machine's files: no room, no permission, no temporary folder
-        print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return EXIT[ConfigurationError]
+    except OSError as exc:  # this machine's files, folders and ports: no room, no permission, a busy --port
+        print(f"error: {redact(os_error_text(exc))}", file=sys.stderr)
+        return EXIT_OS
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return EXIT[Cancelled]
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OSError: its own message when Sonify wrote it, else what failed on which file."""
+    if exc.strerror is None:
+        return str(exc)
+    where = f": {exc.filename}" if exc.filename is not None else ""
+    return f"{exc.strerror}{where}"
 
 
 def exit_code(exc: SonifyError) -> int:
@@ -77,8 +86,9 @@ def exit_code(exc: SonifyError) -> int:
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="python -m sonify", description="Sound for video with hosted models (WaveSpeed, fal).",
-        epilog="Exit codes: 0 done, 2 usage, 3 bad input or configuration, 4 provider error, 5 job failed or "
-               "timed out, 6 some clips of a batch failed, 130 cancelled (doctor: 1 if a check failed).",
+        epilog="Exit codes: 0 done, 2 usage, 3 bad input or configuration (a folder, file or port that cannot be "
+               "used too), 4 provider error, 5 job failed or timed out, 6 some clips of a batch failed, 130 cancelled "
+               "(doctor: 1 if a check failed).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub_parsers: dict[str, argparse.ArgumentParser] = {}
@@ -313,14 +323,14 @@ def _fetch(args: argparse.Namespace) -> int:
     with the new sound; prints their paths."""
     from . import media, pipeline
 
-    provider, task_id, out_dir = args.provider, args.task_id, args.output
+    provider, out_dir = args.provider, args.output
     if args.video is not None and not args.video.is_file():
         raise ValidationError("--video", f"no such file: {args.video}")
     source = media.VideoSource(path=str(args.video)) if args.video is not None else None
     with _ctrl_c_cancels() as cancelled:
-        result = pipeline.fetch(provider, task_id, out_dir=out_dir, model=args.model, video=source,
+        result = pipeline.fetch(provider, args.task_id, out_dir=out_dir, model=args.model, video=source,
                                 on_progress=_printer(), is_cancelled=cancelled)
-    name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], task_id)
+    name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], result.info["task_id"])  # checked
     written = [out_dir / f"{name}.wav"]
     media.write_wav(result.audio, result.sample_rate, written[0])
     if result.video_path is not None:
@@ -342,9 +352,10 @@ def _jobs_arguments(parser: argparse.ArgumentParser) -> None:
 def _jobs(args: argparse.Namespace) -> int:
     from . import config, jobs
 
+    folder = config.state_dir()  # an unusable one is an error (exit 3) that says why
     rows = jobs.guarded("listing jobs", lambda journal: journal.recent(args.limit), default=None)
     if rows is None:
-        print(f"no usable job journal in {config.state_dir()}", file=sys.stderr)
+        print(f"no usable job journal in {folder}", file=sys.stderr)
         return 1
     print(f"{'time':19}  {'provider':9}  {'model':30}  {'task id':36}  {'status':16}  {'cost':>7}  result")
     for row in rows:
@@ -375,7 +386,7 @@ def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
     if demo is None:
         return
     DEMO_KEY, DEMO_FAL_KEY = demo.DEMO_KEY, demo.DEMO_FAL_KEY
-    parser.add_argument("--port", type=int, default=8787, help="API port (default: 8787; 0: any free port)")
+    parser.add_argument("--port", type=_port, default=8787, help="API port (default: 8787; 0: any free port)")
     parser.add_argument("--key", default=DEMO_KEY, help=f"the WaveSpeed key it accepts (default: {DEMO_KEY})")
     parser.add_argument("--fal-key", default=DEMO_FAL_KEY, help=f"the fal key it accepts, id:secret (default: {DEMO_FAL_KEY})")
     parser.add_argument("--model-seconds", type=float, default=2.0, help="how long each job takes (default: 2)")
@@ -396,9 +407,20 @@ def _emulator(args: argparse.Namespace) -> int:
         print(f"  export SONIFY_FAL_QUEUE_URL={emu.url} SONIFY_FAL_REST_URL={emu.url} FAL_KEY={args.fal_key}")
         print("Ctrl-C stops it.", flush=True)
 
-    serve_forever(args.port, on_ready=settings, api_keys=(args.key,), fal_keys=(args.fal_key,),
-                  model_seconds=args.model_seconds)
+    try:
+        serve_forever(args.port, on_ready=settings, api_keys=(args.key,), fal_keys=(args.fal_key,),
+                      model_seconds=args.model_seconds)
+    except OSError as exc:
+        raise ConfigurationError(f"the emulator cannot listen on 127.0.0.1:{args.port} ({os_error_text(exc)}): another "
+                                 "program may use that port — pick another with --port, or --port 0 for any free one") from None
     return 0
+
+
+def _port(text: str) -> int:
+    value = _number("int")(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {value}")
+    return value
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:

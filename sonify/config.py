@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,12 +34,47 @@ KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
 host_state_dir: Path | None = None
 
 
+class UnsafeState(OSError):
+    """The state folder, or a file or folder in it, cannot be used safely; the message says why and what to
+    do. An OSError, so that the journal and the result store treat it like their other failures (a warning,
+    and the job goes on without them)."""
+
+
 def state_dir() -> Path:
-    """The folder for the journal, caches and the optional key file (created on demand)."""
+    """The folder for the journal, caches and the optional key file: created, or made, private (mode 700:
+    the key file and paid results live here, and nobody else may plant links in it)."""
     env = os.environ.get("SONIFY_STATE_DIR")
     path = Path(env) if env else (host_state_dir or Path.home() / ".cache" / "sonify")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: the key file and paid results live here
+    return private_folder(path, "Sonify's state folder", hint="set SONIFY_STATE_DIR to a folder of its own")
+
+
+def private_folder(path: Path, what: str, *, hint: str, links: bool = True) -> Path:
+    """`path` as a folder only its owner can read and write: created with mode 700, or an existing one
+    tightened to it. `links=False`: a symbolic link there is refused, never followed. UnsafeState otherwise."""
+    if not links and path.is_symlink():
+        raise UnsafeState(f"{what} {path} is a symbolic link; Sonify does not write through links: {hint}")
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileExistsError:
+        raise UnsafeState(f"{what} {path} is not a folder: {hint}") from None
+    except OSError as exc:
+        raise UnsafeState(f"{what} {path} cannot be made ({exc.strerror or type(exc).__name__}): {hint}") from None
+    if os.name == "posix" and mode & 0o077:
+        try:
+            os.chmod(path, 0o700)
+        except OSError as exc:
+            raise UnsafeState(f"{what} {path} is open to other users (mode {mode:o}) and cannot be made private "
+                              f"({exc.strerror or type(exc).__name__}): {hint}") from None
     return path
+
+
+def refuse_links(*paths: Path | str) -> None:
+    """UnsafeState if any of `paths` is a symbolic link: Sonify's files are written where they are, never
+    through a link (one planted there would send the journal or a result anywhere)."""
+    for path in paths:
+        if os.path.islink(path):
+            raise UnsafeState(f"{path} is a symbolic link; Sonify does not write through links: remove it")
 
 
 def api_key(provider: str) -> str:
@@ -105,14 +141,19 @@ def base_url(name: str) -> str:
 
 
 def is_loopback(host: str | None) -> bool:
+    """Is `host` this machine: localhost (or a name under .localhost), a loopback address (an IPv4-mapped
+    one too), or the unspecified address (0.0.0.0 and :: reach this machine's own services)."""
     if not host:
         return False
-    if host == "localhost":
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or address.is_unspecified or bool(mapped and (mapped.is_loopback or mapped.is_unspecified))
 
 
 def check_url(url: str, what: str) -> None:

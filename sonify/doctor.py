@@ -56,7 +56,7 @@ def provider_checks(provider: str) -> list[Check]:
     name = NAMES[provider]
     try:
         found = config.find_key(provider)
-    except ConfigurationError as exc:  # an unreadable key file
+    except (ConfigurationError, OSError) as exc:  # an unreadable key file, an unusable state folder
         return [Check(f"{name} key", False, str(exc))]
     if found is None:
         return [Check(f"{name} key", None, f"none found — {config.key_hint(provider)}")]
@@ -130,6 +130,8 @@ def state_check() -> Check:
         probe = folder / f".doctor-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
+    except config.UnsafeState as exc:
+        return Check("state folder", False, str(exc))
     except OSError as exc:
         return Check("state folder", False, f"not writable ({exc}): set SONIFY_STATE_DIR to a folder you can write")
     source = "SONIFY_STATE_DIR" if os.environ.get("SONIFY_STATE_DIR") else "default"
@@ -163,7 +165,11 @@ def comfyui_check(cwd: Path) -> Check:
         f"this Sonify ({PACK_ROOT}) is not in its custom_nodes folder"
     comfy_state = root / "user" / "sonify"
     shared = ""
-    if comfy_state.resolve() != config.state_dir().resolve():
+    try:
+        ours = config.state_dir().resolve()
+    except OSError:  # the state folder's own check says why
+        ours = None
+    if comfy_state.resolve() != ours:
         shared = (f"; inside ComfyUI, Sonify keeps keys.json and its journal in {comfy_state} — set "
                   f"SONIFY_STATE_DIR={comfy_state} to use the same from the command line")
     return Check("ComfyUI", True if installed else None, f"{root} ({where}){shared}")

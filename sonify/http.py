@@ -1,27 +1,39 @@
 """HTTP for the provider clients: one session per provider, timeouts, bounded retries of
 idempotent requests, error mapping, and size-capped streamed downloads.
 
-The API key is attached only to requests under the provider's own base URL, never to upload or
-download URLs (pre-signed or CDN hosts).
+The API key is attached only to requests to the provider's own API that ask for it, never to upload or
+download URLs (pre-signed or CDN hosts), wherever those point. A URL the provider hands out is followed
+only over https to another machine, unless the API itself is on this machine (the emulator).
+
+Every request, upload and download is watched (`_Watch`): it ends within `transfer_seconds()` plus its
+size at MIN_RATE, and within a SLICE of a Cancel, however slowly the other side drips its bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import os
 import random
+import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
 
 from .config import check_url, is_loopback
-from .errors import ProviderError, SonifyError
-from .waiter import Waiter
+from .errors import Cancelled, ConfigurationError, ProviderError, SonifyError
+from .redact import redact
+from .waiter import SLICE, Waiter
 
 log = logging.getLogger("sonify")
 
@@ -29,10 +41,13 @@ RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 # Answers that say the request was turned away before it was processed (rate limit, full queue): even
 # a submit is safe to send again after one, since no task was created.
 REFUSED = frozenset({429})
-TIMEOUT = (10.0, 60.0)  # connect, read
+TIMEOUT = (10.0, 60.0)  # connect, read (each read: a server that drips bytes is bounded by the watch)
 MAX_ATTEMPTS = 6
 MAX_REDIRECTS = 5
 CHUNK = 1 << 20
+READ_CHUNK = 64 * 1024  # download reads: small, so the bytes received (and the deadline they earn) count often
+TRANSFER_SECONDS = 120.0  # every request, upload and download gets this long (SONIFY_TRANSFER_TIMEOUT) ...
+MIN_RATE = 32 * 1024  # ... plus its size at this many bytes a second (256 kbit/s); slower, it is cut
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:
@@ -42,6 +57,31 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
         return min(retry_after, 60.0)
     delay = min(0.5 * 2 ** (attempt - 1), 8.0)
     return delay * random.uniform(0.5, 1.0)
+
+
+def transfer_seconds() -> float:
+    """The allowance every request gets on top of its size at MIN_RATE (SONIFY_TRANSFER_TIMEOUT)."""
+    text = os.environ.get("SONIFY_TRANSFER_TIMEOUT", "").strip()
+    try:
+        seconds = float(text) if text else TRANSFER_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigurationError(f"SONIFY_TRANSFER_TIMEOUT must be a number of seconds above 0, got {text!r}")
+    return seconds
+
+
+def content_length(value: str | None) -> int | None:
+    """A Content-Length header as a byte count; None when there is none or it is not a plain number (a
+    server may send anything: the body is then read to its end, still size-capped)."""
+    text = (value or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
+def excerpt(text: str, limit: int = 300) -> str:
+    """A provider's text for a one-line message: redacted first (a key cut in two would no longer be
+    recognised whole), then its whitespace joined, then cut to `limit` characters."""
+    return " ".join(redact(text).split())[:limit]
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
@@ -57,7 +97,8 @@ def retry_after_seconds(response: requests.Response) -> float | None:
 
 class Http:
     """One provider's HTTP. `auth_headers` go only to URLs under `base_url` or `other_api_urls`
-    (the provider's own API hosts), never anywhere else.
+    (the provider's own API hosts), and only with requests that ask for them (`auth`, the default):
+    an upload URL the provider handed out gets exactly the headers it came with, even on the API's host.
 
     `describe_error(response)` turns an HTTP error into a message (raised as ProviderError) or into
     the error to raise itself (e.g. a ValidationError naming the input the provider refused)."""
@@ -78,15 +119,28 @@ class Http:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "sonify/0.1"
         self.session.trust_env = False  # no proxies or .netrc credentials picked up behind our back
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, _WatchedAdapter())
 
-    def _headers_for(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
+    def _headers_for(self, url: str, extra: dict[str, str] | None, auth: bool) -> dict[str, str]:
         headers = dict(extra or {})
-        if self.is_api_url(url):
+        if auth and self.is_api_url(url):
             headers.update(self._auth)
         return headers
 
     def is_api_url(self, url: str) -> bool:
         return any(url == base or url.startswith(base + "/") for base in self._api_urls)
+
+    @property
+    def local(self) -> bool:
+        """The provider's API is on this machine (the emulator, a local proxy): the URLs it hands out may
+        point here too, over plain http."""
+        return all(is_loopback(urlsplit(base).hostname) for base in self._api_urls)
+
+    def check_handed_url(self, url: str, what: str = "handed out the URL", task_id: str | None = None,
+                         came_from: str | None = None) -> None:
+        """A URL the provider handed out (a result, a redirect on the way to it, an upload): see check_handed_url."""
+        check_handed_url(url, local=self.local, provider=self.provider, what=what, task_id=task_id, came_from=came_from)
 
     def request(
         self,
@@ -103,24 +157,37 @@ class Http:
         task_id: str | None = None,
         stream: bool = False,
         retry_if: Callable[[requests.Response], bool] | None = None,
+        auth: bool = True,
+        creates: bool = False,
     ) -> requests.Response:
         """Send a request; retry it on 408/429/5xx (or where `retry_if(response)` says so) and
         connection errors only if `idempotent` (safe to send twice). `stream`: the body is left
-        unread for the caller.
+        unread for the caller. `auth=False`: no key, even to the API's host (a URL the provider handed
+        out for an upload carries exactly its own headers). A URL outside the API is checked like any
+        URL the provider hands out (check_handed_url).
 
         A submit is never idempotent: a lost answer may still have created (and charged) a task. It
         is sent again only after a REFUSED answer (429), which certifies that nothing was created.
+        Each attempt is watched (see _Watch): past its deadline it is an error, never retried; Cancel ends
+        it at once, unless it `creates` something the provider charges for (a submit: it is left to finish
+        within its deadline, so that its task id is kept and the task can be cancelled or fetched).
         """
         url = url if url.startswith(("http://", "https://")) else self.base_url + url
-        check_url(url, f"{self.provider} URL")
+        if self.is_api_url(url):
+            check_url(url, f"{self.provider} URL")
+        else:
+            self.check_handed_url(url, task_id=task_id)
+        size = _body_size(data, files)
+        cancellable = waiter if not creates else None
         attempt = 0
         while True:
             attempt += 1
             waiter.check()
             try:
-                response = self.session.request(
-                    method, url, json=json, data=data, files=files, timeout=timeout,
-                    headers=self._headers_for(url, headers), allow_redirects=False, stream=stream,
+                response = self._send(
+                    method, url, cancellable, size, task_id, json=json, data=data, files=files,
+                    timeout=timeout, headers=self._headers_for(url, headers, auth), allow_redirects=False,
+                    stream=stream,
                 )
             except requests.RequestException as exc:
                 if not idempotent or attempt >= MAX_ATTEMPTS:
@@ -139,6 +206,24 @@ class Http:
                 waiter.sleep(backoff(attempt, retry_after_seconds(response)))
                 continue
             raise self._error(response, task_id)
+
+    def _send(self, method: str, url: str, waiter: Waiter | None, size: int, task_id: str | None,
+              **kwargs: Any) -> requests.Response:
+        """One watched attempt: its deadline or (with a `waiter`) Cancel end it at once, raised as ProviderError
+        or Cancelled; a connection error is raised as requests' own."""
+        with _watched(waiter, size, f"the answer from {_host(url)}", self.provider, task_id) as watch:
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except Exception:
+                failure = watch.failure()
+                if failure is not None:
+                    raise failure from None
+                raise
+        failure = watch.failure()
+        if failure is not None and waiter is not None:  # the body may have been cut: an attempt that failed
+            response.close()
+            raise failure
+        return response
 
     def _error(self, response: requests.Response, task_id: str | None) -> SonifyError:
         described = self._describe_error(response)
@@ -160,8 +245,9 @@ class Http:
 
     def download(self, url: str, dest: Path, *, max_bytes: int, waiter: Waiter, task_id: str | None = None) -> Path:
         """Stream `url` to `dest` (never more than max_bytes), following at most MAX_REDIRECTS
-        redirects, each of which must itself be https (or http to loopback). Retries transient
-        failures from the start. No credentials are sent."""
+        redirects, each checked like the URL itself (check_handed_url). Retries transient failures from
+        the start; an attempt slower than its deadline (see _Watch) is an error, and Cancel ends it within
+        a SLICE. No credentials are sent."""
         attempt = 0
         while True:
             attempt += 1
@@ -174,7 +260,18 @@ class Http:
                 waiter.sleep(backoff(attempt, exc.retry_after))
 
     def _download_once(self, url: str, dest: Path, max_bytes: int, waiter: Waiter, task_id: str | None) -> Path:
-        _check_result_url(url, None, self.provider, task_id)
+        self.check_handed_url(url, "gave the result URL", task_id)
+        with _watched(waiter, 0, "the result file", self.provider, task_id) as watch:
+            try:
+                return self._fetch_file(url, dest, max_bytes, waiter, task_id, watch)
+            except (_Transient, OSError, ValueError):  # requests' errors are OSErrors
+                failure = watch.failure()  # a cut the watch made: too slow, or cancelled
+                if failure is not None:
+                    raise failure from None
+                raise
+
+    def _fetch_file(self, url: str, dest: Path, max_bytes: int, waiter: Waiter, task_id: str | None,
+                    watch: _Watch) -> Path:
         for _ in range(MAX_REDIRECTS + 1):
             waiter.check()
             try:
@@ -184,7 +281,7 @@ class Http:
             with response:
                 if response.is_redirect:
                     target = urljoin(url, response.headers.get("Location", ""))
-                    _check_result_url(target, url, self.provider, task_id)
+                    self.check_handed_url(target, "redirected to", task_id, came_from=url)
                     url = target
                     continue
                 if response.status_code in RETRYABLE:
@@ -193,11 +290,190 @@ class Http:
                     raise ProviderError(
                         f"{self.provider}: the result file answered HTTP {response.status_code}", task_id=task_id
                     )
-                declared = int(response.headers.get("Content-Length") or 0)
-                if declared > max_bytes:
+                declared = content_length(response.headers.get("Content-Length"))
+                if declared is not None and declared > max_bytes:
                     raise ProviderError(_too_big(max_bytes), task_id=task_id)
-                return _write_capped(response, dest, max_bytes, declared, waiter, task_id)
+                watch.size = declared or 0
+                return _write_capped(response, dest, max_bytes, declared, waiter, task_id, watch)
         raise ProviderError(f"{self.provider}: the result URL redirected more than {MAX_REDIRECTS} times", task_id=task_id)
+
+
+class _Watch:
+    """The bounds of one request (an upload's or a download's included): Cancel, looked at every SLICE (only
+    with a `waiter`), and a deadline of transfer_seconds() plus its size at MIN_RATE — the bytes sent, the
+    Content-Length received, or while that is unknown the bytes received so far. The watchdog thread
+    enforces both by shutting the request's sockets down, which ends a read or a write however the other
+    side drips its bytes (a per-read timeout restarts with every byte); the request's own thread then
+    raises failure()."""
+
+    def __init__(self, waiter: Waiter | None, size: int, what: str, provider: str, task_id: str | None) -> None:
+        self.start = time.monotonic()
+        self.allowance = transfer_seconds()
+        self.size = size  # bytes declared (sent, or the Content-Length received); 0: unknown
+        self.received = 0  # bytes of a download's body so far
+        self._waiter, self._what, self._provider, self._task_id = waiter, what, provider, task_id
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._tripped: str | None = None  # "cancelled" | "slow"
+        self._tripped_after = 0.0
+        self._done = False
+
+    def deadline(self) -> float:
+        return self.start + self.allowance + max(self.size, self.received) / MIN_RATE
+
+    def attach(self, sock: socket.socket) -> None:
+        """A socket the request uses (a new connection, or a kept-alive one)."""
+        with self._lock:
+            if self._tripped is not None:
+                _shut(sock)
+            elif sock not in self._sockets:
+                self._sockets.append(sock)
+
+    def inspect(self) -> None:
+        """On the watchdog thread: trip when the user cancelled or the deadline passed."""
+        try:
+            cancelled = self._waiter is not None and self._waiter.cancelled()
+        except Exception:  # a failing cancel check must not stop the watchdog
+            log.debug("cancel check failed", exc_info=True)
+            cancelled = False
+        now = time.monotonic()
+        if not cancelled and now <= self.deadline():
+            return
+        with self._lock:  # never after finish(): the sockets may serve the next request by then
+            if self._done or self._tripped is not None:
+                return
+            self._tripped, self._tripped_after = ("cancelled" if cancelled else "slow"), now - self.start
+            for sock in self._sockets:
+                _shut(sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+            self._sockets.clear()
+
+    def failure(self) -> SonifyError | None:
+        """What to raise for a request the watch cut (None while it has not)."""
+        if self._tripped is None:
+            return None
+        if self._tripped == "cancelled":
+            return Cancelled("Cancelled")
+        moved = f"{self.received} of {self.size} bytes" if self.size and self.received else \
+            f"{max(self.size, self.received)} bytes"
+        return ProviderError(
+            f"{self._provider}: {self._what} was too slow ({moved} in {self._tripped_after:.1f} s; a transfer gets "
+            f"{self.allowance:g} s plus its size at {MIN_RATE // 1024} KiB/s, SONIFY_TRANSFER_TIMEOUT sets the "
+            f"{self.allowance:g} s)", task_id=self._task_id,
+        )
+
+
+class _Watchdog:
+    """One daemon thread looks at every watched request of the process, each SLICE; it waits while none runs."""
+
+    def __init__(self) -> None:
+        self._watches: set[_Watch] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watch) -> None:
+        with self._changed:
+            self._watches.add(watch)
+            if self._thread is None or not self._thread.is_alive():  # (not alive: in a forked child)
+                self._thread = threading.Thread(target=self._run, name="sonify-http-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, watch: _Watch) -> None:
+        watch.finish()
+        with self._changed:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._watches:
+                    self._changed.wait()
+                watches = list(self._watches)
+            for watch in watches:
+                watch.inspect()
+            time.sleep(SLICE)
+
+
+_watchdog = _Watchdog()
+_current = threading.local()  # .watch: the watched request this thread is sending, if any
+
+
+@contextlib.contextmanager
+def _watched(waiter: Waiter | None, size: int, what: str, provider: str, task_id: str | None) -> Iterator[_Watch]:
+    watch = _Watch(waiter, size, what, provider, task_id)
+    _current.watch = watch
+    _watchdog.add(watch)
+    try:
+        yield watch
+    finally:
+        _current.watch = None
+        _watchdog.remove(watch)
+
+
+def _attach(sock: Any) -> None:
+    watch = getattr(_current, "watch", None)
+    if watch is not None and isinstance(sock, socket.socket):
+        watch.attach(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """End every read and write on `sock` now, from any thread (the plain socket's shutdown, also under TLS)."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connections: each socket a request uses is handed to the watch of the thread
+    that sends it."""
+
+    sock: Any
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _attach(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self.sock)  # a kept-alive connection (None: connect() attaches the new one)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with connections whose sockets the watch can reach."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _body_size(data: Any, files: Any) -> int:
+    """The bytes a request sends (for its deadline): a file body, bytes, or multipart bytes."""
+    if isinstance(data, (bytes, bytearray, FileBody)):
+        return len(data)
+    if isinstance(files, dict):
+        return sum(len(f[1]) for f in files.values() if isinstance(f, tuple) and isinstance(f[1], (bytes, bytearray)))
+    return 0
 
 
 class FileBody:
@@ -224,20 +500,23 @@ class _Transient(Exception):
 
 
 def _write_capped(
-    response: requests.Response, dest: Path, max_bytes: int, declared: int, waiter: Waiter, task_id: str | None
+    response: requests.Response, dest: Path, max_bytes: int, declared: int | None, waiter: Waiter,
+    task_id: str | None, watch: _Watch,
 ) -> Path:
-    partial = dest.with_name(dest.name + ".part")
-    written = 0
+    partial, out = _new_partial(dest)
     try:
-        with open(partial, "wb") as out:
-            for chunk in response.iter_content(CHUNK):
+        with out:
+            for chunk in response.iter_content(READ_CHUNK):
                 waiter.check()
-                written += len(chunk)
-                if written > max_bytes:
+                watch.received += len(chunk)
+                if watch.received > max_bytes:
                     raise ProviderError(_too_big(max_bytes), task_id=task_id)
                 out.write(chunk)
-        if declared and written != declared:
-            raise _Transient(f"download truncated at {written} of {declared} bytes")
+        failure = watch.failure()  # a body of unknown length that the watch cut looks complete
+        if failure is not None:
+            raise failure
+        if declared is not None and watch.received != declared:
+            raise _Transient(f"download truncated at {watch.received} of {declared} bytes")
     except requests.RequestException as exc:
         partial.unlink(missing_ok=True)
         raise _Transient(f"connection lost during download ({type(exc).__name__})") from None
@@ -248,19 +527,31 @@ def _write_capped(
     return dest
 
 
-def _check_result_url(url: str, came_from: str | None, provider: str, task_id: str | None) -> None:
-    """A result (or a redirect on the way to it) must be https; plain http only to loopback, and a
-    redirect never leaves https for http (not even for this machine: a remote host must not be able
-    to send us to a local service)."""
+def _new_partial(dest: Path) -> tuple[Path, BinaryIO]:
+    """A new file beside `dest` for its bytes, private, under a name of its own: created here, never an
+    existing file or a link planted under that name."""
+    partial = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:12]}.part")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    return partial, os.fdopen(os.open(partial, flags, 0o600), "wb")
+
+
+def check_handed_url(url: str, *, local: bool, provider: str, what: str = "handed out the URL",
+                     task_id: str | None = None, came_from: str | None = None) -> None:
+    """A URL a provider handed out (a result, a redirect on the way to it, an upload) must be https to
+    another machine. This machine (and plain http to it) only for a `local` API — one that is on this
+    machine itself, like the emulator — and never after a redirect from https: a remote provider must not
+    be able to send Sonify to a service of this machine."""
     parts = urlsplit(url)
-    allowed = parts.scheme == "https" and bool(parts.hostname)
-    if parts.scheme == "http" and is_loopback(parts.hostname):
-        allowed = came_from is None or urlsplit(came_from).scheme == "http"
+    if is_loopback(parts.hostname):
+        downgrade = parts.scheme == "http" and came_from is not None and urlsplit(came_from).scheme != "http"
+        allowed = local and parts.scheme in ("http", "https") and not downgrade
+    else:
+        allowed = parts.scheme == "https" and bool(parts.hostname)
     if not allowed:
-        where = "redirected to" if came_from else "gave the result URL"
         raise ProviderError(
-            f"{provider} {where} {parts.scheme}://{parts.hostname or ''}: results are fetched only over https "
-            "(or http on this machine)", task_id=task_id,
+            f"{provider} {what} {parts.scheme}://{parts.hostname or ''}: Sonify follows provider URLs only over "
+            "https to another machine (plain http, and this machine, only for a provider API on this machine)",
+            task_id=task_id,
         )
 
 
@@ -270,3 +561,9 @@ def _too_big(max_bytes: int) -> str:
 
 def _origin(url: str) -> str:
     return url.split("?", 1)[0]
+
+
+def _host(url: str) -> str:
+    """scheme://host[:port] only: the path of a handed-out URL may be a credential (an upload token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

@@ -39,11 +39,13 @@ import numpy as np
 
 from . import config
 from .errors import ConfigurationError
+from .redact import redact
 from .waiter import Waiter
 
 log = logging.getLogger("sonify")
 
 JOURNAL_FILE = "jobs.sqlite3"
+JOURNAL_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the journal
 RESULTS_DIR = "results"
 RETENTION_SECONDS = 6 * 86400  # WaveSpeed keeps tasks and uploads ~7 days, fal >= 7: a day's margin
 HEARTBEAT_SECONDS = 5.0  # a running job's row is touched this often...
@@ -342,6 +344,8 @@ class Journal:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        # SQLite follows links: a journal file (or its -wal, -shm) planted as one would be written anywhere.
+        config.refuse_links(self.path, *(f"{self.path}{suffix}" for suffix in JOURNAL_SIDE_FILES))
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
@@ -501,6 +505,9 @@ def _decide(rows: list[JobRow], alive: dict[int, bool], cacheable: bool, now: fl
 
 def _update(db: sqlite3.Connection, row_id: int, **fields: Any) -> None:
     values = {k: json.dumps(v) if k in ("params", "outputs", "extra") else v for k, v in fields.items()}
+    for name in ("error", "outputs", "extra"):  # what the provider answered may echo a key
+        if isinstance(values.get(name), str):
+            values[name] = redact(values[name])
     values["updated_at"] = time.time()
     assignments = ", ".join(f"{name} = ?" for name in values)
     db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), row_id))
@@ -532,7 +539,7 @@ def open_journal() -> Journal | None:
 def _open(path: Path) -> Journal | None:
     try:
         return Journal(path)
-    except sqlite3.OperationalError as exc:  # locked, busy, read-only, disk full: leave the file alone
+    except (sqlite3.OperationalError, config.UnsafeState) as exc:  # locked, read-only, full, a link: left alone
         log.warning("Sonify's job journal %s is unavailable (%s); this job runs without it", path, exc)
         return None
     except (sqlite3.DatabaseError, OSError) as exc:
@@ -583,8 +590,7 @@ def results_dir(fallback: Path) -> Path:
     """Where downloaded provider outputs are kept (state folder/results), or `fallback` if unusable."""
     try:
         path = config.state_dir() / RESULTS_DIR
-        path.mkdir(mode=0o700, exist_ok=True)  # private, like the state folder
-        return path
+        return config.private_folder(path, "Sonify's result store", hint="remove it", links=False)
     except OSError as exc:
         log.warning("cannot keep results in the state folder (%s); this result is not stored", exc)
         return fallback

@@ -30,7 +30,7 @@ from . import frames, jobs, media, providers
 from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
-from .providers.base import Provider
+from .providers.base import Provider, given_task_id
 from .remote_job import (
     FETCH_SECONDS,
     AudioInput,
@@ -231,11 +231,9 @@ def fetch(
     sound-only result with no source known."""
     report = on_progress or (lambda text, fraction: None)
     waiter = Waiter(is_cancelled)
-    task_id = (task_id or "").strip()
     if provider not in PROVIDERS:
         raise ValidationError("provider", f"must be one of {', '.join(PROVIDERS)}, got {provider!r}")
-    if not task_id:
-        raise ValidationError("task_id", "is empty: copy it from the job info, an error message or `python -m sonify jobs`")
+    task_id = given_task_id(task_id)  # before any use in a URL, a path or a message
     if video is not None:
         validate_source(video)
     client = providers.client(provider)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ from .jobs import ClaimKind, Status
 from .models import ModelSpec
 from .providers.base import COMPLETED, QUEUED, RUNNING, Provider, TaskState, WaitLimits, recovery_hint
 from .providers.schedule import History
+from .redact import redact_all
 from .waiter import Waiter
 
 log = logging.getLogger("sonify")
@@ -76,7 +78,7 @@ class JobInfo:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return redact_all(dataclasses.asdict(self))  # what a provider answered may echo a key
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,8 @@ class RemoteJob:
     def _still_there(self, url: str) -> bool:
         """One HEAD (never retried): a provider may drop files before the documented retention."""
         try:
-            self.client.http.request("HEAD", url, idempotent=False, waiter=self.ctx.waiter, timeout=(5.0, 10.0)).close()
+            self.client.http.request("HEAD", url, idempotent=False, waiter=self.ctx.waiter, timeout=(5.0, 10.0),
+                                     auth=False).close()
         except ProviderError as exc:
             log.info("a previous upload is gone (%s); uploading again", exc)
             return False
@@ -486,13 +489,18 @@ def download_output(client: Provider, spec: ModelSpec, state: TaskState, folder:
     return client.http.download(url, target, max_bytes=max_download_bytes(), waiter=waiter, task_id=task_id)
 
 
+PLAIN_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")  # a task id that is a file name as it is, on any file system
+
+
 def output_name(spec: ModelSpec, task_id: str) -> str:
-    """The stem of a job's files in the output folder."""
-    return f"sonify-{spec.key}-{_safe(task_id)}"
-
-
-def _safe(task_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", task_id)[:40]
+    """The stem of a job's files (the output folder, the result store), one per task: the whole task id
+    when it is a plain lower-case id (WaveSpeed's hex, fal's UUIDs), else a readable part of it and a hash
+    of all of it after a `~` (which no plain id has), so no two tasks share a file on any file system,
+    case-insensitive ones included."""
+    if PLAIN_ID.fullmatch(task_id):
+        return f"sonify-{spec.key}-{task_id}"
+    readable = re.sub(r"[^a-z0-9_.-]", "_", task_id.lower())[:40]
+    return f"sonify-{spec.key}-{readable}~{hashlib.sha256(task_id.encode()).hexdigest()[:32]}"
 
 
 # --- what the user reads while a job runs ---

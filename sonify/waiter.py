@@ -20,6 +20,10 @@ class Waiter:
         if self._is_cancelled():
             raise Cancelled("Cancelled")
 
+    def cancelled(self) -> bool:
+        """Has the user cancelled? For a watcher on another thread (the job's own thread calls check())."""
+        return bool(self._is_cancelled())
+
     def sleep(self, seconds: float) -> None:
         """Sleep, waking every SLICE to raise Cancelled if the user cancelled."""
         deadline = time.monotonic() + seconds

@@ -12,7 +12,7 @@ from clips import write_clip
 from sonify import media
 from sonify_devtools.emulator import Emulator
 
-EMULATOR_KEY = "test-wavespeed-key"
+EMULATOR_KEY = "ws-test-3f9a7c1e5b2d8046"  # random-looking, as keys are: redact() masks any 8 of its characters
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import wavespeed
 from sonify import media
 from sonify_devtools.emulator import Emulator, serve_forever
 
-KEY = "test-wavespeed-key"
+KEY = "ws-test-3f9a7c1e5b2d8046"  # the emulator's default
 MMAUDIO = "wavespeed-ai/mmaudio-v2"
 LIPSYNC = "sync/lipsync-1.9.0-beta"
 KLING = "kwaivgi/kling-video-to-audio"

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import JobTimedOut
+from ..errors import JobTimedOut, ProviderError, ValidationError
 from ..http import Http
 from ..waiter import Waiter
 from .schedule import History, PollPlan
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+# What a task id may be before it goes into a URL, a file name, the journal or a message: WaveSpeed's are 32
+# hex digits, fal's UUIDs. No slash, no dot first (no path traversal), nothing a shell reads specially.
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+TASK_ID_RULE = "1 to 128 letters, digits, '.', '_' or '-', the first a letter or digit"
 
 
 @dataclass
@@ -134,5 +140,32 @@ def check_limits(task_id: str, provider: str, waited: float, running: float | No
         )
 
 
+def is_task_id(value: object) -> bool:
+    return isinstance(value, str) and TASK_ID.fullmatch(value) is not None
+
+
+def answered_id(value: object, provider: str) -> str:
+    """A task id from a provider's answer, checked before any use (see TASK_ID). Another one is a
+    ProviderError: the task may exist (and be charged), but Sonify cannot follow it safely."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not is_task_id(value):
+        raise ProviderError(f"{provider} answered with a task id that is not one ({ascii(value)[:60]}; a task id is "
+                            f"{TASK_ID_RULE}), so Sonify cannot follow that task")
+    return str(value)
+
+
+def given_task_id(value: str) -> str:
+    """A task id a user gave (fetch: command line, node, engine call), stripped and checked before any use."""
+    task_id = (value or "").strip()
+    if not task_id:
+        raise ValidationError("task_id", "is empty: copy it from the job info, an error message or `python -m sonify jobs`")
+    if not is_task_id(task_id):
+        raise ValidationError("task_id", f"{ascii(task_id)[:60]} is not a task id (a task id is {TASK_ID_RULE}): copy "
+                                         "it from the job info, an error message or `python -m sonify jobs`")
+    return task_id
+
+
 def recovery_hint(provider: str, task_id: str) -> str:
-    return f"fetch the result later with `python -m sonify fetch {provider} {task_id}` or the Sonify Fetch Result node"
+    command = f"python -m sonify fetch {shlex.quote(provider)} {shlex.quote(task_id)}"
+    return f"fetch the result later with `{command}` or the Sonify Fetch Result node"

@@ -21,10 +21,21 @@ from urllib.parse import quote
 import requests
 
 from ..errors import ConfigurationError, ProviderError, SonifyError, ValidationError
-from ..http import RETRYABLE, FileBody, Http
+from ..http import RETRYABLE, FileBody, Http, excerpt
 from ..redact import register_secret
 from ..waiter import SLICE, Waiter
-from .base import COMPLETED, FAILED, QUEUED, RUNNING, KeyCheck, TaskState, WaitLimits, check_limits, poll_until_final
+from .base import (
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    KeyCheck,
+    TaskState,
+    WaitLimits,
+    answered_id,
+    check_limits,
+    poll_until_final,
+)
 from .schedule import History
 
 log = logging.getLogger("sonify")
@@ -84,7 +95,7 @@ class Fal:
             error = validation_error(detail)
             if error is not None:
                 return error
-        text = _detail_text(detail) or response.text[:300].strip() or response.reason or ""
+        text = _detail_text(detail) or excerpt(response.text) or response.reason or ""
         error_type = (body.get("error_type") if isinstance(body, dict) else None) or response.headers.get("X-Fal-Error-Type")
         hints = {403: " (check the account's balance and access)", 429: " (rate limit, or the queue is full)"}
         return f"fal answered HTTP {response.status_code}: {text}{error_type_hint(error_type)}{hints.get(response.status_code, '')}"
@@ -129,11 +140,11 @@ class Fal:
         return _CdnToken(f"{token_type} {token}", base_url.rstrip("/"), time.monotonic() + lifetime - TOKEN_MARGIN)
 
     def _upload_cdn(self, token: _CdnToken, path: Path, content_type: str, waiter: Waiter) -> str:
-        """The CDN gets its own token, never the fal key (Http adds the key only to API hosts)."""
+        """The CDN gets its own token, never the fal key (not even where its base URL is on an API host)."""
         answer = self.http.json(
             "POST", f"{token.base_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path),
             headers={"Authorization": token.header, "Content-Type": content_type, "X-Fal-File-Name": header_safe(path.name)},
-            timeout=UPLOAD_TIMEOUT,
+            timeout=UPLOAD_TIMEOUT, auth=False,
         )
         url = answer.get("access_url") if isinstance(answer, dict) else None
         if not isinstance(url, str) or not url:
@@ -148,9 +159,9 @@ class Fal:
         upload_url, file_url = (answer.get(k) if isinstance(answer, dict) else None for k in ("upload_url", "file_url"))
         if not isinstance(upload_url, str) or not isinstance(file_url, str) or not upload_url or not file_url:
             raise ProviderError("fal's storage upload answer lacks upload_url or file_url")
-        self.http.request(
+        self.http.request(  # only its Content-Type: no key, wherever the URL points
             "PUT", upload_url, idempotent=True, waiter=waiter, data=FileBody(path),
-            headers={"Content-Type": content_type}, timeout=UPLOAD_TIMEOUT,
+            headers={"Content-Type": content_type}, timeout=UPLOAD_TIMEOUT, auth=False,
         )
         return file_url
 
@@ -158,10 +169,12 @@ class Fal:
 
     def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
         """Never retried: a lost answer may still have queued (and will charge) a request."""
-        answer = self.http.json("POST", f"{self.queue_url}/{model_id}", idempotent=False, waiter=waiter, json=body)
+        answer = self.http.json("POST", f"{self.queue_url}/{model_id}", idempotent=False, creates=True, waiter=waiter,
+                                json=body)
         request_id = answer.get("request_id") if isinstance(answer, dict) else None
         if not isinstance(request_id, str) or not request_id:
             raise ProviderError("fal accepted the job but its answer has no request_id")
+        request_id = answered_id(request_id, "fal")
         urls = self._returned_urls(answer) or self._built_urls(model_id, request_id)
         with self._lock:
             self._urls[request_id] = urls
@@ -182,6 +195,7 @@ class Fal:
         return RequestUrls(status=base + "/status", response=base, cancel=base + "/cancel")
 
     def _urls_for(self, task_id: str, model_id: str | None) -> RequestUrls:
+        answered_id(task_id, "fal")  # (ids reach here checked: from a submit, the journal or the user)
         with self._lock:
             urls = self._urls.get(task_id)
         if urls is not None:

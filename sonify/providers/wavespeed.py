@@ -8,13 +8,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 from ..errors import ProviderError
-from ..http import FileBody, Http
+from ..http import FileBody, Http, excerpt
 from ..waiter import Waiter
-from .base import COMPLETED, FAILED, QUEUED, RUNNING, KeyCheck, TaskState, WaitLimits, poll_until_final
+from .base import COMPLETED, FAILED, QUEUED, RUNNING, KeyCheck, TaskState, WaitLimits, answered_id, poll_until_final
 from .schedule import History, PollPlan, history_key
 
 NAME = "wavespeed"
@@ -44,7 +45,7 @@ def describe_error(response: requests.Response) -> str:
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         detail = str(body.get("message") or body.get("error") or data.get("error") or body.get("error_code") or "")
     if not detail:
-        detail = response.text[:300].strip() or response.reason or ""
+        detail = excerpt(response.text) or response.reason or ""
     hints = {403: " (check the account's balance and access)", 429: " (rate limit)"}
     return f"WaveSpeed answered HTTP {response.status_code}: {detail}{hints.get(response.status_code, '')}"
 
@@ -73,9 +74,9 @@ class WaveSpeed:
         instruction = ticket.get("upload") or {}
         if str(instruction.get("method", "")).upper() != "PUT" or not instruction.get("url") or not ticket.get("download_url"):
             raise ProviderError("WaveSpeed gave an upload ticket without a PUT URL or download URL")
-        self.http.request(
-            "PUT", instruction["url"], idempotent=True, waiter=waiter, data=FileBody(path),
-            headers=dict(instruction.get("headers") or {}), timeout=(10.0, 300.0),
+        self.http.request(  # exactly the ticket's headers: no key, even if the URL is on the API's host
+            "PUT", str(instruction["url"]), idempotent=True, waiter=waiter, data=FileBody(path),
+            headers=dict(instruction.get("headers") or {}), timeout=(10.0, 300.0), auth=False,
         )
         return str(ticket["download_url"])
 
@@ -92,18 +93,18 @@ class WaveSpeed:
     def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
         """Never retried: a lost answer may still have created a task that will be charged."""
         sent = time.monotonic()
-        data = self._data(self.http.json("POST", f"/api/v3/{model_id}", idempotent=False, waiter=waiter, json=body))
-        task_id = data.get("id")
-        if not task_id:
+        data = self._data(self.http.json("POST", f"/api/v3/{model_id}", idempotent=False, creates=True, waiter=waiter,
+                                         json=body))
+        if not data.get("id"):
             raise ProviderError("WaveSpeed accepted the job but its answer has no task id")
+        task_id = answered_id(data["id"], "WaveSpeed")
         with self._lock:
-            self._submitted[str(task_id)] = (model_id, sent)
-        return str(task_id)
+            self._submitted[task_id] = (model_id, sent)
+        return task_id
 
     def _result(self, task_id: str, waiter: Waiter) -> dict[str, Any]:
-        return self._data(self.http.json(
-            "GET", f"/api/v3/predictions/{task_id}/result", idempotent=True, waiter=waiter, task_id=task_id,
-        ), task_id)
+        path = f"/api/v3/predictions/{quote(answered_id(task_id, 'WaveSpeed'), safe='')}/result"
+        return self._data(self.http.json("GET", path, idempotent=True, waiter=waiter, task_id=task_id), task_id)
 
     def task_model(self, task_id: str, waiter: Waiter) -> str | None:
         """A WaveSpeed task names its model in `data.model` of its result answer."""

@@ -165,7 +165,7 @@ class FalRoutes:
         return json_response(200, {
             "token": token,
             "token_type": "Bearer",
-            "base_url": self.em.files_url,
+            "base_url": self.em.handed_out("upload_url", self.em.files_url),
             "expires_at": iso_utc(datetime.now(timezone.utc) + timedelta(seconds=lifetime)),
         })
 
@@ -204,7 +204,7 @@ class FalRoutes:
             return detail(400, "file_name must be text and content_type a MIME type such as video/mp4")
         ticket = self.em.storage.new_ticket(file_name, None, content_type)
         return json_response(200, {
-            "upload_url": self.em.storage.put_url(ticket),
+            "upload_url": self.em.handed_out("upload_url", self.em.storage.put_url(ticket)),
             "file_url": self.em.storage.file_url(ticket.file_id, ticket.name),
         })
 
@@ -226,20 +226,21 @@ class FalRoutes:
             queue_seconds=self.em.queue_seconds,
             fmt=self.em.formats.get(model_id, "mp4"),
             **self.em.task_options(model_id),
+            name=self.em.handed_out("task_id", ""),
             created_at=iso_utc(datetime.now(timezone.utc)),
             submitted=time.monotonic(),
         )
         self.em.tasks.add(task)
         self.em.record_submit(model_id)
         return json_response(200, {
-            "request_id": task.id,
+            "request_id": task.shown_id,
             **self.urls(task),
             "queue_position": self.em.tasks.queue_position(task.id),
         })
 
     def urls(self, task: Task) -> dict[str, str]:
         """Status, result and cancel live under {owner}/{app} only: a submit subpath is dropped."""
-        base = f"{self.em.url}/{app_of(task.spec.model_id)}/requests/{task.id}"
+        base = f"{self.em.url}/{app_of(task.spec.model_id)}/requests/{task.shown_id}"
         return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
 
     def _task(self, match: re.Match[str]) -> Task | None:
@@ -285,7 +286,7 @@ class FalRoutes:
         return produce
 
     def status_payload(self, task: Task, logs: bool) -> dict[str, Any]:
-        payload: dict[str, Any] = {"request_id": task.id, **self.urls(task), "logs": self.logs(task) if logs else None}
+        payload: dict[str, Any] = {"request_id": task.shown_id, **self.urls(task), "logs": self.logs(task) if logs else None}
         if task.status == "created":
             return {"status": "IN_QUEUE", "queue_position": self.em.tasks.queue_position(task.id), **payload}
         if task.status == "processing":
@@ -327,7 +328,7 @@ class FalRoutes:
         path = task.outputs[0]
         content_type = content_type_for(path.name)
         media = {
-            "url": self.em.storage.output_url(task.id, path),
+            "url": self.em.handed_out("output_url", self.em.storage.output_url(task.id, path)),
             "content_type": content_type,
             "file_name": path.name,
             "file_size": path.stat().st_size,

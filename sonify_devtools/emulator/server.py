@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from sonify.models import BY_MODEL_ID
 
 from .fal_routes import FalRoutes
-from .faults import FaultBoard, TaskFault
+from .faults import ANSWERING, RESHAPING, FaultBoard, TaskFault
 from .routing import Body, Request, Response, Router, declared_length, json_response
 from .storage import Storage
 from .tasks import TaskBoard, TaskFailure
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sonify.emulator")
 
-DEFAULT_KEYS = ("test-wavespeed-key",)
+DEFAULT_KEYS = ("ws-test-3f9a7c1e5b2d8046",)  # random-looking, like a real key (redact() masks any 8 characters)
 DEFAULT_FAL_KEYS = ("test-fal-id:test-fal-secret",)  # fal keys are key_id:key_secret
 HOST = "127.0.0.1"  # never another interface: the emulator has no real security
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
@@ -46,7 +46,7 @@ class RequestRecord:
     status: int | None  # None: the connection was dropped without an answer
     authorized: bool  # an Authorization header was sent, valid or not (its value is never kept)
     headers: dict[str, str]  # as sent, minus Authorization and other credentials
-    fault: str | None  # the switchboard's fault kind ("inject", "drop", "delay", "truncate", "redirect")
+    fault: str | None  # the switchboard's fault kind (faults.KINDS: "inject", "drop", "delay", "truncate", ...)
     at: float  # time.monotonic() when the answer was ready to send
 
 
@@ -120,10 +120,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             emulator.record(self._record(request, None, "drop"))
             return
-        if kind in ("inject", "redirect"):
-            response = fault.response(self.path)
+        if kind in ANSWERING:
+            response = fault.response(self.path, self.headers)
         else:
             response = self._dispatch(request)
+        if kind in RESHAPING:
+            response = fault.reshape(response, emulator.hold)
         self._discard_body(request)
         if kind == "delay" and emulator.hold(fault.seconds):
             return  # the emulator stops meanwhile
@@ -155,8 +157,10 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in response.headers.items():
                 self.send_header(name, value)
             length = response.length()
-            if length is not None:  # None: the response frames its own body (chunked event streams)
+            if length is not None:  # None: the response frames its own body (chunked event streams)...
                 self.send_header("Content-Length", str(length))
+            elif "chunked" not in response.headers.get("Transfer-Encoding", ""):
+                self.close_connection = True  # ... or it ends with the connection (the hostile mode's bodies)
             self.send_header("X-Sonify-Emulator", "1")
             if self.close_connection:
                 self.send_header("Connection", "close")
@@ -234,6 +238,9 @@ class Emulator:
         board = self.faults
         self.inject, self.drop, self.delay = board.inject, board.drop, board.delay
         self.truncate, self.redirect, self.malformed = board.truncate, board.redirect, board.malformed
+        # The hostile mode: bodies dripped, endless or bogusly sized, keys echoed, chosen ids and URLs handed out.
+        self.drip, self.endless, self.bogus_length, self.echo = board.drip, board.endless, board.bogus_length, board.echo
+        self.hand_out = board.hand_out
         self.url = ""  # the API origin, after start()
         self.files_url = ""  # the files origin (uploads, outputs), after start()
         self.router = Router()  # the API routes; each emulated provider adds its rows in start()
@@ -265,6 +272,7 @@ class Emulator:
         fal = FalRoutes(self)
         files.router.add_all(self.storage.routes() + fal.cdn_routes())
         self.router.add_all(WaveSpeedRoutes(self).routes())  # first: its catch-all owns /api/v3
+        self.router.add_all(self.storage.routes() + fal.cdn_routes())  # for uploads handed out on the API's origin
         self.router.add_all(fal.routes())
         for server in self._servers:
             server.thread.start()
@@ -331,6 +339,10 @@ class Emulator:
         """Task fields from the switchboard for a task of `model_id` being created now."""
         fault = self.faults.take_task(model_id)
         return {"fail": self.take_failure(model_id), "stuck": fault.stuck, "reported_status": fault.status}
+
+    def handed_out(self, kind: str, real: str) -> str:
+        """What an answer hands out as `kind` (faults.HANDED_OUT): `real`, or what hand_out() set."""
+        return self.faults.handed_out(kind, real, api=self.url, files=self.files_url)
 
     def hold(self, seconds: float) -> bool:
         """Wait `seconds` (a delayed answer); True if the emulator began stopping meanwhile."""

@@ -51,6 +51,7 @@ class Task:
     fail: TaskFailure | None = None  # set by fail_next: the task ends with this failure
     stuck: bool = False  # set by stick_next: the task never leaves the queue
     reported_status: str | None = None  # set by report_next: the raw status word shown once final
+    name: str = ""  # set by hand_out("task_id"): the id the answers give (and requests find it by) instead of `id`
     created_at: str = ""  # ISO 8601, UTC
     submitted: float = field(default_factory=time.monotonic)
     status: str = "created"
@@ -63,6 +64,11 @@ class Task:
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+    @property
+    def shown_id(self) -> str:
+        """The id the provider's answers give: `name`, else `id` (which also names the task's files)."""
+        return self.name or self.id
 
     @property
     def inference_ms(self) -> int:
@@ -85,6 +91,7 @@ class TaskBoard:
         self._slots = slots
         self._changed = threading.Condition()
         self._tasks: dict[str, Task] = {}
+        self._names: dict[str, str] = {}  # Task.name -> id
         self._threads: list[threading.Thread] = []
 
     def add(self, task: Task) -> None:
@@ -93,13 +100,15 @@ class TaskBoard:
         )
         with self._changed:
             self._tasks[task.id] = task
+            if task.name:
+                self._names[task.name] = task.id
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
     def get(self, task_id: str) -> Task | None:
-        """A snapshot of the task (later changes do not show in it)."""
+        """A snapshot of the task (later changes do not show in it), by its id or its name."""
         with self._changed:
-            task = self._tasks.get(task_id)
+            task = self._tasks.get(self._names.get(task_id, task_id))
             return dataclasses.replace(task) if task is not None else None
 
     def wait_final(self, task_id: str, timeout: float) -> Task:

@@ -129,7 +129,7 @@ class WaveSpeedRoutes:
             "expires_at": iso_utc(datetime.now(timezone.utc) + TICKET_LIFETIME),
             "upload": {
                 "method": "PUT",
-                "url": self.em.storage.put_url(ticket),
+                "url": self.em.handed_out("upload_url", self.em.storage.put_url(ticket)),
                 "headers": ticket.headers,
             },
         }
@@ -197,6 +197,7 @@ class WaveSpeedRoutes:
             queue_seconds=self.em.queue_seconds,
             fmt=self.em.formats.get(spec.model_id, "mp4"),
             **self.em.task_options(spec.model_id),
+            name=self.em.handed_out("task_id", ""),
             created_at=iso_utc(datetime.now(timezone.utc)),
             submitted=time.monotonic(),
         )
@@ -208,13 +209,13 @@ class WaveSpeedRoutes:
         return json_response(200, envelope(self.task_data(task)))
 
     def task_data(self, task: Task) -> dict[str, Any]:
-        outputs = [self.em.storage.output_url(task.id, path) for path in task.outputs]
+        outputs = [self.em.handed_out("output_url", self.em.storage.output_url(task.id, path)) for path in task.outputs]
         data: dict[str, Any] = {
-            "id": task.id,
+            "id": task.shown_id,
             "model": task.spec.model_id,
             "status": task.reported_status if task.final and task.reported_status else task.status,
             "outputs": outputs,
-            "urls": {"get": f"{self.em.url}/api/v3/predictions/{task.id}/result"},
+            "urls": {"get": f"{self.em.url}/api/v3/predictions/{task.shown_id}/result"},
             "created_at": task.created_at,
             "has_nsfw_contents": [False] * len(outputs),
             "error": task.error,
