@@ -165,10 +165,15 @@ def check_picture(path: PathLike, max_size: tuple[int, int], max_frames: int, ma
     return info
 
 
+# What reading a broken file can raise: PyAV's own errors, and a UnicodeDecodeError where FFmpeg's message
+# quotes the file's bytes (found by tests/test_properties.py).
+_UNREADABLE = (av.FFmpegError, OSError, UnicodeDecodeError)
+
+
 def _open_input(path: PathLike, what: str) -> av.container.InputContainer:
     try:
         return av.open(os.fspath(path))
-    except (av.FFmpegError, OSError) as exc:
+    except _UNREADABLE as exc:
         raise ValidationError(what, f"cannot read {Path(path).name}: {exc}") from exc
 
 
@@ -203,7 +208,7 @@ def _count_and_rotation(container: av.container.InputContainer, stream: av.Video
         if rotation is None:
             decoded = stream.decode(None)
             rotation = decoded[0].rotation if decoded else 0
-    except av.FFmpegError as exc:
+    except _UNREADABLE as exc:
         raise ValidationError("video", f"cannot decode {Path(container.name).name}: {exc}") from exc
     frames = frames or counted
     if not frames:
@@ -507,11 +512,13 @@ def decode_audio(path: PathLike, max_seconds: float | None = None) -> tuple[np.n
         if not container.streams.audio:
             raise ValidationError("audio", f"{name} has no audio stream")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            raise ValidationError("audio", f"{name}: its sound is in a format PyAV cannot decode")
         if max_seconds is not None:
             _check_layout(stream.codec_context.channels, stream.codec_context.sample_rate, name)
         origin = max(0, container.start_time or 0) / av.time_base  # µs -> s
         audio, rate = _decode_into_buffer(container, stream, origin, max_seconds, name)
-    except av.FFmpegError as exc:
+    except _UNREADABLE as exc:
         raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
     finally:
         container.close()

@@ -32,7 +32,7 @@ from pack import ROOT, load_pack, module
 from test_faults import fails as job_fails
 
 from sonify import config, http, media, pipeline
-from sonify.errors import Cancelled, ProviderError, SonifyError, ValidationError
+from sonify.errors import Cancelled, ConfigurationError, ProviderError, SonifyError, ValidationError
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
 from sonify.providers.base import TASK_ID, given_task_id, recovery_hint
 from sonify.providers.fal import Fal
@@ -405,8 +405,9 @@ def test_command_line_failures_are_messages_with_documented_codes(emulator, wave
     assert doctor.returncode == 1 and f"state folder: Sonify's state folder {state_file} is not a folder" in doctor.stdout
     clip = write_clip(tmp_path / "clip.mp4", 12, Fraction(24), 64, 48)
     ran = sonify("run", "mmaudio-v2", "--video", str(clip), "--prompt", "rain", "-o", str(tmp_path / "out"),
-                 env={"SONIFY_STATE_DIR": str(state_file)})  # the journal is a safety net: the job goes on
-    assert ran.returncode == 0 and "runs without its journal" in ran.stderr
+                 env={"SONIFY_STATE_DIR": str(state_file)})  # no journal to record it: nothing is submitted
+    assert ran.returncode == 3 and "cannot record this job, so it was not submitted" in ran.stderr
+    assert emulator.submits(MMAUDIO_V2.model_id) == 0
     for done in (taken, listed, doctor, ran):
         assert "Traceback" not in done.stdout + done.stderr
 
@@ -432,8 +433,12 @@ def test_planted_links_are_never_written_through(emulator, provider, clip, tmp_p
     if name == "results":
         victim.mkdir()
     (state / name).symlink_to(victim, target_is_directory=name == "results")
-    result = run(provider, clip, tmp_path)
-    completed_once(emulator, provider, result)
+    if name == "results":  # the result is not stored; the job is journaled and delivered
+        completed_once(emulator, provider, run(provider, clip, tmp_path))
+    else:  # a journal that cannot be used cannot record the job: nothing is submitted
+        with pytest.raises(ConfigurationError, match="cannot record this job, so it was not submitted"):
+            run(provider, clip, tmp_path)
+        assert emulator.submits(provider.spec.model_id) == 0
     assert (state / name).is_symlink()  # left for the user to look at
     assert (list(victim.iterdir()) == []) if name == "results" else not victim.exists()
     assert any("symbolic link" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
