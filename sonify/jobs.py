@@ -79,7 +79,8 @@ class Status(Word):
                     → COMPLETED         the task succeeded (its result file is then downloaded, `result_path`)
                     → FAILED            the task failed, or the provider no longer has it
                     → CANCELLED         the user cancelled and the provider accepted the cancel
-                    → DETACHED          the run stopped while the task went on (Cancel, timeout, crash)
+                    → DETACHED          the run stopped while the task went on (timeout, crash, a Cancel the
+                                        provider did not get) or had just finished (its result kept)
         DETACHED    → SUBMITTED         an identical run resumes the task (a resume keeps any other status)
         SUBMITTING, UNKNOWN (no live run, no task id)
                     → UNKNOWN_REPORTED  a later identical run told the user once, and submits anew next time

@@ -30,7 +30,16 @@ from . import config, jobs, media
 from .errors import Cancelled, ConfigurationError, JobFailed, ProviderError, SonifyError, ValidationError
 from .jobs import ClaimKind, Status
 from .models import ModelSpec
-from .providers.base import COMPLETED, QUEUED, RUNNING, Provider, TaskState, WaitLimits, recovery_hint
+from .providers.base import (
+    COMPLETED,
+    QUEUED,
+    RUNNING,
+    CancelOutcome,
+    Provider,
+    TaskState,
+    WaitLimits,
+    recovery_hint,
+)
 from .providers.schedule import History
 from .redact import redact_all
 from .waiter import Waiter
@@ -43,6 +52,7 @@ Upload = tuple[str, Callable[[], Path]]  # (media key: what the file is made fro
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus")
 RESULT_SLACK = (1.25, 2.0)  # a result may run 25 % + 2 s longer than what was asked for
 FETCH_SECONDS = 600.0  # the longest result taken by task id when the job's length is not known
+CANCEL_SECONDS = 5.0  # the most a remote cancel may take (retries included) once the user cancelled
 
 
 @dataclass
@@ -409,14 +419,18 @@ class RemoteJob:
     @contextlib.contextmanager
     def _unfinished_on_error(self, task_id: str) -> Iterator[None]:
         """A run stopping before the result is stored leaves the row DETACHED (an identical run resumes
-        it; fetch gets it), or CANCELLED if the provider cancelled the remote job."""
+        it; fetch gets it), or CANCELLED if the provider accepted the cancel of the remote job. Cancel sends
+        the provider's cancel at once; a timeout or an error does not (the job can still be fetched)."""
         try:
             yield
-        except Cancelled:
+        except Cancelled as exc:
             if self.record.owns_task and self.record.status != Status.COMPLETED:
-                cancelled = _cancel_remote(self.client, task_id, self.spec.model_id)
-                self.record.record(Status.CANCELLED if cancelled else Status.DETACHED, error="cancelled by the user")
+                outcome = _cancel_remote(self.client, task_id, self.spec.model_id)
+                note = cancel_note(self.spec.provider, task_id, outcome)
+                status = Status.CANCELLED if outcome == CancelOutcome.ACCEPTED else Status.DETACHED
+                self.record.record(status, error=f"cancelled by the user: {note}")
                 self.info.status = self.record.status or self.info.status
+                exc.args = (f"{exc} — {note}",)
             raise
         except BaseException as exc:
             if self.record.owns_task and self.record.status not in (Status.COMPLETED, Status.FAILED):
@@ -457,13 +471,23 @@ def _ambiguous_message(spec: ModelSpec, row: jobs.JobRow) -> str:
     )
 
 
-def _cancel_remote(client: Provider, task_id: str, model_id: str) -> bool:
-    """Ask the provider to stop a job the user cancelled (fal can; WaveSpeed cannot)."""
+def _cancel_remote(client: Provider, task_id: str, model_id: str) -> CancelOutcome:
+    """Ask the provider to stop a job the user cancelled, sent at once and given CANCEL_SECONDS at most."""
+    deadline = time.monotonic() + CANCEL_SECONDS
     try:
-        return client.cancel(task_id, Waiter(), model_id=model_id)
+        return client.cancel(task_id, Waiter(lambda: time.monotonic() > deadline), model_id=model_id)
     except SonifyError as exc:
         log.warning("could not cancel task %s: %s", task_id, exc)
-        return False
+        return CancelOutcome.UNREACHED
+
+
+def cancel_note(provider: str, task_id: str, outcome: CancelOutcome) -> str:
+    """What the user is told of the remote cancel (and the journal row's error says)."""
+    if outcome == CancelOutcome.ACCEPTED:
+        return f"{provider} accepted the cancel of task {task_id}"
+    if outcome == CancelOutcome.FINISHED:
+        return f"task {task_id} had already finished at {provider}, so it was not cancelled; its result is kept"
+    return f"the cancel did not reach {provider}: task {task_id} may run on (and be charged)"
 
 
 def attach_task(exc: SonifyError, spec: ModelSpec, info: JobInfo) -> None:

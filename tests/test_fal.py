@@ -20,7 +20,7 @@ from conftest import FAL_KEY
 from sonify import media, pipeline, providers
 from sonify.errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, ValidationError
 from sonify.models import THINKSOUND_FAL
-from sonify.providers.base import COMPLETED, QUEUED, RUNNING, TaskState, WaitLimits
+from sonify.providers.base import COMPLETED, QUEUED, RUNNING, CancelOutcome, TaskState, WaitLimits
 from sonify.providers.fal import Fal, sse_data
 from sonify.waiter import Waiter
 from sonify_devtools.emulator import Emulator
@@ -337,7 +337,8 @@ def test_cancel_during_the_wait_reaches_fal(emulator: Emulator, fal_env, clip, t
     task_id = caught.value.task_id
     assert task_id and "python -m sonify fetch fal" in str(caught.value)
     assert emulator.cancels(MODEL) == 1 and emulator.tasks.get(task_id).status == "cancelled"
-    assert client().cancel(task_id, Waiter()) is False  # ALREADY_COMPLETED
+    assert "fal accepted the cancel" in str(caught.value)
+    assert client().cancel(task_id, Waiter()) == CancelOutcome.FINISHED  # ALREADY_COMPLETED
 
 
 def test_queue_wait_is_bounded(emulator: Emulator, fal_env, clip, tmp_path: Path, monkeypatch) -> None:
@@ -357,8 +358,10 @@ def test_a_journalled_request_is_found_by_model_id(emulator: Emulator, fal_env, 
         fresh.state(task_id, waiter)
     state = fresh.wait(task_id, waiter, lambda s, e: None, WaitLimits(), model_id=MODEL)
     assert state.status == COMPLETED and state.outputs and state.extra["prompt"].startswith("[written by the Sonify")
-    assert fresh.cancel(task_id, waiter, model_id=MODEL) is False
-    assert fresh.cancel("00000000-0000-4000-8000-000000000000", waiter, model_id=MODEL) is False
+    assert fresh.cancel(task_id, waiter, model_id=MODEL) == CancelOutcome.FINISHED
+    with pytest.raises(ProviderError) as unknown:
+        fresh.cancel("00000000-0000-4000-8000-000000000000", waiter, model_id=MODEL)
+    assert unknown.value.status == 404
 
 
 def test_cancel_wakes_a_quiet_stream_at_once(emulator: Emulator, fal_env, clip_path: Path) -> None:

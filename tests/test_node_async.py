@@ -137,7 +137,7 @@ def test_a_node_for_an_older_host_is_synchronous_and_works_as_before(emulator, w
 
 
 @pytest.mark.parametrize(("key", "status", "cancels"),
-                         [("mmaudio-v2", "detached", 0), ("thinksound-fal", "cancelled", 1)])
+                         [("mmaudio-v2", "cancelled", 1), ("thinksound-fal", "cancelled", 1)])
 def test_cancelling_the_coroutine_stops_its_worker_within_a_second(emulator, wavespeed_env, fal_env, clip_path,
                                                                     key, status, cancels):
     """ComfyUI cancels the nodes still pending when a graph stops: the worker is told, and waited for."""
@@ -205,7 +205,9 @@ def test_comfyuis_cancel_stops_a_coroutine_node_as_its_own_interrupt(emulator, w
 
     task_id, seconds = asyncio.run(press_cancel_while_waiting())
     assert seconds < 1.0 and not mm.processing_interrupted()  # cleared, as ComfyUI's own check does
-    assert rows.find_task("wavespeed", task_id).status == "detached"
+    row = rows.find_task("wavespeed", task_id)
+    assert row.status == "cancelled" and "wavespeed accepted the cancel" in row.error
+    assert emulator.cancels() == 1 and emulator.tasks.get(task_id).status == "deleted"  # before the job's end
 
 
 def test_the_worker_runs_in_the_nodes_context():

@@ -7,6 +7,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 # hex digits, fal's UUIDs. No slash, no dot first (no path traversal), nothing a shell reads specially.
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 TASK_ID_RULE = "1 to 128 letters, digits, '.', '_' or '-', the first a letter or digit"
+CANCEL_TIMEOUT = (3.0, 5.0)  # a cancel is sent after the user stopped waiting: it must not hold the run long
 
 
 @dataclass
@@ -35,6 +37,17 @@ class TaskState:
     @property
     def final(self) -> bool:
         return self.status in (COMPLETED, FAILED)
+
+
+class CancelOutcome(str, Enum):
+    """What came of asking the provider to stop a task."""
+
+    ACCEPTED = "accepted"  # the provider stops it
+    FINISHED = "finished"  # it had ended already: its result, if any, is kept and can be fetched
+    UNREACHED = "unreached"  # no usable answer: the task may run on
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -81,8 +94,9 @@ class Provider(Protocol):
         times, where the client polls (without it, the plain schedule)."""
         ...
 
-    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
-        """Ask the provider to stop the task; True if it accepted."""
+    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> CancelOutcome:
+        """Ask the provider to stop the task: ACCEPTED or FINISHED (never touching a finished task's result);
+        raises ProviderError when the provider refuses or does not answer."""
         ...
 
     def task_model(self, task_id: str, waiter: Waiter) -> str | None:

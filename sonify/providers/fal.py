@@ -25,10 +25,12 @@ from ..http import RETRYABLE, FileBody, Http, excerpt
 from ..redact import register_secret
 from ..waiter import SLICE, Waiter
 from .base import (
+    CANCEL_TIMEOUT,
     COMPLETED,
     FAILED,
     QUEUED,
     RUNNING,
+    CancelOutcome,
     KeyCheck,
     TaskState,
     WaitLimits,
@@ -325,16 +327,18 @@ class Fal:
 
     # --- cancel ---
 
-    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
-        """True if fal accepted the cancellation; False if the request already ended or is unknown."""
+    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> CancelOutcome:
+        """PUT cancel_url: 202 CANCELLATION_REQUESTED, or 400 ALREADY_COMPLETED (the result stays); a request
+        fal does not know (404) raises."""
         urls = self._urls_for(task_id, model_id)
         try:
-            self.http.request("PUT", urls.cancel, idempotent=True, waiter=waiter, task_id=task_id)
+            self.http.request("PUT", urls.cancel, idempotent=True, waiter=waiter, task_id=task_id,
+                              timeout=CANCEL_TIMEOUT).close()
         except ProviderError as exc:
-            if exc.status in (400, 404):
-                return False
+            if exc.status == 400:
+                return CancelOutcome.FINISHED
             raise
-        return True
+        return CancelOutcome.ACCEPTED
 
 
 class _StreamLost(Exception):

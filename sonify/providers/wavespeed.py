@@ -1,4 +1,4 @@
-"""WaveSpeed REST v3: upload, submit, poll, key check (no cancel yet). Protocol notes: shared/PROTOCOLS.md."""
+"""WaveSpeed REST v3: upload, submit, poll, cancel, key check. Protocol notes: shared/PROTOCOLS.md."""
 
 from __future__ import annotations
 
@@ -15,7 +15,19 @@ import requests
 from ..errors import ProviderError
 from ..http import FileBody, Http, excerpt
 from ..waiter import Waiter
-from .base import COMPLETED, FAILED, QUEUED, RUNNING, KeyCheck, TaskState, WaitLimits, answered_id, poll_until_final
+from .base import (
+    CANCEL_TIMEOUT,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    CancelOutcome,
+    KeyCheck,
+    TaskState,
+    WaitLimits,
+    answered_id,
+    poll_until_final,
+)
 from .schedule import History, PollPlan, history_key
 
 NAME = "wavespeed"
@@ -151,9 +163,16 @@ class WaveSpeed:
             history.record(key, bracket)
         return state
 
-    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> bool:
-        """WaveSpeed has no documented cancel endpoint: the job runs on (and can be fetched)."""
-        return False
+    def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> CancelOutcome:
+        """DELETE /api/v3/predictions/{id} "cancels or deletes" a task: a finished one would lose its result,
+        so the task's state is looked at first and a finished task is left alone (fetchable)."""
+        if self.state(task_id, waiter).final:
+            return CancelOutcome.FINISHED
+        data = self._data(self.http.json(
+            "DELETE", f"/api/v3/predictions/{task_id}", idempotent=True, waiter=waiter, task_id=task_id,
+            timeout=CANCEL_TIMEOUT,
+        ), task_id)
+        return CancelOutcome.FINISHED if STATUS.get(str(data.get("status", ""))) == COMPLETED else CancelOutcome.ACCEPTED
 
     def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
         """GET /api/v3/balance: free, and it tells the balance."""

@@ -1,4 +1,5 @@
-"""Emulated remote tasks: created -> processing -> completed | failed | cancelled, over configurable time.
+"""Emulated remote tasks: created -> processing -> completed | failed | cancelled | deleted, over configurable
+time.
 
 Provider-neutral: each provider's routes map these statuses onto their own wire format. A provider
 may have a concurrency limit: its tasks past that many wait in "created", first come first served.
@@ -24,7 +25,7 @@ from .storage import FetchError, Storage
 
 log = logging.getLogger("sonify.emulator")
 
-FINAL = ("completed", "failed", "cancelled")
+FINAL = ("completed", "failed", "cancelled", "deleted")
 SLOT_CHECK = 0.1  # seconds between looks for a free slot (the limit can change at any time)
 JOIN_SECONDS = 5.0
 
@@ -111,6 +112,12 @@ class TaskBoard:
             task = self._tasks.get(self._names.get(task_id, task_id))
             return dataclasses.replace(task) if task is not None else None
 
+    def all(self, provider: str | None = None) -> list[Task]:
+        """Snapshots of every task (of one provider), oldest first."""
+        with self._changed:
+            tasks = [dataclasses.replace(t) for t in self._tasks.values() if provider in (None, t.provider)]
+        return sorted(tasks, key=lambda t: t.submitted)
+
     def wait_final(self, task_id: str, timeout: float) -> Task:
         """The task once final, or as it is when `timeout` passes or the emulator stops."""
         deadline = time.monotonic() + timeout
@@ -133,17 +140,23 @@ class TaskBoard:
         with self._changed:
             return self._position(self._tasks[task_id])
 
-    def cancel(self, task_id: str) -> bool:
-        """End a task that is not final yet with status "cancelled"; False if it already was final."""
+    def cancel(self, task_id: str, status: str = "cancelled") -> bool:
+        """End a task that is not final yet with `status`; False if it already was final."""
         with self._changed:
             task = self._tasks[task_id]
             if task.final:
                 return False
             self._tasks[task_id] = dataclasses.replace(
-                task, status="cancelled", error="cancelled by the client", completed_at=time.monotonic()
+                task, status=status, error="cancelled by the client", completed_at=time.monotonic()
             )
             self._changed.notify_all()
             return True
+
+    def delete(self, task_id: str) -> None:
+        """A final task is deleted, its result with it (WaveSpeed's DELETE of a finished task)."""
+        with self._changed:
+            self._tasks[task_id] = dataclasses.replace(self._tasks[task_id], status="deleted", outputs=())
+            self._changed.notify_all()
 
     def close(self) -> None:
         """Wake every waiter and let the workers end (the stopping event is already set)."""

@@ -87,6 +87,7 @@ class WaveSpeedRoutes:
             ("POST", r"/api/v3/media/uploads", self.upload_ticket),
             ("POST", r"/api/v3/media/upload/binary", self.upload_binary),
             ("GET", r"/api/v3/predictions/(?P<id>[^/]+)/result", self.result),
+            ("DELETE", r"/api/v3/predictions/(?P<id>[^/]+)", self.delete),
             ("GET", r"/api/v3/balance", self.balance),
             ("POST", r"/api/v3/(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9._-]+)*)", self.submit),
             ("*", r"/api/v3(?:/.*)?", self.not_found),
@@ -207,6 +208,18 @@ class WaveSpeedRoutes:
         if task is None or task.provider != PROVIDER:
             return error(404, "prediction not found")
         return json_response(200, envelope(self.task_data(task)))
+
+    def delete(self, request: Request, match: re.Match[str]) -> Response:
+        """"Cancel or delete": a task still running is cancelled (counted by `cancels()`), a finished one is
+        deleted with its result; either way it ends "deleted"."""
+        task = self.em.tasks.get(match["id"])
+        if task is None or task.provider != PROVIDER:
+            return error(404, "prediction not found")
+        if self.em.tasks.cancel(task.id, status="deleted"):
+            self.em.record_cancel(task.spec.model_id)
+        else:
+            self.em.tasks.delete(task.id)
+        return json_response(200, envelope(self.task_data(self.em.tasks.get(task.id))))
 
     def task_data(self, task: Task) -> dict[str, Any]:
         outputs = [self.em.handed_out("output_url", self.em.storage.output_url(task.id, path)) for path in task.outputs]
