@@ -29,6 +29,8 @@ URL_ENV = {
     "fal_rest": "SONIFY_FAL_REST_URL",
 }
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
+UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"
+UPLOAD_TTL_HOURS = 24.0  # how long fal is asked to keep an upload (its default: at least 7 days, public)
 
 # Set by the ComfyUI adapter to ComfyUI's user folder; the command line leaves it unset.
 host_state_dir: Path | None = None
@@ -131,6 +133,19 @@ def _key_from_file(provider: str) -> str:
         raise ConfigurationError(f"The key file {path} is not valid JSON ({type(exc).__name__})") from None
     value = keys.get(provider, "") if isinstance(keys, dict) else ""
     return value.strip() if isinstance(value, str) else ""
+
+
+def upload_ttl_seconds() -> int:
+    """How long fal is asked to keep an uploaded file (SONIFY_UPLOAD_TTL_HOURS, default a day): an upload is a
+    public URL for as long as it is kept. At least a minute (fal takes 0 as "never expire")."""
+    text = os.environ.get(UPLOAD_TTL_ENV, "").strip()
+    try:
+        hours = float(text) if text else UPLOAD_TTL_HOURS
+    except ValueError:
+        hours = float("nan")
+    if not hours > 0 or hours == float("inf"):
+        raise ConfigurationError(f"{UPLOAD_TTL_ENV} must be a number of hours above 0 (got {text!r})")
+    return max(60, round(hours * 3600))
 
 
 def base_url(name: str) -> str:

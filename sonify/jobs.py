@@ -450,11 +450,12 @@ class Journal:
 
     # --- uploads ---
 
-    def upload_url(self, provider: str, endpoint: str, media_key: str) -> str | None:
+    def upload_url(self, provider: str, endpoint: str, media_key: str,
+                   max_age: float = RETENTION_SECONDS) -> str | None:
         with self._connect() as db:
             row = db.execute(
                 "SELECT url FROM uploads WHERE provider = ? AND endpoint = ? AND media_key = ? AND uploaded_at > ?",
-                (provider, endpoint, media_key, time.time() - RETENTION_SECONDS)).fetchone()
+                (provider, endpoint, media_key, time.time() - min(max_age, RETENTION_SECONDS))).fetchone()
         return row["url"] if row else None
 
     def remember_upload(self, provider: str, endpoint: str, media_key: str, url: str, size: int) -> None:
@@ -701,8 +702,11 @@ class Ticket:
 
     # --- uploads (same safety) ---
 
-    def upload_url(self, endpoint: str, media_key: str) -> str | None:
-        return self._do("looking up an upload", lambda j: j.upload_url(self.meta.provider, endpoint, media_key))
+    def upload_url(self, endpoint: str, media_key: str, max_age: float = RETENTION_SECONDS) -> str | None:
+        """An upload of `media_key` to `endpoint` made less than `max_age` seconds ago (the provider's own
+        reuse time; never more than RETENTION_SECONDS)."""
+        return self._do("looking up an upload",
+                        lambda j: j.upload_url(self.meta.provider, endpoint, media_key, max_age))
 
     def remember_upload(self, endpoint: str, media_key: str, url: str, size: int) -> None:
         self._do("recording an upload",

@@ -282,7 +282,7 @@ class RemoteJob:
         """An upload of the same content to the same provider within its retention is reused."""
         endpoint = self.client.http.base_url
         self._uploads.append(key)
-        known = ticket.upload_url(endpoint, key)
+        known = ticket.upload_url(endpoint, key, self.client.upload_seconds)
         if known and self._still_there(known):
             self.info.uploads_reused += 1
             return known

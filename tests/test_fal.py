@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -177,6 +179,46 @@ def test_upload_through_the_cdn_caches_the_token(emulator: Emulator, fal_env, cl
     uploads = [r for r in emulator.requests if r.path == "/files/upload"]
     assert all(r.headers["Content-Length"] == str(clip_path.stat().st_size) for r in uploads)
     assert all(r.headers["X-Fal-File-Name"] == "clip.mp4" for r in uploads)
+
+
+@pytest.mark.parametrize(("hours", "seconds"), [(None, 86400), ("2", 7200), ("0.5", 1800)])
+@pytest.mark.parametrize("route", ["cdn", "storage"])
+def test_every_upload_asks_fal_to_keep_the_file_only_briefly(emulator: Emulator, fal_env, clip_path: Path,
+                                                             monkeypatch, hours, seconds, route) -> None:
+    if hours is not None:
+        monkeypatch.setenv("SONIFY_UPLOAD_TTL_HOURS", hours)
+    if route == "storage":
+        emulator.inject("POST", r"^/files/upload$", 503, body={"detail": "injected"})
+    url = client().upload(clip_path, Waiter())
+    assert requests.get(url, timeout=30).content == clip_path.read_bytes()
+    asked = {"expiration_duration_seconds": seconds}
+    sent = [r for r in emulator.requests if r.path in ("/files/upload", "/storage/upload/initiate")]
+    assert len(sent) == (2 if route == "storage" else 1)
+    for record in sent:
+        assert json.loads(record.headers["X-Fal-Object-Lifecycle-Preference"]) == asked
+        assert json.loads(record.headers["X-Fal-Object-Lifecycle"]) == asked
+
+
+@pytest.mark.parametrize("hours", ["0", "-1", "soon", "inf"])
+def test_a_bad_upload_lifetime_is_refused_before_anything_is_sent(emulator: Emulator, fal_env, clip_path: Path,
+                                                                  monkeypatch, hours) -> None:
+    monkeypatch.setenv("SONIFY_UPLOAD_TTL_HOURS", hours)
+    with pytest.raises(ConfigurationError, match="SONIFY_UPLOAD_TTL_HOURS"):
+        client().upload(clip_path, Waiter())
+    assert emulator.requests == []
+
+
+def test_a_fal_upload_is_reused_for_half_its_lifetime_only(emulator: Emulator, fal_env, clip, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    run(clip, tmp_path, prompt="rain")
+    run(clip, tmp_path, prompt="hail")
+    assert len(paths(emulator, "POST", r"^/files/upload$")) == 1  # reused
+    monkeypatch.setenv("SONIFY_UPLOAD_TTL_HOURS", "0.0001")  # a minute, the least: reused for 30 s at most
+    state = Path(fal_env["SONIFY_STATE_DIR"]) / "jobs.sqlite3"
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE uploads SET uploaded_at = uploaded_at - 31")
+    run(clip, tmp_path, prompt="snow")
+    assert len(paths(emulator, "POST", r"^/files/upload$")) == 2
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [

@@ -75,6 +75,7 @@ class Provider(Protocol):
 
     name: str
     http: Http  # the session: API base URL, key, retries, size-capped downloads
+    upload_seconds: float  # how long after an upload its URL is reused for another job
 
     def upload(self, path: Path, waiter: Waiter) -> str:
         """Upload a file; returns the URL a job's input refers to it by."""

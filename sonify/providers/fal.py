@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import requests
 
+from .. import config
 from ..errors import ConfigurationError, ProviderError, SonifyError, ValidationError
 from ..http import RETRYABLE, FileBody, Http, excerpt
 from ..redact import register_secret
@@ -104,9 +105,16 @@ class Fal:
 
     # --- upload ---
 
+    @property
+    def upload_seconds(self) -> float:
+        """How long an upload is reused: half its lifetime, so a job started with it has the other half."""
+        return config.upload_ttl_seconds() / 2
+
     def upload(self, path: Path, waiter: Waiter) -> str:
-        """fal's CDN (a short-lived upload token, then the bytes); the storage upload when that fails."""
+        """fal's CDN (a short-lived upload token, then the bytes); the storage upload when that fails. Either
+        asks fal to keep the file (a public URL) only for SONIFY_UPLOAD_TTL_HOURS (lifecycle_headers)."""
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        config.upload_ttl_seconds()  # a bad setting is refused before anything is sent
         try:
             token = self._cdn_token(waiter)
         except ProviderError as exc:
@@ -145,7 +153,8 @@ class Fal:
         """The CDN gets its own token, never the fal key (not even where its base URL is on an API host)."""
         answer = self.http.json(
             "POST", f"{token.base_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path),
-            headers={"Authorization": token.header, "Content-Type": content_type, "X-Fal-File-Name": header_safe(path.name)},
+            headers={"Authorization": token.header, "Content-Type": content_type, "X-Fal-File-Name": header_safe(path.name),
+                     **lifecycle_headers()},
             timeout=UPLOAD_TIMEOUT, auth=False,
         )
         url = answer.get("access_url") if isinstance(answer, dict) else None
@@ -156,7 +165,7 @@ class Fal:
     def _upload_storage(self, path: Path, content_type: str, waiter: Waiter) -> str:
         answer = self.http.json(
             "POST", f"{self.rest_url}/storage/upload/initiate?storage_type=gcs", idempotent=True, waiter=waiter,
-            json={"file_name": path.name, "content_type": content_type},
+            json={"file_name": path.name, "content_type": content_type}, headers=lifecycle_headers(),
         )
         upload_url, file_url = (answer.get(k) if isinstance(answer, dict) else None for k in ("upload_url", "file_url"))
         if not isinstance(upload_url, str) or not isinstance(file_url, str) or not upload_url or not file_url:
@@ -430,6 +439,13 @@ def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
                 data.append(line[5:].removeprefix(" "))
     if data:
         yield "\n".join(data)
+
+
+def lifecycle_headers() -> dict[str, str]:
+    """How long fal keeps an upload: the CDN reads X-Fal-Object-Lifecycle, the storage upload
+    X-Fal-Object-Lifecycle-Preference (the official client sends both on both)."""
+    preference = json.dumps({"expiration_duration_seconds": config.upload_ttl_seconds()})
+    return {"X-Fal-Object-Lifecycle": preference, "X-Fal-Object-Lifecycle-Preference": preference}
 
 
 def validation_error(detail: list[Any]) -> ValidationError | None:

@@ -31,6 +31,7 @@ from .base import (
 from .schedule import History, PollPlan, history_key
 
 NAME = "wavespeed"
+UPLOAD_SECONDS = 6 * 86400.0  # WaveSpeed keeps uploads ~7 days: reused for 6
 STATUS = {
     "created": QUEUED,
     "pending": QUEUED,
@@ -64,6 +65,7 @@ def describe_error(response: requests.Response) -> str:
 
 class WaveSpeed:
     name = NAME
+    upload_seconds = UPLOAD_SECONDS  # how long an upload is reused
 
     def __init__(self, api_key: str, base_url: str) -> None:
         self.http = Http(NAME, base_url, {"Authorization": f"Bearer {api_key}"}, describe_error)

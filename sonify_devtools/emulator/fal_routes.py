@@ -180,6 +180,9 @@ class FalRoutes:
             return detail(401, "The CDN takes an upload token from /storage/auth/token, never the fal key")
         if scheme.lower() != "bearer" or not self._cdn_token_valid(token.strip()):
             return detail(401, "Missing, unknown or expired CDN upload token")
+        problem = lifecycle_problem(request, "X-Fal-Object-Lifecycle")
+        if problem:
+            return detail(400, problem)
         length = request.body_length(self.em.storage.max_bytes)
         name = safe_name(request.headers.get("X-Fal-File-Name") or "upload.bin")
         content_type = request.headers.get("Content-Type") or content_type_for(name)
@@ -196,6 +199,9 @@ class FalRoutes:
     def initiate_upload(self, request: Request, match: re.Match[str]) -> Response:
         if request.query.get("storage_type") != ["gcs"]:
             return detail(400, "storage_type must be gcs")
+        problem = lifecycle_problem(request, "X-Fal-Object-Lifecycle-Preference")
+        if problem:
+            return detail(400, problem)
         body = request.read_json()
         if not isinstance(body, dict):
             return detail(400, "the body must be a JSON object")
@@ -344,6 +350,21 @@ class FalRoutes:
             return json_response(400, {"status": "ALREADY_COMPLETED"})
         self.em.record_cancel(task.spec.model_id)
         return json_response(202, {"status": "CANCELLATION_REQUESTED"})
+
+
+def lifecycle_problem(request: Request, header: str) -> str:
+    """What is wrong with an upload's lifecycle header, if it is sent: it must be JSON
+    `{"expiration_duration_seconds": N}`, N a positive whole number. (The emulator keeps files as long as it runs.)"""
+    value = request.headers.get(header)
+    if value is None:
+        return ""
+    try:
+        seconds = json.loads(value).get("expiration_duration_seconds")
+    except (ValueError, AttributeError):
+        seconds = None
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+        return f'{header} must be JSON {{"expiration_duration_seconds": <seconds above 0>}}'
+    return ""
 
 
 def not_found(request: Request, match: re.Match[str]) -> Response:
