@@ -22,11 +22,13 @@ DEFAULT_URLS = {
     "wavespeed": "https://api.wavespeed.ai",
     "fal_queue": "https://queue.fal.run",
     "fal_rest": "https://rest.fal.ai",
+    "fal_api": "https://api.fal.ai",
 }
 URL_ENV = {
     "wavespeed": "SONIFY_WAVESPEED_URL",
     "fal_queue": "SONIFY_FAL_QUEUE_URL",
     "fal_rest": "SONIFY_FAL_REST_URL",
+    "fal_api": "SONIFY_FAL_API_URL",
 }
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
 UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"

@@ -73,7 +73,10 @@ class Status(Word):
         INTENT      → SUBMITTING        the submit is about to be sent (a run that ends before deletes its INTENT row)
         SUBMITTING  → SUBMITTED         the provider answered with a task id (recorded before the wait)
                     → INTENT            refused (HTTP 4xx) or cancelled before anything was sent: nothing to pay for
-                    → UNKNOWN           no readable answer: a task may exist
+                    → UNKNOWN           no readable answer: a task may exist (the provider is asked at once)
+        UNKNOWN, or SUBMITTING/UNKNOWN (no live run, no task id) at a later identical run's claim:
+                    → SUBMITTED         the provider lists exactly one task that can be ours: adopted
+                    → INTENT            it lists none: nothing was created (a claim then submits on this row)
         SUBMITTED   → QUEUED → RUNNING  as the provider reports them (either may be skipped)
         SUBMITTED, QUEUED, RUNNING
                     → COMPLETED         the task succeeded (its result file is then downloaded, `result_path`)
@@ -83,7 +86,8 @@ class Status(Word):
                                         provider did not get) or had just finished (its result kept)
         DETACHED    → SUBMITTED         an identical run resumes the task (a resume keeps any other status)
         SUBMITTING, UNKNOWN (no live run, no task id)
-                    → UNKNOWN_REPORTED  a later identical run told the user once, and submits anew next time
+                    → UNKNOWN_REPORTED  several candidates, or the provider could not be asked: the user is told
+                                        (candidate ids) once, and the next identical run submits anew
         (no row)    → COMPLETED         a result fetched by task id (`record_fetched`)
     """
 
@@ -112,7 +116,7 @@ class ClaimKind(Word):
     STORED = "stored"  # use the row's stored result: no request
     RESUME = "resume"  # wait on the row's task
     BUSY = "busy"  # an identical job runs in another live run: wait, then claim again
-    AMBIGUOUS = "ambiguous"  # a dead run's submit may or may not have reached the provider: tell the user
+    AMBIGUOUS = "ambiguous"  # a dead run's submit may or may not have reached the provider: ask it (RemoteJob)
     NEW = "new"  # upload and submit
 
 SCHEMA = """
@@ -135,7 +139,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner TEXT,                             -- host:pid:run of the run working on it; NULL when none
     heartbeat REAL,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    request TEXT                            -- the submit as sent {body, sent_at}: finds its task if the answer is lost
 );
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs(fingerprint);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_task ON jobs(provider, task_id) WHERE task_id IS NOT NULL;
@@ -155,9 +160,10 @@ CREATE TABLE IF NOT EXISTS run_times (      -- when polled jobs ended (providers
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_times_by_key ON run_times(key, at);
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 """
-SCHEMA_VERSION = 2  # a journal of an older version gets the tables it lacks when opened
+SCHEMA_VERSION = 3  # a journal of an older version gets the tables and columns it lacks when opened
+ADDED_COLUMNS = {"request": "TEXT"}  # jobs columns newer than version 1
 RUN_TIMES_KEPT = 20  # per key; older ones are deleted
 
 
@@ -233,12 +239,14 @@ class JobRow:
     heartbeat: float | None
     created_at: float
     updated_at: float
+    request: dict[str, Any] | None = None  # {body, sent_at}: the submit as sent, once it was about to be
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
         values = dict(row)
         for name, empty in (("params", "{}"), ("outputs", "[]"), ("extra", "{}")):
             values[name] = json.loads(values[name] or empty)
+        values["request"] = json.loads(values["request"]) if values.get("request") else None
         values["cacheable"], values["delivered"] = bool(values["cacheable"]), bool(values["delivered"])
         values["status"] = Status(values["status"])
         return cls(**values)
@@ -342,6 +350,10 @@ class Journal:
             if str(mode).lower() != "wal":
                 log.debug("journal %s is in %s mode", self.path, mode)
             db.executescript(SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -382,8 +394,9 @@ class Journal:
                 status = Status.SUBMITTED if claim.row.status == Status.DETACHED else claim.row.status
                 _update(db, claim.row.id, owner=owner, heartbeat=now, status=status, source_path=meta.source_path)
                 claim = Claim(claim.kind, self._row(db, claim.row.id))
-            elif claim.kind == ClaimKind.AMBIGUOUS:
-                _update(db, claim.row.id, status=Status.UNKNOWN_REPORTED, owner=None)
+            elif claim.kind == ClaimKind.AMBIGUOUS:  # this run asks the provider what came of that submit
+                _update(db, claim.row.id, owner=owner, heartbeat=now)
+                claim = Claim(claim.kind, self._row(db, claim.row.id))
             elif claim.kind == ClaimKind.NEW:
                 stale = [r.id for r in rows if r.status == Status.INTENT and not alive[r.id]]
                 db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in stale])
@@ -506,7 +519,7 @@ def _decide(rows: list[JobRow], alive: dict[int, bool], cacheable: bool, now: fl
 
 
 def _update(db: sqlite3.Connection, row_id: int, **fields: Any) -> None:
-    values = {k: json.dumps(v) if k in ("params", "outputs", "extra") else v for k, v in fields.items()}
+    values = {k: json.dumps(v) if k in ("params", "outputs", "extra", "request") else v for k, v in fields.items()}
     for name in ("error", "outputs", "extra"):  # what the provider answered may echo a key
         if isinstance(values.get(name), str):
             values[name] = redact(values[name])
@@ -641,7 +654,7 @@ class Ticket:
                 break
             on_busy(claim.row)
             waiter.sleep(JOIN_POLL_SECONDS)
-        if claim.row is not None and claim.kind in (ClaimKind.STORED, ClaimKind.RESUME, ClaimKind.NEW):
+        if claim.row is not None and claim.kind != ClaimKind.BUSY:
             self.row = claim.row
             self._status = claim.row.status
             self._start_heartbeat()
@@ -658,13 +671,14 @@ class Ticket:
     def status(self) -> Status | None:
         return self._status
 
-    def record_submitting(self) -> None:
-        """SUBMITTING, written — or ConfigurationError: a job the journal cannot record is not submitted,
-        since a crash during it would strand a paid task and the next run would pay again."""
+    def record_submitting(self, request: dict[str, Any] | None = None) -> None:
+        """SUBMITTING and the submit as sent (`request`: {body, sent_at}, which finds its task if the answer
+        is lost), written — or ConfigurationError: a job the journal cannot record is not submitted, since a
+        crash during it would strand a paid task and the next run would pay again."""
         self._problem = self._problem or ("it could not be opened" if self._journal is None else "")
         if self.row_id is not None and self._journal is not None:
             try:
-                self._journal.update(self.row_id, status=Status.SUBMITTING)
+                self._journal.update(self.row_id, status=Status.SUBMITTING, request=request)
                 self._status = Status.SUBMITTING
                 return
             except (sqlite3.Error, OSError) as exc:
@@ -699,6 +713,11 @@ class Ticket:
             _active.discard(self.owner)
         if self.row_id is not None:
             self._do("closing the job", lambda j: j.release(self.row_id, self.owner))
+
+    def owned_elsewhere(self, task_id: str) -> bool:
+        """Another journal row has this task: it is not the one this run's lost submit created."""
+        row = self._do("looking up a task", lambda j: j.find_task(self.meta.provider, task_id))
+        return row is not None and row.id != self.row_id
 
     # --- uploads (same safety) ---
 

@@ -53,6 +53,9 @@ AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus")
 RESULT_SLACK = (1.25, 2.0)  # a result may run 25 % + 2 s longer than what was asked for
 FETCH_SECONDS = 600.0  # the longest result taken by task id when the job's length is not known
 CANCEL_SECONDS = 5.0  # the most a remote cancel may take (retries included) once the user cancelled
+LISTING_SLACK = 30.0  # seconds either side of a lost submit's window: clocks differ
+LISTING_LOOKS = 2  # looks at the listing (1 s apart) while it shows no task of a submit just lost
+SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed run's window
 
 
 @dataclass
@@ -228,7 +231,9 @@ class RemoteJob:
         if claim.kind == ClaimKind.STORED:
             return self._stored(claim.row)
         if claim.kind == ClaimKind.AMBIGUOUS:
-            raise JobFailed(_ambiguous_message(self.spec, claim.row))
+            task_id = self._reconcile_claimed(claim.row)
+            if task_id is not None:
+                return self._resume_claimed(task_id)
         if claim.kind == ClaimKind.RESUME:
             return self._resume_claimed(claim.row.task_id)
         check_budget(self.info.cost_usd_estimate)
@@ -309,7 +314,9 @@ class RemoteJob:
         spec, record = self.spec, self.record
         with self.ctx.timer("submit"):
             self.ctx.waiter.check()
-            self._ticket.record_submitting()  # or nothing is sent: an unrecorded submit could be paid twice
+            sent = time.time()
+            # or nothing is sent: an unrecorded submit could be paid twice
+            self._ticket.record_submitting({"body": body, "sent_at": sent})
             try:
                 task_id = self.client.submit(spec.model_id, body, self.ctx.waiter)
             except Cancelled:
@@ -320,17 +327,82 @@ class RemoteJob:
                     record.record(Status.INTENT)  # refused: no task was created (a 2xx we cannot read may have)
                     raise
                 record.record(Status.UNKNOWN, error=str(exc))
-                hint = f"the job may have been created anyway; check your {spec.provider} dashboard before running it again"
-                exc.args = (f"{exc} — {hint}",)
-                raise
+                task_id = self._recover(body, sent, time.time(), exc)
             except BaseException as exc:
                 record.record(Status.UNKNOWN, error=f"interrupted during the submit ({type(exc).__name__})")
                 raise
-            record.record(Status.SUBMITTED, task_id=task_id)
+            record.record(Status.SUBMITTED, task_id=task_id, error=None)
             self.info.task_id, self.info.status = task_id, Status.SUBMITTED
             self._event("submitted")
             log.info("%s task %s submitted (%s)", spec.provider, task_id, spec.model_id)
         return task_id
+
+    # --- a submit whose answer was lost ---
+
+    def _recover(self, body: dict[str, Any], since: float, until: float, lost: ProviderError) -> str:
+        """The task the lost submit created, adopted from the provider's listing — or an error naming what
+        the listing shows. Never a second submit while a candidate may be ours."""
+        spec = self.spec
+        self.ctx.report(f"the submit's answer was lost; asking {spec.provider} which task it created", 0.08)
+        try:
+            candidates = self._candidates(body, since, until, looks=LISTING_LOOKS)
+        except SonifyError as exc:
+            if isinstance(exc, Cancelled):
+                raise
+            hint = (f"the job may have been created anyway, and {spec.provider}'s task listing could not be read "
+                    f"({exc}); check your {spec.provider} dashboard before running it again")
+            lost.args = (f"{lost} — {hint}",)
+            raise lost from None
+        if len(candidates) == 1:
+            log.info("%s task %s adopted: the submit's answer was lost", spec.provider, candidates[0])
+            return candidates[0]
+        if not candidates:
+            self.record.record(Status.INTENT, error=f"no task was created: {lost}")
+            none = f"{spec.provider} lists no task from this submit, so none was created and nothing is charged"
+            lost.args = (f"{lost} — {none}; run it again",)
+            raise lost from None
+        self.record.record(Status.UNKNOWN_REPORTED)
+        raise JobFailed(_candidates_message(spec, candidates)) from None
+
+    def _reconcile_claimed(self, row: jobs.JobRow) -> str | None:
+        """An earlier run stopped between sending the submit and recording its task id: the task it created,
+        adopted (returned), or None when none was created (this run submits)."""
+        request = row.request or {}
+        if not isinstance(request.get("body"), dict) or not isinstance(request.get("sent_at"), (int, float)):
+            self.record.record(Status.UNKNOWN_REPORTED)  # a journal from before requests were recorded
+            raise JobFailed(_ambiguous_message(self.spec, row))
+        since = float(request["sent_at"])
+        self.ctx.report(f"an earlier run's submit has no recorded answer; asking {self.spec.provider} about it", 0.05)
+        try:
+            candidates = self._candidates(request["body"], since, since + SUBMIT_SECONDS, looks=1)
+        except Cancelled:
+            raise
+        except SonifyError as exc:
+            self.record.record(Status.UNKNOWN_REPORTED)
+            raise JobFailed(f"{_ambiguous_message(self.spec, row)} ({self.spec.provider}'s task listing could not "
+                            f"be read: {exc})") from None
+        if len(candidates) == 1:
+            self.record.record(Status.SUBMITTED, task_id=candidates[0], error=None)
+            log.info("%s task %s adopted from an earlier run's unanswered submit", self.spec.provider, candidates[0])
+            return candidates[0]
+        if candidates:
+            self.record.record(Status.UNKNOWN_REPORTED)
+            raise JobFailed(_candidates_message(self.spec, candidates))
+        self.record.record(Status.INTENT, error=None)
+        return None
+
+    def _candidates(self, body: dict[str, Any], since: float, until: float, looks: int) -> list[str]:
+        """Tasks the provider lists for this submit (LISTING_SLACK either side for clock differences) that no
+        other journal row owns; looked up again (1 s apart, `looks` times in all) while none shows."""
+        for look in range(looks):
+            if look:
+                self.ctx.waiter.sleep(1.0)
+            found = self.client.find_tasks(self.spec.model_id, body, since - LISTING_SLACK, until + LISTING_SLACK,
+                                           self.ctx.waiter)
+            candidates = [task_id for task_id in dict.fromkeys(found) if not self._ticket.owned_elsewhere(task_id)]
+            if candidates:
+                return candidates
+        return []
 
     # --- any job with a task ---
 
@@ -469,6 +541,15 @@ def _ambiguous_message(spec: ModelSpec, row: jobs.JobRow) -> str:
         f"recorded. Check your {spec.provider} dashboard for it. Nothing was sent now; run again to submit "
         "anew (you will not be asked again)."
     )
+
+
+def _candidates_message(spec: ModelSpec, candidates: list[str]) -> str:
+    ids = ", ".join(candidates)
+    fetch = "; ".join(f"`python -m sonify fetch {spec.provider} {task_id}" +
+                      (f" --model {spec.key}`" if spec.provider == "fal" else "`") for task_id in candidates)
+    return (f"The {spec.title} submit's answer was lost, and {spec.provider} lists {len(candidates)} tasks that may be "
+            f"this job's (none recorded by another Sonify job): {ids}. Nothing was submitted again. Get the result "
+            f"of the right one with {fetch} — the next identical run submits anew.")
 
 
 def _cancel_remote(client: Provider, task_id: str, model_id: str) -> CancelOutcome:

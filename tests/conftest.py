@@ -40,12 +40,13 @@ FAL_KEY = "test-fal-id:test-fal-secret"
 
 @pytest.fixture
 def fal_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str, str]:
-    """FAL_KEY, SONIFY_FAL_QUEUE_URL, SONIFY_FAL_REST_URL and SONIFY_STATE_DIR set for the emulator
-    (queue and rest share its API origin); returns them."""
+    """FAL_KEY, SONIFY_FAL_QUEUE_URL, SONIFY_FAL_REST_URL, SONIFY_FAL_API_URL and SONIFY_STATE_DIR set for the
+    emulator (queue, rest and the platform API share its API origin); returns them."""
     env = {
         "FAL_KEY": FAL_KEY,
         "SONIFY_FAL_QUEUE_URL": emulator.url,
         "SONIFY_FAL_REST_URL": emulator.url,
+        "SONIFY_FAL_API_URL": emulator.url,
         "SONIFY_STATE_DIR": str(tmp_path / "state"),
     }
     for name, value in env.items():

@@ -166,19 +166,20 @@ def test_slow_upload_and_slow_answers(emulator, provider, clip, tmp_path) -> Non
     assert result.info["seconds"]["upload"] >= 1.0
 
 
-def test_lost_submit_answer_is_never_resent(emulator, provider, clip, tmp_path) -> None:
+def test_a_submit_dropped_before_the_provider_saw_it_is_never_resent(emulator, provider, clip, tmp_path) -> None:
+    """No answer, and the provider's listing shows no task from it: nothing was created, nothing is resent."""
     emulator.drop("POST", provider.submit)
     error = fails(provider, clip, tmp_path, ProviderError)
-    assert "may have been created" in str(error)
-    assert statuses(emulator, "POST", provider.submit) == [None]
-    assert [row["status"] for row in journal_rows(Path(tmp_path / "state"))] == ["unknown"]
+    assert "lists no task from this submit, so none was created" in str(error)
+    assert statuses(emulator, "POST", provider.submit) == [None] and emulator.submits() == 0
+    assert journal_rows(Path(tmp_path / "state")) == []  # nothing to resume or to ask about
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_5xx_submit_is_never_resent(emulator, provider, clip, tmp_path, status) -> None:
     emulator.inject("POST", provider.submit, status)
     error = fails(provider, clip, tmp_path, ProviderError)
-    assert error.status == status and "may have been created" in str(error)
+    assert error.status == status and "lists no task from this submit" in str(error)
     assert statuses(emulator, "POST", provider.submit) == [status]
 
 
@@ -260,10 +261,18 @@ def test_malformed_status_body(emulator, provider, clip, tmp_path) -> None:
 
 
 def test_malformed_submit_answer_may_have_created_a_task(emulator, provider, clip, tmp_path) -> None:
-    emulator.malformed("POST", provider.submit)
+    emulator.malformed("POST", provider.submit)  # the emulator's malformed answer comes before any task
     error = fails(provider, clip, tmp_path, ProviderError)
-    assert "not JSON" in str(error) and "may have been created" in str(error)
-    assert journal_rows(Path(tmp_path / "state"))[-1]["status"] == "unknown"
+    assert "not JSON" in str(error) and "lists no task from this submit" in str(error)
+    assert journal_rows(Path(tmp_path / "state")) == []
+
+
+def test_an_unreadable_listing_after_a_lost_answer_says_check_the_dashboard(emulator, provider, clip, tmp_path) -> None:
+    emulator.lose("POST", provider.submit)
+    emulator.inject("*", r"^/api/v3/predictions$|/v1/models/requests/by-endpoint$", 401)
+    error = fails(provider, clip, tmp_path, ProviderError)
+    assert "may have been created anyway" in str(error) and "dashboard" in str(error)
+    assert emulator.submits() == 1 and journal_rows(Path(tmp_path / "state"))[-1]["status"] == "unknown"
 
 
 def test_output_that_is_not_media(emulator, provider, clip, tmp_path) -> None:

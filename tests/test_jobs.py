@@ -132,14 +132,17 @@ def test_a_timed_out_job_is_resumed_by_the_next_identical_run(emulator, wavespee
     assert run(clip, tmp_path).info["task_id"] != task_id  # delivered now: seed -1 generates anew
 
 
-def test_a_submit_without_an_answer_is_surfaced_once_never_resubmitted_silently(emulator, wavespeed_env, clip,
-                                                                                tmp_path):
-    emulator.drop("POST", SUBMIT)  # the connection closes: did the provider create the task? Unknown.
+def test_a_submit_without_an_answer_from_an_old_journal_is_surfaced_once(emulator, wavespeed_env, clip, tmp_path):
+    """A row left unanswered by a version that did not record the request sent: the listing cannot be matched
+    against it, so the user is told once and the next run submits anew."""
+    emulator.drop("POST", SUBMIT)
+    emulator.inject("POST", r"^/api/v3/predictions$", 503, times=6)  # the listing unavailable: the row stays unknown
     with pytest.raises(ProviderError) as lost:
         run(clip, tmp_path)
     assert "may have been created anyway" in str(lost.value)
     (row,) = journal(wavespeed_env).recent()
     assert row.status == "unknown" and row.task_id is None
+    journal(wavespeed_env).update(row.id, request=None)
 
     with pytest.raises(JobFailed) as told:
         run(clip, tmp_path)

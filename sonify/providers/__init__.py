@@ -20,8 +20,8 @@ def client(provider: str) -> Provider:
         ident = (provider, key, config.base_url("wavespeed"))
         factory = lambda: WaveSpeed(key, ident[2])
     elif provider == "fal":
-        ident = (provider, key, config.base_url("fal_queue"), config.base_url("fal_rest"))
-        factory = lambda: Fal(key, ident[2], ident[3])
+        ident = (provider, key, config.base_url("fal_queue"), config.base_url("fal_rest"), config.base_url("fal_api"))
+        factory = lambda: Fal(key, ident[2], ident[3], ident[4])
     else:
         raise ValueError(f"unknown provider {provider!r}")
     with _lock:

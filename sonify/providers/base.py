@@ -7,6 +7,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 # hex digits, fal's UUIDs. No slash, no dot first (no path traversal), nothing a shell reads specially.
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 TASK_ID_RULE = "1 to 128 letters, digits, '.', '_' or '-', the first a letter or digit"
+LISTING_PAGES = 5  # pages of a task listing read at most when looking for a lost submit's task
 CANCEL_TIMEOUT = (3.0, 5.0)  # a cancel is sent after the user stopped waiting: it must not hold the run long
 
 
@@ -98,6 +100,12 @@ class Provider(Protocol):
     def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> CancelOutcome:
         """Ask the provider to stop the task: ACCEPTED or FINISHED (never touching a finished task's result);
         raises ProviderError when the provider refuses or does not answer."""
+        ...
+
+    def find_tasks(self, model_id: str, body: dict[str, Any], since: float, until: float, waiter: Waiter) -> list[str]:
+        """Ids of the tasks that may be the one a submit of `body` created between `since` and `until` (Unix
+        seconds): what the provider lists of `model_id` in that window (and, where it shows inputs, with
+        exactly that input). For a submit whose answer was lost; raises ProviderError if it cannot tell."""
         ...
 
     def task_model(self, task_id: str, waiter: Waiter) -> str | None:
@@ -179,6 +187,20 @@ def given_task_id(value: str) -> str:
         raise ValidationError("task_id", f"{ascii(task_id)[:60]} is not a task id (a task id is {TASK_ID_RULE}): copy "
                                          "it from the job info, an error message or `python -m sonify jobs`")
     return task_id
+def iso_utc(moment: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds ("…Z"), as the providers write times."""
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def unix_time(value: Any) -> float | None:
+    """Unix seconds of an ISO 8601 time (UTC when it names no zone); None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def recovery_hint(provider: str, task_id: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -29,6 +29,7 @@ from .base import (
     CANCEL_TIMEOUT,
     COMPLETED,
     FAILED,
+    LISTING_PAGES,
     QUEUED,
     RUNNING,
     CancelOutcome,
@@ -37,7 +38,9 @@ from .base import (
     WaitLimits,
     answered_id,
     check_limits,
+    iso_utc,
     poll_until_final,
+    unix_time,
 )
 from .schedule import History
 
@@ -74,12 +77,13 @@ class _CdnToken:
 class Fal:
     name = NAME
 
-    def __init__(self, api_key: str, queue_url: str, rest_url: str) -> None:
+    def __init__(self, api_key: str, queue_url: str, rest_url: str, api_url: str = "https://api.fal.ai") -> None:
         self.queue_url = queue_url.rstrip("/")
         self.rest_url = rest_url.rstrip("/")
+        self.api_url = api_url.rstrip("/")  # the platform API: the request listing
         self.http = Http(
             NAME, self.queue_url, {"Authorization": f"Key {api_key}"}, self._describe_error,
-            other_api_urls=(self.rest_url,),
+            other_api_urls=(self.rest_url, self.api_url),
         )
         self._lock = threading.Lock()
         self._token: _CdnToken | None = None
@@ -319,6 +323,24 @@ class Fal:
         finally:
             events.close()
 
+    def find_tasks(self, model_id: str, body: dict[str, Any], since: float, until: float, waiter: Waiter) -> list[str]:
+        """The platform API's request listing by endpoint from `since`: the requests whose `json_input` equals
+        `body` (and whose time, where an item gives one, is in the window)."""
+        query = {"endpoint_id": model_id, "start": iso_utc(since), "limit": "100", "expand": "payloads"}
+        found: list[str] = []
+        for _ in range(LISTING_PAGES):
+            answer = self.http.json("GET", f"{self.api_url}/v1/models/requests/by-endpoint?{urlencode(query)}",
+                                    idempotent=True, waiter=waiter)
+            items = answer.get("items") if isinstance(answer, dict) else None
+            if not isinstance(items, list):
+                raise ProviderError("fal's request listing has no list of items")
+            found += [str(item["request_id"]) for item in items if _is_ours(item, body, since, until)]
+            cursor = answer.get("next_cursor")
+            if not answer.get("has_more") or not isinstance(cursor, str) or not cursor:
+                return found
+            query["cursor"] = cursor
+        raise ProviderError(f"fal lists more than {100 * LISTING_PAGES} requests of {model_id} since the submit")
+
     def task_model(self, task_id: str, waiter: Waiter) -> str | None:
         """fal's request answers do not name the model: a request is found by its model id."""
         return None
@@ -446,6 +468,21 @@ def lifecycle_headers() -> dict[str, str]:
     X-Fal-Object-Lifecycle-Preference (the official client sends both on both)."""
     preference = json.dumps({"expiration_duration_seconds": config.upload_ttl_seconds()})
     return {"X-Fal-Object-Lifecycle": preference, "X-Fal-Object-Lifecycle-Preference": preference}
+
+
+def _is_ours(item: Any, body: dict[str, Any], since: float, until: float) -> bool:
+    """A listed request made from exactly `body`, at a time in the window if the item gives one."""
+    if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or not item["request_id"]:
+        return False
+    sent = item.get("json_input")
+    if isinstance(sent, str):
+        try:
+            sent = json.loads(sent)
+        except ValueError:
+            return False
+    when = next((item[k] for k in ("sent_at", "started_at", "created_at") if isinstance(item.get(k), str)), None)
+    at = unix_time(when)
+    return sent == body and (at is None or since <= at <= until)
 
 
 def validation_error(detail: list[Any]) -> ValidationError | None:

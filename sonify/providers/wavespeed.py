@@ -19,6 +19,7 @@ from .base import (
     CANCEL_TIMEOUT,
     COMPLETED,
     FAILED,
+    LISTING_PAGES,
     QUEUED,
     RUNNING,
     CancelOutcome,
@@ -26,7 +27,9 @@ from .base import (
     TaskState,
     WaitLimits,
     answered_id,
+    iso_utc,
     poll_until_final,
+    unix_time,
 )
 from .schedule import History, PollPlan, history_key
 
@@ -119,6 +122,24 @@ class WaveSpeed:
     def _result(self, task_id: str, waiter: Waiter) -> dict[str, Any]:
         path = f"/api/v3/predictions/{quote(answered_id(task_id, 'WaveSpeed'), safe='')}/result"
         return self._data(self.http.json("GET", path, idempotent=True, waiter=waiter, task_id=task_id), task_id)
+
+    def find_tasks(self, model_id: str, body: dict[str, Any], since: float, until: float, waiter: Waiter) -> list[str]:
+        """The task listing (POST /api/v3/predictions) filtered by model and created-at window. Its items carry
+        no inputs, so every task of the model in the window is a candidate (`body` is not used)."""
+        found: list[str] = []
+        for page in range(1, LISTING_PAGES + 1):
+            data = self._data(self.http.json("POST", "/api/v3/predictions", idempotent=True, waiter=waiter, json={
+                "page": page, "page_size": 100, "model": model_id,
+                "created_after": iso_utc(since), "created_before": iso_utc(until),
+            }))
+            items = [i for i in data.get("items") or [] if isinstance(i, dict)]
+            for item in items:  # filtered again: a listing that ignores a filter must not make a candidate
+                created = unix_time(item.get("created_at"))
+                if item.get("id") and item.get("model") == model_id and created is not None and since <= created <= until:
+                    found.append(str(item["id"]))
+            if len(items) < 100:
+                return found
+        raise ProviderError(f"WaveSpeed lists more than {100 * LISTING_PAGES} tasks of {model_id} in that window")
 
     def task_model(self, task_id: str, waiter: Waiter) -> str | None:
         """A WaveSpeed task names its model in `data.model` of its result answer."""

@@ -125,6 +125,7 @@ class FalRoutes:
     def routes(self) -> list[tuple[str, str, Handler]]:
         """API-origin rows (after WaveSpeed's, whose catch-all owns /api/v3)."""
         rows: list[tuple[str, str, Handler]] = [
+            ("GET", r"/v1/models/requests/by-endpoint", self.listing),  # before REQUEST, which its path fits
             ("POST", r"/storage/auth/token", self.cdn_token),
             ("POST", r"/storage/upload/initiate", self.initiate_upload),
             ("GET", REQUEST + r"/status/stream", self.status_stream),
@@ -221,7 +222,8 @@ class FalRoutes:
         spec = BY_MODEL_ID.get((PROVIDER, model_id))
         if spec is None:
             return detail(404, f"Application '{model_id}' not found")
-        params, media = check_body(spec, request.read_json())
+        body = request.read_json()
+        params, media = check_body(spec, body)
         task = Task(
             id=str(uuid.uuid4()),
             provider=PROVIDER,
@@ -235,6 +237,7 @@ class FalRoutes:
             name=self.em.handed_out("task_id", ""),
             created_at=iso_utc(datetime.now(timezone.utc)),
             submitted=time.monotonic(),
+            input=body,
         )
         self.em.tasks.add(task)
         self.em.record_submit(model_id)
@@ -243,6 +246,31 @@ class FalRoutes:
             **self.urls(task),
             "queue_position": self.em.tasks.queue_position(task.id),
         })
+
+    def listing(self, request: Request, match: re.Match[str]) -> Response:
+        """The platform API's request listing by endpoint: `endpoint_id` required, `start` (ISO 8601, default
+        24 h ago), `limit` 1..100, `cursor`; newest first; each item carries `json_input`, the body as sent.
+        [guess] item fields beyond request_id, endpoint_id, json_input and status; the cursor's form."""
+        query = {k: v[0] for k, v in request.query.items()}
+        endpoint = query.get("endpoint_id")
+        if not endpoint:
+            return detail(422, "endpoint_id is required")
+        try:
+            start = datetime.fromisoformat(query["start"].replace("Z", "+00:00")) if "start" in query else (
+                datetime.now(timezone.utc) - timedelta(hours=24))
+            limit, offset = int(query.get("limit", "50")), int(query.get("cursor", "0"))
+        except ValueError:
+            return detail(422, "start must be an ISO 8601 time, limit and cursor whole numbers")
+        if not 1 <= limit <= 100:
+            return detail(422, "limit must be from 1 to 100")
+        start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+        tasks = [t for t in reversed(self.em.tasks.all(PROVIDER))
+                 if t.spec.model_id == endpoint and datetime.fromisoformat(t.created_at) >= start]
+        page = tasks[offset: offset + limit]
+        items = [{"request_id": t.id, "endpoint_id": t.spec.model_id, "sent_at": t.created_at,
+                  "status": self.status_payload(t, False)["status"], "json_input": t.input} for t in page]
+        more = offset + limit < len(tasks)
+        return json_response(200, {"items": items, "has_more": more, "next_cursor": str(offset + limit) if more else None})
 
     def urls(self, task: Task) -> dict[str, str]:
         """Status, result and cancel live under {owner}/{app} only: a submit subpath is dropped."""

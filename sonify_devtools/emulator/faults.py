@@ -3,7 +3,7 @@ real services do. Settable from tests at any time; thread-safe.
 
 Request faults (matched by method and a regex searched in the path, oldest first, each for `times`
 requests): an injected status (with Retry-After and any body, malformed ones included), a dropped
-connection, a delayed answer, a truncated answer (full headers, part of the body, then the connection
+connection, a request served whose answer is lost (`lose`), a delayed answer, a truncated answer (full headers, part of the body, then the connection
 closes), a redirect. Task faults (per model id, for the next `times` tasks): stuck in the queue for
 good, or ending with a status word the provider never documented.
 
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from .routing import Response
 
-KINDS = ("inject", "drop", "delay", "truncate", "redirect", "drip", "endless", "bogus_length", "echo")
+KINDS = ("inject", "drop", "lose", "delay", "truncate", "redirect", "drip", "endless", "bogus_length", "echo")
 ANSWERING = ("inject", "redirect", "echo")  # kinds that answer instead of the route
 RESHAPING = ("drip", "endless", "bogus_length")  # kinds that send the route's own answer their way
 HANDED_OUT = ("task_id", "output_url", "upload_url")  # what `hand_out` can replace in the routes' answers
@@ -178,6 +178,11 @@ class FaultBoard:
     def drop(self, method: str, path_regex: str, times: int = 1) -> Fault:
         """The next `times` matching requests see the connection closed without any answer."""
         return self._add(Fault(method.upper(), re.compile(path_regex), times, "drop"))
+
+    def lose(self, method: str, path_regex: str, times: int = 1) -> Fault:
+        """The next `times` matching requests are served (a submit creates its task) but the connection is
+        closed before the answer: the client cannot tell whether anything was created."""
+        return self._add(Fault(method.upper(), re.compile(path_regex), times, "lose"))
 
     def delay(self, method: str, path_regex: str, seconds: float, times: int = 1) -> Fault:
         """The next `times` matching requests are answered normally, `seconds` late (a slow upload or a

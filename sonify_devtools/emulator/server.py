@@ -115,10 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
         fault = emulator.faults.take(self.command, parts.path)
         kind = fault.kind if fault is not None else None
-        if kind == "drop":
+        if kind in ("drop", "lose"):
+            if kind == "lose":
+                self._dispatch(request)  # served: a submit creates its task; the answer never leaves
             self._discard_body(request)
             self.close_connection = True
-            emulator.record(self._record(request, None, "drop"))
+            emulator.record(self._record(request, None, kind))
             return
         if kind in ANSWERING:
             response = fault.response(self.path, self.headers)
@@ -234,13 +236,14 @@ class Emulator:
         self.cdn_token_seconds = 3600.0
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self.faults = FaultBoard()
-        # Request faults are the board's own: inject, drop, delay, truncate, redirect, malformed.
+        # Request faults are the board's own: inject, drop, lose, delay, truncate, redirect, malformed.
         board = self.faults
         self.inject, self.drop, self.delay = board.inject, board.drop, board.delay
         self.truncate, self.redirect, self.malformed = board.truncate, board.redirect, board.malformed
         # The hostile mode: bodies dripped, endless or bogusly sized, keys echoed, chosen ids and URLs handed out.
         self.drip, self.endless, self.bogus_length, self.echo = board.drip, board.endless, board.bogus_length, board.echo
         self.hand_out = board.hand_out
+        self.lose = board.lose
         self.url = ""  # the API origin, after start()
         self.files_url = ""  # the files origin (uploads, outputs), after start()
         self.router = Router()  # the API routes; each emulated provider adds its rows in start()

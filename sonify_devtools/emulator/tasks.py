@@ -53,6 +53,7 @@ class Task:
     stuck: bool = False  # set by stick_next: the task never leaves the queue
     reported_status: str | None = None  # set by report_next: the raw status word shown once final
     name: str = ""  # set by hand_out("task_id"): the id the answers give (and requests find it by) instead of `id`
+    input: dict[str, Any] | None = None  # the submit body as sent (fal's request listing shows it)
     created_at: str = ""  # ISO 8601, UTC
     submitted: float = field(default_factory=time.monotonic)
     status: str = "created"

@@ -50,6 +50,17 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no zone), or None; ValueError for anything else."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 def check_params(spec: ModelSpec, values: dict[str, Any]) -> dict[str, Any]:
     """Canonical parameter values under the provider's own rules; unknown names are refused."""
     rules = {p.name: p for p in spec.params} | {p.name: p for p in PROVIDER_RULES.get(spec.model_id, ())}
@@ -88,6 +99,7 @@ class WaveSpeedRoutes:
             ("POST", r"/api/v3/media/upload/binary", self.upload_binary),
             ("GET", r"/api/v3/predictions/(?P<id>[^/]+)/result", self.result),
             ("DELETE", r"/api/v3/predictions/(?P<id>[^/]+)", self.delete),
+            ("POST", r"/api/v3/predictions", self.listing),
             ("GET", r"/api/v3/balance", self.balance),
             ("POST", r"/api/v3/(?P<model>[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9._-]+)*)", self.submit),
             ("*", r"/api/v3(?:/.*)?", self.not_found),
@@ -208,6 +220,29 @@ class WaveSpeedRoutes:
         if task is None or task.provider != PROVIDER:
             return error(404, "prediction not found")
         return json_response(200, envelope(self.task_data(task)))
+
+    def listing(self, request: Request, match: re.Match[str]) -> Response:
+        """The task listing: `page` and `page_size` (1..100) required; filters `model`, `status`,
+        `created_after`, `created_before` (ISO 8601); newest first, the last 7 days; items carry no inputs."""
+        body = request.read_json()
+        if not isinstance(body, dict):
+            return error(400, "body: must be a JSON object")
+        page, size = body.get("page"), body.get("page_size")
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (page, size)) or page < 1 or not 1 <= size <= 100:
+            return error(400, "page and page_size are required: page from 1, page_size from 1 to 100")
+        try:
+            after, before = (parse_time(body.get(k)) for k in ("created_after", "created_before"))
+        except ValueError as e:
+            return error(400, str(e))
+        week = datetime.now(timezone.utc) - timedelta(days=7)
+        tasks = [
+            t for t in reversed(self.em.tasks.all(PROVIDER))
+            if body.get("model") in (None, t.spec.model_id) and body.get("status") in (None, t.status)
+            and max(week, after or week) <= parse_time(t.created_at) and (before is None or parse_time(t.created_at) <= before)
+        ]
+        items = [{key: value for key, value in self.task_data(t).items() if key != "has_nsfw_contents"}
+                 for t in tasks[(page - 1) * size: page * size]]
+        return json_response(200, envelope({"page": page, "page_size": size, "total": len(tasks), "items": items}))
 
     def delete(self, request: Request, match: re.Match[str]) -> Response:
         """"Cancel or delete": a task still running is cancelled (counted by `cancels()`), a finished one is
