@@ -29,7 +29,7 @@ WAVESPEED_KEY = "sk-test-SECRET-1234567890abcdef"
 FAL_ID, FAL_SECRET = "fal-id-SECRET-0a1b2c3d4e5f", "fal-secret-SECRET-9f8e7d6c5b4a"
 FAL_KEY = f"{FAL_ID}:{FAL_SECRET}"
 NEEDLES = (WAVESPEED_KEY, FAL_KEY, FAL_ID, FAL_SECRET)
-API_PATHS = re.compile(r"^/(api/v3/|storage/(auth/token|upload/initiate)$|fal-ai/)")
+API_PATHS = re.compile(r"^/(api/v3/|storage/(auth/token|upload/initiate)$|fal-ai/|v1/models/requests/)")
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def env(secret_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     values = {
         "WAVESPEED_API_KEY": WAVESPEED_KEY, "FAL_KEY": FAL_KEY,
         "SONIFY_WAVESPEED_URL": secret_emulator.url, "SONIFY_FAL_QUEUE_URL": secret_emulator.url,
-        "SONIFY_FAL_REST_URL": secret_emulator.url, "SONIFY_STATE_DIR": str(tmp_path / "state"),
+        "SONIFY_FAL_REST_URL": secret_emulator.url, "SONIFY_FAL_API_URL": secret_emulator.url, "SONIFY_STATE_DIR": str(tmp_path / "state"),
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

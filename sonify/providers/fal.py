@@ -334,7 +334,7 @@ class Fal:
             items = answer.get("items") if isinstance(answer, dict) else None
             if not isinstance(items, list):
                 raise ProviderError("fal's request listing has no list of items")
-            found += [str(item["request_id"]) for item in items if _is_ours(item, body, since, until)]
+            found += [answered_id(item["request_id"], "fal") for item in items if _is_ours(item, body, since, until)]
             cursor = answer.get("next_cursor")
             if not answer.get("has_more") or not isinstance(cursor, str) or not cursor:
                 return found
@@ -363,7 +363,9 @@ class Fal:
         fal does not know (404) raises."""
         urls = self._urls_for(task_id, model_id)
         try:
-            self.http.request("PUT", urls.cancel, idempotent=True, waiter=waiter, task_id=task_id,
+            # Sent once: after a lost answer a second cancel is told ALREADY_COMPLETED, which would read as
+            # "finished" for a request the first one cancelled.
+            self.http.request("PUT", urls.cancel, idempotent=False, waiter=waiter, task_id=task_id,
                               timeout=CANCEL_TIMEOUT).close()
         except ProviderError as exc:
             if exc.status == 400:

@@ -136,7 +136,7 @@ class WaveSpeed:
             for item in items:  # filtered again: a listing that ignores a filter must not make a candidate
                 created = unix_time(item.get("created_at"))
                 if item.get("id") and item.get("model") == model_id and created is not None and since <= created <= until:
-                    found.append(str(item["id"]))
+                    found.append(answered_id(item["id"], "WaveSpeed"))  # a listed id goes into URLs too
             if len(items) < 100:
                 return found
         raise ProviderError(f"WaveSpeed lists more than {100 * LISTING_PAGES} tasks of {model_id} in that window")

@@ -267,7 +267,7 @@ class FalRoutes:
         tasks = [t for t in reversed(self.em.tasks.all(PROVIDER))
                  if t.spec.model_id == endpoint and datetime.fromisoformat(t.created_at) >= start]
         page = tasks[offset: offset + limit]
-        items = [{"request_id": t.id, "endpoint_id": t.spec.model_id, "sent_at": t.created_at,
+        items = [{"request_id": t.shown_id, "endpoint_id": t.spec.model_id, "sent_at": t.created_at,
                   "status": self.status_payload(t, False)["status"], "json_input": t.input} for t in page]
         more = offset + limit < len(tasks)
         return json_response(200, {"items": items, "has_more": more, "next_cursor": str(offset + limit) if more else None})
