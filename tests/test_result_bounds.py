@@ -18,7 +18,7 @@ from clips import write_clip
 
 from sonify import media, pipeline
 from sonify.errors import ProviderError
-from sonify.models import MMAUDIO_V2, SYNC_LIPSYNC
+from sonify.models import MMAUDIO_V2, SYNC_LIPSYNC, THINKSOUND_FAL, ModelSpec
 
 OUTPUT = r"^/outputs/"
 BOUND = 10.0  # seconds: a hostile result ends the job within this (a bound on a hang, not a speed claim)
@@ -46,8 +46,15 @@ def pcm_file(path: Path, seconds: float, rate: int = 44100, channels: int = 1, c
     return path.read_bytes()
 
 
-def run_mmaudio(clip: Path, tmp_path: Path) -> pipeline.Result:
-    return pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip)), out_dir=tmp_path / "out")
+@pytest.fixture(params=[MMAUDIO_V2, THINKSOUND_FAL], ids=lambda spec: spec.provider)
+def sound_model(request: pytest.FixtureRequest) -> ModelSpec:
+    """A video-to-audio model at each provider, its environment set for the emulator."""
+    request.getfixturevalue("wavespeed_env" if request.param.provider == "wavespeed" else "fal_env")
+    return request.param
+
+
+def run_model(spec: ModelSpec, clip: Path, tmp_path: Path) -> pipeline.Result:
+    return pipeline.run(spec, {"prompt": "rain"}, media.VideoSource(path=str(clip)), out_dir=tmp_path / "out")
 
 
 def fails_as_the_providers(emulator, run) -> ProviderError:
@@ -56,7 +63,7 @@ def fails_as_the_providers(emulator, run) -> ProviderError:
         run()
     assert time.monotonic() - started < BOUND
     error = caught.value
-    assert error.task_id and f"python -m sonify fetch wavespeed {error.task_id}" in str(error)
+    assert error.task_id and "python -m sonify fetch" in str(error) and error.task_id in str(error)
     assert "video:" not in str(error).split("(")[0]  # the provider's result, never the user's `video` input
     return error
 
@@ -66,34 +73,34 @@ def clip(tmp_path: Path) -> Path:
     return write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 48, flash_at=(8,))  # 1 s
 
 
-def test_a_timestamp_that_jumps_is_refused_without_allocating_it(emulator, wavespeed_env, clip, tmp_path):
+def test_a_timestamp_that_jumps_is_refused_without_allocating_it(emulator, sound_model, clip, tmp_path):
     emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "bomb.mka", 0.2, jump=1 << 40), times=2)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    error = fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path))
+    error = fails_as_the_providers(emulator, lambda: run_model(sound_model, clip, tmp_path))
     assert "runs longer than" in str(error)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no 4 TiB array
     assert not list((tmp_path / "state" / "results").glob("*"))  # not kept as a good result
     # the next run resumes the same task and downloads again: no new job is paid for
-    error = fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path))
-    assert emulator.submits(MMAUDIO_V2.model_id) == 1
+    error = fails_as_the_providers(emulator, lambda: run_model(sound_model, clip, tmp_path))
+    assert emulator.submits(sound_model.model_id) == 1
 
 
-def test_a_sound_far_longer_than_asked_is_refused(emulator, wavespeed_env, clip, tmp_path):
-    """MMAudio is asked for 1 s here: 60 s of silent FLAC is a compression bomb, refused at 3.25 s."""
+def test_a_sound_far_longer_than_asked_is_refused(emulator, sound_model, clip, tmp_path):
+    """1 s asked for here: 60 s of silent FLAC is a compression bomb, refused at 3.25 s."""
     emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "long.mka", 60.0, codec="flac"))
-    error = fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path))
+    error = fails_as_the_providers(emulator, lambda: run_model(sound_model, clip, tmp_path))
     assert "runs longer than the 3.25 s expected" in str(error)
 
 
 @pytest.mark.parametrize(("rate", "channels", "message"), [(44100, 12, "12 channels"), (384000, 1, "384000 Hz")])
-def test_a_layout_no_sound_has_is_refused(emulator, wavespeed_env, clip, tmp_path, rate, channels, message):
+def test_a_layout_no_sound_has_is_refused(emulator, sound_model, clip, tmp_path, rate, channels, message):
     emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "odd.mka", 0.5, rate=rate, channels=channels))
-    assert message in str(fails_as_the_providers(emulator, lambda: run_mmaudio(clip, tmp_path)))
+    assert message in str(fails_as_the_providers(emulator, lambda: run_model(sound_model, clip, tmp_path)))
 
 
-def test_a_sound_within_the_slack_is_taken_and_fitted(emulator, wavespeed_env, clip, tmp_path):
+def test_a_sound_within_the_slack_is_taken_and_fitted(emulator, sound_model, clip, tmp_path):
     emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "long.mka", 3.0))
-    result = run_mmaudio(clip, tmp_path)
+    result = run_model(sound_model, clip, tmp_path)
     assert result.audio.shape == (1, 44100)  # trimmed to the 1 s clip
 
 
