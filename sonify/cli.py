@@ -390,6 +390,15 @@ def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", default=DEMO_KEY, help=f"the WaveSpeed key it accepts (default: {DEMO_KEY})")
     parser.add_argument("--fal-key", default=DEMO_FAL_KEY, help=f"the fal key it accepts, id:secret (default: {DEMO_FAL_KEY})")
     parser.add_argument("--model-seconds", type=float, default=2.0, help="how long each job takes (default: 2)")
+    parser.add_argument("--uplink-mbps", type=_positive_float, metavar="N",
+                        help="read uploads no faster than N Mbit/s, like a slow uplink (default: no limit)")
+
+
+def _positive_float(text: str) -> float:
+    value = _number("float")(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -410,7 +419,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
     try:
         serve_forever(args.port, on_ready=settings, api_keys=(args.key,), fal_keys=(args.fal_key,),
-                      model_seconds=args.model_seconds)
+                      model_seconds=args.model_seconds, uplink_mbps=args.uplink_mbps)
     except OSError as exc:
         raise ConfigurationError(f"the emulator cannot listen on 127.0.0.1:{args.port} ({os_error_text(exc)}): another "
                                  "program may use that port — pick another with --port, or --port 0 for any free one") from None

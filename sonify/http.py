@@ -29,6 +29,7 @@ import requests
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
+from urllib3.connection import HTTPConnection
 
 from .config import check_url, is_loopback
 from .errors import Cancelled, ConfigurationError, ProviderError, SonifyError
@@ -48,6 +49,8 @@ CHUNK = 1 << 20
 READ_CHUNK = 64 * 1024  # download reads: small, so the bytes received (and the deadline they earn) count often
 TRANSFER_SECONDS = 120.0  # every request, upload and download gets this long (SONIFY_TRANSFER_TIMEOUT) ...
 MIN_RATE = 32 * 1024  # ... plus its size at this many bytes a second (256 kbit/s); slower, it is cut
+UPLOAD_CHUNK = 32 << 10  # an upload body goes out in pieces this big: even a slow link takes each in well under a second
+UNSENT_LIMIT = 128 << 10  # bytes a connection may keep queued unsent in the kernel (see _WatchedAdapter)
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:
@@ -460,10 +463,17 @@ class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
 
 
 class _WatchedAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter with connections whose sockets the watch can reach."""
+    """requests' adapter with connections whose sockets the watch can reach, and that keep little unsent data
+    queued in the kernel (TCP_NOTSENT_LOWAT, where the system has it; what is in flight is not limited, so
+    neither is the rate). An upload's bytes handed over are then nearly its bytes sent: its progress shows the
+    link's rate, a Cancel leaves little behind, and an upload aborted for a smaller file (uplink.py) stops
+    sending at once instead of seconds later."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
+        options = list(HTTPConnection.default_socket_options)
+        if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            options.append((socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_LIMIT))
+        super().init_poolmanager(*args, socket_options=options, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
@@ -477,20 +487,36 @@ def _body_size(data: Any, files: Any) -> int:
 
 
 class FileBody:
-    """A file as a request body: streamed in chunks with a known length (requests sends
-    Content-Length), and read from the start again if the request is retried."""
+    """A file as a request body: streamed in UPLOAD_CHUNK pieces with a known length (requests sends
+    Content-Length), and read from the start again if the request is retried.
 
-    def __init__(self, path: Path) -> None:
+    Before each piece `waiter` is checked (Cancel stops the upload) and `watch(bytes handed over so far)`
+    is called, once more after the last piece: whatever either raises aborts the request and comes out
+    of it as it is (the upload race in uplink.py switches to the proxy that way)."""
+
+    def __init__(self, path: Path, waiter: Waiter | None = None, watch: Callable[[int], None] | None = None) -> None:
         self.path = path
         self.size = path.stat().st_size
+        self._waiter = waiter
+        self._watch = watch
 
     def __len__(self) -> int:
         return self.size
 
     def __iter__(self) -> Iterator[bytes]:
+        sent = 0
         with open(self.path, "rb") as f:
-            while chunk := f.read(CHUNK):
+            while chunk := f.read(UPLOAD_CHUNK):
+                self._look(sent)
                 yield chunk
+                sent += len(chunk)
+        self._look(sent)
+
+    def _look(self, sent: int) -> None:
+        if self._waiter is not None:
+            self._waiter.check()
+        if self._watch is not None:
+            self._watch(sent)
 
 
 class _Transient(Exception):

@@ -160,11 +160,25 @@ CREATE TABLE IF NOT EXISTS run_times (      -- when polled jobs ended (providers
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_times_by_key ON run_times(key, at);
-PRAGMA user_version = 3;
+CREATE TABLE IF NOT EXISTS uplinks (        -- measured upload rates (sonify/uplink.py)
+    key TEXT NOT NULL,                      -- provider and endpoint
+    bytes_per_second REAL NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uplinks_by_key ON uplinks(key, at);
+CREATE TABLE IF NOT EXISTS proxy_speeds (   -- how fast this machine makes upload proxies (sonify/uplink.py)
+    key TEXT NOT NULL,                      -- the proxy rule
+    seconds_per_mpf REAL NOT NULL,          -- encode seconds per source megapixel-frame (every frame is decoded)
+    bytes_per_mpf REAL,                     -- proxy bytes per proxy megapixel-frame (NULL: stopped before its end)
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS proxy_speeds_by_key ON proxy_speeds(key, at);
+PRAGMA user_version = 4;
 """
-SCHEMA_VERSION = 3  # a journal of an older version gets the tables and columns it lacks when opened
+SCHEMA_VERSION = 4  # a journal of an older version gets the tables and columns it lacks when opened
 ADDED_COLUMNS = {"request": "TEXT"}  # jobs columns newer than version 1
 RUN_TIMES_KEPT = 20  # per key; older ones are deleted
+MEASUREMENTS_KEPT = 20  # uplink rates and proxy speeds per key; older ones are deleted
 
 
 # --- hashing ---------------------------------------------------------------------------------
@@ -491,11 +505,38 @@ class Journal:
         return [(row["after"], row["by"]) for row in reversed(rows)]
 
     def record_run_time(self, key: str, bracket: tuple[float, float]) -> None:
+        self._append("run_times", key, bracket, RUN_TIMES_KEPT)
+
+    # --- what uploads measured ---
+
+    def uplink_rates(self, key: str, limit: int, since: float) -> list[float]:
+        """The newest `limit` upload rates (bytes/s) of `key` measured after `since` (time.time())."""
+        return [row[0] for row in self._newest("uplinks", "bytes_per_second", key, limit, since)]
+
+    def record_uplink(self, key: str, bytes_per_second: float) -> None:
+        self._append("uplinks", key, (bytes_per_second,), MEASUREMENTS_KEPT)
+
+    def proxy_speeds(self, key: str, limit: int) -> list[tuple[float, float | None]]:
+        """The newest `limit` (seconds per source megapixel-frame, bytes per proxy megapixel-frame or None) of
+        `key`."""
+        return [(row[0], row[1]) for row in self._newest("proxy_speeds", "seconds_per_mpf, bytes_per_mpf", key, limit, 0.0)]
+
+    def record_proxy_speed(self, key: str, seconds_per_mpf: float, bytes_per_mpf: float | None) -> None:
+        self._append("proxy_speeds", key, (seconds_per_mpf, bytes_per_mpf), MEASUREMENTS_KEPT)
+
+    def _newest(self, table: str, columns: str, key: str, limit: int, since: float) -> list[sqlite3.Row]:
         with self._connect() as db:
-            db.execute("INSERT INTO run_times VALUES (?, ?, ?, ?)", (key, *bracket, time.time()))
-            db.execute("DELETE FROM run_times WHERE key = ? AND rowid NOT IN"
-                       " (SELECT rowid FROM run_times WHERE key = ? ORDER BY at DESC, rowid DESC LIMIT ?)",
-                       (key, key, RUN_TIMES_KEPT))
+            return db.execute(f"SELECT {columns} FROM {table} WHERE key = ? AND at > ? ORDER BY at DESC, rowid DESC"
+                              " LIMIT ?", (key, since, limit)).fetchall()
+
+    def _append(self, table: str, key: str, values: tuple[float | None, ...], kept: int) -> None:
+        """A measurement row (key, values..., now); only the newest `kept` of the key stay."""
+        marks = ", ".join("?" * (len(values) + 2))
+        with self._connect() as db:
+            db.execute(f"INSERT INTO {table} VALUES ({marks})", (key, *values, time.time()))
+            db.execute(f"DELETE FROM {table} WHERE key = ? AND rowid NOT IN"
+                       f" (SELECT rowid FROM {table} WHERE key = ? ORDER BY at DESC, rowid DESC LIMIT ?)",
+                       (key, key, kept))
 
 
 def _decide(rows: list[JobRow], alive: dict[int, bool], cacheable: bool, now: float) -> Claim:
@@ -599,6 +640,24 @@ class RunTimeStore:
 
     def save(self, key: str, bracket: tuple[float, float]) -> None:
         guarded("recording a run time", lambda journal: journal.record_run_time(key, bracket))
+
+
+class UplinkStore:
+    """What uploads and proxy encodes measured (sonify/uplink.py decides from it), kept in the journal of the
+    state folder. Like every journal use, a failure is logged and ignored (nothing known: the upload races)."""
+
+    def uplink_rates(self, key: str, limit: int, since: float) -> list[float]:
+        return guarded("reading upload rates", lambda journal: journal.uplink_rates(key, limit, since), [])
+
+    def record_uplink(self, key: str, bytes_per_second: float) -> None:
+        guarded("recording an upload rate", lambda journal: journal.record_uplink(key, bytes_per_second))
+
+    def proxy_speeds(self, key: str, limit: int) -> list[tuple[float, float | None]]:
+        return guarded("reading proxy speeds", lambda journal: journal.proxy_speeds(key, limit), [])
+
+    def record_proxy_speed(self, key: str, seconds_per_mpf: float, bytes_per_mpf: float | None) -> None:
+        guarded("recording a proxy speed",
+                lambda journal: journal.record_proxy_speed(key, seconds_per_mpf, bytes_per_mpf))
 
 
 def results_dir(fallback: Path) -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import frames, jobs, media, providers
+from . import frames, jobs, media, providers, uplink
 from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -43,6 +43,7 @@ from .remote_job import (
     RunContext,
     StageTimer,
     Upload,
+    UploadChoice,
     attach_task,
     output_name,
     with_cost,
@@ -129,7 +130,7 @@ class _Prepared:
     clip: media.VideoInfo
     info: JobInfo
     meta: jobs.JobMeta
-    uploads: dict[str, Upload]
+    uploads: dict[str, Upload | UploadChoice]
     bounds: ResultBounds
 
 
@@ -194,16 +195,17 @@ def _job_meta(spec: ModelSpec, client: Provider, sent: dict[str, Any], cost: flo
 
 
 def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None, content_hash: str,
-                  ctx: RunContext, info: JobInfo) -> Upload:
-    """The proxy (or the source) is made only if no earlier upload of it can be reused."""
+                  ctx: RunContext, info: JobInfo) -> Upload | UploadChoice:
+    """Frames: their proxy, made straight from them only if no earlier upload of it can be reused. A file:
+    the picture as it is or its proxy, whichever is up sooner (uplink.py); nothing is made or sent when an
+    earlier upload of either can be reused."""
+    if source is not None:
+        return uplink.video_choice(source, spec.proxy, content_hash, info.cost_usd_estimate)
 
     def make() -> Path:
         with ctx.timer("encode"):
-            if source is None:
-                path, info.proxy = media.frames_to_proxy(video.frames, video.fps, spec.proxy, ctx.work), True
-            else:
-                path, info.proxy = media.prepare_upload(source, spec.proxy, ctx.work)
-        return Path(path)
+            info.proxy = True
+            return Path(media.frames_to_proxy(video.frames, video.fps, spec.proxy, ctx.work))
 
     return jobs.digest_of("upload", content_hash, repr(spec.proxy)), make
 

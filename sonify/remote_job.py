@@ -79,7 +79,8 @@ class JobInfo:
     params: dict[str, Any] | None = None  # what was sent, without media URLs
     uploaded_bytes: int = 0
     uploads_reused: int = 0
-    proxy: bool = False  # a reduced copy of the source was uploaded
+    proxy: bool = False  # a re-encoded, reduced copy of the picture was uploaded, not its own packets
+    upload_choice: dict[str, Any] | None = None  # the video: which went ("as is" / "proxy"), decided how, uplink
     cached: bool = False  # the stored result of an earlier job: no request, no cost
     resumed: bool = False  # an earlier run's task, waited on again
     fetched: bool = False  # got by task id
@@ -114,6 +115,27 @@ class ResultBounds:
 
 
 @dataclass(frozen=True)
+class Sent:
+    """One media file uploaded: which one (its media key), where it is now, its size."""
+
+    key: str
+    url: str
+    size: int
+    proxy: bool = False  # a re-encoded picture (not the source's own picture packets)
+    choice: dict[str, Any] | None = None  # how it was chosen (JobInfo.upload_choice)
+
+
+@dataclass(frozen=True)
+class UploadChoice:
+    """An input that may go as one of several files, the one chosen as it is sent (the video: its picture as
+    it is, or a proxy; uplink.py). An earlier upload of any of `keys` is reused, looked for in that order."""
+
+    keys: tuple[str, ...]  # media keys of the files that would do
+    proxies: frozenset[str]  # those of them that are proxies
+    send: Callable[[Provider, RunContext], Sent]  # choose, make and upload one now
+
+
+@dataclass(frozen=True)
 class Delivery:
     """A job's verified result: the provider's output file, its sound, and its other fields."""
 
@@ -143,6 +165,13 @@ class StageTimer:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + own, 4)
             if self._nested:
                 self._nested[-1] += spent
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Seconds that count for `stage`, not for the stage open now (the proxy made in another thread while
+        the upload waited for it)."""
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 4)
+        if self._nested:
+            self._nested[-1] += seconds
 
 
 @dataclass
@@ -223,9 +252,9 @@ class RemoteJob:
 
     # --- a run's job ---
 
-    def run(self, ticket: jobs.Ticket, uploads: dict[str, Upload]) -> Delivery:
+    def run(self, ticket: jobs.Ticket, uploads: dict[str, Upload | UploadChoice]) -> Delivery:
         """Claim, then reuse, resume or start the job. `ticket` is this job's record; `uploads`: "video"
-        (and "audio") as (media key, a function making the file to upload)."""
+        (and "audio") as (media key, a function making the file to upload), or an UploadChoice."""
         self.record = self._ticket = ticket
         claim = ticket.claim(self.ctx.waiter, self._on_busy)
         if claim.kind == ClaimKind.STORED:
@@ -240,9 +269,9 @@ class RemoteJob:
         body = self.spec.request_body(self.info.params or {})
         with self.ctx.timer("upload"):
             self.ctx.report(with_cost("uploading", self.info.cost_usd_estimate), 0.05)
-            for name, (key, make) in uploads.items():
+            for name, upload in uploads.items():
                 field_name = self.spec.audio_field if name == "audio" else self.spec.video_field
-                body[field_name] = self._upload(ticket, key, make)
+                body[field_name] = self._upload(ticket, upload if isinstance(upload, UploadChoice) else _one_file(*upload))
         with self._slot():
             task_id = self._submit(body)
             state = self._wait(task_id)
@@ -283,20 +312,23 @@ class RemoteJob:
         finally:
             slots.release()
 
-    def _upload(self, ticket: jobs.Ticket, key: str, make: Callable[[], Path]) -> str:
+    def _upload(self, ticket: jobs.Ticket, upload: UploadChoice) -> str:
         """An upload of the same content to the same provider within its retention is reused."""
         endpoint = self.client.http.base_url
-        self._uploads.append(key)
-        known = ticket.upload_url(endpoint, key, self.client.upload_seconds)
-        if known and self._still_there(known):
-            self.info.uploads_reused += 1
-            return known
-        path = make()
-        url = self.client.upload(path, self.ctx.waiter)
-        size = path.stat().st_size
-        self.info.uploaded_bytes += size
-        ticket.remember_upload(endpoint, key, url, size)
-        return url
+        for key in upload.keys:
+            known = ticket.upload_url(endpoint, key, self.client.upload_seconds)
+            if known and self._still_there(known):
+                self._uploads.append(key)
+                self.info.uploads_reused += 1
+                self.info.proxy |= key in upload.proxies
+                return known
+        sent = upload.send(self.client, self.ctx)
+        self._uploads.append(sent.key)
+        self.info.uploaded_bytes += sent.size
+        self.info.proxy |= sent.proxy
+        self.info.upload_choice = sent.choice or self.info.upload_choice
+        ticket.remember_upload(endpoint, sent.key, sent.url, sent.size)
+        return sent.url
 
     def _still_there(self, url: str) -> bool:
         """One HEAD (never retried): a provider may drop files before the documented retention."""
@@ -531,6 +563,16 @@ class RemoteJob:
         for key in self._uploads:
             if self._ticket is not None:
                 self._ticket.forget_upload(self.client.http.base_url, key)
+
+
+def _one_file(key: str, make: Callable[[], Path]) -> UploadChoice:
+    """An input that goes as one file, made when it is needed."""
+
+    def send(client: Provider, run: RunContext) -> Sent:
+        path = make()
+        return Sent(key, client.upload(path, run.waiter), path.stat().st_size)
+
+    return UploadChoice((key,), frozenset(), send)
 
 
 def _ambiguous_message(spec: ModelSpec, row: jobs.JobRow) -> str:

@@ -6,10 +6,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from .errors import Cancelled
 
 SLICE = 0.1  # seconds between looks at the cancel flag
+T = TypeVar("T")
 
 
 class Waiter:
@@ -41,6 +43,30 @@ class Waiter:
             on_wait()
             while not slots.acquire(timeout=SLICE):
                 self.check()
+
+    def run(self, call: Callable[[], T], name: str = "sonify-call", every: Callable[[], None] | None = None) -> T:
+        """`call()` in a worker thread, waited for in SLICE steps (`every()` is called in this thread at each):
+        its result, or what it raised. On Cancel this raises Cancelled at once and leaves the call to end by
+        itself (it should look at this waiter too, as an upload body does before each piece)."""
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["value"] = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, raised there
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=name, daemon=True).start()
+        while not done.wait(SLICE):
+            self.check()
+            if every is not None:
+                every()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     @contextlib.contextmanager
     def holding(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> Iterator[None]:

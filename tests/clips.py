@@ -43,12 +43,16 @@ def write_clip(
     height: int,
     flash_at: Iterable[int] = (),
     with_audio: bool = False,
+    grain: int = 0,
 ) -> Path:
     """An H.264 mp4 of flash_frames(...), frame i at exactly i/fps (written frame by frame, so a 1080p
-    clip costs little memory). with_audio adds a quiet stereo 440 Hz AAC tone as long as the picture."""
+    clip costs little memory). with_audio adds a quiet stereo 440 Hz AAC tone as long as the picture.
+    grain > 0 adds that much random noise (out of 255) to every pixel: the file is then as large as
+    footage of that size (megabytes a second), not a few kilobytes."""
     path = Path(path)
     flashes = set(flash_at)
     fps = Fraction(fps)
+    noise = np.random.default_rng(1)
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "18"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -56,7 +60,11 @@ def write_clip(
         audio = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if with_audio else None
         for i in range(n):
             picture = np.ones((height, width, 3), np.float32) if i in flashes else _background(n, width, height, i)
-            frame = av.VideoFrame.from_ndarray((picture * 255 + 0.5).astype(np.uint8), format="rgb24")
+            pixels = (picture * 255 + 0.5).astype(np.uint8)
+            if grain:
+                pixels = np.minimum(pixels.astype(np.int16) + noise.integers(0, grain, pixels.shape[:2])[..., None],
+                                    255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = i
             container.mux(video.encode(frame))
         container.mux(video.encode(None))

@@ -20,7 +20,8 @@ def loaded_by(module: str) -> set[str]:
 
 @pytest.mark.parametrize(("module", "never"), [
     ("sonify.providers", {"sonify.jobs", "sonify.pipeline", "sonify.remote_job"}),
-    ("sonify.remote_job", {"sonify.pipeline", "sonify.batch", "sonify.cli"}),
+    ("sonify.remote_job", {"sonify.pipeline", "sonify.batch", "sonify.cli", "sonify.uplink"}),
+    ("sonify.uplink", {"sonify.pipeline", "sonify.batch", "sonify.cli"}),
     ("sonify.pipeline", {"sonify.batch", "sonify.cli", "sonify_devtools"}),
 ])
 def test_an_engine_layer_imports_nothing_above_it(module, never):

@@ -79,8 +79,10 @@ class Provider(Protocol):
     http: Http  # the session: API base URL, key, retries, size-capped downloads
     upload_seconds: float  # how long after an upload its URL is reused for another job
 
-    def upload(self, path: Path, waiter: Waiter) -> str:
-        """Upload a file; returns the URL a job's input refers to it by."""
+    def upload(self, path: Path, waiter: Waiter, *, watch: Callable[[int], None] | None = None) -> str:
+        """Upload a file; returns the URL a job's input refers to it by. Cancel is honoured while the bytes go
+        out; `watch(bytes handed over so far)` is called as they do (http.FileBody), and what it raises
+        aborts the upload and comes out of here."""
         ...
 
     def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:

@@ -114,9 +114,10 @@ class Fal:
         """How long an upload is reused: half its lifetime, so a job started with it has the other half."""
         return config.upload_ttl_seconds() / 2
 
-    def upload(self, path: Path, waiter: Waiter) -> str:
+    def upload(self, path: Path, waiter: Waiter, *, watch: Callable[[int], None] | None = None) -> str:
         """fal's CDN (a short-lived upload token, then the bytes); the storage upload when that fails. Either
-        asks fal to keep the file (a public URL) only for SONIFY_UPLOAD_TTL_HOURS (lifecycle_headers)."""
+        asks fal to keep the file (a public URL) only for SONIFY_UPLOAD_TTL_HOURS (lifecycle_headers).
+        `watch` sees the bytes go out (http.FileBody); what it raises is not a failure to fall back from."""
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         config.upload_ttl_seconds()  # a bad setting is refused before anything is sent
         try:
@@ -125,14 +126,14 @@ class Fal:
             if exc.status == 401:
                 raise  # the key itself is refused: the storage route would refuse it too
             log.info("fal CDN token unavailable (%s); using the storage upload", exc)
-            return self._upload_storage(path, content_type, waiter)
+            return self._upload_storage(path, content_type, waiter, watch)
         try:
-            return self._upload_cdn(token, path, content_type, waiter)
+            return self._upload_cdn(token, path, content_type, waiter, watch)
         except (ProviderError, ConfigurationError) as exc:
             with self._token_lock:
                 self._token = None
             log.info("fal CDN upload failed (%s); using the storage upload", exc)
-        return self._upload_storage(path, content_type, waiter)
+        return self._upload_storage(path, content_type, waiter, watch)
 
     def _cdn_token(self, waiter: Waiter) -> _CdnToken:
         with self._token_lock:
@@ -153,10 +154,11 @@ class Fal:
         lifetime = seconds_until(answer.get("expires_at"))
         return _CdnToken(f"{token_type} {token}", base_url.rstrip("/"), time.monotonic() + lifetime - TOKEN_MARGIN)
 
-    def _upload_cdn(self, token: _CdnToken, path: Path, content_type: str, waiter: Waiter) -> str:
+    def _upload_cdn(self, token: _CdnToken, path: Path, content_type: str, waiter: Waiter,
+                    watch: Callable[[int], None] | None) -> str:
         """The CDN gets its own token, never the fal key (not even where its base URL is on an API host)."""
         answer = self.http.json(
-            "POST", f"{token.base_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path),
+            "POST", f"{token.base_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path, waiter, watch),
             headers={"Authorization": token.header, "Content-Type": content_type, "X-Fal-File-Name": header_safe(path.name),
                      **lifecycle_headers()},
             timeout=UPLOAD_TIMEOUT, auth=False,
@@ -166,7 +168,8 @@ class Fal:
             raise ProviderError("fal's CDN answered without an access_url")
         return url
 
-    def _upload_storage(self, path: Path, content_type: str, waiter: Waiter) -> str:
+    def _upload_storage(self, path: Path, content_type: str, waiter: Waiter,
+                        watch: Callable[[int], None] | None) -> str:
         answer = self.http.json(
             "POST", f"{self.rest_url}/storage/upload/initiate?storage_type=gcs", idempotent=True, waiter=waiter,
             json={"file_name": path.name, "content_type": content_type}, headers=lifecycle_headers(),
@@ -175,7 +178,7 @@ class Fal:
         if not isinstance(upload_url, str) or not isinstance(file_url, str) or not upload_url or not file_url:
             raise ProviderError("fal's storage upload answer lacks upload_url or file_url")
         self.http.request(  # only its Content-Type: no key, wherever the URL points
-            "PUT", upload_url, idempotent=True, waiter=waiter, data=FileBody(path),
+            "PUT", upload_url, idempotent=True, waiter=waiter, data=FileBody(path, waiter, watch),
             headers={"Content-Type": content_type}, timeout=UPLOAD_TIMEOUT, auth=False,
         )
         return file_url

@@ -75,9 +75,10 @@ class WaveSpeed:
         self._lock = threading.Lock()
         self._submitted: dict[str, tuple[str, float]] = {}  # task id -> (model id, monotonic submit time)
 
-    def upload(self, path: Path, waiter: Waiter) -> str:
+    def upload(self, path: Path, waiter: Waiter, *, watch: Callable[[int], None] | None = None) -> str:
         """Current flow: ask for an upload ticket, PUT the bytes to its URL with exactly its
-        headers. Falls back to the legacy multipart endpoint where the ticket route is missing."""
+        headers. Falls back to the legacy multipart endpoint where the ticket route is missing (sent in
+        one piece: not watched)."""
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         try:  # a ticket costs nothing and an unused one expires: safe to ask again after a fault
             ticket = self._data(self.http.json(
@@ -92,7 +93,7 @@ class WaveSpeed:
         if str(instruction.get("method", "")).upper() != "PUT" or not instruction.get("url") or not ticket.get("download_url"):
             raise ProviderError("WaveSpeed gave an upload ticket without a PUT URL or download URL")
         self.http.request(  # exactly the ticket's headers: no key, even if the URL is on the API's host
-            "PUT", str(instruction["url"]), idempotent=True, waiter=waiter, data=FileBody(path),
+            "PUT", str(instruction["url"]), idempotent=True, waiter=waiter, data=FileBody(path, waiter, watch),
             headers=dict(instruction.get("headers") or {}), timeout=(10.0, 300.0), auth=False,
         )
         return str(ticket["download_url"])

@@ -3,9 +3,11 @@ reported is the case's own: one clip through MMAudio, and one lipsync job with i
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import gc
 import math
+import os
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -49,14 +51,15 @@ def _frames_kept(source: Path, sent: Path) -> dict[str, Any]:
 
 
 def _reference(clip: Path, work: Path) -> dict[str, Any]:
-    """The upload proxy, and the same clip encoded at full resolution with the proxy's settings (H.264
-    veryfast crf 26, same rate): bytes and seconds of each, made one after the other."""
+    """The upload proxy, and the same clip encoded at full resolution with the proxy's settings (same
+    encoder options, same rate): bytes, seconds and frames of each, made one after the other."""
     info = media.probe(clip)
     (proxy, _), proxy_seconds = timed(media.prepare_upload, clip, MMAUDIO_V2.proxy, work)
     full = work / f"{clip.stem}-full-resolution.mp4"
     rule = ProxyRule(short_side=min(info.width, info.height), max_fps=math.ceil(info.fps))
     _, full_seconds = timed(media._encode_proxy, clip, info, rule, str(full), info.fps, media._H264_PROXY)
     return {"proxy_bytes": Path(proxy).stat().st_size, "proxy_seconds": round(proxy_seconds, 4),
+            "proxy_frames": media.probe(proxy).frames,
             "full_bytes": full.stat().st_size, "full_seconds": round(full_seconds, 4)}
 
 
@@ -99,8 +102,15 @@ def _torch() -> Any:
 
 
 def job_case(config: dict[str, Any]) -> dict[str, Any]:
-    """One job against the parent's emulator (its environment): when this process saw the job end, for
-    the parent to set against the emulator's record."""
-    ran = run_job(MODELS[config["model"]], Path(config["clip"]), Path(config["out"]))
-    return {"task_id": ran.result.info["task_id"], "final_seen_monotonic": ran.final_seen,
-            "wall_seconds": round(ran.wall, 4)}
+    """One job against the parent's emulator (its environment; `state`: another state folder): when this
+    process saw the job end, for the parent to set against the emulator's record, and the job's stages and
+    upload. `naive`: the file uploaded as it is, never a proxy (the model's rule without one)."""
+    if config.get("state"):
+        os.environ["SONIFY_STATE_DIR"] = config["state"]
+    spec = MODELS[config["model"]]
+    ran = run_job(dataclasses.replace(spec, proxy=None) if config.get("naive") else spec, Path(config["clip"]),
+                  Path(config["out"]))
+    info = ran.result.info
+    return {"task_id": info["task_id"], "final_seen_monotonic": ran.final_seen, "wall_seconds": round(ran.wall, 4),
+            "seconds": info["seconds"], "uploaded_bytes": info["uploaded_bytes"], "proxy": info["proxy"],
+            "upload_choice": info["upload_choice"]}

@@ -14,7 +14,8 @@ import numpy as np
 
 from .plans import SIZES, ClipSpec
 
-SOURCE_OPTIONS = {"preset": "ultrafast", "crf": "18"}  # a camera-like, generous source
+SOURCE_OPTIONS = {"preset": "ultrafast", "crf": "18"}  # a generous source
+CAMERA_PRESET = "veryfast"  # with a ClipSpec's bitrate: B-frames and CABAC, like a camera's or a phone's file
 GRAIN = 16  # grain amplitude, out of 255
 
 
@@ -51,7 +52,8 @@ def _write(path: Path, spec: ClipSpec) -> None:
     width, height = SIZES[spec.size]
     rate = Fraction(spec.fps)
     with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate, options=dict(SOURCE_OPTIONS))
+        options = {"preset": CAMERA_PRESET, "b": spec.bitrate} if spec.bitrate else dict(SOURCE_OPTIONS)
+        stream = container.add_stream("libx264", rate=rate, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = stream.codec_context.time_base = 1 / rate
         stream.thread_type = "AUTO"

@@ -94,6 +94,7 @@ def job_record(ran: Ran, emulator: Emulator) -> dict[str, Any]:
         "wall_seconds": round(ran.wall, 4),
         "uploaded_bytes": info["uploaded_bytes"],
         "proxy": info["proxy"],
+        "upload_choice": info.get("upload_choice"),
         "audio_copied": info.get("audio_copied"),
         "detection_seconds": detection(emulator, info["task_id"], ran.final_seen),
     }

@@ -15,10 +15,11 @@ class ClipSpec:
     seconds: int
     size: str  # a key of SIZES
     fps: int
+    bitrate: str | None = None  # None: a generous source (x264 ultrafast crf 18); "6500k": a camera's file at that rate
 
     @property
     def name(self) -> str:
-        return f"{self.seconds}s-{self.size}{self.fps}"
+        return f"{self.seconds}s-{self.size}{self.fps}" + (f"-{self.bitrate}" if self.bitrate else "")
 
     @property
     def frames(self) -> int:
@@ -38,25 +39,32 @@ class Plan:
     batch_seconds: float
     batch_command: bool
     startup_runs: int
+    uplink_clip: ClipSpec  # Sonify against the naive upload (the original as it is) on this clip...
+    uplinks: tuple[float | None, ...]  # ...at these emulated uplinks (Mbit/s; None: loopback)
 
 
 def _clips(seconds: tuple[int, ...]) -> tuple[ClipSpec, ...]:
     return tuple(ClipSpec(s, size, fps) for s in seconds for size in ("480p", "1080p") for fps in (24, 30))
 
 
+CAMERA_CLIP = ClipSpec(10, "1080p", 30, "6500k")  # 10 s of 1080p30 as a camera writes it: about 8 MB
+UPLINKS = (None, 100.0, 20.0)
+
 PLANS = {
     "quick": Plan(clips=(ClipSpec(1, "480p", 24), ClipSpec(1, "1080p", 24)), model_seconds=0.2,
                   lipsync=(ClipSpec(1, "240p", 24),), detection_clip=ClipSpec(1, "240p", 24), fal_seconds=(0.3,),
                   wavespeed_seconds=(0.3,), batch_jobs=4, batch_concurrency=2, batch_seconds=0.3,
-                  batch_command=False, startup_runs=1),
+                  batch_command=False, startup_runs=1, uplink_clip=ClipSpec(1, "1080p", 30, "6500k"),
+                  uplinks=(None, 20.0)),
     "default": Plan(clips=_clips((5, 10)), model_seconds=2.0, lipsync=(ClipSpec(5, "480p", 30),),
                     detection_clip=ClipSpec(4, "240p", 24), fal_seconds=(2.0, 5.0, 10.0),
                     wavespeed_seconds=(2.0, 5.0, 10.0, 20.0, 40.0), batch_jobs=40, batch_concurrency=8,
-                    batch_seconds=2.0, batch_command=True, startup_runs=5),
+                    batch_seconds=2.0, batch_command=True, startup_runs=5, uplink_clip=CAMERA_CLIP, uplinks=UPLINKS),
     "full": Plan(clips=_clips((5, 10, 30)), model_seconds=2.0,
                  lipsync=(ClipSpec(5, "480p", 30), ClipSpec(5, "1080p", 24)), detection_clip=ClipSpec(4, "240p", 24),
                  fal_seconds=(2.0, 5.0, 10.0, 30.0), wavespeed_seconds=(2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0),
-                 batch_jobs=40, batch_concurrency=8, batch_seconds=2.0, batch_command=True, startup_runs=5),
+                 batch_jobs=40, batch_concurrency=8, batch_seconds=2.0, batch_command=True, startup_runs=5,
+                 uplink_clip=CAMERA_CLIP, uplinks=UPLINKS),
 }
 
 

@@ -10,6 +10,7 @@ from sonify.providers.schedule import FREE_SECONDS
 
 from .jobs import STAGES
 from .measure import MB
+from .uplinks import UPLOAD_SIDE, label, pairs
 from .waits import ATTEMPTS, median
 
 PROXY_MAX_SHARE = 0.15
@@ -18,6 +19,8 @@ WAVESPEED_MEDIAN_MAX = 1.0
 WAVESPEED_POLLS_MAX = 15
 DECODE_MEMORY_MAX = 1.25
 STARTUP_MAX = 0.1
+FAST_TOTAL_MAX = 1.05  # at loopback and 100 Mbit/s and above: Sonify's total / the naive upload's
+SLOW_UPLOAD_MAX = 0.7  # at 20 Mbit/s and below: Sonify's upload side / the naive upload's
 
 
 def grid(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -56,7 +59,7 @@ def proxy_table(cases: list[dict[str, Any]]) -> str:
         if ref:
             rows.append([c["name"], ref["proxy_bytes"] / MB, ref["full_bytes"] / MB,
                          f"{100 * ref['proxy_bytes'] / ref['full_bytes']:.1f} %", ref["proxy_seconds"],
-                         ref["full_seconds"], c["frames"]["source"], c["frames"]["uploaded"]])
+                         ref["full_seconds"], c["frames"]["source"], ref.get("proxy_frames", c["frames"]["uploaded"])])
     return grid(["clip", "proxy MB", "full-res MB", "share", "proxy s", "full-res s", "frames", "proxy frames"], rows)
 
 
@@ -103,11 +106,53 @@ def other_table(record: dict[str, Any]) -> str:
     return grid(["measure", "result", "note"], rows)
 
 
+def uplink_table(rows: list[dict[str, Any]]) -> str:
+    headers = ["uplink", "way", "job", "sent", "decided by", "upload MB", *UPLOAD_SIDE, "upload side s", "total s"]
+    return grid(headers, [[label(r["uplink_mbps"]), r["way"], r["attempt"],
+                           "proxy" if r["proxy"] else "as is", (r["upload_choice"] or {}).get("by", "-"),
+                           r["uploaded_bytes"] / MB, *(r["seconds"].get(s, 0.0) for s in UPLOAD_SIDE),
+                           r["upload_side_seconds"], r["wall_seconds"]] for r in rows])
+
+
+def uplink_summary(rows: list[dict[str, Any]]) -> str:
+    return grid(["uplink", "job", "total: Sonify / naive", "upload side: Sonify / naive"],
+                [[label(s["uplink_mbps"]), s["attempt"], f"{_ratio(s, n, 'wall_seconds'):.3f}",
+                  f"{_ratio(s, n, 'upload_side_seconds'):.3f}"] for n, s in pairs(rows)])
+
+
+def _ratio(sonify: dict[str, Any], naive: dict[str, Any], key: str) -> float:
+    return sonify[key] / naive[key] if naive[key] else float("inf")
+
+
+def _uplink_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fast links (loopback, >= 100 Mbit/s): the whole job no slower than the naive upload's by more than 5 %;
+    slow ones (<= 20 Mbit/s): the stages before the submit at most 0.7 of the naive upload's."""
+    found = pairs(record.get("uplinks", []))
+    fast = [(n, s) for n, s in found if n["uplink_mbps"] is None or n["uplink_mbps"] >= 100]
+    slow = [(n, s) for n, s in found if n["uplink_mbps"] is not None and n["uplink_mbps"] <= 20]
+    clip = record.get("uplink_clip")
+    return [t for t in (_ratio_target(clip, fast, "wall_seconds", "total", FAST_TOTAL_MAX),
+                        _ratio_target(clip, slow, "upload_side_seconds", "upload side (prepare + encode + upload)",
+                                      SLOW_UPLOAD_MAX)) if t is not None]
+
+
+def _ratio_target(clip: str | None, found: list[tuple[dict[str, Any], dict[str, Any]]], key: str, what: str,
+                  bound: float) -> dict[str, Any] | None:
+    """Sonify's `key` over the naive upload's, for each (naive, Sonify) pair, against `bound`."""
+    if not found:
+        return None
+    ratios = [(n, _ratio(s, n, key)) for n, s in found]
+    where = ", ".join(dict.fromkeys(label(n["uplink_mbps"]) for n, _ in found))
+    return _target(f"{clip} at {where}: {what} ≤ {bound}× the naive upload's",
+                   "; ".join(f"{label(n['uplink_mbps'])} {n['attempt']} {r:.3f}×" for n, r in ratios),
+                   all(r <= bound for _, r in ratios))
+
+
 def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with what was measured and whether it is met."""
     return [t for t in (_proxy_target(record), _passthrough_target(record), _copy_target(record),
                         _fal_target(record), *_wavespeed_targets(record), _memory_target(record),
-                        _batch_target(record), _startup_target(record)) if t is not None]
+                        _batch_target(record), _startup_target(record), *_uplink_targets(record)) if t is not None]
 
 
 def _target(name: str, measured: str, met: bool) -> dict[str, Any]:
@@ -127,7 +172,7 @@ def _proxy_target(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _passthrough_target(record: dict[str, Any]) -> dict[str, Any] | None:
-    fitting = [c for c in record["clips"] if not c["proxy"]]
+    fitting = [c for c in record["clips"] if not c["proxy"] and not c.get("upload_choice")]  # not a choice: it fits
     if not fitting:
         return None
     ok = all(c["uploaded_unchanged"] and c["uploaded_bytes"] == c["source_bytes"] for c in fitting)

@@ -15,7 +15,7 @@ from typing import Any
 
 import av
 
-from . import report
+from . import report, uplinks
 from .clips import clip
 from .jobs import PACK_ROOT, emulated, in_child
 from .plans import PLANS, Plan
@@ -53,6 +53,9 @@ def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
                                             "work": str(work / f"lipsync-{spec.name}")}) | {"name": spec.name}
                          for spec in plan.lipsync]
     record |= _waits(plan, work, clip(plan.detection_clip, clips_dir))
+    with emulated(plan.model_seconds, work / "uplink-state") as emulator:
+        record["uplink_clip"] = plan.uplink_clip.name
+        record["uplinks"] = uplinks.compare(emulator, clip(plan.uplink_clip, clips_dir), work, plan.uplinks)
     record["startup"] = report.summarize_startup([in_child("startup", {"pack": str(PACK_ROOT)})
                                                   for _ in range(plan.startup_runs)])
     record["targets"] = report.targets(record)
@@ -90,5 +93,9 @@ def render(record: dict[str, Any]) -> str:
              report.proxy_table(record["clips"]),
              "Detection latency (client saw the end − emulator set it):",
              report.detection_table(record), report.other_table(record),
+             (f"The quickest upload: {record['uplink_clip']} through {uplinks.MODEL.title}, Sonify against the naive "
+              "upload (the original as it is) at emulated uplinks; each job in a new process, the second deciding "
+              "from the first's measurements:"),
+             report.uplink_table(record["uplinks"]), report.uplink_summary(record["uplinks"]),
              "Targets:", report.targets_table(record["targets"])]
     return "\n\n".join(parts)

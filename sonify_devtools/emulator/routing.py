@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 JSON_LIMIT = 1024 * 1024  # request bodies that are JSON: generous for any model's parameters
 CHUNK = 256 * 1024
@@ -34,17 +34,39 @@ def declared_length(headers: Message) -> int | None:
 
 class Body:
     """A request body: reads stop at Content-Length (never into the next request on the
-    connection), and what is left unread is known."""
+    connection), and what is left unread is known. With a `link` (the emulator's uplink), bytes are
+    read no faster than it lets them through, a slice at a time."""
 
-    def __init__(self, rfile: BinaryIO, length: int | None) -> None:
+    def __init__(self, rfile: BinaryIO, length: int | None, link: Link | None = None) -> None:
         self._rfile = rfile
         self.remaining = length or 0
+        self._link = link
 
     def read(self, size: int = -1) -> bytes:
         size = self.remaining if size < 0 else min(size, self.remaining)
+        if self._link is None:
+            return self._read(size)
+        pieces: list[bytes] = []
+        while size > 0:
+            piece = self._read(self._link.admit(size))
+            if not piece:
+                break
+            pieces.append(piece)
+            size -= len(piece)
+        return b"".join(pieces)
+
+    def _read(self, size: int) -> bytes:
         data = self._rfile.read(size) if size else b""
         self.remaining -= len(data)
         return data
+
+
+class Link(Protocol):
+    """A slow uplink between the client and the emulator."""
+
+    def admit(self, wanted: int) -> int:
+        """How many of `wanted` bytes may be read now (>= 1), after waiting for their turn on the link."""
+        ...
 
 
 @dataclass

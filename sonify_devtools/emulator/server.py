@@ -37,6 +37,9 @@ MAX_UPLOAD_BYTES = 500 * 1024 * 1024
 DRAIN_LIMIT = 1024 * 1024  # unread request bodies up to this are read away to keep the connection usable
 IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may sit idle
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+RECEIVE_BUFFER = 32 * 1024  # per connection (the kernel doubles it): see _HttpServer.server_bind
+UPLINK_SLICE_SECONDS = 0.02  # a slow uplink lets bytes through in slices of about this long...
+UPLINK_MIN_SLICE = 4096  # ...and of at least this many bytes
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,13 @@ class _HttpServer(ThreadingHTTPServer):
         )
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+
+    def server_bind(self) -> None:
+        """A fixed receive buffer on every connection: what it holds is the emulated link's bytes in flight,
+        and a loopback socket's own grows to megabytes, far more than a real slow link holds (they would
+        all still cross the emulated uplink after a client stopped sending)."""
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        super().server_bind()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -111,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
             path=parts.path,
             query=parse_qs(parts.query),
             headers=self.headers,
-            body=Body(self.rfile, declared_length(self.headers)),
+            body=Body(self.rfile, declared_length(self.headers), emulator.uplink),
         )
         fault = emulator.faults.take(self.command, parts.path)
         kind = fault.kind if fault is not None else None
@@ -201,6 +211,30 @@ class _Truncating:
         self._wfile.flush()
 
 
+class Uplink:
+    """The client's uplink as the emulator plays it: request bodies on both origins are read no faster than
+    `emulator.uplink_mbps` megabits a second (None: as fast as loopback), all connections sharing the one
+    link, as uploads from one machine do. Read at each slice, so a change applies at once."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+        self._lock = threading.Lock()
+        self._free_at = 0.0  # time.monotonic() when everything admitted so far has crossed the link
+
+    def admit(self, wanted: int) -> int:
+        mbps = self._emulator.uplink_mbps
+        if mbps is None or mbps <= 0 or self._emulator.stopping:
+            return wanted
+        rate = mbps * 1e6 / 8  # bytes a second
+        size = min(wanted, max(UPLINK_MIN_SLICE, int(rate * UPLINK_SLICE_SECONDS)))
+        with self._lock:
+            now = time.monotonic()
+            self._free_at = max(self._free_at, now) + size / rate
+            through = self._free_at
+        self._emulator.hold(through - now)
+        return size
+
+
 class Emulator:
     """A local stand-in for the hosted providers (tests, demos, dry runs). Labelled as such in every answer.
 
@@ -209,8 +243,9 @@ class Emulator:
     `sync_timeout` (sync-mode wait before answering "processing"), `balance`,
     `concurrency[provider]` (tasks processing at once; others wait in the queue; fal: 2, like a new
     fal account; absent: no limit), `sse_keepalive` (seconds between keep-alive comments on fal's
-    status stream), `cdn_token_seconds` (lifetime of fal CDN upload tokens); before start():
-    `max_upload_bytes`.
+    status stream), `cdn_token_seconds` (lifetime of fal CDN upload tokens), `uplink_mbps` (request
+    bodies, uploads above all, are read no faster than this many Mbit/s, shared like one link; None: as
+    fast as they come); before start(): `max_upload_bytes`.
     """
 
     def __init__(
@@ -222,7 +257,10 @@ class Emulator:
         formats: dict[str, str] | None = None,
         state_dir: str | Path | None = None,
         per_model_seconds: dict[str, float] | None = None,
+        uplink_mbps: float | None = None,
     ) -> None:
+        if uplink_mbps is not None and not uplink_mbps > 0:
+            raise ValueError(f"uplink_mbps must be above 0 (or None for no limit), got {uplink_mbps!r}")
         self.api_keys = tuple(api_keys)
         self.fal_keys = tuple(fal_keys)
         self.model_seconds = model_seconds
@@ -235,6 +273,8 @@ class Emulator:
         self.sse_keepalive = 15.0
         self.cdn_token_seconds = 3600.0
         self.max_upload_bytes = MAX_UPLOAD_BYTES
+        self.uplink_mbps = uplink_mbps
+        self.uplink = Uplink(self)
         self.faults = FaultBoard()
         # Request faults are the board's own: inject, drop, lose, delay, truncate, redirect, malformed.
         board = self.faults
