@@ -43,10 +43,11 @@ def main(argv: list[str]) -> int:
     else:
         import logging
 
-        from . import cases
+        from . import cases, fast_paths
 
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        record = {"clip": cases.clip_case, "lipsync": cases.lipsync_case, "job": cases.job_case}[kind](config)
+        record = {"clip": cases.clip_case, "lipsync": cases.lipsync_case, "job": cases.job_case,
+                  "frames": fast_paths.frames_case, "two_nodes": fast_paths.two_nodes_case}[kind](config)
     print(json.dumps(record))
     return 0
 

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-SIZES = {"240p": (320, 240), "480p": (854, 480), "1080p": (1920, 1080)}
+SIZES = {"240p": (320, 240), "480p": (854, 480), "wan": (832, 480), "1080p": (1920, 1080)}
 
 
 @dataclass(frozen=True)
@@ -16,14 +16,16 @@ class ClipSpec:
     size: str  # a key of SIZES
     fps: int
     bitrate: str | None = None  # None: a generous source (x264 ultrafast crf 18); "6500k": a camera's file at that rate
+    extra_frames: int = 0  # Wan-class video models emit 4k + 1 frames: 81 for 5 s at 16 fps
 
     @property
     def name(self) -> str:
-        return f"{self.seconds}s-{self.size}{self.fps}" + (f"-{self.bitrate}" if self.bitrate else "")
+        extra = f"+{self.extra_frames}f" if self.extra_frames else ""
+        return f"{self.seconds}s-{self.size}{self.fps}{extra}" + (f"-{self.bitrate}" if self.bitrate else "")
 
     @property
     def frames(self) -> int:
-        return self.seconds * self.fps
+        return self.seconds * self.fps + self.extra_frames
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Plan:
     startup_runs: int
     uplink_clip: ClipSpec  # Sonify against the naive upload (the original as it is) on this clip...
     uplinks: tuple[float | None, ...]  # ...at these emulated uplinks (Mbit/s; None: loopback)
+    frames_clips: tuple[ClipSpec, ...]  # frames from a video node, Sonify against the naive way, at `uplinks`
+    two_nodes_seconds: float  # model time of the two-nodes case (MMAudio and Kling on one clip)
 
 
 def _clips(seconds: tuple[int, ...]) -> tuple[ClipSpec, ...]:
@@ -49,22 +53,25 @@ def _clips(seconds: tuple[int, ...]) -> tuple[ClipSpec, ...]:
 
 CAMERA_CLIP = ClipSpec(10, "1080p", 30, "6500k")  # 10 s of 1080p30 as a camera writes it: about 8 MB
 UPLINKS = (None, 100.0, 20.0)
+FRAMES_CLIPS = (ClipSpec(10, "1080p", 30), ClipSpec(5, "wan", 16, extra_frames=1))  # 7.5 GB and 0.4 GB as IMAGE
+TWO_NODES_CLIP = ClipSpec(4, "240p", 24)  # Kling takes 3 to 20 s
 
 PLANS = {
     "quick": Plan(clips=(ClipSpec(1, "480p", 24), ClipSpec(1, "1080p", 24)), model_seconds=0.2,
                   lipsync=(ClipSpec(1, "240p", 24),), detection_clip=ClipSpec(1, "240p", 24), fal_seconds=(0.3,),
                   wavespeed_seconds=(0.3,), batch_jobs=4, batch_concurrency=2, batch_seconds=0.3,
                   batch_command=False, startup_runs=1, uplink_clip=ClipSpec(1, "1080p", 30, "6500k"),
-                  uplinks=(None, 20.0)),
+                  uplinks=(None, 20.0), frames_clips=(ClipSpec(1, "240p", 24),), two_nodes_seconds=0.5),
     "default": Plan(clips=_clips((5, 10)), model_seconds=2.0, lipsync=(ClipSpec(5, "480p", 30),),
                     detection_clip=ClipSpec(4, "240p", 24), fal_seconds=(2.0, 5.0, 10.0),
                     wavespeed_seconds=(2.0, 5.0, 10.0, 20.0, 40.0), batch_jobs=40, batch_concurrency=8,
-                    batch_seconds=2.0, batch_command=True, startup_runs=5, uplink_clip=CAMERA_CLIP, uplinks=UPLINKS),
+                    batch_seconds=2.0, batch_command=True, startup_runs=5, uplink_clip=CAMERA_CLIP, uplinks=UPLINKS,
+                    frames_clips=FRAMES_CLIPS, two_nodes_seconds=6.0),
     "full": Plan(clips=_clips((5, 10, 30)), model_seconds=2.0,
                  lipsync=(ClipSpec(5, "480p", 30), ClipSpec(5, "1080p", 24)), detection_clip=ClipSpec(4, "240p", 24),
                  fal_seconds=(2.0, 5.0, 10.0, 30.0), wavespeed_seconds=(2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0),
                  batch_jobs=40, batch_concurrency=8, batch_seconds=2.0, batch_command=True, startup_runs=5,
-                 uplink_clip=CAMERA_CLIP, uplinks=UPLINKS),
+                 uplink_clip=CAMERA_CLIP, uplinks=UPLINKS, frames_clips=FRAMES_CLIPS, two_nodes_seconds=6.0),
 }
 
 

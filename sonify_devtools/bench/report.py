@@ -148,11 +148,57 @@ def _ratio_target(clip: str | None, found: list[tuple[dict[str, Any], dict[str, 
                    all(r <= bound for _, r in ratios))
 
 
+FRAMES_OUTSIDE_MAX = {"10s-1080p30": 4.0, "5s-wan16+1f": 1.0}  # seconds outside the provider's wait
+FRAMES_MEMORY_MAX = 0.1  # peak memory over the frame tensor, as a share of it
+TWO_NODES_OVERLAP_MIN, TWO_NODES_MAX = 0.9, 1.2  # task overlap; the pair's time over one job's
+
+
+def frames_table(rows: list[dict[str, Any]]) -> str:
+    headers = ["clip", "uplink", "way", "outside wait s", "total s", "upload MB", "memory over frames"]
+    return grid(headers, [[r["clip"], label(r["uplink_mbps"]), r["way"], r["outside_wait_seconds"], r["total_seconds"],
+                           r["uploaded_bytes"] / MB, f"{r['memory_over_frames']:.3f}×"] for r in rows])
+
+
+def two_nodes_table(case: dict[str, Any]) -> str:
+    return grid(["one job s", "two together s", "two one after the other s", "task overlap"],
+                [[case["one_job_seconds"], case["together_seconds"], case["one_after_another_seconds"],
+                  f"{100 * case['task_overlap']:.1f} %"]])
+
+
+def _frames_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for clip, limit in FRAMES_OUTSIDE_MAX.items():
+        ours = [r for r in record.get("frames", []) if r["clip"] == clip and r["way"] == "sonify"]
+        if not ours:
+            continue
+        worst = max(r["outside_wait_seconds"] for r in ours)
+        memory = max(r["memory_over_frames"] for r in ours)
+        found.append(_target(f"frames {clip}: ≤ {limit:g} s outside the provider's wait (every uplink)",
+                             f"at most {worst:.2f} s", worst <= limit))
+        if clip == "10s-1080p30":
+            found.append(_target(f"frames {clip}: peak memory over the frame tensor ≤ {FRAMES_MEMORY_MAX:g}× of it",
+                                 f"at most {memory:.3f}×", memory <= FRAMES_MEMORY_MAX))
+    return found
+
+
+def _two_nodes_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    case = record.get("two_nodes")
+    if case is None:
+        return []
+    ratio = case["together_seconds"] / case["one_job_seconds"]
+    return [_target(f"two remote nodes on one clip: task times overlap ≥ {TWO_NODES_OVERLAP_MIN:.0%}",
+                    f"{100 * case['task_overlap']:.1f} %", case["task_overlap"] >= TWO_NODES_OVERLAP_MIN),
+            _target(f"two remote nodes on one clip: ≤ {TWO_NODES_MAX:g}× one job",
+                    f"{ratio:.3f}× ({case['together_seconds']:.2f} s vs {case['one_job_seconds']:.2f} s; one after the "
+                    f"other {case['one_after_another_seconds']:.2f} s)", ratio <= TWO_NODES_MAX)]
+
+
 def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with what was measured and whether it is met."""
     return [t for t in (_proxy_target(record), _passthrough_target(record), _copy_target(record),
                         _fal_target(record), *_wavespeed_targets(record), _memory_target(record),
-                        _batch_target(record), _startup_target(record), *_uplink_targets(record)) if t is not None]
+                        _batch_target(record), _startup_target(record), *_uplink_targets(record),
+                        *_frames_targets(record), *_two_nodes_targets(record)) if t is not None]
 
 
 def _target(name: str, measured: str, met: bool) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from typing import Any
 
 import av
 
-from . import report, uplinks
+from . import fast_paths, report, uplinks
 from .clips import clip
 from .jobs import PACK_ROOT, emulated, in_child
-from .plans import PLANS, Plan
+from .plans import PLANS, TWO_NODES_CLIP, Plan
 from .waits import batch, batch_command, fal_detection, wavespeed_detection
 
 
@@ -56,6 +56,11 @@ def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
     with emulated(plan.model_seconds, work / "uplink-state") as emulator:
         record["uplink_clip"] = plan.uplink_clip.name
         record["uplinks"] = uplinks.compare(emulator, clip(plan.uplink_clip, clips_dir), work, plan.uplinks)
+    record["frames"] = [in_child("frames", {"clip": asdict(spec), "way": way, "uplink_mbps": mbps,
+                                            "model_seconds": plan.model_seconds, "work": str(work / "frames")})
+                        for spec in plan.frames_clips for mbps in plan.uplinks for way in fast_paths.WAYS]
+    record["two_nodes"] = in_child("two_nodes", {"clip": str(clip(TWO_NODES_CLIP, clips_dir)),
+                                                 "model_seconds": plan.two_nodes_seconds, "work": str(work / "two")})
     record["startup"] = report.summarize_startup([in_child("startup", {"pack": str(PACK_ROOT)})
                                                   for _ in range(plan.startup_runs)])
     record["targets"] = report.targets(record)
@@ -97,5 +102,11 @@ def render(record: dict[str, Any]) -> str:
               "upload (the original as it is) at emulated uplinks; each job in a new process, the second deciding "
               "from the first's measurements:"),
              report.uplink_table(record["uplinks"]), report.uplink_summary(record["uplinks"]),
+             ("Frames from a video node (float32 IMAGE) to MMAudio, Sonify (the proxy made from the frames, the frames "
+              "returned) against the naive way (the frames encoded at full resolution, that file uploaded); each run in "
+              "a new process:"),
+             report.frames_table(record["frames"]),
+             "Two remote nodes on one clip (MMAudio and Kling), as coroutines together against one after the other:",
+             report.two_nodes_table(record["two_nodes"]),
              "Targets:", report.targets_table(record["targets"])]
     return "\n\n".join(parts)
