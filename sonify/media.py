@@ -632,12 +632,13 @@ def _decode_into_buffer(
 
 
 class _SampleBuffer:
-    """[C, T] float32 samples placed by start sample; grows by a quarter as needed, never past `limit`
-    samples (ValidationError `too_long` before any allocation beyond it). Samples before 0 are dropped."""
+    """[C, T] float32 samples placed by start sample. With a `limit` (a result) the array is allocated at
+    that bound once — np.zeros takes pages only as they are written — and a sample past it is refused
+    (ValidationError `too_long`); without one it grows by a quarter as needed. Samples before 0 are dropped."""
 
     def __init__(self, channels: int, limit: int | None, too_long: str) -> None:
         self.limit, self.too_long = limit, too_long
-        self.array = np.zeros((channels, min(limit or 1 << 20, 1 << 20)), np.float32)
+        self.array = np.zeros((channels, limit if limit is not None else 1 << 20), np.float32)
         self.length = 0
 
     def put(self, start: int, block: np.ndarray) -> None:
