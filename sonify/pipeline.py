@@ -90,10 +90,7 @@ def run(
     report = on_progress or (lambda text, fraction: None)
     checked = spec.validate(params)
     validate_source(video)
-    if spec.audio_field and audio is None:
-        raise ValidationError("audio", f"{spec.title} needs an audio input")
-    if audio is not None:
-        audio = AudioInput(media.check_audio(audio.samples, audio.sample_rate), int(audio.sample_rate))
+    audio = _checked_voice(spec, audio)
     timer = StageTimer()
     with timer("prepare"):  # frames: every value checked in the pass that hashes them
         picture_hash = frames.fingerprint(video.frames, video.fps) if video.frames is not None else None
@@ -119,6 +116,15 @@ def run(
     info.seconds = timer.seconds
     report(_done_text(info), 1.0)
     return Result(samples, delivery.sample_rate, final_video, info.as_dict(), delivery.extra)
+
+
+def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | None:
+    """The voice: required where the model takes one (lipsync), checked (any rate, 1–8 channels) when given."""
+    if spec.audio_field and audio is None:
+        raise ValidationError("audio", f"{spec.title} needs an audio input")
+    if audio is None:
+        return None
+    return AudioInput(media.check_audio(audio.samples, audio.sample_rate), int(audio.sample_rate))
 
 
 @dataclass
