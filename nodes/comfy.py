@@ -5,6 +5,7 @@ Every import is lazy and has a fallback, so the nodes run (and are tested) witho
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -188,10 +189,18 @@ def frames_video(images: Any, frame_rate: Fraction, audio: dict[str, Any]) -> An
     nothing is encoded until a downstream node asks it for a file or a stream, or saves it — then once."""
     file = _LazyFile(images, frame_rate, audio)
     try:
-        from comfy_api.input_impl import VideoFromComponents
         from comfy_api.util import VideoComponents
     except ImportError:
         return FramesVideo(images, frame_rate, audio, file)
+    video = _host_frames_video()(VideoComponents(images=images, audio=audio, frame_rate=frame_rate))
+    video._sonify_file = file
+    return video
+
+
+@functools.cache
+def _host_frames_video() -> type:
+    """Core's VideoFromComponents whose file is our _LazyFile (core's own cannot give a stream in 0.8)."""
+    from comfy_api.input_impl import VideoFromComponents
 
     class SonifyFramesVideo(VideoFromComponents):
         def get_stream_source(self) -> str:
@@ -200,9 +209,7 @@ def frames_video(images: Any, frame_rate: Fraction, audio: dict[str, Any]) -> An
         def save_to(self, path: Any, format: Any = None, codec: Any = None, metadata: dict | None = None) -> None:
             self._sonify_file.save_to(path, metadata)
 
-    video = SonifyFramesVideo(VideoComponents(images=images, audio=audio, frame_rate=frame_rate))
-    video._sonify_file = file
-    return video
+    return SonifyFramesVideo
 
 
 class _LazyFile:
