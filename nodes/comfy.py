@@ -56,6 +56,20 @@ def use_comfy_state_dir() -> None:
     config.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
 
 
+def add_webhook_route() -> None:
+    """The pack's webhook route (webhook_route.py) on ComfyUI's server; nothing where there is no PromptServer
+    (tests, the command line). Deliveries come only where SONIFY_PUBLIC_URL asks for them."""
+    try:
+        from server import PromptServer
+
+        routes = PromptServer.instance.routes
+    except (ImportError, AttributeError):
+        return
+    from .webhook_route import register
+
+    register(routes)
+
+
 def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float | None], None]:
     """A progress callback: the node's progress bar and a short live text on the node (sent only
     when it changes, so a long queue wait does not flood the console or the websocket)."""

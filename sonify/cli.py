@@ -227,7 +227,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import media, pipeline
+    from . import media, pipeline, webhook_listener
 
     spec = MODELS[args.model]
     params = model_params(args)
@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
     voice = _voice(args)
     target = args.output if args.output.suffix.lower() == ".mp4" else None  # else a folder
     out_dir = target.parent if target else args.output
-    with _ctrl_c_cancels() as cancelled:
+    with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
         result = pipeline.run(spec, params, media.VideoSource(path=str(args.video)), out_dir=out_dir, audio=voice,
                               on_progress=_printer(), is_cancelled=cancelled)
     path = result.video_path
@@ -281,7 +281,7 @@ def _concurrency(text: str) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from . import batch, providers
+    from . import batch, providers, webhook_listener
 
     spec = MODELS[args.model]
     params = spec.validate(model_params(args))  # a mistake fails here, before any clip
@@ -290,7 +290,7 @@ def _batch(args: argparse.Namespace) -> int:
     items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output)
     args.output.mkdir(parents=True, exist_ok=True)
     logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
-    with _ctrl_c_cancels() as cancelled:
+    with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
         job = batch.Batch(spec, params, items, args.output, audio=voice, concurrency=args.concurrency,
                           is_cancelled=cancelled)
         bar = batch.ProgressBar(job)

@@ -26,15 +26,19 @@ class Waiter:
         """Has the user cancelled? For a watcher on another thread (the job's own thread calls check())."""
         return bool(self._is_cancelled())
 
-    def sleep(self, seconds: float) -> None:
-        """Sleep, waking every SLICE to raise Cancelled if the user cancelled."""
+    def sleep(self, seconds: float, wake: threading.Event | None = None) -> None:
+        """Sleep, waking every SLICE to raise Cancelled if the user cancelled; `wake` (a webhook's wake-up,
+        webhooks.py) ends the sleep as soon as it is set."""
         deadline = time.monotonic() + seconds
         while True:
             self.check()
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(SLICE, left))
+            if wake is None:
+                time.sleep(min(SLICE, left))
+            elif wake.wait(min(SLICE, left)):
+                return
 
     def acquire(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> None:
         """Take one of `slots`; if none is free, call `on_wait` and wait for one as long as it takes (or
