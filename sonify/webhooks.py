@@ -16,7 +16,8 @@ Verification:
 - fal: `X-Fal-Webhook-Signature` (hex) is an ED25519 signature of
   `{request id}\\n{user id}\\n{timestamp}\\n{sha256 hex of the body}` (the X-Fal-Webhook-Request-Id, -User-Id and
   -Timestamp headers), checked against the keys of fal's JWKS (SONIFY_FAL_JWKS_URL; fetched by the client,
-  handed to `trust_fal_jwks`) — docs.fal.ai "Verifying your webhook". ED25519 needs the `cryptography`
+  handed to `trust_fal_jwks`) — docs.fal.ai "Verifying your webhook" (its steps; the message's exact form as
+  several independent public implementations of it build it, ±300 s). ED25519 needs the `cryptography`
   package; without it fal deliveries are not asked for (`ed25519_missing`).
 Both: the timestamp within TOLERANCE seconds of now; a delivery seen before (same webhook id, same fal
 signature) is acknowledged and ignored.
