@@ -1,7 +1,6 @@
 """Sonify's engine: hosted video-to-audio and lipsync models, usable without ComfyUI."""
 
 from .redact import install_log_filter
-
-__version__ = "0.1.0"
+from .version import VERSION as __version__  # noqa: F401 - the package's version, for whoever asks
 
 install_log_filter()

@@ -42,7 +42,7 @@ from .providers.base import (
 )
 from .providers.schedule import History
 from .redact import redact_all
-from .waiter import Waiter
+from .waiter import Slots, Waiter
 
 log = logging.getLogger("sonify")
 
@@ -56,6 +56,7 @@ CANCEL_SECONDS = 5.0  # the most a remote cancel may take (retries included) onc
 LISTING_SLACK = 30.0  # seconds either side of a lost submit's window: clocks differ
 LISTING_LOOKS = 2  # looks at the listing (1 s apart) while it shows no task of a submit just lost
 SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed run's window
+EMULATOR_TITLE = "Sonify emulator — synthetic sound"  # the title tag of every result the emulator makes
 
 
 @dataclass
@@ -90,6 +91,7 @@ class JobInfo:
     audio_copied: bool | None = None  # the provider's AAC packets were copied onto the picture
     source: str | None = None  # fetch: the clip the sound was put on
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    emulator: bool = False  # the result was made by the Sonify emulator (synthetic sound), not a hosted model
 
     def as_dict(self) -> dict[str, Any]:
         return redact_all(dataclasses.asdict(self))  # what a provider answered may echo a key
@@ -182,7 +184,7 @@ class RunContext:
     report: ProgressFn
     timer: StageTimer
     work: Path  # the run's scratch folder
-    slots: threading.Semaphore | None = None  # a batch's: jobs at the provider at once
+    slots: Slots | None = None  # a batch's: jobs at the provider at once
     observe: Observer | None = None  # the benchmark watches the job's events through this
 
 
@@ -439,11 +441,14 @@ class RemoteJob:
     # --- any job with a task ---
 
     def resume(self, task_id: str) -> Delivery:
-        """Follow a task that exists already (no slot: it is at the provider) to its verified result."""
+        """Follow a task that exists already to its verified result. It is at the provider, so it counts against
+        a batch's slots while it is waited on, like a new job: the batch never has more jobs there than slots."""
         self.info.task_id, self.info.status, self.info.resumed = task_id, Status.SUBMITTED, not self.info.fetched
         verb = "fetching" if self.info.fetched else "resuming"
-        self.ctx.report(with_cost(f"{verb} task {task_id}", self._shown_cost), 0.1)
-        return self._download(task_id, self._wait(task_id))
+        with self._slot():
+            self.ctx.report(with_cost(f"{verb} task {task_id}", self._shown_cost), 0.1)
+            state = self._wait(task_id)
+        return self._download(task_id, state)
 
     def fetch(self, record: jobs.FetchedTask) -> Delivery:
         """A task's result by its id: the stored one when the journal has it (no request), else the
@@ -515,6 +520,7 @@ class RemoteJob:
                                         bounds.frames or math.ceil(bounds.seconds * media.MAX_FPS), max_decode_bytes())
                     what = "audio"
                 samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
+                self.info.emulator = media.title(path) == EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None

@@ -125,10 +125,55 @@ def test_run_writes_the_clip_with_sound_and_reports_time_and_cost(emulator, wave
     assert done.stdout.strip() == str(target) and target.is_file()
     samples, rate = media.decode_audio(target)
     assert rate == 44100 and np.abs(samples).max() > 0.1
-    info = json.loads(done.stderr[done.stderr.index("{"):done.stderr.rindex("}") + 1])
-    assert info["params"]["seed"] == 3 and info["params"]["duration"] == 1
     assert re.search(r"done in [\d.]+ s \(.*wait [\d.]+ s.*\) · est\. \$0\.001", done.stderr), done.stderr
+    assert "{" not in done.stderr  # the job info only with -v or --json
     assert submits(emulator) == 1
+
+    verbose = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "--seed", "3", "-o", target, "-v")
+    assert verbose.returncode == 0, verbose.stderr
+    info = json.loads(verbose.stderr[verbose.stderr.index("{"):verbose.stderr.rindex("}") + 1])
+    assert info["params"]["seed"] == 3 and info["params"]["duration"] == 1 and info["cached"]  # seed 3 again: free
+    assert verbose.stdout.strip() == str(target) and submits(emulator) == 1
+
+    quiet = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "--seed", "3", "-o", target, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.strip() == str(target)
+
+
+def test_run_json_prints_one_record_and_nothing_else_on_stdout(emulator, wavespeed_env, clip, tmp_path):
+    done = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "--seed", "5", "-o", tmp_path / "out",
+                  "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    record = json.loads(line)
+    (row,) = journal_rows(wavespeed_env)
+    assert record["task_id"] == row.task_id and Path(record["path"]).is_file()
+    assert record["path"] == str(tmp_path / "out" / f"sonify-mmaudio-v2-{row.task_id}.mp4")
+    assert record["cost_usd_estimate"] == 0.001 and record["seed"] == 5
+    assert record["emulator"] is True and record["reused"] is False and record["resumed"] is False
+    assert {"prepare", "upload", "submit", "wait", "download"} <= set(record["seconds"])
+    assert record["job"]["task_id"] == row.task_id and record["job"]["emulator"] is True
+    assert "done in" in done.stderr  # progress stays on stderr
+
+
+@pytest.mark.parametrize(("name", "streams"), [("out.mov", {"video", "audio"}), ("sound.wav", {"audio"})])
+def test_run_o_with_a_media_suffix_writes_that_file(emulator, wavespeed_env, clip, tmp_path, name, streams):
+    target = tmp_path / "results" / name
+    done = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "-o", target)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(target) and target.is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]  # the file alone, no folder, no .mp4 left
+    with av.open(str(target)) as container:
+        assert {stream.type for stream in container.streams} == streams
+        assert container.format.name.split(",")[0] == {"out.mov": "mov", "sound.wav": "wav"}[name]
+    samples, rate = media.decode_audio(target)
+    assert rate == 44100 and abs(samples.shape[1] / rate - 1.0) < 0.03 and np.abs(samples).max() > 0.1
+
+
+def test_run_o_with_a_media_suffix_it_cannot_write_is_refused_before_anything_is_sent(emulator, wavespeed_env, clip,
+                                                                                      tmp_path):
+    done = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "-o", tmp_path / "out.webm")
+    assert done.returncode == 3 and "-o: cannot write a .webm file" in done.stderr
+    assert emulator.requests == [] and not (tmp_path / "out.webm").exists()
 
 
 def test_run_lipsync_takes_a_voice_file(emulator, wavespeed_env, clip, tmp_path):
@@ -143,7 +188,7 @@ def test_run_lipsync_takes_a_voice_file(emulator, wavespeed_env, clip, tmp_path)
 
 def test_the_older_param_form_still_works(emulator, wavespeed_env, clip, tmp_path):
     done = sonify("run", "mmaudio-v2", "--video", clip, "--param", "prompt=rain", "--param", "mask_away_clip=true",
-                  "-o", tmp_path)
+                  "-o", tmp_path, "-v")
     assert done.returncode == 0, done.stderr
     assert '"mask_away_clip": true' in done.stderr
 
@@ -206,7 +251,7 @@ def test_batch_runs_many_clips_lists_the_failure_with_its_task_id_and_resumes(em
     failed = next(row for row in journal_rows(wavespeed_env) if row.status == "failed")
     loser = Path(failed.source_path).stem
     winners = [name for name in "abc" if name != loser]
-    assert "batch mmaudio-v2: 2 done, 1 failed of 3 in " in first.stderr
+    assert "batch mmaudio-v2: 2 done, 0 resumed, 0 reused (free), 1 failed of 3 in " in first.stderr
     assert "est. $0.002" in first.stderr  # 1 s clips at $0.001 per second of audio
     assert re.search(rf"{loser}\.mp4 \[task {failed.task_id}\]: .*out of GPUs", first.stderr), first.stderr
     assert first.stdout.split() == [str(out / f"{name}.mp4") for name in winners]
@@ -218,16 +263,16 @@ def test_batch_runs_many_clips_lists_the_failure_with_its_task_id_and_resumes(em
 
     second = sonify("batch", "mmaudio-v2", sources, "-o", out, "--prompt", "rain", "--seed", "1")
     assert second.returncode == 0, second.stderr
-    assert "1 done, 2 skipped of 3" in second.stderr and submits(emulator) == 4  # only the failed clip again
+    assert "1 done, 0 resumed, 2 reused (free), 0 failed of 3" in second.stderr and submits(emulator) == 4  # only the failed clip again
 
     uploads = len(emulator.requests)
     third = sonify("batch", "mmaudio-v2", sources, "-o", out, "--prompt", "rain", "--seed", "1")
-    assert third.returncode == 0 and "0 done, 3 skipped of 3" in third.stderr
+    assert third.returncode == 0 and "0 done, 0 resumed, 3 reused (free), 0 failed of 3" in third.stderr
     assert submits(emulator) == 4 and len(emulator.requests) == uploads  # nothing sent at all
     assert third.stdout.split() == [str(out / f"{n}.mp4") for n in "abc"]
 
     other = sonify("batch", "mmaudio-v2", sources, "-o", out, "--prompt", "rain", "--seed", "2")
-    assert other.returncode == 0 and "3 done of 3" in other.stderr  # other parameters: not the same work
+    assert other.returncode == 0 and "3 done, 0 resumed, 0 reused (free), 0 failed of 3" in other.stderr  # other parameters: not the same work
 
 
 def test_batch_a_clip_the_model_refuses_fails_alone_before_any_upload(emulator, wavespeed_env, tmp_path):
@@ -235,7 +280,7 @@ def test_batch_a_clip_the_model_refuses_fails_alone_before_any_upload(emulator, 
     clips(folder, ("short.mp4",), frames=24)
     done = sonify("batch", "kling-video-to-audio", folder, "-o", tmp_path / "out", "--bgm_prompt", "jazz")
     assert done.returncode == 6
-    assert "1 done, 1 failed of 2" in done.stderr and "est. $0.035" in done.stderr
+    assert "1 done, 0 resumed, 0 reused (free), 1 failed of 2" in done.stderr and "est. $0.035" in done.stderr
     assert re.search(r"short\.mp4 \[no task \(nothing was sent\)\]: video: .*3 to 20 seconds, got 1\.000 s", done.stderr)
     assert "run the same command again" not in done.stderr  # retrying cannot fix a clip that is too short
     assert emulator.submits(KLING_V2A.model_id) == 1
@@ -252,7 +297,8 @@ def test_batch_resumes_a_job_an_earlier_batch_submitted(emulator, wavespeed_env,
 
     second = sonify("batch", "mmaudio-v2", sources, "-o", tmp_path / "out", "--prompt", "rain")
     assert second.returncode == 0, second.stderr
-    assert "1 done" in second.stderr and submits(emulator) == 1  # waited on the same task
+    assert "0 done, 1 resumed, 0 reused (free), 0 failed of 1" in second.stderr
+    assert submits(emulator) == 1  # waited on the same task
     record = json.loads((tmp_path / "out" / "a.sonify.json").read_text())
     assert record["job"]["task_id"] == row.task_id and record["job"]["resumed"]
 
