@@ -77,7 +77,7 @@ def result_record(path: Path | None, info: dict[str, Any], *, reused: bool | Non
     made it (synthetic sound) — then `fields` and the full job info."""
     reused = bool(info.get("cached")) if reused is None else reused
     return {
-        "path": str(path) if path is not None else None,
+        "path": str(path.resolve()) if path is not None else None,  # absolute: a script may run elsewhere
         "task_id": info.get("task_id"),
         "provider": info.get("provider"),
         "model": info.get("model"),

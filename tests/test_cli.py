@@ -9,6 +9,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -301,6 +303,60 @@ def test_batch_resumes_a_job_an_earlier_batch_submitted(emulator, wavespeed_env,
     assert submits(emulator) == 1  # waited on the same task
     record = json.loads((tmp_path / "out" / "a.sonify.json").read_text())
     assert record["job"]["task_id"] == row.task_id and record["job"]["resumed"]
+
+
+def test_a_batch_run_again_after_a_kill_counts_resumed_and_reused_jobs_and_keeps_its_concurrency(
+        emulator, wavespeed_env, tmp_path):
+    sources = clips(tmp_path / "clips", ("a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4"))
+    out = tmp_path / "out"
+    batch = ("batch", "mmaudio-v2", "--prompt", "rain", "--seed", "1", "--concurrency", "2", "-o", out)
+    before = sonify(*batch, sources / "a.mp4", sources / "b.mp4")
+    assert before.returncode == 0, before.stderr
+    (out / "a.mp4").unlink()  # a: the journal's stored result is left; b: its result is still in out/
+
+    emulator.concurrency["wavespeed"] = 0  # every new task waits in the queue: c and d stay at the provider
+    killed = subprocess.Popen([sys.executable, "-m", "sonify", *map(str, batch), str(sources)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: submits(emulator) == 4, emulator)  # a and b before, c and d now; e waits for a slot
+    finally:
+        killed.kill()
+        killed.wait(30)
+
+    again = subprocess.Popen([sys.executable, "-m", "sonify", *map(str, batch), str(sources)], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    guard = threading.Timer(60, again.kill)  # should the line never come, the held tasks would keep it running
+    guard.start()
+    try:
+        for line in again.stderr:  # the progress lines (stderr is a pipe: one whenever they change)
+            lines.append(line)
+            if "2 at the provider, 1 waiting" in line:  # the two resumed jobs hold both slots; e waits
+                break
+        emulator.concurrency.pop("wavespeed")
+        out_text, rest = again.communicate(timeout=120)
+    finally:
+        guard.cancel()
+        again.kill()
+    lines += rest.splitlines()
+    assert again.returncode == 0, "".join(lines)
+    assert any("2 at the provider, 1 waiting" in line for line in lines), lines
+    shown = [int(n) for line in lines for n in re.findall(r"(\d+) at the provider", line)]
+    assert shown and max(shown) <= 2
+    assert "batch mmaudio-v2: 1 done, 2 resumed, 2 reused (free), 0 failed of 5 in " in "".join(lines)
+    assert "resumed: 2 job(s) an earlier run submitted" in "".join(lines)
+    assert submits(emulator) == 5  # only e was new
+    assert out_text.split() == [str(out / f"{name}.mp4") for name in "abcde"]
+
+
+def wait_for(condition, emulator, seconds: float = 60.0) -> None:
+    """Until `condition()` holds, looked at whenever an emulated task changes."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        emulator.tasks.wait_change(0.5)
 
 
 def test_batch_checks_parameters_and_key_before_any_clip(emulator, wavespeed_env, tmp_path):
