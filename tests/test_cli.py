@@ -286,6 +286,10 @@ def test_batch_a_clip_the_model_refuses_fails_alone_before_any_upload(emulator, 
     assert re.search(r"short\.mp4 \[no task \(nothing was sent\)\]: video: .*3 to 20 seconds, got 1\.000 s", done.stderr)
     assert "run the same command again" not in done.stderr  # retrying cannot fix a clip that is too short
     assert emulator.submits(KLING_V2A.model_id) == 1
+    quiet = sonify("batch", "kling-video-to-audio", folder, "-o", tmp_path / "out", "--bgm_prompt", "jazz", "-q")
+    assert quiet.returncode == 6 and quiet.stdout.split() == [str(tmp_path / "out" / "long.mp4")]
+    assert quiet.stderr.splitlines()[0] == "failed:" and "short.mp4 [no task" in quiet.stderr  # the errors only
+    assert "[" not in quiet.stderr.splitlines()[0] and "batch kling-video-to-audio:" not in quiet.stderr
 
 
 def test_batch_resumes_a_job_an_earlier_batch_submitted(emulator, wavespeed_env, tmp_path):
@@ -383,6 +387,10 @@ def test_fetch_and_jobs(emulator, wavespeed_env, fal_env, clip, tmp_path):
     paths = [Path(line) for line in fetched.stdout.split()]
     assert paths[0].suffix == ".wav" and all(p.is_file() for p in paths)
     assert submits(emulator) == 1
+    as_json = sonify("fetch", "wavespeed", row.task_id, "-o", tmp_path / "fetched", "--json")
+    (record,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert record["files"] == [str(path) for path in paths] and record["path"] == str(paths[1])  # the video
+    assert record["task_id"] == row.task_id and record["emulator"] is True and record["cost_usd_estimate"] == 0
 
     unknown = sonify("fetch", "wavespeed", "0" * 32, "-o", tmp_path / "fetched")
     assert unknown.returncode == 4 and "404" in unknown.stderr
