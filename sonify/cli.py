@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {missing}", file=sys.stderr)  # before argparse, which knows none of its options
         return EXIT[ConfigurationError]
     args = parser.parse_args(argv)
-    logging.basicConfig(level=Output.of(args).log_level, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("sonify").setLevel(Output.of(args).log_level)  # -v: Sonify's debug lines, not its libraries
     try:
         return COMMANDS[args.command].handler(args)
     except ModuleNotFoundError as exc:
@@ -371,7 +372,7 @@ def _batch_result(out: Output, item: Any, path: Path | None) -> None:
         out.job_info(item.info)
     if out.json:
         out.result(path, item.info, reused=item.outcome == "reused", source=str(item.source), outcome=item.outcome,
-                   error=item.error or None, **({"task_id": item.task_id} if item.task_id else {}))
+                   task_id=item.task_id, error=item.error or None)
     elif path is not None:
         print(path)
 

@@ -147,11 +147,11 @@ def probe(path: PathLike) -> VideoInfo:
         container.close()
 
 
-
 def title(path: PathLike) -> str:
     """The file's title tag ("" when it has none)."""
     with _open_input(path, "file") as container:
         return container.metadata.get("title", "")
+
 
 def check_picture(path: PathLike, max_size: tuple[int, int], max_frames: int, max_bytes: int) -> VideoInfo:
     """A video made elsewhere (a provider's), checked before any frame is decoded into arrays: it has a
@@ -897,7 +897,6 @@ def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, sec
     return True
 
 
-
 def rewrap(path: PathLike, out_path: PathLike) -> str:
     """The same picture and sound (the first stream of each) in the container out_path's suffix names,
     packets copied unchanged."""
@@ -912,6 +911,7 @@ def rewrap(path: PathLike, out_path: PathLike) -> str:
             packet.stream = outs[packet.stream.index]
             dst.mux(packet)
     return os.fspath(out_path)
+
 
 def _cut_packets(packets: list[av.Packet], stream: av.AudioStream, shift: int, end: int) -> Iterator[av.Packet]:
     """The packets moved `shift` ticks earlier, onto `stream`, the last one ending at `end`."""

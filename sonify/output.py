@@ -37,6 +37,7 @@ class Output:
 
     @property
     def log_level(self) -> int:
+        """Of the "sonify" logger (whose records are redacted)."""
         return logging.WARNING if self.quiet else logging.DEBUG if self.verbose else logging.INFO
 
     def progress(self) -> ProgressFn:

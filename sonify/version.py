@@ -5,7 +5,6 @@ metadata pip wrote."""
 from __future__ import annotations
 
 import re
-from importlib import metadata
 from pathlib import Path
 
 DIST = "sonify"  # pyproject's [project] name
@@ -17,6 +16,8 @@ def version() -> str:
         found = project_version(pyproject.read_text(encoding="utf-8"))
         if found is not None:
             return found
+    from importlib import metadata  # an installed copy only: a ComfyUI start does not pay for the import
+
     try:
         return metadata.version(DIST)
     except metadata.PackageNotFoundError:
