@@ -279,7 +279,8 @@ def _result_file(output: Path) -> Path | None:
 
 
 def _write_result(result: Any, target: Path) -> Path:
-    """The run's result (a .mp4 in target's folder) as `target`, written whole or not at all."""
+    """The result (its sound; its video, if any, a .mp4 in target's folder) as `target`, written whole or not at
+    all."""
     from . import media
 
     made = result.video_path
@@ -297,7 +298,8 @@ def _write_result(result: Any, target: Path) -> Path:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, target)
-    made.unlink()
+    if made is not None:
+        made.unlink()
     return target
 
 
@@ -385,33 +387,33 @@ def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_id")
     parser.add_argument("--model", help="catalog key or provider model id; needed for fal tasks the journal does not know")
     parser.add_argument("--video", type=Path, help="the source clip to put the sound on (default: the journal's, if it exists)")
-    parser.add_argument("-o", "--output", type=Path, default=Path("."), help="folder for the result (default: .)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("."), metavar="OUT",
+                        help="folder for the result's files (default: .), or the one file to write, as for `run -o`")
     add_options(parser, "print the result as one JSON object on stdout (path: the video, else the sound; files: "
                         "every file written; task id, seconds, emulator or not, the job info), and nothing else there")
 
 
 def _fetch(args: argparse.Namespace) -> int:
     """Writes the provider's result file, its sound as WAV and, when the source is known, the source
-    with the new sound; prints their paths."""
+    with the new sound — or the one file `-o` names; prints their paths."""
     from . import media, pipeline
 
     out = Output.of(args)
-    provider, out_dir = args.provider, args.output
+    provider, target = args.provider, _result_file(args.output)
+    out_dir = target.parent if target else args.output
     if args.video is not None and not args.video.is_file():
         raise ValidationError("--video", f"no such file: {args.video}")
     source = media.VideoSource(path=str(args.video)) if args.video is not None else None
     with _ctrl_c_cancels() as cancelled:
         result = pipeline.fetch(provider, args.task_id, out_dir=out_dir, model=args.model, video=source,
                                 on_progress=out.progress(), is_cancelled=cancelled)
-    name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], result.info["task_id"])  # checked
-    written = [out_dir / f"{name}.wav"]
-    media.write_wav(result.audio, result.sample_rate, written[0])
-    if result.video_path is not None:
-        written.append(result.video_path)
-    if result.video_path is None or result.info.get("source"):  # else the video is the provider's own file
-        provider_file = Path(result.info["result_file"])
-        written.append(out_dir / f"{name}-provider{provider_file.suffix}")
-        shutil.copyfile(provider_file, written[-1])
+    if target is not None:
+        if result.video_path is None and target.suffix.lower() in RESULT_VIDEO:
+            raise ValidationError("-o", f"task {result.info['task_id']}'s result is a sound and its source clip is "
+                                        "not known: give the clip with --video, or a sound file to write")
+        written = [_write_result(result, target)]
+    else:
+        written = _fetched_files(result, out_dir)
     out.job_info(result.info)
     if out.json:  # a fetch is free: no new cost
         out.result(result.video_path or written[0], result.info, reused=True, files=[str(path) for path in written])
@@ -419,6 +421,24 @@ def _fetch(args: argparse.Namespace) -> int:
         for path in written:
             print(path)
     return 0
+
+
+def _fetched_files(result: Any, out_dir: Path) -> list[Path]:
+    """The fetched result's sound as WAV, the video (when there is one) and, unless that video is the provider's
+    own file, the provider's file."""
+    from . import media, pipeline
+
+    provider = result.info["provider"]
+    name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], result.info["task_id"])  # checked
+    written = [out_dir / f"{name}.wav"]
+    media.write_wav(result.audio, result.sample_rate, written[0])
+    if result.video_path is not None:
+        written.append(result.video_path)
+    if result.video_path is None or result.info.get("source"):
+        provider_file = Path(result.info["result_file"])
+        written.append(out_dir / f"{name}-provider{provider_file.suffix}")
+        shutil.copyfile(provider_file, written[-1])
+    return written
 
 
 def _jobs_arguments(parser: argparse.ArgumentParser) -> None:

@@ -391,6 +391,11 @@ def test_fetch_and_jobs(emulator, wavespeed_env, fal_env, clip, tmp_path):
     (record,) = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert record["files"] == [str(path) for path in paths] and record["path"] == str(paths[1])  # the video
     assert record["task_id"] == row.task_id and record["emulator"] is True and record["cost_usd_estimate"] == 0
+    one_file = sonify("fetch", "wavespeed", row.task_id, "-o", tmp_path / "one" / "sound.flac")
+    assert one_file.returncode == 0, one_file.stderr
+    assert one_file.stdout.split() == [str(tmp_path / "one" / "sound.flac")]
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["sound.flac"]
+    assert np.array_equal(media.decode_audio(tmp_path / "one" / "sound.flac")[0], media.decode_audio(paths[0])[0])
 
     unknown = sonify("fetch", "wavespeed", "0" * 32, "-o", tmp_path / "fetched")
     assert unknown.returncode == 4 and "404" in unknown.stderr
