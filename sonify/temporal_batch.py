@@ -14,6 +14,7 @@ The connection: HOST:PORT, and Temporal's own variables for the rest — TEMPORA
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,8 @@ from . import batch, jobs, pipeline
 from .errors import ConfigurationError
 from .temporal_flow import WORKFLOW_QUEUE, ClipJob, SlotsState, slots_id
 
-FOLLOW_SECONDS = 1.0  # between looks at the running workflows' stages
+FOLLOW_SECONDS = 1.0  # between looks at the running workflows
+LOOKS = 16  # running workflows asked their stage per look, in turn (a query is a round trip to a worker)
 RETRY_MAY_HELP = ("NothingSent", "ProviderError")
 
 
@@ -70,6 +72,7 @@ class TemporalBatch(batch.Batch):
             handles[item.name] = await self._start(client, item)
             on_tick()
         followed = {asyncio.ensure_future(self._follow(item, handles[item.name])) for item in todo}
+        turn = 0
         while followed:
             if self.is_cancelled():
                 for task in followed:
@@ -78,7 +81,10 @@ class TemporalBatch(batch.Batch):
                     if item.state == "running":
                         item.state, item.error = "cancelled", "no longer followed; its workflow goes on"
                 break
-            await asyncio.gather(*(self._look(item, handles[item.name]) for item in todo if item.state == "running"))
+            running = [item for item in todo if item.state == "running"]
+            asked = (running[turn:] + running[:turn])[:LOOKS]
+            turn = (turn + LOOKS) % max(len(running), 1)
+            await asyncio.gather(*(self._look(item, handles[item.name]) for item in asked))
             on_tick()
             _, followed = await asyncio.wait(followed, timeout=FOLLOW_SECONDS)
         on_tick()
@@ -115,5 +121,17 @@ class TemporalBatch(batch.Batch):
                 item.task_id = cause.details[0] if cause.details else None
                 item.retry_may_help = cause.type in RETRY_MAY_HELP
             return
-        item.state, item.info, item.task_id = "done", info, info.get("task_id")
+        item.task_id = info.get("task_id")
+        video = self.out_dir / f"{item.name}.mp4"
+        if not video.is_file():
+            item.state = "failed"
+            item.error = (f"its workflow {handle.id} completed earlier, but {video} is no longer there (Temporal runs "
+                          f"a completed clip once): `python -m sonify fetch {self.spec.provider} {item.task_id}` gets "
+                          "the result again")
+            return
+        sidecar = self.out_dir / f"{item.name}{batch.SIDECAR}"
+        if not sidecar.is_file():  # the result is there; the record of it is written again
+            record = {"source": str(item.source.resolve()), "model": self.spec.key, "params": self.params, "job": info}
+            sidecar.write_text(json.dumps(record, indent=2), encoding="utf-8")
+        item.state, item.info = "done", info
 

@@ -36,6 +36,7 @@ HEARTBEAT = timedelta(seconds=5)  # an activity silent this long has lost its wo
 SUBMIT_TRIES = 8  # submits answered "nothing created" (429s past the client's own retries, a dropped connection)
 RECONCILE_TRIES = 5  # looks at the listing, 2 s apart, while other clips' new tasks are not yet known as theirs
 TASKS_KEPT_SECONDS = 3600.0  # how long the slots workflow knows a clip's task id (a lost submit's window is ~3 min)
+HOLDER_CHECK = timedelta(seconds=30)  # while clips wait and no slot is free, the holders are checked this often
 SLOTS_HISTORY = 10_000  # events before the slots workflow continues as new (Temporal's limit is 51,200)
 FINAL = ("ValidationError", "ConfigurationError", "JobFailed", "JobTimedOut")  # activity errors not retried
 
@@ -91,25 +92,27 @@ class ProviderSlots:
     @workflow.run
     async def run(self, state: SlotsState) -> None:
         while True:
-            await workflow.wait_condition(lambda: self._grantable() or self._long())
+            try:
+                await workflow.wait_condition(lambda: self._grantable() or self._long(), timeout=HOLDER_CHECK)
+            except asyncio.TimeoutError:
+                if self.state.waiting:  # clips wait: a holder terminated by hand would never give its slot back
+                    await self._grant(list(self.state.holders))
             granted = []
             while self._grantable():
                 granted.append(self.state.waiting.pop(0))
                 self.state.holders.append(granted[-1])
-            outcomes = await asyncio.gather(*(self._grant(holder) for holder in granted))
-            for holder, reached in zip(granted, outcomes):
-                if not reached and holder in self.state.holders:
-                    self.state.holders.remove(holder)
+            await self._grant(granted)
             if self._long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.state)
 
-    async def _grant(self, holder: str) -> bool:
-        try:
-            await workflow.get_external_workflow_handle(holder).signal("slot_granted")
-        except TemporalError:  # the clip's workflow is gone (terminated): its slot is free again
-            return False
-        return True
+    async def _grant(self, holders: list[str]) -> None:
+        """Tell each of `holders` it has its slot (again: harmless); one whose workflow is gone loses it."""
+        outcomes = await asyncio.gather(*(workflow.get_external_workflow_handle(holder).signal("slot_granted")
+                                          for holder in holders), return_exceptions=True)
+        for holder, outcome in zip(holders, outcomes):
+            if isinstance(outcome, TemporalError) and holder in self.state.holders:
+                self.state.holders.remove(holder)
 
     def _grantable(self) -> bool:
         return bool(self.state.waiting) and len(self.state.holders) < self.state.limit
@@ -176,7 +179,7 @@ class ClipWorkflow:
         slots = workflow.get_external_workflow_handle(slots_id(job.provider))
         me = workflow.info().workflow_id
         try:
-            self.stage = "slot: waiting for one of the running jobs to finish"
+            self.stage = "waiting for one of the running jobs to finish"
             asked = workflow.now()
             await slots.signal("acquire", SlotRequest(me, job.concurrency))
             await workflow.wait_condition(lambda: self.granted)

