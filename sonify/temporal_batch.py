@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -97,6 +97,7 @@ class TemporalBatch(batch.Batch):
         fingerprint = await asyncio.to_thread(pipeline.file_fingerprint, self.spec, self.params, source)
         wid = workflow_id(self.spec.key, fingerprint, out_dir, item.name)
         item.state, item.text = "running", "starting"
+        job.delivery = await _undelivered(client.get_workflow_handle(wid))
         try:
             return await client.start_workflow(
                 "SonifyClip", job, id=wid, task_queue=WORKFLOW_QUEUE,
@@ -119,7 +120,7 @@ class TemporalBatch(batch.Batch):
             item.state, item.error = "failed", getattr(cause, "message", None) or str(cause or exc)
             if isinstance(cause, ApplicationError):
                 item.task_id = cause.details[0] if cause.details else None
-                item.retry_may_help = cause.type in RETRY_MAY_HELP
+                item.retry_may_help = cause.type in RETRY_MAY_HELP or len(cause.details) > 1 and bool(cause.details[1])
             return
         item.task_id = info.get("task_id")
         video = self.out_dir / f"{item.name}.mp4"
@@ -135,3 +136,19 @@ class TemporalBatch(batch.Batch):
             sidecar.write_text(json.dumps(record, indent=2), encoding="utf-8")
         item.state, item.info = "done", info
 
+
+
+async def _undelivered(handle: WorkflowHandle) -> dict[str, Any] | None:
+    """The completed task of the workflow's failed last run, whose delivery failed: the next run delivers it."""
+    try:
+        described = await handle.describe()
+    except RPCError:  # no such workflow yet
+        return None
+    if described.status != WorkflowExecutionStatus.FAILED:
+        return None
+    try:
+        await handle.result()
+    except WorkflowFailureError as exc:
+        details = getattr(exc.cause, "details", ())
+        return details[1] if len(details) > 1 and details[1] else None
+    return None

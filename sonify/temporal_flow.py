@@ -43,6 +43,10 @@ FINAL = ("ValidationError", "ConfigurationError", "JobFailed", "JobTimedOut")  #
 STEP = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                    maximum_attempts=5, non_retryable_error_types=list(FINAL))
 ONCE = RetryPolicy(maximum_attempts=1)
+# The download retries transient errors itself; a delivery failing 3 times fails the clip, and the next
+# submission of the batch delivers the same task (ClipJob.delivery): no new job.
+DELIVER = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3,
+                      non_retryable_error_types=list(FINAL))
 
 
 def provider_queue(provider: str) -> str:
@@ -64,6 +68,9 @@ class ClipJob:
     out_dir: str  # absolute path, on storage every worker writes
     name: str  # the result's stem: <out_dir>/<name>.mp4 and its sidecar
     concurrency: int  # the provider's slots (the last batch's --concurrency holds)
+    # An earlier run's completed task whose delivery failed (download, disk): {task_id, prepared, state}, from
+    # that run's failure. This run only delivers it: no new upload, no new job.
+    delivery: dict[str, Any] | None = None
 
 
 @dataclass
@@ -153,6 +160,7 @@ class ClipWorkflow:
         self.stage = "starting"
         self.granted = False
         self.seconds: dict[str, float] = {}
+        self.delivery: dict[str, Any] | None = None  # what the deliver step was given, once it was
 
     @workflow.signal
     def slot_granted(self) -> None:
@@ -165,12 +173,17 @@ class ClipWorkflow:
     @workflow.run
     async def run(self, job: ClipJob) -> dict[str, Any]:
         try:
+            if job.delivery is not None:
+                return await self._deliver(job, **job.delivery)
             return await self._run(job)
         except ActivityError as exc:  # the clip failed: said once, with its cause's message and task id
             cause = exc.cause
-            if isinstance(cause, ApplicationError):
-                raise ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True) from None
-            raise ApplicationError(f"{exc.activity_type} did not finish: {cause or exc}", non_retryable=True) from None
+            task_id = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else None
+            # Details: the task id; and, when the task had completed, what a next run needs to deliver it.
+            details = [task_id or (self.delivery or {}).get("task_id"), self.delivery]
+            kind = cause.type if isinstance(cause, ApplicationError) else None
+            text = cause.message if isinstance(cause, ApplicationError) else f"{exc.activity_type} did not finish: {cause}"
+            raise ApplicationError(text, *details, type=kind, non_retryable=True) from None
 
     async def _run(self, job: ClipJob) -> dict[str, Any]:
         queue = provider_queue(job.provider)
@@ -195,9 +208,13 @@ class ClipWorkflow:
             self._took("wait", started)
         finally:
             await slots.signal("release", me)
+        return await self._deliver(job, task_id, prepared, state)
+
+    async def _deliver(self, job: ClipJob, task_id: str, prepared: dict[str, Any], state: dict[str, Any]) -> Any:
         self.stage = "downloading"
-        return await self._step("deliver", job, prepared, task_id, state, self.seconds, queue=queue,
-                                timeout=timedelta(minutes=30))
+        self.delivery = {"task_id": task_id, "prepared": prepared, "state": state}
+        return await self._step("deliver", job, prepared, task_id, state, self.seconds,
+                                queue=provider_queue(job.provider), timeout=timedelta(minutes=30), retry=DELIVER)
 
     async def _submit(self, job: ClipJob, body: dict[str, Any]) -> str:
         started = workflow.now()

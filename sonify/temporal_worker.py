@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from .waiter import Waiter
 log = logging.getLogger("sonify")
 
 ACTIVITY_THREADS = 8  # steps at once per provider per worker: waits mostly sleep; prepare and mux use a core
+STICKY_TIMEOUT = timedelta(seconds=3)
 BEAT_SECONDS = 1.0  # a heartbeat this often (Temporal sends at most one per 0.8 × the heartbeat timeout)
 
 
@@ -225,7 +227,9 @@ async def serve(address: str, on_ready: Callable[[list[str]], None] = lambda ser
     global _known
     _known = KnownTasks(client, asyncio.get_running_loop())
     threads = ThreadPoolExecutor(max_workers=ACTIVITY_THREADS * len(served), thread_name_prefix="sonify-activity")
-    workers = [Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[ClipWorkflow, ProviderSlots])]
+    # A dead worker's cached workflows wait this long before another worker takes them (the SDK's default: 10 s).
+    workers = [Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[ClipWorkflow, ProviderSlots],
+                      sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT)]
     workers += [Worker(client, task_queue=provider_queue(provider), activities=ACTIVITIES, activity_executor=threads,
                        max_concurrent_activities=ACTIVITY_THREADS) for provider in served]
     on_ready(served)

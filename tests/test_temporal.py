@@ -230,3 +230,33 @@ def test_a_worker_killed_during_a_submit_leaves_the_task_to_the_listing_never_to
             worker.kill()
             worker.wait()
         emulator.stop()
+
+
+def test_a_clip_whose_delivery_failed_is_delivered_by_the_next_submission_from_the_same_task(temporal, tmp_path):
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.2).start()
+    worker = None
+    try:
+        emulator.inject("GET", r"^/outputs/", 404, times=3)  # the result's download fails, each of 3 tries
+        (tmp_path / "clips").mkdir()
+        write_clip(tmp_path / "clips" / "again.mp4", 12, Fraction(24), 64, 48, flash_at=(5,), grain=77)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        env = {**base, "SONIFY_WAVESPEED_URL": emulator.url, "WAVESPEED_API_KEY": EMULATOR_KEY,
+               "SONIFY_STATE_DIR": str(tmp_path / "w")}
+        worker = start_worker(temporal, env, tmp_path / "w.log")
+        submitter = {**base, "SONIFY_STATE_DIR": str(tmp_path / "s")}
+        failed = batch(temporal, tmp_path / "clips", tmp_path / "out", submitter)
+        _, stderr = failed.communicate(timeout=60)
+        (task,) = emulator.tasks.all()
+        assert failed.returncode == 6 and f"task {task.id}" in stderr and "run the same command again" in stderr
+        again = batch(temporal, tmp_path / "clips", tmp_path / "out", submitter)
+        stdout, stderr = again.communicate(timeout=60)
+        assert again.returncode == 0, stderr
+        assert "1 done" in stderr and emulator.submits() == 1 and len(emulator.tasks.all()) == 1
+        assert task.id in (tmp_path / "out" / "again.sonify.json").read_text()
+        with av.open(stdout.strip()) as result:
+            assert result.streams.audio and sum(1 for _ in result.decode(video=0)) == 12
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
