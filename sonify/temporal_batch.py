@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
@@ -29,6 +30,7 @@ from .errors import ConfigurationError
 from .temporal_flow import WORKFLOW_QUEUE, ClipJob, SlotsState, slots_id
 
 FOLLOW_SECONDS = 1.0  # between looks at the running workflows
+LOOK_TIMEOUT = timedelta(seconds=2)  # a stage not told by then is shown next time
 LOOKS = 16  # running workflows asked their stage per look, in turn (a query is a round trip to a worker)
 RETRY_MAY_HELP = ("NothingSent", "ProviderError")
 
@@ -108,8 +110,8 @@ class TemporalBatch(batch.Batch):
 
     async def _look(self, item: batch.Item, handle: WorkflowHandle) -> None:
         try:
-            item.text = await handle.query("progress")
-        except RPCError:  # finished meanwhile, or no worker has it right now
+            item.text = await handle.query("progress", rpc_timeout=LOOK_TIMEOUT)
+        except RPCError:  # finished meanwhile, or no worker has answered yet
             pass
 
     async def _follow(self, item: batch.Item, handle: WorkflowHandle) -> None:

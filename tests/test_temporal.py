@@ -8,6 +8,8 @@ worker killed during a submit: the workflow finds the task in the provider's lis
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
 import socket
@@ -21,12 +23,12 @@ from pathlib import Path
 import av
 import pytest
 from clips import write_clip
-from conftest import EMULATOR_KEY
+from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 from temporalio.client import Client
 
 from sonify import jobs, pipeline
-from sonify.models import MMAUDIO_V2
+from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
 from sonify_devtools.emulator import Emulator
 
 CLIPS = 60
@@ -77,19 +79,19 @@ def temporal(tmp_path_factory) -> Iterator[str]:
             server.wait()
 
 
-def start_worker(address: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_worker(address: str, env: dict[str, str], log: Path, serves: str = "wavespeed") -> subprocess.Popen:
     with open(log, "wb") as out:  # a file, not a pipe nobody reads (a full pipe would stall the worker)
         worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address], cwd=ROOT,
                                   env=env, stderr=out)
     deadline = time.monotonic() + 60
-    while not log.read_text().startswith("worker for wavespeed"):  # it says so once it polls
+    while not log.read_text().startswith(f"worker for {serves} "):  # it says so once it polls
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
     return worker
 
 
-def batch(address: str, sources: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sonify", "batch", "mmaudio-v2", str(sources), "-o", str(out),
+def batch(address: str, sources: Path, out: Path, env: dict[str, str], model: str = "mmaudio-v2") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sonify", "batch", model, str(sources), "-o", str(out),
                              "--prompt", "rain", "--concurrency", str(SLOTS), "--temporal", address],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -112,9 +114,27 @@ async def waiting_on(address: str, worker: subprocess.Popen) -> int:
 
 
 async def histories(address: str) -> list[str]:
+    """Every workflow's history as text: its JSON, and each payload in it decoded (they are base64 there)."""
     client = await Client.connect(address)
-    return [(await client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history()).to_json()
+    return [readable((await client.get_workflow_handle(w.id, run_id=w.run_id).fetch_history()).to_json())
             async for w in client.list_workflows()]
+
+
+def readable(history_json: str) -> str:
+    decoded = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name == "data" and isinstance(value, str):
+                    decoded.append(base64.b64decode(value).decode("utf-8", "replace"))
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return "\n".join([history_json, *decoded])
 
 
 def at_provider_at_once(emulator: Emulator) -> int:
@@ -191,6 +211,8 @@ def test_a_batch_across_three_workers_survives_a_killed_worker_and_runs_each_cli
 
         texts = asyncio.run(histories(temporal))
         assert len(texts) == CLIPS + 1  # the clips' and the provider's slots
+        clip_texts = [text for text in texts if "SonifyClip" in text]
+        assert len(clip_texts) == CLIPS and all(str(sources) in text for text in clip_texts)  # payloads are read
         assert all(EMULATOR_KEY not in text and EMULATOR_KEY[3:] not in text for text in texts)
         assert all(EMULATOR_KEY not in (tmp_path / f"worker{n}.log").read_text() for n in range(WORKERS))
     finally:
@@ -255,6 +277,33 @@ def test_a_clip_whose_delivery_failed_is_delivered_by_the_next_submission_from_t
         assert task.id in (tmp_path / "out" / "again.sonify.json").read_text()
         with av.open(stdout.strip()) as result:
             assert result.streams.audio and sum(1 for _ in result.decode(video=0)) == 12
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
+
+
+def test_fal_clips_run_on_a_worker_holding_only_the_fal_key(temporal, tmp_path):
+    emulator = Emulator(fal_keys=(FAL_KEY,), model_seconds=0.2).start()
+    worker = None
+    try:
+        emulator.lose("POST", rf"^/{THINKSOUND_FAL.model_id}$")  # fal's listing finds it by its input
+        (tmp_path / "clips").mkdir()
+        for i in range(2):
+            write_clip(tmp_path / "clips" / f"fal{i}.mp4", 12, Fraction(24), 64, 48, flash_at=(i,), grain=50 + i)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        urls = {name: emulator.url for name in ("SONIFY_FAL_QUEUE_URL", "SONIFY_FAL_REST_URL", "SONIFY_FAL_API_URL")}
+        worker = start_worker(temporal, {**base, **urls, "FAL_KEY": FAL_KEY, "SONIFY_STATE_DIR": str(tmp_path / "w")},
+                              tmp_path / "w.log", serves="fal")
+        run = batch(temporal, tmp_path / "clips", tmp_path / "out", {**base, **urls, "SONIFY_STATE_DIR": str(tmp_path)},
+                    model="thinksound-fal")
+        stdout, stderr = run.communicate(timeout=60)
+        assert run.returncode == 0, stderr
+        assert len(stdout.split()) == 2 and emulator.submits() == 2
+        texts = asyncio.run(histories(temporal))
+        assert sum(1 for text in texts if str(tmp_path / "clips" / "fal0.mp4") in text) == 1  # payloads are read
+        assert all(FAL_KEY not in text and FAL_KEY.split(":")[1] not in text for text in texts)
     finally:
         if worker is not None:
             worker.kill()
