@@ -111,6 +111,16 @@ def _done_before(spec: ModelSpec, params: dict[str, Any], item: Item, out_dir: P
     return (record.get("job") or {}) if same else None
 
 
+def keep(out_dir: Path, name: str, video: Path, record: dict[str, Any]) -> None:
+    """Name a result (`video`, in `out_dir`) after its source; the sidecar (`record`), written last, marks it
+    done."""
+    os.replace(video, out_dir / f"{name}.mp4")
+    sidecar = out_dir / f"{name}{SIDECAR}"
+    partial = sidecar.with_name(f".{sidecar.name}.partial")
+    partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    os.replace(partial, sidecar)
+
+
 class Batch:
     """Keeps `concurrency` jobs at the provider. Each clip's local work (prepare, upload; download, mux)
     runs on extra threads while those jobs run, so the provider is never left idle waiting for it.
@@ -159,14 +169,9 @@ class Batch:
             item.state, item.info, item.task_id = "done", result.info, result.info.get("task_id")
 
     def _keep(self, item: Item, result: Any) -> None:
-        """Name the result after its source; the sidecar, written last, marks it done."""
-        os.replace(result.video_path, self.out_dir / f"{item.name}.mp4")
         record = {"source": str(item.source.resolve()), "model": self.spec.key, "params": self.params,
                   "job": result.info}
-        sidecar = self.out_dir / f"{item.name}{SIDECAR}"
-        partial = sidecar.with_name(f".{sidecar.name}.partial")
-        partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
-        os.replace(partial, sidecar)
+        keep(self.out_dir, item.name, result.video_path, record)
 
     # --- reporting ---
 

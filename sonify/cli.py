@@ -330,6 +330,13 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     add_options(parser, "print one JSON object per clip on stdout when the batch ends (source, outcome: done, "
                         "resumed, reused, failed or cancelled; path, task id, cost, seconds, seed, emulator or not, "
                         "error, job info), and nothing else there")
+    _temporal_option(parser)
+
+
+def _temporal_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temporal", metavar="HOST:PORT",
+                        help="run the clips on the Temporal workers of this service (`worker`), across machines; "
+                             "--concurrency then holds across all of them")
 
 
 def _concurrency(text: str) -> int:
@@ -345,15 +352,17 @@ def _batch(args: argparse.Namespace) -> int:
     out = Output.of(args)
     spec = MODELS[args.model]
     params = spec.validate(model_params(args))  # a mistake fails here, before any clip
-    providers.client(spec.provider)  # so does a missing key
+    if not args.temporal:
+        providers.client(spec.provider)  # so does a missing key (a Temporal batch's keys are the workers')
     voice = _voice(args)
     items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output)
     args.output.mkdir(parents=True, exist_ok=True)
     if not out.verbose:
         logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
     with _ctrl_c_cancels() as cancelled:
-        job = batch.Batch(spec, params, items, args.output, audio=voice, concurrency=args.concurrency,
-                          is_cancelled=cancelled)
+        engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
+        job = engine(spec, params, items, args.output, audio=voice, concurrency=args.concurrency,
+                     is_cancelled=cancelled)
         bar = batch.ProgressBar(job) if not out.quiet else None
         job.run(bar.draw if bar else lambda: None)
         if bar:
@@ -377,6 +386,37 @@ def _batch_result(out: Output, item: Any, path: Path | None) -> None:
                    task_id=item.task_id, error=item.error or None)
     elif path is not None:
         print(path)
+
+
+def _temporal_batch(args: argparse.Namespace, spec: ModelSpec, voice: Any) -> Callable[..., Any]:
+    """The batch on Temporal's workers (imported only for --temporal: the default batch needs no Temporal)."""
+    if voice is not None:
+        raise ValidationError("--temporal", f"takes the video-to-audio models; {spec.key} needs a voice")
+    from .temporal_batch import TemporalBatch
+
+    return lambda *given, **options: TemporalBatch(*given, address=args.temporal, **options)
+
+
+# --- worker ---
+
+
+def _worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temporal", required=True, metavar="HOST:PORT", help="the Temporal service's address")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .temporal_worker import serve
+
+    def ready(served: list[str]) -> None:
+        print(f"worker for {', '.join(served)} on Temporal at {args.temporal} (Ctrl-C stops it)", file=sys.stderr)
+
+    try:
+        asyncio.run(serve(args.temporal, ready))
+    except KeyboardInterrupt:
+        return EXIT[Cancelled]
+    return 0
 
 
 # --- fetch, jobs ---
@@ -615,6 +655,8 @@ COMMANDS: dict[str, Command] = {
     "run": Command("run a model on a clip", _run_arguments, _run, per_model=True),
     "batch": Command("run a model on many clips at once (resumable; a progress bar and a summary)",
                      _batch_arguments, _batch, per_model=True),
+    "worker": Command("run batches' clips for a Temporal service (`batch --temporal`), on any number of machines",
+                      _worker_arguments, _worker),
     "fetch": Command("get a job's result from its task id (see `jobs`), even after a crash", _fetch_arguments, _fetch),
     "jobs": Command("list the journal's jobs, newest first", _jobs_arguments, _jobs),
     "doctor": Command("check keys (never shown), providers, PyAV, the state folder and ComfyUI",
