@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from .remote_job import (
     output_name,
     with_cost,
 )
-from .waiter import Waiter
+from .waiter import Slots, Waiter
 
 __all__ = ["AudioInput", "Result", "check_picture_size", "fetch", "output_name", "run", "validate_source"]
 
@@ -76,7 +75,7 @@ def run(
     audio: AudioInput | None = None,
     on_progress: ProgressFn | None = None,
     is_cancelled: Callable[[], bool] | None = None,
-    slots: threading.Semaphore | None = None,
+    slots: Slots | None = None,
     observe: Observer | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
@@ -101,13 +100,13 @@ def run(
         ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe)
         with timer("prepare"):
             report("preparing video", 0.02)
-            job = _prepare(spec, checked, video, picture_hash, audio, client, ctx)
+            job = prepare(spec, checked, video, picture_hash, audio, client, ctx)
         info = job.info
         wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
         with jobs.ticket(job.meta, ctx.waiter, lambda: report(wait_text, 0.05)) as ticket:
             try:
                 delivery = RemoteJob(spec, client, ctx, info, job.bounds).run(ticket, job.uploads)
-                samples, final_video = _deliver(spec, delivery, job, timer, out_dir)
+                samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, timer, out_dir)
             except SonifyError as exc:
                 attach_task(exc, spec, info)
                 raise
@@ -128,7 +127,7 @@ def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | No
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """A new run, ready for its remote job: the source (a file; None for frames the model sees only as a
     proxy), what is sent and what it costs."""
 
@@ -140,8 +139,8 @@ class _Prepared:
     bounds: ResultBounds
 
 
-def _prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
-             audio: AudioInput | None, client: Provider, ctx: RunContext) -> _Prepared:
+def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
+            audio: AudioInput | None, client: Provider, ctx: RunContext) -> Prepared:
     """Frames going to a model that sees a proxy are never encoded at full resolution: the proxy is made
     from them (only if it must be uploaded) and the node puts the sound on the frames themselves."""
     if video.frames is not None and spec.proxy is not None:
@@ -167,37 +166,49 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource,
     longest = max(spec.result_seconds(sent, seconds), voice)  # lipsync may loop the picture to the voice
     bounds = (ResultBounds.expected(longest) if spec.output == "audio"
               else ResultBounds.expected(longest, (clip.width, clip.height), clip.fps))
-    return _Prepared(source, clip, info, _job_meta(spec, client, sent, cost, hashes, video), uploads, bounds)
+    meta = _job_meta(spec, client.http.base_url, sent, cost, hashes, video)
+    return Prepared(source, clip, info, meta, uploads, bounds)
 
 
-def _deliver(spec: ModelSpec, delivery: Delivery, job: _Prepared, timer: StageTimer,
-             out_dir: Path) -> tuple[np.ndarray, Path | None]:
-    """The result in the output folder: v2a sound fitted to the clip and put on its picture (frames: no
-    file, the caller puts it on the frames); lipsync's video as the provider made it."""
-    final_video = out_dir / f"{output_name(spec, job.info.task_id or '')}.mp4"
+def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: Fraction, info: JobInfo,
+            timer: StageTimer, out_dir: Path) -> tuple[np.ndarray, Path | None]:
+    """The result in the output folder: v2a sound fitted to the clip (`source`, `seconds` long) and put on its
+    picture (frames: no file, the caller puts it on the frames); lipsync's video as the provider made it."""
+    final_video = out_dir / f"{output_name(spec, info.task_id or '')}.mp4"
     if spec.output != "audio":
         _write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
         return delivery.samples, final_video
     with timer("align"):
-        samples = media.fit_length(delivery.samples, delivery.sample_rate, job.clip.duration)
-    if job.source is None:
+        samples = media.fit_length(delivery.samples, delivery.sample_rate, seconds)
+    if source is None:
         return samples, None
     with timer("mux"):
-        job.info.audio_copied = _mux_sound(job.source, delivery.path, samples, delivery.sample_rate,
-                                           job.clip.duration, final_video)
+        info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video)
     return samples, final_video
 
 
-def _job_meta(spec: ModelSpec, client: Provider, sent: dict[str, Any], cost: float | None, hashes: dict[str, str],
+def _job_meta(spec: ModelSpec, endpoint: str, sent: dict[str, Any], cost: float | None, hashes: dict[str, str],
               video: media.VideoSource) -> jobs.JobMeta:
     body = spec.request_body(sent)
     return jobs.JobMeta(
         provider=spec.provider, model=spec.model_id,
-        fingerprint=jobs.fingerprint(spec.provider, client.http.base_url, spec.model_id, spec.proxy, body, hashes),
+        fingerprint=jobs.fingerprint(spec.provider, endpoint, spec.model_id, spec.proxy, body, hashes),
         cacheable=spec.cacheable(sent),
         params=body, cost_usd=cost,
         source_path=str(Path(video.path).resolve()) if video.path else None,
     )
+
+
+def file_fingerprint(spec: ModelSpec, params: dict[str, Any], path: Path) -> str:
+    """The journal's fingerprint of a run of `spec` on the file `path`, as `prepare` makes it, without a key or
+    a request: a Temporal batch names each clip's workflow after it (temporal_batch.py)."""
+    checked = spec.validate(params)
+    seconds = float(media.probe(path).duration)
+    spec.check_duration(seconds)
+    sent = spec.resolve(checked, seconds)
+    video = media.VideoSource(path=str(path))
+    meta = _job_meta(spec, providers.endpoint(spec.provider), sent, None, {"video": jobs.hash_file(path)}, video)
+    return meta.fingerprint
 
 
 def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None, content_hash: str,

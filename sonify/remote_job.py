@@ -42,7 +42,7 @@ from .providers.base import (
 )
 from .providers.schedule import History
 from .redact import redact_all
-from .waiter import Waiter
+from .waiter import Slots, Waiter
 
 log = logging.getLogger("sonify")
 
@@ -56,6 +56,7 @@ CANCEL_SECONDS = 5.0  # the most a remote cancel may take (retries included) onc
 LISTING_SLACK = 30.0  # seconds either side of a lost submit's window: clocks differ
 LISTING_LOOKS = 2  # looks at the listing (1 s apart) while it shows no task of a submit just lost
 SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed run's window
+EMULATOR_TITLE = "Sonify emulator — synthetic sound"  # the title tag of every result the emulator makes
 
 
 @dataclass
@@ -90,6 +91,7 @@ class JobInfo:
     audio_copied: bool | None = None  # the provider's AAC packets were copied onto the picture
     source: str | None = None  # fetch: the clip the sound was put on
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    emulator: bool = False  # the result was made by the Sonify emulator (synthetic sound), not a hosted model
 
     def as_dict(self) -> dict[str, Any]:
         return redact_all(dataclasses.asdict(self))  # what a provider answered may echo a key
@@ -182,7 +184,7 @@ class RunContext:
     report: ProgressFn
     timer: StageTimer
     work: Path  # the run's scratch folder
-    slots: threading.Semaphore | None = None  # a batch's: jobs at the provider at once
+    slots: Slots | None = None  # a batch's: jobs at the provider at once
     observe: Observer | None = None  # the benchmark watches the job's events through this
 
 
@@ -255,27 +257,39 @@ class RemoteJob:
     def run(self, ticket: jobs.Ticket, uploads: dict[str, Upload | UploadChoice]) -> Delivery:
         """Claim, then reuse, resume or start the job. `ticket` is this job's record; `uploads`: "video"
         (and "audio") as (media key, a function making the file to upload), or an UploadChoice."""
-        self.record = self._ticket = ticket
+        self.attach(ticket)
         claim = ticket.claim(self.ctx.waiter, self._on_busy)
         if claim.kind == ClaimKind.STORED:
             return self._stored(claim.row)
         if claim.kind == ClaimKind.AMBIGUOUS:
-            task_id = self._reconcile_claimed(claim.row)
+            task_id = self.reconcile(claim.row.request, claim.row.updated_at)
             if task_id is not None:
                 return self._resume_claimed(task_id)
         if claim.kind == ClaimKind.RESUME:
             return self._resume_claimed(claim.row.task_id)
+        body = self.send(uploads)
+        with self._slot():
+            task_id = self.submit(body)
+            state = self.wait(task_id)
+        return self.download(task_id, state)
+
+    # --- the steps, one by one (a run above; a Temporal workflow's activities, temporal_worker.py) ---
+
+    def attach(self, ticket: jobs.Ticket) -> None:
+        """The record the steps below write to: a run's journal row, or (Temporal) a ticket without one."""
+        self.record = self._ticket = ticket
+
+    def send(self, uploads: dict[str, Upload | UploadChoice]) -> dict[str, Any]:
+        """Within the budget, every input uploaded (or an earlier upload reused): the body to submit."""
         check_budget(self.info.cost_usd_estimate)
         body = self.spec.request_body(self.info.params or {})
         with self.ctx.timer("upload"):
             self.ctx.report(with_cost("uploading", self.info.cost_usd_estimate), 0.05)
             for name, upload in uploads.items():
                 field_name = self.spec.audio_field if name == "audio" else self.spec.video_field
-                body[field_name] = self._upload(ticket, upload if isinstance(upload, UploadChoice) else _one_file(*upload))
-        with self._slot():
-            task_id = self._submit(body)
-            state = self._wait(task_id)
-        return self._download(task_id, state)
+                choice = upload if isinstance(upload, UploadChoice) else _one_file(*upload)
+                body[field_name] = self._upload(self._ticket, choice)
+        return body
 
     def _resume_claimed(self, task_id: str) -> Delivery:
         """An earlier run's task: a provider that no longer has it (expired, another account) makes the
@@ -340,7 +354,7 @@ class RemoteJob:
             return False
         return True
 
-    def _submit(self, body: dict[str, Any]) -> str:
+    def submit(self, body: dict[str, Any]) -> str:
         """The task id is journaled before anything else happens. A submit whose answer was lost may
         still have created a task: its row stays UNKNOWN, and an identical run is told so."""
         spec, record = self.spec, self.record
@@ -396,13 +410,14 @@ class RemoteJob:
         self.record.record(Status.UNKNOWN_REPORTED)
         raise JobFailed(_candidates_message(spec, candidates)) from None
 
-    def _reconcile_claimed(self, row: jobs.JobRow) -> str | None:
-        """An earlier run stopped between sending the submit and recording its task id: the task it created,
-        adopted (returned), or None when none was created (this run submits)."""
-        request = row.request or {}
+    def reconcile(self, request: dict[str, Any] | None, when: float) -> str | None:
+        """An earlier run stopped between sending the submit and recording its task id (`request`: {body,
+        sent_at} as recorded; `when`: the last record of it): the task it created, adopted (returned), or None
+        when none was created (this run submits)."""
+        request = request or {}
         if not isinstance(request.get("body"), dict) or not isinstance(request.get("sent_at"), (int, float)):
             self.record.record(Status.UNKNOWN_REPORTED)  # a journal from before requests were recorded
-            raise JobFailed(_ambiguous_message(self.spec, row))
+            raise JobFailed(_ambiguous_message(self.spec, when))
         since = float(request["sent_at"])
         self.ctx.report(f"an earlier run's submit has no recorded answer; asking {self.spec.provider} about it", 0.05)
         try:
@@ -411,7 +426,7 @@ class RemoteJob:
             raise
         except SonifyError as exc:
             self.record.record(Status.UNKNOWN_REPORTED)
-            raise JobFailed(f"{_ambiguous_message(self.spec, row)} ({self.spec.provider}'s task listing could not "
+            raise JobFailed(f"{_ambiguous_message(self.spec, when)} ({self.spec.provider}'s task listing could not "
                             f"be read: {exc})") from None
         if len(candidates) == 1:
             self.record.record(Status.SUBMITTED, task_id=candidates[0], error=None)
@@ -439,11 +454,14 @@ class RemoteJob:
     # --- any job with a task ---
 
     def resume(self, task_id: str) -> Delivery:
-        """Follow a task that exists already (no slot: it is at the provider) to its verified result."""
+        """Follow a task that exists already to its verified result. It is at the provider, so it counts against
+        a batch's slots while it is waited on, like a new job: the batch never has more jobs there than slots."""
         self.info.task_id, self.info.status, self.info.resumed = task_id, Status.SUBMITTED, not self.info.fetched
         verb = "fetching" if self.info.fetched else "resuming"
-        self.ctx.report(with_cost(f"{verb} task {task_id}", self._shown_cost), 0.1)
-        return self._download(task_id, self._wait(task_id))
+        with self._slot():
+            self.ctx.report(with_cost(f"{verb} task {task_id}", self._shown_cost), 0.1)
+            state = self.wait(task_id)
+        return self.download(task_id, state)
 
     def fetch(self, record: jobs.FetchedTask) -> Delivery:
         """A task's result by its id: the stored one when the journal has it (no request), else the
@@ -467,7 +485,7 @@ class RemoteJob:
             self.record.record(delivered=1)
         return self._verify(Path(row.result_path), row.extra, row.task_id)
 
-    def _wait(self, task_id: str) -> TaskState:
+    def wait(self, task_id: str) -> TaskState:
         """Follow the task to its end; a failed one is journaled as such (and raised)."""
         spec = self.spec
         with self._unfinished_on_error(task_id), self.ctx.timer("wait"):
@@ -480,7 +498,7 @@ class RemoteJob:
                 raise JobFailed(f"{spec.title} task {task_id} failed: {state.error or state.raw_status}", task_id=task_id)
         return state
 
-    def _download(self, task_id: str, state: TaskState) -> Delivery:
+    def download(self, task_id: str, state: TaskState) -> Delivery:
         """The completed task's output, downloaded into the result store, journaled and verified."""
         with self._unfinished_on_error(task_id):
             self.record.record(Status.COMPLETED, outputs=state.outputs, extra=state.extra)
@@ -515,6 +533,7 @@ class RemoteJob:
                                         bounds.frames or math.ceil(bounds.seconds * media.MAX_FPS), max_decode_bytes())
                     what = "audio"
                 samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
+                self.info.emulator = media.title(path) == EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None
@@ -575,8 +594,8 @@ def _one_file(key: str, make: Callable[[], Path]) -> UploadChoice:
     return UploadChoice((key,), frozenset(), send)
 
 
-def _ambiguous_message(spec: ModelSpec, row: jobs.JobRow) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.updated_at))
+def _ambiguous_message(spec: ModelSpec, last_record: float) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_record))
     return (
         f"An identical {spec.title} job was being submitted at {when} by a run that stopped before "
         f"{spec.provider} answered, so that job may exist (and be charged) although its task id was never "

@@ -6,12 +6,20 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .errors import Cancelled
 
 SLICE = 0.1  # seconds between looks at the cancel flag
 T = TypeVar("T")
+
+
+class Slots(Protocol):
+    """What a job takes a slot from: a Lock, a Semaphore, or a batch clip's view of the batch's (batch.ItemSlots)."""
+
+    def acquire(self, blocking: bool = ..., timeout: Any = ...) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 class Waiter:
@@ -40,7 +48,7 @@ class Waiter:
             elif wake.wait(min(SLICE, left)):
                 return
 
-    def acquire(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> None:
+    def acquire(self, slots: Slots, on_wait: Callable[[], None]) -> None:
         """Take one of `slots`; if none is free, call `on_wait` and wait for one as long as it takes (or
         until Cancel)."""
         if not slots.acquire(blocking=False):
@@ -73,7 +81,7 @@ class Waiter:
         return outcome["value"]
 
     @contextlib.contextmanager
-    def holding(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> Iterator[None]:
+    def holding(self, slots: Slots, on_wait: Callable[[], None]) -> Iterator[None]:
         """One of `slots` (see acquire), held for the block."""
         self.acquire(slots, on_wait)
         try:

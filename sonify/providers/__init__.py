@@ -31,3 +31,12 @@ def client(provider: str) -> Provider:
         if ident not in _clients:
             _clients[ident] = factory()
         return _clients[ident]
+
+
+def endpoint(provider: str) -> str:
+    """The API base URL a client for `provider` sends jobs to (its `http.base_url`), known without a key."""
+    if provider == "wavespeed":
+        return config.base_url("wavespeed")
+    if provider == "fal":
+        return config.base_url("fal_queue")
+    raise ValueError(f"unknown provider {provider!r}")

@@ -24,10 +24,11 @@ import numpy as np
 from sonify import media
 from sonify.errors import ValidationError
 from sonify.models import SYNC_LIPSYNC, ModelSpec
+from sonify.remote_job import EMULATOR_TITLE
 
 log = logging.getLogger("sonify")
 
-TITLE = "Sonify emulator — synthetic sound"
+TITLE = EMULATOR_TITLE  # how the engine tells an emulator result (JobInfo.emulator)
 METADATA = {"title": TITLE, "comment": "Made by the Sonify emulator, not by a hosted model."}
 
 MMAUDIO_LATENT = 1024  # MMAudio's length is rounded up to whole latents: it runs slightly long

@@ -1,0 +1,258 @@
+"""A batch across machines on Temporal: the workflows (what each clip goes through, and the provider's slots).
+
+One `ClipWorkflow` per clip: prepare + upload → a slot → submit → wait → (slot back) → download + fit + mux.
+Its activities run on the provider's task queue (`sonify-wavespeed`, `sonify-fal`), which only workers holding
+that provider's key poll (temporal_worker.py), so keys stay in the workers' environment: inputs, results and
+errors carry clips' paths, request bodies, task ids and URLs, never a key.
+
+The provider's concurrency is one `ProviderSlots` workflow per provider, a semaphore in the server: a clip asks
+it for a slot before its submit and gives it back once its task has ended. A worker's
+`max_concurrent_activities` would bound each worker process alone (N workers: N times the limit), and a task
+queue's own limit is a rate (per second), not a count of jobs in flight; the semaphore holds whatever the number
+of workers, and a wait resumed on another worker keeps the slot its clip already holds.
+
+A submit is never retried by Temporal (one attempt): an answer that says nothing was created is submitted again
+by the workflow; an attempt that ended without an answer (its worker died) is reconciled from the provider's
+task listing (RemoteJob.reconcile) before anything is sent again.
+
+This module is loaded in Temporal's workflow sandbox: it imports nothing of the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
+
+WORKFLOW_QUEUE = "sonify"
+NOTHING_SENT = "NothingSent"  # a submit's error type when no task was created: the workflow submits again
+UNRESOLVED = "Unresolved"  # a lost submit's listing shows several tasks that may be its own: asked again later
+HEARTBEAT = timedelta(seconds=5)  # an activity silent this long has lost its worker: it goes to another
+SUBMIT_TRIES = 8  # submits answered "nothing created" (429s past the client's own retries, a dropped connection)
+RECONCILE_TRIES = 5  # looks at the listing, 2 s apart, while other clips' new tasks are not yet known as theirs
+TASKS_KEPT_SECONDS = 3600.0  # how long the slots workflow knows a clip's task id (a lost submit's window is ~3 min)
+HOLDER_CHECK = timedelta(seconds=30)  # while clips wait and no slot is free, the holders are checked this often
+SLOTS_HISTORY = 10_000  # events before the slots workflow continues as new (Temporal's limit is 51,200)
+FINAL = ("ValidationError", "ConfigurationError", "JobFailed", "JobTimedOut")  # activity errors not retried
+
+STEP = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                   maximum_attempts=5, non_retryable_error_types=list(FINAL))
+ONCE = RetryPolicy(maximum_attempts=1)
+# The download retries transient errors itself; a delivery failing 3 times fails the clip, and the next
+# submission of the batch delivers the same task (ClipJob.delivery): no new job.
+DELIVER = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3,
+                      non_retryable_error_types=list(FINAL))
+
+
+def provider_queue(provider: str) -> str:
+    return f"sonify-{provider}"
+
+
+def slots_id(provider: str) -> str:
+    return f"sonify-slots-{provider}"
+
+
+@dataclass
+class ClipJob:
+    """One clip of a batch: everything a worker needs, and nothing secret."""
+
+    model: str  # catalog key
+    provider: str
+    params: dict[str, Any]
+    source: str  # absolute path, on storage every worker reads
+    out_dir: str  # absolute path, on storage every worker writes
+    name: str  # the result's stem: <out_dir>/<name>.mp4 and its sidecar
+    concurrency: int  # the provider's slots (the last batch's --concurrency holds)
+    # An earlier run's completed task whose delivery failed (download, disk): {task_id, prepared, state}, from
+    # that run's failure. This run only delivers it: no new upload, no new job.
+    delivery: dict[str, Any] | None = None
+
+
+@dataclass
+class SlotRequest:
+    workflow_id: str
+    limit: int
+
+
+@dataclass
+class SlotsState:
+    limit: int
+    holders: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    tasks: dict[str, float] = field(default_factory=dict)  # task id -> when a clip said it was its own
+
+
+@workflow.defn(name="SonifyProviderSlots")
+class ProviderSlots:
+    """A counting semaphore: at most `limit` clip workflows hold a slot; the others wait in order. It also knows
+    the clips' recent task ids: a lost submit's listing (WaveSpeed's shows no inputs) is told which are not its."""
+
+    @workflow.init
+    def __init__(self, state: SlotsState) -> None:
+        self.state = state
+
+    @workflow.run
+    async def run(self, state: SlotsState) -> None:
+        while True:
+            try:
+                await workflow.wait_condition(lambda: self._grantable() or self._long(), timeout=HOLDER_CHECK)
+            except asyncio.TimeoutError:
+                if self.state.waiting:  # clips wait: a holder terminated by hand would never give its slot back
+                    await self._grant(list(self.state.holders))
+            granted = []
+            while self._grantable():
+                granted.append(self.state.waiting.pop(0))
+                self.state.holders.append(granted[-1])
+            await self._grant(granted)
+            if self._long():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self.state)
+
+    async def _grant(self, holders: list[str]) -> None:
+        """Tell each of `holders` it has its slot (again: harmless); one whose workflow is gone loses it."""
+        outcomes = await asyncio.gather(*(workflow.get_external_workflow_handle(holder).signal("slot_granted")
+                                          for holder in holders), return_exceptions=True)
+        for holder, outcome in zip(holders, outcomes):
+            if isinstance(outcome, TemporalError) and holder in self.state.holders:
+                self.state.holders.remove(holder)
+
+    def _grantable(self) -> bool:
+        return bool(self.state.waiting) and len(self.state.holders) < self.state.limit
+
+    def _long(self) -> bool:
+        return workflow.info().get_current_history_length() > SLOTS_HISTORY
+
+    @workflow.signal
+    def acquire(self, request: SlotRequest) -> None:
+        self.state.limit = max(1, request.limit)
+        if request.workflow_id in self.state.holders:  # asked again: granted again
+            self.state.holders.remove(request.workflow_id)
+        if request.workflow_id not in self.state.waiting:
+            self.state.waiting.append(request.workflow_id)
+
+    @workflow.signal
+    def release(self, workflow_id: str) -> None:
+        for queue in (self.state.holders, self.state.waiting):
+            if workflow_id in queue:
+                queue.remove(workflow_id)
+
+    @workflow.signal
+    def submitted(self, task_id: str) -> None:
+        now = workflow.now().timestamp()
+        self.state.tasks = {known: at for known, at in self.state.tasks.items() if at > now - TASKS_KEPT_SECONDS}
+        self.state.tasks[task_id] = now
+
+    @workflow.query
+    def known_tasks(self) -> list[str]:
+        return list(self.state.tasks)
+
+
+@workflow.defn(name="SonifyClip")
+class ClipWorkflow:
+    """One clip's job (see the module docstring). Its result: the job info the sidecar records."""
+
+    def __init__(self) -> None:
+        self.stage = "starting"
+        self.granted = False
+        self.seconds: dict[str, float] = {}
+        self.delivery: dict[str, Any] | None = None  # what the deliver step was given, once it was
+
+    @workflow.signal
+    def slot_granted(self) -> None:
+        self.granted = True
+
+    @workflow.query
+    def progress(self) -> str:
+        return self.stage
+
+    @workflow.run
+    async def run(self, job: ClipJob) -> dict[str, Any]:
+        try:
+            if job.delivery is not None:
+                return await self._deliver(job, **job.delivery)
+            return await self._run(job)
+        except ActivityError as exc:  # the clip failed: said once, with its cause's message and task id
+            cause = exc.cause
+            task_id = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else None
+            # Details: the task id; and, when the task had completed, what a next run needs to deliver it.
+            details = [task_id or (self.delivery or {}).get("task_id"), self.delivery]
+            kind = cause.type if isinstance(cause, ApplicationError) else None
+            text = cause.message if isinstance(cause, ApplicationError) else f"{exc.activity_type} did not finish: {cause}"
+            raise ApplicationError(text, *details, type=kind, non_retryable=True) from None
+
+    async def _run(self, job: ClipJob) -> dict[str, Any]:
+        queue = provider_queue(job.provider)
+        self.stage = "preparing"
+        prepared = await self._step("prepare", job, queue=queue, timeout=timedelta(minutes=30))
+        slots = workflow.get_external_workflow_handle(slots_id(job.provider))
+        me = workflow.info().workflow_id
+        try:
+            self.stage = "waiting for one of the running jobs to finish"
+            asked = workflow.now()
+            await slots.signal("acquire", SlotRequest(me, job.concurrency))
+            await workflow.wait_condition(lambda: self.granted)
+            self._took("slot", asked)
+            self.stage = "submitting"
+            task_id = await self._submit(job, prepared["body"])
+            await slots.signal("submitted", task_id)
+            self.stage = f"processing task {task_id}"
+            started = workflow.now()
+            state = await self._step("wait", job.model, task_id, queue=queue, timeout=timedelta(hours=1),
+                                     retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=20,
+                                                       non_retryable_error_types=list(FINAL)))
+            self._took("wait", started)
+        finally:
+            await slots.signal("release", me)
+        return await self._deliver(job, task_id, prepared, state)
+
+    async def _deliver(self, job: ClipJob, task_id: str, prepared: dict[str, Any], state: dict[str, Any]) -> Any:
+        self.stage = "downloading"
+        self.delivery = {"task_id": task_id, "prepared": prepared, "state": state}
+        return await self._step("deliver", job, prepared, task_id, state, self.seconds,
+                                queue=provider_queue(job.provider), timeout=timedelta(minutes=30), retry=DELIVER)
+
+    async def _submit(self, job: ClipJob, body: dict[str, Any]) -> str:
+        started = workflow.now()
+        for attempt in range(SUBMIT_TRIES):
+            sent_at = workflow.now().timestamp()
+            try:
+                task_id = await self._step("submit", job.model, body, queue=provider_queue(job.provider),
+                                           timeout=timedelta(minutes=5), retry=ONCE)
+            except ActivityError as exc:
+                cause = exc.cause
+                if isinstance(cause, ApplicationError) and cause.type == NOTHING_SENT:
+                    await workflow.sleep(min(2 ** attempt, 30))
+                    continue
+                if isinstance(cause, ApplicationError) and cause.type != UNRESOLVED:
+                    raise
+                # No answer (the worker died, a timeout), or several candidates: the task, from the listing.
+                task_id = await self._reconcile(job, body, sent_at)
+                if task_id is None:
+                    continue
+            self._took("submit", started)
+            return task_id
+        raise ApplicationError(f"the provider refused the submit {SUBMIT_TRIES} times (nothing was created)",
+                               type=NOTHING_SENT, non_retryable=True)
+
+    async def _reconcile(self, job: ClipJob, body: dict[str, Any], sent_at: float) -> str | None:
+        for look in range(RECONCILE_TRIES):
+            try:
+                return await self._step("reconcile", job.model, body, sent_at, queue=provider_queue(job.provider),
+                                        timeout=timedelta(minutes=5))
+            except ActivityError as exc:
+                if look == RECONCILE_TRIES - 1 or getattr(exc.cause, "type", None) != UNRESOLVED:
+                    raise
+                await workflow.sleep(2)  # another clip's new task: it says it is its own within moments
+        return None
+
+    async def _step(self, name: str, *args: Any, queue: str, timeout: timedelta, retry: RetryPolicy = STEP) -> Any:
+        return await workflow.execute_activity(name, args=list(args), task_queue=queue, start_to_close_timeout=timeout,
+                                               heartbeat_timeout=HEARTBEAT, retry_policy=retry)
+
+    def _took(self, stage: str, since: Any) -> None:
+        self.seconds[stage] = round((workflow.now() - since).total_seconds(), 4)

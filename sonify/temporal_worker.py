@@ -1,0 +1,239 @@
+"""A Temporal worker: `python -m sonify worker --temporal HOST:PORT`, on any number of machines.
+
+It runs the workflows of temporal_flow.py and, for each provider whose key is in its environment, that
+provider's activities, each one step of the engine's remote job (remote_job.py) and pipeline: prepare +
+upload, submit, reconcile (a submit without an answer), wait, download + fit + mux. Every activity heartbeats
+from a thread of its own (so a dead worker is noticed within temporal_flow.HEARTBEAT and its step handed to
+another), and a cancel from Temporal stops the step as the user's Cancel does.
+
+Temporal's history is the job's record here, not the worker's journal: a wait resumed on another worker
+starts from the task id in its input, and a submit's fate is decided by the workflow (temporal_flow.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import logging
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from . import batch, config, media, pipeline, providers
+from .errors import ConfigurationError, JobFailed, ProviderError, SonifyError
+from .jobs import JobMeta, Status, Ticket
+from .models import MODELS, PROVIDERS, ModelSpec
+from .providers.base import TaskState
+from .redact import redact
+from .remote_job import JobInfo, RemoteJob, ResultBounds, RunContext, StageTimer
+from .temporal_batch import connect
+from .temporal_flow import (
+    FINAL,
+    NOTHING_SENT,
+    UNRESOLVED,
+    WORKFLOW_QUEUE,
+    ClipJob,
+    ClipWorkflow,
+    ProviderSlots,
+    provider_queue,
+    slots_id,
+)
+from .waiter import Waiter
+
+log = logging.getLogger("sonify")
+
+ACTIVITY_THREADS = 8  # steps at once per provider per worker: waits mostly sleep; prepare and mux use a core
+STICKY_TIMEOUT = timedelta(seconds=3)
+BEAT_SECONDS = 1.0  # a heartbeat this often (Temporal sends at most one per 0.8 × the heartbeat timeout)
+
+
+class HistoryTicket(Ticket):
+    """A ticket with no journal row: the workflow's history records the job. The submit as sent is known
+    to the workflow (its time and body), which reconciles a submit that got no answer; the tasks other clips
+    own are those the provider's slots workflow knows (`known`)."""
+
+    def __init__(self, spec: ModelSpec, known: Callable[[str], set[str]]) -> None:
+        super().__init__(None, JobMeta(spec.provider, spec.model_id, "", False))
+        self._known = known
+
+    def record_submitting(self, request: dict[str, Any] | None = None) -> None:
+        self.record(Status.SUBMITTING)
+
+    def owned_elsewhere(self, task_id: str) -> bool:
+        return task_id in self._known(self.meta.provider)
+
+
+class KnownTasks:
+    """The clips' task ids per provider, asked of its slots workflow from an activity's thread."""
+
+    def __init__(self, client: Client, loop: asyncio.AbstractEventLoop) -> None:
+        self.client, self.loop = client, loop
+
+    def __call__(self, provider: str) -> set[str]:
+        query = self.client.get_workflow_handle(slots_id(provider)).query("known_tasks")
+        return set(asyncio.run_coroutine_threadsafe(query, self.loop).result(timeout=30))
+
+
+_known: KnownTasks | None = None  # set by serve()
+
+
+def _known_tasks(provider: str) -> set[str]:
+    return _known(provider) if _known is not None else set()
+
+
+@contextlib.contextmanager
+def _step(spec: ModelSpec, info: JobInfo | None = None, bounds: ResultBounds | None = None,
+          *details: Any) -> Iterator[RemoteJob]:
+    """What one activity lends the engine: a RemoteJob on a history ticket, heartbeats (with `details`) while
+    it runs, Temporal's cancel as the waiter's, a scratch folder; an engine error as an ApplicationError."""
+    cancelled = threading.Event()
+    stop = threading.Event()
+    context = contextvars.copy_context()
+    ticket = HistoryTicket(spec, _known_tasks)
+
+    def beat() -> None:
+        activity.heartbeat(*details)
+        if activity.is_cancelled():
+            cancelled.set()
+
+    def beats() -> None:
+        while not stop.wait(BEAT_SECONDS):
+            context.run(beat)
+
+    beat()
+    thread = threading.Thread(target=beats, name="sonify-heartbeat", daemon=True)
+    thread.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sonify-step-") as tmp:
+            ctx = RunContext(Waiter(cancelled.is_set), lambda text, fraction: None, StageTimer(), Path(tmp))
+            job = RemoteJob(spec, providers.client(spec.provider), ctx, info or JobInfo(spec.provider, spec.model_id),
+                            bounds or ResultBounds.expected(0.0))
+            job.attach(ticket)
+            yield job
+    except SonifyError as exc:
+        raise _failure(exc, ticket) from None
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
+    """Final for what a retry cannot mend (the input, the setup, a failed job); NOTHING_SENT for a submit
+    that certainly created no task (refused for now, or a dropped connection the listing shows no task for)."""
+    kind = type(exc).__name__
+    refused_for_good = isinstance(exc, ProviderError) and exc.status is not None and 400 <= exc.status < 500 \
+        and exc.status not in (408, 429)
+    if ticket.status == Status.INTENT and not refused_for_good:
+        kind = NOTHING_SENT
+    elif ticket.status == Status.UNKNOWN_REPORTED and isinstance(exc, JobFailed):
+        kind = UNRESOLVED
+    # A submit's error is never retried by Temporal: the workflow decides (temporal_flow.ClipWorkflow._submit).
+    final = kind in FINAL or refused_for_good or ticket.status in (
+        Status.INTENT, Status.SUBMITTING, Status.UNKNOWN, Status.UNKNOWN_REPORTED)
+    details = [exc.task_id] if exc.task_id else []
+    return ApplicationError(redact(str(exc)), *details, type=kind, non_retryable=final)
+
+
+def _spec(model: str) -> ModelSpec:
+    return MODELS[model]
+
+
+@activity.defn(name="prepare")
+def prepare(job: ClipJob) -> dict[str, Any]:
+    """Validate, probe and hash the clip, upload what the model sees: the body to submit."""
+    spec = _spec(job.model)
+    with _step(spec) as remote:
+        checked = spec.validate(job.params)
+        video = media.VideoSource(path=job.source)
+        pipeline.validate_source(video)
+        with remote.ctx.timer("prepare"):
+            prepared = pipeline.prepare(spec, checked, video, None, None, remote.client, remote.ctx)
+        remote.info = prepared.info
+        body = remote.send(prepared.uploads)
+        prepared.info.seconds = remote.ctx.timer.seconds
+        return {"body": body, "info": prepared.info.as_dict(), "bounds": dataclasses.asdict(prepared.bounds),
+                "clip_seconds": str(prepared.clip.duration)}
+
+
+@activity.defn(name="submit")
+def submit(model: str, body: dict[str, Any]) -> str:
+    """One submit (Temporal never retries it): the task id; a lost answer goes to the listing (RemoteJob)."""
+    with _step(_spec(model)) as remote:
+        return remote.submit(body)
+
+
+@activity.defn(name="reconcile")
+def reconcile(model: str, body: dict[str, Any], sent_at: float) -> str | None:
+    """A submit attempt that ended without an answer: the task it created, or None if none was."""
+    with _step(_spec(model)) as remote:
+        return remote.reconcile({"body": body, "sent_at": sent_at}, sent_at)
+
+
+@activity.defn(name="wait")
+def wait(model: str, task_id: str) -> dict[str, Any]:
+    """Follow the task to its end (from its id: after a worker died, another one picks it up here)."""
+    with _step(_spec(model), None, None, task_id) as remote:
+        remote.info.task_id = task_id
+        return dataclasses.asdict(remote.wait(task_id))
+
+
+@activity.defn(name="deliver")
+def deliver(job: ClipJob, prepared: dict[str, Any], task_id: str, state: dict[str, Any],
+            seconds: dict[str, float]) -> dict[str, Any]:
+    """Download, verify, fit and mux: `<out_dir>/<name>.mp4` and its sidecar, as the single-machine batch."""
+    spec = _spec(job.model)
+    info = JobInfo(**prepared["info"])
+    info.seconds = {**info.seconds, **seconds}
+    info.task_id = task_id
+    with _step(spec, info, ResultBounds(**prepared["bounds"]), task_id) as remote:
+        out_dir = Path(job.out_dir)
+        delivery = remote.download(task_id, TaskState(**state))
+        timer = remote.ctx.timer
+        _, video = pipeline.deliver(spec, delivery, Path(job.source), Fraction(prepared["clip_seconds"]), info, timer,
+                                    out_dir)
+        info.seconds = {**info.seconds, **timer.seconds}
+        record = {"source": job.source, "model": job.model, "params": job.params, "job": info.as_dict()}
+        batch.keep(out_dir, job.name, video, record)
+        return info.as_dict()
+
+
+ACTIVITIES: list[Callable[..., Any]] = [prepare, submit, reconcile, wait, deliver]
+
+
+def served_providers() -> list[str]:
+    """The providers whose key this worker's environment (or key file) holds."""
+    return [provider for provider in PROVIDERS if config.find_key(provider) is not None]
+
+
+async def serve(address: str, on_ready: Callable[[list[str]], None] = lambda served: None) -> None:
+    """Poll the workflow queue and each served provider's queue until cancelled (Ctrl-C)."""
+    served = served_providers()
+    if not served:
+        raise ConfigurationError("this worker has no provider key: set WAVESPEED_API_KEY and/or FAL_KEY in its "
+                                 "environment (keys never travel through Temporal)")
+    client = await connect(address)
+    global _known
+    _known = KnownTasks(client, asyncio.get_running_loop())
+    threads = ThreadPoolExecutor(max_workers=ACTIVITY_THREADS * len(served), thread_name_prefix="sonify-activity")
+    # A dead worker's cached workflows wait this long before another worker takes them (the SDK's default: 10 s).
+    workers = [Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[ClipWorkflow, ProviderSlots],
+                      sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT)]
+    workers += [Worker(client, task_queue=provider_queue(provider), activities=ACTIVITIES, activity_executor=threads,
+                       max_concurrent_activities=ACTIVITY_THREADS) for provider in served]
+    on_ready(served)
+    try:
+        await asyncio.gather(*(worker.run() for worker in workers))
+    finally:
+        threads.shutdown(wait=False, cancel_futures=True)
