@@ -5,6 +5,7 @@ from . import comfy
 from .fetch_result import SonifyFetchResult
 from .lipsync import make_lipsync_node
 from .mux_audio import SonifyMuxAudio
+from .pick_audio import SonifyPickAudio
 from .video_to_audio import make_video_to_audio_node
 
 _VIDEO_TO_AUDIO = {
@@ -18,10 +19,12 @@ NODE_CLASS_MAPPINGS = {node_id: make_video_to_audio_node(spec) for node_id, spec
 NODE_CLASS_MAPPINGS["SonifySyncLipsync"] = make_lipsync_node(models.SYNC_LIPSYNC)
 NODE_CLASS_MAPPINGS["SonifyMuxAudio"] = SonifyMuxAudio
 NODE_CLASS_MAPPINGS["SonifyFetchResult"] = SonifyFetchResult
+NODE_CLASS_MAPPINGS["SonifyPickAudio"] = SonifyPickAudio
 
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: spec.title for node_id, spec in _VIDEO_TO_AUDIO.items()}
 NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = models.SYNC_LIPSYNC.title
 NODE_DISPLAY_NAME_MAPPINGS["SonifyMuxAudio"] = "Mux Audio onto Video · Sonify"
 NODE_DISPLAY_NAME_MAPPINGS["SonifyFetchResult"] = "Fetch Result by Task ID · Sonify"
+NODE_DISPLAY_NAME_MAPPINGS["SonifyPickAudio"] = "Pick Take · Sonify"
 
 comfy.add_webhook_route()

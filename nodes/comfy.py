@@ -311,6 +311,14 @@ def to_audio(samples: Any, sample_rate: int) -> dict[str, Any]:
     return {"waveform": torch.from_numpy(samples).unsqueeze(0).contiguous(), "sample_rate": int(sample_rate)}
 
 
+def to_audio_batch(takes: list[Any], sample_rate: int) -> dict[str, Any]:
+    """engine float32 [C, T] takes, all of one length → ComfyUI AUDIO {"waveform": [N, C, T], "sample_rate"}."""
+    import numpy as np
+    import torch
+
+    return {"waveform": torch.from_numpy(np.stack(takes)).contiguous(), "sample_rate": int(sample_rate)}
+
+
 def from_audio(audio: dict[str, Any], name: str = "audio") -> tuple[Any, int]:
     """ComfyUI AUDIO → float32 [C, T] numpy and its rate (first item of a batch), checked by the
     engine: integer PCM is scaled, not cast; an empty, NaN, >8-channel or odd-rate AUDIO is refused."""

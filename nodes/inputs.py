@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sonify.models import MAX_FPS, MIN_FPS, ModelSpec, Param
+from ..sonify.models import MAX_FPS, MIN_FPS, VARIATIONS, ModelSpec, Param
 
 WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING"}
 
@@ -57,3 +57,16 @@ def _clip_facts(spec: ModelSpec) -> str:
                      f"{spec.proxy.max_fps} fps, no sound) unless the file already fits; your picture is kept as is.")
     facts += [p.source_note for p in spec.params if p.source_note]
     return " ".join(facts)
+
+
+def variations_input(spec: ModelSpec) -> dict[str, Any]:
+    """The number of takes, after every other input (a workflow saved without it keeps its widget values)."""
+    low, high = VARIATIONS
+    seeded = any(p.seed for p in spec.params)
+    seeds = ("Seed -1 draws a random seed per take (each listed in `job`); a fixed seed s gives s, s+1, …. "
+             if seeded else f"{spec.title} has no seed: each take is a new job with the same inputs. ")
+    return {"variations": ("INT", {
+        "default": 1, "min": low, "max": high, "step": 1,
+        "tooltip": f"How many takes to make at once, each its own job (and price): `audio` is a batch of them, "
+                   f"`video` carries the first; pick one with Pick Take. {seeds}Range: {low} to {high}. Default: 1.",
+    })}

@@ -86,7 +86,7 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
-             is_cancelled: Callable[[], bool], audio: Any = None) -> Any:
+             is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1) -> Any:
     """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's."""
     from ..sonify import pipeline
 
@@ -98,7 +98,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
         try:
             return pipeline.run(
                 spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
-                on_progress=report, is_cancelled=is_cancelled,
+                on_progress=report, is_cancelled=is_cancelled, variations=variations,
             )
         except Cancelled as exc:
             # ComfyUI shows an interrupt without a message: the task id goes on the node and in the log.

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..sonify.models import ModelSpec
 from . import comfy
-from .inputs import param_inputs, source_inputs
+from .inputs import param_inputs, source_inputs, variations_input
 from .run import node_function, run_node, source_picture
 
 
@@ -16,13 +16,14 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
     """The node class for `spec`; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
 
     def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
-             unique_id: Any = None, **params: Any) -> tuple:
-        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled)
-        sound = comfy.to_audio(result.audio, result.sample_rate)
+             unique_id: Any = None, variations: int = 1, **params: Any) -> tuple:
+        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations)
+        sound = comfy.to_audio_batch([take.audio for take in result.takes or [result]], result.sample_rate)
         if result.video_path is not None:
             picture = comfy.make_video(result.video_path)
-        else:  # frames in: the frames themselves with the new sound, encoded only if asked
-            picture = comfy.frames_video(*source_picture(video, images, fps), sound)
+        else:  # frames in: the frames themselves with the new sound (the first take), encoded only if asked
+            picture = comfy.frames_video(*source_picture(video, images, fps), comfy.to_audio(result.audio,
+                                                                                            result.sample_rate))
         extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
         return (sound, picture, *extra, json.dumps(result.info))
 
@@ -33,15 +34,16 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
         RETURN_TYPES = ("AUDIO", "VIDEO") + ("STRING",) * len(spec.extra_outputs) + ("STRING",)
         RETURN_NAMES = ("audio", "video") + spec.extra_outputs + ("job",)
         OUTPUT_TOOLTIPS = (
-            "The generated sound, trimmed or padded to the clip's exact length.",
-            "The source picture (not re-encoded) with the new sound.",
+            "The generated sound, trimmed or padded to the clip's exact length: a batch of `variations` takes.",
+            "The source picture (not re-encoded) with the new sound (the first take).",
         ) + tuple(f"The {name} the provider used." for name in spec.extra_outputs) + (
             "Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage.",
         )
 
         @classmethod
         def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": param_inputs(spec), "optional": source_inputs(spec), "hidden": {"unique_id": "UNIQUE_ID"}}
+            return {"required": param_inputs(spec), "optional": {**source_inputs(spec), **variations_input(spec)},
+                    "hidden": {"unique_id": "UNIQUE_ID"}}
 
         run = node_function(body, coroutine)
 

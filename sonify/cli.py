@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
 from .models import BY_MODEL_ID as MODELS_BY_ID
-from .models import MODELS, PROVIDERS, ModelSpec, Param
+from .models import MODELS, PROVIDERS, VARIATIONS, ModelSpec, Param
 from .output import Output, add_options
 from .redact import redact
 from .version import VERSION
@@ -243,6 +243,10 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(the clip with its new sound) or {', '.join(RESULT_SOUND)} (the sound alone)")
     add_options(parser, "print the result as one JSON object on stdout (path, task id, cost, seconds per stage, "
                         "seed, emulator or not, the job info), and nothing else there")
+    low, high = VARIATIONS
+    parser.add_argument("--variations", type=_number("int"), default=1, metavar="N",
+                        help=f"takes to make at once ({low}-{high}, default 1), each its own job and price; a fixed seed "
+                             "s gives s, s+1, ...; writes one file per take, its name ending in -take1, -take2, ...")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -258,10 +262,13 @@ def _run(args: argparse.Namespace) -> int:
     with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
         result = pipeline.run(spec, params, media.VideoSource(path=str(args.video)),
                               out_dir=target.parent if target else args.output, audio=voice,
-                              on_progress=out.progress(), is_cancelled=cancelled)
-    path = _write_result(result, target) if target else result.video_path
+                              on_progress=out.progress(), is_cancelled=cancelled, variations=args.variations)
     out.job_info(result.info)
-    out.result(path, result.info)
+    if not result.takes:
+        out.result(_write_result(result, target) if target else result.video_path, result.info)
+    for number, take in enumerate(result.takes, 1):  # one file (and --json record) per take, named by its number
+        named = target or take.video_path
+        out.result(_write_result(take, named.with_stem(f"{named.stem}-take{number}")), take.info, take=number)
     return 0
 
 

@@ -23,6 +23,7 @@ PROVIDERS = ("wavespeed", "fal")
 MIN_FPS = 0.001
 MAX_FPS = 240
 GAIN_DB = (-60.0, 24.0)
+VARIATIONS = (1, 8)  # takes of one video-to-audio run (sonify/takes.py)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import frames, jobs, media, providers, uplink
+from . import frames, jobs, media, providers, takes, uplink
 from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -40,10 +41,12 @@ from .remote_job import (
     RemoteJob,
     ResultBounds,
     RunContext,
+    Sent,
     StageTimer,
     Upload,
     UploadChoice,
     attach_task,
+    check_budget,
     output_name,
     with_cost,
 )
@@ -64,6 +67,8 @@ class Result:
     video_path: Path | None
     info: dict[str, Any]  # the job's JobInfo, serialised: provider, model, task id, status, cost, seconds
     extra: dict[str, Any] = field(default_factory=dict)  # other result fields (fal's prompt)
+    # variations > 1: every take's own result, in order (the first is this one's sound and video)
+    takes: list[Result] = field(default_factory=list)
 
 
 def run(
@@ -77,6 +82,7 @@ def run(
     is_cancelled: Callable[[], bool] | None = None,
     slots: Slots | None = None,
     observe: Observer | None = None,
+    variations: int = 1,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -85,9 +91,11 @@ def run(
 
     `slots` (a batch's): a new job holds one from its submit until it is seen finished, so runs sharing
     them keep that many jobs at the provider while others prepare, upload or mux. `observe`: called
-    with the job's events (the benchmark's view)."""
+    with the job's events (the benchmark's view). `variations`: that many takes (takes.py), each its own
+    job, at once; Result.takes has every one, the Result itself is the first with the info of all."""
     report = on_progress or (lambda text, fraction: None)
     checked = spec.validate(params)
+    takes.check_count(spec, variations)
     validate_source(video)
     audio = _checked_voice(spec, audio)
     timer = StageTimer()
@@ -100,21 +108,49 @@ def run(
         ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe)
         with timer("prepare"):
             report("preparing video", 0.02)
-            job = prepare(spec, checked, video, picture_hash, audio, client, ctx)
-        info = job.info
-        wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
-        with jobs.ticket(job.meta, ctx.waiter, lambda: report(wait_text, 0.05)) as ticket:
-            try:
-                delivery = RemoteJob(spec, client, ctx, info, job.bounds).run(ticket, job.uploads)
-                samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, timer, out_dir)
-            except SonifyError as exc:
-                attach_task(exc, spec, info)
-                raise
-            ticket.record(delivered=1)
+            job = _prepare(spec, takes.take_params(spec, checked, variations), video, picture_hash, audio, client, ctx)
+        if variations > 1:
+            return _run_takes(spec, client, ctx, job, out_dir)
+        result = _run_take(spec, client, ctx, job, job.takes[0], out_dir)
+    report(_done_text(job.takes[0]), 1.0)
+    return result
 
-    info.seconds = timer.seconds
-    report(_done_text(info), 1.0)
+
+def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, info: JobInfo,
+              out_dir: Path) -> Result:
+    """One job of the run, from its journal claim to its sound on the picture."""
+    wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
+    meta = _job_meta(spec, client.http.base_url, info, job.hashes, job.source_path)
+    with jobs.ticket(meta, ctx.waiter, lambda: ctx.report(wait_text, 0.05)) as ticket:
+        try:
+            delivery = RemoteJob(spec, client, ctx, info, job.bounds).run(ticket, job.uploads)
+            samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
+        except SonifyError as exc:
+            attach_task(exc, spec, info)
+            raise
+        ticket.record(delivered=1)
+    info.seconds = ctx.timer.seconds
     return Result(samples, delivery.sample_rate, final_video, info.as_dict(), delivery.extra)
+
+
+def _run_takes(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
+    """Every take at once, within the slots (the batch's, else the provider's): the budget is checked for all
+    of them before any is claimed. One take uploads the media, the others reuse it."""
+    count = len(job.takes)
+    check_budget(takes.total_cost([info.cost_usd_estimate for info in job.takes]), f"these {count} takes are")
+    slots = ctx.slots or threading.Semaphore(takes.PROVIDER_SLOTS[spec.provider])
+    progress, upload_lock = takes.Progress(ctx.report, count), threading.Lock()
+
+    def take(index: int) -> Callable[[], Result]:
+        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, slots, ctx.observe, upload_lock)
+        return lambda: _run_take(spec, client, own, job, job.takes[index], out_dir)
+
+    with ctx.timer("takes"):
+        results = takes.run_at_once([take(k) for k in range(count)])
+    first = results[0]
+    info = takes.joined_info(spec, [r.info for r in results], ctx.timer.seconds)
+    ctx.report(takes.done_text(info), 1.0)
+    return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=results)
 
 
 def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | None:
@@ -127,20 +163,22 @@ def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | No
 
 
 @dataclass
-class Prepared:
-    """A new run, ready for its remote job: the source (a file; None for frames the model sees only as a
-    proxy), what is sent and what it costs."""
+class _Prepared:
+    """A new run, ready for its remote jobs (one per take): the source (a file; None for frames the model sees
+    only as a proxy), what is sent — the media, shared by the takes, and each take's parameters and cost
+    in its JobInfo — and what a result may be."""
 
     source: Path | None
     clip: media.VideoInfo
-    info: JobInfo
-    meta: jobs.JobMeta
+    takes: list[JobInfo]
+    hashes: dict[str, str]
+    source_path: str | None
     uploads: dict[str, Upload | UploadChoice]
     bounds: ResultBounds
 
 
-def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
-            audio: AudioInput | None, client: Provider, ctx: RunContext) -> Prepared:
+def _prepare(spec: ModelSpec, params: list[dict[str, Any]], video: media.VideoSource, picture_hash: str | None,
+             audio: AudioInput | None, client: Provider, ctx: RunContext) -> _Prepared:
     """Frames going to a model that sees a proxy are never encoded at full resolution: the proxy is made
     from them (only if it must be uploaded) and the node puts the sound on the frames themselves."""
     if video.frames is not None and spec.proxy is not None:
@@ -153,21 +191,46 @@ def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, 
         raise ValidationError("video", f"needs at least 2 frames, got {clip.frames}")
     seconds = float(clip.duration)
     spec.check_duration(seconds)
-    sent = spec.resolve(checked, seconds)
-    cost = spec.price(sent, seconds)
+    infos = []
+    for checked in params:
+        sent = spec.resolve(checked, seconds)
+        infos.append(JobInfo(spec.provider, spec.model_id, cost_usd_estimate=spec.price(sent, seconds),
+                             video_seconds=round(seconds, 6), params=sent))
     hashes = {"video": picture_hash or jobs.hash_file(source)}
     if audio is not None:
         hashes["audio"] = jobs.hash_array(audio.samples, audio.sample_rate)
-    info = JobInfo(spec.provider, spec.model_id, cost_usd_estimate=cost, video_seconds=round(seconds, 6), params=sent)
-    uploads = {"video": _video_upload(spec, video, source, hashes["video"], ctx, info)}
+    uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0].cost_usd_estimate)}
     if audio is not None:
         uploads["audio"] = (jobs.digest_of("upload", hashes["audio"], "wav"), lambda: _write_audio(audio, ctx.work))
+    sent = infos[0].params
     voice = audio.samples.shape[1] / audio.sample_rate if audio is not None else 0.0
     longest = max(spec.result_seconds(sent, seconds), voice)  # lipsync may loop the picture to the voice
     bounds = (ResultBounds.expected(longest) if spec.output == "audio"
               else ResultBounds.expected(longest, (clip.width, clip.height), clip.fps))
-    meta = _job_meta(spec, client.http.base_url, sent, cost, hashes, video)
-    return Prepared(source, clip, info, meta, uploads, bounds)
+    source_path = str(Path(video.path).resolve()) if video.path else None
+    return _Prepared(source, clip, infos, hashes, source_path, uploads, bounds)
+
+
+@dataclass
+class Prepared:
+    """One job for the whole clip, ready to go (a Temporal batch's prepare activity): the source, what is sent
+    and what it costs."""
+
+    source: Path | None
+    clip: media.VideoInfo
+    info: JobInfo
+    meta: jobs.JobMeta
+    uploads: dict[str, Upload | UploadChoice]
+    bounds: ResultBounds
+
+
+def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
+            audio: AudioInput | None, client: Provider, ctx: RunContext) -> Prepared:
+    """`run`'s preparation of one take, as one job (see _prepare)."""
+    job = _prepare(spec, [checked], video, picture_hash, audio, client, ctx)
+    info = job.takes[0]
+    meta = _job_meta(spec, client.http.base_url, info, job.hashes, job.source_path)
+    return Prepared(job.source, job.clip, info, meta, job.uploads, job.bounds)
 
 
 def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: Fraction, info: JobInfo,
@@ -187,15 +250,16 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     return samples, final_video
 
 
-def _job_meta(spec: ModelSpec, endpoint: str, sent: dict[str, Any], cost: float | None, hashes: dict[str, str],
-              video: media.VideoSource) -> jobs.JobMeta:
+def _job_meta(spec: ModelSpec, endpoint: str, info: JobInfo, hashes: dict[str, str],
+              source_path: str | None) -> jobs.JobMeta:
+    sent = info.params or {}
     body = spec.request_body(sent)
     return jobs.JobMeta(
         provider=spec.provider, model=spec.model_id,
         fingerprint=jobs.fingerprint(spec.provider, endpoint, spec.model_id, spec.proxy, body, hashes),
         cacheable=spec.cacheable(sent),
-        params=body, cost_usd=cost,
-        source_path=str(Path(video.path).resolve()) if video.path else None,
+        params=body, cost_usd=info.cost_usd_estimate,
+        source_path=source_path,
     )
 
 
@@ -205,26 +269,26 @@ def file_fingerprint(spec: ModelSpec, params: dict[str, Any], path: Path) -> str
     checked = spec.validate(params)
     seconds = float(media.probe(path).duration)
     spec.check_duration(seconds)
-    sent = spec.resolve(checked, seconds)
-    video = media.VideoSource(path=str(path))
-    meta = _job_meta(spec, providers.endpoint(spec.provider), sent, None, {"video": jobs.hash_file(path)}, video)
-    return meta.fingerprint
+    info = JobInfo(spec.provider, spec.model_id, params=spec.resolve(checked, seconds))
+    source_path = str(Path(path).resolve())
+    return _job_meta(spec, providers.endpoint(spec.provider), info, {"video": jobs.hash_file(path)}, source_path).fingerprint
 
 
 def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None, content_hash: str,
-                  ctx: RunContext, info: JobInfo) -> Upload | UploadChoice:
+                  cost: float | None) -> UploadChoice:
     """Frames: their proxy, made straight from them only if no earlier upload of it can be reused. A file:
     the picture as it is or its proxy, whichever is up sooner (uplink.py); nothing is made or sent when an
     earlier upload of either can be reused."""
     if source is not None:
-        return uplink.video_choice(source, spec.proxy, content_hash, info.cost_usd_estimate)
+        return uplink.video_choice(source, spec.proxy, content_hash, cost)
+    key = jobs.digest_of("upload", content_hash, repr(spec.proxy))
 
-    def make() -> Path:
-        with ctx.timer("encode"):
-            info.proxy = True
-            return Path(media.frames_to_proxy(video.frames, video.fps, spec.proxy, ctx.work))
+    def send(client: Provider, run: RunContext) -> Sent:
+        with run.timer("encode"):
+            path = Path(media.frames_to_proxy(video.frames, video.fps, spec.proxy, run.work))
+        return Sent(key, client.upload(path, run.waiter), path.stat().st_size, proxy=True)
 
-    return jobs.digest_of("upload", content_hash, repr(spec.proxy)), make
+    return UploadChoice((key,), frozenset({key}), send)
 
 
 def _write_audio(audio: AudioInput, work: Path) -> Path:

@@ -186,6 +186,8 @@ class RunContext:
     work: Path  # the run's scratch folder
     slots: Slots | None = None  # a batch's: jobs at the provider at once
     observe: Observer | None = None  # the benchmark watches the job's events through this
+    # Shared by the takes of one run: one uploads while the others wait, then reuse its upload (journal).
+    upload_lock: threading.Lock | None = None
 
 
 class JobRecord(Protocol):
@@ -215,11 +217,11 @@ def wait_limits() -> WaitLimits:
     )
 
 
-def check_budget(cost: float | None) -> None:
+def check_budget(cost: float | None, what: str = "this job is") -> None:
     limit = os.environ.get("SONIFY_MAX_USD_PER_JOB", "").strip()
     if limit and cost is not None and cost > float(limit):
         raise ValidationError(
-            "SONIFY_MAX_USD_PER_JOB", f"this job is estimated at ${cost:.3f}, above the limit of ${float(limit):.3f}"
+            "SONIFY_MAX_USD_PER_JOB", f"{what} estimated at ${cost:.3f}, above the limit of ${float(limit):.3f}"
         )
 
 
@@ -283,7 +285,7 @@ class RemoteJob:
         """Within the budget, every input uploaded (or an earlier upload reused): the body to submit."""
         check_budget(self.info.cost_usd_estimate)
         body = self.spec.request_body(self.info.params or {})
-        with self.ctx.timer("upload"):
+        with self._uploading(), self.ctx.timer("upload"):
             self.ctx.report(with_cost("uploading", self.info.cost_usd_estimate), 0.05)
             for name, upload in uploads.items():
                 field_name = self.spec.audio_field if name == "audio" else self.spec.video_field
@@ -309,6 +311,13 @@ class RemoteJob:
         where = f" (task {row.task_id})" if row.task_id else ""
         self.ctx.report(with_cost(f"waiting for the identical job running elsewhere{where}",
                                   self.info.cost_usd_estimate), 0.05)
+
+    def _uploading(self) -> contextlib.AbstractContextManager[None]:
+        """The run's upload lock, if it has one (takes: the first uploads, the others reuse its files)."""
+        lock = self.ctx.upload_lock
+        if lock is None:
+            return contextlib.nullcontext()
+        return self.ctx.waiter.holding(lock, lambda: self.ctx.report("waiting for the upload of another take", 0.05))
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pack import load_pack
 
-from sonify.models import GAIN_DB, MAX_FPS, MIN_FPS, MODELS, PROVIDERS, Param
+from sonify.models import GAIN_DB, MAX_FPS, MIN_FPS, MODELS, PROVIDERS, VARIATIONS, Param
 
 PROVIDER_NAMES = {"wavespeed": "WaveSpeed", "fal": "fal"}
 NODES = load_pack().NODE_CLASS_MAPPINGS
@@ -27,7 +27,17 @@ def number_text(value: float) -> str:
 
 
 def test_every_node_is_covered():
-    assert set(CATALOG_NODES) | {"SonifyMuxAudio", "SonifyFetchResult"} == set(NODES)
+    assert set(CATALOG_NODES) | {"SonifyMuxAudio", "SonifyFetchResult", "SonifyPickAudio"} == set(NODES)
+
+
+@pytest.mark.parametrize("node_id", sorted(n for n, key in CATALOG_NODES.items() if MODELS[key].output == "audio"))
+def test_variations_is_the_last_input_optional_with_default_one(node_id):
+    declared = NODES[node_id].INPUT_TYPES()
+    assert list(declared["optional"])[-1] == "variations" and "variations" not in declared["required"]
+    kind, options = declared["optional"]["variations"]
+    assert kind == "INT" and (options["default"], options["min"], options["max"]) == (1, *VARIATIONS) == (1, 1, 8)
+    assert "Pick Take" in options["tooltip"]
+    assert "variations" not in inputs("SonifySyncLipsync")
 
 
 @pytest.mark.parametrize("node_id", sorted(NODES))

@@ -101,7 +101,7 @@ def test_inputs_come_from_the_catalog():
     inputs = node_cls.INPUT_TYPES()
     spec = module("sonify.models").MMAUDIO_V2
     assert list(inputs["required"]) == [p.name for p in spec.params]
-    assert set(inputs["optional"]) == {"video", "images", "fps"}
+    assert list(inputs["optional"]) == ["video", "images", "fps", "variations"]  # new inputs appended
     steps = inputs["required"]["num_inference_steps"][1]
     assert (steps["min"], steps["max"], steps["default"]) == (4, 50, 25)
     for _, options in [*inputs["required"].values(), *inputs["optional"].values()]:
