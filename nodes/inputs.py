@@ -50,6 +50,10 @@ def _clip_facts(spec: ModelSpec) -> str:
     facts = []
     if spec.max_seconds is not None:
         facts.append(f"{spec.title} takes clips from {spec.min_seconds or 0:g} to {spec.max_seconds:g} s.")
+    if spec.window is not None:
+        size = spec.window.preferred or spec.window.longest
+        facts.append(f"A clip longer than {spec.window.longest:g} s is done in overlapping windows of up to {size:g} s "
+                     "(each its own job and price), joined by crossfades, at shot cuts where it can.")
     if spec.proxy is None:
         facts.append("Uploaded at full resolution (the model returns the frames it gets).")
     else:

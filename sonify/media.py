@@ -955,3 +955,78 @@ def _grow(array: np.ndarray) -> np.ndarray:
     bigger = np.empty((max(1, array.shape[0] + array.shape[0] // 4 + 1),) + array.shape[1:], array.dtype)
     bigger[: array.shape[0]] = array
     return bigger
+
+
+# ---------------------------------------------------------------- windows of a long clip
+
+_LUMA_SIZE = (64, 36)  # the thumbnail shot cuts are looked for on
+_LUMA_BINS = 32
+
+
+def luma_histograms(path: PathLike) -> tuple[np.ndarray, Fraction]:
+    """Each frame's luma histogram [N, bins] (summing to 1), from a thumbnail of it, and the exact fps: what
+    windows.find_cuts looks for shot cuts in. Meant for the proxy (small and quick to decode)."""
+    rows = []
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = _stream_rate(stream, path)
+        for frame in container.decode(stream):
+            luma = frame.reformat(width=_LUMA_SIZE[0], height=_LUMA_SIZE[1], format="gray").to_ndarray()
+            rows.append(np.bincount(luma.ravel() // (256 // _LUMA_BINS), minlength=_LUMA_BINS) / luma.size)
+    return np.array(rows, np.float64).reshape(-1, _LUMA_BINS), rate
+
+
+def frames_luma_histograms(frames: np.ndarray) -> np.ndarray:
+    """luma_histograms for [N, H, W, 3] frames in [0, 1], from every few pixels of each."""
+    step = max(1, min(frames.shape[1], frames.shape[2]) // _LUMA_SIZE[1])
+    out = np.empty((frames.shape[0], _LUMA_BINS), np.float64)
+    for i in range(frames.shape[0]):
+        rgb = frames[i, ::step, ::step].astype(np.float32)
+        luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+        bins = np.clip((luma * _LUMA_BINS).astype(np.int64), 0, _LUMA_BINS - 1)
+        out[i] = np.bincount(bins.ravel(), minlength=_LUMA_BINS) / bins.size
+    return out
+
+
+def cut_windows(path: PathLike, spans: list[tuple[int, int]], workdir: PathLike,
+                check: Callable[[], None] | None = None) -> list[str]:
+    """Frames [start, end) of the constant-rate picture `path` (a proxy) as one file each, in one decoding
+    pass: each window is re-encoded (a cut between keyframes cannot be copied), frame i at i/fps, so a
+    window starts exactly on its first frame. `check()` before each frame."""
+    outs = [_new_path(workdir, f"window-{k + 1}-", ".mp4") for k in range(len(spans))]
+    open_: dict[int, tuple[av.container.OutputContainer, av.VideoStream]] = {}
+    try:
+        with av.open(os.fspath(path)) as src:
+            vin = src.streams.video[0]
+            vin.thread_type = "AUTO"
+            rate = _stream_rate(vin, path)
+            for i, frame in enumerate(src.decode(vin)):
+                if check is not None:
+                    check()
+                for k, (start, end) in enumerate(spans):
+                    if start <= i < end:
+                        if k not in open_:
+                            dst = av.open(outs[k], "w", format="mp4", options={"movflags": "+faststart"})
+                            open_[k] = (dst, _add_h264(dst, frame.width, frame.height, rate, _H264_PROXY))
+                            _copy_rotation(frame, open_[k][1])
+                        dst, stream = open_[k]
+                        small = frame.reformat(format="yuv420p")
+                        small.pts, small.time_base = i - start, stream.codec_context.time_base
+                        dst.mux(stream.encode(small))
+                    if i == end - 1 and k in open_:
+                        _close_encoder(*open_.pop(k))
+    except BaseException:
+        for dst, _ in open_.values():
+            dst.close()
+        for out in outs:
+            Path(out).unlink(missing_ok=True)
+        raise
+    for k in list(open_):
+        _close_encoder(*open_.pop(k))
+    return outs
+
+
+def _close_encoder(container: av.container.OutputContainer, stream: av.VideoStream) -> None:
+    container.mux(stream.encode(None))
+    container.close()

@@ -132,6 +132,17 @@ class ProxyRule:
 
 
 @dataclass(frozen=True)
+class Window:
+    """The longest and shortest clip one job of a video-to-audio model takes, in seconds, and the length it
+    does best with where that is shorter (ThinkSound: its training windows). A longer clip is done in
+    overlapping windows of about `preferred` (else `longest`) seconds, joined (sonify/windows.py)."""
+
+    longest: float
+    shortest: float
+    preferred: float | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     key: str  # short name for the command line
     provider: str  # "wavespeed" | "fal"
@@ -147,6 +158,7 @@ class ModelSpec:
     proxy: ProxyRule | None = field(default_factory=ProxyRule)  # None: upload the original
     min_seconds: float | None = None
     max_seconds: float | None = None
+    window: Window | None = None  # video-to-audio: a longer clip is done in windows (max_seconds then bounds a job)
     price: Callable[[dict[str, Any], float], float | None] = lambda params, seconds: None
     price_text: str = "not published by the provider; no estimate"
     licence_note: str = ""
@@ -192,8 +204,12 @@ class ModelSpec:
         return self.fixed_seed(params) is not None
 
     def check_duration(self, seconds: float) -> None:
+        """The whole clip's length: within the model's limits (no longest when it is done in windows)."""
         lo, hi = self.min_seconds, self.max_seconds
-        if (lo is not None and seconds < lo) or (hi is not None and seconds > hi):
+        if self.window is not None and lo is not None and seconds < lo:
+            raise ValidationError("video", f"{self.title} takes clips of at least {_num(lo)} seconds (one job takes "
+                                           f"{_num(lo)} to {_num(hi)} seconds, got {seconds:.3f} s)")
+        if self.window is None and ((lo is not None and seconds < lo) or (hi is not None and seconds > hi)):
             raise ValidationError(
                 "video", f"{self.title} takes clips from {_num(lo or 0)} to {_num(hi)} seconds, got {seconds:.3f} s"
             )
@@ -231,11 +247,16 @@ MMAUDIO_V2 = ModelSpec(
         SEED,
     ),
     native_audio=(44100, 1),
+    window=Window(longest=30.0, shortest=1.0),  # the duration parameter's range
     price=lambda params, seconds: 0.001 * params["duration"],
     price_text="$0.001 per second of audio",
     resolve=_mmaudio_resolve,
     result_seconds=lambda params, seconds: max(seconds, params["duration"]),
 )
+
+# ThinkSound was trained on ~9 s windows (PROTOCOLS.md); neither provider documents a longest clip, so
+# a clip longer than 30 s [guess] is done in windows of about 9 s.
+THINKSOUND_WINDOW = Window(longest=30.0, shortest=1.0, preferred=9.0)
 
 THINKSOUND_WAVESPEED = ModelSpec(
     key="thinksound-wavespeed",
@@ -248,6 +269,7 @@ THINKSOUND_WAVESPEED = ModelSpec(
         SEED,
     ),
     native_audio=(44100, 2),
+    window=THINKSOUND_WINDOW,
     licence_note="ThinkSound's model licence forbids commercial use.",
 )
 
@@ -265,6 +287,7 @@ THINKSOUND_FAL = ModelSpec(
     ),
     video_field="video_url",
     native_audio=(44100, 2),
+    window=THINKSOUND_WINDOW,
     extra_outputs=("prompt",),
     price_text="$0.001 per compute second",
     licence_note="ThinkSound's model licence forbids commercial use.",
@@ -286,6 +309,7 @@ KLING_V2A = ModelSpec(
     native_audio=(48000, 2),  # [guess]: no rate is documented; 48 kHz stereo is what the emulator makes
     min_seconds=3.0,
     max_seconds=20.0,
+    window=Window(longest=20.0, shortest=3.0),  # min_seconds and max_seconds: one job's limits
     price=lambda params, seconds: 0.035,
     price_text="$0.035 per job",
 )

@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from . import frames, jobs, media, providers, takes, uplink
+from . import frames, jobs, long_clip, media, providers, takes, uplink, windows
 from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -55,6 +55,7 @@ from .waiter import Slots, Waiter
 __all__ = ["AudioInput", "Result", "check_picture_size", "fetch", "output_name", "run", "validate_source"]
 
 log = logging.getLogger("sonify")
+T = TypeVar("T")
 
 
 @dataclass
@@ -109,48 +110,100 @@ def run(
         with timer("prepare"):
             report("preparing video", 0.02)
             job = _prepare(spec, takes.take_params(spec, checked, variations), video, picture_hash, audio, client, ctx)
-        if variations > 1:
-            return _run_takes(spec, client, ctx, job, out_dir)
-        result = _run_take(spec, client, ctx, job, job.takes[0], out_dir)
-    report(_done_text(job.takes[0]), 1.0)
+        if variations > 1 or len(job.parts) > 1:
+            return _run_many(spec, client, ctx, job, out_dir)
+        info = job.takes[0][0]
+        result = _run_take(spec, client, ctx, job, info, out_dir)
+    report(_done_text(info), 1.0)
     return result
 
 
 def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, info: JobInfo,
               out_dir: Path) -> Result:
-    """One job of the run, from its journal claim to its sound on the picture."""
+    """One job for the whole clip, from its journal claim to its sound on the picture."""
+    part = job.parts[0]
+
+    def fit_and_mux(delivery: Delivery) -> Result:
+        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
+        return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra)
+
+    result = _remote(spec, client, ctx, job, part, info, fit_and_mux)
+    result.info = info.as_dict()
+    return result
+
+
+def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part,
+                info: JobInfo) -> Delivery:
+    """One window's job: its verified sound (joined with the others by the caller)."""
+    return _remote(spec, client, ctx, job, part, info, lambda delivery: delivery)
+
+
+def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part, info: JobInfo,
+            finish: Callable[[Delivery], T]) -> T:
+    """One remote job under its journal ticket; `finish` (fit, mux) before the row is marked delivered."""
     wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
-    meta = _job_meta(spec, client.http.base_url, info, job.hashes, job.source_path)
+    meta = _job_meta(spec, client.http.base_url, info, part.hashes, job.source_path)
     with jobs.ticket(meta, ctx.waiter, lambda: ctx.report(wait_text, 0.05)) as ticket:
         try:
-            delivery = RemoteJob(spec, client, ctx, info, job.bounds).run(ticket, job.uploads)
-            samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
+            done = finish(RemoteJob(spec, client, ctx, info, part.bounds).run(ticket, part.uploads))
         except SonifyError as exc:
             attach_task(exc, spec, info)
             raise
         ticket.record(delivered=1)
     info.seconds = ctx.timer.seconds
-    return Result(samples, delivery.sample_rate, final_video, info.as_dict(), delivery.extra)
+    return done
 
 
-def _run_takes(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
-    """Every take at once, within the slots (the batch's, else the provider's): the budget is checked for all
-    of them before any is claimed. One take uploads the media, the others reuse it."""
-    count = len(job.takes)
-    check_budget(takes.total_cost([info.cost_usd_estimate for info in job.takes]), f"these {count} takes are")
+def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
+    """Every job of the run — each take's, and for a long clip each window's — at once, within the slots
+    (the batch's, else the provider's). The budget is checked for their sum before any is claimed. The
+    first job to upload a file uploads it; the others reuse it. A long clip's windows are joined per take."""
+    count, parts = len(job.takes), len(job.parts)
+    grid = [(k, p) for k in range(count) for p in range(parts)]
+    check_budget(takes.total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
+                 f"the limit applies to a node run's sum: its {takes.what(count, parts)} are together")
     slots = ctx.slots or threading.Semaphore(takes.PROVIDER_SLOTS[spec.provider])
-    progress, upload_lock = takes.Progress(ctx.report, count), threading.Lock()
+    progress = takes.Progress(ctx.report, [takes.label(k, count, p, parts) for k, p in grid])
+    upload_locks = [threading.Lock() for _ in job.parts]  # the takes of a part send the same files
 
-    def take(index: int) -> Callable[[], Result]:
-        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, slots, ctx.observe, upload_lock)
-        return lambda: _run_take(spec, client, own, job, job.takes[index], out_dir)
+    def call(index: int) -> Callable[[], Any]:
+        k, p = grid[index]
+        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, slots, ctx.observe, upload_locks[p])
+        if parts == 1:
+            return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
+        return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])
 
-    with ctx.timer("takes"):
-        results = takes.run_at_once([take(k) for k in range(count)])
+    with ctx.timer("jobs"):
+        outcomes = takes.run_at_once([call(i) for i in range(len(grid))])
+    results = outcomes if parts == 1 else [
+        _joined(spec, job, job.takes[k], outcomes[k * parts:(k + 1) * parts], ctx.timer, out_dir)
+        for k in range(count)]
+    if count == 1:
+        results[0].info["seconds"] = ctx.timer.seconds
+        ctx.report(takes.done_text(results[0].info), 1.0)
+        return results[0]
     first = results[0]
     info = takes.joined_info(spec, [r.info for r in results], ctx.timer.seconds)
     ctx.report(takes.done_text(info), 1.0)
     return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=results)
+
+
+def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: list[Delivery], timer: StageTimer,
+            out_dir: Path) -> Result:
+    """One take of a long clip: its windows' sounds joined (windows.join), put on the source picture (its
+    packets copied; the joined sound encoded as AAC)."""
+    rate = deliveries[0].sample_rate
+    with timer("align"):
+        sounds = [d.samples if d.sample_rate == rate else media.resample(d.samples, d.sample_rate, rate)
+                  for d in deliveries]
+        samples = windows.join(sounds, [part.span for part in job.parts], job.fps, rate, job.clip.duration)
+    info = long_clip.take_info(infos, [part.span for part in job.parts], job.fps, job.clip.duration)
+    final_video = None
+    if job.source is not None:
+        final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
+        with timer("mux"):
+            _write_atomically(final_video, lambda path: media.mux(job.source, samples, rate, path))
+    return Result(samples, rate, final_video, info, deliveries[0].extra)
 
 
 def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | None:
@@ -163,24 +216,35 @@ def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | No
 
 
 @dataclass
-class _Prepared:
-    """A new run, ready for its remote jobs (one per take): the source (a file; None for frames the model sees
-    only as a proxy), what is sent — the media, shared by the takes, and each take's parameters and cost
-    in its JobInfo — and what a result may be."""
+class _Part:
+    """What one remote job is sent: the whole clip, or one window of a long clip (`span`, in frames of the
+    picture the model sees), with what its result may be."""
 
-    source: Path | None
-    clip: media.VideoInfo
-    takes: list[JobInfo]
+    span: windows.Span | None
     hashes: dict[str, str]
-    source_path: str | None
     uploads: dict[str, Upload | UploadChoice]
     bounds: ResultBounds
 
 
+@dataclass
+class _Prepared:
+    """A new run, ready for its remote jobs: the source (a file; None for frames the model sees only as a
+    proxy), its parts (the whole clip, or its windows, at `fps`), and each take's JobInfo per part (its
+    parameters and cost)."""
+
+    source: Path | None
+    clip: media.VideoInfo
+    fps: Fraction
+    parts: list[_Part]
+    takes: list[list[JobInfo]]
+    source_path: str | None
+
+
 def _prepare(spec: ModelSpec, params: list[dict[str, Any]], video: media.VideoSource, picture_hash: str | None,
-             audio: AudioInput | None, client: Provider, ctx: RunContext) -> _Prepared:
+             audio: AudioInput | None, client: Provider, ctx: RunContext, one_job: bool = False) -> _Prepared:
     """Frames going to a model that sees a proxy are never encoded at full resolution: the proxy is made
-    from them (only if it must be uploaded) and the node puts the sound on the frames themselves."""
+    from them (only if it must be uploaded) and the node puts the sound on the frames themselves. A clip
+    longer than one job takes is cut into windows here (long_clip.py), each its own upload."""
     if video.frames is not None and spec.proxy is not None:
         source, clip = None, media.frames_info(video.frames, video.fps)
     else:
@@ -191,24 +255,51 @@ def _prepare(spec: ModelSpec, params: list[dict[str, Any]], video: media.VideoSo
         raise ValidationError("video", f"needs at least 2 frames, got {clip.frames}")
     seconds = float(clip.duration)
     spec.check_duration(seconds)
-    infos = []
-    for checked in params:
-        sent = spec.resolve(checked, seconds)
-        infos.append(JobInfo(spec.provider, spec.model_id, cost_usd_estimate=spec.price(sent, seconds),
-                             video_seconds=round(seconds, 6), params=sent))
     hashes = {"video": picture_hash or jobs.hash_file(source)}
+    source_path = str(Path(video.path).resolve()) if video.path else None
+    if spec.output == "audio" and windows.is_long(spec.window, seconds):
+        if one_job:
+            raise ValidationError("video", f"{spec.title} takes at most {spec.window.longest:g} s in one job, got "
+                                           f"{seconds:.3f} s: a longer clip is done in windows by the node, `python "
+                                           "-m sonify run` and `batch`, not yet by a Temporal batch")
+        fps, pieces = long_clip.cut(spec, video, source, ctx)
+        parts = [_window_part(spec, hashes["video"], span, path) for span, path in pieces]
+        lengths = [float(span.end - span.start) / float(fps) for span, _ in pieces]
+        infos = [[_info(spec, checked, length) for length in lengths] for checked in params]
+        return _Prepared(source, clip, fps, parts, infos, source_path)
+    infos = [[_info(spec, checked, seconds)] for checked in params]
     if audio is not None:
         hashes["audio"] = jobs.hash_array(audio.samples, audio.sample_rate)
-    uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0].cost_usd_estimate)}
+    uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0][0].cost_usd_estimate)}
     if audio is not None:
         uploads["audio"] = (jobs.digest_of("upload", hashes["audio"], "wav"), lambda: _write_audio(audio, ctx.work))
-    sent = infos[0].params
+    sent = infos[0][0].params
     voice = audio.samples.shape[1] / audio.sample_rate if audio is not None else 0.0
     longest = max(spec.result_seconds(sent, seconds), voice)  # lipsync may loop the picture to the voice
     bounds = (ResultBounds.expected(longest) if spec.output == "audio"
               else ResultBounds.expected(longest, (clip.width, clip.height), clip.fps))
-    source_path = str(Path(video.path).resolve()) if video.path else None
-    return _Prepared(source, clip, infos, hashes, source_path, uploads, bounds)
+    return _Prepared(source, clip, clip.fps, [_Part(None, hashes, uploads, bounds)], infos, source_path)
+
+
+def _info(spec: ModelSpec, checked: dict[str, Any], seconds: float) -> JobInfo:
+    sent = spec.resolve(checked, seconds)
+    cost = spec.price(sent, seconds)
+    return JobInfo(spec.provider, spec.model_id, cost_usd_estimate=None if cost is None else round(cost, 6),
+                   video_seconds=round(seconds, 6), params=sent)
+
+
+def _window_part(spec: ModelSpec, clip_hash: str, span: windows.Span, path: Path) -> _Part:
+    """A window's job: its media is the clip's content and the window's frames (a stable fingerprint, so a
+    re-run resumes or reuses each window), its upload the window's proxy file."""
+    hashes = {"video": jobs.digest_of("window", clip_hash, span.start, span.end)}
+    key = jobs.digest_of("upload", hashes["video"], repr(spec.proxy))
+
+    def send(client: Provider, run: RunContext) -> Sent:
+        return Sent(key, client.upload(path, run.waiter), path.stat().st_size, proxy=True)
+
+    # A window's job asks for no more than the model's longest (MMAudio: its duration's range).
+    return _Part(span, hashes, {"video": UploadChoice((key,), frozenset({key}), send)},
+                 ResultBounds.expected(spec.window.longest))
 
 
 @dataclass
@@ -226,11 +317,11 @@ class Prepared:
 
 def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
             audio: AudioInput | None, client: Provider, ctx: RunContext) -> Prepared:
-    """`run`'s preparation of one take, as one job (see _prepare)."""
-    job = _prepare(spec, [checked], video, picture_hash, audio, client, ctx)
-    info = job.takes[0]
-    meta = _job_meta(spec, client.http.base_url, info, job.hashes, job.source_path)
-    return Prepared(job.source, job.clip, info, meta, job.uploads, job.bounds)
+    """`run`'s preparation of one take as one job (see _prepare); a clip that needs windows is refused."""
+    job = _prepare(spec, [checked], video, picture_hash, audio, client, ctx, one_job=True)
+    (part,), (info,) = job.parts, job.takes[0]
+    meta = _job_meta(spec, client.http.base_url, info, part.hashes, job.source_path)
+    return Prepared(job.source, job.clip, info, meta, part.uploads, part.bounds)
 
 
 def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: Fraction, info: JobInfo,

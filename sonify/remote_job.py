@@ -186,7 +186,8 @@ class RunContext:
     work: Path  # the run's scratch folder
     slots: Slots | None = None  # a batch's: jobs at the provider at once
     observe: Observer | None = None  # the benchmark watches the job's events through this
-    # Shared by the takes of one run: one uploads while the others wait, then reuse its upload (journal).
+    # Shared by the jobs of one run that send the same files (its takes): one uploads while the others wait,
+    # then reuse its upload (journal).
     upload_lock: threading.Lock | None = None
 
 
@@ -317,7 +318,7 @@ class RemoteJob:
         lock = self.ctx.upload_lock
         if lock is None:
             return contextlib.nullcontext()
-        return self.ctx.waiter.holding(lock, lambda: self.ctx.report("waiting for the upload of another take", 0.05))
+        return self.ctx.waiter.holding(lock, lambda: self.ctx.report("waiting for another job's upload of the same file", 0.05))
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[None]:

@@ -66,12 +66,28 @@ def total_cost(costs: list[float | None]) -> float | None:
     return None if any(c is None for c in costs) else round(sum(costs), 6)
 
 
-class Progress:
-    """The takes' progress as one: the text of the latest, labelled "take k of N", and the mean fraction."""
+def label(take: int, takes: int, window: int, windows: int) -> str:
+    """What a job's progress text starts with: "take 2 of 4", "window 3 of 5", or both."""
+    words = ([f"take {take + 1} of {takes}"] if takes > 1 else []) + ([f"window {window + 1} of {windows}"]
+                                                                       if windows > 1 else [])
+    return " · ".join(words)
 
-    def __init__(self, report: Callable[[str, float | None], None], count: int) -> None:
-        self.report, self.count = report, count
-        self.fractions = [0.0] * count
+
+def what(takes: int, windows: int) -> str:
+    """The run's jobs, named for a message: "4 takes", "3 windows", "6 jobs (2 takes × 3 windows)"."""
+    if windows == 1:
+        return f"{takes} takes"
+    if takes == 1:
+        return f"{windows} windows"
+    return f"{takes * windows} jobs ({takes} takes × {windows} windows)"
+
+
+class Progress:
+    """The jobs' progress as one: the text of the latest, after its label, and the mean fraction."""
+
+    def __init__(self, report: Callable[[str, float | None], None], labels: list[str]) -> None:
+        self.report, self.labels = report, labels
+        self.fractions = [0.0] * len(labels)
         self.lock = threading.Lock()
 
     def of(self, index: int) -> Callable[[str, float | None], None]:
@@ -79,8 +95,8 @@ class Progress:
             with self.lock:
                 if fraction is not None:
                     self.fractions[index] = fraction
-                mean = sum(self.fractions) / self.count if fraction is not None else None
-            self.report(f"take {index + 1} of {self.count}: {text}", mean)
+                mean = sum(self.fractions) / len(self.fractions) if fraction is not None else None
+            self.report(f"{self.labels[index]}: {text}", mean)
 
         return on_progress
 
@@ -112,14 +128,18 @@ def joined_info(spec: ModelSpec, infos: list[dict[str, Any]], seconds: dict[str,
     of them, the run's seconds, and each take's seed, task id, status and cost."""
     takes = [{"take": k + 1, "seed": seed_of(spec, info.get("params")), "task_id": info.get("task_id"),
               "status": info.get("status"), "cost_usd_estimate": info.get("cost_usd_estimate"),
-              "cached": info.get("cached"), "seconds": info.get("seconds")} for k, info in enumerate(infos)]
+              "cached": info.get("cached"), "seconds": info.get("seconds"),
+              **({"windows": info["windows"]} if "windows" in info else {})} for k, info in enumerate(infos)]
     return {**infos[0], "cost_usd_estimate": total_cost([info.get("cost_usd_estimate") for info in infos]),
             "variations": len(infos), "takes": takes, "seconds": seconds}
 
 
 def done_text(info: dict[str, Any]) -> str:
-    text = f"{info['variations']} takes done in {sum(info['seconds'].values()):.1f} s"
-    if all(t["cached"] for t in info["takes"]):
+    """The last progress line of a run of several jobs: how many, how long, what the new ones cost."""
+    jobs = [w for t in info.get("takes", [info]) for w in t.get("windows", [t])]
+    what = f"{info['variations']} takes" if "variations" in info else f"{len(jobs)} windows"
+    text = f"{what} done in {sum(info['seconds'].values()):.1f} s"
+    if all(j["cached"] for j in jobs):
         return f"{text} · the stored results of earlier jobs, no new cost"
-    cost = total_cost([t["cost_usd_estimate"] for t in info["takes"] if not t["cached"]])
+    cost = total_cost([j["cost_usd_estimate"] for j in jobs if not j["cached"]])
     return text if cost is None else f"{text} · est. ${cost:.3f}"

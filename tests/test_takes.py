@@ -108,7 +108,8 @@ def test_frames_takes_share_one_proxy_upload_and_a_model_without_seed_gets_ident
 def test_the_price_limit_applies_to_all_takes_before_anything_is_sent(emulator, wavespeed_env, clip, tmp_path,
                                                                       monkeypatch):
     monkeypatch.setenv("SONIFY_MAX_USD_PER_JOB", "0.003")  # one take of 1 s: $0.001; four: $0.004
-    with pytest.raises(ValidationError, match=r"SONIFY_MAX_USD_PER_JOB: these 4 takes are estimated at \$0\.004"):
+    with pytest.raises(ValidationError, match=r"SONIFY_MAX_USD_PER_JOB: the limit applies to a node run's sum: its 4 takes are together "
+                                           r"estimated at \$0\.004, above the limit of \$0\.003"):
         pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, clip, out_dir=tmp_path / "out", variations=4)
     assert emulator.requests == []  # no upload, no submit
     pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, clip, out_dir=tmp_path / "out", variations=3)
