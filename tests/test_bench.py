@@ -15,7 +15,7 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     done = subprocess.run([sys.executable, "-m", "sonify", "bench", "--quick", "--json", str(report)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    for title in ("prepare", "Upload proxy", "Detection latency", "batch:", "start-up", "Targets:"):
+    for title in ("prepare", "Upload proxy", "Detection latency", "batch:", "start-up", "A long clip", "Targets:"):
         assert title in done.stdout
     record = json.loads(report.read_text())
     for case in record["clips"]:
@@ -31,3 +31,6 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     assert record["batch"]["jobs"] > 0 and record["lipsync"][0]["torch_shares_memory"] is True
     assert not record["startup"]["imports_pyav"] and not record["startup"]["imports_emulator"]
     assert all(set(t) == {"target", "measured", "met"} for t in record["targets"])
+    long = record["long_clip"]  # 35 s through MMAudio: two windows, each way
+    for way in ("parallel", "one after another"):
+        assert long[way]["windows"] == 2 and long[way]["picture_copied"] and long[way]["samples_exact"]

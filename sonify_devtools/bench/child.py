@@ -43,11 +43,12 @@ def main(argv: list[str]) -> int:
     else:
         import logging
 
-        from . import cases, fast_paths
+        from . import cases, fast_paths, long_clips
 
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         record = {"clip": cases.clip_case, "lipsync": cases.lipsync_case, "job": cases.job_case,
-                  "frames": fast_paths.frames_case, "two_nodes": fast_paths.two_nodes_case}[kind](config)
+                  "frames": fast_paths.frames_case, "two_nodes": fast_paths.two_nodes_case,
+                  "long_clip": long_clips.long_clip_case}[kind](config)
     print(json.dumps(record))
     return 0
 

@@ -61,6 +61,9 @@ def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
                         for spec in plan.frames_clips for mbps in plan.uplinks for way in fast_paths.WAYS]
     record["two_nodes"] = in_child("two_nodes", {"clip": str(clip(TWO_NODES_CLIP, clips_dir)),
                                                  "model_seconds": plan.two_nodes_seconds, "work": str(work / "two")})
+    record["long_clip"] = in_child("long_clip", {"clip": str(clip(plan.long_clip, clips_dir)),
+                                                 "model_seconds": plan.model_seconds, "work": str(work / "long")})
+    record["long_clip"]["clip"] = plan.long_clip.name
     record["startup"] = report.summarize_startup([in_child("startup", {"pack": str(PACK_ROOT)})
                                                   for _ in range(plan.startup_runs)])
     record["targets"] = report.targets(record)
@@ -109,5 +112,8 @@ def render(record: dict[str, Any]) -> str:
              report.frames_table(record["frames"]),
              "Two remote nodes on one clip (MMAudio and Kling), as coroutines together against one after the other:",
              report.two_nodes_table(record["two_nodes"]),
+             (f"A long clip ({record['long_clip']['clip']}) through MMAudio in windows, at once within "
+              f"{record['long_clip']['slots']} provider slots against one after another:"),
+             report.long_clip_table(record["long_clip"]),
              "Targets:", report.targets_table(record["targets"])]
     return "\n\n".join(parts)

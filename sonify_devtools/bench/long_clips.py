@@ -1,0 +1,43 @@
+"""A long clip through MMAudio, done in windows: the windows at once within LONG_CLIP_SLOTS provider slots,
+against the same windows one after another (one slot). Each way in its own state folder, so nothing is
+reused between them; the emulator runs LONG_CLIP_SLOTS WaveSpeed tasks at once, as an account would."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sonify import media, pipeline
+from sonify.models import MMAUDIO_V2
+
+from .jobs import emulated, params_for
+from .measure import picture_packets
+
+LONG_CLIP_SLOTS = 4
+LOCAL_STAGES = ("prepare", "encode", "align", "mux")  # the run's own work, before and after the windows' jobs
+WAYS = {"parallel": LONG_CLIP_SLOTS, "one after another": 1}
+
+
+def long_clip_case(config: dict[str, Any]) -> dict[str, Any]:
+    clip, work = Path(config["clip"]), Path(config["work"])
+    record: dict[str, Any] = {"slots": LONG_CLIP_SLOTS, "model_seconds": config["model_seconds"]}
+    for way, slots in WAYS.items():
+        with emulated(config["model_seconds"], work / f"state-{slots}") as emulator:
+            emulator.concurrency["wavespeed"] = LONG_CLIP_SLOTS
+            start = time.perf_counter()
+            result = pipeline.run(MMAUDIO_V2, params_for(MMAUDIO_V2), media.VideoSource(path=str(clip)),
+                                  out_dir=work / f"out-{slots}", slots=threading.Semaphore(slots))
+            wall = time.perf_counter() - start
+        info = result.info
+        jobs = [sum(s for stage, s in w["seconds"].items() if stage != "slot") for w in info["windows"]]
+        record[way] = {
+            "wall_seconds": round(wall, 3), "windows": len(jobs), "slowest_job_seconds": round(max(jobs), 3),
+            "local_seconds": round(sum(info["seconds"].get(stage, 0.0) for stage in LOCAL_STAGES), 3),
+            "seconds": info["seconds"], "cost_usd_estimate": info["cost_usd_estimate"],
+            "spans": [[w["start"], w["end"]] for w in info["windows"]],
+            "picture_copied": picture_packets(clip) == picture_packets(result.video_path),
+            "samples_exact": result.audio.shape[1] == round(media.probe(clip).duration * result.sample_rate),
+        }
+    return record
