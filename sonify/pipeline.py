@@ -142,7 +142,8 @@ def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, 
             finish: Callable[[Delivery], T]) -> T:
     """One remote job under its journal ticket; `finish` (fit, mux) before the row is marked delivered."""
     wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
-    meta = _job_meta(spec, client.http.base_url, info, part.hashes, job.source_path)
+    source_path = job.source_path if part.span is None else None  # a window's sound is not the clip's
+    meta = _job_meta(spec, client.http.base_url, info, part.hashes, source_path)
     with jobs.ticket(meta, ctx.waiter, lambda: ctx.report(wait_text, 0.05)) as ticket:
         try:
             done = finish(RemoteJob(spec, client, ctx, info, part.bounds).run(ticket, part.uploads))

@@ -207,3 +207,7 @@ def test_killed_mid_way_a_rerun_submits_only_the_missing_windows(emulator, waves
     assert first.id in {w["task_id"] for w in spans} and len({w["task_id"] for w in spans}) == 3
     journal = jobs.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE)
     assert sorted(r.task_id for r in journal.recent() if r.delivered) == sorted(w["task_id"] for w in spans)
+
+    fetched = pipeline.fetch("wavespeed", spans[1]["task_id"], out_dir=tmp_path / "fetched")  # one window, alone
+    assert fetched.info["source"] is None  # not put on the whole clip: it is one window's sound
+    assert spans[1]["end"] - spans[1]["start"] <= fetched.audio.shape[1] / 44100 <= 30.1
