@@ -211,3 +211,17 @@ def test_killed_mid_way_a_rerun_submits_only_the_missing_windows(emulator, waves
     fetched = pipeline.fetch("wavespeed", spans[1]["task_id"], out_dir=tmp_path / "fetched")  # one window, alone
     assert fetched.info["source"] is None  # not put on the whole clip: it is one window's sound
     assert spans[1]["end"] - spans[1]["start"] <= fetched.audio.shape[1] / 44100 <= 30.1
+
+
+def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, wavespeed_env, tmp_path):
+    """pipeline.prepare (a Temporal batch's activity) makes one job: a long clip is refused before it is cut."""
+    from sonify import providers
+    from sonify.remote_job import RunContext, StageTimer
+    from sonify.waiter import Waiter
+
+    path = write_shots(tmp_path / "kling.mp4", 21 * 24, Fraction(24), cuts=[])
+    ctx = RunContext(Waiter(), lambda text, fraction: None, StageTimer(), tmp_path)
+    with pytest.raises(ValidationError, match=r"takes at most 20 s in one job, got 21\.000 s.*not yet by a Temporal"):
+        pipeline.prepare(KLING_V2A, KLING_V2A.validate({}), media.VideoSource(path=str(path)), None, None,
+                         providers.client("wavespeed"), ctx)
+    assert emulator.requests == [] and not list(tmp_path.glob("window-*"))
