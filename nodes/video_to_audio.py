@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -45,5 +46,16 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
 
         run = node_function(body, coroutine)
 
+    if any(p.seed for p in spec.params):
+        VideoToAudioNode.IS_CHANGED = classmethod(_changed_by_seed)
+
     VideoToAudioNode.__name__ = VideoToAudioNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
     return VideoToAudioNode
+
+
+def _changed_by_seed(cls: type, seed: Any = None, **_: Any) -> str:
+    """ComfyUI runs a node again when this answer changes. Seed -1 asks for a new take on every queue, so it
+    answers something new each time; a fixed seed answers the same, and ComfyUI's cache (and behind it Sonify's
+    result store) keeps the take. A seed fed by a link arrives as None here: its value is in ComfyUI's own
+    input signature already."""
+    return uuid.uuid4().hex if seed == -1 else f"seed {seed}"
