@@ -1,6 +1,7 @@
 """ComfyUI adapters: thin classes generated from the model catalog."""
 
 from ..sonify import models
+from . import comfy
 from .fetch_result import SonifyFetchResult
 from .lipsync import make_lipsync_node
 from .mux_audio import SonifyMuxAudio
@@ -22,3 +23,15 @@ NODE_DISPLAY_NAME_MAPPINGS = {node_id: spec.title for node_id, spec in _VIDEO_TO
 NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = models.SYNC_LIPSYNC.title
 NODE_DISPLAY_NAME_MAPPINGS["SonifyMuxAudio"] = "Mux Audio onto Video · Sonify"
 NODE_DISPLAY_NAME_MAPPINGS["SonifyFetchResult"] = "Fetch Result by Task ID · Sonify"
+
+# The model nodes whose price the badge shows (GET /sonify/prices).
+MODEL_NODES = {**_VIDEO_TO_AUDIO, "SonifySyncLipsync": models.SYNC_LIPSYNC}
+
+
+def _routes() -> list:
+    from . import routes  # aiohttp: ComfyUI's own server library, loaded only inside ComfyUI
+
+    return routes.routes(MODEL_NODES)
+
+
+comfy.add_routes(_routes)

@@ -56,6 +56,20 @@ def use_comfy_state_dir() -> None:
     config.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
 
 
+def add_routes(make_routes: Callable[[], list[Any]]) -> bool:
+    """Add the pack's routes (make_routes(): aiohttp RouteDefs) to ComfyUI's server, keeping the key file in
+    ComfyUI's user folder. False, and nothing done, where there is no PromptServer (tests, the command line)."""
+    try:
+        from server import PromptServer
+
+        table = PromptServer.instance.routes
+    except (ImportError, AttributeError):
+        return False
+    use_comfy_state_dir()
+    table.add_routes(make_routes())  # before ComfyUI builds its app: it also serves each under /api
+    return True
+
+
 def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float | None], None]:
     """A progress callback: the node's progress bar and a short live text on the node (sent only
     when it changes, so a long queue wait does not flood the console or the websocket)."""

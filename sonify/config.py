@@ -88,13 +88,13 @@ def api_key(provider: str) -> str:
         raise ConfigurationError(missing_key_message(provider))
     register_secret(found[0])
     key, where = found
-    if provider == "fal" and not _is_fal_key(key):
+    if provider == "fal" and not is_fal_key(key):
         raise ConfigurationError(f"The fal key in {where} is not of the form key_id:key_secret (fal refuses any "
                                  "other); nothing was sent — copy the whole key from fal's dashboard")
     return key
 
 
-def _is_fal_key(key: str) -> bool:
+def is_fal_key(key: str) -> bool:
     key_id, _, secret = key.partition(":")
     return bool(key_id.strip()) and bool(secret.strip())
 

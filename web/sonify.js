@@ -1,0 +1,119 @@
+// Sonify in ComfyUI's frontend: a "Sonify" section in the Settings dialog for the providers' keys, and each
+// model node's price estimate drawn on the node as its widgets change. It talks only to the pack's routes
+// (nodes/routes.py); a key typed here is sent once to the server's key file and kept nowhere in the browser.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { estimate } from "./price.js";
+import { PROVIDERS, readKeys, removeKey, saveKey, statusText, testKey, testText } from "./keys.js";
+
+const fetchApi = (path, options) => api.fetchApi(path, options);
+
+function button(label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.className = "p-button p-component p-button-sm p-button-secondary";
+  b.style.marginLeft = "0.4em";
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// A custom setting type: a password field with Save, Remove and Test. The setting's own value is never set
+// (ComfyUI would store it in comfy.settings.json): the key goes to POST /sonify/keys only.
+function keyEditor(provider) {
+  return () => {
+    const box = document.createElement("div");
+    box.className = "sonify-key";
+    const input = document.createElement("input");
+    input.type = "password";
+    input.autocomplete = "off";
+    input.spellcheck = false;
+    input.placeholder = provider === "fal" ? "key_id:key_secret" : "API key";
+    input.className = "p-inputtext p-component";
+    input.setAttribute("aria-label", `${PROVIDERS[provider]} API key`);
+    const line = document.createElement("div");
+    line.className = "sonify-key-status";
+    line.style.cssText = "font-size: 0.85em; margin-top: 0.3em; opacity: 0.85; max-width: 32em";
+    const show = (text) => { line.textContent = text; };
+    const refresh = async () => show(statusText(provider, (await readKeys(fetchApi))[provider]));
+    const act = (work) => async () => {
+      try {
+        await work();
+      } catch (error) {
+        show(`Error: ${error.message}`);
+      }
+    };
+    box.append(
+      input,
+      button("Save", act(async () => {
+        const key = input.value;
+        input.value = "";
+        show(statusText(provider, (await saveKey(fetchApi, provider, key))[provider]));
+      })),
+      button("Remove", act(async () => show(statusText(provider, (await removeKey(fetchApi, provider))[provider])))),
+      button("Test", act(async () => { show("Checking…"); show(testText(await testKey(fetchApi, provider))); })),
+      line,
+    );
+    act(refresh)();
+    return box;
+  };
+}
+
+const keySettings = Object.entries(PROVIDERS).map(([provider, title]) => ({
+  id: `Sonify.Keys.${provider}`,
+  category: ["Sonify", "API keys", title],
+  name: `${title} API key`,
+  tooltip: `Saved in Sonify's key file (mode 600) on the ComfyUI server, never in the browser or a workflow. ` +
+    `An environment variable, if set, wins.`,
+  type: keyEditor(provider),
+  defaultValue: "",
+}));
+
+let catalog = {};
+
+function widgetValues(node) {
+  return Object.fromEntries((node.widgets || []).map((w) => [w.name, w.value]));
+}
+
+// The estimate, drawn at the right of the title bar, recomputed on each draw (widget changes redraw).
+function drawPrice(node, ctx) {
+  const rule = catalog[node.comfyClass]?.rule;
+  if (!rule || node.flags?.collapsed) return;
+  const { text } = estimate(rule, widgetValues(node), node.sonifyClipSeconds ?? null);
+  node.sonifyPriceText = text;
+  const height = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+  ctx.save();
+  ctx.font = "11px sans-serif";
+  const width = ctx.measureText(text).width + 10;
+  const x = node.size[0] - width - 6;
+  const y = -height + 6;
+  ctx.fillStyle = "rgba(20, 90, 50, 0.9)";
+  ctx.beginPath();
+  ctx.roundRect ? ctx.roundRect(x, y, width, height - 12, 4) : ctx.rect(x, y, width, height - 12);
+  ctx.fill();
+  ctx.fillStyle = "#e8ffe8";
+  ctx.textBaseline = "middle";
+  ctx.fillText(text, x + 5, y + (height - 12) / 2);
+  ctx.restore();
+}
+
+app.registerExtension({
+  name: "Sonify",
+  settings: keySettings,
+  async init() {
+    try {
+      catalog = await (await fetchApi("/sonify/prices")).json();
+    } catch (error) {
+      console.warn("Sonify: no price catalog", error);
+    }
+  },
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!(nodeData.name in catalog)) return;
+    const draw = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
+      const r = draw?.apply(this, [ctx, ...rest]);
+      drawPrice(this, ctx);
+      return r;
+    };
+  },
+});
