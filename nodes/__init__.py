@@ -1,6 +1,9 @@
 """ComfyUI adapters: thin classes generated from the model catalog."""
 
+import logging
+
 from ..sonify import models
+from ..sonify.errors import ConfigurationError
 from . import comfy
 from .fetch_result import SonifyFetchResult
 from .lipsync import make_lipsync_node
@@ -34,4 +37,11 @@ def _routes() -> list:
     return routes.routes(MODEL_NODES)
 
 
-comfy.add_routes(_routes)
+if comfy.add_routes(_routes):
+    from . import emulator_mode
+
+    if emulator_mode.from_environment():
+        try:
+            emulator_mode.start()
+        except ConfigurationError as exc:  # the nodes still load; their runs say no key was found
+            logging.getLogger("sonify").warning("%s=1: %s", emulator_mode.ENV, exc)

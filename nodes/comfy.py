@@ -66,7 +66,8 @@ def add_routes(make_routes: Callable[[], list[Any]]) -> bool:
     except (ImportError, AttributeError):
         return False
     use_comfy_state_dir()
-    table.add_routes(make_routes())  # before ComfyUI builds its app: it also serves each under /api
+    for route in make_routes():  # before ComfyUI builds its app, which also serves each under /api
+        table.route(route.method, route.path)(route.handler)
     return True
 
 

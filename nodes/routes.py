@@ -6,6 +6,8 @@ ComfyUI's route table; tests serve them with aiohttp's test server).
   DELETE /sonify/keys/{provider}       out of the key file
   POST   /sonify/keys/{provider}/test  the provider's key check (WaveSpeed: the balance)
   GET    /sonify/prices                each model node's price rule (sonify/models.py), for the node's badge
+  GET    /sonify/emulator              emulator mode: {"on", "from_environment"}
+  POST   /sonify/emulator              {"on": bool}: start or stop it (SONIFY_EMULATOR=1 keeps it on)
 
 A key goes one way, from the settings dialog into the key file: no answer, log record or error holds it.
 Requests another web page's script makes (an Origin or Sec-Fetch-Site that is not this server) are refused,
@@ -24,11 +26,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..sonify import key_store
-from ..sonify.errors import ProviderError, SonifyError
+from ..sonify import config, key_store
+from ..sonify.errors import ConfigurationError, ProviderError, SonifyError
 from ..sonify.models import PROVIDERS, ModelSpec
 from ..sonify.redact import redact
 from ..sonify.waiter import Waiter
+from . import emulator_mode
 
 log = logging.getLogger("sonify")
 
@@ -95,11 +98,20 @@ async def test_key(request: web.Request) -> web.Response:
 
 
 def _check(provider: str) -> dict[str, Any]:
-    from ..sonify import providers
+    """The real key at the real provider (or the URL set in the environment), emulator mode or not."""
+    from ..sonify.providers.fal import Fal
+    from ..sonify.providers.wavespeed import WaveSpeed
 
     key_store.status(provider)  # the provider named checked first (a ValidationError)
     try:
-        checked = providers.client(provider).check_key(Waiter(), CHECK_TIMEOUT)
+        found = config.find_key(provider)
+        if found is None:
+            raise ConfigurationError(config.missing_key_message(provider))
+        key = found[0]
+        url = config.provider_url
+        client = (WaveSpeed(key, url("wavespeed")) if provider == "wavespeed"
+                  else Fal(key, url("fal_queue"), url("fal_rest"), url("fal_api")))
+        checked = client.check_key(Waiter(), CHECK_TIMEOUT)
     except ProviderError as exc:
         refused = exc.status in (401, 403)
         message = f"the provider refused the key (HTTP {exc.status})" if refused else f"could not check: {exc}"
@@ -109,6 +121,25 @@ def _check(provider: str) -> dict[str, Any]:
     where = "the Sonify emulator (not the real provider)" if checked.emulator else checked.url
     return {"ok": True, "message": f"{where} accepts the key", "balance_usd": checked.balance_usd,
             "emulator": checked.emulator}
+
+
+async def get_emulator(request: web.Request) -> web.Response:
+    return web.json_response(_emulator_state())
+
+
+async def post_emulator(request: web.Request) -> web.Response:
+    on = (await _json_body(request)).get("on")
+    if not isinstance(on, bool):
+        raise web.HTTPBadRequest(text="on must be true or false")
+    if on:
+        await asyncio.to_thread(emulator_mode.start)
+    elif not emulator_mode.from_environment():
+        await asyncio.to_thread(emulator_mode.stop)
+    return web.json_response(_emulator_state())
+
+
+def _emulator_state() -> dict[str, bool]:
+    return {"on": emulator_mode.is_on(), "from_environment": emulator_mode.from_environment()}
 
 
 def prices_handler(model_nodes: Mapping[str, ModelSpec]) -> Handler:
@@ -147,5 +178,7 @@ def routes(model_nodes: Mapping[str, ModelSpec]) -> list[web.RouteDef]:
         web.delete("/sonify/keys/{provider}", guarded(delete_key)),
         web.post("/sonify/keys/{provider}/test", guarded(test_key)),
         web.get("/sonify/prices", guarded(prices_handler(model_nodes))),
+        web.get("/sonify/emulator", guarded(get_emulator)),
+        web.post("/sonify/emulator", guarded(post_emulator)),
     ]
 

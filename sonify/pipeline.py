@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import frames, jobs, media, providers, uplink
+from . import config, frames, jobs, media, providers, uplink
 from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -87,7 +87,7 @@ def run(
     `slots` (a batch's): a new job holds one from its submit until it is seen finished, so runs sharing
     them keep that many jobs at the provider while others prepare, upload or mux. `observe`: called
     with the job's events (the benchmark's view)."""
-    report = on_progress or (lambda text, fraction: None)
+    report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     validate_source(video)
     audio = _checked_voice(spec, audio)
@@ -103,6 +103,7 @@ def run(
             report("preparing video", 0.02)
             job = prepare(spec, checked, video, picture_hash, audio, client, ctx)
         info = job.info
+        info.emulator = config.emulator is not None
         wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
         with jobs.ticket(job.meta, ctx.waiter, lambda: report(wait_text, 0.05)) as ticket:
             try:
@@ -116,6 +117,13 @@ def run(
     info.seconds = timer.seconds
     report(_done_text(info), 1.0)
     return Result(samples, delivery.sample_rate, final_video, info.as_dict(), delivery.extra)
+
+
+def _labelled(report: ProgressFn) -> ProgressFn:
+    """In emulator mode every line the user sees says the sound is the emulator's."""
+    if config.emulator is None:
+        return report
+    return lambda text, fraction: report(f"emulator (synthetic sound) · {text}", fraction)
 
 
 def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | None:
@@ -184,7 +192,9 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     if source is None:
         return samples, None
     with timer("mux"):
-        info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video)
+        label = {"title": config.EMULATOR_TITLE} if info.emulator else None
+        info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
+                                       label)
     return samples, final_video
 
 
@@ -336,7 +346,7 @@ def _write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
 
 
 def _mux_sound(source: Path, result_file: Path, samples: np.ndarray, rate: int, seconds: Fraction,
-               target: Path) -> bool:
+               target: Path, metadata: dict[str, str] | None = None) -> bool:
     """The source picture (copied) with the new sound: the provider's own AAC packets, copied and cut at
     the picture's end, when they reach that far; else `samples` (fitted to the picture) encoded as AAC.
     True if the sound was copied."""
@@ -344,9 +354,9 @@ def _mux_sound(source: Path, result_file: Path, samples: np.ndarray, rate: int, 
 
     def write(path: Path) -> None:
         nonlocal copied
-        copied = media.copy_mux(source, result_file, path, seconds)
+        copied = media.copy_mux(source, result_file, path, seconds, metadata)
         if not copied:
-            media.mux(source, samples, rate, path)
+            media.mux(source, samples, rate, path, metadata=metadata)
 
     _write_atomically(target, write)
     return copied

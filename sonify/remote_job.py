@@ -89,6 +89,7 @@ class JobInfo:
     result_file: str | None = None  # the provider's output, kept in the result store
     audio_copied: bool | None = None  # the provider's AAC packets were copied onto the picture
     source: str | None = None  # fetch: the clip the sound was put on
+    emulator: bool = False  # made by Sonify's local emulator (emulator mode): synthetic sound, not the model's
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     def as_dict(self) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import json
 import logging
 import os
 import stat
+import sys
+import types
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -21,14 +22,6 @@ from pack import load_pack, module
 
 WAVESPEED_KEY = "ws-route-SECRET-7c1e5b2d80463f9a"
 FAL_KEY = "fal-route-id-SECRET-0a1b:fal-route-secret-SECRET-9f8e"
-
-
-@pytest.fixture
-def state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in ("WAVESPEED_API_KEY", "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SONIFY_STATE_DIR", str(tmp_path / "state"))
-    return tmp_path / "state"
 
 
 def serve(test: Callable[[TestClient], Awaitable[None]]) -> None:
@@ -205,3 +198,22 @@ def test_routes_are_added_only_where_comfyui_serves():
     comfy = module("nodes.comfy")
     assert comfy.add_routes(lambda: pytest.fail("no PromptServer here: nothing is made")) is False
     assert os.path.basename(load_pack().WEB_DIRECTORY) == "web"
+
+
+def test_routes_land_in_comfyuis_route_table_as_its_server_serves_them(state, monkeypatch):
+    """ComfyUI's PromptServer keeps an aiohttp RouteTableDef and serves each route also under /api: the same
+    table here (a `server` module with just that), then an app built from it the way server.py does."""
+    table = web.RouteTableDef()
+    host = types.ModuleType("server")
+    host.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=table))
+    monkeypatch.setitem(sys.modules, "server", host)
+    assert module("nodes.comfy").add_routes(lambda: module("nodes.routes").routes(load_pack().nodes.MODEL_NODES))
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes([web.route(r.method, "/api" + r.path, r.handler) for r in table])
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            assert (await answer(await client.get("/api/sonify/keys")))["fal"]["set"] is False
+            assert "SonifyMMAudioV2" in await answer(await client.get("/api/sonify/prices"))
+
+    asyncio.run(main())

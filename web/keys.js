@@ -52,3 +52,12 @@ export function testText(result) {
   const balance = result.balance_usd == null ? "" : ` Balance $${result.balance_usd.toFixed(2)}.`;
   return `Works: ${result.message}.${balance}`;
 }
+
+// Emulator mode on or off (the setting "Use the local emulator"): {on, from_environment}.
+export async function setEmulator(fetchApi, on) {
+  return answer(await fetchApi("/sonify/emulator", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ on }),
+  }));
+}

@@ -4,7 +4,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { estimate } from "./price.js";
-import { PROVIDERS, readKeys, removeKey, saveKey, statusText, testKey, testText } from "./keys.js";
+import { PROVIDERS, readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "./keys.js";
 
 const fetchApi = (path, options) => api.fetchApi(path, options);
 
@@ -69,6 +69,29 @@ const keySettings = Object.entries(PROVIDERS).map(([provider, title]) => ({
   defaultValue: "",
 }));
 
+// "Try it without a key": the pack's bundled emulator on this machine in place of both providers. The page's
+// first call (oldValue undefined) only switches it on: a browser left with the setting off does not stop an
+// emulator another one (or SONIFY_EMULATOR=1) started.
+const emulatorSetting = {
+  id: "Sonify.Emulator.enabled",
+  category: ["Sonify", "Try it without a key", "Emulator"],
+  name: "Use the local emulator (free, synthetic sound)",
+  tooltip: "Runs Sonify's bundled emulator on 127.0.0.1 in place of WaveSpeed and fal: every node works without a " +
+    "key and costs nothing, and its sound is synthetic (it follows the picture's motion), labelled as the " +
+    "emulator's. Your real keys are never sent to it.",
+  type: "boolean",
+  defaultValue: false,
+  async onChange(on, old) {
+    if (old === undefined && !on) return;
+    try {
+      const state = await setEmulator(fetchApi, on);
+      if (!on && state.on) console.info("Sonify: SONIFY_EMULATOR=1 keeps the emulator on");
+    } catch (error) {
+      console.warn("Sonify: emulator mode", error);
+    }
+  },
+};
+
 let catalog = {};
 
 function widgetValues(node) {
@@ -99,7 +122,7 @@ function drawPrice(node, ctx) {
 
 app.registerExtension({
   name: "Sonify",
-  settings: keySettings,
+  settings: [...keySettings, emulatorSetting],
   async init() {
     try {
       catalog = await (await fetchApi("/sonify/prices")).json();

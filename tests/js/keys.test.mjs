@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { readKeys, removeKey, saveKey, statusText, testKey, testText } from "../../web/keys.js";
+import { readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "../../web/keys.js";
 
 function recorder(status = 200, body = {}) {
   const calls = [];
@@ -50,4 +50,11 @@ test("a key check shows the WaveSpeed balance", () => {
     "Works: https://api.wavespeed.ai accepts the key. Balance $12.50.");
   assert.equal(testText({ ok: false, message: "the provider refused the key (HTTP 401)" }),
     "Not working: the provider refused the key (HTTP 401)");
+});
+
+test("the emulator setting posts on or off", async () => {
+  const { calls, fetchApi } = recorder(200, { on: true, from_environment: false });
+  assert.deepEqual(await setEmulator(fetchApi, true), { on: true, from_environment: false });
+  assert.deepEqual(calls, [{ path: "/sonify/emulator", method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ on: true }) }]);
 });
