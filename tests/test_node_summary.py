@@ -1,0 +1,36 @@
+"""What a model node says after a run (its last progress text on the node): the cost, the seconds, the task
+id, and for ThinkSound on fal with an empty prompt the prompt fal wrote (also the node's `prompt` output)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from pack import load_pack, module
+
+
+def last_text(caplog) -> str:
+    return [r.getMessage() for r in caplog.records if r.name == "sonify" and r.levelno == logging.DEBUG][-1]
+
+
+def test_mmaudio_says_cost_seconds_and_task(emulator, wavespeed_env, clip_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="sonify")
+    node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
+    inputs = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
+              "guidance_scale": 4.5, "mask_away_clip": False, "seed": 3, "video": module("nodes.comfy").FileVideo(str(clip_path))}
+    job = json.loads(getattr(node_cls(), node_cls.FUNCTION)(**inputs)[-1])
+    assert re.fullmatch(rf"done · est\. \$0\.001 · \d+\.\d s · task {job['task_id']}", last_text(caplog))
+    getattr(node_cls(), node_cls.FUNCTION)(**inputs)
+    assert last_text(caplog).startswith("done · the stored result, no new cost · ")
+
+
+def test_thinksound_fal_shows_the_prompt_fal_wrote(emulator, fal_env, clip_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="sonify")
+    node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyThinkSoundFal"]
+    _, _, prompt, job = getattr(node_cls(), node_cls.FUNCTION)(
+        prompt="", seed=5, num_inference_steps=24, cfg_scale=5.0, video=module("nodes.comfy").FileVideo(str(clip_path)))
+    assert prompt
+    head, said = last_text(caplog).split("\n")
+    assert head.startswith("done · price not published · ") and head.endswith(f"task {json.loads(job)['task_id']}")
+    assert said == f"prompt: {prompt}"
