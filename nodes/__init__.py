@@ -37,6 +37,11 @@ def _routes() -> list:
     return routes.routes(MODEL_NODES)
 
 
+if (_inputs := comfy.input_dir()) is not None:
+    from .example_media import offer
+
+    offer(_inputs)
+
 if comfy.add_routes(_routes):
     from . import emulator_mode
 

@@ -45,6 +45,15 @@ def temp_dir() -> Path:
     return path
 
 
+def input_dir() -> Path | None:
+    """ComfyUI's input folder (what Load Video and Load Audio list), or None outside ComfyUI."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    return Path(folder_paths.get_input_directory())
+
+
 def use_comfy_state_dir() -> None:
     """Inside ComfyUI, keep Sonify's state in the user folder (SONIFY_STATE_DIR still wins)."""
     try:
