@@ -1,7 +1,7 @@
 """ComfyUI's "try it without a key": the bundled emulator (sonify_devtools) on 127.0.0.1 in place of both
 providers, switched on by the Settings dialog (POST /sonify/emulator) or SONIFY_EMULATOR=1 at start.
 
-It runs as a child process of ComfyUI (`python -m sonify emulator` from the pack's folder): the dev tools
+It runs as a child process of ComfyUI (started from the pack's folder): the dev tools
 import the engine as the top-level `sonify`, which inside ComfyUI's process is not this pack's engine (the
 pack is loaded under its folder's name and must never be put on sys.path). It gets fresh keys of its own
 and an environment without the real ones; while it runs, config.emulator points every job at it.
@@ -29,6 +29,16 @@ PACK = Path(__file__).resolve().parents[1]
 START_SECONDS = 60.0  # its first start imports PyAV and numpy in a new interpreter
 MODEL_SECONDS = "1.5"  # each job's time at the emulator: long enough to see the progress text
 _READY = re.compile(r"API (http://127\.0\.0\.1:\d+)")
+# The child: the emulator until its stdin closes — when ComfyUI stops it, or ends in any way (killed too), so
+# that it never outlives ComfyUI.
+CHILD = """
+import sys
+from sonify_devtools.emulator import Emulator
+emulator = Emulator(api_keys=(sys.argv[1],), fal_keys=(sys.argv[2],), model_seconds=float(sys.argv[3])).start(0)
+print("API", emulator.url, flush=True)
+sys.stdin.read()
+emulator.stop()
+"""
 
 _lock = threading.Lock()
 _process: subprocess.Popen | None = None
@@ -53,14 +63,12 @@ def start() -> None:
                 "fal": f"emulator-{secrets.token_hex(6)}:{secrets.token_hex(12)}"}
         env = {k: v for k, v in os.environ.items() if k not in (*config.KEY_ENV.values(), "FAL_KEY_ID", "FAL_KEY_SECRET")}
         process = subprocess.Popen(
-            [sys.executable, "-m", "sonify", "emulator", "--port", "0", "--key", keys["wavespeed"],
-             "--fal-key", keys["fal"], "--model-seconds", MODEL_SECONDS],
-            cwd=PACK, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [sys.executable, "-c", CHILD, keys["wavespeed"], keys["fal"], MODEL_SECONDS],
+            cwd=PACK, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         url = _wait_for_url(process)
         _process = process
         config.emulator = config.LocalEmulator(url, keys)
-        atexit.register(stop)
     log.info("emulator mode: Sonify's local emulator at %s (synthetic sound, free) stands in for both providers", url)
 
 
@@ -71,13 +79,16 @@ def stop() -> None:
         config.emulator = None
         process, _process = _process, None
     if process is not None and process.poll() is None:
-        process.terminate()
+        process.stdin.close()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            process.terminate()
             process.wait()
         log.info("emulator mode off: the real providers again")
+
+
+atexit.register(stop)
 
 
 def _wait_for_url(process: subprocess.Popen) -> str:

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import av
-from pack import load_pack, module
+from pack import ROOT, load_pack, module
 from test_routes import answer, serve
 
 REAL_KEY = "ws-real-SECRET-0123456789abcdef"
@@ -50,3 +55,31 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
     progress = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
     assert progress and all(m.startswith("emulator (synthetic sound) · ") for m in progress)
     assert all(REAL_KEY not in r.getMessage() for r in caplog.records)
+
+
+PARENT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from pack import module
+mode = module("nodes.emulator_mode")
+mode.start()
+print(module("sonify.config").emulator.url, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # ComfyUI killed: no atexit, no cleanup
+"""
+
+
+def test_the_emulator_never_outlives_comfyui(tmp_path):
+    """A parent killed outright closes the emulator's stdin, and the emulator ends: its port stops answering."""
+    done = subprocess.run([sys.executable, "-c", PARENT, str(ROOT / "tests")], check=False, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=90)
+    url = done.stdout.strip()
+    assert done.returncode == -signal.SIGKILL and url.startswith("http://127.0.0.1:"), done.stderr
+    port = int(url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.1)  # polling a port that must close: no event to wait on from here
+    raise AssertionError(f"the emulator at {url} still answers 20 s after ComfyUI died")
