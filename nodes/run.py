@@ -115,7 +115,7 @@ def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
     if info.get("cached"):
         cost = "the stored result, no new cost"
     elif info.get("cost_usd_estimate") is None:
-        cost = "price not published"
+        cost = "no price estimate"
     else:
         cost = f"est. ${info['cost_usd_estimate']:.3f}"
     lines = [f"done · {cost} · {sum(info.get('seconds', {}).values()):.1f} s · task {info.get('task_id')}"]

@@ -32,5 +32,5 @@ def test_thinksound_fal_shows_the_prompt_fal_wrote(emulator, fal_env, clip_path,
         prompt="", seed=5, num_inference_steps=24, cfg_scale=5.0, video=module("nodes.comfy").FileVideo(str(clip_path)))
     assert prompt
     head, said = last_text(caplog).split("\n")
-    assert head.startswith("done · price not published · ") and head.endswith(f"task {json.loads(job)['task_id']}")
+    assert head.startswith("done · no price estimate · ") and head.endswith(f"task {json.loads(job)['task_id']}")
     assert said == f"prompt: {prompt}"

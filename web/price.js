@@ -30,7 +30,8 @@ export function estimate(rule, values, clipSeconds = null) {
   const n = takes(values);
   const times = n > 1 ? ` × ${n} takes` : "";
   if (rule.usd == null) {
-    return { usd: null, text: rule.text.startsWith(NOT_PUBLISHED) ? "price not published" : rule.text };
+    // a rate that gives no estimate before the run (fal's compute seconds): the rate, without its explanation
+    return { usd: null, text: rule.text.startsWith(NOT_PUBLISHED) ? "price not published" : rule.text.split(" (")[0] };
   }
   if (rule.per === "job") {
     return { usd: rule.usd * n, text: `${usdText(rule.usd * n)}` + (n > 1 ? ` (${usdText(rule.usd)}${times})` : "") };
