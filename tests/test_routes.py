@@ -45,6 +45,7 @@ async def answer(response, status: int = 200) -> dict:
 
 def test_a_key_is_saved_read_back_as_a_hint_and_removed(state, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
     seen: list[str] = []
 
     async def test(client: TestClient) -> None:
@@ -94,6 +95,7 @@ def test_the_environment_wins_and_the_answer_says_so(state, monkeypatch):
 
 def test_bad_input_is_refused_without_repeating_it(state, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
     bad_fal = "fal-half-SECRET-without-colon"
     texts: list[str] = []
 
@@ -128,6 +130,7 @@ def test_bad_input_is_refused_without_repeating_it(state, caplog):
 ])
 def test_requests_from_another_origin_are_refused(state, headers, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
 
     async def test(client: TestClient) -> None:
         for method, path, body in (("POST", "/sonify/keys", {"provider": "wavespeed", "key": WAVESPEED_KEY}),
@@ -155,6 +158,7 @@ def test_the_same_origin_passes(state):
 
 def test_the_key_check_tells_the_balance_and_a_refusal(state, emulator, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
     monkeypatch.setenv("SONIFY_WAVESPEED_URL", emulator.url)
     texts: list[str] = []
 
