@@ -50,3 +50,5 @@ if comfy.add_routes(_routes):
             emulator_mode.start()
         except ConfigurationError as exc:  # the nodes still load; their runs say no key was found
             logging.getLogger("sonify").warning("%s=1: %s", emulator_mode.ENV, exc)
+
+comfy.add_webhook_route()

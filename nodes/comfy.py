@@ -65,19 +65,37 @@ def use_comfy_state_dir() -> None:
     config.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
 
 
-def add_routes(make_routes: Callable[[], list[Any]]) -> bool:
-    """Add the pack's routes (make_routes(): aiohttp RouteDefs) to ComfyUI's server, keeping the key file in
-    ComfyUI's user folder. False, and nothing done, where there is no PromptServer (tests, the command line)."""
+def _route_table() -> Any:
+    """ComfyUI's route table (PromptServer.instance.routes), or None where there is no PromptServer (tests, the
+    command line)."""
     try:
         from server import PromptServer
 
-        table = PromptServer.instance.routes
+        return PromptServer.instance.routes
     except (ImportError, AttributeError):
+        return None
+
+
+def add_routes(make_routes: Callable[[], list[Any]]) -> bool:
+    """Add the pack's routes (make_routes(): aiohttp RouteDefs) to ComfyUI's server, keeping the key file in
+    ComfyUI's user folder. False, and nothing done, where there is no PromptServer."""
+    table = _route_table()
+    if table is None:
         return False
     use_comfy_state_dir()
     for route in make_routes():  # before ComfyUI builds its app, which also serves each under /api
         table.route(route.method, route.path)(route.handler)
     return True
+
+
+def add_webhook_route() -> None:
+    """The pack's webhook route (webhook_route.py) on ComfyUI's server; nothing where there is no PromptServer.
+    Deliveries come only where SONIFY_PUBLIC_URL asks for them."""
+    table = _route_table()
+    if table is not None:
+        from .webhook_route import register
+
+        register(table)
 
 
 def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float | None], None]:

@@ -2,6 +2,14 @@
 
 from .redact import install_log_filter
 
-__version__ = "0.1.0"
-
 install_log_filter()
+
+
+def __getattr__(name: str) -> str:
+    """`sonify.__version__`, read on first use: importing the package reads no file (Temporal's workflow sandbox,
+    which imports it for temporal_flow, forbids that)."""
+    if name == "__version__":
+        from .version import VERSION
+
+        return VERSION
+    raise AttributeError(f"module 'sonify' has no attribute {name!r}")

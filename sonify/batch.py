@@ -1,4 +1,4 @@
-"""Many clips through one model at once: `python -m sonify batch MODEL SOURCES… -o DIR`.
+"""Many clips through one model at once: `sonify batch MODEL SOURCES… -o DIR`.
 
 Each clip is one `pipeline.run` on a thread pool, so everything a run does holds per clip: the
 journal resumes a job an earlier batch submitted but never delivered, and never pays twice. A clip
@@ -26,6 +26,7 @@ from .errors import Cancelled, ConfigurationError, SonifyError, ValidationError
 from .models import ModelSpec
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+OUTCOMES = ("done", "resumed", "reused", "failed", "cancelled")  # what the summary counts (Item.outcome)
 SIDECAR = ".sonify.json"
 REFRESH = 0.5  # seconds between redraws of the progress bar
 BAR_WIDTH = 24
@@ -43,6 +44,18 @@ class Item:
     error: str = ""
     task_id: str | None = None
     retry_may_help: bool = False  # the failure was not in the input or the setup
+    at_provider: bool = False  # its job holds one of the batch's slots: submitted or resumed, not yet seen finished
+
+    @property
+    def outcome(self) -> str:
+        """What the summary counts it as: done (a new job), resumed (an earlier run's task, waited on again),
+        reused (free: the result already in the output folder, or the journal's stored one), failed or
+        cancelled; while it runs, its state (waiting, running)."""
+        if self.state == "skipped" or (self.state == "done" and self.info.get("cached")):
+            return "reused"
+        if self.state == "done" and self.info.get("resumed"):
+            return "resumed"
+        return self.state
 
     @property
     def cost(self) -> float | None:
@@ -144,7 +157,7 @@ class Batch:
         try:
             result = pipeline.run(self.spec, self.params, media.VideoSource(path=str(item.source)),
                                   out_dir=self.out_dir, audio=self.audio, on_progress=report,
-                                  is_cancelled=self.is_cancelled, slots=self.slots)
+                                  is_cancelled=self.is_cancelled, slots=ItemSlots(self.slots, item))
             self._keep(item, result)
         except SonifyError as exc:
             item.state = "cancelled" if isinstance(exc, Cancelled) else "failed"
@@ -165,6 +178,9 @@ class Batch:
     def counts(self) -> Counter[str]:
         return Counter(item.state for item in self.items)
 
+    def outcomes(self) -> Counter[str]:
+        return Counter(item.outcome for item in self.items)
+
     def cost(self) -> tuple[float, int]:
         """(sum of the cost estimates of the jobs this batch ran, how many of them had no estimate)."""
         done = [item for item in self.items if item.state == "done" and not item.info.get("cached")]
@@ -173,6 +189,23 @@ class Batch:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+class ItemSlots:
+    """The batch's shared slots as one clip's job takes them: while it holds one, the clip is at the provider —
+    what the progress line counts, so it never shows more there than the batch's concurrency."""
+
+    def __init__(self, shared: threading.Semaphore, item: Item) -> None:
+        self.shared, self.item = shared, item
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        taken = self.shared.acquire(blocking, timeout)
+        self.item.at_provider |= taken
+        return taken
+
+    def release(self) -> None:
+        self.item.at_provider = False  # before the slot is free for another clip
+        self.shared.release()
 
 
 class ProgressBar:
@@ -186,14 +219,12 @@ class ProgressBar:
         self.last = ""
 
     def draw(self) -> None:
-        counts = self.batch.counts()
+        counts = self.batch.outcomes()
         total = len(self.batch.items)
         finished = total - counts["waiting"] - counts["running"]
         filled = round(BAR_WIDTH * finished / total) if total else BAR_WIDTH
         cost, _ = self.batch.cost()
-        states = ", ".join(f"{n} {label}" for label, n in (
-            ("done", counts["done"]), ("skipped", counts["skipped"]), ("failed", counts["failed"]),
-            ("cancelled", counts["cancelled"])) if n)
+        states = ", ".join(f"{counts[label]} {label}" for label in OUTCOMES if counts[label])
         running = self._running()
         text = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {finished}/{total}"
                 + (f" · {states}" if states else "") + (f" · running: {running}" if running else "")
@@ -207,9 +238,13 @@ class ProgressBar:
             self.last = text
 
     def _running(self) -> str:
-        """The running items by stage: "2 processing, 1 uploading"."""
-        stages = Counter((item.text.split(" ", 1)[0] or "starting") for item in self.batch.items if item.state == "running")
-        return ", ".join(f"{n} {stage}" for stage, n in stages.most_common())
+        """The running items: how many are at the provider (holding a slot), the others by stage: "2 at the
+        provider, 1 uploading, 1 waiting"."""
+        running = [item for item in self.batch.items if item.state == "running"]
+        there = sum(1 for item in running if item.at_provider)
+        stages = Counter((item.text.split(" ", 1)[0] or "starting") for item in running if not item.at_provider)
+        parts = [f"{there} at the provider"] if there else []
+        return ", ".join(parts + [f"{n} {stage}" for stage, n in stages.most_common()])
 
     def close(self) -> None:
         if self.tty:
@@ -218,14 +253,28 @@ class ProgressBar:
 
 
 def summary(batch: Batch) -> list[str]:
-    """The closing lines: counts, estimated cost, wall time; then each failure with its task id."""
-    counts = batch.counts()
+    """The closing lines: done / resumed / reused (free) / failed (and cancelled, if any), estimated cost, wall
+    time; where the reused results came from; then each failure with its task id."""
+    counts = batch.outcomes()
     cost, unpriced = batch.cost()
-    parts = [f"{counts[s]} {s}" for s in ("done", "skipped", "failed", "cancelled") if counts[s] or s == "done"]
+    parts = [f"{counts[s]} {s}" + (" (free)" if s == "reused" else "") for s in OUTCOMES
+             if counts[s] or s != "cancelled"]
     price = f"est. ${cost:.3f}" + (f" (+{unpriced} job(s) without a price estimate)" if unpriced else "")
     lines = [f"batch {batch.spec.key}: {', '.join(parts)} of {len(batch.items)} in {batch.elapsed():.1f} s · {price}"]
-    if counts["skipped"]:
-        lines.append(f"skipped: already in {batch.out_dir} from an earlier run (delete a result to redo it)")
+    if counts["reused"]:
+        skipped = batch.counts()["skipped"]
+        stored = counts["reused"] - skipped
+        sources = ([f"{skipped} already in {batch.out_dir} from an earlier run (delete a result to redo it)"]
+                   if skipped else []) + ([f"{stored} the journal's stored result of an identical job"] if stored else [])
+        lines.append(f"reused, no request and no cost: {'; '.join(sources)}")
+    if counts["resumed"]:
+        lines.append(f"resumed: {counts['resumed']} job(s) an earlier run submitted, waited on again (not paid twice)")
+    return lines + failures(batch)
+
+
+def failures(batch: Batch) -> list[str]:
+    """What went wrong, each with its task id and what to do (the part of the summary that -q keeps)."""
+    lines: list[str] = []
     failed = [item for item in batch.items if item.state == "failed"]
     if failed:
         lines.append("failed:")
@@ -233,7 +282,7 @@ def summary(batch: Batch) -> list[str]:
             task = f"task {item.task_id}" if item.task_id else "no task (nothing was sent)"
             lines.append(f"  {item.source} [{task}]: {item.error}")
         if any(item.retry_may_help for item in failed):
-            lines.append("run the same command again to retry: finished clips are skipped, submitted jobs resumed")
+            lines.append("run the same command again to retry: finished clips are reused, submitted jobs resumed")
     submitted = [item for item in batch.items if item.state == "cancelled" and item.task_id]
     if submitted:
         lines.append("cancelled after the submit (the job may run on; the same command resumes it):")

@@ -1,17 +1,18 @@
-"""python -m sonify …: run a model on a clip or a batch of clips, fetch a job's result, list jobs,
-check the setup, start the emulator, or try the demo.
+"""`sonify …` (or `python -m sonify …`): run a model on a clip or a batch of clips, fetch a job's result, list
+jobs, check the setup, start the emulator, or try the demo.
 
-Commands are rows of COMMANDS. A row with `per_model` gets one sub-command per catalog model, whose
-options (`--NAME VALUE`, with type, range and default in `--help`) are generated from the catalog.
+Commands are rows of COMMANDS, each with a function that adds its arguments and one that runs it. A row with
+`per_model` gets one sub-command per catalog model, whose options (`--NAME VALUE`, with type, range and default
+in `--help`) are generated from the catalog. What a command prints goes through output.Output (-q, -v, --json).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import difflib
 import importlib
-import json
 import logging
 import os
 import shutil
@@ -29,7 +30,9 @@ from typing import Any
 from .errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
 from .models import BY_MODEL_ID as MODELS_BY_ID
 from .models import MODELS, PROVIDERS, ModelSpec, Param
+from .output import Output, add_options
 from .redact import redact
+from .version import VERSION
 
 EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
@@ -53,13 +56,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     typo = _model_typo(argv)
     if typo is not None:
         sub_parsers[argv[0]].error(typo)
-    if argv and argv[0] in sub_parsers and sub_parsers[argv[0]].get_default(NO_DEVTOOLS):
-        print(f"error: {DEVTOOLS_MISSING}", file=sys.stderr)  # before argparse, which knows none of its options
+    missing = sub_parsers[argv[0]].get_default(NO_DEVTOOLS) if argv and argv[0] in sub_parsers else None
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)  # before argparse, which knows none of its options
         return EXIT[ConfigurationError]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("sonify").setLevel(Output.of(args).log_level)  # -v: Sonify's debug lines, not its libraries
     try:
         return COMMANDS[args.command].handler(args)
+    except ModuleNotFoundError as exc:
+        if exc.name not in CLI_EXTRAS:
+            raise
+        print(f"error: {EXTRAS_MISSING}", file=sys.stderr)
+        return EXIT[ConfigurationError]
     except SonifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code(exc)
@@ -85,11 +95,12 @@ def exit_code(exc: SonifyError) -> int:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
-        prog="python -m sonify", description="Sound for video with hosted models (WaveSpeed, fal).",
+        prog="sonify", description="Sound for video with hosted models (WaveSpeed, fal).",
         epilog="Exit codes: 0 done, 2 usage, 3 bad input or configuration (a folder, file or port that cannot be "
                "used too), 4 provider error, 5 job failed or timed out, 6 some clips of a batch failed, 130 cancelled "
                "(doctor: 1 if a check failed).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub_parsers: dict[str, argparse.ArgumentParser] = {}
     for name, command in COMMANDS.items():
@@ -104,7 +115,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
 def _add_model_parsers(parent: argparse.ArgumentParser, command_name: str, command: Command) -> None:
     models = parent.add_subparsers(dest="model", required=True, metavar="MODEL",
-                                   title=f"models (`python -m sonify {command_name} MODEL --help` lists its parameters)")
+                                   title=f"models (`sonify {command_name} MODEL --help` lists its parameters)")
     for spec in MODELS.values():
         sub = models.add_parser(spec.key, help=spec.title, description=_model_description(spec),
                                 epilog=f"example:\n  {_example(command_name, spec)}",
@@ -133,7 +144,7 @@ def _example(command_name: str, spec: ModelSpec) -> str:
     media = "--video clip.mp4" if command_name == "run" else "clips/*.mp4"
     voice = " --audio voice.wav" if spec.audio_field else ""
     required = "".join(f" --{p.name} 'rain on a tin roof'" for p in spec.params if p.required)
-    return f"python -m sonify {command_name} {spec.key} {media}{voice}{required} -o out/"
+    return f"sonify {command_name} {spec.key} {media}{voice}{required} -o out/"
 
 
 def _add_param_option(group: argparse._ArgumentGroup, param: Param) -> None:
@@ -220,32 +231,76 @@ def _param_pair(spec: ModelSpec, pair: str) -> tuple[str, Any]:
 # --- run ---
 
 
+RESULT_VIDEO = (".mp4", ".mov", ".mkv")  # `run -o FILE`: the clip with its new sound, picture and sound copied
+RESULT_SOUND = (".wav", ".flac", ".m4a")  # `run -o FILE`: the sound alone
+UNWRITABLE = (".webm", ".avi", ".m4v", ".mp3", ".aac", ".ogg", ".opus")  # media, but not written by `run -o`
+
+
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", required=True, type=Path, metavar="PATH", help="the clip (any file PyAV reads)")
     parser.add_argument("-o", "--output", type=Path, default=Path("."), metavar="OUT",
-                        help="a folder for the result (default: .), or a file name ending in .mp4")
+                        help=f"a folder for the result (default: .), or the file to write: {', '.join(RESULT_VIDEO)} "
+                             f"(the clip with its new sound) or {', '.join(RESULT_SOUND)} (the sound alone)")
+    add_options(parser, "print the result as one JSON object on stdout (path, task id, cost, seconds per stage, "
+                        "seed, emulator or not, the job info), and nothing else there")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import media, pipeline
+    from . import media, pipeline, webhook_listener
 
+    out = Output.of(args)
     spec = MODELS[args.model]
     params = model_params(args)
     if not args.video.is_file():
         raise ValidationError("--video", f"no such file: {args.video}")
+    target = _result_file(args.output)
     voice = _voice(args)
-    target = args.output if args.output.suffix.lower() == ".mp4" else None  # else a folder
-    out_dir = target.parent if target else args.output
-    with _ctrl_c_cancels() as cancelled:
-        result = pipeline.run(spec, params, media.VideoSource(path=str(args.video)), out_dir=out_dir, audio=voice,
-                              on_progress=_printer(), is_cancelled=cancelled)
-    path = result.video_path
-    if target is not None:
-        os.replace(path, target)
-        path = target
-    print(json.dumps(result.info, indent=2), file=sys.stderr)
-    print(path)
+    with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
+        result = pipeline.run(spec, params, media.VideoSource(path=str(args.video)),
+                              out_dir=target.parent if target else args.output, audio=voice,
+                              on_progress=out.progress(), is_cancelled=cancelled)
+    path = _write_result(result, target) if target else result.video_path
+    out.job_info(result.info)
+    out.result(path, result.info)
     return 0
+
+
+def _result_file(output: Path) -> Path | None:
+    """`-o` as the file to write (it has a media suffix), or None: a folder. A media suffix the result cannot be
+    written as unchanged is refused before anything is sent."""
+    suffix = output.suffix.lower()
+    if suffix in RESULT_VIDEO + RESULT_SOUND:
+        return output
+    if suffix in UNWRITABLE:
+        raise ValidationError("-o", f"cannot write a {suffix} file; give a folder, or a file ending in "
+                                    f"{', '.join(RESULT_VIDEO)} (the clip with its sound) or {', '.join(RESULT_SOUND)} "
+                                    "(the sound alone)")
+    return None
+
+
+def _write_result(result: Any, target: Path) -> Path:
+    """The result (its sound; its video, if any, a .mp4 in target's folder) as `target`, written whole or not at
+    all."""
+    from . import media
+
+    made = result.video_path
+    partial = target.with_name(f".{target.stem}.partial{target.suffix}")  # the suffix names the format
+    suffix = target.suffix.lower()
+    if suffix == ".mp4":
+        os.replace(made, target)
+        return target
+    try:
+        if suffix in RESULT_SOUND:
+            media.write_audio(result.audio, result.sample_rate, partial)
+        else:
+            media.rewrap(made, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, target)
+    if made is not None:
+        made.unlink()
+    return target
 
 
 def _voice(args: argparse.Namespace) -> Any:
@@ -270,7 +325,11 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                         help="folder for the results: <source name>.mp4 and <source name>.sonify.json (job info)")
     parser.add_argument("--concurrency", type=_concurrency, default=4, metavar="N",
-                        help="jobs at the provider at once, 1 to 32 (default: 4); the next clips are uploaded meanwhile")
+                        help="jobs at the provider at once, 1 to 32 (default: 4; resumed jobs count too); the next "
+                             "clips are uploaded meanwhile")
+    add_options(parser, "print one JSON object per clip on stdout when the batch ends (source, outcome: done, "
+                        "resumed, reused, failed or cancelled; path, task id, cost, seconds, seed, emulator or not, "
+                        "error, job info), and nothing else there")
     _temporal_option(parser)
 
 
@@ -288,8 +347,9 @@ def _concurrency(text: str) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from . import batch, providers
+    from . import batch, providers, webhook_listener
 
+    out = Output.of(args)
     spec = MODELS[args.model]
     params = spec.validate(model_params(args))  # a mistake fails here, before any clip
     if not args.temporal:
@@ -297,23 +357,35 @@ def _batch(args: argparse.Namespace) -> int:
     voice = _voice(args)
     items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output)
     args.output.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
-    with _ctrl_c_cancels() as cancelled:
+    if not out.verbose:
+        logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
+    with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
         engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
         job = engine(spec, params, items, args.output, audio=voice, concurrency=args.concurrency,
                      is_cancelled=cancelled)
-        bar = batch.ProgressBar(job)
-        job.run(bar.draw)
-        bar.close()
-    for line in batch.summary(job):
+        bar = batch.ProgressBar(job) if not out.quiet else None
+        job.run(bar.draw if bar else lambda: None)
+        if bar:
+            bar.close()
+    for line in batch.summary(job) if not out.quiet else batch.failures(job):
         print(line, file=sys.stderr)
     for item in items:
-        if item.state in ("done", "skipped"):
-            print(args.output / f"{item.name}.mp4")
+        _batch_result(out, item, args.output / f"{item.name}.mp4" if item.state in ("done", "skipped") else None)
     counts = job.counts()
     if counts["failed"]:
         return EXIT_BATCH_FAILED
     return EXIT[Cancelled] if counts["cancelled"] else 0
+
+
+def _batch_result(out: Output, item: Any, path: Path | None) -> None:
+    """A clip's line on stdout: its result's path (none if it failed), or (--json) its record."""
+    if item.info:
+        out.job_info(item.info)
+    if out.json:
+        out.result(path, item.info, reused=item.outcome == "reused", source=str(item.source), outcome=item.outcome,
+                   task_id=item.task_id, error=item.error or None)
+    elif path is not None:
+        print(path)
 
 
 def _temporal_batch(args: argparse.Namespace, spec: ModelSpec, voice: Any) -> Callable[..., Any]:
@@ -355,38 +427,64 @@ def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_id")
     parser.add_argument("--model", help="catalog key or provider model id; needed for fal tasks the journal does not know")
     parser.add_argument("--video", type=Path, help="the source clip to put the sound on (default: the journal's, if it exists)")
-    parser.add_argument("-o", "--output", type=Path, default=Path("."), help="folder for the result (default: .)")
+    parser.add_argument("-o", "--output", type=Path, default=Path("."), metavar="OUT",
+                        help="folder for the result's files (default: .), or the one file to write, as for `run -o`")
+    add_options(parser, "print the result as one JSON object on stdout (path: the video, else the sound; files: "
+                        "every file written; task id, seconds, emulator or not, the job info), and nothing else there")
 
 
 def _fetch(args: argparse.Namespace) -> int:
     """Writes the provider's result file, its sound as WAV and, when the source is known, the source
-    with the new sound; prints their paths."""
+    with the new sound — or the one file `-o` names; prints their paths."""
     from . import media, pipeline
 
-    provider, out_dir = args.provider, args.output
+    out = Output.of(args)
+    provider, target = args.provider, _result_file(args.output)
+    out_dir = target.parent if target else args.output
     if args.video is not None and not args.video.is_file():
         raise ValidationError("--video", f"no such file: {args.video}")
     source = media.VideoSource(path=str(args.video)) if args.video is not None else None
     with _ctrl_c_cancels() as cancelled:
         result = pipeline.fetch(provider, args.task_id, out_dir=out_dir, model=args.model, video=source,
-                                on_progress=_printer(), is_cancelled=cancelled)
+                                on_progress=out.progress(), is_cancelled=cancelled)
+    if target is not None:
+        if result.video_path is None and target.suffix.lower() in RESULT_VIDEO:
+            raise ValidationError("-o", f"task {result.info['task_id']}'s result is a sound and its source clip is "
+                                        "not known: give the clip with --video, or a sound file to write")
+        written = [_write_result(result, target)]
+    else:
+        written = _fetched_files(result, out_dir)
+    out.job_info(result.info)
+    if out.json:  # a fetch is free: no new cost
+        out.result(result.video_path or written[0], result.info, reused=True, files=[str(path) for path in written])
+    else:
+        for path in written:
+            print(path)
+    return 0
+
+
+def _fetched_files(result: Any, out_dir: Path) -> list[Path]:
+    """The fetched result's sound as WAV, the video (when there is one) and, unless that video is the provider's
+    own file, the provider's file."""
+    from . import media, pipeline
+
+    provider = result.info["provider"]
     name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], result.info["task_id"])  # checked
     written = [out_dir / f"{name}.wav"]
     media.write_wav(result.audio, result.sample_rate, written[0])
     if result.video_path is not None:
         written.append(result.video_path)
-    if result.video_path is None or result.info.get("source"):  # else the video is the provider's own file
+    if result.video_path is None or result.info.get("source"):
         provider_file = Path(result.info["result_file"])
         written.append(out_dir / f"{name}-provider{provider_file.suffix}")
         shutil.copyfile(provider_file, written[-1])
-    print(json.dumps(result.info, indent=2), file=sys.stderr)
-    for path in written:
-        print(path)
-    return 0
+    return written
 
 
 def _jobs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--limit", type=int, default=30, help="how many (default: 30)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per job on stdout, newest first (every journal field but the request)")
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -397,6 +495,10 @@ def _jobs(args: argparse.Namespace) -> int:
     if rows is None:
         print(f"no usable job journal in {folder}", file=sys.stderr)
         return 1
+    if args.json:
+        for row in rows:
+            Output.record(_job_record(row))
+        return 0
     print(f"{'time':19}  {'provider':9}  {'model':30}  {'task id':36}  {'status':16}  {'cost':>7}  result")
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.created_at))
@@ -404,6 +506,13 @@ def _jobs(args: argparse.Namespace) -> int:
         print(f"{when:19}  {row.provider:9}  {row.model:30}  {row.task_id or '-':36}  {row.status:16}  {cost:>7}  "
               f"{row.result_path or '-'}")
     return 0
+
+
+def _job_record(row: Any) -> dict[str, Any]:
+    """A journal row for scripts: its fields (times in seconds since the epoch), less the submit as sent."""
+    record = {name: value for name, value in dataclasses.asdict(row).items() if name not in ("request", "id")}
+    record["status"] = str(row.status.value)
+    return record
 
 
 # --- doctor, emulator, demo ---
@@ -477,17 +586,19 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     if _devtool_for_arguments("demo", parser) is None:
         return
     parser.add_argument("-o", "--output", type=Path, default=Path("sonify-demo"), help="folder (default: sonify-demo)")
+    add_options(parser, "print the result as one JSON object on stdout (as `run --json` does), and nothing else there")
 
 
 def _demo(args: argparse.Namespace) -> int:
     run_demo = _devtool("demo").run_demo
+    out = Output.of(args)
 
     def announce(url: str) -> None:
-        print(f"emulator (synthetic sound, not a real model) at {url}", file=sys.stderr)
+        out.note(f"emulator (synthetic sound, not a real model) at {url}")
 
-    result = run_demo(args.output, on_progress=_printer(), on_emulator=announce)
-    print(json.dumps(result.info, indent=2), file=sys.stderr)
-    print(result.video_path)
+    result = run_demo(args.output, on_progress=out.progress(), on_emulator=announce)
+    out.job_info(result.info)
+    out.result(result.video_path, result.info)
     return 0
 
 
@@ -508,17 +619,23 @@ def _bench(args: argparse.Namespace) -> int:
 
 DEVTOOLS = "sonify_devtools"
 DEVTOOLS_MISSING = (f"this command needs Sonify's dev tools, the {DEVTOOLS} package beside sonify/, and this install "
-                    "has the engine only: run it from the pack's folder (a clone of its repository)")
-NO_DEVTOOLS = "no_devtools"  # the default a command's parser gets when the dev tools it needs are missing
+                    "has the engine only: install Sonify with pip (`pip install 'sonify[cli]'`), or run it from the "
+                    "pack's folder (a clone of its repository)")
+CLI_EXTRAS = ("numpy", "av")  # what the command line needs beyond a ComfyUI install's requirements (ComfyUI has them)
+EXTRAS_MISSING = ("this command needs PyAV and numpy, which a plain install leaves out (ComfyUI brings its own): "
+                  "pip install 'sonify[cli]'")
+NO_DEVTOOLS = "no_devtools"  # the default a command's parser gets when what its dev tools need is missing: why
 
 
 def _devtool(name: str) -> ModuleType:
     """sonify_devtools.NAME (the emulator, the demo, the benchmark): it lives beside the engine, not in it,
     and is missing where only the engine is installed — then a ConfigurationError that says so (a message,
-    not a traceback)."""
+    not a traceback); so is PyAV or numpy, which it needs."""
     try:
         return importlib.import_module(f"{DEVTOOLS}.{name}")
     except ModuleNotFoundError as exc:
+        if exc.name in CLI_EXTRAS:
+            raise ConfigurationError(EXTRAS_MISSING) from None
         if exc.name is None or exc.name.split(".")[0] != DEVTOOLS:
             raise  # the dev tools are there, something they import is not: a real error
         raise ConfigurationError(DEVTOOLS_MISSING) from None
@@ -526,11 +643,11 @@ def _devtool(name: str) -> ModuleType:
 
 def _devtool_for_arguments(name: str, parser: argparse.ArgumentParser) -> ModuleType | None:
     """_devtool(name) while the parser is built (for every command, so every other command still works
-    without the dev tools): if they are missing, None, and the command is marked so that main() says so."""
+    without the dev tools): if they cannot be loaded, None, and the command is marked so that main() says why."""
     try:
         return _devtool(name)
-    except ConfigurationError:
-        parser.set_defaults(**{NO_DEVTOOLS: True})
+    except ConfigurationError as exc:
+        parser.set_defaults(**{NO_DEVTOOLS: str(exc)})
         return None
 
 
@@ -553,18 +670,6 @@ COMMANDS: dict[str, Command] = {
 
 
 # --- shared by the commands that run jobs ---
-
-
-def _printer() -> Callable[[str, float | None], None]:
-    """Progress lines on stderr, each printed once."""
-    shown: list[str] = [""]
-
-    def show(text: str, fraction: float | None) -> None:
-        if text != shown[0]:
-            shown[0] = text
-            print(f"  {text}", file=sys.stderr)
-
-    return show
 
 
 @contextlib.contextmanager

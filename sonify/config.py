@@ -24,12 +24,14 @@ DEFAULT_URLS = {
     "fal_queue": "https://queue.fal.run",
     "fal_rest": "https://rest.fal.ai",
     "fal_api": "https://api.fal.ai",
+    "fal_jwks": "https://rest.fal.ai/.well-known/jwks.json",  # the keys fal signs webhook deliveries with
 }
 URL_ENV = {
     "wavespeed": "SONIFY_WAVESPEED_URL",
     "fal_queue": "SONIFY_FAL_QUEUE_URL",
     "fal_rest": "SONIFY_FAL_REST_URL",
     "fal_api": "SONIFY_FAL_API_URL",
+    "fal_jwks": "SONIFY_FAL_JWKS_URL",
 }
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
 UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"

@@ -34,6 +34,7 @@ from urllib3.connection import HTTPConnection
 from .config import check_url, is_loopback
 from .errors import Cancelled, ConfigurationError, ProviderError, SonifyError
 from .redact import redact
+from .version import VERSION
 from .waiter import SLICE, Waiter
 
 log = logging.getLogger("sonify")
@@ -120,7 +121,7 @@ class Http:
         self._auth = auth_headers
         self._describe_error = describe_error
         self.session = requests.Session()
-        self.session.headers["User-Agent"] = "sonify/0.1"
+        self.session.headers["User-Agent"] = f"sonify/{VERSION}"
         self.session.trust_env = False  # no proxies or .netrc credentials picked up behind our back
         for scheme in ("http://", "https://"):
             self.session.mount(scheme, _WatchedAdapter())

@@ -147,6 +147,12 @@ def probe(path: PathLike) -> VideoInfo:
         container.close()
 
 
+def title(path: PathLike) -> str:
+    """The file's title tag ("" when it has none)."""
+    with _open_input(path, "file") as container:
+        return container.metadata.get("title", "")
+
+
 def check_picture(path: PathLike, max_size: tuple[int, int], max_frames: int, max_bytes: int) -> VideoInfo:
     """A video made elsewhere (a provider's), checked before any frame is decoded into arrays: it has a
     picture no larger than `max_size` (either way round: rotation may be in pixels or in metadata), at
@@ -892,6 +898,22 @@ def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, sec
             aout = dst.add_stream_from_template(ain)
             _interleave(dst, vsrc.demux(vin), vout, _cut_packets(packets, aout, shift, end))
     return True
+
+
+def rewrap(path: PathLike, out_path: PathLike) -> str:
+    """The same picture and sound (the first stream of each) in the container out_path's suffix names,
+    packets copied unchanged."""
+    suffix = Path(out_path).suffix.lower()
+    options = {"movflags": "+faststart"} if suffix in (".mp4", ".mov") else {}
+    with _open_input(path, "video") as src, av.open(os.fspath(out_path), "w", options=options) as dst:
+        streams = [s[0] for s in (src.streams.video, src.streams.audio) if s]
+        outs = {stream.index: dst.add_stream_from_template(stream) for stream in streams}
+        for packet in src.demux(streams):
+            if packet.dts is None or packet.size == 0:
+                continue
+            packet.stream = outs[packet.stream.index]
+            dst.mux(packet)
+    return os.fspath(out_path)
 
 
 def _cut_packets(packets: list[av.Packet], stream: av.AudioStream, shift: int, end: int) -> Iterator[av.Packet]:

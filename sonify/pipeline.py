@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from .remote_job import (
     output_name,
     with_cost,
 )
-from .waiter import Waiter
+from .waiter import Slots, Waiter
 
 __all__ = ["AudioInput", "Result", "check_picture_size", "fetch", "output_name", "run", "validate_source"]
 
@@ -76,7 +75,7 @@ def run(
     audio: AudioInput | None = None,
     on_progress: ProgressFn | None = None,
     is_cancelled: Callable[[], bool] | None = None,
-    slots: threading.Semaphore | None = None,
+    slots: Slots | None = None,
     observe: Observer | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.

@@ -42,7 +42,7 @@ from .providers.base import (
 )
 from .providers.schedule import History
 from .redact import redact_all
-from .waiter import Waiter
+from .waiter import Slots, Waiter
 
 log = logging.getLogger("sonify")
 
@@ -89,8 +89,8 @@ class JobInfo:
     result_file: str | None = None  # the provider's output, kept in the result store
     audio_copied: bool | None = None  # the provider's AAC packets were copied onto the picture
     source: str | None = None  # fetch: the clip the sound was put on
-    emulator: bool = False  # made by Sonify's local emulator (emulator mode): synthetic sound, not the model's
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    emulator: bool = False  # made by Sonify's emulator (emulator mode, or its title tag on the result): synthetic sound
 
     def as_dict(self) -> dict[str, Any]:
         return redact_all(dataclasses.asdict(self))  # what a provider answered may echo a key
@@ -183,7 +183,7 @@ class RunContext:
     report: ProgressFn
     timer: StageTimer
     work: Path  # the run's scratch folder
-    slots: threading.Semaphore | None = None  # a batch's: jobs at the provider at once
+    slots: Slots | None = None  # a batch's: jobs at the provider at once
     observe: Observer | None = None  # the benchmark watches the job's events through this
 
 
@@ -453,11 +453,14 @@ class RemoteJob:
     # --- any job with a task ---
 
     def resume(self, task_id: str) -> Delivery:
-        """Follow a task that exists already (no slot: it is at the provider) to its verified result."""
+        """Follow a task that exists already to its verified result. It is at the provider, so it counts against
+        a batch's slots while it is waited on, like a new job: the batch never has more jobs there than slots."""
         self.info.task_id, self.info.status, self.info.resumed = task_id, Status.SUBMITTED, not self.info.fetched
         verb = "fetching" if self.info.fetched else "resuming"
-        self.ctx.report(with_cost(f"{verb} task {task_id}", self._shown_cost), 0.1)
-        return self.download(task_id, self.wait(task_id))
+        with self._slot():
+            self.ctx.report(with_cost(f"{verb} task {task_id}", self._shown_cost), 0.1)
+            state = self.wait(task_id)
+        return self.download(task_id, state)
 
     def fetch(self, record: jobs.FetchedTask) -> Delivery:
         """A task's result by its id: the stored one when the journal has it (no request), else the
@@ -529,6 +532,7 @@ class RemoteJob:
                                         bounds.frames or math.ceil(bounds.seconds * media.MAX_FPS), max_decode_bytes())
                     what = "audio"
                 samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
+                self.info.emulator = self.info.emulator or media.title(path) == config.EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None

@@ -6,12 +6,20 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .errors import Cancelled
 
 SLICE = 0.1  # seconds between looks at the cancel flag
 T = TypeVar("T")
+
+
+class Slots(Protocol):
+    """What a job takes a slot from: a Lock, a Semaphore, or a batch clip's view of the batch's (batch.ItemSlots)."""
+
+    def acquire(self, blocking: bool = ..., timeout: Any = ...) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 class Waiter:
@@ -26,17 +34,21 @@ class Waiter:
         """Has the user cancelled? For a watcher on another thread (the job's own thread calls check())."""
         return bool(self._is_cancelled())
 
-    def sleep(self, seconds: float) -> None:
-        """Sleep, waking every SLICE to raise Cancelled if the user cancelled."""
+    def sleep(self, seconds: float, wake: threading.Event | None = None) -> None:
+        """Sleep, waking every SLICE to raise Cancelled if the user cancelled; `wake` (a webhook's wake-up,
+        webhooks.py) ends the sleep as soon as it is set."""
         deadline = time.monotonic() + seconds
         while True:
             self.check()
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            time.sleep(min(SLICE, left))
+            if wake is None:
+                time.sleep(min(SLICE, left))
+            elif wake.wait(min(SLICE, left)):
+                return
 
-    def acquire(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> None:
+    def acquire(self, slots: Slots, on_wait: Callable[[], None]) -> None:
         """Take one of `slots`; if none is free, call `on_wait` and wait for one as long as it takes (or
         until Cancel)."""
         if not slots.acquire(blocking=False):
@@ -69,7 +81,7 @@ class Waiter:
         return outcome["value"]
 
     @contextlib.contextmanager
-    def holding(self, slots: threading.Lock | threading.Semaphore, on_wait: Callable[[], None]) -> Iterator[None]:
+    def holding(self, slots: Slots, on_wait: Callable[[], None]) -> Iterator[None]:
         """One of `slots` (see acquire), held for the block."""
         self.acquire(slots, on_wait)
         try:

@@ -9,6 +9,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -125,10 +127,55 @@ def test_run_writes_the_clip_with_sound_and_reports_time_and_cost(emulator, wave
     assert done.stdout.strip() == str(target) and target.is_file()
     samples, rate = media.decode_audio(target)
     assert rate == 44100 and np.abs(samples).max() > 0.1
-    info = json.loads(done.stderr[done.stderr.index("{"):done.stderr.rindex("}") + 1])
-    assert info["params"]["seed"] == 3 and info["params"]["duration"] == 1
     assert re.search(r"done in [\d.]+ s \(.*wait [\d.]+ s.*\) · est\. \$0\.001", done.stderr), done.stderr
+    assert "{" not in done.stderr  # the job info only with -v or --json
     assert submits(emulator) == 1
+
+    verbose = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "--seed", "3", "-o", target, "-v")
+    assert verbose.returncode == 0, verbose.stderr
+    info = json.loads(verbose.stderr[verbose.stderr.index("{"):verbose.stderr.rindex("}") + 1])
+    assert info["params"]["seed"] == 3 and info["params"]["duration"] == 1 and info["cached"]  # seed 3 again: free
+    assert verbose.stdout.strip() == str(target) and submits(emulator) == 1
+
+    quiet = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "--seed", "3", "-o", target, "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.strip() == str(target)
+
+
+def test_run_json_prints_one_record_and_nothing_else_on_stdout(emulator, wavespeed_env, clip, tmp_path):
+    done = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "--seed", "5", "-o", tmp_path / "out",
+                  "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    record = json.loads(line)
+    (row,) = journal_rows(wavespeed_env)
+    assert record["task_id"] == row.task_id and Path(record["path"]).is_file()
+    assert record["path"] == str(tmp_path / "out" / f"sonify-mmaudio-v2-{row.task_id}.mp4")
+    assert record["cost_usd_estimate"] == 0.001 and record["seed"] == 5
+    assert record["emulator"] is True and record["reused"] is False and record["resumed"] is False
+    assert {"prepare", "upload", "submit", "wait", "download"} <= set(record["seconds"])
+    assert record["job"]["task_id"] == row.task_id and record["job"]["emulator"] is True
+    assert "done in" in done.stderr  # progress stays on stderr
+
+
+@pytest.mark.parametrize(("name", "streams"), [("out.mov", {"video", "audio"}), ("sound.wav", {"audio"})])
+def test_run_o_with_a_media_suffix_writes_that_file(emulator, wavespeed_env, clip, tmp_path, name, streams):
+    target = tmp_path / "results" / name
+    done = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "-o", target)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(target) and target.is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]  # the file alone, no folder, no .mp4 left
+    with av.open(str(target)) as container:
+        assert {stream.type for stream in container.streams} == streams
+        assert container.format.name.split(",")[0] == {"out.mov": "mov", "sound.wav": "wav"}[name]
+    samples, rate = media.decode_audio(target)
+    assert rate == 44100 and abs(samples.shape[1] / rate - 1.0) < 0.03 and np.abs(samples).max() > 0.1
+
+
+def test_run_o_with_a_media_suffix_it_cannot_write_is_refused_before_anything_is_sent(emulator, wavespeed_env, clip,
+                                                                                      tmp_path):
+    done = sonify("run", "mmaudio-v2", "--video", clip, "--prompt", "rain", "-o", tmp_path / "out.webm")
+    assert done.returncode == 3 and "-o: cannot write a .webm file" in done.stderr
+    assert emulator.requests == [] and not (tmp_path / "out.webm").exists()
 
 
 def test_run_lipsync_takes_a_voice_file(emulator, wavespeed_env, clip, tmp_path):
@@ -143,7 +190,7 @@ def test_run_lipsync_takes_a_voice_file(emulator, wavespeed_env, clip, tmp_path)
 
 def test_the_older_param_form_still_works(emulator, wavespeed_env, clip, tmp_path):
     done = sonify("run", "mmaudio-v2", "--video", clip, "--param", "prompt=rain", "--param", "mask_away_clip=true",
-                  "-o", tmp_path)
+                  "-o", tmp_path, "-v")
     assert done.returncode == 0, done.stderr
     assert '"mask_away_clip": true' in done.stderr
 
@@ -206,7 +253,7 @@ def test_batch_runs_many_clips_lists_the_failure_with_its_task_id_and_resumes(em
     failed = next(row for row in journal_rows(wavespeed_env) if row.status == "failed")
     loser = Path(failed.source_path).stem
     winners = [name for name in "abc" if name != loser]
-    assert "batch mmaudio-v2: 2 done, 1 failed of 3 in " in first.stderr
+    assert "batch mmaudio-v2: 2 done, 0 resumed, 0 reused (free), 1 failed of 3 in " in first.stderr
     assert "est. $0.002" in first.stderr  # 1 s clips at $0.001 per second of audio
     assert re.search(rf"{loser}\.mp4 \[task {failed.task_id}\]: .*out of GPUs", first.stderr), first.stderr
     assert first.stdout.split() == [str(out / f"{name}.mp4") for name in winners]
@@ -218,16 +265,16 @@ def test_batch_runs_many_clips_lists_the_failure_with_its_task_id_and_resumes(em
 
     second = sonify("batch", "mmaudio-v2", sources, "-o", out, "--prompt", "rain", "--seed", "1")
     assert second.returncode == 0, second.stderr
-    assert "1 done, 2 skipped of 3" in second.stderr and submits(emulator) == 4  # only the failed clip again
+    assert "1 done, 0 resumed, 2 reused (free), 0 failed of 3" in second.stderr and submits(emulator) == 4  # only the failed clip again
 
     uploads = len(emulator.requests)
     third = sonify("batch", "mmaudio-v2", sources, "-o", out, "--prompt", "rain", "--seed", "1")
-    assert third.returncode == 0 and "0 done, 3 skipped of 3" in third.stderr
+    assert third.returncode == 0 and "0 done, 0 resumed, 3 reused (free), 0 failed of 3" in third.stderr
     assert submits(emulator) == 4 and len(emulator.requests) == uploads  # nothing sent at all
     assert third.stdout.split() == [str(out / f"{n}.mp4") for n in "abc"]
 
     other = sonify("batch", "mmaudio-v2", sources, "-o", out, "--prompt", "rain", "--seed", "2")
-    assert other.returncode == 0 and "3 done of 3" in other.stderr  # other parameters: not the same work
+    assert other.returncode == 0 and "3 done, 0 resumed, 0 reused (free), 0 failed of 3" in other.stderr  # other parameters: not the same work
 
 
 def test_batch_a_clip_the_model_refuses_fails_alone_before_any_upload(emulator, wavespeed_env, tmp_path):
@@ -235,10 +282,14 @@ def test_batch_a_clip_the_model_refuses_fails_alone_before_any_upload(emulator, 
     clips(folder, ("short.mp4",), frames=24)
     done = sonify("batch", "kling-video-to-audio", folder, "-o", tmp_path / "out", "--bgm_prompt", "jazz")
     assert done.returncode == 6
-    assert "1 done, 1 failed of 2" in done.stderr and "est. $0.035" in done.stderr
+    assert "1 done, 0 resumed, 0 reused (free), 1 failed of 2" in done.stderr and "est. $0.035" in done.stderr
     assert re.search(r"short\.mp4 \[no task \(nothing was sent\)\]: video: .*3 to 20 seconds, got 1\.000 s", done.stderr)
     assert "run the same command again" not in done.stderr  # retrying cannot fix a clip that is too short
     assert emulator.submits(KLING_V2A.model_id) == 1
+    quiet = sonify("batch", "kling-video-to-audio", folder, "-o", tmp_path / "out", "--bgm_prompt", "jazz", "-q")
+    assert quiet.returncode == 6 and quiet.stdout.split() == [str(tmp_path / "out" / "long.mp4")]
+    assert quiet.stderr.splitlines()[0] == "failed:" and "short.mp4 [no task" in quiet.stderr  # the errors only
+    assert "[" not in quiet.stderr.splitlines()[0] and "batch kling-video-to-audio:" not in quiet.stderr
 
 
 def test_batch_resumes_a_job_an_earlier_batch_submitted(emulator, wavespeed_env, tmp_path):
@@ -252,9 +303,64 @@ def test_batch_resumes_a_job_an_earlier_batch_submitted(emulator, wavespeed_env,
 
     second = sonify("batch", "mmaudio-v2", sources, "-o", tmp_path / "out", "--prompt", "rain")
     assert second.returncode == 0, second.stderr
-    assert "1 done" in second.stderr and submits(emulator) == 1  # waited on the same task
+    assert "0 done, 1 resumed, 0 reused (free), 0 failed of 1" in second.stderr
+    assert submits(emulator) == 1  # waited on the same task
     record = json.loads((tmp_path / "out" / "a.sonify.json").read_text())
     assert record["job"]["task_id"] == row.task_id and record["job"]["resumed"]
+
+
+def test_a_batch_run_again_after_a_kill_counts_resumed_and_reused_jobs_and_keeps_its_concurrency(
+        emulator, wavespeed_env, tmp_path):
+    sources = clips(tmp_path / "clips", ("a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4"))
+    out = tmp_path / "out"
+    batch = ("batch", "mmaudio-v2", "--prompt", "rain", "--seed", "1", "--concurrency", "2", "-o", out)
+    before = sonify(*batch, sources / "a.mp4", sources / "b.mp4")
+    assert before.returncode == 0, before.stderr
+    (out / "a.mp4").unlink()  # a: the journal's stored result is left; b: its result is still in out/
+
+    emulator.concurrency["wavespeed"] = 0  # every new task waits in the queue: c and d stay at the provider
+    killed = subprocess.Popen([sys.executable, "-m", "sonify", *map(str, batch), str(sources)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: submits(emulator) == 4, emulator)  # a and b before, c and d now; e waits for a slot
+    finally:
+        killed.kill()
+        killed.wait(30)
+
+    again = subprocess.Popen([sys.executable, "-m", "sonify", *map(str, batch), str(sources)], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    guard = threading.Timer(60, again.kill)  # should the line never come, the held tasks would keep it running
+    guard.start()
+    try:
+        for line in again.stderr:  # the progress lines (stderr is a pipe: one whenever they change)
+            lines.append(line)
+            if "2 at the provider, 1 waiting" in line:  # the two resumed jobs hold both slots; e waits
+                break
+        emulator.concurrency.pop("wavespeed")
+        out_text, rest = again.communicate(timeout=120)
+    finally:
+        guard.cancel()
+        again.kill()
+    lines += rest.splitlines()
+    assert again.returncode == 0, "".join(lines)
+    assert any("2 at the provider, 1 waiting" in line for line in lines), lines
+    shown = [int(n) for line in lines for n in re.findall(r"(\d+) at the provider", line)]
+    assert shown and max(shown) <= 2
+    assert "batch mmaudio-v2: 1 done, 2 resumed, 2 reused (free), 0 failed of 5 in " in "".join(lines)
+    assert "resumed: 2 job(s) an earlier run submitted" in "".join(lines)
+    assert submits(emulator) == 5  # only e was new
+    assert out_text.split() == [str(out / f"{name}.mp4") for name in "abcde"]
+
+
+def wait_for(condition, emulator, seconds: float = 60.0) -> None:
+    """Until `condition()` holds, looked at whenever an emulated task changes."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        emulator.tasks.wait_change(0.5)
 
 
 def test_batch_checks_parameters_and_key_before_any_clip(emulator, wavespeed_env, tmp_path):
@@ -281,6 +387,15 @@ def test_fetch_and_jobs(emulator, wavespeed_env, fal_env, clip, tmp_path):
     paths = [Path(line) for line in fetched.stdout.split()]
     assert paths[0].suffix == ".wav" and all(p.is_file() for p in paths)
     assert submits(emulator) == 1
+    as_json = sonify("fetch", "wavespeed", row.task_id, "-o", tmp_path / "fetched", "--json")
+    (record,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert record["files"] == [str(path) for path in paths] and record["path"] == str(paths[1])  # the video
+    assert record["task_id"] == row.task_id and record["emulator"] is True and record["cost_usd_estimate"] == 0
+    one_file = sonify("fetch", "wavespeed", row.task_id, "-o", tmp_path / "one" / "sound.flac")
+    assert one_file.returncode == 0, one_file.stderr
+    assert one_file.stdout.split() == [str(tmp_path / "one" / "sound.flac")]
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["sound.flac"]
+    assert np.array_equal(media.decode_audio(tmp_path / "one" / "sound.flac")[0], media.decode_audio(paths[0])[0])
 
     unknown = sonify("fetch", "wavespeed", "0" * 32, "-o", tmp_path / "fetched")
     assert unknown.returncode == 4 and "404" in unknown.stderr

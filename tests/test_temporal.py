@@ -206,7 +206,7 @@ def test_a_batch_across_three_workers_survives_a_killed_worker_and_runs_each_cli
         again = batch(temporal, sources, out, submitter)
         stdout, stderr = again.communicate(timeout=60)
         assert again.returncode == 0, stderr
-        assert f"10 done, {CLIPS - 10} skipped" in stderr
+        assert f"10 done, 0 resumed, {CLIPS - 10} reused (free), 0 failed of {CLIPS}" in stderr
         assert len(asyncio.run(workflows(temporal))) == before and emulator.submits() == CLIPS
 
         texts = asyncio.run(histories(temporal))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from .. import config
+from .. import config, webhooks
 from .base import Provider
 from .fal import Fal
 from .wavespeed import WaveSpeed
@@ -14,12 +14,15 @@ _lock = threading.Lock()
 
 
 def client(provider: str) -> Provider:
-    """The client for `provider`, built from the current key and base URL."""
+    """The client for `provider`, built from the current key and base URL. A bad SONIFY_PUBLIC_URL fails here
+    too, before any request (its submits would otherwise fail after the uploads)."""
     key = config.api_key(provider)
+    webhooks.public_url()
     if provider == "wavespeed":
         ident = (provider, key, config.base_url("wavespeed"))
         factory = lambda: WaveSpeed(key, ident[2])
     elif provider == "fal":
+        config.base_url("fal_jwks")  # read at submit only when webhooks are on: checked here all the same
         ident = (provider, key, config.base_url("fal_queue"), config.base_url("fal_rest"), config.base_url("fal_api"))
         factory = lambda: Fal(key, ident[2], ident[3], ident[4])
     else:

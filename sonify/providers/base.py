@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,16 +129,19 @@ def poll_until_final(
     limits: WaitLimits,
     plan: PollPlan | None = None,
     origin: float | None = None,
+    wake: threading.Event | None = None,
 ) -> TaskState:
     """Poll until the task is final, reporting each state; raise JobTimedOut past a limit.
 
     Polls when `plan` says (see schedule.py), counting seconds from `origin` (time.monotonic() of the
-    submit; default: now)."""
+    submit; default: now), and at once when `wake` is set (a verified webhook delivery: webhooks.py)."""
     plan = plan or PollPlan()
     start = time.monotonic()
     origin = start if origin is None else origin
     run_start: float | None = None
     while True:
+        if wake is not None:
+            wake.clear()  # this poll answers it; a delivery after the clear finds the task final anyway
         state = poll()
         now = time.monotonic()
         plan.polled(now - origin, state.final)
@@ -147,7 +151,7 @@ def poll_until_final(
         if state.status == RUNNING and run_start is None:
             run_start = now
         check_limits(task_id, provider, now - start, None if run_start is None else now - run_start, limits)
-        waiter.sleep(plan.delay(time.monotonic() - origin))
+        waiter.sleep(plan.delay(time.monotonic() - origin), wake)
 
 
 def check_limits(task_id: str, provider: str, waited: float, running: float | None, limits: WaitLimits) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from .. import config
+from .. import config, webhooks
 from ..errors import ConfigurationError, ProviderError, SonifyError, ValidationError
 from ..http import RETRYABLE, FileBody, Http, excerpt
 from ..redact import register_secret
@@ -50,6 +50,7 @@ NAME = "fal"
 TOKEN_MARGIN = 60.0  # a CDN token is renewed this many seconds before it expires
 UPLOAD_TIMEOUT = (10.0, 300.0)
 REPORT_EVERY = 1.0  # seconds between progress reports while the stream is quiet
+WAKE_CHECK = 0.02  # seconds between looks at a webhook's wake-up while the stream is quiet
 MEDIA_FIELDS = {"video_url": "video", "audio_url": "audio"}  # fal's field -> our input name
 NAMESPACES = ("workflows", "comfy")  # app ids with a namespace have three parts: namespace/owner/app
 ERROR_TYPES = {
@@ -187,8 +188,10 @@ class Fal:
 
     def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
         """Never retried: a lost answer may still have queued (and will charge) a request."""
-        answer = self.http.json("POST", f"{self.queue_url}/{model_id}", idempotent=False, creates=True, waiter=waiter,
-                                json=body)
+        hook = self._webhook(waiter)
+        query = f"?{urlencode({'fal_webhook': hook})}" if hook else ""
+        answer = self.http.json("POST", f"{self.queue_url}/{model_id}{query}", idempotent=False, creates=True,
+                                waiter=waiter, json=body)
         request_id = answer.get("request_id") if isinstance(answer, dict) else None
         if not isinstance(request_id, str) or not request_id:
             raise ProviderError("fal accepted the job but its answer has no request_id")
@@ -197,6 +200,25 @@ class Fal:
         with self._lock:
             self._urls[request_id] = urls
         return request_id
+
+    def _webhook(self, waiter: Waiter) -> str | None:
+        """The `?fal_webhook=` URL for a submit (webhooks.hook_url), once the receiver holds fal's public keys
+        (its JWKS, fetched at most once a day); None (no webhook, as without SONIFY_PUBLIC_URL) when
+        deliveries could not be verified."""
+        hook, jwks_url = webhooks.hook_url(NAME), config.base_url("fal_jwks")
+        if hook is None or webhooks.RECEIVER.fal_keys_fresh(jwks_url):
+            return hook
+        missing = webhooks.ed25519_missing()
+        if missing:
+            log.info("fal webhooks not requested: %s (pip install cryptography)", missing)
+            return None
+        try:
+            jwks = self.http.json("GET", jwks_url, idempotent=True, waiter=waiter, auth=False)
+            webhooks.RECEIVER.trust_fal_jwks(jwks_url, jwks)
+        except (ProviderError, ValueError) as exc:
+            log.info("fal webhooks not requested: fal's public keys are unavailable (%s)", exc)
+            return None
+        return hook
 
     def _returned_urls(self, answer: dict[str, Any]) -> RequestUrls | None:
         """The URLs fal handed back, if all of them are under our queue base URL (else we build them)."""
@@ -286,20 +308,23 @@ class Fal:
         The queue wait and the processing wait stay bounded across the switch."""
         urls = self._urls_for(task_id, model_id)
         clock = _Clock()
-        try:
-            return self._wait_stream(urls, task_id, waiter, on_state, limits, clock)
-        except _StreamLost as exc:
-            log.info("fal status stream for %s unavailable (%s); polling instead", task_id, exc)
-        offset = clock.elapsed()
-        return poll_until_final(
-            lambda: self._poll(urls, task_id, waiter), task_id, NAME, waiter,
-            lambda state, elapsed: on_state(state, offset + elapsed), clock.remaining(limits),
-        )
+        with webhooks.WAKEUPS.listening(NAME, task_id) as wake:
+            try:
+                return self._wait_stream(urls, task_id, waiter, on_state, limits, clock, wake)
+            except _StreamLost as exc:
+                log.info("fal status stream for %s unavailable (%s); polling instead", task_id, exc)
+            offset = clock.elapsed()
+            return poll_until_final(
+                lambda: self._poll(urls, task_id, waiter), task_id, NAME, waiter,
+                lambda state, elapsed: on_state(state, offset + elapsed), clock.remaining(limits), wake=wake,
+            )
 
     def _wait_stream(
         self, urls: RequestUrls, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None],
-        limits: WaitLimits, clock: _Clock,
+        limits: WaitLimits, clock: _Clock, wake: threading.Event,
     ) -> TaskState:
+        """Events as they come; a verified webhook delivery (`wake`) makes one poll at once, for a stream that
+        has gone quiet or stalled mid-read."""
         try:
             response = self.http.request(
                 "GET", urls.status + "/stream?logs=1", idempotent=False, waiter=waiter, task_id=task_id, stream=True,
@@ -311,9 +336,13 @@ class Fal:
             last, reported = None, 0.0
             while True:
                 waiter.check()
-                event = events.next(SLICE)
+                event = events.next(SLICE, wake)
                 if isinstance(event, str):
                     raise _StreamLost(event)
+                if event is None and wake.is_set():
+                    wake.clear()
+                    event = self.http.json("GET", urls.status + "?logs=1", idempotent=True, waiter=waiter,
+                                           task_id=task_id)
                 if event is not None:
                     last = self._to_state(event, urls, task_id, waiter)
                     clock.saw(last)
@@ -432,12 +461,15 @@ class EventReader:
         except Exception as exc:  # noqa: BLE001 - whatever ends the read ends the stream; the caller polls
             self._items.put(f"the stream broke ({type(exc).__name__})")
 
-    def next(self, timeout: float) -> dict[str, Any] | str | None:
-        """The next item, or None if none came within `timeout` seconds."""
-        try:
-            return self._items.get(timeout=timeout)
-        except queue.Empty:
-            return None
+    def next(self, timeout: float, wake: threading.Event | None = None) -> dict[str, Any] | str | None:
+        """The next item, or None if none came within `timeout` seconds (or `wake` was set meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._items.get(timeout=min(WAKE_CHECK, max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= deadline or (wake is not None and wake.is_set()):
+                    return None
 
     def close(self) -> None:
         """Close the connection; shutting the socket down first wakes the reader thread at once."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 
+from .. import webhooks
 from ..errors import ProviderError
 from ..http import FileBody, Http, excerpt
 from ..waiter import Waiter
@@ -32,6 +34,8 @@ from .base import (
     unix_time,
 )
 from .schedule import History, PollPlan, history_key
+
+log = logging.getLogger("sonify")
 
 NAME = "wavespeed"
 UPLOAD_SECONDS = 6 * 86400.0  # WaveSpeed keeps uploads ~7 days: reused for 6
@@ -74,6 +78,7 @@ class WaveSpeed:
         self.http = Http(NAME, base_url, {"Authorization": f"Bearer {api_key}"}, describe_error)
         self._lock = threading.Lock()
         self._submitted: dict[str, tuple[str, float]] = {}  # task id -> (model id, monotonic submit time)
+        self._webhook_secret: str | None = None  # the account's, fetched once (webhooks.py)
 
     def upload(self, path: Path, waiter: Waiter, *, watch: Callable[[int], None] | None = None) -> str:
         """Current flow: ask for an upload ticket, PUT the bytes to its URL with exactly its
@@ -110,15 +115,36 @@ class WaveSpeed:
 
     def submit(self, model_id: str, body: dict[str, Any], waiter: Waiter) -> str:
         """Never retried: a lost answer may still have created a task that will be charged."""
+        hook = self._webhook(waiter)
+        query = f"?{urlencode({'webhook': hook})}" if hook else ""
         sent = time.monotonic()
-        data = self._data(self.http.json("POST", f"/api/v3/{model_id}", idempotent=False, creates=True, waiter=waiter,
-                                         json=body))
+        data = self._data(self.http.json("POST", f"/api/v3/{model_id}{query}", idempotent=False, creates=True,
+                                         waiter=waiter, json=body))
         if not data.get("id"):
             raise ProviderError("WaveSpeed accepted the job but its answer has no task id")
         task_id = answered_id(data["id"], "WaveSpeed")
         with self._lock:
             self._submitted[task_id] = (model_id, sent)
         return task_id
+
+    def _webhook(self, waiter: Waiter) -> str | None:
+        """The `?webhook=` URL for a submit (webhooks.hook_url), once the receiver holds the account's secret
+        to verify deliveries with; None (polling only, as without webhooks) when it cannot be had."""
+        hook = webhooks.hook_url(NAME)
+        if hook is None:
+            return None
+        if self._webhook_secret is None:
+            try:
+                data = self._data(self.http.json("GET", "/api/v3/webhook/secret", idempotent=True, waiter=waiter))
+                secret = data.get("secret")  # [guess] the field's name: the docs show only the whsec_ value
+                if not isinstance(secret, str) or not secret.startswith("whsec_"):
+                    raise ProviderError("WaveSpeed's webhook secret answer has no whsec_ secret")
+                webhooks.RECEIVER.trust_wavespeed_secret(secret)
+            except (ProviderError, ValueError) as exc:
+                log.info("WaveSpeed webhooks not requested: the account's webhook secret is unavailable (%s)", exc)
+                return None
+            self._webhook_secret = secret
+        return hook
 
     def _result(self, task_id: str, waiter: Waiter) -> dict[str, Any]:
         path = f"/api/v3/predictions/{quote(answered_id(task_id, 'WaveSpeed'), safe='')}/result"
@@ -172,16 +198,17 @@ class WaveSpeed:
         self, task_id: str, waiter: Waiter, on_state: Callable[[TaskState, float], None], limits: WaitLimits,
         *, model_id: str | None = None, history: History | None = None,
     ) -> TaskState:
-        """Poll on a schedule learned from this model's recent jobs in `history` (schedule.py). A job
-        submitted by this client uses and teaches the schedule its run time; a resumed one (started who
-        knows when) does neither."""
+        """Poll on a schedule learned from this model's recent jobs in `history` (schedule.py), and at once
+        when a webhook delivery for the task is verified (webhooks.py). A job submitted by this client uses
+        and teaches the schedule its run time; a resumed one (started who knows when) does neither."""
         with self._lock:
             model, sent = self._submitted.pop(task_id, (model_id, None))
         learned = history is not None and model is not None and sent is not None
         key = history_key(self.http.base_url, model or "")
         plan = PollPlan(lambda: history.expected(key)) if learned else PollPlan()
-        state = poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits,
-                                 plan, sent)
+        with webhooks.WAKEUPS.listening(NAME, task_id) as wake:
+            state = poll_until_final(lambda: self.state(task_id, waiter), task_id, NAME, waiter, on_state, limits,
+                                     plan, sent, wake)
         bracket = plan.bracket()
         if state.status == COMPLETED and learned and bracket is not None:
             history.record(key, bracket)

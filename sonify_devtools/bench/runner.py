@@ -19,7 +19,7 @@ from . import fast_paths, report, uplinks
 from .clips import clip
 from .jobs import PACK_ROOT, emulated, in_child
 from .plans import PLANS, TWO_NODES_CLIP, Plan
-from .waits import batch, batch_command, fal_detection, wavespeed_detection
+from .waits import batch, batch_command, fal_detection, wavespeed_detection, webhook_detection
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +74,7 @@ def _waits(plan: Plan, work: Path, detection_clip: Path) -> dict[str, Any]:
             "fal": fal_detection(emulator, detection_clip, list(plan.fal_seconds), out),
             "fal_fallback": fal_detection(emulator, detection_clip, [plan.fal_seconds[0]], out, stream_fails=True),
             "wavespeed": wavespeed_detection(emulator, detection_clip, list(plan.wavespeed_seconds), out),
+            "webhooks": webhook_detection(emulator, detection_clip, list(plan.fal_seconds), work),
             "batch": batch(emulator, clip(plan.clips[0], work / "clips"), work, jobs=plan.batch_jobs,
                            concurrency=plan.batch_concurrency, seconds=plan.batch_seconds),
         }

@@ -1,6 +1,6 @@
 """Benchmark sections about waiting, run in the benchmark's own process against one emulator:
-detection latency on fal (status stream, and polling when the stream fails) and on WaveSpeed (polling
-on the learned schedule), and a batch of jobs at a fixed concurrency."""
+detection latency on fal (status stream, and polling when the stream fails), on WaveSpeed (polling
+on the learned schedule), and on both woken by webhook deliveries; and a batch of jobs at a fixed concurrency."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sonify import batch as batch_engine
+from sonify import webhook_listener
 from sonify.models import KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL, THINKSOUND_WAVESPEED, ModelSpec
 from sonify.remote_job import run_times
 
@@ -77,6 +78,37 @@ def _lane(emulator: Emulator, spec: ModelSpec, durations: list[float], clip: Pat
                 row = job_record(run_job(spec, clip, out), emulator)
             rows.append(row | wavespeed_polls(emulator, row["task_id"])
                         | {"model": spec.key, "model_seconds": seconds, "attempt": attempt})
+    return rows
+
+
+def webhook_detection(emulator: Emulator, clip: Path, durations: list[float], work: Path) -> list[dict[str, Any]]:
+    """With webhooks (the command line's listener, SONIFY_PUBLIC_URL pointing at it): for each model time, a
+    model's first job (a new state folder: nothing learned) on WaveSpeed and on fal with its status stream
+    failing — both polling, so what is measured is the wake-up, not the stream."""
+    listener = webhook_listener.Listener(("127.0.0.1", 0))
+    before = {name: os.environ.get(name) for name in ("SONIFY_PUBLIC_URL", "SONIFY_FAL_JWKS_URL", "SONIFY_STATE_DIR")}
+    os.environ.update(SONIFY_PUBLIC_URL=listener.url, SONIFY_FAL_JWKS_URL=f"{emulator.url}/.well-known/jwks.json")
+    rows = []
+    try:
+        for seconds in durations:
+            for spec in (MMAUDIO_V2, THINKSOUND_FAL):
+                os.environ["SONIFY_STATE_DIR"] = str(work / f"webhook-state-{spec.provider}-{seconds:g}")
+                emulator.per_model_seconds[spec.model_id] = seconds
+                if spec.provider == "fal":
+                    emulator.inject("GET", r"/status/stream$", 500)
+                sent = len(emulator.deliveries)
+                row = job_record(run_job(spec, clip, work / "webhook-out"), emulator)
+                emulator.webhooks.join(5.0)
+                rows.append({"provider": spec.provider, "model_seconds": seconds, "task_id": row["task_id"],
+                             "detection_seconds": row["detection_seconds"],
+                             "deliveries": [d.status for d in emulator.deliveries[sent:]]})
+    finally:
+        listener.close()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return rows
 
 

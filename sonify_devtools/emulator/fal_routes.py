@@ -135,7 +135,9 @@ class FalRoutes:
             ("POST", SUBMIT, self.submit),
         ]
         # Other methods on these paths are unknown routes (404, like any other path), not 405.
-        return [(method, regex, self._authed(handler)) for method, regex, handler in rows] + [("*", SUBMIT, not_found)]
+        public = [("GET", r"/\.well-known/jwks\.json", self.jwks)]  # fal's key set needs no key
+        return public + [(method, regex, self._authed(handler)) for method, regex, handler in rows] + [
+            ("*", SUBMIT, not_found)]
 
     def cdn_routes(self) -> list[tuple[str, str, Handler]]:
         """Files-origin rows: the CDN upload."""
@@ -238,6 +240,7 @@ class FalRoutes:
             created_at=iso_utc(datetime.now(timezone.utc)),
             submitted=time.monotonic(),
             input=body,
+            webhook=request.query.get("fal_webhook", [""])[0],
         )
         self.em.tasks.add(task)
         self.em.record_submit(model_id)
@@ -369,6 +372,21 @@ class FalRoutes:
         }
         key = "video" if content_type.startswith("video/") else "audio"
         return {key: media, "prompt": task.params.get("prompt") or EMULATOR_PROMPT}
+
+    def webhook_payload(self, task: Task) -> dict[str, Any]:
+        """What a delivery carries: `{request_id, gateway_request_id, status: "OK" | "ERROR", payload, error}`."""
+        delivery: dict[str, Any] = {"request_id": task.shown_id, "gateway_request_id": task.shown_id}
+        if task.status == "completed":
+            return delivery | {"status": "OK", "payload": self.output(task)}
+        message = "Request was cancelled" if task.status == "cancelled" else task.error
+        return delivery | {"status": "ERROR", "error": message, "payload": {"detail": message}}
+
+    def jwks(self, request: Request, match: re.Match[str]) -> Response:
+        """The public keys webhook deliveries are signed with (fal's is on its REST host)."""
+        keys = self.em.webhooks.jwks()
+        if keys is None:
+            return detail(503, "the emulator signs fal webhooks only with the `cryptography` package installed")
+        return json_response(200, keys)
 
     def cancel(self, request: Request, match: re.Match[str]) -> Response:
         task = self._task(match)

@@ -22,8 +22,9 @@ from .fal_routes import FalRoutes
 from .faults import ANSWERING, RESHAPING, FaultBoard, TaskFault
 from .routing import Body, Request, Response, Router, declared_length, json_response
 from .storage import Storage
-from .tasks import TaskBoard, TaskFailure
+from .tasks import Task, TaskBoard, TaskFailure
 from .wavespeed_routes import WaveSpeedRoutes
+from .webhooks import Deliveries, DeliveryRecord
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -40,6 +41,7 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x
 RECEIVE_BUFFER = 32 * 1024  # per connection (the kernel doubles it): see _HttpServer.server_bind
 UPLINK_SLICE_SECONDS = 0.02  # a slow uplink lets bytes through in slices of about this long...
 UPLINK_MIN_SLICE = 4096  # ...and of at least this many bytes
+JOIN_SECONDS = 5.0  # stop() waits this long for webhook deliveries under way
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,8 @@ class Emulator:
     fal account; absent: no limit), `sse_keepalive` (seconds between keep-alive comments on fal's
     status stream), `cdn_token_seconds` (lifetime of fal CDN upload tokens), `uplink_mbps` (request
     bodies, uploads above all, are read no faster than this many Mbit/s, shared like one link; None: as
-    fast as they come); before start(): `max_upload_bytes`.
+    fast as they come); before start(): `max_upload_bytes`. A submit with a webhook URL gets a signed
+    delivery when its task ends (`webhooks`, `deliveries`; hostile ones: `next_delivery`).
     """
 
     def __init__(
@@ -284,6 +287,8 @@ class Emulator:
         self.drip, self.endless, self.bogus_length, self.echo = board.drip, board.endless, board.bogus_length, board.echo
         self.hand_out = board.hand_out
         self.lose = board.lose
+        self.webhooks = Deliveries()  # signed webhook deliveries (webhooks.py)
+        self.next_delivery = self.webhooks.next_delivery
         self.url = ""  # the API origin, after start()
         self.files_url = ""  # the files origin (uploads, outputs), after start()
         self.router = Router()  # the API routes; each emulated provider adds its rows in start()
@@ -311,10 +316,12 @@ class Emulator:
         self._servers = [api, files]
         self.url, self.files_url = api.url, files.url
         self.storage = Storage(root, self.max_upload_bytes, files.url)
-        self.tasks = TaskBoard(self.storage, self._stopping, slots=lambda provider: self.concurrency.get(provider))
-        fal = FalRoutes(self)
+        self.tasks = TaskBoard(self.storage, self._stopping, slots=lambda provider: self.concurrency.get(provider),
+                               on_final=self._deliver)
+        fal, wavespeed = FalRoutes(self), WaveSpeedRoutes(self)
+        self._payloads = {"fal": fal.webhook_payload, "wavespeed": wavespeed.webhook_payload}
         files.router.add_all(self.storage.routes() + fal.cdn_routes())
-        self.router.add_all(WaveSpeedRoutes(self).routes())  # first: its catch-all owns /api/v3
+        self.router.add_all(wavespeed.routes())  # first: its catch-all owns /api/v3
         self.router.add_all(self.storage.routes() + fal.cdn_routes())  # for uploads handed out on the API's origin
         self.router.add_all(fal.routes())
         for server in self._servers:
@@ -331,6 +338,7 @@ class Emulator:
         for server in servers:
             server.shutdown()
         self.tasks.close()
+        self.webhooks.join(JOIN_SECONDS)
         for server in servers:
             server.close_connections()
             server.server_close()
@@ -361,6 +369,11 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _deliver(self, task: Task) -> None:
+        """A task just ended: its signed webhook delivery, if its submit asked for one."""
+        if task.webhook and not self.stopping:
+            self.webhooks.deliver(task.provider, task.webhook, task.shown_id, self._payloads[task.provider](task))
 
     # --- behaviour switches ---
 
@@ -436,6 +449,11 @@ class Emulator:
         """Accepted cancel requests (the task was not final yet), for one model or all."""
         with self._lock:
             return sum(1 for m in self._cancelled if model_id is None or m == model_id)
+
+    @property
+    def deliveries(self) -> list[DeliveryRecord]:
+        """Every webhook delivery sent so far and what its receiver answered, oldest first (a copy)."""
+        return self.webhooks.records
 
     def task_completed_at(self, task_id: str) -> float | None:
         """time.monotonic() when the task reached its final status; None while it runs or if unknown."""

@@ -22,12 +22,13 @@ import av
 import numpy as np
 
 from sonify import media
+from sonify.config import EMULATOR_TITLE
 from sonify.errors import ValidationError
 from sonify.models import SYNC_LIPSYNC, ModelSpec
 
 log = logging.getLogger("sonify")
 
-TITLE = "Sonify emulator — synthetic sound"
+TITLE = EMULATOR_TITLE  # how the engine tells an emulator result (JobInfo.emulator)
 METADATA = {"title": TITLE, "comment": "Made by the Sonify emulator, not by a hosted model."}
 
 MMAUDIO_LATENT = 1024  # MMAudio's length is rounded up to whole latents: it runs slightly long

@@ -54,6 +54,7 @@ class Task:
     reported_status: str | None = None  # set by report_next: the raw status word shown once final
     name: str = ""  # set by hand_out("task_id"): the id the answers give (and requests find it by) instead of `id`
     input: dict[str, Any] | None = None  # the submit body as sent (fal's request listing shows it)
+    webhook: str = ""  # the submit's webhook URL: a signed delivery is POSTed there once the task is final
     created_at: str = ""  # ISO 8601, UTC
     submitted: float = field(default_factory=time.monotonic)
     status: str = "created"
@@ -82,15 +83,18 @@ class Task:
 class TaskBoard:
     """Holds every task and runs one daemon worker thread per task.
 
+    `on_final(task)` is called (outside the lock) with a snapshot of each task as it reaches a final status.
     `slots(provider)` is the number of that provider's tasks that may be processing at once (None:
     no limit); read whenever a task looks for a slot, so it can be changed at any time."""
 
     def __init__(
-        self, storage: Storage, stopping: threading.Event, slots: Callable[[str], int | None] = lambda provider: None
+        self, storage: Storage, stopping: threading.Event, slots: Callable[[str], int | None] = lambda provider: None,
+        on_final: Callable[[Task], None] = lambda task: None,
     ) -> None:
         self._storage = storage
         self._stopping = stopping
         self._slots = slots
+        self._on_final = on_final  # called with a snapshot once a task's final status is set (webhooks)
         self._changed = threading.Condition()
         self._tasks: dict[str, Task] = {}
         self._names: dict[str, str] = {}  # Task.name -> id
@@ -147,11 +151,12 @@ class TaskBoard:
             task = self._tasks[task_id]
             if task.final:
                 return False
-            self._tasks[task_id] = dataclasses.replace(
+            self._tasks[task_id] = ended = dataclasses.replace(
                 task, status=status, error="cancelled by the client", completed_at=time.monotonic()
             )
             self._changed.notify_all()
-            return True
+        self._on_final(dataclasses.replace(ended))
+        return True
 
     def delete(self, task_id: str) -> None:
         """A final task is deleted, its result with it (WaveSpeed's DELETE of a finished task)."""
@@ -198,9 +203,12 @@ class TaskBoard:
     def _finish(self, task_id: str, **outcome: Any) -> None:
         """Set the final status, unless the task was cancelled meanwhile."""
         with self._changed:
-            if not self._tasks[task_id].final:
-                self._tasks[task_id] = dataclasses.replace(self._tasks[task_id], completed_at=time.monotonic(), **outcome)
-                self._changed.notify_all()
+            if self._tasks[task_id].final:
+                return
+            self._tasks[task_id] = ended = dataclasses.replace(self._tasks[task_id], completed_at=time.monotonic(),
+                                                               **outcome)
+            self._changed.notify_all()
+        self._on_final(dataclasses.replace(ended))
 
     def _run(self, task: Task) -> None:
         queued = min(task.queue_seconds, task.seconds)

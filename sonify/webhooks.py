@@ -1,0 +1,305 @@
+"""Webhooks as wake-ups: a provider's delivery, once verified, only wakes the job waiting on that task; the
+job then reads the task's state as usual (polling stays the source of truth).
+
+Only when SONIFY_PUBLIC_URL is set do submits ask for deliveries, at `<SONIFY_PUBLIC_URL>/sonify/webhook/<provider>`
+(`hook_url`). What answers there — the pack's route on ComfyUI's server (nodes/webhook_route.py) or the
+command line's listener (webhook_listener.py) — hands the raw delivery to `RECEIVER.receive`, which verifies
+it, refuses replays, and wakes `WAKEUPS`. A delivery that comes before the submit's answer (no job knows the
+task id yet) is kept for KEEP_SECONDS: the wait that starts on that task is woken at once.
+
+Verification:
+- WaveSpeed: the account's `whsec_` secret (GET /api/v3/webhook/secret, fetched once per key by the client and
+  handed to `trust_wavespeed_secret`), HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}` with the
+  base64-decoded part after `whsec_`, `webhook-signature` a space-separated list of `v1,<base64>`. The header
+  names are WaveSpeed's documented ones; the signed content and signature form are **[guess]**: those of the
+  Standard Webhooks specification, whose header names WaveSpeed uses.
+- fal: `X-Fal-Webhook-Signature` (hex) is an ED25519 signature of
+  `{request id}\\n{user id}\\n{timestamp}\\n{sha256 hex of the body}` (the X-Fal-Webhook-Request-Id, -User-Id and
+  -Timestamp headers), checked against the keys of fal's JWKS (SONIFY_FAL_JWKS_URL; fetched by the client,
+  handed to `trust_fal_jwks`) — docs.fal.ai "Verifying your webhook" (its steps; the message's exact form as
+  several independent public implementations of it build it, ±300 s). ED25519 needs the `cryptography`
+  package; without it fal deliveries are not asked for (`ed25519_missing`).
+Both: the timestamp within TOLERANCE seconds of now; a delivery seen before (same webhook id, same fal
+signature) is acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from .config import check_url
+from .errors import ConfigurationError
+from .providers.base import is_task_id
+from .redact import register_secret
+
+PUBLIC_URL_ENV = "SONIFY_PUBLIC_URL"
+ROUTE = "/sonify/webhook/{provider}"  # aiohttp's pattern syntax; the listener matches the same paths
+PROVIDERS = ("wavespeed", "fal")
+TOLERANCE = 300.0  # seconds a delivery's timestamp may be off from now (both providers' documented window)
+KEEP_SECONDS = 120.0  # a verified wake-up for a task nobody waits on yet is kept this long
+MAX_BODY = 1 << 20  # a delivery carries a prediction or a result's URLs: far less than this
+JWKS_SECONDS = 24 * 3600.0  # fal asks for its keys to be cached no longer than a day
+
+
+def public_url() -> str | None:
+    """SONIFY_PUBLIC_URL without a trailing slash (None: unset); https, or http to this machine only (a
+    delivery carries no secret, but a plain-http hop on the internet could be read and replayed)."""
+    url = os.environ.get(PUBLIC_URL_ENV, "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{PUBLIC_URL_ENV} must be a base URL without ?query or #fragment (got {url!r})")
+    check_url(url, PUBLIC_URL_ENV)
+    return url.rstrip("/")
+
+
+def hook_url(provider: str) -> str | None:
+    """Where `provider` is asked to deliver, or None when webhooks are off (no SONIFY_PUBLIC_URL)."""
+    base = public_url()
+    return None if base is None else base + ROUTE.format(provider=provider)
+
+
+def ed25519_missing() -> str:
+    """Why fal deliveries cannot be verified here ('' when they can)."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
+    except ImportError:
+        return "the Python package `cryptography` (needed to check fal's ED25519 signatures) is not installed"
+    return ""
+
+
+class Rejected(Exception):
+    """A delivery that changes nothing: `status` is the HTTP answer, the message says why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class Wakeups:
+    """Task id -> wake-up. A wait listens on its task (`listening`); a verified delivery `wake`s it. A wake-up
+    for a task nobody listens on is kept for `keep` seconds, so a wait that starts meanwhile is woken at once."""
+
+    def __init__(self, keep: float = KEEP_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._keep, self._clock = keep, clock
+        self._lock = threading.Lock()
+        self._listeners: dict[tuple[str, str], list[threading.Event]] = {}
+        self._early: dict[tuple[str, str], float] = {}  # (provider, task id) -> when it was woken
+
+    @contextlib.contextmanager
+    def listening(self, provider: str, task_id: str) -> Iterator[threading.Event]:
+        """An event set when a delivery for the task is verified (already set if one came in the last `keep`
+        seconds). The waiter clears it before each look at the task."""
+        key, event = (provider, task_id), threading.Event()
+        with self._lock:
+            self._prune()
+            if self._early.pop(key, None) is not None:
+                event.set()
+            self._listeners.setdefault(key, []).append(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                events = self._listeners.get(key, [])
+                if event in events:
+                    events.remove(event)
+                if not events:
+                    self._listeners.pop(key, None)
+
+    def wake(self, provider: str, task_id: str) -> bool:
+        """Wake the waits on the task; False if none listens (the wake-up is kept for a wait to come)."""
+        key = (provider, task_id)
+        with self._lock:
+            events = list(self._listeners.get(key, []))
+            if not events:
+                self._prune()
+                self._early[key] = self._clock()
+        for event in events:
+            event.set()
+        return bool(events)
+
+    def _prune(self) -> None:
+        now = self._clock()
+        for key in [k for k, at in self._early.items() if now - at > self._keep]:
+            del self._early[key]
+
+
+class Receiver:
+    """Verifies deliveries and wakes `wakeups`; holds what they are verified with. Thread-safe."""
+
+    def __init__(self, wakeups: Wakeups, clock: Callable[[], float] = time.time) -> None:
+        self.wakeups, self._clock = wakeups, clock
+        self._lock = threading.Lock()
+        self._secrets: list[bytes] = []  # WaveSpeed HMAC keys
+        self._fal_keys: dict[str, tuple[list[Any], float]] = {}  # JWKS URL -> (Ed25519PublicKeys, monotonic time)
+        self._seen: dict[str, float] = {}  # delivery id -> wall time it may be forgotten (past TOLERANCE)
+
+    # --- what deliveries are verified with ---
+
+    def trust_wavespeed_secret(self, secret: str) -> None:
+        """The account's `whsec_…` secret (registered for redaction: it is never logged)."""
+        register_secret(secret)
+        key = wavespeed_key(secret)
+        with self._lock:
+            if key not in self._secrets:
+                self._secrets.append(key)
+
+    def trust_fal_jwks(self, url: str, jwks: Any) -> int:
+        """fal's key set (the answer from the JWKS at `url`): its Ed25519 keys replace those held from there.
+        Returns how many; ValueError if it holds none, ImportError without `cryptography`."""
+        keys = ed25519_keys(jwks)
+        with self._lock:
+            self._fal_keys[url] = (keys, time.monotonic())
+        return len(keys)
+
+    def fal_keys_fresh(self, url: str) -> bool:
+        """Keys from the JWKS at `url` are held, fetched less than JWKS_SECONDS ago."""
+        with self._lock:
+            held = self._fal_keys.get(url)
+        return held is not None and time.monotonic() - held[1] < JWKS_SECONDS
+
+    # --- a delivery ---
+
+    def receive(self, provider: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+        """(HTTP status, a short reason) for one delivery; `headers` with lower-case names. 200: a waiting job
+        was woken, or the delivery was seen before; 202: verified, no job waits on that task (kept a while);
+        400/401/404/413: refused, nothing changed."""
+        try:
+            if provider not in PROVIDERS:
+                raise Rejected(404, f"no webhook route for {provider!r}")
+            if len(body) > MAX_BODY:
+                raise Rejected(413, f"a delivery is at most {MAX_BODY} bytes")
+            now = self._clock()
+            if provider == "wavespeed":
+                with self._lock:
+                    secrets = list(self._secrets)
+                delivery, task_id = verify_wavespeed(headers, body, secrets, now)
+            else:
+                with self._lock:
+                    keys = [key for held, _ in self._fal_keys.values() for key in held]
+                delivery, task_id = verify_fal(headers, body, keys, now)
+        except Rejected as exc:
+            return exc.status, str(exc)
+        if not self._first_time(f"{provider} {delivery}", now):
+            return 200, "seen before: ignored"
+        if self.wakeups.wake(provider, task_id):
+            return 200, "woke the waiting job"
+        return 202, f"no job is waiting for this task now (kept {KEEP_SECONDS:.0f} s for one that starts)"
+
+    def _first_time(self, delivery: str, now: float) -> bool:
+        """Remember a verified delivery for as long as its timestamp would pass; False if it was seen."""
+        with self._lock:
+            for old in [d for d, until in self._seen.items() if until < now]:
+                del self._seen[old]
+            if delivery in self._seen:
+                return False
+            self._seen[delivery] = now + 2 * TOLERANCE
+            return True
+
+
+def wavespeed_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_<base64>` secret: the decoded part after the prefix (Standard Webhooks)."""
+    encoded = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise ValueError("the webhook secret is not whsec_ followed by base64") from None
+
+
+def verify_wavespeed(headers: Mapping[str, str], body: bytes, keys: list[bytes], now: float) -> tuple[str, str]:
+    """(the delivery's webhook id, the task id it is about), or Rejected."""
+    webhook_id, stamp, signatures = (headers.get(h, "") for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    if not (webhook_id and stamp and signatures):
+        raise Rejected(400, "webhook-id, webhook-timestamp and webhook-signature headers are required")
+    _check_time(stamp, now)
+    if not keys:
+        raise Rejected(401, "no WaveSpeed webhook secret is known here (no submit asked for this delivery)")
+    signed = f"{webhook_id}.{stamp}.".encode() + body
+    expected = [base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()) for key in keys]
+    given = [s.partition(",")[2].encode() for s in signatures.split() if s.startswith("v1,")]
+    if not any(hmac.compare_digest(g, e) for g in given for e in expected):
+        raise Rejected(401, "the signature does not match")
+    task_id = _json_field(body, "id")  # the body is the prediction (PROTOCOLS.md)
+    if not is_task_id(task_id):
+        raise Rejected(400, "the delivery names no task id")
+    return webhook_id, task_id
+
+
+def verify_fal(headers: Mapping[str, str], body: bytes, keys: list[Any], now: float) -> tuple[str, str]:
+    """(the delivery's signature, which names it, the request id it is about), or Rejected."""
+    names = ("x-fal-webhook-request-id", "x-fal-webhook-user-id", "x-fal-webhook-timestamp", "x-fal-webhook-signature")
+    request_id, user_id, stamp, signature = (headers.get(h, "") for h in names)
+    if not (request_id and user_id and stamp and signature):
+        raise Rejected(400, "the X-Fal-Webhook-Request-Id, -User-Id, -Timestamp and -Signature headers are required")
+    _check_time(stamp, now)
+    if not keys:
+        raise Rejected(401, "no fal public key is known here (no submit asked for this delivery)")
+    try:
+        raw = bytes.fromhex(signature)
+    except ValueError:
+        raise Rejected(401, "the signature is not hex") from None
+    message = "\n".join((request_id, user_id, stamp, hashlib.sha256(body).hexdigest())).encode()
+    from cryptography.exceptions import InvalidSignature
+
+    for key in keys:
+        try:
+            key.verify(raw, message)
+            break
+        except InvalidSignature:
+            continue
+    else:
+        raise Rejected(401, "the signature does not match")
+    if not is_task_id(request_id):
+        raise Rejected(400, "the delivery names no request id")
+    return signature.lower(), request_id
+
+
+def ed25519_keys(jwks: Any) -> list[Any]:
+    """The Ed25519 public keys of a JWKS (`{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": <base64url>}, …]}`)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    entries = jwks.get("keys") if isinstance(jwks, dict) else None
+    keys = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("kty") == "OKP" and entry.get("crv") == "Ed25519":
+            x = entry.get("x")
+            try:
+                keys.append(Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(str(x) + "=" * (-len(str(x)) % 4))))
+            except (ValueError, binascii.Error):
+                continue
+    if not keys:
+        raise ValueError("fal's key set holds no Ed25519 key")
+    return keys
+
+
+def _check_time(stamp: str, now: float) -> None:
+    try:
+        moment = int(stamp)
+    except ValueError:
+        raise Rejected(400, "the timestamp is not Unix seconds") from None
+    if abs(now - moment) > TOLERANCE:
+        raise Rejected(401, f"the timestamp is more than {TOLERANCE:.0f} s from now (a replay, or a clock far off)")
+
+
+def _json_field(body: bytes, name: str) -> Any:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value.get(name) if isinstance(value, dict) else None
+
+
+WAKEUPS = Wakeups()
+RECEIVER = Receiver(WAKEUPS)
