@@ -54,6 +54,19 @@ def input_dir() -> Path | None:
     return Path(folder_paths.get_input_directory())
 
 
+def preview_file(video_path: Path | None, samples: Any, sample_rate: int) -> dict[str, str]:
+    """A node's sound as ComfyUI's audio preview names a file ({"filename", "subfolder", "type": "temp"}, what
+    its `ui` "audio" entries are): the result's video in the temp folder when there is one (a browser's audio
+    player plays its sound), else the sound written beside it (frames in: no file was made)."""
+    from ..sonify import media
+
+    folder = temp_dir()
+    if video_path is None or Path(video_path).parent != folder:
+        video_path = folder / f"sonify-preview-{uuid.uuid4().hex[:12]}.m4a"
+        media.write_audio(samples, sample_rate, video_path)
+    return {"filename": Path(video_path).name, "subfolder": folder.name, "type": "temp"}
+
+
 def use_comfy_state_dir() -> None:
     """Inside ComfyUI, keep Sonify's state in the user folder (SONIFY_STATE_DIR still wins)."""
     try:

@@ -25,7 +25,9 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
         else:  # frames in: the frames themselves with the new sound, encoded only if asked
             picture = comfy.frames_video(*source_picture(video, images, fps), sound)
         extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
-        return (sound, picture, *extra, json.dumps(result.info))
+        outputs = (sound, picture, *extra, json.dumps(result.info))
+        return {"ui": {"audio": [comfy.preview_file(result.video_path, result.audio, result.sample_rate)]},
+                "result": outputs}
 
     class VideoToAudioNode:
         DESCRIPTION = " ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}.")))

@@ -14,7 +14,7 @@ import sys
 import time
 
 import av
-from pack import ROOT, load_pack, module
+from pack import ROOT, load_pack, module, outputs
 from test_routes import answer, serve
 
 REAL_KEY = "ws-real-SECRET-0123456789abcdef"
@@ -38,8 +38,8 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
                 "on": True, "from_environment": False}
             assert config.base_url("wavespeed").startswith("http://127.0.0.1:")
             assert config.api_key("wavespeed") != REAL_KEY
-            outputs = getattr(node_cls(), node_cls.FUNCTION)(video=video, **PARAMS)
-            results["job"], results["file"] = json.loads(outputs[-1]), outputs[1].get_stream_source()
+            made = outputs(getattr(node_cls(), node_cls.FUNCTION))(video=video, **PARAMS)
+            results["job"], results["file"] = json.loads(made[-1]), made[1].get_stream_source()
             keys = await answer(await client.get("/sonify/keys"))  # the dialog still shows the real key
             assert keys["wavespeed"] == {"set": True, "source": "environment", "hint": "…cdef"}
         finally:

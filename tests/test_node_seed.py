@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 PARAMS = {"prompt": "a metal door slams", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
           "guidance_scale": 4.5, "mask_away_clip": False}
@@ -17,7 +17,7 @@ def node(node_id: str = "SonifyMMAudioV2") -> type:
 
 def queue(node_cls: type, **inputs) -> dict:
     """One run of the node, as ComfyUI runs it when IS_CHANGED says so; its job info."""
-    return json.loads(getattr(node_cls(), node_cls.FUNCTION)(**inputs)[-1])
+    return json.loads(outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)[-1])
 
 
 def test_seed_minus_one_is_changed_on_every_queue_and_a_fixed_seed_never():

@@ -1,5 +1,5 @@
-// Sonify in ComfyUI's frontend: a "Sonify" section in the Settings dialog for the providers' keys, and each
-// model node's price estimate drawn on the node as its widgets change. It talks only to the pack's routes
+// Sonify in ComfyUI's frontend: a "Sonify" section in the Settings dialog for the providers' keys, each model
+// node's price estimate drawn on the node as its widgets change, and a player for the sound it made. It talks only to the pack's routes
 // (nodes/routes.py); a key typed here is sent once to the server's key file and kept nowhere in the browser.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -132,6 +132,21 @@ app.registerExtension({
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!(nodeData.name in catalog)) return;
+    if (nodeData.category === "Sonify/video to audio") {
+      // ComfyUI's own audio player (the Comfy.AudioWidget extension's AUDIO_UI widget, not saved in workflows),
+      // pointed after a run at the file the node's "ui" audio entry names.
+      nodeData.input.optional = { ...(nodeData.input.optional || {}), audioUI: ["AUDIO_UI", {}] };
+      const executed = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (output) {
+        executed?.apply(this, arguments);
+        const file = output?.audio?.[0];
+        const player = this.widgets?.find((w) => w.name === "audioUI")?.element;
+        if (!file || !player) return;
+        const query = new URLSearchParams({ filename: file.filename, subfolder: file.subfolder, type: file.type });
+        player.src = api.apiURL(`/view?${query}`);
+        player.classList.remove("empty-audio-widget");
+      };
+    }
     const draw = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
       const r = draw?.apply(this, [ctx, ...rest]);
