@@ -13,7 +13,8 @@ of workers, and a wait resumed on another worker keeps the slot its clip already
 
 A submit is never retried by Temporal (one attempt): an answer that says nothing was created is submitted again
 by the workflow; an attempt that ended without an answer (its worker died) is reconciled from the provider's
-task listing (RemoteJob.reconcile) before anything is sent again.
+task listing (RemoteJob.reconcile) before anything is sent again. Submits to a provider go one at a time, each
+recording its task with the slots workflow, so the listing's other tasks are known to be other clips'.
 
 This module is loaded in Temporal's workflow sandbox: it imports nothing of the engine.
 """
