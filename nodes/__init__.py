@@ -1,6 +1,9 @@
 """ComfyUI adapters: thin classes generated from the model catalog."""
 
+import logging
+
 from ..sonify import models
+from ..sonify.errors import ConfigurationError
 from . import comfy
 from .fetch_result import SonifyFetchResult
 from .lipsync import make_lipsync_node
@@ -26,5 +29,29 @@ NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = models.SYNC_LIPSYNC.title
 NODE_DISPLAY_NAME_MAPPINGS["SonifyMuxAudio"] = "Mux Audio onto Video · Sonify"
 NODE_DISPLAY_NAME_MAPPINGS["SonifyFetchResult"] = "Fetch Result by Task ID · Sonify"
 NODE_DISPLAY_NAME_MAPPINGS["SonifyPickAudio"] = "Pick Take · Sonify"
+
+# The model nodes whose price the badge shows (GET /sonify/prices).
+MODEL_NODES = {**_VIDEO_TO_AUDIO, "SonifySyncLipsync": models.SYNC_LIPSYNC}
+
+
+def _routes() -> list:
+    from . import routes  # aiohttp: ComfyUI's own server library, loaded only inside ComfyUI
+
+    return routes.routes(MODEL_NODES)
+
+
+if (_inputs := comfy.input_dir()) is not None:
+    from .example_media import offer
+
+    offer(_inputs)
+
+if comfy.add_routes(_routes):
+    from . import emulator_mode
+
+    if emulator_mode.from_environment():
+        try:
+            emulator_mode.start()
+        except ConfigurationError as exc:  # the nodes still load; their runs say no key was found
+            logging.getLogger("sonify").warning("%s=1: %s", emulator_mode.ENV, exc)
 
 comfy.add_webhook_route()

@@ -45,6 +45,28 @@ def temp_dir() -> Path:
     return path
 
 
+def input_dir() -> Path | None:
+    """ComfyUI's input folder (what Load Video and Load Audio list), or None outside ComfyUI."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    return Path(folder_paths.get_input_directory())
+
+
+def preview_file(video_path: Path | None, samples: Any, sample_rate: int) -> dict[str, str]:
+    """A node's sound as ComfyUI's audio preview names a file ({"filename", "subfolder", "type": "temp"}, what
+    its `ui` "audio" entries are): the result's video in the temp folder when there is one (a browser's audio
+    player plays its sound), else the sound written beside it (frames in: no file was made)."""
+    from ..sonify import media
+
+    folder = temp_dir()
+    if video_path is None or Path(video_path).parent != folder:
+        video_path = folder / f"sonify-preview-{uuid.uuid4().hex[:12]}.m4a"
+        media.write_audio(samples, sample_rate, video_path)
+    return {"filename": Path(video_path).name, "subfolder": folder.name, "type": "temp"}
+
+
 def use_comfy_state_dir() -> None:
     """Inside ComfyUI, keep Sonify's state in the user folder (SONIFY_STATE_DIR still wins)."""
     try:
@@ -56,18 +78,37 @@ def use_comfy_state_dir() -> None:
     config.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
 
 
-def add_webhook_route() -> None:
-    """The pack's webhook route (webhook_route.py) on ComfyUI's server; nothing where there is no PromptServer
-    (tests, the command line). Deliveries come only where SONIFY_PUBLIC_URL asks for them."""
+def _route_table() -> Any:
+    """ComfyUI's route table (PromptServer.instance.routes), or None where there is no PromptServer (tests, the
+    command line)."""
     try:
         from server import PromptServer
 
-        routes = PromptServer.instance.routes
+        return PromptServer.instance.routes
     except (ImportError, AttributeError):
-        return
-    from .webhook_route import register
+        return None
 
-    register(routes)
+
+def add_routes(make_routes: Callable[[], list[Any]]) -> bool:
+    """Add the pack's routes (make_routes(): aiohttp RouteDefs) to ComfyUI's server, keeping the key file in
+    ComfyUI's user folder. False, and nothing done, where there is no PromptServer."""
+    table = _route_table()
+    if table is None:
+        return False
+    use_comfy_state_dir()
+    for route in make_routes():  # before ComfyUI builds its app, which also serves each under /api
+        table.route(route.method, route.path)(route.handler)
+    return True
+
+
+def add_webhook_route() -> None:
+    """The pack's webhook route (webhook_route.py) on ComfyUI's server; nothing where there is no PromptServer.
+    Deliveries come only where SONIFY_PUBLIC_URL asks for them."""
+    table = _route_table()
+    if table is not None:
+        from .webhook_route import register
+
+        register(table)
 
 
 def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float | None], None]:

@@ -96,7 +96,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
         source = engine_source(video, images, fps, Path(tmp))
         voice = pipeline.AudioInput(*comfy.from_audio(audio)) if audio is not None else None
         try:
-            return pipeline.run(
+            result = pipeline.run(
                 spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
                 on_progress=report, is_cancelled=is_cancelled, variations=variations,
             )
@@ -106,3 +106,21 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
             log.warning("%s", exc)
             comfy.raise_interrupted()
             raise
+    report(summary(result.info, result.extra), None)
+    return result
+
+
+def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
+    """What the node says after a run: the cost, the seconds, the task id (and the prompt fal wrote)."""
+    if info.get("cached"):
+        cost = "the stored result, no new cost"
+    elif info.get("cost_usd_estimate") is None:
+        cost = "no price estimate"
+    else:
+        cost = f"est. ${info['cost_usd_estimate']:.3f}"
+    lines = [f"done · {cost} · {sum(info.get('seconds', {}).values()):.1f} s · task {info.get('task_id')}"]
+    if info.get("emulator"):
+        lines[0] = f"emulator (synthetic sound) · {lines[0]}"
+    if extra.get("prompt"):
+        lines.append(f"prompt: {extra['prompt']}")
+    return "\n".join(lines)

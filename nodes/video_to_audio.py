@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,9 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
             picture = comfy.frames_video(*source_picture(video, images, fps), comfy.to_audio(result.audio,
                                                                                             result.sample_rate))
         extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
-        return (sound, picture, *extra, json.dumps(result.info))
+        outputs = (sound, picture, *extra, json.dumps(result.info))
+        return {"ui": {"audio": [comfy.preview_file(result.video_path, result.audio, result.sample_rate)]},
+                "result": outputs}
 
     class VideoToAudioNode:
         DESCRIPTION = " ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}.")))
@@ -47,5 +50,16 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
 
         run = node_function(body, coroutine)
 
+    if any(p.seed for p in spec.params):
+        VideoToAudioNode.IS_CHANGED = classmethod(_changed_by_seed)
+
     VideoToAudioNode.__name__ = VideoToAudioNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
     return VideoToAudioNode
+
+
+def _changed_by_seed(cls: type, seed: Any = None, **_: Any) -> str:
+    """ComfyUI runs a node again when this answer changes. Seed -1 asks for a new take on every queue, so it
+    answers something new each time; a fixed seed answers the same, and ComfyUI's cache (and behind it Sonify's
+    result store) keeps the take. A seed fed by a link arrives as None here: its value is in ComfyUI's own
+    input signature already."""
+    return uuid.uuid4().hex if seed == -1 else f"seed {seed}"

@@ -5,4 +5,10 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/ruff check .
+# The frontend extension's logic (web/*.js) under Node's own test runner (Node >= 20), against the price
+# catalog as the pack's route serves it.
+catalog="$(mktemp)"
+trap 'rm -f "$catalog"' EXIT
+.venv/bin/python tests/js/print_catalog.py > "$catalog"
+SONIFY_PRICES="$catalog" node --test tests/js/
 .venv/bin/python -m pytest tests "$@"

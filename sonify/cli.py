@@ -81,6 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT[Cancelled]
 
 
+def command() -> None:
+    """The `sonify` command and `python -m sonify`: exit with main's code. One that used Temporal ends with
+    os._exit once its output is flushed: the SDK runtime's threads can abort the interpreter's teardown (SIGABRT
+    instead of the code; temporalio/sdk-python#300, open)."""
+    code = main()
+    if "temporalio" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def os_error_text(exc: OSError) -> str:
     """One line for an OSError: its own message when Sonify wrote it, else what failed on which file."""
     if exc.strerror is None:

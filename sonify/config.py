@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,6 +39,22 @@ UPLOAD_TTL_HOURS = 24.0  # how long fal is asked to keep an upload (its default:
 
 # Set by the ComfyUI adapter to ComfyUI's user folder; the command line leaves it unset.
 host_state_dir: Path | None = None
+
+EMULATOR_TITLE = "Sonify emulator — synthetic sound"  # the title tag of every file made in emulator mode
+
+
+@dataclass(frozen=True)
+class LocalEmulator:
+    """Sonify's emulator standing in for both providers (ComfyUI's "try it without a key"): every base URL is
+    its `url` and every key one of its own `keys`, so that a real key is never sent to it."""
+
+    url: str
+    keys: dict[str, str]
+
+
+# Set by the ComfyUI adapter while emulator mode is on; None: the real providers (or the URLs set in the
+# environment).
+emulator: LocalEmulator | None = None
 
 
 class UnsafeState(OSError):
@@ -84,19 +101,22 @@ def refuse_links(*paths: Path | str) -> None:
 
 
 def api_key(provider: str) -> str:
-    """The provider's key, from the environment or the key file. Registered for redaction."""
+    """The provider's key, from the environment or the key file (in emulator mode the emulator's own: a real
+    key never goes to it). Registered for redaction."""
+    if emulator is not None:
+        return emulator.keys[provider]
     found = find_key(provider)
     if found is None:
         raise ConfigurationError(missing_key_message(provider))
     register_secret(found[0])
     key, where = found
-    if provider == "fal" and not _is_fal_key(key):
+    if provider == "fal" and not is_fal_key(key):
         raise ConfigurationError(f"The fal key in {where} is not of the form key_id:key_secret (fal refuses any "
                                  "other); nothing was sent — copy the whole key from fal's dashboard")
     return key
 
 
-def _is_fal_key(key: str) -> bool:
+def is_fal_key(key: str) -> bool:
     key_id, _, secret = key.partition(":")
     return bool(key_id.strip()) and bool(secret.strip())
 
@@ -154,6 +174,12 @@ def upload_ttl_seconds() -> int:
 
 def base_url(name: str) -> str:
     """A provider base URL, overridable for the emulator or a proxy."""
+    return emulator.url if emulator is not None else provider_url(name)
+
+
+def provider_url(name: str) -> str:
+    """The provider's own base URL (or the one set in the environment), emulator mode or not: where a real
+    key is checked."""
     url = os.environ.get(URL_ENV[name], "").strip() or DEFAULT_URLS[name]
     check_url(url, URL_ENV[name])
     return url.rstrip("/")

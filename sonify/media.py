@@ -868,12 +868,14 @@ def _interleave(
         pending = next(audio, None)
 
 
-def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, seconds: Fraction) -> bool:
+def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, seconds: Fraction,
+             metadata: dict[str, str] | None = None) -> bool:
     """The picture of video_path with the AAC sound of audio_path, both copied packet for packet (no
     re-encode), the sound cut at `seconds`: packets from t = 0 on (priming kept), the last one's duration
     shortened so that the mp4 edit list (in samples) ends the sound with the picture. Sample 0 is t = 0 of
     audio_path's timeline, as decode_audio places it. Returns False and writes nothing when the sound is
-    not AAC or ends before `seconds`: padding needs an encoder (use mux with fitted samples)."""
+    not AAC or ends before `seconds`: padding needs an encoder (use mux with fitted samples). metadata:
+    container tags, as mux writes them."""
     with _open_input(audio_path, "audio") as asrc:
         if not asrc.streams.audio or asrc.streams.audio[0].codec_context.name != "aac":
             return False
@@ -890,6 +892,7 @@ def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, sec
         with _open_input(video_path, "video") as vsrc, av.open(
             os.fspath(out_path), "w", format=None if suffix else "mp4", options=options
         ) as dst:
+            dst.metadata.update(metadata or {})
             vin = vsrc.streams.video[0]
             vout = dst.add_stream_from_template(vin)
             aout = dst.add_stream_from_template(ain)

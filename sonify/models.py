@@ -143,6 +143,38 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Price:
+    """A model's published price as data, so that every estimate — the engine's, the command line's and the
+    node's badge in the browser (served as JSON by the pack's route) — comes from this one rule."""
+
+    usd: float | None = None  # None: not published, no estimate
+    per: str = "job"  # "job" | "second": per second of requested audio, the `seconds_param` value
+    seconds_param: str | None = None  # per second: the parameter with the seconds (already resolved when sent)
+    note: str = "not published by the provider; no estimate"  # the words when there is no estimate
+
+    def __call__(self, params: dict[str, Any], seconds: float) -> float | None:
+        """The estimate in USD for the parameters as sent, or None."""
+        if self.usd is None:
+            return None
+        return self.usd * params[self.seconds_param] if self.per == "second" else self.usd
+
+    @property
+    def text(self) -> str:
+        if self.usd is None:
+            return self.note
+        return f"${_num(self.usd)} per " + ("second of audio" if self.per == "second" else "job")
+
+    def as_json(self, spec: ModelSpec) -> dict[str, Any]:
+        """The rule for the badge: per second of `seconds_param`, whose 0 means the clip's length in whole
+        seconds within the parameter's range (what `resolve` sends)."""
+        rule: dict[str, Any] = {"usd": self.usd, "per": self.per, "text": self.text}
+        if self.per == "second" and self.seconds_param:
+            p = spec.param(self.seconds_param)
+            rule.update(param=p.name, zero_is_clip=p.min == 0, max=p.max)
+        return rule
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     key: str  # short name for the command line
     provider: str  # "wavespeed" | "fal"
@@ -159,14 +191,17 @@ class ModelSpec:
     min_seconds: float | None = None
     max_seconds: float | None = None
     window: Window | None = None  # video-to-audio: a longer clip is done in windows (max_seconds then bounds a job)
-    price: Callable[[dict[str, Any], float], float | None] = lambda params, seconds: None
-    price_text: str = "not published by the provider; no estimate"
+    price: Price = field(default_factory=Price)
     licence_note: str = ""
     # Turns the checked parameters into what is sent, knowing the source's length in seconds.
     resolve: Callable[[dict[str, Any], float], dict[str, Any]] = lambda params, seconds: params
     # The longest sound a job asks for, from the sent parameters and the source's seconds (a result may
     # not run much longer: see remote_job.ResultBounds).
     result_seconds: Callable[[dict[str, Any], float], float] = lambda params, seconds: seconds
+
+    @property
+    def price_text(self) -> str:
+        return self.price.text
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -248,8 +283,7 @@ MMAUDIO_V2 = ModelSpec(
     ),
     native_audio=(44100, 1),
     window=Window(longest=30.0, shortest=1.0),  # the duration parameter's range
-    price=lambda params, seconds: 0.001 * params["duration"],
-    price_text="$0.001 per second of audio",
+    price=Price(0.001, "second", "duration"),
     resolve=_mmaudio_resolve,
     result_seconds=lambda params, seconds: max(seconds, params["duration"]),
 )
@@ -289,7 +323,7 @@ THINKSOUND_FAL = ModelSpec(
     native_audio=(44100, 2),
     window=THINKSOUND_WINDOW,
     extra_outputs=("prompt",),
-    price_text="$0.001 per compute second",
+    price=Price(note="$0.001 per compute second (billed by fal after the run; no estimate)"),
     licence_note="ThinkSound's model licence forbids commercial use.",
 )
 
@@ -310,8 +344,7 @@ KLING_V2A = ModelSpec(
     min_seconds=3.0,
     max_seconds=20.0,
     window=Window(longest=20.0, shortest=3.0),  # min_seconds and max_seconds: one job's limits
-    price=lambda params, seconds: 0.035,
-    price_text="$0.035 per job",
+    price=Price(0.035),
 )
 
 SYNC_LIPSYNC = ModelSpec(

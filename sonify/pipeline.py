@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import frames, jobs, long_clip, media, providers, takes, uplink, windows
+from . import config, frames, jobs, long_clip, media, providers, takes, uplink, windows
 from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -94,7 +94,7 @@ def run(
     them keep that many jobs at the provider while others prepare, upload or mux. `observe`: called
     with the job's events (the benchmark's view). `variations`: that many takes (takes.py), each its own
     job, at once; Result.takes has every one, the Result itself is the first with the info of all."""
-    report = on_progress or (lambda text, fraction: None)
+    report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     takes.check_count(spec, variations)
     validate_source(video)
@@ -144,6 +144,7 @@ def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, 
     wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
     source_path = job.source_path if part.span is None else None  # a window's sound is not the clip's
     meta = _job_meta(spec, client.http.base_url, info, part.hashes, source_path)
+    info.emulator = info.emulator or config.emulator is not None
     with jobs.ticket(meta, ctx.waiter, lambda: ctx.report(wait_text, 0.05)) as ticket:
         try:
             done = finish(RemoteJob(spec, client, ctx, info, part.bounds).run(ticket, part.uploads))
@@ -203,8 +204,16 @@ def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: l
     if job.source is not None:
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
         with timer("mux"):
-            _write_atomically(final_video, lambda path: media.mux(job.source, samples, rate, path))
+            label = {"title": config.EMULATOR_TITLE} if info.get("emulator") else None
+            _write_atomically(final_video, lambda path: media.mux(job.source, samples, rate, path, metadata=label))
     return Result(samples, rate, final_video, info, deliveries[0].extra)
+
+
+def _labelled(report: ProgressFn) -> ProgressFn:
+    """In emulator mode every line the user sees says the sound is the emulator's."""
+    if config.emulator is None:
+        return report
+    return lambda text, fraction: report(f"emulator (synthetic sound) · {text}", fraction)
 
 
 def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | None:
@@ -338,7 +347,9 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     if source is None:
         return samples, None
     with timer("mux"):
-        info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video)
+        label = {"title": config.EMULATOR_TITLE} if info.emulator else None
+        info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
+                                       label)
     return samples, final_video
 
 
@@ -491,7 +502,7 @@ def _write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
 
 
 def _mux_sound(source: Path, result_file: Path, samples: np.ndarray, rate: int, seconds: Fraction,
-               target: Path) -> bool:
+               target: Path, metadata: dict[str, str] | None = None) -> bool:
     """The source picture (copied) with the new sound: the provider's own AAC packets, copied and cut at
     the picture's end, when they reach that far; else `samples` (fitted to the picture) encoded as AAC.
     True if the sound was copied."""
@@ -499,9 +510,9 @@ def _mux_sound(source: Path, result_file: Path, samples: np.ndarray, rate: int, 
 
     def write(path: Path) -> None:
         nonlocal copied
-        copied = media.copy_mux(source, result_file, path, seconds)
+        copied = media.copy_mux(source, result_file, path, seconds, metadata)
         if not copied:
-            media.mux(source, samples, rate, path)
+            media.mux(source, samples, rate, path, metadata=metadata)
 
     _write_atomically(target, write)
     return copied

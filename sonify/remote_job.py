@@ -56,7 +56,6 @@ CANCEL_SECONDS = 5.0  # the most a remote cancel may take (retries included) onc
 LISTING_SLACK = 30.0  # seconds either side of a lost submit's window: clocks differ
 LISTING_LOOKS = 2  # looks at the listing (1 s apart) while it shows no task of a submit just lost
 SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed run's window
-EMULATOR_TITLE = "Sonify emulator — synthetic sound"  # the title tag of every result the emulator makes
 
 
 @dataclass
@@ -91,7 +90,7 @@ class JobInfo:
     audio_copied: bool | None = None  # the provider's AAC packets were copied onto the picture
     source: str | None = None  # fetch: the clip the sound was put on
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
-    emulator: bool = False  # the result was made by the Sonify emulator (synthetic sound), not a hosted model
+    emulator: bool = False  # made by Sonify's emulator (emulator mode, or its title tag on the result): synthetic sound
 
     def as_dict(self) -> dict[str, Any]:
         return redact_all(dataclasses.asdict(self))  # what a provider answered may echo a key
@@ -543,7 +542,7 @@ class RemoteJob:
                                         bounds.frames or math.ceil(bounds.seconds * media.MAX_FPS), max_decode_bytes())
                     what = "audio"
                 samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
-                self.info.emulator = media.title(path) == EMULATOR_TITLE
+                self.info.emulator = self.info.emulator or media.title(path) == config.EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None

@@ -13,7 +13,8 @@ of workers, and a wait resumed on another worker keeps the slot its clip already
 
 A submit is never retried by Temporal (one attempt): an answer that says nothing was created is submitted again
 by the workflow; an attempt that ended without an answer (its worker died) is reconciled from the provider's
-task listing (RemoteJob.reconcile) before anything is sent again.
+task listing (RemoteJob.reconcile) before anything is sent again. Submits to a provider go one at a time, each
+recording its task with the slots workflow, so the listing's other tasks are known to be other clips'.
 
 This module is loaded in Temporal's workflow sandbox: it imports nothing of the engine.
 """
@@ -31,10 +32,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
 
 WORKFLOW_QUEUE = "sonify"
 NOTHING_SENT = "NothingSent"  # a submit's error type when no task was created: the workflow submits again
-UNRESOLVED = "Unresolved"  # a lost submit's listing shows several tasks that may be its own: asked again later
 HEARTBEAT = timedelta(seconds=5)  # an activity silent this long has lost its worker: it goes to another
 SUBMIT_TRIES = 8  # submits answered "nothing created" (429s past the client's own retries, a dropped connection)
-RECONCILE_TRIES = 5  # looks at the listing, 2 s apart, while other clips' new tasks are not yet known as theirs
 TASKS_KEPT_SECONDS = 3600.0  # how long the slots workflow knows a clip's task id (a lost submit's window is ~3 min)
 HOLDER_CHECK = timedelta(seconds=30)  # while clips wait and no slot is free, the holders are checked this often
 SLOTS_HISTORY = 10_000  # events before the slots workflow continues as new (Temporal's limit is 51,200)
@@ -80,17 +79,29 @@ class SlotRequest:
 
 
 @dataclass
+class SubmitEnd:
+    workflow_id: str
+    task_id: str | None  # None: its submit created no task (or the clip failed)
+
+
+@dataclass
 class SlotsState:
     limit: int
     holders: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     tasks: dict[str, float] = field(default_factory=dict)  # task id -> when a clip said it was its own
+    submitter: str | None = None  # the one clip submitting now
+    submit_queue: list[str] = field(default_factory=list)  # holders waiting to submit
 
 
 @workflow.defn(name="SonifyProviderSlots")
 class ProviderSlots:
-    """A counting semaphore: at most `limit` clip workflows hold a slot; the others wait in order. It also knows
-    the clips' recent task ids: a lost submit's listing (WaveSpeed's shows no inputs) is told which are not its."""
+    """A counting semaphore: at most `limit` clip workflows hold a slot; the others wait in order.
+
+    Submits go one at a time (a token), and each ends by saying which task it made: so when a submit's answer
+    is lost, every other task the provider lists from that moment is known to be another clip's — WaveSpeed's
+    listing shows no inputs, so nothing else could tell them apart. A submit takes a fraction of a second;
+    jobs take tens of seconds, so the token costs the provider no idle slot."""
 
     @workflow.init
     def __init__(self, state: SlotsState) -> None:
@@ -100,29 +111,39 @@ class ProviderSlots:
     async def run(self, state: SlotsState) -> None:
         while True:
             try:
-                await workflow.wait_condition(lambda: self._grantable() or self._long(), timeout=HOLDER_CHECK)
-            except asyncio.TimeoutError:
-                if self.state.waiting:  # clips wait: a holder terminated by hand would never give its slot back
+                await workflow.wait_condition(lambda: self._grantable() or self._may_submit() or self._long(),
+                                              timeout=HOLDER_CHECK)
+            except asyncio.TimeoutError:  # a holder terminated by hand would never give its slot (or token) back
+                if self.state.waiting:
                     await self._grant(list(self.state.holders))
+                if self.state.submit_queue and self.state.submitter is not None:
+                    await self._grant([self.state.submitter], "submit_granted")
             granted = []
             while self._grantable():
                 granted.append(self.state.waiting.pop(0))
                 self.state.holders.append(granted[-1])
             await self._grant(granted)
+            while self._may_submit():
+                self.state.submitter = self.state.submit_queue.pop(0)
+                await self._grant([self.state.submitter], "submit_granted")
             if self._long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.state)
 
-    async def _grant(self, holders: list[str]) -> None:
-        """Tell each of `holders` it has its slot (again: harmless); one whose workflow is gone loses it."""
-        outcomes = await asyncio.gather(*(workflow.get_external_workflow_handle(holder).signal("slot_granted")
+    async def _grant(self, holders: list[str], what: str = "slot_granted") -> None:
+        """Tell each of `holders` it has its slot or the token (again: harmless); one whose workflow is gone
+        loses both."""
+        outcomes = await asyncio.gather(*(workflow.get_external_workflow_handle(holder).signal(what)
                                           for holder in holders), return_exceptions=True)
         for holder, outcome in zip(holders, outcomes):
-            if isinstance(outcome, TemporalError) and holder in self.state.holders:
-                self.state.holders.remove(holder)
+            if isinstance(outcome, TemporalError):
+                self.release(holder)
 
     def _grantable(self) -> bool:
         return bool(self.state.waiting) and len(self.state.holders) < self.state.limit
+
+    def _may_submit(self) -> bool:
+        return bool(self.state.submit_queue) and self.state.submitter is None
 
     def _long(self) -> bool:
         return workflow.info().get_current_history_length() > SLOTS_HISTORY
@@ -137,15 +158,27 @@ class ProviderSlots:
 
     @workflow.signal
     def release(self, workflow_id: str) -> None:
-        for queue in (self.state.holders, self.state.waiting):
+        for queue in (self.state.holders, self.state.waiting, self.state.submit_queue):
             if workflow_id in queue:
                 queue.remove(workflow_id)
+        if self.state.submitter == workflow_id:
+            self.state.submitter = None
 
     @workflow.signal
-    def submitted(self, task_id: str) -> None:
-        now = workflow.now().timestamp()
-        self.state.tasks = {known: at for known, at in self.state.tasks.items() if at > now - TASKS_KEPT_SECONDS}
-        self.state.tasks[task_id] = now
+    def begin_submit(self, workflow_id: str) -> None:
+        if workflow_id == self.state.submitter:  # asked again: granted again
+            self.state.submitter = None
+        if workflow_id not in self.state.submit_queue:
+            self.state.submit_queue.append(workflow_id)
+
+    @workflow.signal
+    def end_submit(self, end: SubmitEnd) -> None:
+        if end.task_id is not None:
+            now = workflow.now().timestamp()
+            self.state.tasks = {known: at for known, at in self.state.tasks.items() if at > now - TASKS_KEPT_SECONDS}
+            self.state.tasks[end.task_id] = now
+        if self.state.submitter == end.workflow_id:
+            self.state.submitter = None
 
     @workflow.query
     def known_tasks(self) -> list[str]:
@@ -159,12 +192,17 @@ class ClipWorkflow:
     def __init__(self) -> None:
         self.stage = "starting"
         self.granted = False
+        self.may_submit = False
         self.seconds: dict[str, float] = {}
         self.delivery: dict[str, Any] | None = None  # what the deliver step was given, once it was
 
     @workflow.signal
     def slot_granted(self) -> None:
         self.granted = True
+
+    @workflow.signal
+    def submit_granted(self) -> None:
+        self.may_submit = True
 
     @workflow.query
     def progress(self) -> str:
@@ -198,8 +236,13 @@ class ClipWorkflow:
             await workflow.wait_condition(lambda: self.granted)
             self._took("slot", asked)
             self.stage = "submitting"
-            task_id = await self._submit(job, prepared["body"])
-            await slots.signal("submitted", task_id)
+            task_id = None
+            await slots.signal("begin_submit", me)
+            try:
+                await workflow.wait_condition(lambda: self.may_submit)
+                task_id = await self._submit(job, prepared["body"])
+            finally:
+                await slots.signal("end_submit", SubmitEnd(me, task_id))
             self.stage = f"processing task {task_id}"
             started = workflow.now()
             state = await self._step("wait", job.model, task_id, queue=queue, timeout=timedelta(hours=1),
@@ -228,27 +271,17 @@ class ClipWorkflow:
                 if isinstance(cause, ApplicationError) and cause.type == NOTHING_SENT:
                     await workflow.sleep(min(2 ** attempt, 30))
                     continue
-                if isinstance(cause, ApplicationError) and cause.type != UNRESOLVED:
+                if isinstance(cause, ApplicationError):
                     raise
-                # No answer (the worker died, a timeout), or several candidates: the task, from the listing.
-                task_id = await self._reconcile(job, body, sent_at)
+                # No answer (the worker died, a timeout): the task it may have created, from the listing.
+                task_id = await self._step("reconcile", job.model, body, sent_at, queue=provider_queue(job.provider),
+                                           timeout=timedelta(minutes=5))
                 if task_id is None:
                     continue
             self._took("submit", started)
             return task_id
         raise ApplicationError(f"the provider refused the submit {SUBMIT_TRIES} times (nothing was created)",
                                type=NOTHING_SENT, non_retryable=True)
-
-    async def _reconcile(self, job: ClipJob, body: dict[str, Any], sent_at: float) -> str | None:
-        for look in range(RECONCILE_TRIES):
-            try:
-                return await self._step("reconcile", job.model, body, sent_at, queue=provider_queue(job.provider),
-                                        timeout=timedelta(minutes=5))
-            except ActivityError as exc:
-                if look == RECONCILE_TRIES - 1 or getattr(exc.cause, "type", None) != UNRESOLVED:
-                    raise
-                await workflow.sleep(2)  # another clip's new task: it says it is its own within moments
-        return None
 
     async def _step(self, name: str, *args: Any, queue: str, timeout: timedelta, retry: RetryPolicy = STEP) -> Any:
         return await workflow.execute_activity(name, args=list(args), task_queue=queue, start_to_close_timeout=timeout,

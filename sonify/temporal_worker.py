@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -29,10 +30,11 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from . import batch, config, media, pipeline, providers
-from .errors import ConfigurationError, JobFailed, ProviderError, SonifyError
+from .errors import ConfigurationError, ProviderError, SonifyError
 from .jobs import JobMeta, Status, Ticket
 from .models import MODELS, PROVIDERS, ModelSpec
 from .providers.base import TaskState
@@ -42,7 +44,6 @@ from .temporal_batch import connect
 from .temporal_flow import (
     FINAL,
     NOTHING_SENT,
-    UNRESOLVED,
     WORKFLOW_QUEUE,
     ClipJob,
     ClipWorkflow,
@@ -56,6 +57,7 @@ log = logging.getLogger("sonify")
 
 ACTIVITY_THREADS = 8  # steps at once per provider per worker: waits mostly sleep; prepare and mux use a core
 STICKY_TIMEOUT = timedelta(seconds=3)
+QUERY_TIMEOUT = timedelta(seconds=30)
 BEAT_SECONDS = 1.0  # a heartbeat this often (Temporal sends at most one per 0.8 × the heartbeat timeout)
 
 
@@ -67,12 +69,16 @@ class HistoryTicket(Ticket):
     def __init__(self, spec: ModelSpec, known: Callable[[str], set[str]]) -> None:
         super().__init__(None, JobMeta(spec.provider, spec.model_id, "", False))
         self._known = known
+        self._owned: tuple[float, set[str]] | None = None  # (when asked, the answer)
 
     def record_submitting(self, request: dict[str, Any] | None = None) -> None:
         self.record(Status.SUBMITTING)
 
     def owned_elsewhere(self, task_id: str) -> bool:
-        return task_id in self._known(self.meta.provider)
+        """Asked once per look at a listing (a second), not once per task in it."""
+        if self._owned is None or time.monotonic() - self._owned[0] > 1.0:
+            self._owned = (time.monotonic(), self._known(self.meta.provider))
+        return task_id in self._owned[1]
 
 
 class KnownTasks:
@@ -82,8 +88,13 @@ class KnownTasks:
         self.client, self.loop = client, loop
 
     def __call__(self, provider: str) -> set[str]:
-        query = self.client.get_workflow_handle(slots_id(provider)).query("known_tasks")
-        return set(asyncio.run_coroutine_threadsafe(query, self.loop).result(timeout=30))
+        """Unanswered: a ConfigurationError, which a lost submit's recovery reports as a listing it could not read
+        (the clip fails, naming the dashboard to check; nothing is sent again)."""
+        query = self.client.get_workflow_handle(slots_id(provider)).query("known_tasks", rpc_timeout=QUERY_TIMEOUT)
+        try:
+            return set(asyncio.run_coroutine_threadsafe(query, self.loop).result())
+        except RPCError as exc:
+            raise ConfigurationError(f"Temporal did not tell the other clips' tasks ({exc})") from None
 
 
 _known: KnownTasks | None = None  # set by serve()
@@ -137,8 +148,6 @@ def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
         and exc.status not in (408, 429)
     if ticket.status == Status.INTENT and not refused_for_good:
         kind = NOTHING_SENT
-    elif ticket.status == Status.UNKNOWN_REPORTED and isinstance(exc, JobFailed):
-        kind = UNRESOLVED
     # A submit's error is never retried by Temporal: the workflow decides (temporal_flow.ClipWorkflow._submit).
     final = kind in FINAL or refused_for_good or ticket.status in (
         Status.INTENT, Status.SUBMITTING, Status.UNKNOWN, Status.UNKNOWN_REPORTED)

@@ -63,3 +63,12 @@ def clip_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def clip(clip_path: Path) -> media.VideoSource:
     return media.VideoSource(path=str(clip_path))
+
+
+@pytest.fixture
+def state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No provider key in the environment, and a fresh state folder (SONIFY_STATE_DIR); returns its path."""
+    for name in ("WAVESPEED_API_KEY", "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SONIFY_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"

@@ -4,9 +4,12 @@ its folder, never by putting the pack folder on sys.path (ComfyUI has its own `n
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "custom_nodes_sonify"
@@ -26,3 +29,18 @@ def module(name: str) -> ModuleType:
     """The pack's own copy of one of its modules (e.g. "sonify.config"), as the nodes see it."""
     load_pack()
     return importlib.import_module(f"{NAME}.{name}")
+
+
+def outputs(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A node's FUNCTION answering with its outputs tuple: from a {"ui": …, "result": …} answer (what a model
+    node shows on itself, then its outputs) the "result". A coroutine FUNCTION stays one."""
+
+    def result(answer: Any) -> Any:
+        return answer["result"] if isinstance(answer, dict) else answer
+
+    if inspect.iscoroutinefunction(function):
+        async def run_async(**inputs: Any) -> Any:
+            return result(await function(**inputs))
+
+        return run_async
+    return lambda **inputs: result(function(**inputs))

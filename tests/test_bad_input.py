@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from clips import flash_frames, write_clip
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 MMAUDIO = {"prompt": "rain on a tin roof", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
            "guidance_scale": 4.5, "mask_away_clip": False, "seed": -1}
@@ -23,7 +23,7 @@ KLING = {"sound_effect_prompt": "", "bgm_prompt": "", "asmr_mode": False}
 
 def node(node_id: str):
     cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
-    return getattr(cls(), cls.FUNCTION)
+    return outputs(getattr(cls(), cls.FUNCTION))
 
 
 def file_video(path: Path):

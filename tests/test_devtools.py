@@ -19,12 +19,12 @@ TESTS = Path(__file__).resolve().parent
 # file VIDEO against the emulator the test process started, then the names of the loaded modules.
 NODE_RUN = """
 import asyncio, inspect, json, sys
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
 inputs = {name: spec[1].get("default") for name, spec in node_cls.INPUT_TYPES()["required"].items()}
 inputs.update(prompt="a metal door slams", video=module("nodes.comfy").FileVideo(sys.argv[1]))
-out = getattr(node_cls(), node_cls.FUNCTION)(**inputs)
+out = outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)
 if inspect.isawaitable(out):
     out = asyncio.run(out)
 audio, video, job = out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from clips import flash_frames, onset_time
-from pack import ROOT, load_pack, module
+from pack import ROOT, load_pack, module, outputs
 
 from sonify import frames, media
 from sonify.errors import ValidationError
@@ -31,7 +31,7 @@ def count_full_encodes(monkeypatch) -> list[int]:
 
 def node(node_id: str):
     cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
-    return getattr(cls(), cls.FUNCTION)
+    return outputs(getattr(cls(), cls.FUNCTION))
 
 
 @pytest.mark.parametrize(("n", "fps", "size", "proxy_fps", "proxy_frames"), [

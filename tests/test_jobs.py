@@ -23,7 +23,7 @@ import pytest
 import torch
 from clips import video_packets, write_clip
 from conftest import EMULATOR_KEY
-from pack import ROOT, load_pack, module
+from pack import ROOT, load_pack, module, outputs
 
 from sonify import cli, jobs, media, pipeline
 from sonify.errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, ValidationError
@@ -256,7 +256,7 @@ def test_fetch_result_node(emulator, wavespeed_env, clip_path):
     mmaudio = nodes["SonifyMMAudioV2"]()
     params = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
               "guidance_scale": 4.5, "mask_away_clip": False, "seed": -1}
-    audio, _, job = mmaudio.run(video=comfy.FileVideo(str(clip_path)), **params)
+    audio, _, job = outputs(mmaudio.run)(video=comfy.FileVideo(str(clip_path)), **params)
     task_id = json.loads(job)["task_id"]
 
     fetch_cls = nodes["SonifyFetchResult"]
@@ -264,7 +264,7 @@ def test_fetch_result_node(emulator, wavespeed_env, clip_path):
     assert fetch_cls.DESCRIPTION and len(fetch_cls.OUTPUT_TOOLTIPS) == len(fetch_cls.RETURN_TYPES)
     assert all(spec[1].get("tooltip") for section in ("required", "optional") for spec in declared[section].values())
     seen = len(emulator.requests)
-    fetched_audio, video, info = getattr(fetch_cls(), fetch_cls.FUNCTION)(
+    fetched_audio, video, info = outputs(getattr(fetch_cls(), fetch_cls.FUNCTION))(
         provider="wavespeed", model="mmaudio-v2", task_id=f" {task_id} ")
     assert len(emulator.requests) == seen  # the stored result: no request
     assert torch.equal(fetched_audio["waveform"], audio["waveform"])

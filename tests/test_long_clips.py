@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from clips import onset_time, video_packets
-from pack import ROOT, load_pack, module
+from pack import ROOT, load_pack, module, outputs
 
 from sonify import jobs, media, pipeline, windows
 from sonify.errors import Cancelled, ValidationError
@@ -108,7 +108,7 @@ def test_the_join_is_equal_power_and_exact_to_the_sample():
 def test_a_75_s_clip_with_shot_cuts_through_mmaudio(emulator, wavespeed_env, long_clip):
     path, cuts, flash, n = long_clip
     node = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
-    audio, video, job = getattr(node(), node.FUNCTION)(
+    audio, video, job = outputs(getattr(node(), node.FUNCTION))(
         prompt="rain", negative_prompt="", duration=0, num_inference_steps=25, guidance_scale=4.5,
         mask_away_clip=False, seed=3, video=module("nodes.comfy").FileVideo(str(path)))
 
@@ -137,7 +137,7 @@ def test_kling_21_s_two_windows_of_at_least_3_s_and_takes_of_windows_from_frames
     n = 21 * 24
     frames = torch.from_numpy(shot_frames(n, 64, 48, cuts=[], flashes={300}))
     node = load_pack().NODE_CLASS_MAPPINGS["SonifyKlingVideoToAudio"]
-    audio, video, job = getattr(node(), node.FUNCTION)(sound_effect_prompt="a door", bgm_prompt="", asmr_mode=False,
+    audio, video, job = outputs(getattr(node(), node.FUNCTION))(sound_effect_prompt="a door", bgm_prompt="", asmr_mode=False,
                                                        images=frames, fps=24.0, variations=2)
     assert emulator.submits(KLING_V2A.model_id) == 4  # 2 takes × 2 windows
     assert audio["waveform"].shape == (2, 2, 21 * 48000)

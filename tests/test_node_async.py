@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from clips import click_audio
-from pack import module
+from pack import module, outputs
 
 from sonify import jobs
 from sonify_devtools.emulator import Emulator
@@ -31,7 +31,7 @@ REMOTE = ("SonifyMMAudioV2", "SonifyThinkSoundWaveSpeed", "SonifyThinkSoundFal",
 
 def built(cls: type) -> tuple[type, Callable]:
     """A node class built by its factory, and its FUNCTION."""
-    return cls, getattr(cls(), cls.FUNCTION)
+    return cls, outputs(getattr(cls(), cls.FUNCTION))
 
 
 def model_node(key: str, coroutine: bool = True) -> tuple[type, Callable]:

@@ -10,7 +10,7 @@ import av
 import pytest
 import torch
 from clips import flash_frames, onset_time, video_packets, write_clip
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 SR = 44100  # MMAudio's native rate
 
@@ -20,7 +20,7 @@ def run_node(**inputs):
     params = {"prompt": "a metal door slams", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
               "guidance_scale": 4.5, "mask_away_clip": False, "seed": 7}
     params.update(inputs)
-    return getattr(node_cls(), node_cls.FUNCTION)(**params)
+    return outputs(getattr(node_cls(), node_cls.FUNCTION))(**params)
 
 
 def check_audio(audio, seconds: float, flash_seconds: float, fps: Fraction) -> None:

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 from clips import flash_frames, onset_time, video_packets, write_clip
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 from sonify.models import BY_MODEL_ID, THINKSOUND_WAVESPEED
 
 
 def node(node_id: str):
     cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
-    return getattr(cls(), cls.FUNCTION)
+    return outputs(getattr(cls(), cls.FUNCTION))
 
 
 def file_video(path):

@@ -9,7 +9,7 @@ import av
 import pytest
 import torch
 from clips import flash_frames, onset_time, video_packets, write_clip
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 SR = 44100  # ThinkSound's native rate, stereo
 
@@ -18,7 +18,7 @@ def run_node(**inputs):
     node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyThinkSoundFal"]
     params = {"prompt": "", "seed": 7, "num_inference_steps": 24, "cfg_scale": 5.0}
     params.update(inputs)
-    return getattr(node_cls(), node_cls.FUNCTION)(**params)
+    return outputs(getattr(node_cls(), node_cls.FUNCTION))(**params)
 
 
 def check_audio(audio, seconds: Fraction, flash_seconds: Fraction, fps: Fraction) -> None:

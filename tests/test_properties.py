@@ -14,7 +14,7 @@ import torch
 from clips import write_clip
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 from sonify import media, pipeline
 from sonify.errors import SonifyError
@@ -71,7 +71,7 @@ def test_any_result_bytes_end_in_a_result_or_a_provider_error(emulator, wavespee
 
 def node(node_id: str):
     cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
-    return getattr(cls(), cls.FUNCTION)
+    return outputs(getattr(cls(), cls.FUNCTION))
 
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.uint8, torch.int16, torch.bool,

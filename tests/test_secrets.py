@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from clips import write_clip
-from pack import ROOT, load_pack, module
+from pack import ROOT, load_pack, module, outputs
 
 from sonify_devtools.emulator import Emulator
 
@@ -65,7 +65,7 @@ class Evidence:
 
 def node(node_id: str):
     cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
-    return getattr(cls(), cls.FUNCTION)
+    return outputs(getattr(cls(), cls.FUNCTION))
 
 
 def run_every_node(em: Emulator, clip: Path, long_clip: Path, evidence: Evidence) -> dict[str, str]:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from clips import flash_frames, write_clip
-from pack import ROOT, load_pack, module
+from pack import ROOT, load_pack, module, outputs
 
 from sonify import jobs, media, pipeline
 from sonify.errors import Cancelled, ValidationError
@@ -31,7 +31,7 @@ PARAMS = {"prompt": "a metal door slams", "negative_prompt": "", "duration": 0, 
 
 def node(node_id: str):
     cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
-    return getattr(cls(), cls.FUNCTION)
+    return outputs(getattr(cls(), cls.FUNCTION))
 
 
 def sent_seeds(emulator, model_id: str = MMAUDIO) -> list[int | None]:

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 import torch
 from clips import flash_frames, write_clip
-from pack import load_pack, module
+from pack import load_pack, module, outputs
 
 NODE = "SonifyMMAudioV2"
 GOOD = {"prompt": "rain on a tin roof", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
@@ -17,7 +17,7 @@ GOOD = {"prompt": "rain on a tin roof", "negative_prompt": "", "duration": 0, "n
 
 def call(**inputs):
     node_cls = load_pack().NODE_CLASS_MAPPINGS[NODE]
-    return getattr(node_cls(), node_cls.FUNCTION)(**{**GOOD, **inputs})
+    return outputs(getattr(node_cls(), node_cls.FUNCTION))(**{**GOOD, **inputs})
 
 
 def out_of_range_cases():

@@ -80,7 +80,7 @@ def two_nodes_case(config: dict[str, Any]) -> dict[str, Any]:
                 outputs = asyncio.run(together())
             else:
                 outputs = [n.run(video=source, **i) for n, i in zip(made, inputs)]
-            return time.perf_counter() - start, [_task_id(out[-1]) for out in outputs]
+            return time.perf_counter() - start, [_task_id(out["result"][-1]) for out in outputs]  # {ui, result}
 
         run(True, 1)  # warm: imports, the journal, the emulator's first synthesis
         one, _ = run(True, 1)

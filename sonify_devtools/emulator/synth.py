@@ -22,9 +22,9 @@ import av
 import numpy as np
 
 from sonify import media
+from sonify.config import EMULATOR_TITLE
 from sonify.errors import ValidationError
 from sonify.models import SYNC_LIPSYNC, ModelSpec
-from sonify.remote_job import EMULATOR_TITLE
 
 log = logging.getLogger("sonify")
 

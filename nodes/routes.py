@@ -1,0 +1,184 @@
+"""The pack's HTTP routes on ComfyUI's server, as plain aiohttp handlers (nodes/comfy.py adds them to
+ComfyUI's route table; tests serve them with aiohttp's test server).
+
+  GET    /sonify/keys                  each provider's key: set?, where from, its last four characters
+  POST   /sonify/keys                  {"provider", "key"}: into the key file (never sent back)
+  DELETE /sonify/keys/{provider}       out of the key file
+  POST   /sonify/keys/{provider}/test  the provider's key check (WaveSpeed: the balance)
+  GET    /sonify/prices                each model node's price rule (sonify/models.py), for the node's badge
+  GET    /sonify/emulator              emulator mode: {"on", "from_environment"}
+  POST   /sonify/emulator              {"on": bool}: start or stop it (SONIFY_EMULATOR=1 keeps it on)
+
+A key goes one way, from the settings dialog into the key file: no answer, log record or error holds it.
+Requests another web page's script makes (an Origin or Sec-Fetch-Site that is not this server) are refused,
+whatever ComfyUI's own middleware is set to: a page on the web must not put its key into, or test keys on,
+a user's ComfyUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from ..sonify import config, key_store
+from ..sonify.errors import ConfigurationError, ProviderError, SonifyError
+from ..sonify.models import PROVIDERS, ModelSpec
+from ..sonify.redact import redact
+from ..sonify.waiter import Waiter
+from . import emulator_mode
+
+log = logging.getLogger("sonify")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CHECK_TIMEOUT = (5.0, 15.0)  # connect, read: the key check's one request
+MAX_BODY = 4096  # bytes: a key and a provider name
+
+
+def same_origin(request: web.Request) -> bool:
+    """False for a request a script on another site made: an Origin other than this server's Host, or a
+    browser's Sec-Fetch-Site saying cross-site or same-site. A request without either (curl, a script on this
+    machine) is not a page's and passes."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    host = request.headers.get("Host", "")
+    return bool(parts.scheme in ("http", "https") and parts.netloc) and parts.netloc.lower() == host.lower()
+
+
+def guarded(handler: Handler) -> Handler:
+    """The handler behind the origin check, and with the engine's errors as JSON (redacted)."""
+
+    async def guard(request: web.Request) -> web.StreamResponse:
+        if not same_origin(request):
+            log.warning("refused a %s request to %s from another origin", request.method, request.path)
+            return web.json_response({"error": "refused: the request comes from another site"}, status=403)
+        try:
+            return await handler(request)
+        except SonifyError as exc:
+            return web.json_response({"error": redact(str(exc))}, status=400)
+
+    guard.__name__ = handler.__name__
+    return guard
+
+
+async def get_keys(request: web.Request) -> web.Response:
+    return web.json_response({provider: key_store.status(provider) for provider in PROVIDERS})
+
+
+async def post_key(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    provider, key = body.get("provider"), body.get("key")
+    await asyncio.to_thread(key_store.save, provider, key)
+    log.info("saved a %s key in the key file", provider)
+    return web.json_response({provider: key_store.status(provider)})
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    provider = request.match_info["provider"]
+    await asyncio.to_thread(key_store.remove, provider)
+    log.info("removed the %s key from the key file", provider)
+    return web.json_response({provider: key_store.status(provider)})
+
+
+async def test_key(request: web.Request) -> web.Response:
+    """The key in use (the environment's, else the file's) checked at the provider: {"ok", "message",
+    "balance_usd", "emulator"}. A refusal is an answer (ok false), not an HTTP error."""
+    provider = request.match_info["provider"]
+    return web.json_response(await asyncio.to_thread(_check, provider))
+
+
+def _check(provider: str) -> dict[str, Any]:
+    """The real key at the real provider (or the URL set in the environment), emulator mode or not."""
+    from ..sonify.providers.fal import Fal
+    from ..sonify.providers.wavespeed import WaveSpeed
+
+    key_store.status(provider)  # the provider named checked first (a ValidationError)
+    try:
+        found = config.find_key(provider)
+        if found is None:
+            raise ConfigurationError(config.missing_key_message(provider))
+        key = found[0]
+        url = config.provider_url
+        client = (WaveSpeed(key, url("wavespeed")) if provider == "wavespeed"
+                  else Fal(key, url("fal_queue"), url("fal_rest"), url("fal_api")))
+        checked = client.check_key(Waiter(), CHECK_TIMEOUT)
+    except ProviderError as exc:
+        refused = exc.status in (401, 403)
+        message = f"the provider refused the key (HTTP {exc.status})" if refused else f"could not check: {exc}"
+        return {"ok": False, "message": redact(message), "balance_usd": None, "emulator": False}
+    except SonifyError as exc:
+        return {"ok": False, "message": redact(str(exc)), "balance_usd": None, "emulator": False}
+    where = "the Sonify emulator (not the real provider)" if checked.emulator else checked.url
+    return {"ok": True, "message": f"{where} accepts the key", "balance_usd": checked.balance_usd,
+            "emulator": checked.emulator}
+
+
+async def get_emulator(request: web.Request) -> web.Response:
+    return web.json_response(_emulator_state())
+
+
+async def post_emulator(request: web.Request) -> web.Response:
+    on = (await _json_body(request)).get("on")
+    if not isinstance(on, bool):
+        raise web.HTTPBadRequest(text="on must be true or false")
+    if on:
+        await asyncio.to_thread(emulator_mode.start)
+    elif not emulator_mode.from_environment():
+        await asyncio.to_thread(emulator_mode.stop)
+    return web.json_response(_emulator_state())
+
+
+def _emulator_state() -> dict[str, bool]:
+    return {"on": emulator_mode.is_on(), "from_environment": emulator_mode.from_environment()}
+
+
+def prices_handler(model_nodes: Mapping[str, ModelSpec]) -> Handler:
+    """GET /sonify/prices: {node id: {"model", "rule": the price rule (models.Price.as_json)}}."""
+    catalog = {node_id: {"model": spec.key, "rule": spec.price.as_json(spec)} for node_id, spec in model_nodes.items()}
+
+    async def get_prices(request: web.Request) -> web.Response:
+        return web.json_response(catalog)
+
+    return get_prices
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object (at most MAX_BODY bytes). A bad body's text is never repeated: it may be a key."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="send application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+def routes(model_nodes: Mapping[str, ModelSpec]) -> list[web.RouteDef]:
+    """Every route of the pack, each behind the origin check."""
+    return [
+        web.get("/sonify/keys", guarded(get_keys)),
+        web.post("/sonify/keys", guarded(post_key)),
+        web.delete("/sonify/keys/{provider}", guarded(delete_key)),
+        web.post("/sonify/keys/{provider}/test", guarded(test_key)),
+        web.get("/sonify/prices", guarded(prices_handler(model_nodes))),
+        web.get("/sonify/emulator", guarded(get_emulator)),
+        web.post("/sonify/emulator", guarded(post_emulator)),
+    ]
+

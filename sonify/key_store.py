@@ -1,0 +1,100 @@
+"""The key file's edits (what ComfyUI's settings dialog does through the pack's routes) and what may be said
+of a key: where it comes from and its last four characters, never the key.
+
+The file is `keys.json` in the state folder, mode 600, replaced atomically (a reader never sees half a file,
+and no moment exists when it is readable by others). An environment variable still wins over it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from . import config
+from .errors import ConfigurationError, ValidationError
+from .models import PROVIDERS
+from .redact import register_secret
+
+MAX_KEY_LENGTH = 512  # far above either provider's keys: longer is a pasted mistake
+
+
+def status(provider: str) -> dict[str, Any]:
+    """{"set": bool, "source": "environment" | "key file" | None, "hint": "…abcd" | None}."""
+    found = config.find_key(_provider(provider))
+    if found is None:
+        return {"set": False, "source": None, "hint": None}
+    key, where = found
+    register_secret(key)
+    return {"set": True, "source": "environment" if where.startswith("environment") else "key file",
+            "hint": "…" + key[-4:] if len(key) >= 12 else "…"}
+
+
+def save(provider: str, key: Any) -> None:
+    """Put `key` for `provider` in the key file (other providers' keys kept). ValidationError names the input,
+    never repeats the key."""
+    provider = _provider(provider)
+    if not isinstance(key, str):
+        raise ValidationError("key", "must be text")
+    key = key.strip()
+    if not key:
+        raise ValidationError("key", "is empty")
+    register_secret(key)
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValidationError("key", f"must be at most {MAX_KEY_LENGTH} characters")
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in key):
+        raise ValidationError("key", "must be one word of printable ASCII (no spaces or line breaks)")
+    if provider == "fal" and not config.is_fal_key(key):
+        raise ValidationError("key", "must be of the form key_id:key_secret for fal (copy the whole key)")
+    keys = _read()
+    keys[provider] = key
+    _write(keys)
+
+
+def remove(provider: str) -> None:
+    """Take `provider`'s key out of the key file (the file goes when it holds no key)."""
+    provider = _provider(provider)
+    keys = _read()
+    if keys.pop(provider, None) is None:
+        return
+    if keys:
+        _write(keys)
+    else:
+        os.unlink(config.state_dir() / config.KEY_FILE)
+
+
+def _provider(provider: Any) -> str:
+    if provider not in PROVIDERS:
+        raise ValidationError("provider", f"must be one of {', '.join(PROVIDERS)}")
+    return provider
+
+
+def _read() -> dict[str, Any]:
+    path = config.state_dir() / config.KEY_FILE
+    config.refuse_links(path)
+    if not path.is_file():
+        return {}
+    try:
+        keys = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"The key file {path} is not valid JSON ({type(exc).__name__}): "
+                                 "fix or delete it first") from None
+    if not isinstance(keys, dict):
+        raise ConfigurationError(f"The key file {path} is not a JSON object: fix or delete it first")
+    return keys
+
+
+def _write(keys: dict[str, Any]) -> None:
+    """Written to a new mode-600 file beside the key file, then renamed over it."""
+    path = config.state_dir() / config.KEY_FILE
+    partial = path.with_name(f".{config.KEY_FILE}-{uuid.uuid4().hex[:8]}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(keys, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -1,0 +1,85 @@
+"""Emulator mode (ComfyUI's "try it without a key"), switched on through the pack's route as the Settings
+dialog does: the bundled emulator starts on 127.0.0.1 as a child process, a node run goes to it with its own
+key (the real one, set in the environment, is never used), and the result says it is the emulator's — in the
+progress text, the job info and the file's metadata. Switched off, the pack points at the real providers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import av
+from pack import ROOT, load_pack, module, outputs
+from test_routes import answer, serve
+
+REAL_KEY = "ws-real-SECRET-0123456789abcdef"
+PARAMS = {"prompt": "rain on a tin roof", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
+          "guidance_scale": 4.5, "mask_away_clip": False, "seed": -1}
+
+
+def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, clip_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="sonify")
+    monkeypatch.setenv("WAVESPEED_API_KEY", REAL_KEY)
+    monkeypatch.delenv("SONIFY_EMULATOR", raising=False)
+    config = module("sonify.config")
+    node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
+    video = module("nodes.comfy").FileVideo(str(clip_path))
+    results = {}
+
+    async def test(client) -> None:
+        assert await answer(await client.get("/sonify/emulator")) == {"on": False, "from_environment": False}
+        try:
+            assert await answer(await client.post("/sonify/emulator", json={"on": True})) == {
+                "on": True, "from_environment": False}
+            assert config.base_url("wavespeed").startswith("http://127.0.0.1:")
+            assert config.api_key("wavespeed") != REAL_KEY
+            made = outputs(getattr(node_cls(), node_cls.FUNCTION))(video=video, **PARAMS)
+            results["job"], results["file"] = json.loads(made[-1]), made[1].get_stream_source()
+            keys = await answer(await client.get("/sonify/keys"))  # the dialog still shows the real key
+            assert keys["wavespeed"] == {"set": True, "source": "environment", "hint": "…cdef"}
+        finally:
+            off = await answer(await client.post("/sonify/emulator", json={"on": False}))
+        assert off == {"on": False, "from_environment": False}
+        assert config.base_url("wavespeed") == "https://api.wavespeed.ai" and config.api_key("wavespeed") == REAL_KEY
+
+    serve(test)
+    job = results["job"]
+    assert job["status"] == "completed" and job["emulator"] is True
+    with av.open(results["file"]) as container:
+        assert container.metadata.get("title") == config.EMULATOR_TITLE
+    progress = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
+    assert progress and all(m.startswith("emulator (synthetic sound) · ") for m in progress)
+    assert all(REAL_KEY not in r.getMessage() for r in caplog.records)
+
+
+PARENT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from pack import module
+mode = module("nodes.emulator_mode")
+mode.start()
+print(module("sonify.config").emulator.url, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # ComfyUI killed: no atexit, no cleanup
+"""
+
+
+def test_the_emulator_never_outlives_comfyui(tmp_path):
+    """A parent killed outright closes the emulator's stdin, and the emulator ends: its port stops answering."""
+    done = subprocess.run([sys.executable, "-c", PARENT, str(ROOT / "tests")], check=False, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=90)
+    url = done.stdout.strip()
+    assert done.returncode == -signal.SIGKILL and url.startswith("http://127.0.0.1:"), done.stderr
+    port = int(url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.1)  # polling a port that must close: no event to wait on from here
+    raise AssertionError(f"the emulator at {url} still answers 20 s after ComfyUI died")

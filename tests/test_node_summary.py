@@ -1,0 +1,59 @@
+"""What a model node says after a run (its last progress text on the node): the cost, the seconds, the task
+id, and for ThinkSound on fal with an empty prompt the prompt fal wrote (also the node's `prompt` output)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from pack import load_pack, module, outputs
+
+
+def last_text(caplog) -> str:
+    return [r.getMessage() for r in caplog.records if r.name == "sonify" and r.levelno == logging.DEBUG][-1]
+
+
+def test_mmaudio_says_cost_seconds_and_task(emulator, wavespeed_env, clip_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="sonify")
+    node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
+    inputs = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
+              "guidance_scale": 4.5, "mask_away_clip": False, "seed": 3, "video": module("nodes.comfy").FileVideo(str(clip_path))}
+    job = json.loads(outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)[-1])
+    assert re.fullmatch(rf"emulator \(synthetic sound\) · done · est\. \$0\.001 · \d+\.\d s · task {job['task_id']}", last_text(caplog))
+    outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)
+    assert last_text(caplog).startswith("emulator (synthetic sound) · done · the stored result, no new cost · ")
+
+
+def test_thinksound_fal_shows_the_prompt_fal_wrote(emulator, fal_env, clip_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="sonify")
+    node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyThinkSoundFal"]
+    _, _, prompt, job = outputs(getattr(node_cls(), node_cls.FUNCTION))(
+        prompt="", seed=5, num_inference_steps=24, cfg_scale=5.0, video=module("nodes.comfy").FileVideo(str(clip_path)))
+    assert prompt
+    head, said = last_text(caplog).split("\n")
+    assert head.startswith("emulator (synthetic sound) · done · no price estimate · ") and head.endswith(f"task {json.loads(job)['task_id']}")
+    assert said == f"prompt: {prompt}"
+
+
+def test_the_node_names_its_sound_for_comfyuis_audio_preview(emulator, wavespeed_env, clip_path):
+    """The node's answer is {"ui": {"audio": [a file in the temp folder]}, "result": its outputs}: what ComfyUI's
+    audio player on the node plays. A file VIDEO: the result's own video; frames: the sound written beside it."""
+    import torch
+    from clips import flash_frames
+
+    from sonify import media
+
+    comfy = module("nodes.comfy")
+    node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
+    inputs = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
+              "guidance_scale": 4.5, "mask_away_clip": False, "seed": -1}
+    frames = torch.from_numpy(flash_frames(24, 64, 48, flash_frames=(10,)))
+    for source, suffix in (({"video": comfy.FileVideo(str(clip_path))}, ".mp4"), ({"images": frames}, ".m4a")):
+        answer = getattr(node_cls(), node_cls.FUNCTION)(**inputs, **source)
+        (entry,) = answer["ui"]["audio"]
+        assert entry["type"] == "temp" and entry["subfolder"] == "sonify" and entry["filename"].endswith(suffix)
+        samples, rate = media.decode_audio(comfy.temp_dir() / entry["filename"])
+        assert rate == 44100 and abs(samples.shape[1] / rate - 1.0) < 0.05
+        made = answer["result"][0]["waveform"]
+        assert abs(samples.shape[1] - made.shape[2]) <= 2048 and abs(samples).max() > 0.05  # AAC: a frame's padding

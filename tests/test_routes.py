@@ -1,0 +1,223 @@
+"""The pack's routes (nodes/routes.py) served by aiohttp's test server — the library ComfyUI's own server is —
+over real HTTP on 127.0.0.1: keys set, read back (a hint only), removed, the environment winning, the key
+file's mode, requests from another origin refused, the key in no answer and no log record, the key check
+against the emulator, the price catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import stat
+import sys
+import types
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import EMULATOR_KEY
+from pack import load_pack, module
+
+WAVESPEED_KEY = "ws-route-SECRET-7c1e5b2d80463f9a"
+FAL_KEY = "fal-route-id-SECRET-0a1b:fal-route-secret-SECRET-9f8e"
+
+
+def serve(test: Callable[[TestClient], Awaitable[None]]) -> None:
+    """Run `test` with a client of the pack's routes on a real server (a free port on 127.0.0.1)."""
+    routes = module("nodes.routes").routes(load_pack().nodes.MODEL_NODES)
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes(routes)
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            await test(client)
+
+    asyncio.run(main())
+
+
+async def answer(response, status: int = 200) -> dict:
+    text = await response.text()
+    assert response.status == status, text
+    return json.loads(text)
+
+
+def test_a_key_is_saved_read_back_as_a_hint_and_removed(state, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
+    seen: list[str] = []
+
+    async def test(client: TestClient) -> None:
+        before = await answer(await client.get("/sonify/keys"))
+        assert before == {p: {"set": False, "source": None, "hint": None} for p in ("wavespeed", "fal")}
+        for provider, key in (("wavespeed", WAVESPEED_KEY), ("fal", FAL_KEY)):
+            response = await client.post("/sonify/keys", json={"provider": provider, "key": f"  {key}\n"})
+            seen.append(await response.text())
+            assert json.loads(seen[-1]) == {provider: {"set": True, "source": "key file", "hint": "…" + key[-4:]}}
+        listing = await client.get("/sonify/keys")
+        seen.append(await listing.text())
+        assert json.loads(seen[-1])["fal"]["hint"] == "…9f8e"
+
+        key_file = state / "keys.json"
+        assert json.loads(key_file.read_text()) == {"wavespeed": WAVESPEED_KEY, "fal": FAL_KEY}
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert sorted(p.name for p in state.iterdir()) == ["keys.json"]  # no partial file left beside it
+
+        removed = await client.delete("/sonify/keys/wavespeed")
+        seen.append(await removed.text())
+        assert json.loads(seen[-1]) == {"wavespeed": {"set": False, "source": None, "hint": None}}
+        assert json.loads(key_file.read_text()) == {"fal": FAL_KEY}
+        seen.append(await (await client.delete("/sonify/keys/fal")).text())
+        assert not key_file.exists()  # no key left: no file
+
+    serve(test)
+    records = [r.getMessage() for r in caplog.records]
+    assert any("saved a fal key" in m for m in records)
+    for text in seen + records:
+        for secret in (WAVESPEED_KEY, FAL_KEY, *FAL_KEY.split(":")):
+            assert secret not in text
+
+
+def test_the_environment_wins_and_the_answer_says_so(state, monkeypatch):
+    env_key = "ws-env-SECRET-1234567890abcdef"
+    monkeypatch.setenv("WAVESPEED_API_KEY", env_key)
+
+    async def test(client: TestClient) -> None:
+        saved = await answer(await client.post("/sonify/keys", json={"provider": "wavespeed", "key": WAVESPEED_KEY}))
+        assert saved == {"wavespeed": {"set": True, "source": "environment", "hint": "…cdef"}}
+        assert json.loads((state / "keys.json").read_text()) == {"wavespeed": WAVESPEED_KEY}
+        monkeypatch.delenv("WAVESPEED_API_KEY")
+        assert (await answer(await client.get("/sonify/keys")))["wavespeed"]["source"] == "key file"
+
+    serve(test)
+
+
+def test_bad_input_is_refused_without_repeating_it(state, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
+    bad_fal = "fal-half-SECRET-without-colon"
+    texts: list[str] = []
+
+    async def test(client: TestClient) -> None:
+        for body, status, words in (
+            ({"provider": "fal", "key": bad_fal}, 400, "key_id:key_secret"),
+            ({"provider": "openai", "key": WAVESPEED_KEY}, 400, "provider"),
+            ({"provider": "wavespeed", "key": "two words-SECRET"}, 400, "one word"),
+            ({"provider": "wavespeed", "key": ""}, 400, "empty"),
+        ):
+            response = await client.post("/sonify/keys", json=body)
+            texts.append(await response.text())
+            assert response.status == status and words in texts[-1]
+        response = await client.post("/sonify/keys", data=b'{"key": "ws-SECRET', headers={"Content-Type": "application/json"})
+        texts.append(await response.text())
+        assert response.status == 400
+        response = await client.post("/sonify/keys", data="provider=wavespeed&key=x")  # a plain form post
+        assert response.status == 415
+
+    serve(test)
+    assert not (state / "keys.json").exists()
+    for text in texts + [r.getMessage() for r in caplog.records]:
+        assert bad_fal not in text and "two words-SECRET" not in text and "ws-SECRET" not in text
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},
+    {"Origin": "http://127.0.0.1:1"},  # this machine, another port: another origin
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+])
+def test_requests_from_another_origin_are_refused(state, headers, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
+
+    async def test(client: TestClient) -> None:
+        for method, path, body in (("POST", "/sonify/keys", {"provider": "wavespeed", "key": WAVESPEED_KEY}),
+                                   ("GET", "/sonify/keys", None), ("DELETE", "/sonify/keys/wavespeed", None),
+                                   ("POST", "/sonify/keys/wavespeed/test", None)):
+            response = await client.request(method, path, json=body, headers=headers)
+            assert response.status == 403, (method, path)
+            assert "another site" in (await response.json())["error"]
+
+    serve(test)
+    assert not (state / "keys.json").exists()
+    assert all(WAVESPEED_KEY not in r.getMessage() for r in caplog.records)
+
+
+def test_the_same_origin_passes(state):
+    async def test(client: TestClient) -> None:
+        host = f"{client.host}:{client.port}"
+        headers = {"Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+        saved = await client.post("/sonify/keys", json={"provider": "wavespeed", "key": WAVESPEED_KEY}, headers=headers)
+        assert saved.status == 200
+
+    serve(test)
+    assert (state / "keys.json").is_file()
+
+
+def test_the_key_check_tells_the_balance_and_a_refusal(state, emulator, monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sonify")  # an in-process batch leaves it at WARNING
+    monkeypatch.setenv("SONIFY_WAVESPEED_URL", emulator.url)
+    texts: list[str] = []
+
+    async def test(client: TestClient) -> None:
+        await answer(await client.post("/sonify/keys", json={"provider": "wavespeed", "key": EMULATOR_KEY}))
+        response = await client.post("/sonify/keys/wavespeed/test")
+        texts.append(await response.text())
+        assert json.loads(texts[-1]) == {"ok": True, "balance_usd": 100.0, "emulator": True,
+                                         "message": "the Sonify emulator (not the real provider) accepts the key"}
+        await answer(await client.post("/sonify/keys", json={"provider": "wavespeed", "key": WAVESPEED_KEY}))
+        response = await client.post("/sonify/keys/wavespeed/test")
+        texts.append(await response.text())
+        refused = json.loads(texts[-1])
+        assert refused["ok"] is False and "refused the key (HTTP 401)" in refused["message"]
+        missing = await answer(await client.post("/sonify/keys/fal/test"))
+        assert missing["ok"] is False and "No fal API key found" in missing["message"]
+
+    serve(test)
+    for text in texts + [r.getMessage() for r in caplog.records]:
+        assert WAVESPEED_KEY not in text and EMULATOR_KEY not in text
+
+
+def test_the_price_catalog_is_the_models(state):
+    models = module("sonify.models")
+
+    async def test(client: TestClient) -> None:
+        catalog = await answer(await client.get("/sonify/prices"))
+        assert catalog["SonifyMMAudioV2"] == {"model": "mmaudio-v2", "rule": {
+            "usd": 0.001, "per": "second", "text": "$0.001 per second of audio", "param": "duration",
+            "zero_is_clip": True, "max": 30}}
+        assert catalog["SonifyKlingVideoToAudio"]["rule"] == {"usd": 0.035, "per": "job", "text": "$0.035 per job"}
+        for entry in catalog.values():
+            spec = models.MODELS[entry["model"]]
+            assert entry["rule"]["text"] == spec.price_text
+            assert (entry["rule"]["usd"] is None) == (spec.price(spec.defaults(), 5.0) is None)
+
+    serve(test)
+
+
+def test_routes_are_added_only_where_comfyui_serves():
+    comfy = module("nodes.comfy")
+    assert comfy.add_routes(lambda: pytest.fail("no PromptServer here: nothing is made")) is False
+    assert os.path.basename(load_pack().WEB_DIRECTORY) == "web"
+
+
+def test_routes_land_in_comfyuis_route_table_as_its_server_serves_them(state, monkeypatch):
+    """ComfyUI's PromptServer keeps an aiohttp RouteTableDef and serves each route also under /api: the same
+    table here (a `server` module with just that), then an app built from it the way server.py does."""
+    table = web.RouteTableDef()
+    host = types.ModuleType("server")
+    host.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=table))
+    monkeypatch.setitem(sys.modules, "server", host)
+    assert module("nodes.comfy").add_routes(lambda: module("nodes.routes").routes(load_pack().nodes.MODEL_NODES))
+
+    async def main() -> None:
+        app = web.Application()
+        app.add_routes([web.route(r.method, "/api" + r.path, r.handler) for r in table])
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            assert (await answer(await client.get("/api/sonify/keys")))["fal"]["set"] is False
+            assert "SonifyMMAudioV2" in await answer(await client.get("/api/sonify/prices"))
+
+    asyncio.run(main())
