@@ -2,7 +2,8 @@
 
     example_workflows/media/   sonify_example_clip.mp4 (the demo's bouncing ball, 4 s), sonify_example_talking_head.mp4
                                (a drawn face, 3 s), sonify_example_voice.wav (a synthetic voice, 3 s),
-                               sonify_example_sound.wav (the emulator's MMAudio sound for the clip)
+                               sonify_example_sound.wav (the emulator's MMAudio sound for the clip),
+                               sonify_example_long_clip.mp4 (36 s in three shots: longer than one MMAudio job)
     example_workflows/<name>.jpg  each workflow's model run on that media through the local emulator, drawn by
                                scripts/readme_figure.py (stills, waveform, spectrogram), labelled as the emulator's
 
@@ -46,8 +47,26 @@ RUNS = {
     "kling_video_to_audio_sfx_and_music": (models.KLING_V2A, "sonify_example_clip.mp4"),
     "sync_lipsync_video_to_voice": (models.SYNC_LIPSYNC, "sonify_example_talking_head.mp4"),
     "mux_audio_replace_or_mix": (None, "sonify_example_clip.mp4"),
+    "mmaudio_v2_long_clip_in_windows": (models.MMAUDIO_V2, "sonify_example_long_clip.mp4"),
+    "mmaudio_v2_takes_pick_mux": (models.MMAUDIO_V2, "sonify_example_clip.mp4"),
 }
 PROMPTS = {"prompt": "a ball bouncing on a wooden floor", "sound_effect_prompt": "a ball bouncing on a wooden floor"}
+
+
+def long_clip_frames(seconds: int = 36, fps: int = 12, w: int = 160, h: int = 120) -> np.ndarray:
+    """The ball bouncing once a second through three shots of 12 s, each on its own background: a clip longer
+    than one MMAudio job (30 s), so the workflow runs it in windows whose boundary sits at a shot cut."""
+    n = seconds * fps
+    backgrounds = ((0.1, 0.1, 0.1), (0.05, 0.1, 0.3), (0.35, 0.2, 0.1))
+    frames = np.empty((n, h, w, 3), dtype=np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        frames[i] = backgrounds[min(i * len(backgrounds) // n, len(backgrounds) - 1)]
+        phase = (i % fps) / fps
+        y = 20 + 80 * (1 - (2 * phase - 1) ** 2)
+        x = 20 + (w - 40) * (i % (4 * fps)) / (4 * fps)
+        frames[i][(yy - (h - y)) ** 2 + (xx - x) ** 2 < 9**2] = 1.0
+    return frames
 
 
 def talking_head_frames(seconds: int = 3, fps: int = 25, size: int = 256) -> np.ndarray:
@@ -92,6 +111,7 @@ def main() -> int:
     clip = MEDIA / "sonify_example_clip.mp4"
     media.frames_to_mp4(demo_frames(), Fraction(24), clip)
     media.frames_to_mp4(talking_head_frames(), Fraction(25), MEDIA / "sonify_example_talking_head.mp4")
+    media.frames_to_mp4(long_clip_frames(), Fraction(12), MEDIA / "sonify_example_long_clip.mp4")
     voice = synthetic_voice()
     media.write_wav(voice, VOICE_RATE, MEDIA / "sonify_example_voice.wav")
     with tempfile.TemporaryDirectory(prefix="sonify-examples-") as tmp, \
