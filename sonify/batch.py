@@ -115,10 +115,13 @@ def keep(out_dir: Path, name: str, video: Path, record: dict[str, Any]) -> None:
     """Name a result (`video`, in `out_dir`) after its source; the sidecar (`record`), written last, marks it
     done."""
     os.replace(video, out_dir / f"{name}.mp4")
-    sidecar = out_dir / f"{name}{SIDECAR}"
-    partial = sidecar.with_name(f".{sidecar.name}.partial")
-    partial.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(partial, sidecar)
+    write_sidecar(out_dir, name, record)
+
+
+def write_sidecar(out_dir: Path, name: str, record: dict[str, Any]) -> None:
+    """`<name>.sonify.json`, the record of a result, written whole or not at all."""
+    text = json.dumps(record, indent=2)
+    pipeline.write_atomically(out_dir / f"{name}{SIDECAR}", lambda path: path.write_text(text, encoding="utf-8"))
 
 
 class Batch:

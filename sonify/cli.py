@@ -34,7 +34,6 @@ from .output import Output, add_options
 from .redact import redact
 from .version import VERSION
 
-EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
 EXIT_BATCH_FAILED = 6  # some clips of a batch failed (the others' results are kept)
 EXIT_DOCTOR = 1  # doctor found a problem
@@ -300,23 +299,17 @@ def _result_file(output: Path) -> Path | None:
 def _write_result(result: Any, target: Path) -> Path:
     """The result (its sound; its video, if any, a .mp4 in target's folder) as `target`, written whole or not at
     all."""
-    from . import media
+    from . import media, pipeline
 
     made = result.video_path
-    partial = target.with_name(f".{target.stem}.partial{target.suffix}")  # the suffix names the format
     suffix = target.suffix.lower()
     if suffix == ".mp4":
         os.replace(made, target)
         return target
-    try:
-        if suffix in RESULT_SOUND:
-            media.write_audio(result.audio, result.sample_rate, partial)
-        else:
-            media.rewrap(made, partial)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, target)
+    if suffix in RESULT_SOUND:
+        pipeline.write_atomically(target, lambda path: media.write_audio(result.audio, result.sample_rate, path))
+    else:
+        pipeline.write_atomically(target, lambda path: media.rewrap(made, path))
     if made is not None:
         made.unlink()
     return target
@@ -353,9 +346,17 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _temporal_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--temporal", metavar="HOST:PORT",
+    parser.add_argument("--temporal", type=_host_port, metavar="HOST:PORT",
                         help="run the clips on the Temporal workers of this service (`worker`), across machines; "
                              "--concurrency then holds across all of them")
+
+
+def _host_port(text: str) -> str:
+    """A Temporal address: HOST:PORT, the port 1 to 65535 (checked here, before anything runs)."""
+    host, _, port = text.strip().rpartition(":")
+    if not host or " " in host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT with a port from 1 to 65535, got {text!r}")
+    return text.strip()
 
 
 def _concurrency(text: str) -> int:
@@ -374,12 +375,12 @@ def _batch(args: argparse.Namespace) -> int:
     if not args.temporal:
         providers.client(spec.provider)  # so does a missing key (a Temporal batch's keys are the workers')
     voice = _voice(args)
+    engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
     items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output)
     args.output.mkdir(parents=True, exist_ok=True)
     if not out.verbose:
         logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
     with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
-        engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
         job = engine(spec, params, items, args.output, audio=voice, concurrency=args.concurrency,
                      is_cancelled=cancelled)
         bar = batch.ProgressBar(job) if not out.quiet else None
@@ -420,7 +421,8 @@ def _temporal_batch(args: argparse.Namespace, spec: ModelSpec, voice: Any) -> Ca
 
 
 def _worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--temporal", required=True, metavar="HOST:PORT", help="the Temporal service's address")
+    parser.add_argument("--temporal", type=_host_port, required=True, metavar="HOST:PORT",
+                        help="the Temporal service's address")
 
 
 def _worker(args: argparse.Namespace) -> int:

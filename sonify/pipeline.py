@@ -127,20 +127,22 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
         samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
         return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra)
 
-    result = _remote(spec, client, ctx, job, part, info, fit_and_mux)
+    result, _ = _remote(spec, client, ctx, job, part, info, fit_and_mux)
     result.info = info.as_dict()
     return result
 
 
 def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part,
-                info: JobInfo) -> Delivery:
-    """One window's job: its verified sound (joined with the others by the caller)."""
-    return _remote(spec, client, ctx, job, part, info, lambda delivery: delivery)
+                info: JobInfo) -> tuple[Delivery, jobs.Ticket]:
+    """One window's job: its verified sound, and its ticket, which the caller marks delivered once the take's
+    windows are joined onto the picture (until then a re-run resumes or reuses it, never pays for it again)."""
+    return _remote(spec, client, ctx, job, part, info, lambda delivery: delivery, final=False)
 
 
 def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part, info: JobInfo,
-            finish: Callable[[Delivery], T]) -> T:
-    """One remote job under its journal ticket; `finish` (fit, mux) before the row is marked delivered."""
+            finish: Callable[[Delivery], T], final: bool = True) -> tuple[T, jobs.Ticket]:
+    """One remote job under its journal ticket; `finish` (fit, mux) before the row is marked delivered (when
+    `final`; else the caller marks it)."""
     wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
     source_path = job.source_path if part.span is None else None  # a window's sound is not the clip's
     meta = _job_meta(spec, client.http.base_url, info, part.hashes, source_path)
@@ -151,9 +153,10 @@ def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, 
         except SonifyError as exc:
             attach_task(exc, spec, info)
             raise
-        ticket.record(delivered=1)
+        if final:
+            ticket.record(delivered=1)
     info.seconds = ctx.timer.seconds
-    return done
+    return done, ticket
 
 
 def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
@@ -190,10 +193,23 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=results)
 
 
-def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: list[Delivery], timer: StageTimer,
-            out_dir: Path) -> Result:
+def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], windows_done: list[tuple[Delivery, jobs.Ticket]],
+            timer: StageTimer, out_dir: Path) -> Result:
     """One take of a long clip: its windows' sounds joined (windows.join), put on the source picture (its
-    packets copied; the joined sound encoded as AAC)."""
+    packets copied; the joined sound encoded as AAC); then its windows' rows are marked delivered."""
+    deliveries = [delivery for delivery, _ in windows_done]
+    try:
+        result = _join_and_mux(spec, job, infos, deliveries, timer, out_dir)
+    except SonifyError as exc:
+        attach_task(exc, spec, infos[0])
+        raise
+    for _, ticket in windows_done:
+        ticket.record(delivered=1)
+    return result
+
+
+def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: list[Delivery],
+                  timer: StageTimer, out_dir: Path) -> Result:
     rate = deliveries[0].sample_rate
     with timer("align"):
         sounds = [d.samples if d.sample_rate == rate else media.resample(d.samples, d.sample_rate, rate)
@@ -205,7 +221,7 @@ def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: l
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
         with timer("mux"):
             label = {"title": config.EMULATOR_TITLE} if info.get("emulator") else None
-            _write_atomically(final_video, lambda path: media.mux(job.source, samples, rate, path, metadata=label))
+            write_atomically(final_video, lambda path: media.mux(job.source, samples, rate, path, metadata=label))
     return Result(samples, rate, final_video, info, deliveries[0].extra)
 
 
@@ -340,7 +356,7 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     picture (frames: no file, the caller puts it on the frames); lipsync's video as the provider made it."""
     final_video = out_dir / f"{output_name(spec, info.task_id or '')}.mp4"
     if spec.output != "audio":
-        _write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
+        write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
         return delivery.samples, final_video
     with timer("align"):
         samples = media.fit_length(delivery.samples, delivery.sample_rate, seconds)
@@ -485,11 +501,11 @@ def _fetched_video(spec: ModelSpec, task_id: str, delivery: Delivery, source: Pa
     except ValidationError:
         return samples, None
     target = target.with_suffix(result_file.suffix)
-    _write_atomically(target, lambda path: shutil.copyfile(result_file, path))
+    write_atomically(target, lambda path: shutil.copyfile(result_file, path))
     return samples, target
 
 
-def _write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
+def write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
     """Write next to `target`, then rename: a reader of an earlier result never sees a torn file."""
     partial = target.with_name(f".{target.stem}-{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
@@ -514,7 +530,7 @@ def _mux_sound(source: Path, result_file: Path, samples: np.ndarray, rate: int, 
         if not copied:
             media.mux(source, samples, rate, path, metadata=metadata)
 
-    _write_atomically(target, write)
+    write_atomically(target, write)
     return copied
 
 

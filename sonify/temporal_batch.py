@@ -14,7 +14,6 @@ The connection: HOST:PORT, and Temporal's own variables for the rest — TEMPORA
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -42,7 +41,7 @@ async def connect(address: str) -> Client:
     try:
         return await Client.connect(address, namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
                                     api_key=api_key, tls=tls)
-    except RuntimeError as exc:  # the SDK's "Failed client connect"
+    except (RuntimeError, ValueError) as exc:  # the SDK's "Failed client connect"; ValueError: a malformed address
         raise ConfigurationError(f"cannot reach Temporal at {address} ({exc})") from None
 
 
@@ -71,8 +70,12 @@ class TemporalBatch(batch.Batch):
                                         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
         handles = {}
         for item in todo:
+            if self.is_cancelled():  # Ctrl-C while starting: no further clip becomes a paid job
+                item.state, item.error = "cancelled", "not started (cancelled)"
+                continue
             handles[item.name] = await self._start(client, item)
             on_tick()
+        todo = [item for item in todo if item.name in handles]
         followed = {asyncio.ensure_future(self._follow(item, handles[item.name])) for item in todo}
         turn = 0
         while followed:
@@ -132,16 +135,16 @@ class TemporalBatch(batch.Batch):
                           f"a completed clip once): `python -m sonify fetch {self.spec.provider} {item.task_id}` gets "
                           "the result again")
             return
-        sidecar = self.out_dir / f"{item.name}{batch.SIDECAR}"
-        if not sidecar.is_file():  # the result is there; the record of it is written again
+        if not (self.out_dir / f"{item.name}{batch.SIDECAR}").is_file():  # the result is there; its record again
             record = {"source": str(item.source.resolve()), "model": self.spec.key, "params": self.params, "job": info}
-            sidecar.write_text(json.dumps(record, indent=2), encoding="utf-8")
+            batch.write_sidecar(self.out_dir, item.name, record)
         item.state, item.info = "done", info
 
 
 
 async def _undelivered(handle: WorkflowHandle) -> dict[str, Any] | None:
-    """The completed task of the workflow's failed last run, whose delivery failed: the next run delivers it."""
+    """The task of the workflow's failed last run, unless it failed at the provider: the next run waits for it
+    again (or only delivers it, when it had completed)."""
     try:
         described = await handle.describe()
     except RPCError:  # no such workflow yet

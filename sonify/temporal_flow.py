@@ -67,8 +67,9 @@ class ClipJob:
     out_dir: str  # absolute path, on storage every worker writes
     name: str  # the result's stem: <out_dir>/<name>.mp4 and its sidecar
     concurrency: int  # the provider's slots (the last batch's --concurrency holds)
-    # An earlier run's completed task whose delivery failed (download, disk): {task_id, prepared, state}, from
-    # that run's failure. This run only delivers it: no new upload, no new job.
+    # An earlier run's task, from that run's failure: {task_id, prepared, state}. state set: the task completed
+    # and its delivery failed (download, disk), this run only delivers it; state None: its wait gave up, this run
+    # waits for it again. Either way no new upload, no new job.
     delivery: dict[str, Any] | None = None
 
 
@@ -194,7 +195,7 @@ class ClipWorkflow:
         self.granted = False
         self.may_submit = False
         self.seconds: dict[str, float] = {}
-        self.delivery: dict[str, Any] | None = None  # what the deliver step was given, once it was
+        self.delivery: dict[str, Any] | None = None  # the task once submitted ({task_id, prepared, state})
 
     @workflow.signal
     def slot_granted(self) -> None:
@@ -211,22 +212,28 @@ class ClipWorkflow:
     @workflow.run
     async def run(self, job: ClipJob) -> dict[str, Any]:
         try:
-            if job.delivery is not None:
+            if job.delivery is not None and job.delivery["state"] is not None:
                 return await self._deliver(job, **job.delivery)
-            return await self._run(job)
+            return await self._run(job, job.delivery)
         except ActivityError as exc:  # the clip failed: said once, with its cause's message and task id
             cause = exc.cause
             task_id = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else None
-            # Details: the task id; and, when the task had completed, what a next run needs to deliver it.
-            details = [task_id or (self.delivery or {}).get("task_id"), self.delivery]
             kind = cause.type if isinstance(cause, ApplicationError) else None
+            # Details: the task id; and, once a task exists that did not fail at the provider, what a next run
+            # needs to wait for it (state None) or deliver it: never a second submit for a task that may finish.
+            carried = None if kind == "JobFailed" else self.delivery
+            details = [task_id or (self.delivery or {}).get("task_id"), carried]
             text = cause.message if isinstance(cause, ApplicationError) else f"{exc.activity_type} did not finish: {cause}"
             raise ApplicationError(text, *details, type=kind, non_retryable=True) from None
 
-    async def _run(self, job: ClipJob) -> dict[str, Any]:
+    async def _run(self, job: ClipJob, earlier: dict[str, Any] | None) -> dict[str, Any]:
+        """Prepare, submit, wait; or, given an earlier run's task (`earlier`), wait for that one again."""
         queue = provider_queue(job.provider)
-        self.stage = "preparing"
-        prepared = await self._step("prepare", job, queue=queue, timeout=timedelta(minutes=30))
+        if earlier is None:
+            self.stage = "preparing"
+            prepared = await self._step("prepare", job, queue=queue, timeout=timedelta(minutes=30))
+        else:
+            prepared = earlier["prepared"]
         slots = workflow.get_external_workflow_handle(slots_id(job.provider))
         me = workflow.info().workflow_id
         try:
@@ -235,14 +242,8 @@ class ClipWorkflow:
             await slots.signal("acquire", SlotRequest(me, job.concurrency))
             await workflow.wait_condition(lambda: self.granted)
             self._took("slot", asked)
-            self.stage = "submitting"
-            task_id = None
-            await slots.signal("begin_submit", me)
-            try:
-                await workflow.wait_condition(lambda: self.may_submit)
-                task_id = await self._submit(job, prepared["body"])
-            finally:
-                await slots.signal("end_submit", SubmitEnd(me, task_id))
+            task_id = earlier["task_id"] if earlier else await self._submit_in_turn(job, prepared, slots, me)
+            self.delivery = {"task_id": task_id, "prepared": prepared, "state": None}
             self.stage = f"processing task {task_id}"
             started = workflow.now()
             state = await self._step("wait", job.model, task_id, queue=queue, timeout=timedelta(hours=1),
@@ -252,6 +253,18 @@ class ClipWorkflow:
         finally:
             await slots.signal("release", me)
         return await self._deliver(job, task_id, prepared, state)
+
+    async def _submit_in_turn(self, job: ClipJob, prepared: dict[str, Any], slots: Any, me: str) -> str:
+        """The submit, when the slots workflow lets this clip's turn come (one submit at a time per provider)."""
+        self.stage = "submitting"
+        task_id = None
+        await slots.signal("begin_submit", me)
+        try:
+            await workflow.wait_condition(lambda: self.may_submit)
+            task_id = await self._submit(job, prepared["body"])
+        finally:
+            await slots.signal("end_submit", SubmitEnd(me, task_id))
+        return task_id
 
     async def _deliver(self, job: ClipJob, task_id: str, prepared: dict[str, Any], state: dict[str, Any]) -> Any:
         self.stage = "downloading"

@@ -23,7 +23,7 @@ from clips import onset_time, video_packets
 from pack import ROOT, load_pack, module, outputs
 
 from sonify import jobs, media, pipeline, windows
-from sonify.errors import Cancelled, ValidationError
+from sonify.errors import Cancelled, SonifyError, ValidationError
 from sonify.models import KLING_V2A, MMAUDIO_V2, Window
 
 NTSC = Fraction(30000, 1001)
@@ -211,6 +211,21 @@ def test_killed_mid_way_a_rerun_submits_only_the_missing_windows(emulator, waves
     fetched = pipeline.fetch("wavespeed", spans[1]["task_id"], out_dir=tmp_path / "fetched")  # one window, alone
     assert fetched.info["source"] is None  # not put on the whole clip: it is one window's sound
     assert spans[1]["end"] - spans[1]["start"] <= fetched.audio.shape[1] / 44100 <= 30.1
+
+
+def test_a_random_seed_run_whose_window_failed_reuses_the_finished_windows_on_a_rerun(emulator, wavespeed_env,
+                                                                                      long_clip, tmp_path):
+    """Seed -1 (no result cache): a finished window is not marked delivered until its take is joined, so the
+    re-run after one window failed takes the finished windows' stored sound and pays only for the failed one."""
+    emulator.inject("POST", rf"/api/v3/{MMAUDIO}$", 400, times=1)  # one window's submit is refused
+    with pytest.raises(SonifyError):
+        pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": -1}, media.VideoSource(path=str(long_clip[0])),
+                     out_dir=tmp_path / "o")
+    assert emulator.submits(MMAUDIO) == 2
+    result = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": -1}, media.VideoSource(path=str(long_clip[0])),
+                          out_dir=tmp_path / "o")
+    assert emulator.submits(MMAUDIO) == 3  # only the window that had failed
+    assert {t.id for t in emulator.tasks.all()} == {w["task_id"] for w in result.info["windows"]}
 
 
 def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, wavespeed_env, tmp_path):

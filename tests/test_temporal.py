@@ -284,6 +284,38 @@ def test_a_clip_whose_delivery_failed_is_delivered_by_the_next_submission_from_t
         emulator.stop()
 
 
+def test_a_clip_whose_wait_gave_up_is_waited_for_again_by_the_next_submission_never_submitted_twice(temporal, tmp_path):
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=4).start()
+    workers: list[subprocess.Popen] = []
+    try:
+        (tmp_path / "clips").mkdir()
+        write_clip(tmp_path / "clips" / "slow.mp4", 12, Fraction(24), 64, 48, flash_at=(4,), grain=55)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        env = {**base, "SONIFY_WAVESPEED_URL": emulator.url, "WAVESPEED_API_KEY": EMULATOR_KEY}
+        impatient = {**env, "SONIFY_STATE_DIR": str(tmp_path / "a"), "SONIFY_RUN_TIMEOUT": "1"}
+        workers.append(start_worker(temporal, impatient, tmp_path / "a.log"))
+        submitter = {**base, "SONIFY_STATE_DIR": str(tmp_path / "s")}
+        failed = batch(temporal, tmp_path / "clips", tmp_path / "out", submitter)
+        _, stderr = failed.communicate(timeout=60)
+        (task,) = emulator.tasks.all()
+        assert failed.returncode == 6 and f"task {task.id}" in stderr, stderr  # the wait gave up; the task runs on
+        workers[0].kill()
+        workers[0].wait()
+        workers.append(start_worker(temporal, {**env, "SONIFY_STATE_DIR": str(tmp_path / "b")}, tmp_path / "b.log"))
+        again = batch(temporal, tmp_path / "clips", tmp_path / "out", submitter)
+        stdout, stderr = again.communicate(timeout=60)
+        assert again.returncode == 0, stderr
+        assert emulator.submits() == 1 and len(emulator.tasks.all()) == 1
+        assert task.id in (tmp_path / "out" / "slow.sonify.json").read_text()
+        with av.open(stdout.strip()) as result:
+            assert result.streams.audio and sum(1 for _ in result.decode(video=0)) == 12
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
+
+
 def test_fal_clips_run_on_a_worker_holding_only_the_fal_key(temporal, tmp_path):
     emulator = Emulator(fal_keys=(FAL_KEY,), model_seconds=0.2).start()
     worker = None
