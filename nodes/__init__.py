@@ -51,7 +51,7 @@ if comfy.add_routes(_routes):
     if emulator_mode.from_environment():
         try:
             emulator_mode.start()
-        except ConfigurationError as exc:  # the nodes still load; their runs say no key was found
+        except ConfigurationError as exc:  # the nodes still load; their runs say the emulator did not start
             logging.getLogger("sonify").warning("%s=1: %s", emulator_mode.ENV, exc)
 
 comfy.add_webhook_route()

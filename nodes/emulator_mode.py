@@ -66,9 +66,13 @@ def start() -> None:
             [sys.executable, "-c", CHILD, keys["wavespeed"], keys["fal"], MODEL_SECONDS],
             cwd=PACK, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
-        url = _wait_for_url(process)
+        try:
+            url = _wait_for_url(process)
+        except ConfigurationError as exc:
+            config.emulator_failure = str(exc)
+            raise
         _process = process
-        config.emulator = config.LocalEmulator(url, keys)
+        config.emulator, config.emulator_failure = config.LocalEmulator(url, keys), None
     log.info("emulator mode: Sonify's local emulator at %s (synthetic sound, free) stands in for both providers", url)
 
 
@@ -76,7 +80,7 @@ def stop() -> None:
     """Point the pack back at the real providers and end the emulator."""
     global _process
     with _lock:
-        config.emulator = None
+        config.emulator, config.emulator_failure = None, None
         process, _process = _process, None
     if process is not None and process.poll() is None:
         process.stdin.close()

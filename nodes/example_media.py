@@ -22,7 +22,12 @@ MEDIA = Path(__file__).resolve().parents[1] / "example_workflows" / "media"
 def offer(input_dir: Path, media_dir: Path = MEDIA) -> list[str]:
     """Link (else copy) each example file into `input_dir`; the names newly placed there."""
     placed = []
-    for source in sorted(media_dir.iterdir()):
+    try:
+        sources = sorted(media_dir.iterdir())
+    except OSError as exc:  # an engine-only copy, a trimmed install: the pack loads without its examples' media
+        log.warning("no example media to offer (%s)", exc.strerror or exc)
+        return placed
+    for source in sources:
         target = input_dir / source.name
         if target.exists() or target.is_symlink():
             continue

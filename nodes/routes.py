@@ -66,6 +66,8 @@ def guarded(handler: Handler) -> Handler:
             return await handler(request)
         except SonifyError as exc:
             return web.json_response({"error": redact(str(exc))}, status=400)
+        except OSError as exc:  # the key file: a link Sonify will not write through, a full or read-only disk
+            return web.json_response({"error": redact(f"the key file: {exc.strerror or exc}")}, status=400)
 
     guard.__name__ = handler.__name__
     return guard
@@ -116,7 +118,7 @@ def _check(provider: str) -> dict[str, Any]:
         refused = exc.status in (401, 403)
         message = f"the provider refused the key (HTTP {exc.status})" if refused else f"could not check: {exc}"
         return {"ok": False, "message": redact(message), "balance_usd": None, "emulator": False}
-    except SonifyError as exc:
+    except (SonifyError, OSError) as exc:  # OSError: the key file cannot be read safely
         return {"ok": False, "message": redact(str(exc)), "balance_usd": None, "emulator": False}
     where = "the Sonify emulator (not the real provider)" if checked.emulator else checked.url
     return {"ok": True, "message": f"{where} accepts the key", "balance_usd": checked.balance_usd,

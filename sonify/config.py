@@ -55,6 +55,9 @@ class LocalEmulator:
 # Set by the ComfyUI adapter while emulator mode is on; None: the real providers (or the URLs set in the
 # environment).
 emulator: LocalEmulator | None = None
+# Set while emulator mode is asked for but its emulator did not start: no job may go to the real providers then
+# (the user was promised a free, synthetic run).
+emulator_failure: str | None = None
 
 
 class UnsafeState(OSError):
@@ -105,6 +108,9 @@ def api_key(provider: str) -> str:
     key never goes to it). Registered for redaction."""
     if emulator is not None:
         return emulator.keys[provider]
+    if emulator_failure is not None:
+        raise ConfigurationError(f"emulator mode is on, but the local emulator did not start ({emulator_failure}); "
+                                 "nothing was sent to a provider: switch emulator mode off to use your key")
     found = find_key(provider)
     if found is None:
         raise ConfigurationError(missing_key_message(provider))
@@ -174,7 +180,9 @@ def upload_ttl_seconds() -> int:
 
 def base_url(name: str) -> str:
     """A provider base URL, overridable for the emulator or a proxy."""
-    return emulator.url if emulator is not None else provider_url(name)
+    if emulator is not None:  # the same path on the emulator (fal's key set lives at a path of its own)
+        return emulator.url + urlsplit(DEFAULT_URLS[name]).path.rstrip("/")
+    return provider_url(name)
 
 
 def provider_url(name: str) -> str:

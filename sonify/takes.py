@@ -131,6 +131,7 @@ def joined_info(spec: ModelSpec, infos: list[dict[str, Any]], seconds: dict[str,
               "cached": info.get("cached"), "seconds": info.get("seconds"),
               **({"windows": info["windows"]} if "windows" in info else {})} for k, info in enumerate(infos)]
     return {**infos[0], "cost_usd_estimate": total_cost([info.get("cost_usd_estimate") for info in infos]),
+            "cached": all(info.get("cached") for info in infos),  # stored, all of them: no new cost
             "variations": len(infos), "takes": takes, "seconds": seconds}
 
 

@@ -50,6 +50,7 @@ TOLERANCE = 300.0  # seconds a delivery's timestamp may be off from now (both pr
 KEEP_SECONDS = 120.0  # a verified wake-up for a task nobody waits on yet is kept this long
 MAX_BODY = 1 << 20  # a delivery carries a prediction or a result's URLs: far less than this
 JWKS_SECONDS = 24 * 3600.0  # fal asks for its keys to be cached no longer than a day
+KEY_FETCH_PAUSE = 600.0  # seconds without trying again after the secret or key set could not be fetched
 
 
 def public_url() -> str | None:
@@ -59,6 +60,9 @@ def public_url() -> str | None:
     if not url:
         return None
     parts = urlsplit(url)
+    if parts.username or parts.password:
+        raise ConfigurationError(f"{PUBLIC_URL_ENV} must not hold a user name or password (it is logged and sent to "
+                                 "the providers)")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"{PUBLIC_URL_ENV} must be a base URL without ?query or #fragment (got {url!r})")
     check_url(url, PUBLIC_URL_ENV)
@@ -78,6 +82,19 @@ def ed25519_missing() -> str:
     except ImportError:
         return "the Python package `cryptography` (needed to check fal's ED25519 signatures) is not installed"
     return ""
+
+
+_fetch_paused_until: dict[str, float] = {}  # provider -> monotonic time: its key material failed to come
+
+
+def key_fetch_paused(provider: str) -> bool:
+    """The provider's secret or key set could not be had a short while ago: submits go without a webhook
+    meanwhile instead of paying the fetch's retries again on every submit."""
+    return time.monotonic() < _fetch_paused_until.get(provider, 0.0)
+
+
+def key_fetch_failed(provider: str) -> None:
+    _fetch_paused_until[provider] = time.monotonic() + KEY_FETCH_PAUSE
 
 
 class Rejected(Exception):

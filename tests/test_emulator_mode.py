@@ -14,6 +14,7 @@ import sys
 import time
 
 import av
+import pytest
 from pack import ROOT, load_pack, module, outputs
 from test_routes import answer, serve
 
@@ -83,3 +84,25 @@ def test_the_emulator_never_outlives_comfyui(tmp_path):
             return
         time.sleep(0.1)  # polling a port that must close: no event to wait on from here
     raise AssertionError(f"the emulator at {url} still answers 20 s after ComfyUI died")
+
+
+def test_emulator_mode_that_did_not_start_sends_nothing_to_a_real_provider(emulator, wavespeed_env, clip_path, tmp_path,
+                                                                          monkeypatch):
+    """The user asked for free, synthetic runs: with the emulator not started, a run fails before any request
+    (here the `emulator` fixture stands in for the real provider the key belongs to)."""
+    from sonify import config, media, pipeline
+    from sonify.errors import ConfigurationError
+    from sonify.models import MMAUDIO_V2
+
+    monkeypatch.setattr(config, "emulator_failure", "it did not say it listens within 60 s")
+    with pytest.raises(ConfigurationError, match="emulator did not start.*nothing was sent"):
+        pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip_path)), out_dir=tmp_path)
+    assert emulator.requests == []
+
+
+def test_in_emulator_mode_every_url_is_the_emulators_own_path(monkeypatch):
+    from sonify import config
+
+    monkeypatch.setattr(config, "emulator", config.LocalEmulator("http://127.0.0.1:9", {}))
+    assert config.base_url("fal_jwks") == "http://127.0.0.1:9/.well-known/jwks.json"  # fal's key set: a path
+    assert config.base_url("wavespeed") == "http://127.0.0.1:9"

@@ -221,3 +221,19 @@ def test_routes_land_in_comfyuis_route_table_as_its_server_serves_them(state, mo
             assert "SonifyMMAudioV2" in await answer(await client.get("/api/sonify/prices"))
 
     asyncio.run(main())
+
+
+def test_a_key_file_sonify_will_not_write_through_is_a_message_not_a_server_error(state, tmp_path):
+    state.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "elsewhere.json").write_text("{}")
+    (state / "keys.json").symlink_to(tmp_path / "elsewhere.json")
+
+    async def test(client: TestClient) -> None:
+        refused = await answer(await client.post("/sonify/keys", json={"provider": "wavespeed", "key": WAVESPEED_KEY}),
+                               status=400)
+        assert "symbolic link" in refused["error"] and WAVESPEED_KEY not in refused["error"]
+        checked = await answer(await client.post("/sonify/keys/wavespeed/test"))
+        assert checked["ok"] is False  # the check answers; it does not crash on the key file
+
+    serve(test)
+    assert (tmp_path / "elsewhere.json").read_text() == "{}"  # nothing written through the link

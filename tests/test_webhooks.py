@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import sys
 import time
@@ -196,6 +197,19 @@ def test_a_public_url_that_is_not_https_is_refused_before_the_submit(provider_en
     with pytest.raises(ConfigurationError, match="SONIFY_PUBLIC_URL"):
         pipeline.run(SPECS[provider_env], {"prompt": "rain"}, clip, out_dir=tmp_path / "out")
     assert emulator.requests == []  # not even an upload
+
+
+@pytest.mark.parametrize("provider_env", PROVIDERS, indirect=True)
+def test_key_material_that_cannot_be_had_is_not_asked_for_again_on_every_submit(provider_env, listener, emulator,
+                                                                                 clip, tmp_path, monkeypatch):
+    monkeypatch.setattr(webhooks, "_fetch_paused_until", {})
+    monkeypatch.setattr(webhooks.RECEIVER, "_fal_keys", {})
+    path = {"wavespeed": "/api/v3/webhook/secret", "fal": "/.well-known/jwks.json"}[provider_env]
+    emulator.inject("GET", re.escape(path), 404, times=100)
+    for run in ("first", "second"):
+        result = pipeline.run(SPECS[provider_env], {"prompt": "rain"}, clip, out_dir=tmp_path / run)
+        assert emulator.tasks.get(result.info["task_id"]).webhook == ""  # polling only, as without webhooks
+    assert [r.path for r in emulator.requests].count(path) == 1  # the second submit did not try again
 
 
 @pytest.mark.parametrize("provider_env", ["fal"], indirect=True)

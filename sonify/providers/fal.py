@@ -208,6 +208,8 @@ class Fal:
         hook, jwks_url = webhooks.hook_url(NAME), config.base_url("fal_jwks")
         if hook is None or webhooks.RECEIVER.fal_keys_fresh(jwks_url):
             return hook
+        if webhooks.key_fetch_paused(NAME):
+            return None
         missing = webhooks.ed25519_missing()
         if missing:
             log.info("fal webhooks not requested: %s (pip install cryptography)", missing)
@@ -216,7 +218,9 @@ class Fal:
             jwks = self.http.json("GET", jwks_url, idempotent=True, waiter=waiter, auth=False)
             webhooks.RECEIVER.trust_fal_jwks(jwks_url, jwks)
         except (ProviderError, ValueError) as exc:
-            log.info("fal webhooks not requested: fal's public keys are unavailable (%s)", exc)
+            log.info("fal webhooks not requested for %.0f s: fal's public keys are unavailable (%s)",
+                     webhooks.KEY_FETCH_PAUSE, exc)
+            webhooks.key_fetch_failed(NAME)
             return None
         return hook
 

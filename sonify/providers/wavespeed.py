@@ -134,6 +134,8 @@ class WaveSpeed:
         if hook is None:
             return None
         if self._webhook_secret is None:
+            if webhooks.key_fetch_paused(NAME):
+                return None
             try:
                 data = self._data(self.http.json("GET", "/api/v3/webhook/secret", idempotent=True, waiter=waiter))
                 secret = data.get("secret")  # [guess] the field's name: the docs show only the whsec_ value
@@ -141,7 +143,9 @@ class WaveSpeed:
                     raise ProviderError("WaveSpeed's webhook secret answer has no whsec_ secret")
                 webhooks.RECEIVER.trust_wavespeed_secret(secret)
             except (ProviderError, ValueError) as exc:
-                log.info("WaveSpeed webhooks not requested: the account's webhook secret is unavailable (%s)", exc)
+                log.info("WaveSpeed webhooks not requested for %.0f s: the account's webhook secret is unavailable "
+                         "(%s)", webhooks.KEY_FETCH_PAUSE, exc)
+                webhooks.key_fetch_failed(NAME)
                 return None
             self._webhook_secret = secret
         return hook
