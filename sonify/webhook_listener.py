@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ class Listener(ThreadingHTTPServer):
     """Answers POST /sonify/webhook/<provider> through webhooks.RECEIVER; anything else is 404."""
 
     daemon_threads = True
-    request_queue_size = 64  # connections the kernel holds before they are taken (and served or refused)
+    request_queue_size = 128  # connections the kernel holds before they are taken (and served or refused)
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.deadline_seconds = config.webhook_seconds()
@@ -81,6 +82,12 @@ class Listener(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (most often: its client went away before the answer) is no one's error to
+        print: a debug line, not socketserver's traceback on stderr."""
+        log.debug("webhook listener: the connection from %s failed (%s)", client_address[0],
+                  type(sys.exc_info()[1]).__name__)  # called by socketserver inside its except clause
 
     def close(self) -> None:
         self.shutdown()
