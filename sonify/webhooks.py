@@ -14,7 +14,7 @@ Verification, as each provider publishes it:
   key is the secret's text after `whsec_` as it is ("do not base64 decode it"); 300 s. Several space-separated
   signatures are accepted if one matches (the header's form allows a list; the docs show one).
 - fal (docs.fal.ai, Webhooks, "Verifying your webhook"): `X-Fal-Webhook-Signature` (hex) is an ED25519
-  signature of `{request id}\n{user id}\n{timestamp}\n{sha256 hex of the body}` (the X-Fal-Webhook-Request-Id,
+  signature of `{request id}\\n{user id}\\n{timestamp}\\n{sha256 hex of the body}` (the X-Fal-Webhook-Request-Id,
   -User-Id and -Timestamp headers), checked against the keys of fal's JWKS (config.fal_jwks_urls(); fetched
   by the client, handed to `trust_fal_jwks`, at most a day old before it is fetched again); ±300 s. ED25519
   needs the `cryptography` package; without it fal deliveries are not asked for (`ed25519_missing`).
@@ -191,8 +191,8 @@ class Receiver:
 
     def trust_fal_jwks(self, url: str, jwks: Any) -> int:
         """fal's key set (the answer from the JWKS at `url`): its Ed25519 keys replace those held (one set, so
-        that a delivery is checked against at most config.jwks_max_keys() keys). Returns how many; ValueError if it holds none or more than config.jwks_max_keys(), ImportError without
-        `cryptography`."""
+        that a delivery is checked against at most config.jwks_max_keys() keys). Returns how many; ValueError if
+        it holds none or too many, ImportError without `cryptography`."""
         keys = ed25519_keys(jwks, config.jwks_max_keys())
         with self._lock:
             self._fal_keys = {url: (keys, time.monotonic())}

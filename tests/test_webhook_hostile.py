@@ -285,3 +285,13 @@ def test_a_forged_delivery_is_checked_against_at_most_the_capped_keys(monkeypatc
     with pytest.raises(ValueError, match="holds 4 keys, more than the 3"):
         hub.trust_fal_jwks("https://jwks.example/keys", jwks_of(*signers))
     assert hub.trust_fal_jwks("https://jwks.example/keys", jwks_of(*signers[:3])) == 3
+
+
+@pytest.mark.parametrize("variable", ["SONIFY_WEBHOOK_KEYS_MAX_KB", "SONIFY_FAL_JWKS_MAX_KEYS"])
+def test_a_key_material_cap_that_is_not_a_positive_number_is_named_before_any_request(
+        variable, wavespeed_env, emulator, clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("SONIFY_PUBLIC_URL", "https://box.example.com")
+    monkeypatch.setenv(variable, "none")
+    with pytest.raises(ConfigurationError, match=variable):
+        pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, clip, out_dir=tmp_path / "out")
+    assert emulator.requests == []
