@@ -24,8 +24,11 @@ DEFAULT_URLS = {
     "fal_queue": "https://queue.fal.run",
     "fal_rest": "https://rest.fal.ai",
     "fal_api": "https://api.fal.ai",
-    "fal_jwks": "https://rest.fal.ai/.well-known/jwks.json",  # the keys fal signs webhook deliveries with
+    # the keys fal signs webhook deliveries with, at the URL fal's "Verifying your webhook" docs name
+    "fal_jwks": "https://rest.alpha.fal.ai/.well-known/jwks.json",
 }
+# Tried when the documented key set cannot be had: the same path on fal's REST host, seen in third-party code only.
+FAL_JWKS_FALLBACK = "https://rest.fal.ai/.well-known/jwks.json"
 URL_ENV = {
     "wavespeed": "SONIFY_WAVESPEED_URL",
     "fal_queue": "SONIFY_FAL_QUEUE_URL",
@@ -185,6 +188,17 @@ def base_url(name: str) -> str:
     return provider_url(name)
 
 
+def fal_jwks_urls() -> tuple[str, ...]:
+    """Where fal's webhook key set is fetched from, in order: SONIFY_FAL_JWKS_URL (one URL, or several separated
+    by spaces), else the documented URL and then FAL_JWKS_FALLBACK; in emulator mode the emulator's own."""
+    if emulator is not None:
+        return (base_url("fal_jwks"),)
+    urls = os.environ.get(URL_ENV["fal_jwks"], "").split() or [DEFAULT_URLS["fal_jwks"], FAL_JWKS_FALLBACK]
+    for url in urls:
+        check_url(url, URL_ENV["fal_jwks"])
+    return tuple(url.rstrip("/") for url in urls)
+
+
 def provider_url(name: str) -> str:
     """The provider's own base URL (or the one set in the environment), emulator mode or not: where a real
     key is checked."""
@@ -217,3 +231,50 @@ def check_url(url: str, what: str) -> None:
     if parts.scheme == "http" and is_loopback(parts.hostname):
         return
     raise ConfigurationError(f"{what}: only https URLs, or http to this machine, are allowed (got {parts.scheme}://{parts.hostname})")
+
+
+# --- limits on what a webhook delivery, or the key material deliveries are checked with, may cost ---
+
+WEBHOOK_SECONDS_ENV = "SONIFY_WEBHOOK_SECONDS"
+WEBHOOK_THREADS_ENV = "SONIFY_WEBHOOK_THREADS"
+KEY_ANSWER_KB_ENV = "SONIFY_WEBHOOK_KEYS_MAX_KB"
+JWKS_MAX_KEYS_ENV = "SONIFY_FAL_JWKS_MAX_KEYS"
+
+
+def webhook_seconds() -> float:
+    """How long the command line's webhook listener gives one delivery, headers and body, to arrive whole
+    before it drops the connection (SONIFY_WEBHOOK_SECONDS, default 10)."""
+    return _positive(WEBHOOK_SECONDS_ENV, 10.0, "a number of seconds")
+
+
+def webhook_threads() -> int:
+    """How many connections the command line's webhook listener serves at once, a thread each; one more is
+    answered 503 at once (SONIFY_WEBHOOK_THREADS, default 16)."""
+    return int(_positive(WEBHOOK_THREADS_ENV, 16, "a whole number of connections", whole=True))
+
+
+def key_answer_max_bytes() -> int:
+    """The largest answer read from WaveSpeed's webhook-secret route or fal's key set; a larger one is refused
+    unread (SONIFY_WEBHOOK_KEYS_MAX_KB, default 64 KiB: a key set of a few keys is under 2 KiB)."""
+    return int(_positive(KEY_ANSWER_KB_ENV, 64, "a whole number of KiB", whole=True)) * 1024
+
+
+def jwks_max_keys() -> int:
+    """The most keys fal's key set may hold: every forged delivery is checked against each of them, on
+    ComfyUI's event loop, so a larger set is refused (SONIFY_FAL_JWKS_MAX_KEYS, default 16)."""
+    return int(_positive(JWKS_MAX_KEYS_ENV, 16, "a whole number of keys", whole=True))
+
+
+def _positive(env: str, default: float, what: str, *, whole: bool = False) -> float:
+    """The environment variable `env` as a number above 0 (`default` when it is unset), else a
+    ConfigurationError naming it."""
+    text = os.environ.get(env, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(int(text)) if whole else float(text)
+    except (ValueError, OverflowError):  # not a number, or too large for one
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(f"{env} must be {what} above 0 (got {text[:40]!r})")
+    return value

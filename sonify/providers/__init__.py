@@ -22,7 +22,7 @@ def client(provider: str) -> Provider:
         ident = (provider, key, config.base_url("wavespeed"))
         factory = lambda: WaveSpeed(key, ident[2])
     elif provider == "fal":
-        config.base_url("fal_jwks")  # read at submit only when webhooks are on: checked here all the same
+        config.fal_jwks_urls()  # read at submit only when webhooks are on: checked here all the same
         ident = (provider, key, config.base_url("fal_queue"), config.base_url("fal_rest"), config.base_url("fal_api"))
         factory = lambda: Fal(key, ident[2], ident[3], ident[4])
     else:
