@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import av
@@ -38,7 +39,7 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
             assert await answer(await client.post("/sonify/emulator", json={"on": True})) == {
                 "on": True, "from_environment": False}
             assert config.base_url("wavespeed").startswith("http://127.0.0.1:")
-            assert config.api_key("wavespeed") != REAL_KEY
+            assert config.client_settings("wavespeed").key != REAL_KEY
             made = outputs(getattr(node_cls(), node_cls.FUNCTION))(video=video, **PARAMS)
             results["job"], results["file"] = json.loads(made[-1]), made[1].get_stream_source()
             keys = await answer(await client.get("/sonify/keys"))  # the dialog still shows the real key
@@ -46,7 +47,7 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
         finally:
             off = await answer(await client.post("/sonify/emulator", json={"on": False}))
         assert off == {"on": False, "from_environment": False}
-        assert config.base_url("wavespeed") == "https://api.wavespeed.ai" and config.api_key("wavespeed") == REAL_KEY
+        assert config.client_settings("wavespeed") == config.ClientSettings(REAL_KEY, ("https://api.wavespeed.ai",))
 
     serve(test)
     job = results["job"]
@@ -106,3 +107,46 @@ def test_in_emulator_mode_every_url_is_the_emulators_own_path(monkeypatch):
     monkeypatch.setattr(config, "emulator", config.LocalEmulator("http://127.0.0.1:9", {}))
     assert config.base_url("fal_jwks") == "http://127.0.0.1:9/.well-known/jwks.json"  # fal's key set: a path
     assert config.base_url("wavespeed") == "http://127.0.0.1:9"
+
+
+SWITCH_ROUNDS = 20_000  # clients built while the mode switches: about 300 were mixed before the snapshot
+
+
+def test_a_switch_of_emulator_mode_never_pairs_one_modes_key_with_the_others_urls(state, monkeypatch):
+    """The mode race: one thread switches emulator mode on and off as fast as it can while this one builds
+    clients. Each client has the emulator's key and only the emulator's URLs, or the real key and only the real
+    URLs. (Threads are made to change hands every microsecond, so the race shows within a fraction of a second.)"""
+    from sonify import config, providers
+
+    real = {"wavespeed": REAL_KEY, "fal": "fal-real-SECRET-id:fal-real-SECRET-0123456789"}
+    monkeypatch.setenv("WAVESPEED_API_KEY", real["wavespeed"])
+    monkeypatch.setenv("FAL_KEY", real["fal"])
+    local = config.LocalEmulator("http://127.0.0.1:9", {"wavespeed": "ws-emulator-0123456789",
+                                                        "fal": "emulator-id:emulator-0123456789"})
+    monkeypatch.setattr(config, "emulator", None)
+    stop, switches = threading.Event(), [0]
+
+    def switch() -> None:
+        while not stop.is_set():
+            config.emulator = local if config.emulator is None else None
+            switches[0] += 1
+            time.sleep(0)  # a builder gets its turn between two switches
+
+    mixed = []
+    interval = sys.getswitchinterval()
+    switcher = threading.Thread(target=switch)
+    sys.setswitchinterval(1e-6)
+    switcher.start()
+    try:
+        for i in range(SWITCH_ROUNDS):
+            provider = ("wavespeed", "fal")[i % 2]
+            made = providers.client(provider)
+            key = made.http._auth["Authorization"].split(" ", 1)[1]
+            if (key == local.keys[provider]) != made.http.local or key not in (local.keys[provider], real[provider]):
+                mixed.append((provider, key == real[provider], made.http.base_url))
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        switcher.join()
+    assert switches[0] > 100  # the mode did switch, many times, while the clients were built
+    assert mixed == []
