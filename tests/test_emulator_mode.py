@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -85,6 +87,67 @@ def test_the_emulator_never_outlives_comfyui(tmp_path):
             return
         time.sleep(0.1)  # polling a port that must close: no event to wait on from here
     raise AssertionError(f"the emulator at {url} still answers 20 s after ComfyUI died")
+
+
+FORKING_PARENT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from pack import module
+mode = module("nodes.emulator_mode")
+mode.start()
+holder = os.fork()  # a process ComfyUI forked (a custom node's helper): it holds every pipe ComfyUI held open
+if holder == 0:
+    os.read(0, 1)  # until the test closes this stdin
+    os._exit(0)
+print(mode._process.pid, holder, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # ComfyUI killed: no atexit, no cleanup, the emulator's stdin still open
+"""
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """True once process `pid` (not a child of this one) has ended, within `timeout` seconds."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits on another process's end with a pidfd (Linux)")
+def test_the_emulator_ends_with_comfyui_though_a_forked_process_holds_its_stdin(tmp_path):
+    """The forked child keeps the emulator's stdin open after ComfyUI is SIGKILLed, so no end of input comes:
+    the emulator ends all the same, because it watches its parent process."""
+    parent = subprocess.Popen([sys.executable, "-c", FORKING_PARENT, str(ROOT / "tests")], cwd=tmp_path, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    holder = None
+    try:
+        line = parent.stdout.readline()
+        assert parent.wait(90) == -signal.SIGKILL and line, parent.stderr.read()
+        emulator, holder = (int(pid) for pid in line.split())
+        assert wait_for_exit(emulator, 20), "the emulator still runs 20 s after ComfyUI died"
+    finally:
+        parent.stdin.close()  # the forked process ends at the end of its input
+        if holder is not None:
+            os.kill(holder, signal.SIGKILL)
+
+
+def test_an_emulator_whose_parent_is_gone_before_it_watches_ends(tmp_path):
+    """The portable watch (the parent pid polled): a parent that is already gone when the child starts to watch
+    (here: a pid that is not its parent) ends it, its stdin still open."""
+    child = subprocess.Popen([sys.executable, "-c", module("nodes.emulator_mode").CHILD, str(os.getppid()),
+                              "ws-emulator-0123456789", "emulator-id:emulator-0123456789", "0.2"],
+                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().startswith("API http://127.0.0.1:")
+        assert child.wait(20) == 0
+    finally:
+        child.stdin.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def test_emulator_mode_that_did_not_start_sends_nothing_to_a_real_provider(emulator, wavespeed_env, clip_path, tmp_path,
