@@ -36,7 +36,11 @@ URL_ENV = {
     "fal_api": "SONIFY_FAL_API_URL",
     "fal_jwks": "SONIFY_FAL_JWKS_URL",
 }
+# Each provider's API bases, which must all be on this machine or all elsewhere (fal_jwks is no API base: its key set
+# is fetched without a key, wherever it is).
+API_BASES = {"wavespeed": ("wavespeed",), "fal": ("fal_queue", "fal_rest", "fal_api")}
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
+ALLOWED_HOSTS_ENV = "SONIFY_ALLOWED_HOSTS"
 UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"
 UPLOAD_TTL_HOURS = 24.0  # how long fal is asked to keep an upload (its default: at least 7 days, public)
 
@@ -106,23 +110,34 @@ def refuse_links(*paths: Path | str) -> None:
             raise UnsafeState(f"{path} is a symbolic link; Sonify does not write through links: remove it")
 
 
-def api_key(provider: str) -> str:
-    """The provider's key, from the environment or the key file (in emulator mode the emulator's own: a real
-    key never goes to it). Registered for redaction."""
-    if emulator is not None:
-        return emulator.keys[provider]
-    if emulator_failure is not None:
-        raise ConfigurationError(f"emulator mode is on, but the local emulator did not start ({emulator_failure}); "
+@dataclass(frozen=True)
+class ClientSettings:
+    """What one provider client is made of, read at one moment: its key and its API base URLs (in API_BASES
+    order), both the emulator's or both the real provider's (or the environment's), never one of each."""
+
+    key: str
+    urls: tuple[str, ...]
+
+
+def client_settings(provider: str) -> ClientSettings:
+    """The key and API base URLs for a `provider` client (in emulator mode the emulator's own: a real key never
+    goes to it). Emulator mode is read once, so that a switch meanwhile cannot pair the key of one mode with
+    the URLs of the other. The real key is registered for redaction."""
+    mode, failure = emulator, emulator_failure
+    if mode is not None:
+        return ClientSettings(mode.keys[provider], tuple(_emulator_url(mode, name) for name in API_BASES[provider]))
+    if failure is not None:
+        raise ConfigurationError(f"emulator mode is on, but the local emulator did not start ({failure}); "
                                  "nothing was sent to a provider: switch emulator mode off to use your key")
     found = find_key(provider)
     if found is None:
         raise ConfigurationError(missing_key_message(provider))
-    register_secret(found[0])
     key, where = found
+    register_secret(key)
     if provider == "fal" and not is_fal_key(key):
         raise ConfigurationError(f"The fal key in {where} is not of the form key_id:key_secret (fal refuses any "
                                  "other); nothing was sent — copy the whole key from fal's dashboard")
-    return key
+    return ClientSettings(key, real_bases(provider))
 
 
 def is_fal_key(key: str) -> bool:
@@ -183,9 +198,13 @@ def upload_ttl_seconds() -> int:
 
 def base_url(name: str) -> str:
     """A provider base URL, overridable for the emulator or a proxy."""
-    if emulator is not None:  # the same path on the emulator (fal's key set lives at a path of its own)
-        return emulator.url + urlsplit(DEFAULT_URLS[name]).path.rstrip("/")
-    return provider_url(name)
+    mode = emulator
+    return _emulator_url(mode, name) if mode is not None else provider_url(name)
+
+
+def _emulator_url(mode: LocalEmulator, name: str) -> str:
+    """The same path on the emulator (fal's key set lives at a path of its own)."""
+    return mode.url + urlsplit(DEFAULT_URLS[name]).path.rstrip("/")
 
 
 def fal_jwks_urls() -> tuple[str, ...]:
@@ -203,8 +222,39 @@ def provider_url(name: str) -> str:
     """The provider's own base URL (or the one set in the environment), emulator mode or not: where a real
     key is checked."""
     url = os.environ.get(URL_ENV[name], "").strip() or DEFAULT_URLS[name]
-    check_url(url, URL_ENV[name])
+    check_base_url(url, URL_ENV[name])
     return url.rstrip("/")
+
+
+def real_bases(provider: str) -> tuple[str, ...]:
+    """The provider's own API base URLs (or those set in the environment; API_BASES order), emulator mode or
+    not. ConfigurationError, before any request, when some are on this machine and others are not: a job
+    would be submitted (and paid) on one side, and its result refused as a URL of the other."""
+    names = API_BASES[provider]
+    urls = tuple(provider_url(name) for name in names)
+    here = {name: is_loopback(urlsplit(url).hostname) for name, url in zip(names, urls)}
+    if len(set(here.values())) > 1:
+        local = _named_urls([n for n in names if here[n]])
+        remote = _named_urls([n for n in names if not here[n]])
+        raise ConfigurationError(f"{local} on this machine, but {remote} elsewhere: {provider}'s API URLs must all "
+                                 "be on this machine (the emulator, a local proxy) or all elsewhere; nothing was sent")
+    return urls
+
+
+def _named_urls(names: list[str]) -> str:
+    """e.g. "SONIFY_FAL_API_URL (https://api.fal.ai, the default)"."""
+    said = []
+    for name in names:
+        default = "" if os.environ.get(URL_ENV[name], "").strip() else ", the default"
+        said.append(f"{URL_ENV[name]} ({provider_url(name)}{default})")
+    return ", ".join(said)
+
+
+def allowed_hosts() -> frozenset[str]:
+    """The host names SONIFY_ALLOWED_HOSTS adds to this machine's own for the pack's key routes (e.g. a name
+    ComfyUI is reached by on the local network), lower case, comma-separated."""
+    text = os.environ.get(ALLOWED_HOSTS_ENV, "")
+    return frozenset(name.strip().rstrip(".").lower() for name in text.split(",") if name.strip())
 
 
 def is_loopback(host: str | None) -> bool:
@@ -231,6 +281,20 @@ def check_url(url: str, what: str) -> None:
     if parts.scheme == "http" and is_loopback(parts.hostname):
         return
     raise ConfigurationError(f"{what}: only https URLs, or http to this machine, are allowed (got {parts.scheme}://{parts.hostname})")
+
+
+def check_base_url(url: str, what: str) -> None:
+    """A base URL as check_url has it, and nothing but scheme://host[:port][/path]: no user name or password, no
+    ?query or #fragment (`http://127.0.0.1:8#@evil.example` is one host to one parser and another to the next,
+    and the key goes wherever the one that sends lands)."""
+    if any(c in "@?#\\" or c.isspace() or not c.isprintable() for c in url):
+        raise ConfigurationError(f"{what} must be a plain base URL (scheme://host[:port][/path]), without a user name "
+                                 "or password, ?query, #fragment, backslash or space")
+    try:
+        urlsplit(url).port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ConfigurationError(f"{what}: its port is not a number from 0 to 65535") from None
+    check_url(url, what)
 
 
 # --- limits on what a webhook delivery, or the key material deliveries are checked with, may cost ---

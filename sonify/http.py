@@ -32,7 +32,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from urllib3.connection import HTTPConnection
 
-from .config import check_url, is_loopback
+from .config import check_base_url, check_url, is_loopback
 from .errors import Cancelled, ConfigurationError, ProviderError, SonifyError
 from .redact import redact
 from .version import VERSION
@@ -114,7 +114,10 @@ class Http:
     an upload URL the provider handed out gets exactly the headers it came with, even on the API's host.
 
     `describe_error(response)` turns an HTTP error into a message (raised as ProviderError) or into
-    the error to raise itself (e.g. a ValidationError naming the input the provider refused)."""
+    the error to raise itself (e.g. a ValidationError naming the input the provider refused).
+
+    The API URLs are plain base URLs (config.check_base_url), all on this machine or all elsewhere
+    (config.real_bases says which settings mix them): ConfigurationError otherwise, before any request."""
 
     def __init__(
         self,
@@ -127,6 +130,11 @@ class Http:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._api_urls = (self.base_url, *(u.rstrip("/") for u in other_api_urls))
+        for url in self._api_urls:
+            check_base_url(url, f"{provider}'s API URL")
+        if len({is_loopback(urlsplit(url).hostname) for url in self._api_urls}) > 1:
+            raise ConfigurationError(f"{provider}'s API URLs are partly on this machine and partly elsewhere "
+                                     f"({', '.join(self._api_urls)}): all must be one or the other")
         self._auth = auth_headers
         self._describe_error = describe_error
         self.session = requests.Session()

@@ -40,11 +40,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import config
-from .config import check_url
-from .errors import ConfigurationError
+from .config import check_base_url
 from .http import ByteCap
 from .providers.base import is_task_id
 from .redact import register_secret
@@ -69,13 +67,7 @@ def public_url() -> str | None:
     url = os.environ.get(PUBLIC_URL_ENV, "").strip()
     if not url:
         return None
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        raise ConfigurationError(f"{PUBLIC_URL_ENV} must not hold a user name or password (it is logged and sent to "
-                                 "the providers)")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"{PUBLIC_URL_ENV} must be a base URL without ?query or #fragment (got {url!r})")
-    check_url(url, PUBLIC_URL_ENV)
+    check_base_url(url, PUBLIC_URL_ENV)  # no user name or password: it is logged and sent to the providers
     config.key_answer_max_bytes(), config.jwks_max_keys()  # webhooks are on: their limits must read, before a submit
     return url.rstrip("/")
 
