@@ -25,6 +25,7 @@ DEFAULT_URLS = {
     "fal_rest": "https://rest.fal.ai",
     "fal_api": "https://api.fal.ai",
     "fal_jwks": "https://rest.fal.ai/.well-known/jwks.json",  # the keys fal signs webhook deliveries with
+    "fal_cdn": "https://v3.fal.media",  # fal's CDN: one-part uploads (fal_client 1.0.3, client.py CDN_URL)
 }
 URL_ENV = {
     "wavespeed": "SONIFY_WAVESPEED_URL",
@@ -32,6 +33,7 @@ URL_ENV = {
     "fal_rest": "SONIFY_FAL_REST_URL",
     "fal_api": "SONIFY_FAL_API_URL",
     "fal_jwks": "SONIFY_FAL_JWKS_URL",
+    "fal_cdn": "SONIFY_FAL_CDN_URL",
 }
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
 UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"

@@ -23,8 +23,8 @@ def client(provider: str) -> Provider:
         factory = lambda: WaveSpeed(key, ident[2])
     elif provider == "fal":
         config.base_url("fal_jwks")  # read at submit only when webhooks are on: checked here all the same
-        ident = (provider, key, config.base_url("fal_queue"), config.base_url("fal_rest"), config.base_url("fal_api"))
-        factory = lambda: Fal(key, ident[2], ident[3], ident[4])
+        ident = (provider, key, *(config.base_url(f"fal_{name}") for name in ("queue", "rest", "api", "cdn")))
+        factory = lambda: Fal(key, *ident[2:])
     else:
         raise ValueError(f"unknown provider {provider!r}")
     with _lock:
