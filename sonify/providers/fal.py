@@ -51,8 +51,8 @@ UPLOAD_TIMEOUT = (10.0, 300.0)
 REPORT_EVERY = 1.0  # seconds between progress reports while the stream is quiet
 MEDIA_FIELDS = {"video_url": "video", "audio_url": "audio"}  # fal's field -> our input name
 NAMESPACES = ("workflows", "comfy")  # app ids with a namespace have three parts: namespace/owner/app
-# The body `status` of a cancel's answer, whatever its HTTP code (fal.ai/docs/inference-api/queue/cancel): OK — removed
-# from the queue; CANCELLATION_REQUESTED — the runner was told to stop; ALREADY_COMPLETED; NOT_FOUND.
+# The body `status` of a cancel's answer, whatever its HTTP code (fal.ai/docs/inference-api/queue/cancel): OK —
+# removed from the queue; CANCELLATION_REQUESTED — the runner was told to stop; ALREADY_COMPLETED; NOT_FOUND.
 CANCEL_ANSWERS = {"OK": CancelOutcome.ACCEPTED, "CANCELLATION_REQUESTED": CancelOutcome.ACCEPTED,
                   "ALREADY_COMPLETED": CancelOutcome.FINISHED}
 ERROR_TYPES = {

@@ -450,7 +450,9 @@ class FalRoutes:
         if not self.em.tasks.cancel(task.id):
             return json_response(400, {"status": "ALREADY_COMPLETED"})
         self.em.record_cancel(task.spec.model_id)
-        return json_response(200, {"status": "OK"}) if queued else json_response(202, {"status": "CANCELLATION_REQUESTED"})
+        if queued:
+            return json_response(200, {"status": "OK"})
+        return json_response(202, {"status": "CANCELLATION_REQUESTED"})
 
 
 def lifecycle_problem(request: Request, header: str) -> str:

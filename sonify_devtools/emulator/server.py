@@ -246,9 +246,9 @@ class Emulator:
     `concurrency[provider]` (tasks processing at once; others wait in the queue; fal: 2, like a new
     fal account; absent: no limit), `sse_keepalive` (seconds between keep-alive comments on fal's
     status stream), `fal_stream` (how that stream is sent: fal's way, or chatty, quiet, close-delimited, cut
-    mid-event — a fal_routes.StreamShape), `cdn_token_seconds` (lifetime of fal CDN upload tokens), `uplink_mbps` (request
-    bodies, uploads above all, are read no faster than this many Mbit/s, shared like one link; None: as
-    fast as they come); before start(): `max_upload_bytes`. A submit with a webhook URL gets a signed
+    mid-event — a fal_routes.StreamShape), `cdn_token_seconds` (lifetime of fal CDN upload tokens),
+    `uplink_mbps` (request bodies, uploads above all, are read no faster than this many Mbit/s, shared like one
+    link; None: as fast as they come); before start(): `max_upload_bytes`. A submit with a webhook URL gets a signed
     delivery when its task ends (`webhooks`, `deliveries`; hostile ones: `next_delivery`).
     """
 
