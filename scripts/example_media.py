@@ -118,6 +118,7 @@ def main() -> int:
             Emulator(api_keys=(DEMO_KEY,), fal_keys=(DEMO_FAL_KEY,), model_seconds=0.3).start() as emu, \
             _environment(WAVESPEED_API_KEY=DEMO_KEY, FAL_KEY=DEMO_FAL_KEY, SONIFY_WAVESPEED_URL=emu.url,
                          SONIFY_FAL_QUEUE_URL=emu.url, SONIFY_FAL_REST_URL=emu.url, SONIFY_FAL_API_URL=emu.url,
+                         SONIFY_FAL_CDN_URL=emu.files_url,
                          SONIFY_STATE_DIR=str(Path(tmp) / "state")):
         results: dict[str, Path] = {}
         for name, (spec, source) in RUNS.items():

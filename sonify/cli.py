@@ -584,7 +584,7 @@ def _emulator(args: argparse.Namespace) -> int:
         print(f"  export SONIFY_WAVESPEED_URL={emu.url} WAVESPEED_API_KEY={args.key}")
         print("fal models:")
         print(f"  export SONIFY_FAL_QUEUE_URL={emu.url} SONIFY_FAL_REST_URL={emu.url} SONIFY_FAL_API_URL={emu.url} "
-              f"FAL_KEY={args.fal_key}")
+              f"SONIFY_FAL_CDN_URL={emu.files_url} FAL_KEY={args.fal_key}")
         print("Ctrl-C stops it.", flush=True)
 
     try:

@@ -26,6 +26,7 @@ DEFAULT_URLS = {
     "fal_api": "https://api.fal.ai",
     # the keys fal signs webhook deliveries with, at the URL fal's "Verifying your webhook" docs name
     "fal_jwks": "https://rest.alpha.fal.ai/.well-known/jwks.json",
+    "fal_cdn": "https://v3.fal.media",  # fal's CDN: one-part uploads (fal_client 1.0.3, client.py CDN_URL)
 }
 # Tried when the documented key set cannot be had: the same path on fal's REST host, seen in third-party code only.
 FAL_JWKS_FALLBACK = "https://rest.fal.ai/.well-known/jwks.json"
@@ -35,10 +36,11 @@ URL_ENV = {
     "fal_rest": "SONIFY_FAL_REST_URL",
     "fal_api": "SONIFY_FAL_API_URL",
     "fal_jwks": "SONIFY_FAL_JWKS_URL",
+    "fal_cdn": "SONIFY_FAL_CDN_URL",
 }
 # Each provider's API bases, which must all be on this machine or all elsewhere (fal_jwks is no API base: its key set
 # is fetched without a key, wherever it is).
-API_BASES = {"wavespeed": ("wavespeed",), "fal": ("fal_queue", "fal_rest", "fal_api")}
+API_BASES = {"wavespeed": ("wavespeed",), "fal": ("fal_queue", "fal_rest", "fal_api", "fal_cdn")}
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
 ALLOWED_HOSTS_ENV = "SONIFY_ALLOWED_HOSTS"
 UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"

@@ -6,7 +6,9 @@ download URLs (pre-signed or CDN hosts), wherever those point. A URL the provide
 only over https to another machine, unless the API itself is on this machine (the emulator).
 
 Every request, upload and download is watched (`_Watch`): it ends within `transfer_seconds()` plus its
-size at MIN_RATE, and within a SLICE of a Cancel, however slowly the other side drips its bytes.
+size at MIN_RATE, and within a SLICE of a Cancel, however slowly the other side drips its bytes. A body that
+lasts as long as the other side keeps it open (a status stream) is a `Stream`: on a connection of its own, and
+ended by shutting that connection's socket down, which waits for nothing.
 """
 
 from __future__ import annotations
@@ -137,11 +139,7 @@ class Http:
                                      f"({', '.join(self._api_urls)}): all must be one or the other")
         self._auth = auth_headers
         self._describe_error = describe_error
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = f"sonify/{VERSION}"
-        self.session.trust_env = False  # no proxies or .netrc credentials picked up behind our back
-        for scheme in ("http://", "https://"):
-            self.session.mount(scheme, _WatchedAdapter())
+        self.session = _new_session()
 
     def _headers_for(self, url: str, extra: dict[str, str] | None, auth: bool) -> dict[str, str]:
         headers = dict(extra or {})
@@ -163,30 +161,39 @@ class Http:
         """A URL the provider handed out (a result, a redirect on the way to it, an upload): see check_handed_url."""
         check_handed_url(url, local=self.local, provider=self.provider, what=what, task_id=task_id, came_from=came_from)
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        idempotent: bool,
-        waiter: Waiter,
-        json: Any = None,
-        data: Any = None,
-        files: Any = None,
-        headers: dict[str, str] | None = None,
-        timeout: tuple[float, float] = TIMEOUT,
-        task_id: str | None = None,
-        stream: bool = False,
-        retry_if: Callable[[requests.Response], bool] | None = None,
-        auth: bool = True,
-        creates: bool = False,
-        cap: ByteCap | None = None,
-    ) -> requests.Response:
-        """Send a request; retry it on 408/429/5xx (or where `retry_if(response)` says so) and
-        connection errors only if `idempotent` (safe to send twice). `stream`: the body is left
-        unread for the caller. `auth=False`: no key, even to the API's host (a URL the provider handed
-        out for an upload carries exactly its own headers). A URL outside the API is checked like any
-        URL the provider hands out (check_handed_url).
+    def request(self, method: str, url: str, **options: Any) -> requests.Response:
+        """Send a request (`options`: those of _exchange but `stream`) and return its answer, its body read."""
+        return self._exchange(method, url, self.session, **options)[0]
+
+    def stream(self, url: str, *, waiter: Waiter, headers: dict[str, str] | None = None,
+               task_id: str | None = None) -> Stream:
+        """GET a body that arrives for as long as the other side keeps it open (a server-sent event stream), on a
+        connection of its own. Sent once (the caller has another way: polling); an HTTP error is raised as by
+        request(). Sending it and waiting for its headers are watched like any request (Cancel ends them within a
+        SLICE); its body has no deadline: the caller reads it with Stream.read() and ends it with Stream.shut()."""
+        session = _new_session()
+        try:
+            response, sockets = self._exchange("GET", url, session, idempotent=False, waiter=waiter, headers=headers,
+                                               task_id=task_id, stream=True)
+        except BaseException:
+            session.close()
+            raise
+        return Stream(response, sockets, session)
+
+    def _exchange(
+        self, method: str, url: str, session: requests.Session, *, idempotent: bool, waiter: Waiter,
+        json: Any = None, data: Any = None, files: Any = None, headers: dict[str, str] | None = None,
+        timeout: tuple[float, float] = TIMEOUT, task_id: str | None = None, stream: bool = False,
+        retry_if: Callable[[requests.Response], bool] | None = None, auth: bool = True, creates: bool = False,
+        raise_errors: bool = True, cap: ByteCap | None = None,
+    ) -> tuple[requests.Response, tuple[socket.socket, ...]]:
+        """Send a request on `session`; retry it on 408/429/5xx (or where `retry_if(response)` says so) and
+        connection errors only if `idempotent` (safe to send twice). `auth=False`: no key, even to the API's
+        host (a URL the provider handed out for an upload carries exactly its own headers). A URL outside the
+        API is checked like any URL the provider hands out (check_handed_url). `stream`: the body is left
+        unread for the caller (an error's body is read, under the watch). `raise_errors=False`: an HTTP error
+        that is not retried is returned like any answer, for a caller that reads the body's own word. Returns the answer and the
+        sockets its last attempt used.
 
         A submit is never idempotent: a lost answer may still have created (and charged) a task. It
         is sent again only after a REFUSED answer (429), which certifies that nothing was created.
@@ -208,8 +215,8 @@ class Http:
             attempt += 1
             waiter.check()
             try:
-                response = self._send(
-                    method, url, cancellable, size, task_id, json=json, data=data, files=files,
+                response, sockets = self._send(
+                    session, method, url, cancellable, size, task_id, json=json, data=data, files=files,
                     timeout=timeout, headers=self._headers_for(url, headers, auth), allow_redirects=False,
                     stream=stream or cap is not None, cap=cap,
                 )
@@ -222,36 +229,44 @@ class Http:
                 waiter.sleep(backoff(attempt))
                 continue
             if response.status_code < 400:
-                return response
+                return response, sockets
             retry = retry_if(response) if retry_if is not None else response.status_code in RETRYABLE
             if (idempotent or response.status_code in REFUSED) and retry and attempt < MAX_ATTEMPTS:
                 log.info("%s %s: HTTP %s, retrying", method, _origin(url), response.status_code)
                 response.close()
                 waiter.sleep(backoff(attempt, retry_after_seconds(response)))
                 continue
-            raise self._error(response, task_id)
+            if not raise_errors:
+                return response, sockets
+            raise self.error(response, task_id)
 
-    def _send(self, method: str, url: str, waiter: Waiter | None, size: int, task_id: str | None,
-              cap: ByteCap | None = None, **kwargs: Any) -> requests.Response:
+    def _send(self, session: requests.Session, method: str, url: str, waiter: Waiter | None, size: int,
+              task_id: str | None, cap: ByteCap | None = None, **kwargs: Any
+              ) -> tuple[requests.Response, tuple[socket.socket, ...]]:
         """One watched attempt: its deadline or (with a `waiter`) Cancel end it at once, raised as ProviderError
-        or Cancelled; a connection error is raised as requests' own. With a `cap`, the body is read here."""
+        or Cancelled; a connection error is raised as requests' own. With a `cap`, the body is read here. Returns
+        the sockets it used too."""
         with _watched(waiter, size, f"the answer from {_host(url)}", self.provider, task_id) as watch:
             try:
-                response = self.session.request(method, url, **kwargs)
+                response = session.request(method, url, **kwargs)
                 if cap is not None:
                     _read_capped(response, cap, f"{self.provider}: the answer from {_host(url)}", task_id)
+                if kwargs.get("stream") and response.status_code >= 400:
+                    response.content  # noqa: B018 - an error's body, read while Cancel and the deadline still hold
             except Exception:
                 failure = watch.failure()
                 if failure is not None:
                     raise failure from None
                 raise
+            sockets = watch.sockets()
         failure = watch.failure()
         if failure is not None and waiter is not None:  # the body may have been cut: an attempt that failed
             response.close()
             raise failure
-        return response
+        return response, sockets
 
-    def _error(self, response: requests.Response, task_id: str | None) -> SonifyError:
+    def error(self, response: requests.Response, task_id: str | None) -> SonifyError:
+        """The error to raise for an HTTP error answer (which is closed here)."""
         described = self._describe_error(response)
         response.close()
         if isinstance(described, SonifyError):
@@ -372,6 +387,11 @@ class _Watch:
             for sock in self._sockets:
                 _shut(sock)
 
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The sockets the request has used so far."""
+        with self._lock:
+            return tuple(self._sockets)
+
     def finish(self) -> None:
         with self._lock:
             self._done = True
@@ -390,6 +410,38 @@ class _Watch:
             f"{self.allowance:g} s plus its size at {MIN_RATE // 1024} KiB/s, SONIFY_TRANSFER_TIMEOUT sets the "
             f"{self.allowance:g} s)", task_id=self._task_id,
         )
+
+
+class Stream:
+    """An answer whose body arrives for as long as the other side keeps it open (Http.stream), on a connection
+    that is its own. One thread reads it (read, then close); any thread may end it with shut(), which shuts
+    its socket down and waits for nothing: not for the reading thread, nor for a lock that thread holds. The
+    read under way then returns (or fails) at once, whatever the body's framing (a length, chunks, or none,
+    ending with the connection) and however the other side sends it (chatty, quiet, cut mid-event, stalled)."""
+
+    def __init__(self, response: requests.Response, sockets: tuple[socket.socket, ...],
+                 session: requests.Session) -> None:
+        self.response = response
+        self._sockets = sockets  # kept from when the connection was made: the connection may drop its own
+        self._session = session  # holds only this stream's connection: a socket shut is never another's
+
+    def read(self) -> bytes:
+        """What has arrived of the body (at most READ_CHUNK bytes; waits for at least one); b"" at its end.
+        Never waits for more than is there: a close-delimited body would otherwise be read to its end."""
+        read1 = getattr(self.response.raw, "read1", None)
+        if read1 is None:  # urllib3 < 2 reads only whole amounts: the caller polls instead
+            raise OSError("this urllib3 cannot read a stream as it arrives (urllib3 2 can)")
+        return read1(READ_CHUNK)
+
+    def shut(self) -> None:
+        """End the body now, from any thread."""
+        for sock in self._sockets:
+            _shut(sock)
+
+    def close(self) -> None:
+        """Release the connection; on the reading thread (it waits for a read under way)."""
+        self.response.close()
+        self._session.close()
 
 
 class _Watchdog:
@@ -498,6 +550,15 @@ class _WatchedAdapter(requests.adapters.HTTPAdapter):
             options.append((socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_LIMIT))
         super().init_poolmanager(*args, socket_options=options, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = f"sonify/{VERSION}"
+    session.trust_env = False  # no proxies or .netrc credentials picked up behind our back
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, _WatchedAdapter())
+    return session
 
 
 def _body_size(data: Any, files: Any) -> int:

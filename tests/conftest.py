@@ -40,13 +40,15 @@ FAL_KEY = "test-fal-id:test-fal-secret"
 
 @pytest.fixture
 def fal_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str, str]:
-    """FAL_KEY, SONIFY_FAL_QUEUE_URL, SONIFY_FAL_REST_URL, SONIFY_FAL_API_URL and SONIFY_STATE_DIR set for the
-    emulator (queue, rest and the platform API share its API origin); returns them."""
+    """FAL_KEY, SONIFY_FAL_QUEUE_URL, SONIFY_FAL_REST_URL, SONIFY_FAL_API_URL, SONIFY_FAL_CDN_URL and SONIFY_STATE_DIR
+    set for the emulator (queue, rest and the platform API share its API origin; the CDN is its files origin, as
+    fal's is a host of its own); returns them."""
     env = {
         "FAL_KEY": FAL_KEY,
         "SONIFY_FAL_QUEUE_URL": emulator.url,
         "SONIFY_FAL_REST_URL": emulator.url,
         "SONIFY_FAL_API_URL": emulator.url,
+        "SONIFY_FAL_CDN_URL": emulator.files_url,
         "SONIFY_STATE_DIR": str(tmp_path / "state"),
     }
     for name, value in env.items():

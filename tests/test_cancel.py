@@ -21,7 +21,7 @@ from pack import ROOT
 from sonify import cli, jobs, media, pipeline
 from sonify.errors import Cancelled, JobTimedOut
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
-from sonify_devtools.emulator import Emulator
+from sonify_devtools.emulator import Emulator, StreamShape
 
 FAL_STREAM = r"/requests/[^/]+/status/stream$"
 FAL_POLL = r"/requests/[^/]+/status$"
@@ -136,11 +136,14 @@ def cli_args(spec: ModelSpec, clip_path: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "sonify", "run", spec.key, "--video", str(clip_path), "--prompt", "rain", "-o", str(out)]
 
 
-@pytest.mark.parametrize("spec", [MMAUDIO_V2, THINKSOUND_FAL], ids=lambda s: s.provider)
+@pytest.mark.parametrize(("spec", "stream"), [(MMAUDIO_V2, None), (THINKSOUND_FAL, None),
+                                              (THINKSOUND_FAL, StreamShape("chatty", "close"))],
+                         ids=["wavespeed", "fal", "fal-chatty-stream-ending-with-the-connection"])
 @pytest.mark.parametrize("phase", ["queued", "running"])
 def test_ctrl_c_cancels_at_the_provider_within_a_second(emulator, wavespeed_env, fal_env, clip_path, tmp_path,
-                                                        spec, phase):
+                                                        spec, stream, phase):
     emulator.model_seconds = 30
+    emulator.fal_stream = stream or emulator.fal_stream
     if phase == "queued":
         emulator.stick_next(spec.model_id)
     rows = journal(wavespeed_env)

@@ -472,7 +472,7 @@ def test_the_emulator_command_prints_settings_that_work(tmp_path):
             lines.append(line.strip())
         env = dict(re.findall(r"(\w+)=(\S+)", " ".join(line for line in lines if line.startswith("export"))))
         assert set(env) == {"SONIFY_WAVESPEED_URL", "WAVESPEED_API_KEY", "SONIFY_FAL_QUEUE_URL", "SONIFY_FAL_REST_URL",
-                            "SONIFY_FAL_API_URL", "FAL_KEY"}
+                            "SONIFY_FAL_API_URL", "SONIFY_FAL_CDN_URL", "FAL_KEY"}
         doctor = sonify("doctor", env={**env, "SONIFY_STATE_DIR": str(tmp_path / "state")})
         assert doctor.returncode == 0, doctor.stdout
         assert doctor.stdout.count("accepts the key") == 2

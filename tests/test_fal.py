@@ -19,11 +19,12 @@ import pytest
 import requests
 from conftest import FAL_KEY
 
-from sonify import media, pipeline, providers
+from sonify import config, media, pipeline, providers
 from sonify.errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, ValidationError
 from sonify.models import THINKSOUND_FAL
 from sonify.providers.base import COMPLETED, QUEUED, RUNNING, CancelOutcome, TaskState, WaitLimits
-from sonify.providers.fal import Fal, sse_data
+from sonify.providers.fal import Fal
+from sonify.sse import sse_data
 from sonify.waiter import Waiter
 from sonify_devtools.emulator import Emulator
 
@@ -156,10 +157,15 @@ def test_queue_answers(emulator: Emulator, sdk, clip_path: Path) -> None:
     assert requests.get(handle.response_url, headers=headers, timeout=30).status_code == 400  # still running
     unknown = handle.cancel_url.replace(handle.request_id, "00000000-0000-4000-8000-000000000000")
     assert requests.put(unknown, headers=headers, timeout=30).status_code == 404
+    wait_until(lambda: emulator.tasks.get(handle.request_id).status == "processing")
     answer = requests.put(handle.cancel_url, headers=headers, timeout=30)
     assert (answer.status_code, answer.json()) == (202, {"status": "CANCELLATION_REQUESTED"})
     answer = requests.put(handle.cancel_url, headers=headers, timeout=30)
     assert (answer.status_code, answer.json()) == (400, {"status": "ALREADY_COMPLETED"})
+    emulator.stick_next(MODEL)
+    queued = sdk.submit(MODEL, {"video_url": sdk.upload_file(clip_path)})
+    answer = requests.put(queued.cancel_url, headers=headers, timeout=30)
+    assert (answer.status_code, answer.json()) == (200, {"status": "OK"})  # removed from the queue
     assert requests.post(emulator.url + "/" + MODEL, json={}, headers={"Authorization": "Key nocolon"},
                          timeout=30).json() == {"detail": "Invalid key format: send the header Authorization: Key "
                                                           "<key_id>:<key_secret>"}
@@ -179,6 +185,28 @@ def test_upload_through_the_cdn_caches_the_token(emulator: Emulator, fal_env, cl
     uploads = [r for r in emulator.requests if r.path == "/files/upload"]
     assert all(r.headers["Content-Length"] == str(clip_path.stat().st_size) for r in uploads)
     assert all(r.headers["X-Fal-File-Name"] == "clip.mp4" for r in uploads)
+
+
+def test_a_file_goes_to_the_cdn_host_in_one_part_as_the_official_client_sends_it(emulator: Emulator, fal_env,
+                                                                                  clip_path: Path) -> None:
+    """fal_client 1.0.3 posts a one-part upload to CDN_URL + "/files/upload" (https://v3.fal.media), whatever base_url
+    the token answer names (that one is for multipart uploads)."""
+    assert config.DEFAULT_URLS["fal_cdn"] == "https://v3.fal.media" == fal_sdk.CDN_URL
+    emulator.hand_out("upload_url", "http://cdn.example.invalid{path}")  # the token's base_url: not where it goes
+    url = client().upload(clip_path, Waiter())
+    assert requests.get(url, timeout=30).content == clip_path.read_bytes()
+    (upload,) = [r for r in emulator.requests if r.path == "/files/upload"]
+    assert upload.status == 200 and upload.headers["Host"] == urlsplit(fal_env["SONIFY_FAL_CDN_URL"]).netloc
+    assert not paths(emulator, "POST", r"/storage/upload/initiate")
+
+
+def test_a_cdn_elsewhere_than_the_api_is_not_sent_the_file(emulator: Emulator, fal_env, clip_path: Path,
+                                                           monkeypatch) -> None:
+    """The emulator's API with fal's own CDN (a setting left out): the file goes to the emulator's storage."""
+    monkeypatch.setenv("SONIFY_FAL_CDN_URL", "https://cdn.example.invalid")
+    url = client().upload(clip_path, Waiter())
+    assert requests.get(url, timeout=30).content == clip_path.read_bytes()
+    assert paths(emulator, "POST", r"^/storage/upload/initiate$") == [("/storage/upload/initiate", 200)]
 
 
 @pytest.mark.parametrize(("hours", "seconds"), [(None, 86400), ("2", 7200), ("0.5", 1800)])
@@ -258,6 +286,12 @@ def test_job_follows_the_status_stream_and_never_sends_the_key_to_the_files_host
                             headers={"Authorization": f"Key {FAL_KEY}", "X-Fal-File-Name": "x.bin"})
     assert refused.status_code == 401
     assert FAL_KEY.split(":")[1] not in all_logs.text
+
+
+def test_the_status_stream_asks_for_server_sent_events(emulator: Emulator, fal_env, clip, tmp_path: Path) -> None:
+    run(clip, tmp_path)
+    (stream,) = [r for r in emulator.requests if re.search(STREAM, r.path)]
+    assert stream.headers["Accept"] == "text/event-stream"  # as fal's JS client asks for its streams
 
 
 @pytest.mark.parametrize("fault", ["500", "drop", "ends-early"])
@@ -381,6 +415,26 @@ def test_cancel_during_the_wait_reaches_fal(emulator: Emulator, fal_env, clip, t
     assert emulator.cancels(MODEL) == 1 and emulator.tasks.get(task_id).status == "cancelled"
     assert "fal accepted the cancel" in str(caught.value)
     assert client().cancel(task_id, Waiter()) == CancelOutcome.FINISHED  # ALREADY_COMPLETED
+
+
+@pytest.mark.parametrize(("code", "word", "outcome"), [
+    (200, "ALREADY_COMPLETED", CancelOutcome.FINISHED), (202, "ALREADY_COMPLETED", CancelOutcome.FINISHED),
+    (200, "OK", CancelOutcome.ACCEPTED), (400, "CANCELLATION_REQUESTED", CancelOutcome.ACCEPTED),
+    (200, "NOT_FOUND", None), (404, "NOT_FOUND", None),
+])
+def test_the_cancel_answers_body_status_says_what_came_of_it(emulator: Emulator, fal_env, clip_path: Path, code, word,
+                                                             outcome) -> None:
+    """fal.ai/docs/inference-api/queue/cancel: the body `status` is OK, CANCELLATION_REQUESTED, ALREADY_COMPLETED or
+    NOT_FOUND, read whatever the HTTP code."""
+    emulator.model_seconds = 30
+    fal = client()
+    task_id = fal.submit(MODEL, body_for(fal.upload(clip_path, Waiter())), Waiter())
+    emulator.inject("PUT", r"/cancel$", code, body={"status": word})
+    if outcome is None:
+        with pytest.raises(ProviderError, match="NOT_FOUND"):
+            fal.cancel(task_id, Waiter())
+    else:
+        assert fal.cancel(task_id, Waiter()) == outcome
 
 
 def test_queue_wait_is_bounded(emulator: Emulator, fal_env, clip, tmp_path: Path, monkeypatch) -> None:

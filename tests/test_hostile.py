@@ -286,11 +286,19 @@ def test_a_result_url_on_plain_http_elsewhere_is_refused(emulator, provider, cli
     assert_contained(emulator, provider, tmp_path, str(error))
 
 
+def cdn_fails(emulator: Emulator, provider: Provider) -> None:
+    """fal's uploads go to its CDN's fixed host first: failing there, to the upload URL its storage hands out."""
+    if provider.name == "fal":
+        emulator.inject("POST", r"^/files/upload$", 503, body={"detail": "injected"})
+
+
 def test_an_upload_url_on_plain_http_elsewhere_is_refused(emulator, provider, clip, tmp_path) -> None:
-    emulator.hand_out("upload_url", "http://uploads.example.com{path}", times=2)  # fal: its CDN and storage
+    cdn_fails(emulator, provider)
+    emulator.hand_out("upload_url", "http://uploads.example.com{path}", times=2)  # fal: its token's and storage's
     error = fails(provider, clip, tmp_path, ProviderError)
     assert "only over https" in str(error)
-    assert not [r for r in emulator.requests if re.search(UPLOADS, r.path)] and emulator.submits() == 0
+    assert not [r for r in emulator.requests if re.search(UPLOADS, r.path) and r.status != 503]
+    assert emulator.submits() == 0
     assert_contained(emulator, provider, tmp_path, str(error))
 
 
@@ -437,10 +445,11 @@ def test_a_task_id_is_quoted_inside_a_command() -> None:
 
 
 def test_an_upload_url_on_the_api_host_gets_exactly_its_headers(emulator, provider, clip, tmp_path) -> None:
-    emulator.hand_out("upload_url", "{api}{path}", times=2)  # WaveSpeed's ticket; fal's CDN base and storage
+    cdn_fails(emulator, provider)
+    emulator.hand_out("upload_url", "{api}{path}", times=2)  # WaveSpeed's ticket; fal's token base_url and storage
     result = run(provider, clip, tmp_path)
     completed_once(emulator, provider, result)
-    uploads = [r for r in emulator.requests if re.search(UPLOADS, r.path)]
+    uploads = [r for r in emulator.requests if re.search(UPLOADS, r.path) and r.status != 503]
     assert uploads and all(r.status == 200 for r in uploads)  # the emulator refuses the key there (400 / 401)
     assert all(not r.authorized for r in uploads if r.path.startswith("/storage/put/"))
     assert_contained(emulator, provider, tmp_path)

@@ -45,7 +45,8 @@ def env(secret_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     values = {
         "WAVESPEED_API_KEY": WAVESPEED_KEY, "FAL_KEY": FAL_KEY,
         "SONIFY_WAVESPEED_URL": secret_emulator.url, "SONIFY_FAL_QUEUE_URL": secret_emulator.url,
-        "SONIFY_FAL_REST_URL": secret_emulator.url, "SONIFY_FAL_API_URL": secret_emulator.url, "SONIFY_STATE_DIR": str(tmp_path / "state"),
+        "SONIFY_FAL_REST_URL": secret_emulator.url, "SONIFY_FAL_API_URL": secret_emulator.url,
+        "SONIFY_FAL_CDN_URL": secret_emulator.files_url, "SONIFY_STATE_DIR": str(tmp_path / "state"),
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

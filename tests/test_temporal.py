@@ -326,6 +326,7 @@ def test_fal_clips_run_on_a_worker_holding_only_the_fal_key(temporal, tmp_path):
             write_clip(tmp_path / "clips" / f"fal{i}.mp4", 12, Fraction(24), 64, 48, flash_at=(i,), grain=50 + i)
         base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
         urls = {name: emulator.url for name in ("SONIFY_FAL_QUEUE_URL", "SONIFY_FAL_REST_URL", "SONIFY_FAL_API_URL")}
+        urls["SONIFY_FAL_CDN_URL"] = emulator.files_url
         worker = start_worker(temporal, {**base, **urls, "FAL_KEY": FAL_KEY, "SONIFY_STATE_DIR": str(tmp_path / "w")},
                               tmp_path / "w.log", serves="fal")
         run = batch(temporal, tmp_path / "clips", tmp_path / "out", {**base, **urls, "SONIFY_STATE_DIR": str(tmp_path)},

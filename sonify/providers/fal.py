@@ -1,22 +1,20 @@
 """fal: CDN upload (fallback: storage upload), queue submit, status stream (fallback: polling),
-result, cancel. Protocol notes: shared/PROTOCOLS.md."""
+result, cancel. Protocol notes: shared/PROTOCOLS.md; the official client read: fal_client 1.0.3, client.py."""
 
 from __future__ import annotations
 
 import json
 import logging
 import mimetypes
-import queue
 import re
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
@@ -24,6 +22,7 @@ from .. import config, webhooks
 from ..errors import ConfigurationError, ProviderError, SonifyError, ValidationError
 from ..http import RETRYABLE, FileBody, Http, excerpt
 from ..redact import register_secret
+from ..sse import EventReader
 from ..waiter import SLICE, Waiter
 from .base import (
     CANCEL_TIMEOUT,
@@ -50,9 +49,12 @@ NAME = "fal"
 TOKEN_MARGIN = 60.0  # a CDN token is renewed this many seconds before it expires
 UPLOAD_TIMEOUT = (10.0, 300.0)
 REPORT_EVERY = 1.0  # seconds between progress reports while the stream is quiet
-WAKE_CHECK = 0.02  # seconds between looks at a webhook's wake-up while the stream is quiet
 MEDIA_FIELDS = {"video_url": "video", "audio_url": "audio"}  # fal's field -> our input name
 NAMESPACES = ("workflows", "comfy")  # app ids with a namespace have three parts: namespace/owner/app
+# The body `status` of a cancel's answer, whatever its HTTP code (fal.ai/docs/inference-api/queue/cancel): OK —
+# removed from the queue; CANCELLATION_REQUESTED — the runner was told to stop; ALREADY_COMPLETED; NOT_FOUND.
+CANCEL_ANSWERS = {"OK": CancelOutcome.ACCEPTED, "CANCELLATION_REQUESTED": CancelOutcome.ACCEPTED,
+                  "ALREADY_COMPLETED": CancelOutcome.FINISHED}
 ERROR_TYPES = {
     "request_timeout": "the request ran past its time limit",
     "startup_timeout": "the model's machine did not start in time",
@@ -71,17 +73,18 @@ class RequestUrls:
 @dataclass(frozen=True)
 class _CdnToken:
     header: str  # "{token_type} {token}"
-    base_url: str
     usable_until: float  # time.monotonic()
 
 
 class Fal:
     name = NAME
 
-    def __init__(self, api_key: str, queue_url: str, rest_url: str, api_url: str = "https://api.fal.ai") -> None:
+    def __init__(self, api_key: str, queue_url: str, rest_url: str, api_url: str = "https://api.fal.ai",
+                 cdn_url: str = "https://v3.fal.media") -> None:
         self.queue_url = queue_url.rstrip("/")
         self.rest_url = rest_url.rstrip("/")
         self.api_url = api_url.rstrip("/")  # the platform API: the request listing
+        self.cdn_url = cdn_url.rstrip("/")  # where a file goes in one part (never given the key)
         self.http = Http(
             NAME, self.queue_url, {"Authorization": f"Key {api_key}"}, self._describe_error,
             other_api_urls=(self.rest_url, self.api_url),
@@ -147,19 +150,24 @@ class Fal:
         answer = self.http.json(
             "POST", f"{self.rest_url}/storage/auth/token?storage_type=fal-cdn-v3", idempotent=False, waiter=waiter, json={},
         )
-        fields = [answer.get(k) if isinstance(answer, dict) else None for k in ("token", "token_type", "base_url")]
+        fields = [answer.get(k) if isinstance(answer, dict) else None for k in ("token", "token_type")]
         if not all(isinstance(f, str) and f for f in fields):
-            raise ProviderError("fal's CDN token answer lacks token, token_type or base_url")
-        token, token_type, base_url = fields
+            raise ProviderError("fal's CDN token answer lacks token or token_type")
+        token, token_type = fields
         register_secret(token)
         lifetime = seconds_until(answer.get("expires_at"))
-        return _CdnToken(f"{token_type} {token}", base_url.rstrip("/"), time.monotonic() + lifetime - TOKEN_MARGIN)
+        return _CdnToken(f"{token_type} {token}", time.monotonic() + lifetime - TOKEN_MARGIN)
 
     def _upload_cdn(self, token: _CdnToken, path: Path, content_type: str, waiter: Waiter,
                     watch: Callable[[int], None] | None) -> str:
-        """The CDN gets its own token, never the fal key (not even where its base URL is on an API host)."""
+        """One part to the CDN's fixed host, as the official client sends it (`_upload_v3`: CDN_URL/files/upload;
+        the token's `base_url` is only for multipart uploads, which Sonify does not make). The CDN gets its own
+        token, never the fal key (not even where its URL is on an API host). A CDN on another machine than the
+        API (fal's own, with the emulator's API) is not sent the file: the storage upload takes it instead."""
+        if config.is_loopback(urlsplit(self.cdn_url).hostname) != self.http.local:
+            raise ConfigurationError(f"SONIFY_FAL_CDN_URL ({self.cdn_url}) is not on the machine fal's API is on")
         answer = self.http.json(
-            "POST", f"{token.base_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path, waiter, watch),
+            "POST", f"{self.cdn_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path, waiter, watch),
             headers={"Authorization": token.header, "Content-Type": content_type, "X-Fal-File-Name": header_safe(path.name),
                      **lifecycle_headers()},
             timeout=UPLOAD_TIMEOUT, auth=False,
@@ -337,12 +345,11 @@ class Fal:
         """Events as they come; a verified webhook delivery (`wake`) makes one poll at once, for a stream that
         has gone quiet or stalled mid-read."""
         try:
-            response = self.http.request(
-                "GET", urls.status + "/stream?logs=1", idempotent=False, waiter=waiter, task_id=task_id, stream=True,
-            )
+            stream = self.http.stream(urls.status + "/stream?logs=1", waiter=waiter, task_id=task_id,
+                                      headers={"Accept": "text/event-stream"})
         except ProviderError as exc:
             raise _StreamLost(str(exc)) from None
-        events = EventReader(response)
+        events = EventReader(stream)
         try:
             last, reported = None, 0.0
             while True:
@@ -402,19 +409,26 @@ class Fal:
     # --- cancel ---
 
     def cancel(self, task_id: str, waiter: Waiter, *, model_id: str | None = None) -> CancelOutcome:
-        """PUT cancel_url: 202 CANCELLATION_REQUESTED, or 400 ALREADY_COMPLETED (the result stays); a request
-        fal does not know (404) raises."""
+        """PUT cancel_url. The answer's body `status` says what came of it, whatever the HTTP code (CANCEL_ANSWERS;
+        ALREADY_COMPLETED: the result stays), and NOT_FOUND raises. Without one of those words the code says it,
+        as the older docs give them: 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED, 404 NOT_FOUND."""
         urls = self._urls_for(task_id, model_id)
-        try:
-            # Sent once: after a lost answer a second cancel is told ALREADY_COMPLETED, which would read as
-            # "finished" for a request the first one cancelled.
-            self.http.request("PUT", urls.cancel, idempotent=False, waiter=waiter, task_id=task_id,
-                              timeout=CANCEL_TIMEOUT).close()
-        except ProviderError as exc:
-            if exc.status == 400:
+        # Sent once: after a lost answer a second cancel is told ALREADY_COMPLETED, which would read as
+        # "finished" for a request the first one cancelled.
+        with self.http.request("PUT", urls.cancel, idempotent=False, waiter=waiter, task_id=task_id,
+                               timeout=CANCEL_TIMEOUT, raise_errors=False) as response:
+            body = _json_or_none(response)
+            word = body.get("status") if isinstance(body, dict) else None
+            if word in CANCEL_ANSWERS:
+                return CANCEL_ANSWERS[word]
+            if word == "NOT_FOUND" or response.status_code == 404:
+                raise ProviderError(f"fal does not know request {task_id} (HTTP {response.status_code}, NOT_FOUND)",
+                                    status=response.status_code, task_id=task_id)
+            if response.status_code == 400:
                 return CancelOutcome.FINISHED
-            raise
-        return CancelOutcome.ACCEPTED
+            if response.status_code < 400:
+                return CancelOutcome.ACCEPTED
+            raise self.http.error(response, task_id)
 
 
 class _StreamLost(Exception):
@@ -446,69 +460,6 @@ class _Clock:
         if running is None:
             return WaitLimits(max(0.0, limits.queue_seconds - self.elapsed()), limits.run_seconds)
         return WaitLimits(limits.queue_seconds, max(0.0, limits.run_seconds - running))
-
-
-class EventReader:
-    """Reads a server-sent event stream on a background thread, so that the caller waits in short
-    slices (and honours Cancel) however long the server stays quiet. Items: a status dict per
-    event, then one str saying why the stream ended."""
-
-    def __init__(self, response: requests.Response) -> None:
-        self._response = response
-        self._items: queue.Queue[dict[str, Any] | str] = queue.Queue()
-        threading.Thread(target=self._read, name="sonify-fal-stream", daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            for data in sse_data(self._response.iter_content(chunk_size=None)):
-                event = json.loads(data)
-                if not isinstance(event, dict):
-                    self._items.put("an event was not a JSON object")
-                    return
-                self._items.put(event)
-            self._items.put("the stream ended before COMPLETED")
-        except ValueError:
-            self._items.put("an event was not JSON")
-        except Exception as exc:  # noqa: BLE001 - whatever ends the read ends the stream; the caller polls
-            self._items.put(f"the stream broke ({type(exc).__name__})")
-
-    def next(self, timeout: float, wake: threading.Event | None = None) -> dict[str, Any] | str | None:
-        """The next item, or None if none came within `timeout` seconds (or `wake` was set meanwhile)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self._items.get(timeout=min(WAKE_CHECK, max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
-                if time.monotonic() >= deadline or (wake is not None and wake.is_set()):
-                    return None
-
-    def close(self) -> None:
-        """Close the connection; shutting the socket down first wakes the reader thread at once."""
-        connection = getattr(self._response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self._response.close()
-
-
-def sse_data(chunks: Iterable[bytes]) -> Iterator[str]:
-    """The `data` of each server-sent event; comment lines (keep-alives) and other fields are skipped."""
-    buffer, data = b"", []
-    for chunk in chunks:
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            line = raw.rstrip(b"\r").decode("utf-8")
-            if not line and data:
-                yield "\n".join(data)
-                data = []
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-    if data:
-        yield "\n".join(data)
 
 
 def lifecycle_headers() -> dict[str, str]:

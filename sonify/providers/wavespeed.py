@@ -150,7 +150,7 @@ class WaveSpeed:
         return hook
 
     def _result(self, task_id: str, waiter: Waiter) -> dict[str, Any]:
-        path = f"/api/v3/predictions/{quote(answered_id(task_id, 'WaveSpeed'), safe='')}/result"
+        path = f"{_prediction(task_id)}/result"
         return self._data(self.http.json("GET", path, idempotent=True, waiter=waiter, task_id=task_id), task_id)
 
     def find_tasks(self, model_id: str, body: dict[str, Any], since: float, until: float, waiter: Waiter) -> list[str]:
@@ -223,7 +223,7 @@ class WaveSpeed:
         if self.state(task_id, waiter).final:
             return CancelOutcome.FINISHED
         data = self._data(self.http.json(
-            "DELETE", f"/api/v3/predictions/{task_id}", idempotent=True, waiter=waiter, task_id=task_id,
+            "DELETE", _prediction(task_id), idempotent=True, waiter=waiter, task_id=task_id,
             timeout=CANCEL_TIMEOUT,
         ), task_id)
         return CancelOutcome.FINISHED if STATUS.get(str(data.get("status", ""))) == COMPLETED else CancelOutcome.ACCEPTED
@@ -244,6 +244,11 @@ class WaveSpeed:
         if not isinstance(data, dict):
             raise ProviderError("WaveSpeed answered without a `data` object", task_id=task_id)
         return data
+
+
+def _prediction(task_id: str) -> str:
+    """A task's path: its id checked (answered_id) and quoted as one path segment."""
+    return f"/api/v3/predictions/{quote(answered_id(task_id, 'WaveSpeed'), safe='')}"
 
 
 def _json_data(response: requests.Response) -> Any:

@@ -49,7 +49,7 @@ def emulated(model_seconds: float, state_dir: Path) -> Iterator[Emulator]:
         os.environ.update(
             WAVESPEED_API_KEY=DEFAULT_KEYS[0], SONIFY_WAVESPEED_URL=emulator.url,
             FAL_KEY=DEFAULT_FAL_KEYS[0], SONIFY_FAL_QUEUE_URL=emulator.url, SONIFY_FAL_REST_URL=emulator.url,
-            SONIFY_FAL_API_URL=emulator.url,
+            SONIFY_FAL_API_URL=emulator.url, SONIFY_FAL_CDN_URL=emulator.files_url,
             SONIFY_STATE_DIR=str(state_dir),
         )
         yield emulator

@@ -43,6 +43,9 @@ EMULATOR_PROMPT = (
     "[written by the Sonify emulator, not by fal] synthetic sound whose loudness follows the motion in the picture"
 )
 STREAM_TICK = 0.5  # longest wait between looks at a streamed task (changes wake the stream at once)
+STREAM_EVENTS = ("changes", "chatty", "comments", "silent", "half")  # see StreamShape
+STREAM_FRAMINGS = ("chunked", "close")
+CHATTY = 0.02  # seconds between the events of a chatty stream
 FAILED_TYPE = "runner_server_error"  # [guess] the error_type fal gives a request whose app failed
 CANCELLED_TYPE = "request_cancelled"  # [guess]
 
@@ -96,24 +99,52 @@ def check_body(spec: ModelSpec, body: Any) -> tuple[dict[str, Any], dict[str, st
     return params, {spec.video_field: url}
 
 
+@dataclass(frozen=True)
+class StreamShape:
+    """How the emulator sends fal's status stream (`Emulator.fal_stream`). The default is fal's own, as its docs
+    describe it (shared/PROTOCOLS.md [doc]): each `data:` line holds the status object, sent when it changes; a
+    keep-alive comment after `Emulator.sse_keepalive` quiet seconds (fal: 15); the stream closes after
+    COMPLETED. The others are shapes a client must survive, its Cancel above all:
+
+    events — "changes" (fal's); "chatty": the status every CHATTY seconds, changed or not (IN_PROGRESS every
+    20 ms); "comments": keep-alive comments only (every `sse_keepalive` seconds), never an event; "silent":
+    nothing after the headers; "half": the first half of the first event, then nothing. The last three keep
+    the stream open until the emulator stops.
+    framing — "chunked" (Transfer-Encoding: chunked); "close": neither a length nor chunks, `Connection:
+    close`, the body ending with the connection.
+
+    A peer that takes the request and never answers its headers is the `delay` fault."""
+
+    events: str = "changes"
+    framing: str = "chunked"
+
+    def __post_init__(self) -> None:
+        if self.events not in STREAM_EVENTS or self.framing not in STREAM_FRAMINGS:
+            raise ValueError(f"a stream shape has events in {STREAM_EVENTS} and framing in {STREAM_FRAMINGS}, "
+                             f"not {self.events!r} and {self.framing!r}")
+
+
 @dataclass
-class ChunkedResponse(Response):
-    """A body sent as it is produced (Transfer-Encoding: chunked): `produce(send)` calls `send(bytes)`."""
+class StreamedResponse(Response):
+    """A body sent as it is produced: `produce(send)` calls `send(bytes)`. In chunks (Transfer-Encoding:
+    chunked), or (`chunked=False`) as it is, without a length: it ends when the connection closes."""
 
     produce: Callable[[Callable[[bytes], None]], None] | None = None
+    chunked: bool = True
 
     def length(self) -> int | None:
         return None
 
     def write_body(self, wfile: BinaryIO) -> None:
         def send(data: bytes) -> None:
-            wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
             wfile.flush()
 
         if self.produce is not None:
             self.produce(send)
-        wfile.write(b"0\r\n\r\n")
-        wfile.flush()
+        if self.chunked:
+            wfile.write(b"0\r\n\r\n")
+            wfile.flush()
 
 
 class FalRoutes:
@@ -296,29 +327,49 @@ class FalRoutes:
         task = self._task(match)
         if task is None:
             return detail(404, "Request not found")
-        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Transfer-Encoding": "chunked"}
-        return ChunkedResponse(200, headers=headers, produce=self._events(task.id, wants_logs(request)))
+        shape = self.em.fal_stream
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        if shape.framing == "chunked":
+            headers["Transfer-Encoding"] = "chunked"
+        return StreamedResponse(200, headers=headers, produce=self._events(task.id, wants_logs(request), shape.events),
+                                chunked=shape.framing == "chunked")
 
-    def _events(self, task_id: str, logs: bool) -> Callable[[Callable[[bytes], None]], None]:
-        """Server-sent events: the status object whenever it changes, a keep-alive comment after
-        `sse_keepalive` quiet seconds; the stream ends after COMPLETED."""
+    def _events(self, task_id: str, logs: bool, events: str) -> Callable[[Callable[[bytes], None]], None]:
+        """Server-sent events as StreamShape's `events` says: fal's own ("changes") are the status object whenever
+        it changes, a keep-alive comment after `sse_keepalive` quiet seconds, and the end after COMPLETED."""
+
+        def event(task: Task) -> bytes:
+            return f"data: {json.dumps(self.status_payload(task, logs))}\n\n".encode()
 
         def produce(send: Callable[[bytes], None]) -> None:
-            last: dict[str, Any] | None = None
+            if events in ("silent", "half"):
+                if events == "half":
+                    whole = event(self.em.tasks.get(task_id))
+                    send(whole[: len(whole) // 2])
+                self.em.wait()
+                return
+            if events == "comments":
+                while not self.em.hold(self.em.sse_keepalive):
+                    send(b": keep-alive\n\n")
+                return
+            last: bytes | None = None
             quiet_since = time.monotonic()
             while not self.em.stopping:
                 task = self.em.tasks.get(task_id)
-                payload = self.status_payload(task, logs)
+                current = event(task)
                 now = time.monotonic()
-                if payload != last:
-                    send(f"data: {json.dumps(payload)}\n\n".encode())
-                    last, quiet_since = payload, now
+                if current != last or events == "chatty":
+                    send(current)
+                    last, quiet_since = current, now
                 elif now - quiet_since >= self.em.sse_keepalive:
                     send(b": keep-alive\n\n")
                     quiet_since = now
                 if task.final:
                     return
-                self.em.tasks.wait_change(max(0.01, min(STREAM_TICK, quiet_since + self.em.sse_keepalive - now)))
+                if events == "chatty":
+                    self.em.hold(CHATTY)
+                else:
+                    self.em.tasks.wait_change(max(0.01, min(STREAM_TICK, quiet_since + self.em.sse_keepalive - now)))
 
         return produce
 
@@ -389,12 +440,18 @@ class FalRoutes:
         return json_response(200, keys)
 
     def cancel(self, request: Request, match: re.Match[str]) -> Response:
+        """The answer's body `status` (fal.ai/docs/inference-api/queue/cancel): OK — a queued request removed;
+        CANCELLATION_REQUESTED — a running one told to stop; ALREADY_COMPLETED; NOT_FOUND. The HTTP codes are the
+        older docs' (202, 400, 404); OK's 200 is a [guess]."""
         task = self._task(match)
         if task is None:
             return json_response(404, {"status": "NOT_FOUND"})
+        queued = task.status == "created"
         if not self.em.tasks.cancel(task.id):
             return json_response(400, {"status": "ALREADY_COMPLETED"})
         self.em.record_cancel(task.spec.model_id)
+        if queued:
+            return json_response(200, {"status": "OK"})
         return json_response(202, {"status": "CANCELLATION_REQUESTED"})
 
 

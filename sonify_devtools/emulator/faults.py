@@ -236,7 +236,8 @@ class FaultBoard:
         """The next `times` answers that hand out a `kind` (HANDED_OUT) give `value` instead:
         "task_id" — the next submits' tasks go by that id (the emulator's files stay under its own);
         "output_url" — completed results name that URL as their output;
-        "upload_url" — upload URLs (WaveSpeed's ticket, fal's storage upload) and fal's CDN base URL.
+        "upload_url" — upload URLs (WaveSpeed's ticket, fal's storage upload) and the `base_url` of fal's CDN token
+        (fal's multipart base; one-part uploads go to the CDN's fixed host, SONIFY_FAL_CDN_URL).
         In URLs, "{api}" and "{files}" stand for the emulator's origins and "{path}" for the real URL's path
         and query (so "{api}{path}" moves an upload to the API's own origin)."""
         if kind not in HANDED_OUT:

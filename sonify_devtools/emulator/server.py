@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sonify.models import BY_MODEL_ID
 
-from .fal_routes import FalRoutes
+from .fal_routes import FalRoutes, StreamShape
 from .faults import ANSWERING, RESHAPING, FaultBoard, TaskFault
 from .routing import Body, Request, Response, Router, declared_length, json_response
 from .storage import Storage
@@ -245,9 +245,10 @@ class Emulator:
     `sync_timeout` (sync-mode wait before answering "processing"), `balance`,
     `concurrency[provider]` (tasks processing at once; others wait in the queue; fal: 2, like a new
     fal account; absent: no limit), `sse_keepalive` (seconds between keep-alive comments on fal's
-    status stream), `cdn_token_seconds` (lifetime of fal CDN upload tokens), `uplink_mbps` (request
-    bodies, uploads above all, are read no faster than this many Mbit/s, shared like one link; None: as
-    fast as they come); before start(): `max_upload_bytes`. A submit with a webhook URL gets a signed
+    status stream), `fal_stream` (how that stream is sent: fal's way, or chatty, quiet, close-delimited, cut
+    mid-event — a fal_routes.StreamShape), `cdn_token_seconds` (lifetime of fal CDN upload tokens),
+    `uplink_mbps` (request bodies, uploads above all, are read no faster than this many Mbit/s, shared like one
+    link; None: as fast as they come); before start(): `max_upload_bytes`. A submit with a webhook URL gets a signed
     delivery when its task ends (`webhooks`, `deliveries`; hostile ones: `next_delivery`).
     """
 
@@ -274,6 +275,7 @@ class Emulator:
         self.balance = 100.0
         self.concurrency: dict[str, int] = {"fal": 2}
         self.sse_keepalive = 15.0
+        self.fal_stream = StreamShape()
         self.cdn_token_seconds = 3600.0
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self.uplink_mbps = uplink_mbps
