@@ -16,8 +16,9 @@ of workers, and a wait resumed on another worker keeps the slot its clip already
 A submit is never retried by Temporal (one attempt): an answer that says nothing was created is submitted again
 by the workflow — a 429 (the account's rate) once the provider's Retry-After, else the rest of the window, has
 passed for every clip of the account, until the clip's queue bound; an attempt that ended without an answer (its
-worker died) is reconciled from the provider's task listing (RemoteJob.reconcile) before anything is sent again. Submits to a provider go one at a time, each
-recording its task with the slots workflow, so the listing's other tasks are known to be other clips'.
+worker died) is reconciled from the provider's task listing (RemoteJob.reconcile) before anything is sent again.
+Submits to a provider go one at a time, each recording its task with the slots workflow, so the listing's other
+tasks are known to be other clips'.
 
 This module is loaded in Temporal's workflow sandbox: it imports nothing of the engine.
 """
@@ -322,7 +323,7 @@ class ClipWorkflow:
                 raise ApplicationError(
                     f"waited {job.queue_seconds:.0f} s (SONIFY_QUEUE_TIMEOUT) for a submit slot at {job.provider}: "
                     "this clip was not submitted, so nothing was created or charged for it; run the batch again",
-                    type="JobTimedOut", non_retryable=True) from None
+                    type=NOTHING_SENT, non_retryable=True) from None
             self.stage = "submitting"
             end = SubmitEnd(me, None)
             try:
