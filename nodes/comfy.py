@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 import uuid
@@ -87,6 +88,24 @@ def _route_table() -> Any:
         return PromptServer.instance.routes
     except (ImportError, AttributeError):
         return None
+
+
+def listen_addresses() -> tuple[str, ...]:
+    """The addresses ComfyUI's server listens on: its --listen (comma-separated; `address` on PromptServer is
+    the first, once it listens). () outside ComfyUI, or where neither can be read: then only this machine's
+    loopback names and the names the user allows reach the key routes."""
+    found: list[str] = []
+    try:
+        from server import PromptServer
+
+        found.append(str(PromptServer.instance.address))
+    except (ImportError, AttributeError):
+        pass
+    cli_args = sys.modules.get("comfy.cli_args")  # ComfyUI's parsed command line; never imported here (that parses)
+    listen = getattr(getattr(cli_args, "args", None), "listen", None)
+    if isinstance(listen, str):
+        found += listen.split(",")
+    return tuple(a.strip() for a in found if a.strip())
 
 
 def add_routes(make_routes: Callable[[], list[Any]]) -> bool:

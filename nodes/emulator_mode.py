@@ -29,15 +29,12 @@ PACK = Path(__file__).resolve().parents[1]
 START_SECONDS = 60.0  # its first start imports PyAV and numpy in a new interpreter
 MODEL_SECONDS = "1.5"  # each job's time at the emulator: long enough to see the progress text
 _READY = re.compile(r"API (http://127\.0\.0\.1:\d+)")
-# The child: the emulator until its stdin closes — when ComfyUI stops it, or ends in any way (killed too), so
-# that it never outlives ComfyUI.
+# The child: the emulator until its stdin closes (ComfyUI stops it) or ComfyUI's process is gone, however it
+# ended — killed too, with the pipe held open by a process it forked — so that it never outlives ComfyUI.
 CHILD = """
 import sys
-from sonify_devtools.emulator import Emulator
-emulator = Emulator(api_keys=(sys.argv[1],), fal_keys=(sys.argv[2],), model_seconds=float(sys.argv[3])).start(0)
-print("API", emulator.url, flush=True)
-sys.stdin.read()
-emulator.stop()
+from sonify_devtools.emulator.child import serve_for_parent
+serve_for_parent(int(sys.argv[1]), api_keys=(sys.argv[2],), fal_keys=(sys.argv[3],), model_seconds=float(sys.argv[4]))
 """
 
 _lock = threading.Lock()
@@ -63,7 +60,7 @@ def start() -> None:
                 "fal": f"emulator-{secrets.token_hex(6)}:{secrets.token_hex(12)}"}
         env = {k: v for k, v in os.environ.items() if k not in (*config.KEY_ENV.values(), "FAL_KEY_ID", "FAL_KEY_SECRET")}
         process = subprocess.Popen(
-            [sys.executable, "-c", CHILD, keys["wavespeed"], keys["fal"], MODEL_SECONDS],
+            [sys.executable, "-c", CHILD, str(os.getpid()), keys["wavespeed"], keys["fal"], MODEL_SECONDS],
             cwd=PACK, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         try:

@@ -12,15 +12,18 @@ ComfyUI's route table; tests serve them with aiohttp's test server).
 A key goes one way, from the settings dialog into the key file: no answer, log record or error holds it.
 Requests another web page's script makes (an Origin or Sec-Fetch-Site that is not this server) are refused,
 whatever ComfyUI's own middleware is set to: a page on the web must not put its key into, or test keys on,
-a user's ComfyUI.
+a user's ComfyUI. So are requests whose Host is not this server's own name (DNS rebinding: a page whose name
+the attacker points at 127.0.0.1 is "same origin" with itself, Host and Origin alike): own_host() says which.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,13 +34,14 @@ from ..sonify.errors import ConfigurationError, ProviderError, SonifyError
 from ..sonify.models import PROVIDERS, ModelSpec
 from ..sonify.redact import redact
 from ..sonify.waiter import Waiter
-from . import emulator_mode
+from . import comfy, emulator_mode
 
 log = logging.getLogger("sonify")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CHECK_TIMEOUT = (5.0, 15.0)  # connect, read: the key check's one request
 MAX_BODY = 4096  # bytes: a key and a provider name
+_HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?")  # a Host header: name[:port]
 
 
 def same_origin(request: web.Request) -> bool:
@@ -55,10 +59,41 @@ def same_origin(request: web.Request) -> bool:
     return bool(parts.scheme in ("http", "https") and parts.netloc) and parts.netloc.lower() == host.lower()
 
 
+def own_host(host: str | None, listening: Iterable[str], allowed: Iterable[str]) -> bool:
+    """Is `host` (a Host header: a name or address, and a port) this server: a loopback name or address
+    (localhost, 127.0.0.0/8, [::1]), an address ComfyUI listens on (`listening`; when that is every address,
+    0.0.0.0 or ::, any IP address: a page can rebind a name, never an address), or a name the user allows
+    (`allowed`, SONIFY_ALLOWED_HOSTS). A missing or malformed Host is not."""
+    match = _HOST.fullmatch(host or "")
+    if match is None:
+        return False
+    name = match["name"].strip("[]").rstrip(".").lower()
+    if config.is_loopback(name) or name in allowed:
+        return True
+    addresses = {a.strip().strip("[]").lower() for a in listening}
+    if name in addresses:
+        return True
+    return _address(name) is not None and any(getattr(_address(a), "is_unspecified", False) for a in addresses)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def guarded(handler: Handler) -> Handler:
-    """The handler behind the origin check, and with the engine's errors as JSON (redacted)."""
+    """The handler behind the host and origin checks, and with the engine's errors as JSON (redacted)."""
 
     async def guard(request: web.Request) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        if not own_host(host, comfy.listen_addresses(), config.allowed_hosts()):
+            log.warning("refused a %s request to %s for the host %r, not this server's (%s allows a name)",
+                        request.method, request.path, (host or "")[:100], config.ALLOWED_HOSTS_ENV)
+            return web.json_response({"error": "refused: the request names a host that is not this server "
+                                               f"(a name you use for it can be added to {config.ALLOWED_HOSTS_ENV})"},
+                                     status=403)
         if not same_origin(request):
             log.warning("refused a %s request to %s from another origin", request.method, request.path)
             return web.json_response({"error": "refused: the request comes from another site"}, status=403)
@@ -101,18 +136,14 @@ async def test_key(request: web.Request) -> web.Response:
 
 def _check(provider: str) -> dict[str, Any]:
     """The real key at the real provider (or the URL set in the environment), emulator mode or not."""
-    from ..sonify.providers.fal import Fal
-    from ..sonify.providers.wavespeed import WaveSpeed
+    from ..sonify import providers
 
     key_store.status(provider)  # the provider named checked first (a ValidationError)
     try:
         found = config.find_key(provider)
         if found is None:
             raise ConfigurationError(config.missing_key_message(provider))
-        key = found[0]
-        url = config.provider_url
-        client = (WaveSpeed(key, url("wavespeed")) if provider == "wavespeed"
-                  else Fal(key, url("fal_queue"), url("fal_rest"), url("fal_api")))
+        client = providers.make(provider, found[0], config.real_bases(provider))
         checked = client.check_key(Waiter(), CHECK_TIMEOUT)
     except ProviderError as exc:
         refused = exc.status in (401, 403)

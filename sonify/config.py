@@ -24,8 +24,11 @@ DEFAULT_URLS = {
     "fal_queue": "https://queue.fal.run",
     "fal_rest": "https://rest.fal.ai",
     "fal_api": "https://api.fal.ai",
-    "fal_jwks": "https://rest.fal.ai/.well-known/jwks.json",  # the keys fal signs webhook deliveries with
+    # the keys fal signs webhook deliveries with, at the URL fal's "Verifying your webhook" docs name
+    "fal_jwks": "https://rest.alpha.fal.ai/.well-known/jwks.json",
 }
+# Tried when the documented key set cannot be had: the same path on fal's REST host, seen in third-party code only.
+FAL_JWKS_FALLBACK = "https://rest.fal.ai/.well-known/jwks.json"
 URL_ENV = {
     "wavespeed": "SONIFY_WAVESPEED_URL",
     "fal_queue": "SONIFY_FAL_QUEUE_URL",
@@ -33,7 +36,11 @@ URL_ENV = {
     "fal_api": "SONIFY_FAL_API_URL",
     "fal_jwks": "SONIFY_FAL_JWKS_URL",
 }
+# Each provider's API bases, which must all be on this machine or all elsewhere (fal_jwks is no API base: its key set
+# is fetched without a key, wherever it is).
+API_BASES = {"wavespeed": ("wavespeed",), "fal": ("fal_queue", "fal_rest", "fal_api")}
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
+ALLOWED_HOSTS_ENV = "SONIFY_ALLOWED_HOSTS"
 TIER_ENV = {"wavespeed": "SONIFY_WAVESPEED_TIER"}
 LIMITS_ENV = {"wavespeed": "SONIFY_WAVESPEED_LIMITS", "fal": "SONIFY_FAL_LIMITS"}
 LIMITS_FORM = "AT_ONCE or AT_ONCE,STARTS/SECONDS (e.g. 2,2/60: 2 jobs at once, 2 starts in any 60 s)"
@@ -133,23 +140,34 @@ def refuse_links(*paths: Path | str) -> None:
             raise UnsafeState(f"{path} is a symbolic link; Sonify does not write through links: remove it")
 
 
-def api_key(provider: str) -> str:
-    """The provider's key, from the environment or the key file (in emulator mode the emulator's own: a real
-    key never goes to it). Registered for redaction."""
-    if emulator is not None:
-        return emulator.keys[provider]
-    if emulator_failure is not None:
-        raise ConfigurationError(f"emulator mode is on, but the local emulator did not start ({emulator_failure}); "
+@dataclass(frozen=True)
+class ClientSettings:
+    """What one provider client is made of, read at one moment: its key and its API base URLs (in API_BASES
+    order), both the emulator's or both the real provider's (or the environment's), never one of each."""
+
+    key: str
+    urls: tuple[str, ...]
+
+
+def client_settings(provider: str) -> ClientSettings:
+    """The key and API base URLs for a `provider` client (in emulator mode the emulator's own: a real key never
+    goes to it). Emulator mode is read once, so that a switch meanwhile cannot pair the key of one mode with
+    the URLs of the other. The real key is registered for redaction."""
+    mode, failure = emulator, emulator_failure
+    if mode is not None:
+        return ClientSettings(mode.keys[provider], tuple(_emulator_url(mode, name) for name in API_BASES[provider]))
+    if failure is not None:
+        raise ConfigurationError(f"emulator mode is on, but the local emulator did not start ({failure}); "
                                  "nothing was sent to a provider: switch emulator mode off to use your key")
     found = find_key(provider)
     if found is None:
         raise ConfigurationError(missing_key_message(provider))
-    register_secret(found[0])
     key, where = found
+    register_secret(key)
     if provider == "fal" and not is_fal_key(key):
         raise ConfigurationError(f"The fal key in {where} is not of the form key_id:key_secret (fal refuses any "
                                  "other); nothing was sent — copy the whole key from fal's dashboard")
-    return key
+    return ClientSettings(key, real_bases(provider))
 
 
 def is_fal_key(key: str) -> bool:
@@ -210,17 +228,63 @@ def upload_ttl_seconds() -> int:
 
 def base_url(name: str) -> str:
     """A provider base URL, overridable for the emulator or a proxy."""
-    if emulator is not None:  # the same path on the emulator (fal's key set lives at a path of its own)
-        return emulator.url + urlsplit(DEFAULT_URLS[name]).path.rstrip("/")
-    return provider_url(name)
+    mode = emulator
+    return _emulator_url(mode, name) if mode is not None else provider_url(name)
+
+
+def _emulator_url(mode: LocalEmulator, name: str) -> str:
+    """The same path on the emulator (fal's key set lives at a path of its own)."""
+    return mode.url + urlsplit(DEFAULT_URLS[name]).path.rstrip("/")
+
+
+def fal_jwks_urls() -> tuple[str, ...]:
+    """Where fal's webhook key set is fetched from, in order: SONIFY_FAL_JWKS_URL (one URL, or several separated
+    by spaces), else the documented URL and then FAL_JWKS_FALLBACK; in emulator mode the emulator's own."""
+    if emulator is not None:
+        return (base_url("fal_jwks"),)
+    urls = os.environ.get(URL_ENV["fal_jwks"], "").split() or [DEFAULT_URLS["fal_jwks"], FAL_JWKS_FALLBACK]
+    for url in urls:
+        check_url(url, URL_ENV["fal_jwks"])
+    return tuple(url.rstrip("/") for url in urls)
 
 
 def provider_url(name: str) -> str:
     """The provider's own base URL (or the one set in the environment), emulator mode or not: where a real
     key is checked."""
     url = os.environ.get(URL_ENV[name], "").strip() or DEFAULT_URLS[name]
-    check_url(url, URL_ENV[name])
+    check_base_url(url, URL_ENV[name])
     return url.rstrip("/")
+
+
+def real_bases(provider: str) -> tuple[str, ...]:
+    """The provider's own API base URLs (or those set in the environment; API_BASES order), emulator mode or
+    not. ConfigurationError, before any request, when some are on this machine and others are not: a job
+    would be submitted (and paid) on one side, and its result refused as a URL of the other."""
+    names = API_BASES[provider]
+    urls = tuple(provider_url(name) for name in names)
+    here = {name: is_loopback(urlsplit(url).hostname) for name, url in zip(names, urls)}
+    if len(set(here.values())) > 1:
+        local = _named_urls([n for n in names if here[n]])
+        remote = _named_urls([n for n in names if not here[n]])
+        raise ConfigurationError(f"{local} on this machine, but {remote} elsewhere: {provider}'s API URLs must all "
+                                 "be on this machine (the emulator, a local proxy) or all elsewhere; nothing was sent")
+    return urls
+
+
+def _named_urls(names: list[str]) -> str:
+    """e.g. "SONIFY_FAL_API_URL (https://api.fal.ai, the default)"."""
+    said = []
+    for name in names:
+        default = "" if os.environ.get(URL_ENV[name], "").strip() else ", the default"
+        said.append(f"{URL_ENV[name]} ({provider_url(name)}{default})")
+    return ", ".join(said)
+
+
+def allowed_hosts() -> frozenset[str]:
+    """The host names SONIFY_ALLOWED_HOSTS adds to this machine's own for the pack's key routes (e.g. a name
+    ComfyUI is reached by on the local network), lower case, comma-separated."""
+    text = os.environ.get(ALLOWED_HOSTS_ENV, "")
+    return frozenset(name.strip().rstrip(".").lower() for name in text.split(",") if name.strip())
 
 
 def is_loopback(host: str | None) -> bool:
@@ -249,11 +313,73 @@ def check_url(url: str, what: str) -> None:
     raise ConfigurationError(f"{what}: only https URLs, or http to this machine, are allowed (got {parts.scheme}://{parts.hostname})")
 
 
-def limits(provider: str) -> Limits | None:
+def check_base_url(url: str, what: str) -> None:
+    """A base URL as check_url has it, and nothing but scheme://host[:port][/path]: no user name or password, no
+    ?query or #fragment (`http://127.0.0.1:8#@evil.example` is one host to one parser and another to the next,
+    and the key goes wherever the one that sends lands)."""
+    if any(c in "@?#\\" or c.isspace() or not c.isprintable() for c in url):
+        raise ConfigurationError(f"{what} must be a plain base URL (scheme://host[:port][/path]), without a user name "
+                                 "or password, ?query, #fragment, backslash or space")
+    try:
+        urlsplit(url).port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        raise ConfigurationError(f"{what}: its port is not a number from 0 to 65535") from None
+    check_url(url, what)
+
+
+# --- limits on what a webhook delivery, or the key material deliveries are checked with, may cost ---
+
+WEBHOOK_SECONDS_ENV = "SONIFY_WEBHOOK_SECONDS"
+WEBHOOK_THREADS_ENV = "SONIFY_WEBHOOK_THREADS"
+KEY_ANSWER_KB_ENV = "SONIFY_WEBHOOK_KEYS_MAX_KB"
+JWKS_MAX_KEYS_ENV = "SONIFY_FAL_JWKS_MAX_KEYS"
+
+
+def webhook_seconds() -> float:
+    """How long the command line's webhook listener gives one delivery, headers and body, to arrive whole
+    before it drops the connection (SONIFY_WEBHOOK_SECONDS, default 10)."""
+    return _positive(WEBHOOK_SECONDS_ENV, 10.0, "a number of seconds")
+
+
+def webhook_threads() -> int:
+    """How many connections the command line's webhook listener serves at once, a thread each; one more is
+    answered 503 at once (SONIFY_WEBHOOK_THREADS, default 16)."""
+    return int(_positive(WEBHOOK_THREADS_ENV, 16, "a whole number of connections", whole=True))
+
+
+def key_answer_max_bytes() -> int:
+    """The largest answer read from WaveSpeed's webhook-secret route or fal's key set; a larger one is refused
+    unread (SONIFY_WEBHOOK_KEYS_MAX_KB, default 64 KiB: a key set of a few keys is under 2 KiB)."""
+    return int(_positive(KEY_ANSWER_KB_ENV, 64, "a whole number of KiB", whole=True)) * 1024
+
+
+def jwks_max_keys() -> int:
+    """The most keys fal's key set may hold: every forged delivery is checked against each of them, on
+    ComfyUI's event loop, so a larger set is refused (SONIFY_FAL_JWKS_MAX_KEYS, default 16)."""
+    return int(_positive(JWKS_MAX_KEYS_ENV, 16, "a whole number of keys", whole=True))
+
+
+def _positive(env: str, default: float, what: str, *, whole: bool = False) -> float:
+    """The environment variable `env` as a number above 0 (`default` when it is unset), else a
+    ConfigurationError naming it."""
+    text = os.environ.get(env, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(int(text)) if whole else float(text)
+    except (ValueError, OverflowError):  # not a number, or too large for one
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(f"{env} must be {what} above 0 (got {text[:40]!r})")
+    return value
+
+
+def limits(provider: str, api_url: str) -> Limits | None:
     """What the account behind `provider`'s key allows (see Limits): SONIFY_WAVESPEED_LIMITS / SONIFY_FAL_LIMITS
     when set, else SONIFY_WAVESPEED_TIER (WaveSpeed), else the provider's documented default for a new account.
-    None (no pacing) for an API on this machine — Sonify's emulator, a local proxy — unless a variable says
-    otherwise: it has no account level. ConfigurationError naming the variable and its form for a bad value."""
+    None (no pacing) when its API (`api_url`, where jobs are sent) is on this machine — Sonify's emulator, a local
+    proxy — unless a variable says otherwise: it has no account level. ConfigurationError naming the variable and
+    its form for a bad value."""
     limits_env, tier_env = LIMITS_ENV[provider], TIER_ENV.get(provider)
     given = os.environ.get(limits_env, "").strip()
     tier = os.environ.get(tier_env, "").strip().lower() if tier_env else ""
@@ -266,8 +392,7 @@ def limits(provider: str) -> Limits | None:
             raise ConfigurationError(f"{tier_env} must be one of {'|'.join(WAVESPEED_TIERS)} (your account level on "
                                      f"wavespeed.ai), got {tier!r}")
         return WAVESPEED_TIERS[tier]
-    api = base_url("wavespeed" if provider == "wavespeed" else "fal_queue")
-    if is_loopback(urlsplit(api).hostname):
+    if is_loopback(urlsplit(api_url).hostname):
         return None
     return WAVESPEED_TIERS["bronze"] if provider == "wavespeed" else FAL_DEFAULT
 

@@ -22,7 +22,7 @@ from .waiter import Waiter
 
 TIMEOUT = (5.0, 10.0)  # connect, read: a doctor answers quickly or says the provider did not
 NAMES = {"wavespeed": "WaveSpeed", "fal": "fal"}
-URLS = {"wavespeed": ("wavespeed",), "fal": ("fal_queue", "fal_rest")}
+CHECKED_AT = {"wavespeed": "wavespeed", "fal": "fal_rest"}  # the API base each provider's key check goes to
 PACK_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -63,25 +63,25 @@ def provider_checks(provider: str) -> list[Check]:
     key, where = found
     register_secret(key)
     try:
-        urls = [config.base_url(u) for u in URLS[provider]]
+        urls = config.real_bases(provider)  # the real key goes to the real provider's URLs only
     except ConfigurationError as exc:
         return [Check(f"{name} key", True, f"found in {where}"), Check(f"{name} URL", False, str(exc))]
     return [Check(f"{name} key", True, f"found in {where}"), _key_works(provider, key, where, urls)]
 
 
-def _key_works(provider: str, key: str, where: str, urls: list[str]) -> Check:
+def _key_works(provider: str, key: str, where: str, urls: tuple[str, ...]) -> Check:
     """The provider's own key check (WaveSpeed: its balance; fal: a CDN upload token)."""
-    from .providers.fal import Fal
-    from .providers.wavespeed import WaveSpeed
+    from . import providers
 
     what = f"{NAMES[provider]} answers"
-    client = WaveSpeed(key, urls[0]) if provider == "wavespeed" else Fal(key, *urls)
+    client = providers.make(provider, key, urls)
+    at = urls[config.API_BASES[provider].index(CHECKED_AT[provider])]
     try:
         checked = client.check_key(Waiter(), TIMEOUT)
     except ProviderError as exc:
         if exc.status in (401, 403):
-            return Check(what, False, f"{urls[-1]} refused the key from {where} (HTTP {exc.status}): check it")
-        return Check(what, False, f"could not check the key at {urls[-1]}: {exc}")
+            return Check(what, False, f"{at} refused the key from {where} (HTTP {exc.status}): check it")
+        return Check(what, False, f"could not check the key at {at}: {exc}")
     except SonifyError as exc:
         return Check(what, False, str(exc))
     money = f" (balance ${checked.balance_usd:.2f})" if checked.balance_usd is not None else ""

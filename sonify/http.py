@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
@@ -31,7 +32,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from urllib3.connection import HTTPConnection
 
-from .config import check_url, is_loopback
+from .config import check_base_url, check_url, is_loopback
 from .errors import Cancelled, ConfigurationError, ProviderError, Refused, SonifyError
 from .redact import redact
 from .version import VERSION
@@ -53,6 +54,14 @@ TRANSFER_SECONDS = 120.0  # every request, upload and download gets this long (S
 MIN_RATE = 32 * 1024  # ... plus its size at this many bytes a second (256 kbit/s); slower, it is cut
 UPLOAD_CHUNK = 32 << 10  # an upload body goes out in pieces this big: even a slow link takes each in well under a second
 UNSENT_LIMIT = 128 << 10  # bytes a connection may keep queued unsent in the kernel (see _WatchedAdapter)
+
+
+@dataclass(frozen=True)
+class ByteCap:
+    """The most bytes an answer's body may have (`limit`), and the setting that says so (for the message)."""
+
+    limit: int
+    setting: str
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> float:
@@ -106,7 +115,10 @@ class Http:
     an upload URL the provider handed out gets exactly the headers it came with, even on the API's host.
 
     `describe_error(response)` turns an HTTP error into a message (raised as ProviderError) or into
-    the error to raise itself (e.g. a ValidationError naming the input the provider refused)."""
+    the error to raise itself (e.g. a ValidationError naming the input the provider refused).
+
+    The API URLs are plain base URLs (config.check_base_url), all on this machine or all elsewhere
+    (config.real_bases says which settings mix them): ConfigurationError otherwise, before any request."""
 
     def __init__(
         self,
@@ -119,6 +131,11 @@ class Http:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._api_urls = (self.base_url, *(u.rstrip("/") for u in other_api_urls))
+        for url in self._api_urls:
+            check_base_url(url, f"{provider}'s API URL")
+        if len({is_loopback(urlsplit(url).hostname) for url in self._api_urls}) > 1:
+            raise ConfigurationError(f"{provider}'s API URLs are partly on this machine and partly elsewhere "
+                                     f"({', '.join(self._api_urls)}): all must be one or the other")
         self._auth = auth_headers
         self._describe_error = describe_error
         self.session = requests.Session()
@@ -164,6 +181,7 @@ class Http:
         retry_if: Callable[[requests.Response], bool] | None = None,
         auth: bool = True,
         creates: bool = False,
+        cap: ByteCap | None = None,
     ) -> requests.Response:
         """Send a request; retry it on 408/429/5xx (or where `retry_if(response)` says so) and
         connection errors only if `idempotent` (safe to send twice). `stream`: the body is left
@@ -177,6 +195,8 @@ class Http:
         Each attempt is watched (see _Watch): past its deadline it is an error, never retried; Cancel ends
         it at once, unless it `creates` something the provider charges for (a submit: it is left to finish
         within its deadline, so that its task id is kept and the task can be cancelled or fetched).
+        `cap`: the body is read within the attempt's watch, and one larger than the cap (by its Content-Length,
+        or once that many bytes came) is refused without reading the rest.
         """
         url = url if url.startswith(("http://", "https://")) else self.base_url + url
         if self.is_api_url(url):
@@ -193,7 +213,7 @@ class Http:
                 response = self._send(
                     method, url, cancellable, size, task_id, json=json, data=data, files=files,
                     timeout=timeout, headers=self._headers_for(url, headers, auth), allow_redirects=False,
-                    stream=stream,
+                    stream=stream or cap is not None, cap=cap,
                 )
             except requests.RequestException as exc:
                 if not idempotent or attempt >= MAX_ATTEMPTS:
@@ -216,12 +236,14 @@ class Http:
             raise self._error(response, task_id)
 
     def _send(self, method: str, url: str, waiter: Waiter | None, size: int, task_id: str | None,
-              **kwargs: Any) -> requests.Response:
+              cap: ByteCap | None = None, **kwargs: Any) -> requests.Response:
         """One watched attempt: its deadline or (with a `waiter`) Cancel end it at once, raised as ProviderError
-        or Cancelled; a connection error is raised as requests' own."""
+        or Cancelled; a connection error is raised as requests' own. With a `cap`, the body is read here."""
         with _watched(waiter, size, f"the answer from {_host(url)}", self.provider, task_id) as watch:
             try:
                 response = self.session.request(method, url, **kwargs)
+                if cap is not None:
+                    _read_capped(response, cap, f"{self.provider}: the answer from {_host(url)}", task_id)
             except Exception:
                 failure = watch.failure()
                 if failure is not None:
@@ -561,6 +583,27 @@ def _write_capped(
         raise
     os.replace(partial, dest)
     return dest
+
+
+def _read_capped(response: requests.Response, cap: ByteCap, what: str, task_id: str | None) -> None:
+    """Read `response`'s body into it (response.content, .json() then work as usual), or a ProviderError if it
+    is larger than `cap`: refused by its Content-Length before a byte is read, or after cap.limit + 1 bytes."""
+    declared = content_length(response.headers.get("Content-Length"))
+    body = bytearray()
+    if declared is None or declared <= cap.limit:
+        for chunk in response.iter_content(READ_CHUNK):
+            body += chunk
+            if len(body) > cap.limit:
+                break
+    if max(declared or 0, len(body)) > cap.limit:
+        response.close()
+        raise ProviderError(f"{what} is larger than {_size(cap.limit)} ({cap.setting} sets this cap)",
+                            status=response.status_code, task_id=task_id)
+    response._content = bytes(body)  # what requests keeps a body it has read in (stream=False does the same)
+
+
+def _size(count: int) -> str:
+    return f"{count // 1024} KiB" if count % 1024 == 0 else f"{count} bytes"
 
 
 def _new_partial(dest: Path) -> tuple[Path, BinaryIO]:

@@ -2,15 +2,24 @@
 of a key: where it comes from and its last four characters, never the key.
 
 The file is `keys.json` in the state folder, mode 600, replaced atomically (a reader never sees half a file,
-and no moment exists when it is readable by others). An environment variable still wins over it.
+and no moment exists when it is readable by others); each change is made under a lock, so concurrent saves of
+different providers' keys all land. An environment variable still wins over it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from . import config
 from .errors import ConfigurationError, ValidationError
@@ -18,6 +27,9 @@ from .models import PROVIDERS
 from .redact import register_secret
 
 MAX_KEY_LENGTH = 512  # far above either provider's keys: longer is a pasted mistake
+LOCK_FILE = ".keys.lock"  # beside the key file: held while the key file is read, changed and replaced
+
+_thread_lock = threading.Lock()
 
 
 def status(provider: str) -> dict[str, Any]:
@@ -40,28 +52,51 @@ def save(provider: str, key: Any) -> None:
     key = key.strip()
     if not key:
         raise ValidationError("key", "is empty")
-    register_secret(key)
     if len(key) > MAX_KEY_LENGTH:
         raise ValidationError("key", f"must be at most {MAX_KEY_LENGTH} characters")
     if any(c.isspace() or not c.isprintable() or not c.isascii() for c in key):
         raise ValidationError("key", "must be one word of printable ASCII (no spaces or line breaks)")
     if provider == "fal" and not config.is_fal_key(key):
         raise ValidationError("key", "must be of the form key_id:key_secret for fal (copy the whole key)")
-    keys = _read()
-    keys[provider] = key
-    _write(keys)
+    # Only a key that will be kept is masked from now on: a refused one (a sentence pasted by mistake, a huge
+    # blob) is never used, and masking it would hide those words in every message and grow the mask set.
+    register_secret(key)
+    with _locked():
+        keys = _read()
+        keys[provider] = key
+        _write(keys)
 
 
 def remove(provider: str) -> None:
     """Take `provider`'s key out of the key file (the file goes when it holds no key)."""
     provider = _provider(provider)
-    keys = _read()
-    if keys.pop(provider, None) is None:
-        return
-    if keys:
-        _write(keys)
-    else:
-        os.unlink(config.state_dir() / config.KEY_FILE)
+    with _locked():
+        keys = _read()
+        if keys.pop(provider, None) is None:
+            return
+        if keys:
+            _write(keys)
+        else:
+            os.unlink(config.state_dir() / config.KEY_FILE)
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """Held around each read-modify-write of the key file, so that two saves at once (two providers' keys from
+    two requests, threads or processes) both land: this process's threads through a lock, other processes
+    through an exclusive lock on LOCK_FILE in the state folder (where fcntl exists; elsewhere threads only)."""
+    with _thread_lock:
+        if fcntl is None:
+            yield
+            return
+        path = config.state_dir() / LOCK_FILE
+        config.refuse_links(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
 
 
 def _provider(provider: Any) -> str:

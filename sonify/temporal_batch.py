@@ -24,7 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from . import batch, config, jobs, pipeline, remote_job
+from . import batch, config, jobs, pipeline, providers, remote_job
 from .errors import ConfigurationError
 from .temporal_flow import WORKFLOW_QUEUE, ClipJob, SlotsState, slots_id
 
@@ -57,7 +57,8 @@ class TemporalBatch(batch.Batch):
     def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.address = address
-        self.limits = config.limits(self.spec.provider)  # the account's, for the slots workflow (a bad one: here)
+        provider = self.spec.provider  # the account's limits, for the slots workflow (a bad setting fails here)
+        self.limits = config.limits(provider, providers.endpoint(provider))
         self.queue_seconds = remote_job.wait_limits().queue_seconds
 
     def run(self, on_tick: Callable[[], None]) -> None:

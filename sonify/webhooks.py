@@ -7,20 +7,23 @@ command line's listener (webhook_listener.py) — hands the raw delivery to `REC
 it, refuses replays, and wakes `WAKEUPS`. A delivery that comes before the submit's answer (no job knows the
 task id yet) is kept for KEEP_SECONDS: the wait that starts on that task is woken at once.
 
-Verification:
-- WaveSpeed: the account's `whsec_` secret (GET /api/v3/webhook/secret, fetched once per key by the client and
-  handed to `trust_wavespeed_secret`), HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{body}` with the
-  base64-decoded part after `whsec_`, `webhook-signature` a space-separated list of `v1,<base64>`. The header
-  names are WaveSpeed's documented ones; the signed content and signature form are **[guess]**: those of the
-  Standard Webhooks specification, whose header names WaveSpeed uses.
-- fal: `X-Fal-Webhook-Signature` (hex) is an ED25519 signature of
-  `{request id}\\n{user id}\\n{timestamp}\\n{sha256 hex of the body}` (the X-Fal-Webhook-Request-Id, -User-Id and
-  -Timestamp headers), checked against the keys of fal's JWKS (SONIFY_FAL_JWKS_URL; fetched by the client,
-  handed to `trust_fal_jwks`) — docs.fal.ai "Verifying your webhook" (its steps; the message's exact form as
-  several independent public implementations of it build it, ±300 s). ED25519 needs the `cryptography`
-  package; without it fal deliveries are not asked for (`ed25519_missing`).
-Both: the timestamp within TOLERANCE seconds of now; a delivery seen before (same webhook id, same fal
-signature) is acknowledged and ignored.
+Verification, as each provider publishes it:
+- WaveSpeed (https://wavespeed.ai/docs/docs-api/verifying_webhook): the account's `whsec_` secret
+  (GET /api/v3/webhook/secret, fetched once per key by the client and handed to `trust_wavespeed_secret`);
+  `webhook-signature: v3,<hex>`, the hex HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{raw body}` whose
+  key is the secret's text after `whsec_` as it is ("do not base64 decode it"); 300 s. Several space-separated
+  signatures are accepted if one matches (the header's form allows a list; the docs show one).
+- fal (docs.fal.ai, Webhooks, "Verifying your webhook"): `X-Fal-Webhook-Signature` (hex) is an ED25519
+  signature of `{request id}\\n{user id}\\n{timestamp}\\n{sha256 hex of the body}` (the X-Fal-Webhook-Request-Id,
+  -User-Id and -Timestamp headers), checked against the keys of fal's JWKS (config.fal_jwks_urls(); fetched
+  by the client, handed to `trust_fal_jwks`, at most a day old before it is fetched again); ±300 s. ED25519
+  needs the `cryptography` package; without it fal deliveries are not asked for (`ed25519_missing`).
+Both: the timestamp within TOLERANCE seconds of now. A delivery seen before is acknowledged and ignored: it is
+remembered by its canonical signature (the verified bytes, however the header spelled them).
+
+What a delivery may cost is bounded: MAX_BODY bytes, a timestamp of at most STAMP_DIGITS digits, JSON parsed
+without a RecursionError, and (config.py) the key material's size and fal's key count, which bound the work a
+forged delivery makes on ComfyUI's event loop.
 """
 
 from __future__ import annotations
@@ -32,14 +35,15 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-from .config import check_url
-from .errors import ConfigurationError
+from . import config
+from .config import check_base_url
+from .http import ByteCap
 from .providers.base import is_task_id
 from .redact import register_secret
 
@@ -51,6 +55,10 @@ KEEP_SECONDS = 120.0  # a verified wake-up for a task nobody waits on yet is kep
 MAX_BODY = 1 << 20  # a delivery carries a prediction or a result's URLs: far less than this
 JWKS_SECONDS = 24 * 3600.0  # fal asks for its keys to be cached no longer than a day
 KEY_FETCH_PAUSE = 600.0  # seconds without trying again after the secret or key set could not be fetched
+STAMP_DIGITS = 12  # a Unix time in seconds has 10 digits until the year 2286
+WAVESPEED_SIGNATURE = re.compile(r"v3,([0-9a-fA-F]{64})")  # one entry of webhook-signature (its hex in any case)
+FAL_SIGNATURE = re.compile(r"[0-9a-fA-F]{128}")  # an ED25519 signature's 64 bytes as hex
+BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 def public_url() -> str | None:
@@ -59,13 +67,8 @@ def public_url() -> str | None:
     url = os.environ.get(PUBLIC_URL_ENV, "").strip()
     if not url:
         return None
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        raise ConfigurationError(f"{PUBLIC_URL_ENV} must not hold a user name or password (it is logged and sent to "
-                                 "the providers)")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"{PUBLIC_URL_ENV} must be a base URL without ?query or #fragment (got {url!r})")
-    check_url(url, PUBLIC_URL_ENV)
+    check_base_url(url, PUBLIC_URL_ENV)  # no user name or password: it is logged and sent to the providers
+    config.key_answer_max_bytes(), config.jwks_max_keys()  # webhooks are on: their limits must read, before a submit
     return url.rstrip("/")
 
 
@@ -73,6 +76,11 @@ def hook_url(provider: str) -> str | None:
     """Where `provider` is asked to deliver, or None when webhooks are off (no SONIFY_PUBLIC_URL)."""
     base = public_url()
     return None if base is None else base + ROUTE.format(provider=provider)
+
+
+def key_answer_cap() -> ByteCap:
+    """The byte cap on an answer that carries key material (WaveSpeed's secret, fal's key set)."""
+    return ByteCap(config.key_answer_max_bytes(), config.KEY_ANSWER_KB_ENV)
 
 
 def ed25519_missing() -> str:
@@ -161,24 +169,25 @@ class Receiver:
         self._lock = threading.Lock()
         self._secrets: list[bytes] = []  # WaveSpeed HMAC keys
         self._fal_keys: dict[str, tuple[list[Any], float]] = {}  # JWKS URL -> (Ed25519PublicKeys, monotonic time)
-        self._seen: dict[str, float] = {}  # delivery id -> wall time it may be forgotten (past TOLERANCE)
+        self._seen: dict[str, float] = {}  # "<provider> <canonical signature>" -> wall time it may be forgotten
 
     # --- what deliveries are verified with ---
 
     def trust_wavespeed_secret(self, secret: str) -> None:
         """The account's `whsec_…` secret (registered for redaction: it is never logged)."""
         register_secret(secret)
-        key = wavespeed_key(secret)
+        key = secret.removeprefix("whsec_").encode()  # the text itself is the key: WaveSpeed's docs
         with self._lock:
             if key not in self._secrets:
                 self._secrets.append(key)
 
     def trust_fal_jwks(self, url: str, jwks: Any) -> int:
-        """fal's key set (the answer from the JWKS at `url`): its Ed25519 keys replace those held from there.
-        Returns how many; ValueError if it holds none, ImportError without `cryptography`."""
-        keys = ed25519_keys(jwks)
+        """fal's key set (the answer from the JWKS at `url`): its Ed25519 keys replace those held (one set, so
+        that a delivery is checked against at most config.jwks_max_keys() keys). Returns how many; ValueError if
+        it holds none or too many, ImportError without `cryptography`."""
+        keys = ed25519_keys(jwks, config.jwks_max_keys())
         with self._lock:
-            self._fal_keys[url] = (keys, time.monotonic())
+            self._fal_keys = {url: (keys, time.monotonic())}
         return len(keys)
 
     def fal_keys_fresh(self, url: str) -> bool:
@@ -226,47 +235,57 @@ class Receiver:
             return True
 
 
-def wavespeed_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret: the decoded part after the prefix (Standard Webhooks)."""
-    encoded = secret.removeprefix("whsec_")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        raise ValueError("the webhook secret is not whsec_ followed by base64") from None
+def wavespeed_secret(answer: Any) -> str:
+    """The `whsec_` secret in an answer of GET /api/v3/webhook/secret: `data.secret` (as two public clients read
+    it), a top-level `secret` (as a guide shows it), or `data` as the secret itself. ValueError without one
+    (its text is never repeated: it may be the secret in a form not foreseen)."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    places = (data.get("secret") if isinstance(data, dict) else data,
+              answer.get("secret") if isinstance(answer, dict) else None)
+    for secret in places:
+        if isinstance(secret, str) and secret.startswith("whsec_") and len(secret) > len("whsec_"):
+            return secret
+    raise ValueError("WaveSpeed's webhook secret answer holds no whsec_ secret (looked at data.secret, secret, data)")
 
 
 def verify_wavespeed(headers: Mapping[str, str], body: bytes, keys: list[bytes], now: float) -> tuple[str, str]:
-    """(the delivery's webhook id, the task id it is about), or Rejected."""
+    """(the delivery's canonical signature, the task id it is about), or Rejected."""
     webhook_id, stamp, signatures = (headers.get(h, "") for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
     if not (webhook_id and stamp and signatures):
         raise Rejected(400, "webhook-id, webhook-timestamp and webhook-signature headers are required")
+    _check_signed_headers(webhook_id, stamp, signatures)
     _check_time(stamp, now)
     if not keys:
         raise Rejected(401, "no WaveSpeed webhook secret is known here (no submit asked for this delivery)")
+    given = [bytes.fromhex(m[1]) for m in map(WAVESPEED_SIGNATURE.fullmatch, signatures.split()) if m]
+    if not given:
+        raise Rejected(401, "webhook-signature holds no v3,<64 hex digits> signature")
     signed = f"{webhook_id}.{stamp}.".encode() + body
-    expected = [base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()) for key in keys]
-    given = [s.partition(",")[2].encode() for s in signatures.split() if s.startswith("v1,")]
-    if not any(hmac.compare_digest(g, e) for g in given for e in expected):
+    for key in keys:
+        expected = hmac.new(key, signed, hashlib.sha256).digest()
+        if any(hmac.compare_digest(g, expected) for g in given):
+            break
+    else:
         raise Rejected(401, "the signature does not match")
     task_id = _json_field(body, "id")  # the body is the prediction (PROTOCOLS.md)
     if not is_task_id(task_id):
         raise Rejected(400, "the delivery names no task id")
-    return webhook_id, task_id
+    return expected.hex(), task_id
 
 
 def verify_fal(headers: Mapping[str, str], body: bytes, keys: list[Any], now: float) -> tuple[str, str]:
-    """(the delivery's signature, which names it, the request id it is about), or Rejected."""
+    """(the delivery's canonical signature, the request id it is about), or Rejected."""
     names = ("x-fal-webhook-request-id", "x-fal-webhook-user-id", "x-fal-webhook-timestamp", "x-fal-webhook-signature")
     request_id, user_id, stamp, signature = (headers.get(h, "") for h in names)
     if not (request_id and user_id and stamp and signature):
         raise Rejected(400, "the X-Fal-Webhook-Request-Id, -User-Id, -Timestamp and -Signature headers are required")
+    _check_signed_headers(request_id, user_id, stamp, signature)
     _check_time(stamp, now)
     if not keys:
         raise Rejected(401, "no fal public key is known here (no submit asked for this delivery)")
-    try:
-        raw = bytes.fromhex(signature)
-    except ValueError:
-        raise Rejected(401, "the signature is not hex") from None
+    if not FAL_SIGNATURE.fullmatch(signature.strip()):
+        raise Rejected(401, "the signature is not 128 hex digits (an ED25519 signature)")
+    raw = bytes.fromhex(signature.strip())
     message = "\n".join((request_id, user_id, stamp, hashlib.sha256(body).hexdigest())).encode()
     from cryptography.exceptions import InvalidSignature
 
@@ -280,39 +299,54 @@ def verify_fal(headers: Mapping[str, str], body: bytes, keys: list[Any], now: fl
         raise Rejected(401, "the signature does not match")
     if not is_task_id(request_id):
         raise Rejected(400, "the delivery names no request id")
-    return signature.lower(), request_id
+    return raw.hex(), request_id
 
 
-def ed25519_keys(jwks: Any) -> list[Any]:
-    """The Ed25519 public keys of a JWKS (`{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": <base64url>}, …]}`)."""
+def ed25519_keys(jwks: Any, max_keys: int) -> list[Any]:
+    """The Ed25519 public keys of a JWKS (`{"keys": [{"x": <base64url>, …}, …]}`): every entry whose `x` is 32
+    bytes — fal's docs do not promise `kty`/`crv`. ValueError if it has none, or more than `max_keys` entries."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     entries = jwks.get("keys") if isinstance(jwks, dict) else None
+    entries = entries if isinstance(entries, list) else []
+    if len(entries) > max_keys:
+        raise ValueError(f"fal's key set holds {len(entries)} keys, more than the {max_keys} a delivery is checked "
+                         f"against ({config.JWKS_MAX_KEYS_ENV} sets this cap)")
     keys = []
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, dict) and entry.get("kty") == "OKP" and entry.get("crv") == "Ed25519":
-            x = entry.get("x")
-            try:
-                keys.append(Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(str(x) + "=" * (-len(str(x)) % 4))))
-            except (ValueError, binascii.Error):
-                continue
+    for entry in entries:
+        x = entry.get("x") if isinstance(entry, dict) else None
+        if not isinstance(x, str) or not BASE64URL.fullmatch(x):
+            continue
+        digits = x.rstrip("=")
+        try:
+            raw = base64.urlsafe_b64decode(digits + "=" * (-len(digits) % 4))
+            if len(raw) == 32:
+                keys.append(Ed25519PublicKey.from_public_bytes(raw))
+        except (binascii.Error, ValueError):
+            continue
     if not keys:
-        raise ValueError("fal's key set holds no Ed25519 key")
+        raise ValueError("fal's key set holds no key whose x is 32 bytes (an Ed25519 public key)")
     return keys
 
 
+def _check_signed_headers(*values: str) -> None:
+    """Signed header values are ASCII (ids, digits, hex): other text has no one byte form to check."""
+    if not all(value.isascii() for value in values):
+        raise Rejected(400, "the signed webhook headers must be ASCII")
+
+
 def _check_time(stamp: str, now: float) -> None:
-    try:
-        moment = int(stamp)
-    except ValueError:
-        raise Rejected(400, "the timestamp is not Unix seconds") from None
-    if abs(now - moment) > TOLERANCE:
+    if not (stamp.isdigit() and len(stamp) <= STAMP_DIGITS):  # (ASCII already: _check_signed_headers)
+        raise Rejected(400, f"the timestamp is not Unix seconds (at most {STAMP_DIGITS} digits)")
+    if abs(now - int(stamp)) > TOLERANCE:
         raise Rejected(401, f"the timestamp is more than {TOLERANCE:.0f} s from now (a replay, or a clock far off)")
 
 
 def _json_field(body: bytes, name: str) -> Any:
     try:
         value = json.loads(body)
+    except RecursionError:  # json's C decoder refuses cleanly at the interpreter's depth limit
+        raise Rejected(400, "the delivery's JSON is nested too deeply to read") from None
     except ValueError:
         return None
     return value.get(name) if isinstance(value, dict) else None

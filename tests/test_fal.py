@@ -395,7 +395,7 @@ def test_a_journalled_request_is_found_by_model_id(emulator: Emulator, fal_env, 
     waiter = Waiter()
     submitter = client()
     task_id = submitter.submit(MODEL, body_for(submitter.upload(clip_path, waiter)), waiter)
-    fresh = Fal(FAL_KEY, emulator.url, emulator.url)  # knows nothing of the submit
+    fresh = Fal(FAL_KEY, emulator.url, emulator.url, emulator.url)  # knows nothing of the submit
     with pytest.raises(ProviderError, match="model id"):
         fresh.state(task_id, waiter)
     state = fresh.wait(task_id, waiter, lambda s, e: None, WaitLimits(), model_id=MODEL)

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from pack import ROOT, load_pack, module
 from test_faults import fails as job_fails
 
-from sonify import config, http, media, pipeline
+from sonify import config, doctor, http, media, pipeline
 from sonify.errors import Cancelled, ConfigurationError, ProviderError, SonifyError, ValidationError
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
 from sonify.providers.base import TASK_ID, given_task_id, recovery_hint
@@ -315,6 +315,70 @@ def test_a_remote_api_never_sends_sonify_to_this_machine(emulator, tmp_path) -> 
         http.check_handed_url(f"https://127.0.0.1:{port}/x", local=False, provider="fal",
                               came_from="https://cdn.example.com/out.mp4")
     assert emulator.requests == [] and not (tmp_path / "out.mp4").exists()
+
+
+BASE_VARIABLES = {"wavespeed": ("SONIFY_WAVESPEED_URL",),
+                  "fal": ("SONIFY_FAL_QUEUE_URL", "SONIFY_FAL_REST_URL", "SONIFY_FAL_API_URL")}
+
+
+def test_a_base_url_with_a_fragment_user_info_or_query_is_refused_before_any_request(emulator, provider, clip, tmp_path,
+                                                                                    monkeypatch) -> None:
+    """`http://127.0.0.1:PORT#@evil.example.com` is the emulator to one URL parser and evil.example.com to another:
+    the key would go wherever the one that sends lands. Such a base URL (user info, a fragment, a query, a
+    backslash) is refused, naming its variable, before any request; a password in it is never repeated."""
+    port = emulator.url.rsplit(":", 1)[1]
+    odd = [f"{emulator.url}#@evil.example.com", f"http://127.0.0.1:{port}#@evil.example.com/",
+           f"http://user:pa55word@127.0.0.1:{port}", f"http://evil.example.com@127.0.0.1:{port}",
+           f"{emulator.url}?next=https://evil.example.com", f"{emulator.url}/#", f"http://127.0.0.1:{port}\\@evil.example.com",
+           f"http://127.0.0.1:{port} @evil.example.com"]
+    for variable in BASE_VARIABLES[provider.name]:
+        for url in odd:
+            monkeypatch.setenv(variable, url)
+            error = fails(provider, clip, tmp_path, ConfigurationError)
+            assert variable in str(error) and "pa55word" not in str(error), url
+        monkeypatch.setenv(variable, emulator.url)
+    assert emulator.requests == []
+    for client in (lambda url: WaveSpeed(EMULATOR_KEY, url), lambda url: Fal(FAL_KEY, url, url, url)):
+        for url in odd:  # a client made elsewhere than from the settings refuses them too
+            with pytest.raises(ConfigurationError, match="plain base URL"):
+                client(url)
+
+
+def test_a_plain_base_url_still_works_and_plain_http_stays_loopback_only(monkeypatch) -> None:
+    monkeypatch.setenv("SONIFY_WAVESPEED_URL", "http://127.0.0.1:8787/")
+    assert config.provider_url("wavespeed") == "http://127.0.0.1:8787"
+    for url in ("http://api.example.com", "http://10.0.0.1:8787", "http://127.0.0.1:port"):
+        monkeypatch.setenv("SONIFY_WAVESPEED_URL", url)
+        with pytest.raises(ConfigurationError, match="SONIFY_WAVESPEED_URL"):
+            config.provider_url("wavespeed")
+
+
+@pytest.mark.parametrize("remote", [["SONIFY_FAL_API_URL"], ["SONIFY_FAL_REST_URL", "SONIFY_FAL_API_URL"],
+                                    ["SONIFY_FAL_QUEUE_URL"]], ids=["listing", "rest-and-listing", "queue"])
+def test_a_mix_of_local_and_remote_api_urls_is_refused_before_any_request(emulator, fal_env, clip, tmp_path, monkeypatch,
+                                                                          remote) -> None:
+    """A local queue URL with the real listing API (or any such mix) would submit, and pay, on one side and
+    refuse the result as a URL of the other: refused before anything is sent, naming the variables. A remote
+    base is left at its default (no request reaches it: none is made)."""
+    for variable in remote:
+        monkeypatch.delenv(variable)
+    error = fails(FAL, clip, tmp_path, ConfigurationError)
+    assert all(variable in str(error) for variable in BASE_VARIABLES["fal"]) and "nothing was sent" in str(error)
+    assert "the default" in str(error)
+    assert emulator.requests == [] and emulator.submits() == 0
+    checked = doctor.provider_checks("fal")[-1]  # the doctor says so too
+    assert checked.ok is False and "SONIFY_FAL_API_URL" in checked.detail
+    with pytest.raises(ConfigurationError, match="partly on this machine"):  # and so does a client made elsewhere
+        Fal(FAL_KEY, *(config.DEFAULT_URLS[n] if config.URL_ENV[n] in remote else emulator.url
+                       for n in config.API_BASES["fal"]))
+
+
+def test_the_webhook_key_set_may_live_elsewhere_than_the_api(emulator, fal_env, clip, tmp_path, monkeypatch) -> None:
+    """fal's JWKS URL is no API base (fetched without a key, only with webhooks on): left at its default beside
+    local API bases, a run completes."""
+    monkeypatch.delenv("SONIFY_FAL_JWKS_URL", raising=False)
+    monkeypatch.delenv("SONIFY_PUBLIC_URL", raising=False)
+    completed_once(emulator, FAL, run(FAL, clip, tmp_path))
 
 
 # ---------------------------------------------------------------- 5. task ids are checked before any use

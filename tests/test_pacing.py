@@ -15,7 +15,7 @@ import requests
 from clips import write_clip
 from conftest import EMULATOR_KEY
 
-from sonify import batch, config, jobs, media, pipeline
+from sonify import batch, config, jobs, media, pipeline, providers
 from sonify.errors import ConfigurationError, JobTimedOut
 from sonify.models import MMAUDIO_V2, THINKSOUND_WAVESPEED
 from sonify.providers.pacing import rate_text
@@ -62,7 +62,7 @@ def test_the_setting_names_the_tier_or_the_limits_and_defaults_to_a_new_account(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert config.limits(provider) == expected
+    assert config.limits(provider, providers.endpoint(provider)) == expected
 
 
 def test_the_rate_reads_as_the_docs_say_it():

@@ -62,7 +62,7 @@ def test_a_key_is_saved_read_back_as_a_hint_and_removed(state, caplog):
         key_file = state / "keys.json"
         assert json.loads(key_file.read_text()) == {"wavespeed": WAVESPEED_KEY, "fal": FAL_KEY}
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        assert sorted(p.name for p in state.iterdir()) == ["keys.json"]  # no partial file left beside it
+        assert sorted(p.name for p in state.iterdir()) == [".keys.lock", "keys.json"]  # no partial file left beside it
 
         removed = await client.delete("/sonify/keys/wavespeed")
         seen.append(await removed.text())
@@ -154,6 +154,72 @@ def test_the_same_origin_passes(state):
 
     serve(test)
     assert (state / "keys.json").is_file()
+
+
+REBIND = "rebind.attacker.example"
+KEY_ROUTES = (("GET", "/sonify/keys", None), ("POST", "/sonify/keys/wavespeed/test", None),
+              ("POST", "/sonify/keys", {"provider": "wavespeed", "key": "ws-attacker-0123456789abcdef"}),
+              ("DELETE", "/sonify/keys/wavespeed", None))
+
+
+def listening_on(monkeypatch: pytest.MonkeyPatch, address: str) -> None:
+    """ComfyUI started with --listen `address`: its PromptServer keeps the first, its parsed arguments all."""
+    host = types.ModuleType("server")
+    host.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(address=address.split(",")[0], port=8188))
+    monkeypatch.setitem(sys.modules, "server", host)
+    monkeypatch.setitem(sys.modules, "comfy.cli_args", types.SimpleNamespace(args=types.SimpleNamespace(listen=address)))
+
+
+@pytest.mark.parametrize("host,listen", [
+    (REBIND, None),
+    (f"{REBIND}:8188", "0.0.0.0,::"),  # listening on every address still takes no name
+    (REBIND, "192.168.1.5"),
+    ("127.0.0.1.attacker.example", None),
+    ("localhost.attacker.example:1", "127.0.0.1"),
+    ("192.168.1.5:8188", "127.0.0.1"),  # an address ComfyUI does not listen on
+    ("evil@127.0.0.1", None),
+])
+def test_a_page_that_rebinds_its_name_to_this_machine_is_refused(state, monkeypatch, caplog, host, listen):
+    """DNS rebinding: a page whose name now resolves to 127.0.0.1 sends Host and Origin both its own name, so
+    they agree. Every key route refuses it (403), and the user's saved key stays as it was."""
+    caplog.set_level(logging.WARNING, logger="sonify")
+    if listen:
+        listening_on(monkeypatch, listen)
+    state.mkdir(parents=True)
+    (state / "keys.json").write_text(json.dumps({"wavespeed": WAVESPEED_KEY}))
+    before = (state / "keys.json").read_bytes()
+
+    async def test(client: TestClient) -> None:
+        for method, path, body in KEY_ROUTES:
+            response = await client.request(method, path, json=body, headers={"Host": host, "Origin": f"http://{host}"})
+            refused = await answer(response, status=403)
+            assert "not this server" in refused["error"] and "SONIFY_ALLOWED_HOSTS" in refused["error"], (method, path)
+
+    serve(test)
+    assert (state / "keys.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("host,listen,allowed", [
+    ("127.0.0.1:{port}", None, ""),
+    ("localhost:{port}", None, ""),
+    ("[::1]:{port}", None, ""),
+    ("127.8.9.10:{port}", None, ""),
+    ("192.168.1.5:8188", "192.168.1.5", ""),  # ComfyUI --listen 192.168.1.5
+    ("10.1.2.3:8188", "0.0.0.0,::", ""),  # ComfyUI --listen (every address): reached by its LAN address
+    ("comfy.lan:8188", None, "comfy.lan, studio.example"),  # a name the user allows
+])
+def test_this_servers_own_names_pass(state, monkeypatch, host, listen, allowed):
+    if listen:
+        listening_on(monkeypatch, listen)
+    monkeypatch.setenv("SONIFY_ALLOWED_HOSTS", allowed)
+
+    async def test(client: TestClient) -> None:
+        name = host.format(port=client.port)
+        headers = {"Host": name, "Origin": f"http://{name}", "Sec-Fetch-Site": "same-origin"}
+        for method, path, body in KEY_ROUTES:
+            await answer(await client.request(method, path, json=body, headers=headers))
+
+    serve(test)
 
 
 def test_the_key_check_tells_the_balance_and_a_refusal(state, emulator, monkeypatch, caplog):

@@ -9,9 +9,11 @@ import json
 import logging
 import os
 import re
+import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -202,3 +204,87 @@ def test_no_key_anywhere(secret_emulator, env, tmp_path, caplog) -> None:
             assert record.status == 200  # carried the CDN token; the emulator answers the fal key with 401
         else:
             assert record.authorized == bool(API_PATHS.search(record.path)), record.path
+
+
+# ---------------------------------------------------------------- the key file: concurrent saves, refused keys
+
+ROUNDS = 25
+SAVER = """
+import sys
+from sonify import key_store
+provider, key = sys.argv[1], sys.argv[2]
+for line in sys.stdin:  # one line: save now (both savers are told at once)
+    key_store.save(provider, key + line.strip())
+    print("saved", flush=True)
+"""
+
+
+def test_two_threads_saving_two_providers_keys_at_once_both_land(state) -> None:
+    from sonify import key_store
+
+    lost = []
+    for round_ in range(ROUNDS):
+        (state / "keys.json").unlink(missing_ok=True)
+        start = threading.Barrier(2, timeout=30)
+        wanted = {"wavespeed": f"ws-thread-SECRET-{round_:04d}", "fal": f"fal-id:fal-thread-SECRET-{round_:04d}"}
+
+        def save(provider: str, start: threading.Barrier = start, wanted: dict = wanted) -> None:
+            start.wait()
+            key_store.save(provider, wanted[provider])
+
+        savers = [threading.Thread(target=save, args=(provider,)) for provider in wanted]
+        for saver in savers:
+            saver.start()
+        for saver in savers:
+            saver.join(30)
+        if json.loads((state / "keys.json").read_text()) != wanted:
+            lost.append(round_)
+    assert lost == []
+
+
+def test_two_processes_saving_two_providers_keys_at_once_both_land(state) -> None:
+    """Two processes (two ComfyUI servers, or ComfyUI and a script on one state folder) each save their
+    provider's key, told to at the same moment, ROUNDS times: both keys are there after every round."""
+    keys = {"wavespeed": "ws-process-SECRET-", "fal": "fal-id:fal-process-SECRET-"}
+    env = {**os.environ, "SONIFY_STATE_DIR": str(state)}
+    savers = [subprocess.Popen([sys.executable, "-c", SAVER, provider, key], cwd=ROOT, env=env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE) for provider, key in keys.items()]
+    lost = []
+    try:
+        for round_ in range(ROUNDS):
+            (state / "keys.json").unlink(missing_ok=True)
+            for saver in savers:
+                saver.stdin.write(f"{round_:04d}\n")
+            for saver in savers:
+                saver.stdin.flush()
+            assert [saver.stdout.readline() for saver in savers] == ["saved\n", "saved\n"]
+            if json.loads((state / "keys.json").read_text()) != {p: k + f"{round_:04d}" for p, k in keys.items()}:
+                lost.append(round_)
+    finally:
+        for saver in savers:
+            saver.stdin.close()
+            saver.wait(30)
+    assert lost == []
+
+
+def test_a_refused_key_is_never_masked(state) -> None:
+    """A refused key is never used, so it is not registered for redaction: 4,000 characters add no piece to the
+    mask set, and a sentence pasted as a key is not masked in later messages."""
+    from sonify import key_store
+    from sonify.errors import ValidationError
+    from sonify.redact import redact
+
+    huge = secrets.token_hex(2000)
+    sentence = "please refuse this sentence pasted where the key goes"
+    half = f"fal-{secrets.token_hex(12)}"  # no key_secret part
+    for provider, key, reason in (("wavespeed", huge, "at most 512"), ("wavespeed", sentence, "one word"),
+                                  ("fal", half, "key_id:key_secret")):
+        with pytest.raises(ValidationError, match=reason):
+            key_store.save(provider, key)
+    assert not (state / "keys.json").exists()
+    assert redact(huge) == huge and redact(huge[1000:1040]) == huge[1000:1040]
+    assert redact(f"the job failed: {sentence}") == f"the job failed: {sentence}"
+    assert redact(half) == half
+    kept = "ws-kept-SECRET-" + secrets.token_hex(8)
+    key_store.save("wavespeed", kept)  # a key that is kept is masked, as before
+    assert kept not in redact(f"echo {kept}")

@@ -1,4 +1,4 @@
-"""Provider clients, one cached instance (one HTTP session) per provider, key and URL, and each one's pacer."""
+"""Provider clients, one cached instance (one HTTP session) per provider, key and URLs, and each one's pacer."""
 
 from __future__ import annotations
 
@@ -17,29 +17,24 @@ _lock = threading.Lock()
 
 
 def client(provider: str) -> Provider:
-    """The client for `provider`, built from the current key and base URL. A bad SONIFY_PUBLIC_URL fails here
-    too, before any request (its submits would otherwise fail after the uploads)."""
-    key = config.api_key(provider)
+    """The client for `provider`, built from one snapshot of its key and API base URLs (config.client_settings).
+    A bad SONIFY_PUBLIC_URL fails here too, before any request (its submits would otherwise fail after the
+    uploads)."""
+    settings = config.client_settings(provider)
     webhooks.public_url()
-    if provider == "wavespeed":
-        ident = (provider, key, config.base_url("wavespeed"))
-        factory = lambda: WaveSpeed(key, ident[2])
-    elif provider == "fal":
-        config.base_url("fal_jwks")  # read at submit only when webhooks are on: checked here all the same
-        ident = (provider, key, config.base_url("fal_queue"), config.base_url("fal_rest"), config.base_url("fal_api"))
-        factory = lambda: Fal(key, ident[2], ident[3], ident[4])
-    else:
-        raise ValueError(f"unknown provider {provider!r}")
+    if provider == "fal":
+        config.fal_jwks_urls()  # read at submit only when webhooks are on: checked here all the same
+    ident = (provider, settings.key, settings.urls)
     with _lock:
         if ident not in _clients:
-            _clients[ident] = factory()
+            _clients[ident] = make(provider, settings.key, settings.urls)
         return _clients[ident]
 
 
 def pacer(client: Provider) -> Pacer:
     """The one pacer of `client`'s account (its provider and key), with the limits set now (config.limits: a bad
     setting fails here, before any request)."""
-    limits = config.limits(client.name)
+    limits = config.limits(client.name, client.http.base_url)
     with _lock:
         found = _pacers.get(client)
         if found is None:
@@ -48,10 +43,17 @@ def pacer(client: Provider) -> Pacer:
     return found
 
 
+def make(provider: str, key: str, urls: tuple[str, ...]) -> Provider:
+    """A new client for `provider` with `key`, at its API base URLs `urls` (config.API_BASES order)."""
+    if provider == "wavespeed":
+        return WaveSpeed(key, *urls)
+    if provider == "fal":
+        return Fal(key, *urls)
+    raise ValueError(f"unknown provider {provider!r}")
+
+
 def endpoint(provider: str) -> str:
     """The API base URL a client for `provider` sends jobs to (its `http.base_url`), known without a key."""
-    if provider == "wavespeed":
-        return config.base_url("wavespeed")
-    if provider == "fal":
-        return config.base_url("fal_queue")
-    raise ValueError(f"unknown provider {provider!r}")
+    if provider not in config.API_BASES:
+        raise ValueError(f"unknown provider {provider!r}")
+    return config.base_url(config.API_BASES[provider][0])

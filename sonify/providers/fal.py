@@ -203,10 +203,13 @@ class Fal:
 
     def _webhook(self, waiter: Waiter) -> str | None:
         """The `?fal_webhook=` URL for a submit (webhooks.hook_url), once the receiver holds fal's public keys
-        (its JWKS, fetched at most once a day); None (no webhook, as without SONIFY_PUBLIC_URL) when
-        deliveries could not be verified."""
-        hook, jwks_url = webhooks.hook_url(NAME), config.base_url("fal_jwks")
-        if hook is None or webhooks.RECEIVER.fal_keys_fresh(jwks_url):
+        (its JWKS, fetched at most once a day: from the documented URL, else the next of config.fal_jwks_urls());
+        None (no webhook, as without SONIFY_PUBLIC_URL) when deliveries could not be verified."""
+        hook = webhooks.hook_url(NAME)
+        if hook is None:
+            return None
+        urls = config.fal_jwks_urls()
+        if any(webhooks.RECEIVER.fal_keys_fresh(url) for url in urls):
             return hook
         if webhooks.key_fetch_paused(NAME):
             return None
@@ -214,15 +217,19 @@ class Fal:
         if missing:
             log.info("fal webhooks not requested: %s (pip install cryptography)", missing)
             return None
-        try:
-            jwks = self.http.json("GET", jwks_url, idempotent=True, waiter=waiter, auth=False)
-            webhooks.RECEIVER.trust_fal_jwks(jwks_url, jwks)
-        except (ProviderError, ValueError) as exc:
-            log.info("fal webhooks not requested for %.0f s: fal's public keys are unavailable (%s)",
-                     webhooks.KEY_FETCH_PAUSE, exc)
-            webhooks.key_fetch_failed(NAME)
-            return None
-        return hook
+        failures = []
+        for url in urls:
+            try:
+                jwks = self.http.json("GET", url, idempotent=True, waiter=waiter, auth=False,
+                                      cap=webhooks.key_answer_cap())
+                webhooks.RECEIVER.trust_fal_jwks(url, jwks)
+                return hook
+            except (ProviderError, ValueError) as exc:
+                failures.append(f"{url}: {exc}")
+        log.info("fal webhooks not requested for %.0f s: fal's public keys are unavailable (%s)",
+                 webhooks.KEY_FETCH_PAUSE, "; ".join(failures))
+        webhooks.key_fetch_failed(NAME)
+        return None
 
     def _returned_urls(self, answer: dict[str, Any]) -> RequestUrls | None:
         """The URLs fal handed back, if all of them are under our queue base URL (else we build them)."""

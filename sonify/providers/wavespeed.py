@@ -137,10 +137,9 @@ class WaveSpeed:
             if webhooks.key_fetch_paused(NAME):
                 return None
             try:
-                data = self._data(self.http.json("GET", "/api/v3/webhook/secret", idempotent=True, waiter=waiter))
-                secret = data.get("secret")  # [guess] the field's name: the docs show only the whsec_ value
-                if not isinstance(secret, str) or not secret.startswith("whsec_"):
-                    raise ProviderError("WaveSpeed's webhook secret answer has no whsec_ secret")
+                answer = self.http.json("GET", "/api/v3/webhook/secret", idempotent=True, waiter=waiter,
+                                        cap=webhooks.key_answer_cap())
+                secret = webhooks.wavespeed_secret(answer)
                 webhooks.RECEIVER.trust_wavespeed_secret(secret)
             except (ProviderError, ValueError) as exc:
                 log.info("WaveSpeed webhooks not requested for %.0f s: the account's webhook secret is unavailable "

@@ -290,7 +290,8 @@ class WaveSpeedRoutes:
         return json_response(200, envelope({"balance": self.em.balance}))
 
     def webhook_secret(self, request: Request, match: re.Match[str]) -> Response:
-        """The account's webhook signing secret. [guess] the field name `secret`: the docs show only its value."""
+        """The account's webhook signing secret as `data.secret`, where two public clients read it ([seen]: the
+        docs show only the value; Sonify also reads a top-level `secret` and `data` as the string)."""
         return json_response(200, envelope({"secret": self.em.webhooks.wavespeed_secret}))
 
     # --- webhooks ---

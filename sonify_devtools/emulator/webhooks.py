@@ -1,9 +1,10 @@
 """Signed webhook deliveries: when a task whose submit carried a webhook URL (WaveSpeed `?webhook=`, fal
 `?fal_webhook=`) reaches its final status, the emulator POSTs to that URL, signed the way the provider signs:
 
-- WaveSpeed: Standard Webhooks headers `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`,
-  HMAC-SHA256 over `{id}.{timestamp}.{body}` with the account's `whsec_` secret (served at
-  GET /api/v3/webhook/secret). The signed content is the Standard Webhooks guess (see sonify/webhooks.py).
+- WaveSpeed, as https://wavespeed.ai/docs/docs-api/verifying_webhook publishes it: headers `webhook-id`,
+  `webhook-timestamp`, `webhook-signature: v3,<hex>`, the hex HMAC-SHA256 over `{id}.{timestamp}.{raw body}` whose
+  key is the account's secret after its `whsec_` prefix, as text (not base64-decoded); the secret is served at
+  GET /api/v3/webhook/secret as `data.secret`.
 - fal: `X-Fal-Webhook-Request-Id`, `-User-Id`, `-Timestamp`, `-Signature` (hex ED25519 over
   `{request id}\\n{user id}\\n{timestamp}\\n{sha256 hex of the body}`), with a key pair made at start whose
   public half is served as a JWKS at /.well-known/jwks.json. Needs `cryptography`; without it fal tasks are
@@ -11,7 +12,9 @@
 
 Deliveries go only to this machine (the emulator never posts anywhere else), each once, on its own thread;
 `deliveries` records what the receiver answered. Hostile deliveries (`next_delivery`): "bad_signature" (the
-signature of another body), "duplicate" (the same delivery twice), "stale" (a timestamp 10 minutes old).
+signature of another body), "duplicate" (the same delivery twice), "stale" (a timestamp 10 minutes old),
+"respelled" (the same delivery again with its signature's hex in upper case), "huge_timestamp" (a timestamp of
+401 digits, signed), "deep_json" (a validly signed body that is an array nested DEEP_JSON levels deep).
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ from .storage import is_loopback
 
 log = logging.getLogger("sonify.emulator")
 
-KINDS = ("bad_signature", "duplicate", "stale")
+KINDS = ("bad_signature", "duplicate", "stale", "respelled", "huge_timestamp", "deep_json")
 FAL_USER_ID = "sonify-emulator-user"
 POST_TIMEOUT = (2.0, 5.0)
 STALE_SECONDS = 600
+DEEP_JSON = 50_000
 
 
 @dataclass(frozen=True)
@@ -107,35 +111,38 @@ class Deliveries:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _post(self, provider: str, url: str, task_id: str, payload: dict[str, Any], kind: str) -> None:
-        body = json.dumps(payload).encode()
-        stamp = int(time.time()) - (STALE_SECONDS if kind == "stale" else 0)
+        body = b"[" * DEEP_JSON + b"]" * DEEP_JSON if kind == "deep_json" else json.dumps(payload).encode()
+        now = int(time.time()) - (STALE_SECONDS if kind == "stale" else 0)
+        stamp = "9" * 401 if kind == "huge_timestamp" else str(now)
         signed_body = body + b" " if kind == "bad_signature" else body
-        sign: Callable[[bytes, int], dict[str, str]] = self._wavespeed_headers if provider == "wavespeed" else (
+        sign: Callable[[bytes, str], dict[str, str]] = self._wavespeed_headers if provider == "wavespeed" else (
             lambda b, t: self._fal_headers(task_id, b, t))
         headers = {"Content-Type": "application/json", **sign(signed_body, stamp)}
-        for _ in range(2 if kind == "duplicate" else 1):
+        signature = "webhook-signature" if provider == "wavespeed" else "X-Fal-Webhook-Signature"
+        respelled = {**headers, signature: headers[signature].upper().replace("V3,", "v3,")}
+        for sent in {"duplicate": [headers, headers], "respelled": [headers, respelled]}.get(kind, [headers]):
             at, status, text = time.monotonic(), None, ""
             try:
                 with requests.Session() as session:
                     session.trust_env = False  # never through a proxy from the environment
-                    with session.post(url, data=body, headers=headers, timeout=POST_TIMEOUT) as answer:
+                    with session.post(url, data=body, headers=sent, timeout=POST_TIMEOUT) as answer:
                         status, text = answer.status_code, answer.text[:300]
             except requests.RequestException as exc:
                 log.info("emulator: webhook delivery to %s failed (%s)", url, type(exc).__name__)
             with self._lock:
                 self._records.append(DeliveryRecord(provider, task_id, kind, status, text, at))
 
-    def _wavespeed_headers(self, body: bytes, stamp: int) -> dict[str, str]:
+    def _wavespeed_headers(self, body: bytes, stamp: str) -> dict[str, str]:
+        """WaveSpeed's published form (module docstring): the key is the secret's text after `whsec_`."""
         webhook_id = "msg_" + secrets.token_hex(12)
-        key = base64.b64decode(self.wavespeed_secret.removeprefix("whsec_"))
-        mac = hmac.new(key, f"{webhook_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
-        return {"webhook-id": webhook_id, "webhook-timestamp": str(stamp),
-                "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+        key = self.wavespeed_secret.removeprefix("whsec_").encode()
+        mac = hmac.new(key, f"{webhook_id}.{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        return {"webhook-id": webhook_id, "webhook-timestamp": stamp, "webhook-signature": "v3," + mac}
 
-    def _fal_headers(self, request_id: str, body: bytes, stamp: int) -> dict[str, str]:
-        message = "\n".join((request_id, FAL_USER_ID, str(stamp), hashlib.sha256(body).hexdigest())).encode()
+    def _fal_headers(self, request_id: str, body: bytes, stamp: str) -> dict[str, str]:
+        message = "\n".join((request_id, FAL_USER_ID, stamp, hashlib.sha256(body).hexdigest())).encode()
         return {"X-Fal-Webhook-Request-Id": request_id, "X-Fal-Webhook-User-Id": FAL_USER_ID,
-                "X-Fal-Webhook-Timestamp": str(stamp), "X-Fal-Webhook-Signature": self._fal_key.sign(message).hex()}
+                "X-Fal-Webhook-Timestamp": stamp, "X-Fal-Webhook-Signature": self._fal_key.sign(message).hex()}
 
 
 def _ed25519_private_key() -> Any:
