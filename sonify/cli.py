@@ -372,8 +372,8 @@ def _batch(args: argparse.Namespace) -> int:
     out = Output.of(args)
     spec = MODELS[args.model]
     params = spec.validate(model_params(args))  # a mistake fails here, before any clip
-    if not args.temporal:
-        providers.client(spec.provider)  # so does a missing key (a Temporal batch's keys are the workers')
+    if not args.temporal:  # so do a missing key (a Temporal batch's keys are the workers') and a bad account setting
+        providers.pacer(providers.client(spec.provider))
     voice = _voice(args)
     engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
     items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output)

@@ -43,8 +43,38 @@ URL_ENV = {
 API_BASES = {"wavespeed": ("wavespeed",), "fal": ("fal_queue", "fal_rest", "fal_api", "fal_cdn")}
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
 ALLOWED_HOSTS_ENV = "SONIFY_ALLOWED_HOSTS"
+TIER_ENV = {"wavespeed": "SONIFY_WAVESPEED_TIER"}
+LIMITS_ENV = {"wavespeed": "SONIFY_WAVESPEED_LIMITS", "fal": "SONIFY_FAL_LIMITS"}
+LIMITS_FORM = "AT_ONCE or AT_ONCE,STARTS/SECONDS (e.g. 2,2/60: 2 jobs at once, 2 starts in any 60 s)"
 UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"
 UPLOAD_TTL_HOURS = 24.0  # how long fal is asked to keep an upload (its default: at least 7 days, public)
+
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one account of a provider allows: `at_once` jobs at the provider at a time and, where it limits the
+    rate, `starts` submits in any `seconds`. `name`: where they come from, for messages ("Bronze", the
+    variable's name)."""
+
+    at_once: int
+    starts: int | None = None
+    seconds: float = 60.0
+    name: str = ""
+
+
+# WaveSpeed's account levels for video tasks (https://wavespeed.ai/docs/account-levels): videos started a minute
+# and "max concurrency" (tasks past it "wait until one finishes"). Bronze is every new account's; a one-time top-up
+# moves an account up.
+WAVESPEED_TIERS = {
+    "bronze": Limits(2, 2, 60.0, "Bronze"),
+    "silver": Limits(300, 500, 60.0, "Silver"),
+    "gold": Limits(3000, 3000, 60.0, "Gold"),
+    "ultra": Limits(10000, 5000, 60.0, "Ultra"),
+}
+# fal: "New accounts start at 2 concurrent requests" and requests past it are queued, "never rejected"
+# (https://fal.ai/docs/documentation/model-apis/faq, .../model-apis/concurrency-limits); no start rate.
+FAL_DEFAULT = Limits(2, name="a new fal account's")
 
 # Set by the ComfyUI adapter to ComfyUI's user folder; the command line leaves it unset.
 host_state_dir: Path | None = None
@@ -344,3 +374,40 @@ def _positive(env: str, default: float, what: str, *, whole: bool = False) -> fl
     if not 0 < value < float("inf"):
         raise ConfigurationError(f"{env} must be {what} above 0 (got {text[:40]!r})")
     return value
+
+
+def limits(provider: str, api_url: str) -> Limits | None:
+    """What the account behind `provider`'s key allows (see Limits): SONIFY_WAVESPEED_LIMITS / SONIFY_FAL_LIMITS
+    when set, else SONIFY_WAVESPEED_TIER (WaveSpeed), else the provider's documented default for a new account.
+    None (no pacing) when its API (`api_url`, where jobs are sent) is on this machine — Sonify's emulator, a local
+    proxy — unless a variable says otherwise: it has no account level. ConfigurationError naming the variable and
+    its form for a bad value."""
+    limits_env, tier_env = LIMITS_ENV[provider], TIER_ENV.get(provider)
+    given = os.environ.get(limits_env, "").strip()
+    tier = os.environ.get(tier_env, "").strip().lower() if tier_env else ""
+    if given and tier:
+        raise ConfigurationError(f"set {tier_env} or {limits_env}, not both (got {tier!r} and {given!r})")
+    if given:
+        return _parsed_limits(limits_env, given)
+    if tier:
+        if tier not in WAVESPEED_TIERS:
+            raise ConfigurationError(f"{tier_env} must be one of {'|'.join(WAVESPEED_TIERS)} (your account level on "
+                                     f"wavespeed.ai), got {tier!r}")
+        return WAVESPEED_TIERS[tier]
+    if is_loopback(urlsplit(api_url).hostname):
+        return None
+    return WAVESPEED_TIERS["bronze"] if provider == "wavespeed" else FAL_DEFAULT
+
+
+def _parsed_limits(name: str, text: str) -> Limits:
+    at_once, comma, rate = text.partition(",")
+    starts, slash, seconds = rate.partition("/")
+    try:
+        counts = [int(at_once)] + ([int(starts)] if comma else [])
+        window = float(seconds) if comma else 60.0
+    except ValueError:
+        counts, window = [], 0.0
+    if not counts or min(counts) < 1 or (comma and not (slash and 0 < window < float("inf"))):
+        raise ConfigurationError(f"{name} must be {LIMITS_FORM}: whole numbers from 1 and seconds above 0, "
+                                 f"got {text!r}")
+    return Limits(counts[0], counts[1] if comma else None, window, name)

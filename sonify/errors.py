@@ -39,6 +39,16 @@ class ProviderError(SonifyError):
         self.status = status
 
 
+class Refused(ProviderError):
+    """A submit the provider turned away before processing it (HTTP 429: its rate limit, or a full queue), so no
+    task was created and it is safe to send again; `retry_after`: the seconds the provider asked to wait, if it
+    said (its Retry-After header)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status=429)
+        self.retry_after = retry_after
+
+
 class JobFailed(SonifyError):
     """The remote job ran and reported failure."""
 

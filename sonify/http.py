@@ -35,7 +35,7 @@ import urllib3.connectionpool
 from urllib3.connection import HTTPConnection
 
 from .config import check_base_url, check_url, is_loopback
-from .errors import Cancelled, ConfigurationError, ProviderError, SonifyError
+from .errors import Cancelled, ConfigurationError, ProviderError, Refused, SonifyError
 from .redact import redact
 from .version import VERSION
 from .waiter import SLICE, Waiter
@@ -43,8 +43,9 @@ from .waiter import SLICE, Waiter
 log = logging.getLogger("sonify")
 
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
-# Answers that say the request was turned away before it was processed (rate limit, full queue): even
-# a submit is safe to send again after one, since no task was created.
+# Answers that say the request was turned away before it was processed (rate limit, full queue): no task was
+# created, so even a submit is safe to send again after one — but a submit's is raised as `Refused`, for the
+# account's pacer to wait out (providers/pacing.py), never retried here.
 REFUSED = frozenset({429})
 TIMEOUT = (10.0, 60.0)  # connect, read (each read: a server that drips bytes is bounded by the watch)
 MAX_ATTEMPTS = 6
@@ -195,8 +196,9 @@ class Http:
         that is not retried is returned like any answer, for a caller that reads the body's own word. Returns the answer and the
         sockets its last attempt used.
 
-        A submit is never idempotent: a lost answer may still have created (and charged) a task. It
-        is sent again only after a REFUSED answer (429), which certifies that nothing was created.
+        A submit is never idempotent: a lost answer may still have created (and charged) a task. A request that
+        `creates` is never sent again here: its REFUSED answer (429, which certifies that nothing was created) is
+        raised as `Refused`, with the provider's Retry-After, for the caller to wait out and send again.
         Each attempt is watched (see _Watch): past its deadline it is an error, never retried; Cancel ends
         it at once, unless it `creates` something the provider charges for (a submit: it is left to finish
         within its deadline, so that its task id is kept and the task can be cancelled or fetched).
@@ -230,6 +232,8 @@ class Http:
                 continue
             if response.status_code < 400:
                 return response, sockets
+            if creates and response.status_code in REFUSED:
+                raise self._refused(response)
             retry = retry_if(response) if retry_if is not None else response.status_code in RETRYABLE
             if (idempotent or response.status_code in REFUSED) and retry and attempt < MAX_ATTEMPTS:
                 log.info("%s %s: HTTP %s, retrying", method, _origin(url), response.status_code)
@@ -264,6 +268,11 @@ class Http:
             response.close()
             raise failure
         return response, sockets
+
+    def _refused(self, response: requests.Response) -> Refused:
+        described = self._describe_error(response)
+        response.close()
+        return Refused(str(described), retry_after=retry_after_seconds(response))
 
     def error(self, response: requests.Response, task_id: str | None) -> SonifyError:
         """The error to raise for an HTTP error answer (which is closed here)."""

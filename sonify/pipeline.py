@@ -91,7 +91,8 @@ def run(
     request; a submitted-but-undelivered identical job is resumed; otherwise it is a new job.
 
     `slots` (a batch's): a new job holds one from its submit until it is seen finished, so runs sharing
-    them keep that many jobs at the provider while others prepare, upload or mux. `observe`: called
+    them keep that many jobs at the provider while others prepare, upload or mux. Every job also keeps within
+    the account's limits (providers.pacer), shared with every other run of the process. `observe`: called
     with the job's events (the benchmark's view). `variations`: that many takes (takes.py), each its own
     job, at once; Result.takes has every one, the Result itself is the first with the info of all."""
     report = _labelled(on_progress or (lambda text, fraction: None))
@@ -103,10 +104,11 @@ def run(
     with timer("prepare"):  # frames: every value checked in the pass that hashes them
         picture_hash = frames.fingerprint(video.frames, video.fps) if video.frames is not None else None
     client = providers.client(spec.provider)  # a missing key fails here, before any request
+    pacer = providers.pacer(client)  # so does a bad account setting
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
-        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe)
+        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, pacer=pacer)
         with timer("prepare"):
             report("preparing video", 0.02)
             job = _prepare(spec, takes.take_params(spec, checked, variations), video, picture_hash, audio, client, ctx)
@@ -160,20 +162,20 @@ def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, 
 
 
 def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
-    """Every job of the run — each take's, and for a long clip each window's — at once, within the slots
-    (the batch's, else the provider's). The budget is checked for their sum before any is claimed. The
+    """Every job of the run — each take's, and for a long clip each window's — at once, within the account's
+    limits (its pacer's) and a batch's slots. The budget is checked for their sum before any is claimed. The
     first job to upload a file uploads it; the others reuse it. A long clip's windows are joined per take."""
     count, parts = len(job.takes), len(job.parts)
     grid = [(k, p) for k in range(count) for p in range(parts)]
     check_budget(takes.total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
                  f"the limit applies to a node run's sum: its {takes.what(count, parts)} are together")
-    slots = ctx.slots or threading.Semaphore(takes.PROVIDER_SLOTS[spec.provider])
     progress = takes.Progress(ctx.report, [takes.label(k, count, p, parts) for k, p in grid])
     upload_locks = [threading.Lock() for _ in job.parts]  # the takes of a part send the same files
 
     def call(index: int) -> Callable[[], Any]:
         k, p = grid[index]
-        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, slots, ctx.observe, upload_locks[p])
+        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, ctx.slots, ctx.observe, upload_locks[p],
+                         ctx.pacer)
         if parts == 1:
             return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
         return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from . import config, jobs, media
-from .errors import Cancelled, ConfigurationError, JobFailed, ProviderError, SonifyError, ValidationError
+from .errors import Cancelled, ConfigurationError, JobFailed, ProviderError, Refused, SonifyError, ValidationError
 from .jobs import ClaimKind, Status
 from .models import ModelSpec
 from .providers.base import (
@@ -40,6 +40,7 @@ from .providers.base import (
     WaitLimits,
     recovery_hint,
 )
+from .providers.pacing import Deadline, Pacer
 from .providers.schedule import History
 from .redact import redact_all
 from .waiter import Slots, Waiter
@@ -188,6 +189,9 @@ class RunContext:
     # Shared by the jobs of one run that send the same files (its takes): one uploads while the others wait,
     # then reuse its upload (journal).
     upload_lock: threading.Lock | None = None
+    # The account's (providers.pacer): its at-once slots and start rate, shared by every job of the process. None:
+    # not paced here (a Temporal clip, whose workflow paces it; a fetch, which submits nothing).
+    pacer: Pacer | None = None
 
 
 class JobRecord(Protocol):
@@ -253,6 +257,7 @@ class RemoteJob:
         self.record: JobRecord | None = None  # set by run() or fetch()
         self._ticket: jobs.Ticket | None = None  # run() only: the uploads it made are recorded there
         self._uploads: list[str] = []  # media keys of the uploads this job uses
+        self._turn: Deadline | None = None  # how long a new job waits for its turn at the account (the queue bound)
 
     # --- a run's job ---
 
@@ -270,7 +275,7 @@ class RemoteJob:
         if claim.kind == ClaimKind.RESUME:
             return self._resume_claimed(claim.row.task_id)
         body = self.send(uploads)
-        with self._slot():
+        with self._slot(new=True):
             task_id = self.submit(body)
             state = self.wait(task_id)
         return self.download(task_id, state)
@@ -320,20 +325,31 @@ class RemoteJob:
         return self.ctx.waiter.holding(lock, lambda: self.ctx.report("waiting for another job's upload of the same file", 0.05))
 
     @contextlib.contextmanager
-    def _slot(self) -> Iterator[None]:
-        """One of the shared slots, if any, for the time the job is at the provider (the wait for it is
-        the "slot" stage)."""
-        slots = self.ctx.slots
-        if slots is None:
+    def _slot(self, new: bool = False) -> Iterator[None]:
+        """For the time the job is at the provider: one of the shared slots (a batch's), if any, then one of the
+        account's (its pacer's) — a `new` job waits for its turn there until the queue bound, a task already
+        there is counted without waiting. The waits are the "slot" stage."""
+        slots, pacer = self.ctx.slots, self.ctx.pacer
+        with contextlib.ExitStack() as held:
+            if slots is not None:
+                text = with_cost("waiting for one of the running jobs to finish", self.info.cost_usd_estimate)
+                with self.ctx.timer("slot"):
+                    held.enter_context(self.ctx.waiter.holding(slots, lambda: self.ctx.report(text, 0.08)))
+            if pacer is not None and new:
+                with self.ctx.timer("slot"):
+                    held.enter_context(pacer.hold(self.ctx.waiter, self._turn_ends(), self._on_pace))
+            elif pacer is not None:
+                held.enter_context(pacer.occupy())
             yield
-            return
-        text = with_cost("waiting for one of the running jobs to finish", self.info.cost_usd_estimate)
-        with self.ctx.timer("slot"):
-            self.ctx.waiter.acquire(slots, lambda: self.ctx.report(text, 0.08))
-        try:
-            yield
-        finally:
-            slots.release()
+
+    def _turn_ends(self) -> Deadline:
+        """A new job waits for its turn (slot, start, a 429's hold) at most the queue bound, from its first wait."""
+        if self._turn is None:
+            self._turn = Deadline.after(wait_limits().queue_seconds)
+        return self._turn
+
+    def _on_pace(self, text: str) -> None:
+        self.ctx.report(with_cost(text, self.info.cost_usd_estimate), 0.08)
 
     def _upload(self, ticket: jobs.Ticket, upload: UploadChoice) -> str:
         """An upload of the same content to the same provider within its retention is reused."""
@@ -364,6 +380,28 @@ class RemoteJob:
         return True
 
     def submit(self, body: dict[str, Any]) -> str:
+        """The submit, within the account's pace (ctx.pacer): sent when its start is due, and sent again after a
+        429 — the one answer that certifies no task was created — once the provider's Retry-After (else the rest of
+        the window) has passed, until the queue bound. Nothing else is ever sent twice (see _submit_once). Without
+        a pacer (a Temporal clip) a 429 is raised as Refused, for the workflow to wait out."""
+        pacer = self.ctx.pacer
+        while True:
+            started = None
+            if pacer is not None:
+                with self.ctx.timer("slot"):
+                    started = pacer.start(self.ctx.waiter, self._turn_ends(), self._on_pace)
+            try:
+                return self._submit_once(body)
+            except Refused as exc:
+                if pacer is None:
+                    raise
+                wait = pacer.refused(started, exc.retry_after)
+                log.info("%s refused a submit (%s); sending it again in %.1f s", self.spec.provider, exc, wait)
+            finally:
+                if pacer is not None:
+                    pacer.answered(started)  # a refused start is gone already
+
+    def _submit_once(self, body: dict[str, Any]) -> str:
         """The task id is journaled before anything else happens. A submit whose answer was lost may
         still have created a task: its row stays UNKNOWN, and an identical run is told so."""
         spec, record = self.spec, self.record

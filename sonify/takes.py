@@ -5,7 +5,7 @@ again reuses every stored take); -1 draws N random seeds here, each recorded in 
 provider's own -1 would leave the seed unknown). A model without a seed (Kling) gets N identical jobs:
 its sound differs from job to job anyway. One take (the default) is exactly the run it always was.
 
-This module knows the takes' parameters, how many run at once, their shared progress and their joint
+This module knows the takes' parameters, their shared progress and their joint
 outcome; the pipeline runs each one as it runs a single job.
 """
 
@@ -24,9 +24,6 @@ from .models import INT32_MAX, VARIATIONS, ModelSpec
 
 log = logging.getLogger("sonify")
 T = TypeVar("T")
-
-# Jobs a default account runs at once (shared/PROTOCOLS.md): more takes queue here for a slot, not there.
-PROVIDER_SLOTS = {"wavespeed": 3, "fal": 2}
 
 
 def check_count(spec: ModelSpec, variations: Any) -> int:

@@ -24,7 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from . import batch, jobs, pipeline
+from . import batch, config, jobs, pipeline, providers, remote_job
 from .errors import ConfigurationError
 from .temporal_flow import WORKFLOW_QUEUE, ClipJob, SlotsState, slots_id
 
@@ -57,6 +57,9 @@ class TemporalBatch(batch.Batch):
     def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.address = address
+        provider = self.spec.provider  # the account's limits, for the slots workflow (a bad setting fails here)
+        self.limits = config.limits(provider, providers.endpoint(provider))
+        self.queue_seconds = remote_job.wait_limits().queue_seconds
 
     def run(self, on_tick: Callable[[], None]) -> None:
         asyncio.run(self._run(on_tick))
@@ -97,8 +100,11 @@ class TemporalBatch(batch.Batch):
     async def _start(self, client: Client, item: batch.Item) -> WorkflowHandle:
         source = item.source.resolve()
         out_dir = str(self.out_dir.resolve())
+        limits = self.limits
         job = ClipJob(self.spec.key, self.spec.provider, self.params, str(source), out_dir, item.name,
-                      self.concurrency)
+                      self.concurrency, at_once=limits.at_once if limits else None,
+                      starts=limits.starts if limits else None, per_seconds=limits.seconds if limits else 60.0,
+                      queue_seconds=self.queue_seconds)
         fingerprint = await asyncio.to_thread(pipeline.file_fingerprint, self.spec, self.params, source)
         wid = workflow_id(self.spec.key, fingerprint, out_dir, item.name)
         item.state, item.text = "running", "starting"

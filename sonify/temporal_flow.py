@@ -6,15 +6,19 @@ that provider's key poll (temporal_worker.py), so keys stay in the workers' envi
 errors carry clips' paths, request bodies, task ids and URLs, never a key.
 
 The provider's concurrency is one `ProviderSlots` workflow per provider, a semaphore in the server: a clip asks
-it for a slot before its submit and gives it back once its task has ended. A worker's
+it for a slot before its submit and gives it back once its task has ended. It holds the account's limits too
+(config.limits, read where the batch is started, as a run on one machine reads them): no more slots than the
+account runs at once, and submits no faster than it starts them. A worker's
 `max_concurrent_activities` would bound each worker process alone (N workers: N times the limit), and a task
 queue's own limit is a rate (per second), not a count of jobs in flight; the semaphore holds whatever the number
 of workers, and a wait resumed on another worker keeps the slot its clip already holds.
 
 A submit is never retried by Temporal (one attempt): an answer that says nothing was created is submitted again
-by the workflow; an attempt that ended without an answer (its worker died) is reconciled from the provider's
-task listing (RemoteJob.reconcile) before anything is sent again. Submits to a provider go one at a time, each
-recording its task with the slots workflow, so the listing's other tasks are known to be other clips'.
+by the workflow — a 429 (the account's rate) once the provider's Retry-After, else the rest of the window, has
+passed for every clip of the account, until the clip's queue bound; an attempt that ended without an answer (its
+worker died) is reconciled from the provider's task listing (RemoteJob.reconcile) before anything is sent again.
+Submits to a provider go one at a time, each recording its task with the slots workflow, so the listing's other
+tasks are known to be other clips'.
 
 This module is loaded in Temporal's workflow sandbox: it imports nothing of the engine.
 """
@@ -32,8 +36,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, TemporalError
 
 WORKFLOW_QUEUE = "sonify"
 NOTHING_SENT = "NothingSent"  # a submit's error type when no task was created: the workflow submits again
+REFUSED = "Refused"  # a submit answered 429 (nothing created); its next_retry_delay: the provider's Retry-After
 HEARTBEAT = timedelta(seconds=5)  # an activity silent this long has lost its worker: it goes to another
-SUBMIT_TRIES = 8  # submits answered "nothing created" (429s past the client's own retries, a dropped connection)
+SUBMIT_TRIES = 8  # submits that created nothing for another reason than a 429 (a dropped connection, a 408)
 TASKS_KEPT_SECONDS = 3600.0  # how long the slots workflow knows a clip's task id (a lost submit's window is ~3 min)
 HOLDER_CHECK = timedelta(seconds=30)  # while clips wait and no slot is free, the holders are checked this often
 SLOTS_HISTORY = 10_000  # events before the slots workflow continues as new (Temporal's limit is 51,200)
@@ -71,18 +76,29 @@ class ClipJob:
     # and its delivery failed (download, disk), this run only delivers it; state None: its wait gave up, this run
     # waits for it again. Either way no new upload, no new job.
     delivery: dict[str, Any] | None = None
+    # The account's limits (config.limits where the batch was started): jobs at once, and starts in any
+    # `per_seconds`; None: not known (an API on this machine). `queue_seconds`: how long a clip waits for its turn
+    # to submit (SONIFY_QUEUE_TIMEOUT there), 429s included.
+    at_once: int | None = None
+    starts: int | None = None
+    per_seconds: float = 60.0
+    queue_seconds: float = 900.0
 
 
 @dataclass
 class SlotRequest:
     workflow_id: str
     limit: int
+    starts: int | None = None  # the account's starts in any `seconds` (None: no rate)
+    seconds: float = 60.0
 
 
 @dataclass
 class SubmitEnd:
     workflow_id: str
     task_id: str | None  # None: its submit created no task (or the clip failed)
+    refused: bool = False  # answered 429: the account's starts are held (retry_after s, else the rest of its window)
+    retry_after: float | None = None
 
 
 @dataclass
@@ -93,13 +109,18 @@ class SlotsState:
     tasks: dict[str, float] = field(default_factory=dict)  # task id -> when a clip said it was its own
     submitter: str | None = None  # the one clip submitting now
     submit_queue: list[str] = field(default_factory=list)  # holders waiting to submit
+    starts: int | None = None  # the account's start rate: this many in any `seconds` (None: no limit)
+    seconds: float = 60.0
+    started: dict[str, float] = field(default_factory=dict)  # clip -> when its latest submit was let go (Unix s)
+    held_until: float = 0.0  # after a 429: no submit goes before this (Unix s)
 
 
 @workflow.defn(name="SonifyProviderSlots")
 class ProviderSlots:
     """A counting semaphore: at most `limit` clip workflows hold a slot; the others wait in order.
 
-    Submits go one at a time (a token), and each ends by saying which task it made: so when a submit's answer
+    Submits go one at a time (a token), no more than `starts` in any `seconds` and none while a 429 holds the
+    account's starts, and each ends by saying which task it made: so when a submit's answer
     is lost, every other task the provider lists from that moment is known to be another clip's — WaveSpeed's
     listing shows no inputs, so nothing else could tell them apart. A submit takes a fraction of a second;
     jobs take tens of seconds, so the token costs the provider no idle slot."""
@@ -111,13 +132,15 @@ class ProviderSlots:
     @workflow.run
     async def run(self, state: SlotsState) -> None:
         while True:
+            due = self._start_wait() if self.state.submit_queue and self.state.submitter is None else 0.0
+            timeout = min(HOLDER_CHECK, timedelta(seconds=due)) if due > 0 else HOLDER_CHECK
             try:
                 await workflow.wait_condition(lambda: self._grantable() or self._may_submit() or self._long(),
-                                              timeout=HOLDER_CHECK)
+                                              timeout=timeout)
             except asyncio.TimeoutError:  # a holder terminated by hand would never give its slot (or token) back
-                if self.state.waiting:
+                if timeout == HOLDER_CHECK and self.state.waiting:
                     await self._grant(list(self.state.holders))
-                if self.state.submit_queue and self.state.submitter is not None:
+                if timeout == HOLDER_CHECK and self.state.submit_queue and self.state.submitter is not None:
                     await self._grant([self.state.submitter], "submit_granted")
             granted = []
             while self._grantable():
@@ -126,6 +149,8 @@ class ProviderSlots:
             await self._grant(granted)
             while self._may_submit():
                 self.state.submitter = self.state.submit_queue.pop(0)
+                self._forget_starts(workflow.now().timestamp())
+                self.state.started[self.state.submitter] = workflow.now().timestamp()
                 await self._grant([self.state.submitter], "submit_granted")
             if self._long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -144,7 +169,20 @@ class ProviderSlots:
         return bool(self.state.waiting) and len(self.state.holders) < self.state.limit
 
     def _may_submit(self) -> bool:
-        return bool(self.state.submit_queue) and self.state.submitter is None
+        return bool(self.state.submit_queue) and self.state.submitter is None and self._start_wait() <= 0
+
+    def _start_wait(self) -> float:
+        """Seconds until the account may start another job: a 429's hold, then its rate."""
+        now = workflow.now().timestamp()
+        if now < self.state.held_until:
+            return self.state.held_until - now
+        if self.state.starts is None:
+            return 0.0
+        recent = sorted(at for at in self.state.started.values() if at > now - self.state.seconds)
+        return 0.0 if len(recent) < self.state.starts else recent[-self.state.starts] + self.state.seconds - now
+
+    def _forget_starts(self, now: float) -> None:
+        self.state.started = {clip: at for clip, at in self.state.started.items() if at > now - self.state.seconds}
 
     def _long(self) -> bool:
         return workflow.info().get_current_history_length() > SLOTS_HISTORY
@@ -152,6 +190,7 @@ class ProviderSlots:
     @workflow.signal
     def acquire(self, request: SlotRequest) -> None:
         self.state.limit = max(1, request.limit)
+        self.state.starts, self.state.seconds = request.starts, request.seconds
         if request.workflow_id in self.state.holders:  # asked again: granted again
             self.state.holders.remove(request.workflow_id)
         if request.workflow_id not in self.state.waiting:
@@ -174,6 +213,18 @@ class ProviderSlots:
 
     @workflow.signal
     def end_submit(self, end: SubmitEnd) -> None:
+        if end.refused:  # nothing was created: it did not count; no start until the provider's time has passed
+            now = workflow.now().timestamp()
+            self.state.started.pop(end.workflow_id, None)
+            self._forget_starts(now)
+            window = self.state.seconds
+            if end.retry_after is not None:
+                self.state.held_until = max(self.state.held_until, now + end.retry_after)
+            elif self.state.starts is not None:  # else (no rate known) the clip pauses by itself
+                rest = min(self.state.started.values()) + window - now if self.state.started else window
+                self.state.held_until = max(self.state.held_until, now + rest)
+        elif end.workflow_id in self.state.started:  # counted by the provider by the time its answer came
+            self.state.started[end.workflow_id] = workflow.now().timestamp()
         if end.task_id is not None:
             now = workflow.now().timestamp()
             self.state.tasks = {known: at for known, at in self.state.tasks.items() if at > now - TASKS_KEPT_SECONDS}
@@ -239,7 +290,8 @@ class ClipWorkflow:
         try:
             self.stage = "waiting for one of the running jobs to finish"
             asked = workflow.now()
-            await slots.signal("acquire", SlotRequest(me, job.concurrency))
+            limit = min(job.concurrency, job.at_once or job.concurrency)
+            await slots.signal("acquire", SlotRequest(me, limit, job.starts, job.per_seconds))
             await workflow.wait_condition(lambda: self.granted)
             self._took("slot", asked)
             task_id = earlier["task_id"] if earlier else await self._submit_in_turn(job, prepared, slots, me)
@@ -255,16 +307,43 @@ class ClipWorkflow:
         return await self._deliver(job, task_id, prepared, state)
 
     async def _submit_in_turn(self, job: ClipJob, prepared: dict[str, Any], slots: Any, me: str) -> str:
-        """The submit, when the slots workflow lets this clip's turn come (one submit at a time per provider)."""
-        self.stage = "submitting"
-        task_id = None
-        await slots.signal("begin_submit", me)
-        try:
-            await workflow.wait_condition(lambda: self.may_submit)
-            task_id = await self._submit(job, prepared["body"])
-        finally:
-            await slots.signal("end_submit", SubmitEnd(me, task_id))
-        return task_id
+        """Each attempt at the submit when the slots workflow lets this clip's turn come (one submit at a time per
+        provider, within the account's start rate), until the clip's queue bound. A 429 created nothing: its end
+        holds the account's starts (Retry-After, else the rest of the window; where neither is known the clip pauses,
+        longer each time) and the clip asks for its turn again. Other answers that created nothing are sent again
+        SUBMIT_TRIES times at most, with a growing pause."""
+        asked, tries, refusals = workflow.now(), 0, 0
+        while True:
+            self.stage, self.may_submit = "waiting for a submit slot", False
+            await slots.signal("begin_submit", me)
+            left = job.queue_seconds - (workflow.now() - asked).total_seconds()
+            try:
+                await workflow.wait_condition(lambda: self.may_submit, timeout=timedelta(seconds=max(left, 0.001)))
+            except asyncio.TimeoutError:
+                raise ApplicationError(
+                    f"waited {job.queue_seconds:.0f} s (SONIFY_QUEUE_TIMEOUT) for a submit slot at {job.provider}: "
+                    "this clip was not submitted, so nothing was created or charged for it; run the batch again",
+                    type=NOTHING_SENT, non_retryable=True) from None
+            self.stage = "submitting"
+            end = SubmitEnd(me, None)
+            try:
+                end.task_id = await self._submit(job, prepared["body"])
+            except _Refused as refused:
+                end.refused, end.retry_after = True, refused.retry_after
+            except _NothingCreated:
+                tries += 1
+                if tries >= SUBMIT_TRIES:
+                    raise ApplicationError(f"the provider refused the submit {SUBMIT_TRIES} times (nothing was "
+                                           "created)", type=NOTHING_SENT, non_retryable=True) from None
+            finally:
+                await slots.signal("end_submit", end)
+            if end.task_id is not None:
+                return end.task_id
+            refusals += end.refused
+            if not end.refused:
+                await workflow.sleep(min(2 ** tries, 30))
+            elif end.retry_after is None and job.starts is None:
+                await workflow.sleep(min(2 ** (refusals - 1), 30))
 
     async def _deliver(self, job: ClipJob, task_id: str, prepared: dict[str, Any], state: dict[str, Any]) -> Any:
         self.stage = "downloading"
@@ -273,28 +352,28 @@ class ClipWorkflow:
                                 queue=provider_queue(job.provider), timeout=timedelta(minutes=30), retry=DELIVER)
 
     async def _submit(self, job: ClipJob, body: dict[str, Any]) -> str:
+        """One attempt: the task id; _Refused (a 429) or _NothingCreated when certainly no task was created."""
         started = workflow.now()
-        for attempt in range(SUBMIT_TRIES):
-            sent_at = workflow.now().timestamp()
-            try:
-                task_id = await self._step("submit", job.model, body, queue=provider_queue(job.provider),
-                                           timeout=timedelta(minutes=5), retry=ONCE)
-            except ActivityError as exc:
-                cause = exc.cause
-                if isinstance(cause, ApplicationError) and cause.type == NOTHING_SENT:
-                    await workflow.sleep(min(2 ** attempt, 30))
-                    continue
-                if isinstance(cause, ApplicationError):
-                    raise
-                # No answer (the worker died, a timeout): the task it may have created, from the listing.
-                task_id = await self._step("reconcile", job.model, body, sent_at, queue=provider_queue(job.provider),
-                                           timeout=timedelta(minutes=5))
-                if task_id is None:
-                    continue
-            self._took("submit", started)
-            return task_id
-        raise ApplicationError(f"the provider refused the submit {SUBMIT_TRIES} times (nothing was created)",
-                               type=NOTHING_SENT, non_retryable=True)
+        sent_at = started.timestamp()
+        try:
+            task_id = await self._step("submit", job.model, body, queue=provider_queue(job.provider),
+                                       timeout=timedelta(minutes=5), retry=ONCE)
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == REFUSED:
+                delay = cause.next_retry_delay
+                raise _Refused(delay.total_seconds() if delay is not None else None) from None
+            if isinstance(cause, ApplicationError) and cause.type == NOTHING_SENT:
+                raise _NothingCreated from None
+            if isinstance(cause, ApplicationError):
+                raise
+            # No answer (the worker died, a timeout): the task it may have created, from the listing.
+            task_id = await self._step("reconcile", job.model, body, sent_at, queue=provider_queue(job.provider),
+                                       timeout=timedelta(minutes=5))
+            if task_id is None:
+                raise _NothingCreated from None
+        self._took("submit", started)
+        return task_id
 
     async def _step(self, name: str, *args: Any, queue: str, timeout: timedelta, retry: RetryPolicy = STEP) -> Any:
         return await workflow.execute_activity(name, args=list(args), task_queue=queue, start_to_close_timeout=timeout,
@@ -302,3 +381,15 @@ class ClipWorkflow:
 
     def _took(self, stage: str, since: Any) -> None:
         self.seconds[stage] = round((workflow.now() - since).total_seconds(), 4)
+
+
+class _Refused(Exception):
+    """A submit answered 429: nothing was created; `retry_after`, the provider's Retry-After (None: not said)."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class _NothingCreated(Exception):
+    """A submit that certainly created no task, for another reason than a 429."""

@@ -34,7 +34,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from . import batch, config, media, pipeline, providers
-from .errors import ConfigurationError, ProviderError, SonifyError
+from .errors import ConfigurationError, ProviderError, Refused, SonifyError
 from .jobs import JobMeta, Status, Ticket
 from .models import MODELS, PROVIDERS, ModelSpec
 from .providers.base import TaskState
@@ -44,6 +44,7 @@ from .temporal_batch import connect
 from .temporal_flow import (
     FINAL,
     NOTHING_SENT,
+    REFUSED,
     WORKFLOW_QUEUE,
     ClipJob,
     ClipWorkflow,
@@ -141,8 +142,13 @@ def _step(spec: ModelSpec, info: JobInfo | None = None, bounds: ResultBounds | N
 
 
 def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
-    """Final for what a retry cannot mend (the input, the setup, a failed job); NOTHING_SENT for a submit
-    that certainly created no task (refused for now, or a dropped connection the listing shows no task for)."""
+    """Final for what a retry cannot mend (the input, the setup, a failed job); REFUSED for a submit answered 429
+    (the account's rate: the workflow holds the account's starts for the provider's Retry-After, carried as the
+    error's next_retry_delay); NOTHING_SENT for another submit that certainly created no task (a 408, or a
+    dropped connection the listing shows no task for)."""
+    if isinstance(exc, Refused):
+        wait = timedelta(seconds=max(exc.retry_after, 0.001)) if exc.retry_after is not None else None
+        return ApplicationError(redact(str(exc)), type=REFUSED, non_retryable=True, next_retry_delay=wait)
     kind = type(exc).__name__
     refused_for_good = isinstance(exc, ProviderError) and exc.status is not None and 400 <= exc.status < 500 \
         and exc.status not in (408, 429)

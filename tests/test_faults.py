@@ -192,10 +192,14 @@ def test_backoff_is_jittered_bounded_and_honours_retry_after() -> None:
     assert http.backoff(1, retry_after=3600.0) == 60.0  # a bad header cannot stall a job
 
 
-def test_429_without_end_is_a_clear_error(emulator, provider, clip, tmp_path) -> None:
-    emulator.inject("POST", provider.submit, 429, times=http.MAX_ATTEMPTS, retry_after=0)
-    error = fails(provider, clip, tmp_path, ProviderError)
-    assert error.status == 429 and "rate limit" in str(error)
+def test_429_without_end_is_a_clear_error(emulator, provider, clip, tmp_path, monkeypatch) -> None:
+    """A refused submit created nothing, so it is sent again — until the job's queue bound, then a clear error."""
+    monkeypatch.setenv("SONIFY_QUEUE_TIMEOUT", "1")
+    emulator.inject("POST", provider.submit, 429, times=1000, retry_after=0.2)
+    error = fails(provider, clip, tmp_path, JobTimedOut)
+    assert "waited 1 s (SONIFY_QUEUE_TIMEOUT) for a submit slot" in str(error) and "answered 429" in str(error)
+    assert "nothing was created or charged" in str(error)
+    assert 2 <= statuses(emulator, "POST", provider.submit).count(429) <= 6  # each after its Retry-After
     assert emulator.submits(provider.model) == 0
     assert journal_rows(Path(tmp_path / "state")) == []  # nothing was created: nothing to remember
 

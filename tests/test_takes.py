@@ -116,13 +116,14 @@ def test_the_price_limit_applies_to_all_takes_before_anything_is_sent(emulator, 
     assert emulator.submits(MMAUDIO) == 3
 
 
-def test_cancel_cancels_every_running_take(emulator, wavespeed_env, clip, tmp_path):
-    """Three run at once (WaveSpeed's slots); the fourth waits for a slot and is never submitted."""
+def test_cancel_cancels_every_running_take(emulator, wavespeed_env, clip, tmp_path, monkeypatch):
+    """Two run at once (a Bronze account's limit); the others wait for a slot and are never submitted."""
+    monkeypatch.setenv("SONIFY_WAVESPEED_TIER", "bronze")
     emulator.model_seconds = 30
     pressed = threading.Event()
 
     def is_cancelled() -> bool:
-        if not pressed.is_set() and sum(t.status == "processing" for t in emulator.tasks.all()) == 3:
+        if not pressed.is_set() and sum(t.status == "processing" for t in emulator.tasks.all()) == 2:
             pressed.set()
         return pressed.is_set()
 
@@ -131,15 +132,16 @@ def test_cancel_cancels_every_running_take(emulator, wavespeed_env, clip, tmp_pa
         pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, clip, out_dir=tmp_path / "out", variations=4,
                      is_cancelled=is_cancelled)
     assert time.monotonic() - started < 20
-    assert emulator.submits(MMAUDIO) == 3 and emulator.cancels(MMAUDIO) == 3
+    assert emulator.submits(MMAUDIO) == 2 and emulator.cancels(MMAUDIO) == 2
     assert all(t.status in ("cancelled", "deleted") and not t.outputs for t in emulator.tasks.all())
     journal = jobs.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE)
-    assert [r.status for r in journal.recent()] == ["cancelled"] * 3  # the fourth never got a row's task
+    assert [r.status for r in journal.recent()] == ["cancelled"] * 2  # the others never got a row's task
     for task in emulator.tasks.all():  # the message says what came of each
         assert f"wavespeed accepted the cancel of task {task.id}" in str(caught.value)
 
 
-def test_fal_takes_run_within_its_two_slots(emulator, fal_env, clip, tmp_path):
+def test_fal_takes_run_within_its_two_slots(emulator, fal_env, clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("SONIFY_FAL_LIMITS", "2")  # a new fal account's (on the emulator, only when set)
     result = pipeline.run(THINKSOUND_FAL, {"prompt": "rain", "seed": 5}, clip, out_dir=tmp_path / "out", variations=3)
     assert emulator.submits(THINKSOUND_FAL.model_id) == 3 and len(result.takes) == 3
     assert [t["seed"] for t in result.info["takes"]] == [5, 6, 7]

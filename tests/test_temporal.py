@@ -342,3 +342,33 @@ def test_fal_clips_run_on_a_worker_holding_only_the_fal_key(temporal, tmp_path):
             worker.kill()
             worker.wait()
         emulator.stop()
+
+
+def test_the_slots_workflow_keeps_a_default_tier_account_within_its_limits(temporal, tmp_path):
+    """The starter's account setting (a Bronze account's, its minute shortened to a second) reaches the slots
+    workflow: --concurrency 4, yet at most 2 at the provider and 2 starts in any second, none refused."""
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.3).start()
+    worker = None
+    try:
+        emulator.limit_account(EMULATOR_KEY, starts=2, seconds=1.0, at_once=2)
+        (tmp_path / "clips").mkdir()
+        for i in range(5):
+            write_clip(tmp_path / "clips" / f"paced{i}.mp4", 12, Fraction(24), 64, 48, flash_at=(i,), grain=30 + i)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        base["SONIFY_WAVESPEED_URL"] = emulator.url
+        worker = start_worker(temporal, {**base, "WAVESPEED_API_KEY": EMULATOR_KEY, "SONIFY_STATE_DIR": str(tmp_path / "w")},
+                              tmp_path / "w.log")
+        submitter = {**base, "SONIFY_STATE_DIR": str(tmp_path / "s"), "SONIFY_WAVESPEED_LIMITS": "2,2/1"}
+        run = batch(temporal, tmp_path / "clips", tmp_path / "out", submitter)
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
+        assert len(stdout.split()) == 5 and emulator.submits() == 5
+        assert [r.status for r in emulator.requests if r.method == "POST" and r.path == SUBMIT.strip("^$")] == [200] * 5
+        assert at_provider_at_once(emulator) <= 2
+        starts = sorted(t.submitted for t in emulator.tasks.all())
+        assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[2:]))  # 2 in any second
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        emulator.stop()

@@ -1,15 +1,18 @@
-"""Provider clients, one cached instance (one HTTP session) per provider, key and URLs."""
+"""Provider clients, one cached instance (one HTTP session) per provider, key and URLs, and each one's pacer."""
 
 from __future__ import annotations
 
 import threading
+import weakref
 
 from .. import config, webhooks
 from .base import Provider
 from .fal import Fal
+from .pacing import Pacer
 from .wavespeed import WaveSpeed
 
 _clients: dict[tuple, Provider] = {}
+_pacers: weakref.WeakKeyDictionary[Provider, Pacer] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -26,6 +29,18 @@ def client(provider: str) -> Provider:
         if ident not in _clients:
             _clients[ident] = make(provider, settings.key, settings.urls)
         return _clients[ident]
+
+
+def pacer(client: Provider) -> Pacer:
+    """The one pacer of `client`'s account (its provider and key), with the limits set now (config.limits: a bad
+    setting fails here, before any request)."""
+    limits = config.limits(client.name, client.http.base_url)
+    with _lock:
+        found = _pacers.get(client)
+        if found is None:
+            found = _pacers[client] = Pacer(client.name, limits)
+    found.set_limits(limits)
+    return found
 
 
 def make(provider: str, key: str, urls: tuple[str, ...]) -> Provider:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from sonify.errors import ValidationError
 from sonify.models import BY_MODEL_ID, ModelSpec
 
+from .accounts import request_account
 from .routing import Handler, HttpError, Request, Response, json_response
 from .storage import content_type_for, is_loopback, safe_name
 from .tasks import Task
@@ -272,6 +273,7 @@ class FalRoutes:
             submitted=time.monotonic(),
             input=body,
             webhook=request.query.get("fal_webhook", [""])[0],
+            account=request_account(request.headers.get("Authorization")),  # its at-once limit (accounts.py)
         )
         self.em.tasks.add(task)
         self.em.record_submit(model_id)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sonify.models import BY_MODEL_ID
 
+from .accounts import Accounts
 from .fal_routes import FalRoutes, StreamShape
 from .faults import ANSWERING, RESHAPING, FaultBoard, TaskFault
 from .routing import Body, Request, Response, Router, declared_length, json_response
@@ -248,7 +249,8 @@ class Emulator:
     status stream), `fal_stream` (how that stream is sent: fal's way, or chatty, quiet, close-delimited, cut
     mid-event — a fal_routes.StreamShape), `cdn_token_seconds` (lifetime of fal CDN upload tokens),
     `uplink_mbps` (request bodies, uploads above all, are read no faster than this many Mbit/s, shared like one
-    link; None: as fast as they come); before start(): `max_upload_bytes`. A submit with a webhook URL gets a signed
+    link; None: as fast as they come); before start(): `max_upload_bytes`. `limit_account(key, ...)`: an account
+    level's limits for that key (accounts.py). A submit with a webhook URL gets a signed
     delivery when its task ends (`webhooks`, `deliveries`; hostile ones: `next_delivery`).
     """
 
@@ -280,6 +282,7 @@ class Emulator:
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self.uplink_mbps = uplink_mbps
         self.uplink = Uplink(self)
+        self.accounts = Accounts()
         self.faults = FaultBoard()
         # Request faults are the board's own: inject, drop, lose, delay, truncate, redirect, malformed.
         board = self.faults
@@ -319,7 +322,7 @@ class Emulator:
         self.url, self.files_url = api.url, files.url
         self.storage = Storage(root, self.max_upload_bytes, files.url)
         self.tasks = TaskBoard(self.storage, self._stopping, slots=lambda provider: self.concurrency.get(provider),
-                               on_final=self._deliver)
+                               on_final=self._deliver, account_slots=self.accounts.at_once)
         fal, wavespeed = FalRoutes(self), WaveSpeedRoutes(self)
         self._payloads = {"fal": fal.webhook_payload, "wavespeed": wavespeed.webhook_payload}
         files.router.add_all(self.storage.routes() + fal.cdn_routes())
@@ -378,6 +381,14 @@ class Emulator:
             self.webhooks.deliver(task.provider, task.webhook, task.shown_id, self._payloads[task.provider](task))
 
     # --- behaviour switches ---
+
+    def limit_account(self, key: str, *, starts: int | None = 2, seconds: float = 60.0, at_once: int | None = 2,
+                      retry_after: bool = True) -> None:
+        """The account of `key` gets an account level's limits (accounts.py; the defaults: WaveSpeed's Bronze): at
+        most `starts` tasks started in any `seconds` (WaveSpeed's submits past it: 429, with Retry-After unless
+        `retry_after` is False; fal documents no start rate) and `at_once` processing (the others wait in the
+        queue). `seconds` shortens the documented minute so tests run fast."""
+        self.accounts.limit(key, starts, seconds, at_once, retry_after)
 
     def seconds_for(self, model_id: str) -> float:
         return self.per_model_seconds.get(model_id, self.model_seconds)

@@ -1,8 +1,8 @@
 """Emulated remote tasks: created -> processing -> completed | failed | cancelled | deleted, over configurable
 time.
 
-Provider-neutral: each provider's routes map these statuses onto their own wire format. A provider
-may have a concurrency limit: its tasks past that many wait in "created", first come first served.
+Provider-neutral: each provider's routes map these statuses onto their own wire format. A provider, and an
+account (accounts.py), may have a concurrency limit: tasks past it wait in "created", first come first served.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class Task:
     name: str = ""  # set by hand_out("task_id"): the id the answers give (and requests find it by) instead of `id`
     input: dict[str, Any] | None = None  # the submit body as sent (fal's request listing shows it)
     webhook: str = ""  # the submit's webhook URL: a signed delivery is POSTed there once the task is final
+    account: str = ""  # accounts.account_of(the submit's key)
     created_at: str = ""  # ISO 8601, UTC
     submitted: float = field(default_factory=time.monotonic)
     status: str = "created"
@@ -84,16 +85,19 @@ class TaskBoard:
     """Holds every task and runs one daemon worker thread per task.
 
     `on_final(task)` is called (outside the lock) with a snapshot of each task as it reaches a final status.
-    `slots(provider)` is the number of that provider's tasks that may be processing at once (None:
-    no limit); read whenever a task looks for a slot, so it can be changed at any time."""
+    `slots(provider)` is the number of that provider's tasks that may be processing at once, and
+    `account_slots(account)` that of one account's (None: no limit); read whenever a task looks for a slot, so
+    they can be changed at any time."""
 
     def __init__(
         self, storage: Storage, stopping: threading.Event, slots: Callable[[str], int | None] = lambda provider: None,
         on_final: Callable[[Task], None] = lambda task: None,
+        account_slots: Callable[[str], int | None] = lambda account: None,
     ) -> None:
         self._storage = storage
         self._stopping = stopping
         self._slots = slots
+        self._account_slots = account_slots
         self._on_final = on_final  # called with a snapshot once a task's final status is set (webhooks)
         self._changed = threading.Condition()
         self._tasks: dict[str, Task] = {}
@@ -173,11 +177,22 @@ class TaskBoard:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _position(self, task: Task) -> int:
+    def _position(self, task: Task, account: bool = False) -> int:
+        """Tasks of the same provider (and `account`) waiting ahead of this one."""
         return sum(
             1 for t in self._tasks.values()
             if t.provider == task.provider and t.status == "created" and not t.stuck and t.submitted < task.submitted
+            and (not account or t.account == task.account)
         )
+
+    def _free(self, task: Task) -> bool:
+        """Whether a slot is this task's now: within the provider's limit and its account's."""
+        limit, own = self._slots(task.provider), self._account_slots(task.account)
+        running = [t for t in self._tasks.values() if t.provider == task.provider and t.status == "processing"]
+        if limit is not None and self._position(task) >= limit - len(running):
+            return False
+        mine = sum(1 for t in running if t.account == task.account)
+        return own is None or self._position(task, account=True) < own - mine
 
     def _start(self, task_id: str) -> float | None:
         """Wait for a free slot, then mark the task processing; its start time, or None if the task
@@ -190,9 +205,7 @@ class TaskBoard:
                 if task.stuck:
                     self._changed.wait(SLOT_CHECK)
                     continue
-                limit = self._slots(task.provider)
-                running = sum(1 for t in self._tasks.values() if t.provider == task.provider and t.status == "processing")
-                if limit is None or self._position(task) < limit - running:
+                if self._free(task):
                     started = time.monotonic()
                     self._tasks[task_id] = dataclasses.replace(task, status="processing", started=started)
                     self._changed.notify_all()

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sonify.errors import ValidationError
 from sonify.models import BY_MODEL_ID, MMAUDIO_V2, ModelSpec, Param
 
+from .accounts import request_account
 from .multipart import MultipartError, boundary_of, read_form
 from .routing import Handler, Request, Response, json_response
 from .storage import content_type_for, safe_name
@@ -186,7 +187,13 @@ class WaveSpeedRoutes:
             params, media, sync = split_submit_body(spec, request.read_json())
         except ValidationError as e:
             return error(400, str(e))
-        task = self._new_task(spec, params, media, webhook=request.query.get("webhook", [""])[0])
+        account = request_account(request.headers.get("Authorization"))
+        wait = self.em.accounts.start(account)
+        if wait is not None:  # past the account level's video tasks a minute: refused, no task (accounts.py)
+            limited = error(429, "Too many requests: your account level's limit of tasks started a minute is reached")
+            limited.headers.update(self.em.accounts.retry_after(account, wait))
+            return limited
+        task = self._new_task(spec, params, media, webhook=request.query.get("webhook", [""])[0], account=account)
         self.em.tasks.add(task)
         self.em.record_submit(model_id)
         if sync:
@@ -200,7 +207,8 @@ class WaveSpeedRoutes:
             }
         return json_response(200, envelope(data))
 
-    def _new_task(self, spec: ModelSpec, params: dict[str, Any], media: dict[str, str], webhook: str) -> Task:
+    def _new_task(self, spec: ModelSpec, params: dict[str, Any], media: dict[str, str], webhook: str,
+                  account: str) -> Task:
         return Task(
             id=secrets.token_hex(16),
             provider=PROVIDER,
@@ -215,6 +223,7 @@ class WaveSpeedRoutes:
             created_at=iso_utc(datetime.now(timezone.utc)),
             submitted=time.monotonic(),
             webhook=webhook,
+            account=account,
         )
 
     def result(self, request: Request, match: re.Match[str]) -> Response:
