@@ -40,12 +40,42 @@ def test_every_clip_and_voice_a_workflow_names_is_shipped_and_plays():
             assert samples.shape[1] / rate >= 3 and abs(samples).max() > 0.1
 
 
-def test_the_media_is_linked_into_the_input_folder_once_and_a_users_file_is_kept(tmp_path):
+def passes_comfyui_033_input_check(input_dir, name) -> bool:
+    """ComfyUI 0.33's Load Video / Load Audio validation (folder_paths.exists_annotated_filepath): the file's real
+    path, links resolved, lies inside the real input folder, and exists."""
+    folder, target = os.path.realpath(input_dir), os.path.realpath(input_dir / name)
+    return os.path.commonpath((folder, target)) == folder and os.path.exists(target)
+
+
+def test_the_media_is_copied_into_the_input_folder_once_and_a_users_file_is_kept(tmp_path):
     offer = module("nodes.example_media").offer
     (tmp_path / "sonify_example_voice.wav").write_bytes(b"the user's own")
     placed = offer(tmp_path)
     assert sorted(placed) == sorted(p.name for p in MEDIA.iterdir() if p.name != "sonify_example_voice.wav")
     for name in placed:
-        assert os.path.realpath(tmp_path / name) == str((MEDIA / name).resolve())
+        assert not (tmp_path / name).is_symlink() and (tmp_path / name).read_bytes() == (MEDIA / name).read_bytes()
+        assert passes_comfyui_033_input_check(tmp_path, name)
     assert (tmp_path / "sonify_example_voice.wav").read_bytes() == b"the user's own"
     assert offer(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in MEDIA.iterdir())  # no partial file
+
+
+def test_a_link_the_pack_made_before_becomes_a_copy_and_a_users_link_stays(tmp_path):
+    """Earlier versions linked the media in: such a link (even one left dangling by a moved checkout) fails
+    ComfyUI 0.33's check, so it is replaced; a link of the user's own to another file is theirs."""
+    offer = module("nodes.example_media").offer
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    os.symlink(MEDIA / "sonify_example_clip.mp4", inputs / "sonify_example_clip.mp4")
+    os.symlink(tmp_path / "gone" / "example_workflows" / "media" / "sonify_example_voice.wav",
+               inputs / "sonify_example_voice.wav")
+    own = tmp_path / "my_take.wav"
+    own.write_bytes(b"mine")
+    os.symlink(own, inputs / "sonify_example_sound.wav")
+    assert not passes_comfyui_033_input_check(inputs, "sonify_example_clip.mp4")
+
+    placed = offer(inputs)
+    assert {"sonify_example_clip.mp4", "sonify_example_voice.wav"} <= set(placed)
+    assert "sonify_example_sound.wav" not in placed and (inputs / "sonify_example_sound.wav").is_symlink()
+    for name in ("sonify_example_clip.mp4", "sonify_example_voice.wav"):
+        assert not (inputs / name).is_symlink() and passes_comfyui_033_input_check(inputs, name)
