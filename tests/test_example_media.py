@@ -3,10 +3,12 @@ names shipped in example_workflows/media, and those put in ComfyUI's input folde
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
 import av
+import numpy as np
 from pack import ROOT, module
 
 from sonify import media
@@ -20,13 +22,26 @@ def named_files(path) -> set[str]:
     return {n["widgets_values"][0] for n in nodes if n["type"] in ("LoadVideo", "LoadAudio")}
 
 
-def test_every_workflow_has_a_thumbnail_the_frontend_can_show():
+def thumbnail(workflow) -> np.ndarray:
+    with av.open(str(workflow.with_suffix(".jpg"))) as container:
+        assert container.streams.video[0].codec_context.name == "mjpeg"
+        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def test_every_workflow_has_a_square_thumbnail_the_frontend_can_show():
+    """The template browser's card is square: a square picture fills it (a wide one is a strip in the middle)."""
     assert WORKFLOWS
     for workflow in WORKFLOWS:
-        with av.open(str(workflow.with_suffix(".jpg"))) as container:
-            frame = next(container.decode(video=0))
-            assert container.streams.video[0].codec_context.name == "mjpeg"
-            assert frame.width == 480 and 150 < frame.height < 400
+        assert thumbnail(workflow).shape == (512, 512, 3), workflow.name
+
+
+def test_every_thumbnail_is_its_own_picture():
+    """No two cards look alike: any two thumbnails differ in a good part of their pixels (where each showed one
+    clip's stills and waveform, most pairs differed in under 1 % of them)."""
+    pictures = {w.name: thumbnail(w).astype(np.int16) for w in WORKFLOWS}
+    for (a, first), (b, second) in itertools.combinations(pictures.items(), 2):
+        differing = (np.abs(first - second).max(axis=-1) > 48).mean()
+        assert differing > 0.04, f"{a} and {b} differ in only {differing:.1%} of their pixels"
 
 
 def test_every_clip_and_voice_a_workflow_names_is_shipped_and_plays():
