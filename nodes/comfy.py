@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import json
 import logging
 import shutil
@@ -195,11 +196,14 @@ def raise_interrupted() -> None:
 def video_source(video: Any, workdir: Path) -> dict[str, Any]:
     """A ComfyUI VIDEO as engine arguments: a file path when it is file-backed, else frames + fps."""
     if _is_file_backed(video):
+        target = workdir / "input-video.mp4"
+        if _trim_window(video) != (0.0, 0.0):  # the stream is the whole file: the VIDEO's own save_to cuts it
+            video.save_to(str(target))
+            return {"path": str(target)}
         stream = video.get_stream_source()
         if isinstance(stream, (str, Path)):
             return {"path": str(stream)}
-        target = workdir / "input-video.mp4"  # an in-memory file (BytesIO)
-        stream.seek(0)
+        stream.seek(0)  # an in-memory file (BytesIO)
         with open(target, "wb") as out:
             shutil.copyfileobj(stream, out)
         return {"path": str(target)}
@@ -208,6 +212,16 @@ def video_source(video: Any, workdir: Path) -> dict[str, Any]:
     components = video.get_components()
     # CreateVideo's rate is Fraction(<the fps FLOAT>): snapped like the `fps` widget (29.97… → 30000/1001)
     return {"frames": frames_array(components.images, "video"), "fps": media.exact_fps(components.frame_rate)}
+
+
+def _trim_window(video: Any) -> tuple[float, float]:
+    """(start, duration) in seconds of a host VIDEO trimmed without a new file (ComfyUI 0.33's VideoFromFile after
+    a trim node: its get_stream_source() is the untrimmed file); (0, 0) for a whole one, or on a host without."""
+    window = getattr(video, "get_active_trim_window", None)
+    if window is None:
+        return 0.0, 0.0
+    start, duration = window()
+    return float(start), float(duration)
 
 
 def frames_array(images: Any, name: str = "images") -> Any:
@@ -236,9 +250,9 @@ def frames_sound(video: Any) -> tuple[Any, int] | None:
 
 def _is_file_backed(video: Any) -> bool:
     """True when the VIDEO overrides get_stream_source (VideoFromFile does). The base class's
-    version encodes the frames to a buffer — and in ComfyUI 0.8 fails for lack of a format. Our own
-    frames VIDEO is frames: its file is made only when something asks for one."""
-    if isinstance(getattr(video, "_sonify_file", None), _LazyFile):
+    version encodes the frames to a buffer — and in ComfyUI 0.8 fails for lack of a format. Sonify's
+    own frames VIDEO is frames, though it can give a stream: its file is made only when asked for."""
+    if getattr(video, "_sonify_frames", False):
         return False
     try:
         from comfy_api.input import VideoInput
@@ -258,36 +272,74 @@ def make_video(path: Path) -> Any:
     return VideoFromFile(str(path))
 
 
-def frames_video(images: Any, frame_rate: Fraction, audio: dict[str, Any]) -> Any:
-    """A VIDEO of these frames (the very tensor) with `audio`, shaped like core's VideoFromComponents:
-    nothing is encoded until a downstream node asks it for a file or a stream, or saves it — then once."""
-    file = _LazyFile(images, frame_rate, audio)
+def frames_video(images: Any, frame_rate: Fraction, audio: dict[str, Any], like: Any = None) -> Any:
+    """A VIDEO of these frames (the very tensor) with `audio`: nothing is encoded until a downstream node saves
+    it or asks it for a stream. `like`: the VIDEO the frames came from, whose bit depth the new one keeps.
+
+    In ComfyUI it is core's own VideoFromComponents, so the host's SaveVideo passes its every argument (container,
+    codec, crf, bit depth, colour space, metadata) to the host's own encoder. Where that class cannot give a
+    stream of its frames (ComfyUI 0.8), a subclass adds only that (_streamed_frames_video)."""
     try:
+        from comfy_api.input_impl import VideoFromComponents
         from comfy_api.util import VideoComponents
     except ImportError:
-        return FramesVideo(images, frame_rate, audio, file)
-    video = _host_frames_video()(VideoComponents(images=images, audio=audio, frame_rate=frame_rate))
-    video._sonify_file = file
-    return video
+        return FramesVideo(images, frame_rate, audio, _LazyFile(images, frame_rate, audio))
+    components = VideoComponents(images=images, audio=audio, frame_rate=frame_rate)
+    video_class = VideoFromComponents if _host_streams_frames() else _streamed_frames_video()
+    if "bit_depth" in inspect.signature(VideoFromComponents.__init__).parameters:  # 0.33: 8 or 10 when encoded
+        return video_class(components, bit_depth=_bit_depth(like))
+    return video_class(components)
+
+
+def _bit_depth(video: Any) -> int:
+    """The bit depth a VIDEO's frames are encoded at (CreateVideo's 8 or 10); 8 for IMAGE frames."""
+    return int(video.get_bit_depth()) if hasattr(video, "get_bit_depth") else 8
 
 
 @functools.cache
-def _host_frames_video() -> type:
-    """Core's VideoFromComponents whose file is our _LazyFile (core's own cannot give a stream in 0.8)."""
+def _host_streams_frames() -> bool:
+    """True when core's VideoFromComponents gives a stream of its frames itself (ComfyUI 0.33: its save_to
+    writes a buffer as MP4). Found by asking it for one frame's: in 0.8 that fails (PyAV cannot tell which
+    container to write into a buffer), and the subclass below stands in."""
+    import av
+    import torch
+    from comfy_api.input_impl import VideoFromComponents
+    from comfy_api.util import VideoComponents
+
+    probe = VideoFromComponents(VideoComponents(images=torch.zeros(1, 16, 16, 3), frame_rate=Fraction(24)))
+    try:
+        probe.get_stream_source()
+    except (ValueError, av.error.FFmpegError) as exc:  # 0.8: "Could not determine output format"
+        log.debug("core's frames VIDEO gives no stream here (%s): Sonify's gives a file", exc)
+        return False
+    return True
+
+
+@functools.cache
+def _streamed_frames_video() -> type:
+    """Core's VideoFromComponents with a stream (ComfyUI 0.8, whose own cannot give one): the frames saved once,
+    by the host's own save_to, to a file in the temp folder. save_to itself is the host's, untouched."""
     from comfy_api.input_impl import VideoFromComponents
 
     class SonifyFramesVideo(VideoFromComponents):
-        def get_stream_source(self) -> str:
-            return self._sonify_file.path()
+        _sonify_frames = True  # frames, for _is_file_backed, though it overrides get_stream_source
 
-        def save_to(self, path: Any, format: Any = None, codec: Any = None, metadata: dict | None = None) -> None:
-            self._sonify_file.save_to(path, metadata)
+        def get_stream_source(self) -> str:
+            with _SAVING:
+                if getattr(self, "_sonify_path", None) is None:
+                    path = temp_dir() / f"sonify-frames-{uuid.uuid4().hex[:12]}.mp4"
+                    self.save_to(str(path))
+                    self._sonify_path = path
+            return str(self._sonify_path)
 
     return SonifyFramesVideo
 
 
+_SAVING = threading.Lock()
+
+
 class _LazyFile:
-    """The file of a frames VIDEO: the frames encoded (near-losslessly, at their exact rate) with the
+    """The file of the stand-in frames VIDEO: the frames encoded (near-losslessly, at their exact rate) with the
     sound, made the first time it is asked for and then reused."""
 
     def __init__(self, images: Any, frame_rate: Fraction, audio: dict[str, Any]) -> None:
@@ -326,7 +378,9 @@ class _LazyFile:
 
 
 class FramesVideo:
-    """Stand-in for the frames VIDEO outside ComfyUI (tests, older hosts): the same methods."""
+    """Stand-in for core's VideoFromComponents outside ComfyUI (tests, hosts before comfy_api): its methods."""
+
+    _sonify_frames = True
 
     def __init__(self, images: Any, frame_rate: Fraction, audio: dict[str, Any], file: _LazyFile) -> None:
         self.images, self.frame_rate, self.audio = images, frame_rate, audio

@@ -2,9 +2,9 @@
 template runs the first time it is opened: Load Video and Load Audio list that folder's own files only (not
 its subfolders, nor any other folder ComfyUI knows).
 
-Each file is a symbolic link to the pack's copy (nothing duplicated; an update of the pack updates it), or a
-copy where links cannot be made (Windows without the right). A file of that name already there is the
-user's and is left alone.
+Each file is a copy, not a link: ComfyUI 0.33's Load Video and Load Audio resolve links and refuse a file whose
+real path is outside the input folder ("Invalid video file"). A link this pack made there before is replaced by
+a copy. A file of that name already there, or a link to anywhere else, is the user's and is left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 log = logging.getLogger("sonify")
@@ -20,7 +21,8 @@ MEDIA = Path(__file__).resolve().parents[1] / "example_workflows" / "media"
 
 
 def offer(input_dir: Path, media_dir: Path = MEDIA) -> list[str]:
-    """Link (else copy) each example file into `input_dir`; the names newly placed there."""
+    """Copy each example file into `input_dir` where it is missing (or is an old link of this pack's); the
+    names newly placed there."""
     placed = []
     try:
         sources = sorted(media_dir.iterdir())
@@ -29,15 +31,31 @@ def offer(input_dir: Path, media_dir: Path = MEDIA) -> list[str]:
         return placed
     for source in sources:
         target = input_dir / source.name
-        if target.exists() or target.is_symlink():
+        if target.is_symlink() and not _is_pack_link(target):
+            continue
+        if target.exists() and not target.is_symlink():
             continue
         try:
-            os.symlink(source, target)
-        except OSError:
-            try:
-                shutil.copyfile(source, target)
-            except OSError as exc:
-                log.warning("could not put the example file %s in %s: %s", source.name, input_dir, exc.strerror or exc)
-                continue
+            _copy(source, target)
+        except OSError as exc:
+            log.warning("could not put the example file %s in %s: %s", source.name, input_dir, exc.strerror or exc)
+            continue
         placed.append(source.name)
     return placed
+
+
+def _is_pack_link(link: Path) -> bool:
+    """A link this pack made: to a file of the same name in a Sonify checkout's example_workflows/media (this
+    one, or one since moved or deleted, so the link may dangle)."""
+    pointed = Path(os.readlink(link))
+    return pointed.name == link.name and pointed.parent.parts[-2:] == ("example_workflows", "media")
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A copy that appears whole or not at all (Load Video lists the folder at any moment), replacing a link."""
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)

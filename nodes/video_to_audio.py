@@ -23,8 +23,8 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
         if result.video_path is not None:
             picture = comfy.make_video(result.video_path)
         else:  # frames in: the frames themselves with the new sound (the first take), encoded only if asked
-            picture = comfy.frames_video(*source_picture(video, images, fps), comfy.to_audio(result.audio,
-                                                                                            result.sample_rate))
+            picture = comfy.frames_video(*source_picture(video, images, fps),
+                                         comfy.to_audio(result.audio, result.sample_rate), like=video)
         extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
         outputs = (sound, picture, *extra, json.dumps(result.info))
         return {"ui": {"audio": [comfy.preview_file(result.video_path, result.audio, result.sample_rate)]},

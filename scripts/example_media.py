@@ -1,11 +1,11 @@
-"""Make what the example workflows run on the first time, and their template thumbnails, from real runs:
+"""Make what the example workflows run on the first time, and their template card pictures, from real runs:
 
     example_workflows/media/   sonify_example_clip.mp4 (the demo's bouncing ball, 4 s), sonify_example_talking_head.mp4
                                (a drawn face, 3 s), sonify_example_voice.wav (a synthetic voice, 3 s),
                                sonify_example_sound.wav (the emulator's MMAudio sound for the clip),
                                sonify_example_long_clip.mp4 (36 s in three shots: longer than one MMAudio job)
-    example_workflows/<name>.jpg  each workflow's model run on that media through the local emulator, drawn by
-                               scripts/readme_figure.py (stills, waveform, spectrogram), labelled as the emulator's
+    example_workflows/<title>.jpg  each workflow's card picture (template_thumbnails.py): its own input and what
+                               its run through the local emulator gave back, labelled as the emulator's
 
     .venv/bin/python scripts/example_media.py
 
@@ -14,10 +14,13 @@ Generated, never filmed or recorded: nothing in them belongs to anyone. Run agai
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -26,31 +29,80 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from readme_figure import figure  # after the path is set
+import template_thumbnails as cards  # after the path is set
 
-from sonify import media, models, pipeline
+from sonify import media, models, pipeline, soundtrack
 from sonify_devtools.demo import DEMO_FAL_KEY, DEMO_KEY, _environment, demo_frames
 from sonify_devtools.emulator import Emulator
 
 WORKFLOWS = ROOT / "example_workflows"
 MEDIA = WORKFLOWS / "media"
 VOICE_RATE = 16000
-THUMB_WIDTH = 480
+CLIP, LONG_CLIP, HEAD = "sonify_example_clip.mp4", "sonify_example_long_clip.mp4", "sonify_example_talking_head.mp4"
 
-# workflow -> (the model its sound comes from, or None for the local Mux node; the clip it runs on)
-RUNS = {
-    "mmaudio_v2_foley_for_a_clip": (models.MMAUDIO_V2, "sonify_example_clip.mp4"),
-    "mmaudio_v2_foley_from_image_frames": (models.MMAUDIO_V2, "sonify_example_clip.mp4"),
-    "fetch_result_by_task_id": (models.MMAUDIO_V2, "sonify_example_clip.mp4"),
-    "thinksound_wavespeed_sound_from_video": (models.THINKSOUND_WAVESPEED, "sonify_example_clip.mp4"),
-    "thinksound_fal_sound_from_video": (models.THINKSOUND_FAL, "sonify_example_clip.mp4"),
-    "kling_video_to_audio_sfx_and_music": (models.KLING_V2A, "sonify_example_clip.mp4"),
-    "sync_lipsync_video_to_voice": (models.SYNC_LIPSYNC, "sonify_example_talking_head.mp4"),
-    "mux_audio_replace_or_mix": (None, "sonify_example_clip.mp4"),
-    "mmaudio_v2_long_clip_in_windows": (models.MMAUDIO_V2, "sonify_example_long_clip.mp4"),
-    "mmaudio_v2_takes_pick_mux": (models.MMAUDIO_V2, "sonify_example_clip.mp4"),
+
+@dataclass(frozen=True)
+class Template:
+    """How a workflow's card picture is made: the model its sound comes from (None: the local Mux node), the
+    media it runs on (as a file, or as IMAGE frames), how many takes, and what the card draws."""
+
+    spec: models.ModelSpec | None
+    source: str
+    card: cards.Card
+    frames: bool = False
+    variations: int = 1
+    params_from: str | None = None  # the workflow whose model node holds the parameters, if not this one
+
+
+WS = "WAVESPEED"
+SOUND = cards.wave(cards.WAVE)
+# Each workflow by its file name (its card's title in ComfyUI's template browser). The Mux card needs the
+# sound of the first one's run, so that one comes first.
+TEMPLATES = {
+    "MMAudio - Foley for a Clip": Template(
+        models.MMAUDIO_V2, CLIP, cards.Card("FOLEY", f"MMAUDIO V2 - {WS}", cards.motion, SOUND)),
+    "MMAudio - Sound for Frames": Template(
+        models.MMAUDIO_V2, CLIP, cards.Card("IMAGE FRAMES IN", f"MMAUDIO V2 - {WS}", cards.frame_grid, SOUND),
+        frames=True),
+    "MMAudio - A 36 s Clip": Template(
+        models.MMAUDIO_V2, LONG_CLIP, cards.Card("36 S IN WINDOWS", f"MMAUDIO V2 - {WS}", cards.shots, cards.windows)),
+    "MMAudio - Four Takes": Template(
+        models.MMAUDIO_V2, CLIP, cards.Card("FOUR TAKES", "PICK TAKE 3 - MUX AUDIO", cards.take_stills, cards.takes),
+        variations=4),
+    "ThinkSound on WaveSpeed": Template(
+        models.THINKSOUND_WAVESPEED, CLIP,
+        cards.Card("THINKSOUND", WS, cards.captioned("PROMPT=prompt"), cards.spectrum)),
+    "ThinkSound on fal": Template(
+        models.THINKSOUND_FAL, CLIP,
+        cards.Card("THINKSOUND", "FAL", cards.motion, cards.prompt_and_spectrum, cards.FAL)),
+    "Kling - Effects and Music": Template(
+        models.KLING_V2A, CLIP,
+        cards.Card("EFFECTS + MUSIC", f"KLING - {WS}", cards.captioned("SFX=sound_effect_prompt", "MUSIC=bgm_prompt"),
+                   cards.spectrum)),
+    "Lipsync a Video to a Voice": Template(
+        models.SYNC_LIPSYNC, HEAD, cards.Card("LIPSYNC", f"SYNC LIPSYNC 1.9 - {WS}", cards.face, SOUND)),
+    "Mux Audio - Replace or Mix": Template(
+        None, CLIP, cards.Card("MUX AUDIO", "LOCAL - FREE", cards.motion, cards.mix, cards.LOCAL)),
+    "Fetch a Result by Task ID": Template(
+        models.MMAUDIO_V2, CLIP, cards.Card("FETCH BY ID", "A PAID RESULT AGAIN - NO NEW COST", cards.task_id, SOUND),
+        params_from="MMAudio - Foley for a Clip"),
 }
-PROMPTS = {"prompt": "a ball bouncing on a wooden floor", "sound_effect_prompt": "a ball bouncing on a wooden floor"}
+
+
+LOCAL_NODES = ("SonifyPickAudio", "SonifyMuxAudio", "SonifyFetchResult")
+
+
+def workflow_params(name: str, spec: models.ModelSpec) -> dict[str, Any]:
+    """The model parameters the workflow's Sonify node holds (its widget values, in the order of the model's
+    parameters; the frontend keeps a "control after generate" value after the seed)."""
+    workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    node = next(n for n in workflow["nodes"] if n["type"].startswith("Sonify") and n["type"] not in LOCAL_NODES)
+    values, params = list(node["widgets_values"]), {}
+    for param in spec.params:
+        params[param.name] = values.pop(0)
+        if param.seed:
+            values.pop(0)
+    return params
 
 
 def long_clip_frames(seconds: int = 36, fps: int = 12, w: int = 160, h: int = 120) -> np.ndarray:
@@ -97,21 +149,42 @@ def synthetic_voice(seconds: float = 3.0) -> np.ndarray:
 
 
 def write_jpg(image: np.ndarray, path: Path) -> None:
-    height = round(image.shape[0] * THUMB_WIDTH / image.shape[1]) // 2 * 2
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(THUMB_WIDTH, height)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
     codec = av.CodecContext.create("mjpeg", "w")
-    codec.width, codec.height, codec.pix_fmt = THUMB_WIDTH, height, "yuvj420p"
-    codec.options = {"qscale": "4"}
+    codec.width, codec.height, codec.pix_fmt = image.shape[1], image.shape[0], "yuvj420p"
+    codec.options = {"qscale": "3"}
     packets = codec.encode(frame.reformat(format="yuvj420p")) + codec.encode(None)
     path.write_bytes(b"".join(bytes(p) for p in packets))
 
 
+def card_run(name: str, template: Template, voice: np.ndarray, work: Path, first: cards.Run | None) -> cards.Run:
+    """The run a card is drawn from: the template's model through the emulator (or the Mux node's mix)."""
+    frames, fps = media.decode_frames(MEDIA / template.source)
+    if template.spec is None:  # Mux Audio: the shipped sound (the first card's, at half its rate) mixed at -6 dB
+        clip = MEDIA / template.source
+        sound = media.fit_length(first.sound, first.rate, media.probe(clip).duration)[:1, ::2]
+        media.write_wav(sound, first.rate // 2, MEDIA / "sonify_example_sound.wav")
+        out = work / "mux.mp4"
+        soundtrack.put_on_video(clip, sound, first.rate // 2, out, mode="mix", audio_gain_db=-6.0)
+        mixed, rate = media.decode_audio(out)
+        return cards.Run(frames, float(fps), mixed, rate, audio_in=sound)
+    spec = template.spec
+    params = workflow_params(template.params_from or name, spec)
+    source = (media.VideoSource(frames=frames, fps=fps) if template.frames
+              else media.VideoSource(path=str(MEDIA / template.source)))
+    result = pipeline.run(spec, params, source, out_dir=work / name, variations=template.variations,
+                          audio=pipeline.AudioInput(voice, VOICE_RATE) if spec.audio_field else None)
+    if result.video_path is not None and spec.audio_field:  # lipsync: the provider's picture is the result
+        frames, fps = media.decode_frames(result.video_path)
+    return cards.Run(frames, float(fps), result.audio, result.sample_rate, info=result.info, extra=result.extra,
+                     takes=[take.audio for take in result.takes], params=params)
+
+
 def main() -> int:
     MEDIA.mkdir(parents=True, exist_ok=True)
-    clip = MEDIA / "sonify_example_clip.mp4"
-    media.frames_to_mp4(demo_frames(), Fraction(24), clip)
-    media.frames_to_mp4(talking_head_frames(), Fraction(25), MEDIA / "sonify_example_talking_head.mp4")
-    media.frames_to_mp4(long_clip_frames(), Fraction(12), MEDIA / "sonify_example_long_clip.mp4")
+    media.frames_to_mp4(demo_frames(), Fraction(24), MEDIA / CLIP)
+    media.frames_to_mp4(talking_head_frames(), Fraction(25), MEDIA / HEAD)
+    media.frames_to_mp4(long_clip_frames(), Fraction(12), MEDIA / LONG_CLIP)
     voice = synthetic_voice()
     media.write_wav(voice, VOICE_RATE, MEDIA / "sonify_example_voice.wav")
     with tempfile.TemporaryDirectory(prefix="sonify-examples-") as tmp, \
@@ -120,23 +193,13 @@ def main() -> int:
                          SONIFY_FAL_QUEUE_URL=emu.url, SONIFY_FAL_REST_URL=emu.url, SONIFY_FAL_API_URL=emu.url,
                          SONIFY_FAL_CDN_URL=emu.files_url,
                          SONIFY_STATE_DIR=str(Path(tmp) / "state")):
-        results: dict[str, Path] = {}
-        for name, (spec, source) in RUNS.items():
-            if spec is None:  # the Mux node's sound: the MMAudio run's, put on the clip
-                sound, rate = media.decode_audio(results["mmaudio_v2_foley_for_a_clip"])
-                media.write_wav(media.fit_length(sound, rate, media.probe(clip).duration)[:1, ::2], rate // 2,
-                                MEDIA / "sonify_example_sound.wav")
-                results[name] = results["mmaudio_v2_foley_for_a_clip"]
-                label = "MUX AUDIO: THE EMULATOR'S SOUND PUT ON THE CLIP - SYNTHETIC, NOT A REAL MODEL"
-            else:
-                params = {k: v for k, v in PROMPTS.items() if any(p.name == k for p in spec.params)}
-                voice_in = pipeline.AudioInput(voice, VOICE_RATE) if spec.audio_field else None
-                result = pipeline.run(spec, params, media.VideoSource(path=str(MEDIA / source)),
-                                      out_dir=Path(tmp) / name, audio=voice_in)
-                results[name] = result.video_path
-                label = f"{spec.title.split(' · ')[0].upper()} THROUGH THE LOCAL EMULATOR: SYNTHETIC SOUND - NOT A REAL MODEL"
-            write_jpg(figure(results[name], label), WORKFLOWS / f"{name}.jpg")
-            print(f"{name}.jpg ({(WORKFLOWS / f'{name}.jpg').stat().st_size // 1024} KB)")
+        first = None
+        for name, template in TEMPLATES.items():
+            run = card_run(name, template, voice, Path(tmp), first)
+            first = first or run
+            path = WORKFLOWS / f"{name}.jpg"
+            write_jpg(cards.thumbnail(template.card, run), path)
+            print(f"{path.name} ({path.stat().st_size // 1024} KB)")
     for path in sorted(MEDIA.iterdir()):
         print(f"media/{path.name} ({path.stat().st_size // 1024} KB)")
     return 0

@@ -114,9 +114,9 @@ def figure(path: Path, label: str) -> np.ndarray:
         _text_block("VIDEO (GENERATED CLIP: A BALL BOUNCING ONCE A SECOND)" if label == EMULATOR_LABEL else "VIDEO", DIM),
         _stills(frames, inner),
         _text_block("WAVEFORM", DIM),
-        _waveform(audio, inner),
+        waveform(audio, inner),
         _text_block(f"SPECTROGRAM 0 - {MAX_HZ // 1000} KHZ", DIM),
-        _spectrogram(audio, rate, inner),
+        spectrogram(audio, rate, inner),
         _time_axis(seconds, inner),
     ]
     body = np.concatenate([_pad(part, inner) for part in parts], axis=0)
@@ -136,34 +136,35 @@ def _stills(frames: np.ndarray, width: int) -> np.ndarray:
         frame = frames[min(n - 1, int((k + 0.5) * n / STILLS))]
         tile = np.empty((tile_h, slot, 3), np.uint8)
         tile[:] = BACKGROUND
-        tile[:, 2:slot - 2] = _resize((frame * 255).round().astype(np.uint8), tile_h, slot - 4)
+        tile[:, 2:slot - 2] = resize((frame * 255).round().astype(np.uint8), tile_h, slot - 4)
         tiles.append(tile)
     return np.concatenate(tiles, axis=1)
 
 
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Nearest-neighbour resize (enough for a thumbnail of flat shapes)."""
     rows = (np.arange(height) * image.shape[0] / height).astype(int)
     cols = (np.arange(width) * image.shape[1] / width).astype(int)
     return image[rows][:, cols]
 
 
-def _waveform(audio: np.ndarray, width: int) -> np.ndarray:
+def waveform(audio: np.ndarray, width: int, height: int = WAVE_HEIGHT,
+             colour: tuple[int, int, int] = WAVE) -> np.ndarray:
     """Per pixel column, a line from the lowest to the highest sample in its slice of time."""
-    panel = np.empty((WAVE_HEIGHT, width, 3), np.uint8)
+    panel = np.empty((height, width, 3), np.uint8)
     panel[:] = BACKGROUND
-    middle = WAVE_HEIGHT // 2
+    middle = height // 2
     panel[middle] = DIM
     for x, chunk in enumerate(np.array_split(audio, width)):
         if chunk.size == 0:
             continue
         top = middle - round(float(chunk.max()) * (middle - 2))
         bottom = middle - round(float(chunk.min()) * (middle - 2))
-        panel[top:bottom + 1, x] = WAVE
+        panel[top:bottom + 1, x] = colour
     return panel
 
 
-def _spectrogram(audio: np.ndarray, rate: int, width: int) -> np.ndarray:
+def spectrogram(audio: np.ndarray, rate: int, width: int, height: int = SPEC_HEIGHT) -> np.ndarray:
     """Magnitude STFT (Hann window, one frame per pixel column) in dB over a 60 dB range, low
     frequencies at the bottom, coloured by RAMP."""
     n_fft = 2048
@@ -174,12 +175,12 @@ def _spectrogram(audio: np.ndarray, rate: int, width: int) -> np.ndarray:
     spectrum = np.abs(np.fft.rfft(frames, axis=1))[:, : int(MAX_HZ * n_fft / rate)]
     db = 20 * np.log10(spectrum + 1e-9)
     level = np.clip((db - (db.max() - 60)) / 60, 0, 1)
-    rows = np.linspace(0, level.shape[1] - 1, SPEC_HEIGHT).astype(int)[::-1]
+    rows = np.linspace(0, level.shape[1] - 1, height).astype(int)[::-1]
     level = np.round(level[:, rows].T * (LEVELS - 1)) / (LEVELS - 1)
-    return _colour(level)
+    return _ramp_colour(level)
 
 
-def _colour(level: np.ndarray) -> np.ndarray:
+def _ramp_colour(level: np.ndarray) -> np.ndarray:
     position = level * (len(RAMP) - 1)
     low = np.floor(position).astype(int).clip(0, len(RAMP) - 2)
     mix = (position - low)[..., None]
@@ -193,16 +194,16 @@ def _time_axis(seconds: float, width: int) -> np.ndarray:
     for second in range(int(seconds) + 1):
         x = min(width - 1, round(second / seconds * (width - 1)))
         panel[0:5, x] = INK
-        text = _text(f"{second} S", DIM)
+        text = draw_text(f"{second} S", DIM)
         left = min(max(0, x - text.shape[1] // 2), width - text.shape[1])
-        _paste(panel, text, 8, left)
+        paste(panel, text, 8, left)
     return panel
 
 
 # --- text ---
 
 
-def _text(text: str, colour: tuple[int, int, int], scale: int = 1) -> np.ndarray:
+def draw_text(text: str, colour: tuple[int, int, int], scale: int = 1) -> np.ndarray:
     """Text in the 5x7 font (unknown characters as spaces), on the background colour."""
     glyphs = [FONT.get(char, FONT[" "]) for char in text]
     mask = np.concatenate([np.pad(g, ((0, 0), (0, 1))) for g in glyphs], axis=1)
@@ -215,14 +216,14 @@ def _text(text: str, colour: tuple[int, int, int], scale: int = 1) -> np.ndarray
 
 def _text_block(text: str, colour: tuple[int, int, int], scale: int = 1) -> np.ndarray:
     """A line of text with space above and below."""
-    line = _text(text, colour, scale)
+    line = draw_text(text, colour, scale)
     block = np.empty((line.shape[0] + 12, line.shape[1], 3), np.uint8)
     block[:] = BACKGROUND
-    _paste(block, line, 8, 0)
+    paste(block, line, 8, 0)
     return block
 
 
-def _paste(target: np.ndarray, image: np.ndarray, top: int, left: int) -> None:
+def paste(target: np.ndarray, image: np.ndarray, top: int, left: int) -> None:
     h, w = image.shape[:2]
     target[top:top + h, left:left + w] = image
 

@@ -95,7 +95,10 @@ CORE: dict[str, Schema] = {
         [Widget("filename_prefix", "STRING"), Widget("audioUI", "UI")], []),
     # nodes.py
     "PreviewImage": _core([("images", "IMAGE")], [], []),
+    # the frontend's own (it sends ComfyUI nothing of it): a note, its text as its one widget value
+    "MarkdownNote": _core([], [Widget("text", "STRING")], []),
 }
+FRONTEND_ONLY = {"MarkdownNote"}
 OUTPUT_NODES = {"SaveVideo", "PreviewAudio", "SaveAudio", "PreviewImage"}
 # Widgets appended after a release: workflows saved before them lack their values (the frontend keeps defaults).
 OPTIONAL_WIDGETS = {"variations"}
@@ -189,7 +192,8 @@ def test_workflow_is_ui_format(path: Path) -> None:
         assert len(node["pos"]) == 2 and len(node["size"]) == 2, where
         assert all(isinstance(v, (int, float)) for v in [*node["pos"], *node["size"]]), where
         assert isinstance(node["flags"], dict) and node["mode"] == 0, where
-        assert node["properties"].get("Node name for S&R") == node["type"], where
+        if node["type"] not in FRONTEND_ONLY:
+            assert node["properties"].get("Node name for S&R") == node["type"], where
         assert isinstance(node["widgets_values"], list), where
 
 
@@ -285,6 +289,40 @@ def test_sonify_nodes_are_wired_and_valued_as_the_engine_accepts(path: Path) -> 
         spec = spec_by_title.get(pack.NODE_DISPLAY_NAME_MAPPINGS.get(node["type"]))
         if spec is not None:
             spec.validate({p.name: values[p.name] for p in spec.params})
+
+
+# ComfyUI's template browser (frontend 1.35 and 1.49) titles a custom node's template with its file name, on a
+# card at least 15rem wide in one line of 14 px semibold text: about 30 characters show.
+TITLE_CHARACTERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .,-]*")
+TITLE_FITS = 28
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_card_title_is_the_file_name_and_a_human_one(path: Path) -> None:
+    """The card shows the file name: words, not an identifier, short enough not to be cut off, and only
+    characters every file system and a URL path take as they are (besides the space)."""
+    title = path.stem
+    assert TITLE_CHARACTERS.fullmatch(title) and len(title) <= TITLE_FITS, title
+    assert " " in title and "_" not in title and title[0].isupper(), title
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_template_says_what_it_does_in_one_line(path: Path) -> None:
+    """One note at the top of the graph, the first thing seen when the template opens: a one-line description."""
+    wf = load(path)
+    notes = [n for n in wf["nodes"] if n["type"] == "MarkdownNote"]
+    assert len(notes) == 1, path.name
+    (text,) = notes[0]["widgets_values"]
+    assert "\n" not in text and 40 <= len(text) <= 120 and text.endswith("."), text
+    assert text.lower() != path.stem.lower()
+    others = [n for n in wf["nodes"] if n is not notes[0]]
+    assert notes[0]["pos"][1] + notes[0]["size"][1] <= min(n["pos"][1] for n in others), "the note is not on top"
+
+
+def test_no_two_templates_share_a_title_or_a_description() -> None:
+    described = [next(n for n in load(p)["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
+                 for p in WORKFLOWS]
+    assert len({p.stem.lower() for p in WORKFLOWS}) == len(WORKFLOWS) and len(set(described)) == len(described)
 
 
 def test_every_sonify_node_has_an_example() -> None:

@@ -165,7 +165,7 @@ def test_bad_variations_are_refused_by_name_before_any_request(emulator, wavespe
 
 def test_an_api_format_prompt_saved_before_variations_runs_one_take(emulator, wavespeed_env, tmp_path):
     """The example workflow's widget values as an API-format prompt gives them: no `variations`."""
-    workflow = json.loads((ROOT / "example_workflows" / "mmaudio_v2_foley_for_a_clip.json").read_text())
+    workflow = json.loads((ROOT / "example_workflows" / "MMAudio - Foley for a Clip.json").read_text())
     saved = next(n for n in workflow["nodes"] if n["type"] == "SonifyMMAudioV2")["widgets_values"]
     names = ["prompt", "negative_prompt", "duration", "num_inference_steps", "guidance_scale", "mask_away_clip",
              "seed", "control_after_generate", "fps"]
