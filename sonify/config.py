@@ -41,6 +41,9 @@ URL_ENV = {
 # Each provider's API bases, which must all be on this machine or all elsewhere (fal_jwks is no API base: its key set
 # is fetched without a key, wherever it is).
 API_BASES = {"wavespeed": ("wavespeed",), "fal": ("fal_queue", "fal_rest", "fal_api", "fal_cdn")}
+# The CDN takes only a short-lived upload token, never the key: a CDN elsewhere than fal's API is not a mix that
+# could pay on one side and refuse on the other (the fal client then uses the storage upload instead).
+KEYLESS_BASES = {"fal_cdn"}
 KEY_ENV = {"wavespeed": "WAVESPEED_API_KEY", "fal": "FAL_KEY"}
 ALLOWED_HOSTS_ENV = "SONIFY_ALLOWED_HOSTS"
 TIER_ENV = {"wavespeed": "SONIFY_WAVESPEED_TIER"}
@@ -264,7 +267,8 @@ def real_bases(provider: str) -> tuple[str, ...]:
     would be submitted (and paid) on one side, and its result refused as a URL of the other."""
     names = API_BASES[provider]
     urls = tuple(provider_url(name) for name in names)
-    here = {name: is_loopback(urlsplit(url).hostname) for name, url in zip(names, urls)}
+    here = {name: is_loopback(urlsplit(url).hostname) for name, url in zip(names, urls) if name not in KEYLESS_BASES}
+    names = tuple(here)
     if len(set(here.values())) > 1:
         local = _named_urls([n for n in names if here[n]])
         remote = _named_urls([n for n in names if not here[n]])
