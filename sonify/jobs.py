@@ -76,7 +76,11 @@ class Status(Word):
                     → UNKNOWN           no readable answer: a task may exist (the provider is asked at once)
         UNKNOWN, or SUBMITTING/UNKNOWN (no live run, no task id) at a later identical run's claim:
                     → SUBMITTED         the provider lists exactly one task that can be ours: adopted
-                    → INTENT            it lists none: nothing was created (a claim then submits on this row)
+                    → INTENT            it lists none, and its listing shows unfinished tasks too (WaveSpeed):
+                                        nothing was created (a claim then submits on this row)
+                    → UNKNOWN (kept)    it lists finished tasks only (fal) and none showed before the job's
+                                        queue-and-run bound had passed since the submit: the row stays open, the
+                                        user is told how to find the task, and the next identical run looks again
         SUBMITTED   → QUEUED → RUNNING  as the provider reports them (either may be skipped)
         SUBMITTED, QUEUED, RUNNING
                     → COMPLETED         the task succeeded (its result file is then downloaded, `result_path`)
@@ -86,8 +90,9 @@ class Status(Word):
                                         provider did not get) or had just finished (its result kept)
         DETACHED    → SUBMITTED         an identical run resumes the task (a resume keeps any other status)
         SUBMITTING, UNKNOWN (no live run, no task id)
-                    → UNKNOWN_REPORTED  several candidates, or the provider could not be asked: the user is told
-                                        (candidate ids) once, and the next identical run submits anew
+                    → UNKNOWN_REPORTED  several candidates, or the provider could not be asked, or (fal) none listed
+                                        by a run that started after the bound had passed: the user is told
+                                        (candidate ids, or how to find it) once, and the next identical run submits anew
         (no row)    → COMPLETED         a result fetched by task id (`record_fetched`)
     """
 
@@ -456,10 +461,11 @@ class Journal:
 
     def record_fetched(self, provider: str, model: str, task_id: str, outputs: list[str], extra: dict[str, Any],
                        result_path: str) -> None:
-        """A result fetched by task id: update its row, or add one (without fingerprint) if none."""
+        """A result fetched by task id: update its row, or add one (without fingerprint) if none. Not yet
+        delivered: a result refused once downloaded leaves a run's row resumable (`mark_delivered` once it is not)."""
         now = time.time()
         fields = {"status": Status.COMPLETED, "outputs": outputs, "extra": extra, "result_path": result_path,
-                  "delivered": 1, "error": None}
+                  "error": None}
         with self._transaction() as db:
             row = db.execute("SELECT id FROM jobs WHERE provider = ? AND task_id = ?", (provider, task_id)).fetchone()
             if row is None:
@@ -469,6 +475,12 @@ class Journal:
             else:
                 row_id = row["id"]
             _update(db, row_id, **fields)
+
+    def mark_delivered(self, provider: str, task_id: str) -> None:
+        """The task's result was handed to the user (a fetch's, once verified)."""
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET delivered = 1, updated_at = ? WHERE provider = ? AND task_id = ?",
+                       (time.time(), provider, task_id))
 
     @staticmethod
     def _row(db: sqlite3.Connection, row_id: int) -> JobRow | None:
@@ -796,7 +808,8 @@ class Ticket:
 
 class FetchedTask:
     """A fetch's view of a task: the row of the run that made it, or none. A fetch only looks, so it
-    writes nothing until it has the result, then records it (adding a row if there was none)."""
+    writes nothing until it has the result, then records it (adding a row if there was none), and marks it
+    delivered once the result was verified and handed over (`record(delivered=1)`)."""
 
     owns_task = False
 
@@ -818,8 +831,8 @@ class FetchedTask:
             outputs, extra = self._result.get("outputs", []), self._result.get("extra", {})
             guarded("recording the fetched result", lambda journal: journal.record_fetched(
                 self.provider, self.model, self.task_id, outputs, extra, fields["result_path"]))
-        if fields.get("delivered") and self.row is not None:
-            guarded("recording the delivery", lambda journal: journal.update(self.row.id, delivered=1))
+        if fields.get("delivered"):
+            guarded("recording the delivery", lambda journal: journal.mark_delivered(self.provider, self.task_id))
 
 
 # --- identical runs in this process ----------------------------------------------------------

@@ -70,6 +70,8 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)  # other result fields (fal's prompt)
     # variations > 1: every take's own result, in order (the first is this one's sound and video)
     takes: list[Result] = field(default_factory=list)
+    # run(picture=True), lipsync: the result's frames [N, H, W, 3] float32 and their exact rate
+    picture: tuple[np.ndarray, Fraction] | None = None
 
 
 def run(
@@ -84,6 +86,7 @@ def run(
     slots: Slots | None = None,
     observe: Observer | None = None,
     variations: int = 1,
+    picture: bool = False,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -93,7 +96,9 @@ def run(
     `slots` (a batch's): a new job holds one from its submit until it is seen finished, so runs sharing
     them keep that many jobs at the provider while others prepare, upload or mux. `observe`: called
     with the job's events (the benchmark's view). `variations`: that many takes (takes.py), each its own
-    job, at once; Result.takes has every one, the Result itself is the first with the info of all."""
+    job, at once; Result.takes has every one, the Result itself is the first with the info of all. `picture`
+    (lipsync): its result's frames too (Result.picture), decoded and bounded before the job counts as delivered, so
+    a picture that cannot be decoded leaves the task to the next run, never a second job."""
     report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     takes.check_count(spec, variations)
@@ -106,7 +111,7 @@ def run(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
-        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe)
+        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, picture=picture)
         with timer("prepare"):
             report("preparing video", 0.02)
             job = _prepare(spec, takes.take_params(spec, checked, variations), video, picture_hash, audio, client, ctx)
@@ -125,7 +130,7 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
 
     def fit_and_mux(delivery: Delivery) -> Result:
         samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
-        return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra)
+        return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra, picture=delivery.picture)
 
     result, _ = _remote(spec, client, ctx, job, part, info, fit_and_mux)
     result.info = info.as_dict()
@@ -449,10 +454,12 @@ def fetch(
         ctx = RunContext(waiter, report, timer, Path(tmp))
         try:
             job = RemoteJob(spec, client, ctx, info, ResultBounds.expected(FETCH_SECONDS))
-            delivery = job.fetch(jobs.FetchedTask(provider, spec.model_id, task_id, row))
+            record = jobs.FetchedTask(provider, spec.model_id, task_id, row)
+            delivery = job.fetch(record)
             source = Path(media.source_to_file(video, ctx.work)) if video is not None else _known_source(row)
             samples, video_path = _fetched_video(spec, task_id, delivery, source, out_dir)
             info.source = str(source) if source is not None and spec.output == "audio" else None
+            record.record(delivered=1)  # only now: a result refused above leaves a run's row resumable
         except SonifyError as exc:
             attach_task(exc, spec, info)
             raise
