@@ -124,4 +124,8 @@ def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
         lines[0] = f"emulator (synthetic sound) · {lines[0]}"
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
+    if info.get("failed"):
+        from ..sonify import takes
+
+        lines += [f"{takes.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
     return "\n".join(lines)

@@ -10,6 +10,8 @@ status changes, output URLs and the downloaded result file (kept in `results/`).
 - result cache: with a fixed seed (>= 0), a completed job's stored result is reused without a request;
 - upload cache: media uploaded to the same provider endpoint within RETENTION_SECONDS is not uploaded
   again;
+- a run's drawn seeds: the seeds drawn for the takes of a seed −1 run, kept under the run's own fingerprint
+  until it delivered every take, so a re-run of the same inputs resumes or reuses each take (takes.py);
 - one submit for identical concurrent runs: a per-fingerprint lock between threads, and between
   processes an "intent" row claimed inside BEGIN IMMEDIATE (the other run waits for it).
 
@@ -178,9 +180,14 @@ CREATE TABLE IF NOT EXISTS proxy_speeds (   -- how fast this machine makes uploa
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proxy_speeds_by_key ON proxy_speeds(key, at);
-PRAGMA user_version = 4;
+CREATE TABLE IF NOT EXISTS run_seeds (      -- seeds drawn for a seed -1 run's takes (takes.py)
+    key TEXT PRIMARY KEY,                   -- the run's own fingerprint (takes.run_key)
+    seeds TEXT NOT NULL,                    -- JSON list, one per take
+    drawn_at REAL NOT NULL
+);
+PRAGMA user_version = 5;
 """
-SCHEMA_VERSION = 4  # a journal of an older version gets the tables and columns it lacks when opened
+SCHEMA_VERSION = 5  # a journal of an older version gets the tables and columns it lacks when opened
 ADDED_COLUMNS = {"request": "TEXT"}  # jobs columns newer than version 1
 RUN_TIMES_KEPT = 20  # per key; older ones are deleted
 MEASUREMENTS_KEPT = 20  # uplink rates and proxy speeds per key; older ones are deleted
@@ -507,6 +514,27 @@ class Journal:
             db.execute("DELETE FROM uploads WHERE provider = ? AND endpoint = ? AND media_key = ?",
                        (provider, endpoint, media_key))
 
+    # --- a run's drawn seeds ---
+
+    def seeds(self, key: str, draw: Callable[[], list[int]], valid: Callable[[Any], bool]) -> tuple[list[int], bool]:
+        """The seeds kept under `key` (drawn less than RETENTION_SECONDS ago, and `valid`), or those `draw()` gives,
+        kept now — decided in one transaction, so identical runs starting together agree. (seeds, reused)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("DELETE FROM run_seeds WHERE drawn_at < ?", (now - RETENTION_SECONDS,))
+            row = db.execute("SELECT seeds FROM run_seeds WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                kept = json.loads(row["seeds"])
+                if valid(kept):
+                    return kept, True
+            seeds = draw()
+            db.execute("INSERT OR REPLACE INTO run_seeds VALUES (?, ?, ?)", (key, json.dumps(seeds), now))
+        return seeds, False
+
+    def forget_seeds(self, key: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM run_seeds WHERE key = ?", (key,))
+
     # --- run times ---
 
     def run_times(self, key: str, limit: int) -> list[tuple[float, float]]:
@@ -641,6 +669,24 @@ def _state_text() -> str:
         return str(config.state_dir())
     except OSError as exc:
         return f"unusable: {exc}"
+
+
+def drawn_seeds(key: str, draw: Callable[[], list[int]], valid: Callable[[Any], bool]) -> list[int]:
+    """A run's seeds, kept in the journal under `key` (Journal.seeds); without a usable journal, `draw()`'s."""
+    def kept(journal: Journal) -> list[int]:
+        seeds, reused = journal.seeds(key, draw, valid)
+        if reused:
+            log.info("the seeds %s of an earlier run of these inputs, which did not deliver every take, are used again",
+                     seeds)
+        return seeds
+
+    found = guarded("keeping the drawn seeds", kept)
+    return found if found is not None else draw()
+
+
+def forget_seeds(key: str) -> None:
+    """The run delivered every take: its next run draws new seeds."""
+    guarded("forgetting the drawn seeds", lambda journal: journal.forget_seeds(key))
 
 
 class RunTimeStore:
