@@ -19,10 +19,8 @@ def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
              unique_id: Any = None, **params: Any) -> tuple:
         import torch
 
-        from ..sonify import media
-
-        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, audio=audio)
-        frames, rate = media.decode_frames(result.video_path)
+        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, audio=audio, picture=True)
+        frames, rate = result.picture  # decoded and bounded as part of the result's check (remote_job._verify)
         return (comfy.make_video(result.video_path), torch.from_numpy(frames),
                 comfy.to_audio(result.audio, result.sample_rate), float(rate), json.dumps(result.info))
 

@@ -86,8 +86,9 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
-             is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1) -> Any:
-    """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's."""
+             is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False) -> Any:
+    """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's. `picture`: the
+    result's frames too (lipsync's IMAGE output: Result.picture)."""
     from ..sonify import pipeline
 
     comfy.use_comfy_state_dir()
@@ -98,7 +99,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
         try:
             result = pipeline.run(
                 spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
-                on_progress=report, is_cancelled=is_cancelled, variations=variations,
+                on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
             )
         except Cancelled as exc:
             # ComfyUI shows an interrupt without a message: the task id goes on the node and in the log.
@@ -123,4 +124,8 @@ def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
         lines[0] = f"emulator (synthetic sound) · {lines[0]}"
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
+    if info.get("failed"):
+        from ..sonify import takes
+
+        lines += [f"{takes.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
     return "\n".join(lines)

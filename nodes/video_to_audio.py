@@ -37,8 +37,9 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
         RETURN_TYPES = ("AUDIO", "VIDEO") + ("STRING",) * len(spec.extra_outputs) + ("STRING",)
         RETURN_NAMES = ("audio", "video") + spec.extra_outputs + ("job",)
         OUTPUT_TOOLTIPS = (
-            "The generated sound, trimmed or padded to the clip's exact length: a batch of `variations` takes.",
-            "The source picture (not re-encoded) with the new sound (the first take).",
+            ("The generated sound, trimmed or padded to the clip's exact length: a batch of `variations` takes (of "
+             "those that came, if one failed: `job` names it, with its seed and task id)."),
+            "The source picture (not re-encoded) with the new sound (the first take that came).",
         ) + tuple(f"The {name} the provider used." for name in spec.extra_outputs) + (
             "Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage.",
         )

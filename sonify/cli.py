@@ -35,7 +35,7 @@ from .redact import redact
 from .version import VERSION
 
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
-EXIT_BATCH_FAILED = 6  # some clips of a batch failed (the others' results are kept)
+EXIT_SOME_FAILED = 6  # some clips of a batch, or some takes of a run, failed (the others' results are kept)
 EXIT_DOCTOR = 1  # doctor found a problem
 EXIT_OS = EXIT[ConfigurationError]  # a folder, file or port that cannot be used: the setup's to fix
 PARAM_PREFIX = "param_"  # argparse dest of a model parameter's option
@@ -108,7 +108,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser = argparse.ArgumentParser(
         prog="sonify", description="Sound for video with hosted models (WaveSpeed, fal).",
         epilog="Exit codes: 0 done, 2 usage, 3 bad input or configuration (a folder, file or port that cannot be "
-               "used too), 4 provider error, 5 job failed or timed out, 6 some clips of a batch failed, 130 cancelled "
+               "used too), 4 provider error, 5 job failed or timed out, 6 some clips of a batch or takes of a run "
+               "failed (the others' results are kept), 130 cancelled "
                "(doctor: 1 if a check failed).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
@@ -257,11 +258,12 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     low, high = VARIATIONS
     parser.add_argument("--variations", type=_number("int"), default=1, metavar="N",
                         help=f"takes to make at once ({low}-{high}, default 1), each its own job and price; a fixed seed "
-                             "s gives s, s+1, ...; writes one file per take, its name ending in -take1, -take2, ...")
+                             "s gives s, s+1, ...; writes one file per take, its name ending in -take1, -take2, ...; "
+                             "a take that fails is named on stderr (exit code 6) and the others are written")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import media, pipeline, webhook_listener
+    from . import media, pipeline, takes, webhook_listener
 
     out = Output.of(args)
     spec = MODELS[args.model]
@@ -277,10 +279,14 @@ def _run(args: argparse.Namespace) -> int:
     out.job_info(result.info)
     if not result.takes:
         out.result(_write_result(result, target) if target else result.video_path, result.info)
-    for number, take in enumerate(result.takes, 1):  # one file (and --json record) per take, named by its number
-        named = target or take.video_path
+    for take in result.takes:  # one file (and --json record) per take delivered, named by its number
+        named, number = target or take.video_path, take.info["take"]
         out.result(_write_result(take, named.with_stem(f"{named.stem}-take{number}")), take.info, take=number)
-    return 0
+    for failed in result.failed:  # named even with -q; their seeds are kept: the same run again pays only for these
+        print(f"error: {takes.failed_text(failed)}", file=sys.stderr)
+        if out.json:
+            out.record({"path": None, **failed})
+    return EXIT_SOME_FAILED if result.failed else 0
 
 
 def _result_file(output: Path) -> Path | None:
@@ -393,7 +399,7 @@ def _batch(args: argparse.Namespace) -> int:
         _batch_result(out, item, args.output / f"{item.name}.mp4" if item.state in ("done", "skipped") else None)
     counts = job.counts()
     if counts["failed"]:
-        return EXIT_BATCH_FAILED
+        return EXIT_SOME_FAILED
     return EXIT[Cancelled] if counts["cancelled"] else 0
 
 

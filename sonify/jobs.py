@@ -10,6 +10,8 @@ status changes, output URLs and the downloaded result file (kept in `results/`).
 - result cache: with a fixed seed (>= 0), a completed job's stored result is reused without a request;
 - upload cache: media uploaded to the same provider endpoint within RETENTION_SECONDS is not uploaded
   again;
+- a run's drawn seeds: the seeds drawn for the takes of a seed −1 run, kept under the run's own fingerprint
+  until it delivered every take, so a re-run of the same inputs resumes or reuses each take (takes.py);
 - one submit for identical concurrent runs: a per-fingerprint lock between threads, and between
   processes an "intent" row claimed inside BEGIN IMMEDIATE (the other run waits for it).
 
@@ -76,7 +78,11 @@ class Status(Word):
                     → UNKNOWN           no readable answer: a task may exist (the provider is asked at once)
         UNKNOWN, or SUBMITTING/UNKNOWN (no live run, no task id) at a later identical run's claim:
                     → SUBMITTED         the provider lists exactly one task that can be ours: adopted
-                    → INTENT            it lists none: nothing was created (a claim then submits on this row)
+                    → INTENT            it lists none, and its listing shows unfinished tasks too (WaveSpeed):
+                                        nothing was created (a claim then submits on this row)
+                    → UNKNOWN (kept)    it lists finished tasks only (fal) and none showed before the job's
+                                        queue-and-run bound had passed since the submit: the row stays open, the
+                                        user is told how to find the task, and the next identical run looks again
         SUBMITTED   → QUEUED → RUNNING  as the provider reports them (either may be skipped)
         SUBMITTED, QUEUED, RUNNING
                     → COMPLETED         the task succeeded (its result file is then downloaded, `result_path`)
@@ -86,8 +92,9 @@ class Status(Word):
                                         provider did not get) or had just finished (its result kept)
         DETACHED    → SUBMITTED         an identical run resumes the task (a resume keeps any other status)
         SUBMITTING, UNKNOWN (no live run, no task id)
-                    → UNKNOWN_REPORTED  several candidates, or the provider could not be asked: the user is told
-                                        (candidate ids) once, and the next identical run submits anew
+                    → UNKNOWN_REPORTED  several candidates, or the provider could not be asked, or (fal) none listed
+                                        by a run that started after the bound had passed: the user is told
+                                        (candidate ids, or how to find it) once, and the next identical run submits anew
         (no row)    → COMPLETED         a result fetched by task id (`record_fetched`)
     """
 
@@ -173,9 +180,14 @@ CREATE TABLE IF NOT EXISTS proxy_speeds (   -- how fast this machine makes uploa
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proxy_speeds_by_key ON proxy_speeds(key, at);
-PRAGMA user_version = 4;
+CREATE TABLE IF NOT EXISTS run_seeds (      -- seeds drawn for a seed -1 run's takes (takes.py)
+    key TEXT PRIMARY KEY,                   -- the run's own fingerprint (takes.run_key)
+    seeds TEXT NOT NULL,                    -- JSON list, one per take
+    drawn_at REAL NOT NULL
+);
+PRAGMA user_version = 5;
 """
-SCHEMA_VERSION = 4  # a journal of an older version gets the tables and columns it lacks when opened
+SCHEMA_VERSION = 5  # a journal of an older version gets the tables and columns it lacks when opened
 ADDED_COLUMNS = {"request": "TEXT"}  # jobs columns newer than version 1
 RUN_TIMES_KEPT = 20  # per key; older ones are deleted
 MEASUREMENTS_KEPT = 20  # uplink rates and proxy speeds per key; older ones are deleted
@@ -456,10 +468,11 @@ class Journal:
 
     def record_fetched(self, provider: str, model: str, task_id: str, outputs: list[str], extra: dict[str, Any],
                        result_path: str) -> None:
-        """A result fetched by task id: update its row, or add one (without fingerprint) if none."""
+        """A result fetched by task id: update its row, or add one (without fingerprint) if none. Not yet
+        delivered: a result refused once downloaded leaves a run's row resumable (`mark_delivered` once it is not)."""
         now = time.time()
         fields = {"status": Status.COMPLETED, "outputs": outputs, "extra": extra, "result_path": result_path,
-                  "delivered": 1, "error": None}
+                  "error": None}
         with self._transaction() as db:
             row = db.execute("SELECT id FROM jobs WHERE provider = ? AND task_id = ?", (provider, task_id)).fetchone()
             if row is None:
@@ -469,6 +482,12 @@ class Journal:
             else:
                 row_id = row["id"]
             _update(db, row_id, **fields)
+
+    def mark_delivered(self, provider: str, task_id: str) -> None:
+        """The task's result was handed to the user (a fetch's, once verified)."""
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET delivered = 1, updated_at = ? WHERE provider = ? AND task_id = ?",
+                       (time.time(), provider, task_id))
 
     @staticmethod
     def _row(db: sqlite3.Connection, row_id: int) -> JobRow | None:
@@ -494,6 +513,27 @@ class Journal:
         with self._connect() as db:
             db.execute("DELETE FROM uploads WHERE provider = ? AND endpoint = ? AND media_key = ?",
                        (provider, endpoint, media_key))
+
+    # --- a run's drawn seeds ---
+
+    def seeds(self, key: str, draw: Callable[[], list[int]], valid: Callable[[Any], bool]) -> tuple[list[int], bool]:
+        """The seeds kept under `key` (drawn less than RETENTION_SECONDS ago, and `valid`), or those `draw()` gives,
+        kept now — decided in one transaction, so identical runs starting together agree. (seeds, reused)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("DELETE FROM run_seeds WHERE drawn_at < ?", (now - RETENTION_SECONDS,))
+            row = db.execute("SELECT seeds FROM run_seeds WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                kept = json.loads(row["seeds"])
+                if valid(kept):
+                    return kept, True
+            seeds = draw()
+            db.execute("INSERT OR REPLACE INTO run_seeds VALUES (?, ?, ?)", (key, json.dumps(seeds), now))
+        return seeds, False
+
+    def forget_seeds(self, key: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM run_seeds WHERE key = ?", (key,))
 
     # --- run times ---
 
@@ -629,6 +669,24 @@ def _state_text() -> str:
         return str(config.state_dir())
     except OSError as exc:
         return f"unusable: {exc}"
+
+
+def drawn_seeds(key: str, draw: Callable[[], list[int]], valid: Callable[[Any], bool]) -> list[int]:
+    """A run's seeds, kept in the journal under `key` (Journal.seeds); without a usable journal, `draw()`'s."""
+    def kept(journal: Journal) -> list[int]:
+        seeds, reused = journal.seeds(key, draw, valid)
+        if reused:
+            log.info("the seeds %s of an earlier run of these inputs, which did not deliver every take, are used again",
+                     seeds)
+        return seeds
+
+    found = guarded("keeping the drawn seeds", kept)
+    return found if found is not None else draw()
+
+
+def forget_seeds(key: str) -> None:
+    """The run delivered every take: its next run draws new seeds."""
+    guarded("forgetting the drawn seeds", lambda journal: journal.forget_seeds(key))
 
 
 class RunTimeStore:
@@ -796,7 +854,8 @@ class Ticket:
 
 class FetchedTask:
     """A fetch's view of a task: the row of the run that made it, or none. A fetch only looks, so it
-    writes nothing until it has the result, then records it (adding a row if there was none)."""
+    writes nothing until it has the result, then records it (adding a row if there was none), and marks it
+    delivered once the result was verified and handed over (`record(delivered=1)`)."""
 
     owns_task = False
 
@@ -818,8 +877,8 @@ class FetchedTask:
             outputs, extra = self._result.get("outputs", []), self._result.get("extra", {})
             guarded("recording the fetched result", lambda journal: journal.record_fetched(
                 self.provider, self.model, self.task_id, outputs, extra, fields["result_path"]))
-        if fields.get("delivered") and self.row is not None:
-            guarded("recording the delivery", lambda journal: journal.update(self.row.id, delivered=1))
+        if fields.get("delivered"):
+            guarded("recording the delivery", lambda journal: journal.mark_delivered(self.provider, self.task_id))
 
 
 # --- identical runs in this process ----------------------------------------------------------

@@ -930,21 +930,31 @@ def _cut_packets(packets: list[av.Packet], stream: av.AudioStream, shift: int, e
 # ---------------------------------------------------------------- frames out
 
 
-def decode_frames(path: PathLike) -> tuple[np.ndarray, Fraction]:
+def decode_frames(path: PathLike, max_frames: int | None = None) -> tuple[np.ndarray, Fraction]:
     """All frames as [N,H,W,3] float32 in [0,1] (upright, by the rotation metadata) and the exact fps.
-    Decodes into one array sized by the probed frame count; grows only if that count was short."""
+    Decodes into one array sized by the probed frame count (at most `max_frames`); grows only if that count was
+    short. Every frame must be the size the stream says (a frame may carry its own, as a PNG does: a small file
+    whose frames decode far larger) and there are at most `max_frames` of them, or ValidationError("video")."""
     info = probe(path)
-    out = np.empty((info.frames, info.height, info.width, 3), np.float32)
+    name = Path(path).name
+    out = np.empty((min(info.frames, max_frames or info.frames), info.height, info.width, 3), np.float32)
     n = 0
     with av.open(os.fspath(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
+            if (frame.width, frame.height) not in ((info.width, info.height), (info.height, info.width)):
+                raise ValidationError("video", f"{name}: frame {n + 1} is {frame.width}×{frame.height}, not the "
+                                               f"{info.width}×{info.height} its stream says")
+            if max_frames is not None and n == max_frames:
+                raise ValidationError("video", f"{name} has more than the {max_frames} frames expected")
             rgb = frame.to_ndarray(format="rgb24")
             if frame.rotation % 360:
                 rgb = np.rot90(rgb, k=(frame.rotation % 360) // 90)
+            if rgb.shape[:2] != out.shape[1:3]:
+                raise ValidationError("video", f"{name}: frame {n + 1} is turned unlike the others")
             if n == out.shape[0]:
-                out = _grow(out)
+                out = _grow(out, max_frames)
             np.multiply(rgb, np.float32(1 / 255), out=out[n], casting="unsafe")
             n += 1
     if n == 0:
@@ -954,8 +964,9 @@ def decode_frames(path: PathLike) -> tuple[np.ndarray, Fraction]:
     return out[:n], info.fps
 
 
-def _grow(array: np.ndarray) -> np.ndarray:
-    bigger = np.empty((max(1, array.shape[0] + array.shape[0] // 4 + 1),) + array.shape[1:], array.dtype)
+def _grow(array: np.ndarray, most: int | None = None) -> np.ndarray:
+    length = max(1, array.shape[0] + array.shape[0] // 4 + 1)
+    bigger = np.empty((min(length, most or length),) + array.shape[1:], array.dtype)
     bigger[: array.shape[0]] = array
     return bigger
 

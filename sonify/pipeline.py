@@ -70,6 +70,11 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)  # other result fields (fal's prompt)
     # variations > 1: every take's own result, in order (the first is this one's sound and video)
     takes: list[Result] = field(default_factory=list)
+    # run(picture=True), lipsync: the result's frames [N, H, W, 3] float32 and their exact rate
+    picture: tuple[np.ndarray, Fraction] | None = None
+    # variations > 1: the takes that failed (takes.failure: take, seed, task id, status, error); `takes` then holds
+    # the others, and info["failed"] lists these
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run(
@@ -84,6 +89,7 @@ def run(
     slots: Slots | None = None,
     observe: Observer | None = None,
     variations: int = 1,
+    picture: bool = False,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -94,7 +100,10 @@ def run(
     them keep that many jobs at the provider while others prepare, upload or mux. Every job also keeps within
     the account's limits (providers.pacer), shared with every other run of the process. `observe`: called
     with the job's events (the benchmark's view). `variations`: that many takes (takes.py), each its own
-    job, at once; Result.takes has every one, the Result itself is the first with the info of all."""
+    job, at once; Result.takes has every one delivered, the Result itself is the first of them with the info of
+    all; a take that failed is in Result.failed (raised only when no take came). `picture`
+    (lipsync): its result's frames too (Result.picture), decoded and bounded before the job counts as delivered, so
+    a picture that cannot be decoded leaves the task to the next run, never a second job."""
     report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     takes.check_count(spec, variations)
@@ -108,10 +117,11 @@ def run(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
-        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, pacer=pacer)
+        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, pacer=pacer,
+                         picture=picture)
         with timer("prepare"):
             report("preparing video", 0.02)
-            job = _prepare(spec, takes.take_params(spec, checked, variations), video, picture_hash, audio, client, ctx)
+            job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
         if variations > 1 or len(job.parts) > 1:
             return _run_many(spec, client, ctx, job, out_dir)
         info = job.takes[0][0]
@@ -127,7 +137,7 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
 
     def fit_and_mux(delivery: Delivery) -> Result:
         samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
-        return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra)
+        return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra, picture=delivery.picture)
 
     result, _ = _remote(spec, client, ctx, job, part, info, fit_and_mux)
     result.info = info.as_dict()
@@ -181,18 +191,36 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
         return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])
 
     with ctx.timer("jobs"):
-        outcomes = takes.run_at_once([call(i) for i in range(len(grid))])
-    results = outcomes if parts == 1 else [
-        _joined(spec, job, job.takes[k], outcomes[k * parts:(k + 1) * parts], ctx.timer, out_dir)
-        for k in range(count)]
+        outcomes = takes.run_each([call(i) for i in range(len(grid))])
+    results: dict[int, Result] = {}
+    errors: list[SonifyError] = []
+    failed: list[dict[str, Any]] = []
+    for k in range(count):  # a take is delivered when all its windows are, then joined
+        mine = outcomes[k * parts:(k + 1) * parts]
+        error = next((p for p, o in enumerate(mine) if isinstance(o, SonifyError)), None)
+        try:
+            if error is not None:
+                raise mine[error]
+            results[k] = mine[0] if parts == 1 else _joined(spec, job, job.takes[k], mine, ctx.timer, out_dir)
+        except SonifyError as exc:
+            part = error if error is not None else 0
+            errors.append(exc)
+            failed.append(takes.failure(spec, k, job.takes[k][part].as_dict(), exc, part if parts > 1 else None))
+    if not results:
+        raise errors[0]  # nothing came: the first error, as a single job's (each is in the log)
+    if not failed and job.run is not None:
+        jobs.forget_seeds(job.run)  # every take delivered: the next run draws anew
     if count == 1:
         results[0].info["seconds"] = ctx.timer.seconds
         ctx.report(takes.done_text(results[0].info), 1.0)
         return results[0]
-    first = results[0]
-    info = takes.joined_info(spec, [r.info for r in results], ctx.timer.seconds)
+    for k, result in results.items():
+        result.info["take"] = k + 1
+    delivered = list(results.values())
+    first = delivered[0]
+    info = takes.joined_info(spec, [r.info for r in delivered], ctx.timer.seconds, failed)
     ctx.report(takes.done_text(info), 1.0)
-    return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=results)
+    return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=delivered, failed=failed)
 
 
 def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], windows_done: list[tuple[Delivery, jobs.Ticket]],
@@ -266,13 +294,16 @@ class _Prepared:
     parts: list[_Part]
     takes: list[list[JobInfo]]
     source_path: str | None
+    run: str | None = None  # several takes: the run's own fingerprint, its drawn seeds' key (takes.run_key)
 
 
-def _prepare(spec: ModelSpec, params: list[dict[str, Any]], video: media.VideoSource, picture_hash: str | None,
-             audio: AudioInput | None, client: Provider, ctx: RunContext, one_job: bool = False) -> _Prepared:
+def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: media.VideoSource,
+             picture_hash: str | None, audio: AudioInput | None, client: Provider, ctx: RunContext,
+             one_job: bool = False) -> _Prepared:
     """Frames going to a model that sees a proxy are never encoded at full resolution: the proxy is made
     from them (only if it must be uploaded) and the node puts the sound on the frames themselves. A clip
-    longer than one job takes is cut into windows here (long_clip.py), each its own upload."""
+    longer than one job takes is cut into windows here (long_clip.py), each its own upload. The takes' seeds
+    are drawn (and journaled) here, once the media is known, before anything is sent."""
     if video.frames is not None and spec.proxy is not None:
         source, clip = None, media.frames_info(video.frames, video.fps)
     else:
@@ -285,6 +316,8 @@ def _prepare(spec: ModelSpec, params: list[dict[str, Any]], video: media.VideoSo
     spec.check_duration(seconds)
     hashes = {"video": picture_hash or jobs.hash_file(source)}
     source_path = str(Path(video.path).resolve()) if video.path else None
+    run = takes.run_key(spec, client.http.base_url, checked, variations, hashes["video"]) if variations > 1 else None
+    params = takes.take_params(spec, checked, variations, run)
     if spec.output == "audio" and windows.is_long(spec.window, seconds):
         if one_job:
             raise ValidationError("video", f"{spec.title} takes at most {spec.window.longest:g} s in one job, got "
@@ -293,9 +326,9 @@ def _prepare(spec: ModelSpec, params: list[dict[str, Any]], video: media.VideoSo
         fps, pieces = long_clip.cut(spec, video, source, ctx)
         parts = [_window_part(spec, hashes["video"], span, path) for span, path in pieces]
         lengths = [float(span.end - span.start) / float(fps) for span, _ in pieces]
-        infos = [[_info(spec, checked, length) for length in lengths] for checked in params]
-        return _Prepared(source, clip, fps, parts, infos, source_path)
-    infos = [[_info(spec, checked, seconds)] for checked in params]
+        infos = [[_info(spec, take, length) for length in lengths] for take in params]
+        return _Prepared(source, clip, fps, parts, infos, source_path, run)
+    infos = [[_info(spec, take, seconds)] for take in params]
     if audio is not None:
         hashes["audio"] = jobs.hash_array(audio.samples, audio.sample_rate)
     uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0][0].cost_usd_estimate)}
@@ -306,7 +339,7 @@ def _prepare(spec: ModelSpec, params: list[dict[str, Any]], video: media.VideoSo
     longest = max(spec.result_seconds(sent, seconds), voice)  # lipsync may loop the picture to the voice
     bounds = (ResultBounds.expected(longest) if spec.output == "audio"
               else ResultBounds.expected(longest, (clip.width, clip.height), clip.fps))
-    return _Prepared(source, clip, clip.fps, [_Part(None, hashes, uploads, bounds)], infos, source_path)
+    return _Prepared(source, clip, clip.fps, [_Part(None, hashes, uploads, bounds)], infos, source_path, run)
 
 
 def _info(spec: ModelSpec, checked: dict[str, Any], seconds: float) -> JobInfo:
@@ -346,7 +379,7 @@ class Prepared:
 def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
             audio: AudioInput | None, client: Provider, ctx: RunContext) -> Prepared:
     """`run`'s preparation of one take as one job (see _prepare); a clip that needs windows is refused."""
-    job = _prepare(spec, [checked], video, picture_hash, audio, client, ctx, one_job=True)
+    job = _prepare(spec, checked, 1, video, picture_hash, audio, client, ctx, one_job=True)
     (part,), (info,) = job.parts, job.takes[0]
     meta = _job_meta(spec, client.http.base_url, info, part.hashes, job.source_path)
     return Prepared(job.source, job.clip, info, meta, part.uploads, part.bounds)
@@ -451,10 +484,12 @@ def fetch(
         ctx = RunContext(waiter, report, timer, Path(tmp))
         try:
             job = RemoteJob(spec, client, ctx, info, ResultBounds.expected(FETCH_SECONDS))
-            delivery = job.fetch(jobs.FetchedTask(provider, spec.model_id, task_id, row))
+            record = jobs.FetchedTask(provider, spec.model_id, task_id, row)
+            delivery = job.fetch(record)
             source = Path(media.source_to_file(video, ctx.work)) if video is not None else _known_source(row)
             samples, video_path = _fetched_video(spec, task_id, delivery, source, out_dir)
             info.source = str(source) if source is not None and spec.output == "audio" else None
+            record.record(delivered=1)  # only now: a result refused above leaves a run's row resumable
         except SonifyError as exc:
             attach_task(exc, spec, info)
             raise

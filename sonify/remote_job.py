@@ -26,8 +26,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from . import config, jobs, media
-from .errors import Cancelled, ConfigurationError, JobFailed, ProviderError, Refused, SonifyError, ValidationError
+from . import config, jobs, media, webhooks
+from .errors import (
+    Cancelled,
+    ConfigurationError,
+    JobFailed,
+    JobTimedOut,
+    ProviderError,
+    Refused,
+    SonifyError,
+    ValidationError,
+)
 from .jobs import ClaimKind, Status
 from .models import ModelSpec
 from .providers.base import (
@@ -55,7 +64,10 @@ RESULT_SLACK = (1.25, 2.0)  # a result may run 25 % + 2 s longer than what was a
 FETCH_SECONDS = 600.0  # the longest result taken by task id when the job's length is not known
 CANCEL_SECONDS = 5.0  # the most a remote cancel may take (retries included) once the user cancelled
 LISTING_SLACK = 30.0  # seconds either side of a lost submit's window: clocks differ
-LISTING_LOOKS = 2  # looks at the listing (1 s apart) while it shows no task of a submit just lost
+# A lost submit's task is looked for in the listing LOOK_FIRST s after the first look, each next look LOOK_GROWTH
+# times further off, at most LOOK_MOST apart (a listing that shows finished tasks only is looked at until the job's
+# queue-and-run bound has passed: about a hundred looks for the default 45 minutes).
+LOOK_FIRST, LOOK_GROWTH, LOOK_MOST = 1.0, 1.5, 30.0
 SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed run's window
 
 
@@ -145,6 +157,7 @@ class Delivery:
     samples: np.ndarray  # float32 [C, T]
     sample_rate: int
     extra: dict[str, Any]  # other result fields (fal's prompt)
+    picture: tuple[np.ndarray, Fraction] | None = None  # lipsync's frames [N, H, W, 3] and rate, when asked for
 
 
 class StageTimer:
@@ -192,6 +205,9 @@ class RunContext:
     # The account's (providers.pacer): its at-once slots and start rate, shared by every job of the process. None:
     # not paced here (a Temporal clip, whose workflow paces it; a fetch, which submits nothing).
     pacer: Pacer | None = None
+    # The result's picture is wanted as IMAGE frames (the lipsync node): decoded while the result is verified, so
+    # a picture that cannot be is refused like any result out of bounds, before the job counts as delivered.
+    picture: bool = False
 
 
 class JobRecord(Protocol):
@@ -434,14 +450,16 @@ class RemoteJob:
 
     def _recover(self, body: dict[str, Any], since: float, until: float, lost: ProviderError) -> str:
         """The task the lost submit created, adopted from the provider's listing — or an error naming what
-        the listing shows. Never a second submit while a candidate may be ours."""
+        the listing shows. Never a second submit while a task may be ours: where the listing shows finished tasks
+        only (fal), the row stays open (UNKNOWN) unless the task shows before the job's bound has passed."""
         spec = self.spec
         self.ctx.report(f"the submit's answer was lost; asking {spec.provider} which task it created", 0.08)
         try:
-            candidates = self._candidates(body, since, until, looks=LISTING_LOOKS)
+            candidates = self._candidates(body, since, until, self._look_deadline(since, at_least=LOOK_FIRST))
+        except Cancelled as exc:
+            exc.args = (f"{exc} — {_still_unknown_note(spec)}",)
+            raise
         except SonifyError as exc:
-            if isinstance(exc, Cancelled):
-                raise
             hint = (f"the job may have been created anyway, and {spec.provider}'s task listing could not be read "
                     f"({exc}); check your {spec.provider} dashboard before running it again")
             lost.args = (f"{lost} — {hint}",)
@@ -449,26 +467,33 @@ class RemoteJob:
         if len(candidates) == 1:
             log.info("%s task %s adopted: the submit's answer was lost", spec.provider, candidates[0])
             return candidates[0]
-        if not candidates:
+        if candidates:
+            self.record.record(Status.UNKNOWN_REPORTED)
+            raise JobFailed(_candidates_message(spec, candidates)) from None
+        if self.client.lists_unfinished:
             self.record.record(Status.INTENT, error=f"no task was created: {lost}")
             none = f"{spec.provider} lists no task from this submit, so none was created and nothing is charged"
             lost.args = (f"{lost} — {none}; run it again",)
             raise lost from None
-        self.record.record(Status.UNKNOWN_REPORTED)
-        raise JobFailed(_candidates_message(spec, candidates)) from None
+        self.record.record(Status.UNKNOWN, error=_unlisted_note(spec, str(lost)))
+        raise JobTimedOut(_unlisted_message(spec, since, until, f"its answer was lost ({lost})")) from None
 
     def reconcile(self, request: dict[str, Any] | None, when: float) -> str | None:
         """An earlier run stopped between sending the submit and recording its task id (`request`: {body,
         sent_at} as recorded; `when`: the last record of it): the task it created, adopted (returned), or None
-        when none was created (this run submits)."""
+        when none was created (this run submits). Where the listing shows finished tasks only (fal), it is looked
+        at until the job's bound has passed since the submit; none then leaves the row open if this run did that
+        looking, and otherwise tells the user once (UNKNOWN_REPORTED: the next identical run submits anew)."""
         request = request or {}
         if not isinstance(request.get("body"), dict) or not isinstance(request.get("sent_at"), (int, float)):
             self.record.record(Status.UNKNOWN_REPORTED)  # a journal from before requests were recorded
             raise JobFailed(_ambiguous_message(self.spec, when))
         since = float(request["sent_at"])
+        deadline = self._look_deadline(since)
+        looked_before = time.time() >= deadline  # the task, if any, had its whole bound to show up in the listing
         self.ctx.report(f"an earlier run's submit has no recorded answer; asking {self.spec.provider} about it", 0.05)
         try:
-            candidates = self._candidates(request["body"], since, since + SUBMIT_SECONDS, looks=1)
+            candidates = self._candidates(request["body"], since, since + SUBMIT_SECONDS, deadline)
         except Cancelled:
             raise
         except SonifyError as exc:
@@ -482,21 +507,47 @@ class RemoteJob:
         if candidates:
             self.record.record(Status.UNKNOWN_REPORTED)
             raise JobFailed(_candidates_message(self.spec, candidates))
-        self.record.record(Status.INTENT, error=None)
-        return None
+        if self.client.lists_unfinished:
+            self.record.record(Status.INTENT, error=None)
+            return None
+        unanswered = "an earlier run sent it and got no answer"
+        if looked_before:
+            self.record.record(Status.UNKNOWN_REPORTED)
+            raise JobFailed(_unlisted_message(self.spec, since, since + SUBMIT_SECONDS, unanswered, again=True))
+        self.record.record(Status.UNKNOWN, error=_unlisted_note(self.spec, unanswered))
+        raise JobTimedOut(_unlisted_message(self.spec, since, since + SUBMIT_SECONDS, unanswered))
 
-    def _candidates(self, body: dict[str, Any], since: float, until: float, looks: int) -> list[str]:
+    def _look_deadline(self, since: float, at_least: float = 0.0) -> float:
+        """Until when (time.time()) a lost submit's task is looked for: a listing that shows it at once is looked at
+        for `at_least` seconds more; one that shows finished tasks only, until the job's queue-and-run bound has
+        passed since the submit (`since`), when a task it made would have finished."""
+        if self.client.lists_unfinished:
+            return time.time() + at_least
+        limits = wait_limits()
+        return since + limits.queue_seconds + limits.run_seconds
+
+    def _candidates(self, body: dict[str, Any], since: float, until: float, deadline: float) -> list[str]:
         """Tasks the provider lists for this submit (LISTING_SLACK either side for clock differences) that no
-        other journal row owns; looked up again (1 s apart, `looks` times in all) while none shows."""
-        for look in range(looks):
-            if look:
-                self.ctx.waiter.sleep(1.0)
-            found = self.client.find_tasks(self.spec.model_id, body, since - LISTING_SLACK, until + LISTING_SLACK,
-                                           self.ctx.waiter)
-            candidates = [task_id for task_id in dict.fromkeys(found) if not self._ticket.owned_elsewhere(task_id)]
-            if candidates:
-                return candidates
-        return []
+        other journal row owns; looked up again while none shows, until `deadline` (time.time()), LOOK_FIRST s
+        after the first look and then further apart (LOOK_GROWTH, LOOK_MOST) — at once when a verified webhook
+        delivery of the provider comes in (a task has just finished: the listing shows it now)."""
+        gap = LOOK_FIRST
+        long_look = not self.client.lists_unfinished
+        with webhooks.WAKEUPS.watching(self.spec.provider) as delivered:
+            while True:
+                delivered.clear()
+                found = self.client.find_tasks(self.spec.model_id, body, since - LISTING_SLACK, until + LISTING_SLACK,
+                                               self.ctx.waiter)
+                candidates = [task_id for task_id in dict.fromkeys(found) if not self._ticket.owned_elsewhere(task_id)]
+                left = deadline - time.time()
+                if candidates or left <= 0:
+                    return candidates
+                if long_look:
+                    self.ctx.report(f"the submit's answer was lost; {self.spec.provider} lists a request only once it "
+                                    f"has finished: looking for it until {_clock(deadline)} (nothing is sent again)",
+                                    0.08)
+                self.ctx.waiter.sleep(min(gap, left), delivered)
+                gap = min(gap * LOOK_GROWTH, LOOK_MOST)
 
     # --- any job with a task ---
 
@@ -528,8 +579,6 @@ class RemoteJob:
         self.info.outputs, self.info.result_file = row.outputs, row.result_path
         cost = "no request, no cost" if not self.info.fetched else "no request"
         self.ctx.report(f"using the stored result of task {row.task_id} ({cost})", 0.9)
-        if self.info.fetched:
-            self.record.record(delivered=1)
         return self._verify(Path(row.result_path), row.extra, row.task_id)
 
     def wait(self, task_id: str) -> TaskState:
@@ -566,25 +615,29 @@ class RemoteJob:
         return self._verify(path, state.extra, task_id)
 
     def _verify(self, path: Path, extra: dict[str, Any], task_id: str | None) -> Delivery:
-        """The provider's result, bounded (self.bounds) before it is decoded into arrays, then as audio. A
-        file out of bounds or not decodable is the provider's fault, never the user's input's; it is not
-        kept in the result store (an error page served as the file, say): the next run or fetch of the
-        task downloads it again rather than reusing it."""
+        """The provider's result, bounded (self.bounds) before it is decoded into arrays, then as audio (and its
+        picture as frames, when the run wants them). A file out of bounds or not decodable is the provider's
+        fault, never the user's input's; it is not kept in the result store (an error page served as the file,
+        say): the next run or fetch of the task downloads it again rather than reusing it."""
+        picture = None
         with self.ctx.timer("decode"):
             what = "audio"
             try:
                 if self.spec.output == "video":
                     what = "video"
                     bounds = self.bounds
-                    media.check_picture(path, bounds.picture or (media.MAX_SIDE, media.MAX_SIDE),
-                                        bounds.frames or math.ceil(bounds.seconds * media.MAX_FPS), max_decode_bytes())
+                    most = bounds.frames or math.ceil(bounds.seconds * media.MAX_FPS)
+                    media.check_picture(path, bounds.picture or (media.MAX_SIDE, media.MAX_SIDE), most,
+                                        max_decode_bytes())
+                    if self.ctx.picture:
+                        picture = media.decode_frames(path, max_frames=most)
                     what = "audio"
                 samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
                 self.info.emulator = self.info.emulator or media.title(path) == config.EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None
-        return Delivery(path, samples, rate, extra)
+        return Delivery(path, samples, rate, extra, picture)
 
     @contextlib.contextmanager
     def _unfinished_on_error(self, task_id: str) -> Iterator[None]:
@@ -651,10 +704,48 @@ def _ambiguous_message(spec: ModelSpec, last_record: float) -> str:
     )
 
 
+def _clock(moment: float) -> str:
+    """A time for a message: UTC, to the second (the providers' dashboards and listings use UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+
+
+def _fetch_command(spec: ModelSpec, task_id: str) -> str:
+    model = f" --model {spec.key}" if spec.provider == "fal" else ""  # fal's request ids do not name the model
+    return f"python -m sonify fetch {spec.provider} {task_id}{model}"
+
+
+def _still_unknown_note(spec: ModelSpec) -> str:
+    """What a Cancel while a lost submit's task is looked for leaves behind."""
+    return (f"the {spec.title} submit's answer was lost, so a {spec.provider} task may exist (and be charged); an "
+            "identical run looks for it again before it submits anything")
+
+
+def _unlisted_note(spec: ModelSpec, lost: str) -> str:
+    """What the open journal row says of a lost submit whose task the listing did not show by the bound."""
+    return (f"submit answer lost ({lost}); {spec.provider} listed no finished task from it by {_clock(time.time())}: "
+            "it may be queued or running")
+
+
+def _unlisted_message(spec: ModelSpec, since: float, until: float, lost: str, again: bool = False) -> str:
+    """A submit without an answer whose task a finished-only listing (fal) did not show by the job's bound: what
+    is known, how to find the task, and what an identical run does. Never that nothing was created."""
+    find = (f"look on your {spec.provider} dashboard for a request of {spec.model_id} sent between {_clock(since)} and "
+            f"{_clock(until)} (this machine's clock); `{_fetch_command(spec, 'REQUEST_ID')}` gets its result")
+    if again:
+        return (f"An identical {spec.title} job was submitted at {_clock(since)}, {lost}; {spec.provider} still "
+                f"lists no finished request from it: it may never have been created, or still be queued. Nothing was "
+                f"sent now. To find it, {find}. If there is none, run again to submit anew (you will not be asked "
+                "again).")
+    # `lost` ends at a semicolon: an echoed Authorization header in it is masked up to there, not beyond
+    return (f"The {spec.title} submit was sent at {_clock(since)} and {lost}; {spec.provider} lists a request only "
+            f"once it has finished, and by {_clock(time.time())} none from this submit had: it may still be queued or "
+            f"running, and be charged. Nothing was submitted again. To find it, {find}. The journal keeps this job "
+            "open: an identical run looks for it again first, and submits nothing without telling you.")
+
+
 def _candidates_message(spec: ModelSpec, candidates: list[str]) -> str:
     ids = ", ".join(candidates)
-    fetch = "; ".join(f"`python -m sonify fetch {spec.provider} {task_id}" +
-                      (f" --model {spec.key}`" if spec.provider == "fal" else "`") for task_id in candidates)
+    fetch = "; ".join(f"`{_fetch_command(spec, task_id)}`" for task_id in candidates)
     return (f"The {spec.title} submit's answer was lost, and {spec.provider} lists {len(candidates)} tasks that may be "
             f"this job's (none recorded by another Sonify job): {ids}. Nothing was submitted again. Get the result "
             f"of the right one with {fetch} — the next identical run submits anew.")

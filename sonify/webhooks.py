@@ -122,6 +122,7 @@ class Wakeups:
         self._lock = threading.Lock()
         self._listeners: dict[tuple[str, str], list[threading.Event]] = {}
         self._early: dict[tuple[str, str], float] = {}  # (provider, task id) -> when it was woken
+        self._watchers: dict[str, list[threading.Event]] = {}  # provider -> events set by any of its deliveries
 
     @contextlib.contextmanager
     def listening(self, provider: str, task_id: str) -> Iterator[threading.Event]:
@@ -143,15 +144,31 @@ class Wakeups:
                 if not events:
                     self._listeners.pop(key, None)
 
+    @contextlib.contextmanager
+    def watching(self, provider: str) -> Iterator[threading.Event]:
+        """An event set by every verified delivery of `provider`, whatever its task: a submit whose answer was lost
+        does not know its task id, and a delivery says a task has just ended (remote_job then looks at once at the
+        provider's listing, which shows the task now)."""
+        event = threading.Event()
+        with self._lock:
+            self._watchers.setdefault(provider, []).append(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                self._watchers[provider].remove(event)
+
     def wake(self, provider: str, task_id: str) -> bool:
-        """Wake the waits on the task; False if none listens (the wake-up is kept for a wait to come)."""
+        """Wake the waits on the task (and whoever watches the provider); False if none listens on the task (the
+        wake-up is kept for a wait to come)."""
         key = (provider, task_id)
         with self._lock:
             events = list(self._listeners.get(key, []))
             if not events:
                 self._prune()
                 self._early[key] = self._clock()
-        for event in events:
+            watchers = list(self._watchers.get(provider, []))
+        for event in events + watchers:
             event.set()
         return bool(events)
 

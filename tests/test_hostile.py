@@ -30,6 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pack import ROOT, load_pack, module
 from test_faults import fails as job_fails
+from test_faults import short_bound, unanswered
 
 from sonify import config, doctor, http, media, pipeline
 from sonify.errors import Cancelled, ConfigurationError, ProviderError, SonifyError, ValidationError
@@ -230,16 +231,16 @@ def test_cancel_ends_an_upload_within_a_second(emulator, provider, clip, tmp_pat
 # ---------------------------------------------------------------- 2. an echoed key is masked, before any cut
 
 
-def test_an_echoed_key_is_masked_before_any_cut(emulator, provider, clip, tmp_path) -> None:
+def test_an_echoed_key_is_masked_before_any_cut(emulator, provider, clip, tmp_path, monkeypatch) -> None:
     """The key straddles character 300, where the error text is cut: 10 of its characters before it."""
+    short_bound(monkeypatch)  # fal: how long the lost submit's request is looked for
     at = 300 - len(f"Authorization: {provider.scheme} ") - 10
     emulator.echo("POST", provider.submit, 500, at=at)
-    error = fails(provider, clip, tmp_path, ProviderError)
+    error = fails(provider, clip, tmp_path)
     assert "HTTP 500" in str(error) and f"Authorization: {MASK}" in str(error)
-    assert "none was created" in str(error)  # the provider's listing, asked after the lost answer, shows none
+    unanswered(provider, error, tmp_path / "state")  # the provider's listing, asked after the lost answer, shows none
     assert_contained(emulator, provider, tmp_path, str(error), repr(error.args))
     assert submits_sent(emulator, provider) == 1
-    assert all(row["status"] != "unknown" for row in journal_rows(tmp_path / "state"))
 
     emulator.echo("POST", provider.submit, 502, at=at)  # the command line: stderr and its journal row
     out = tmp_path / "out"
@@ -248,7 +249,8 @@ def test_an_echoed_key_is_masked_before_any_cut(emulator, provider, clip, tmp_pa
          str(out)], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True,
         timeout=120, check=False,
     )
-    assert done.returncode == 4 and "error:" in done.stderr and "Traceback" not in done.stderr
+    exit_code = 4 if provider.name == "wavespeed" else 5  # fal: its request may still be queued (timed out looking)
+    assert done.returncode == exit_code and "error:" in done.stderr and "Traceback" not in done.stderr
     assert_contained(emulator, provider, tmp_path, done.stdout, done.stderr, jobs=2)
     assert submits_sent(emulator, provider) == 2 and emulator.submits() == 0  # one per run: none created
 

@@ -1,7 +1,10 @@
 """A submit whose answer was lost is recovered from the provider's listing, not stranded: WaveSpeed's task
 listing (by model and created-at window, no inputs), fal's request listing by endpoint (matched by its
-`json_input`). One submit, the result delivered; several candidates → a clear error naming them and no
-second submit; a crash between sending the submit and recording its id → the re-run adopts the task."""
+`json_input`; finished requests only). One submit, the result delivered; several candidates → a clear error
+naming them and no second submit; a crash between sending the submit and recording its id → the re-run adopts
+the task. A lost fal submit whose request is still queued or running is looked for until the job's bound has
+passed (at once when a webhook comes); then its journal row stays open, the message says how to find it, and
+nothing is ever claimed uncharged or submitted again on its own."""
 
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ import requests
 from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 
-from sonify import jobs, media, pipeline
-from sonify.errors import JobFailed
+from sonify import jobs, media, pipeline, webhook_listener
+from sonify.errors import JobFailed, JobTimedOut
 from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
 from sonify_devtools.emulator import Emulator
 
 SUBMIT = {"wavespeed": rf"^/api/v3/{MMAUDIO_V2.model_id}$", "fal": rf"^/{THINKSOUND_FAL.model_id}$"}
 SPECS = [MMAUDIO_V2, THINKSOUND_FAL]
+FAL_LISTING = "/v1/models/requests/by-endpoint"
+UNCHARGED = ("nothing is charged", "none was created", "nothing was created")  # never said of a fal lost submit
 
 
 def run(spec: ModelSpec, clip: media.VideoSource, tmp_path: Path, **kwargs) -> pipeline.Result:
@@ -105,11 +110,21 @@ def test_listings_as_the_providers_document_them(emulator, wavespeed_env, fal_en
                          headers=auth, timeout=30).json()["data"]["items"] == []
 
     run(THINKSOUND_FAL, clip, tmp_path)
-    answer = requests.get(f"{emulator.url}/v1/models/requests/by-endpoint", params={
-        "endpoint_id": THINKSOUND_FAL.model_id}, headers={"Authorization": f"Key {FAL_KEY}"}, timeout=30).json()
+    emulator.stick_next(THINKSOUND_FAL.model_id)  # a request still queued: fal lists finished requests only
+    queued = submit_elsewhere(emulator, THINKSOUND_FAL, emulator.tasks.all()[-1].media["video_url"])
+    fal_listing = f"{emulator.url}/v1/models/requests/by-endpoint"
+    auth = {"Authorization": f"Key {FAL_KEY}"}
+    answer = requests.get(fal_listing, params={"endpoint_id": THINKSOUND_FAL.model_id, "expand": "payloads"},
+                          headers=auth, timeout=30).json()
     (item,) = answer["items"]
+    assert item["request_id"] != queued and item["ended_at"] and item["status_code"] == 200
     assert item["json_input"]["prompt"] == "rain" and item["json_input"]["video_url"].startswith(emulator.files_url)
     assert answer["has_more"] is False
+    plain = requests.get(fal_listing, params={"endpoint_id": THINKSOUND_FAL.model_id}, headers=auth, timeout=30).json()
+    assert "json_input" not in plain["items"][0]  # the inputs only with expand=payloads
+    for status, listed in (("success", 1), ("error", 0)):
+        assert len(requests.get(fal_listing, params={"endpoint_id": THINKSOUND_FAL.model_id, "status": status},
+                                headers=auth, timeout=30).json()["items"]) == listed
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.provider)
@@ -133,3 +148,101 @@ def test_a_crash_between_the_submit_and_its_id_is_recovered_by_the_next_run(emul
     assert emulator.submits() == 1
     (row,) = journal(wavespeed_env).recent()
     assert row.task_id == task.id and row.status == "completed" and row.delivered
+
+
+def bound(monkeypatch: pytest.MonkeyPatch, queue: float, running: float) -> None:
+    """The job's queue-and-run bound (SONIFY_QUEUE_TIMEOUT + SONIFY_RUN_TIMEOUT)."""
+    monkeypatch.setenv("SONIFY_QUEUE_TIMEOUT", str(queue))
+    monkeypatch.setenv("SONIFY_RUN_TIMEOUT", str(running))
+
+
+def listings(emulator: Emulator) -> list[float]:
+    return [r.at for r in emulator.requests if r.method == "GET" and r.path == FAL_LISTING]
+
+
+def test_a_lost_fal_submit_on_a_running_request_is_found_once_it_finishes(emulator, fal_env, clip, tmp_path,
+                                                                           monkeypatch):
+    spec = THINKSOUND_FAL
+    emulator.per_model_seconds[spec.model_id] = 3.0  # still running when the answer is lost and first looked for
+    bound(monkeypatch, 30, 30)
+    emulator.lose("POST", SUBMIT["fal"])
+    shown: list[str] = []
+    result = run(spec, clip, tmp_path, on_progress=lambda text, fraction: shown.append(text))
+    (task,) = emulator.tasks.all()
+    assert result.info["status"] == "completed" and result.info["task_id"] == task.id
+    assert submits_sent(emulator, spec) == 1 and emulator.submits() == 1
+    looked = listings(emulator)
+    assert looked[0] < task.completed_at < looked[-1] and len(looked) >= 3  # not listed while it ran: looked again
+    assert any("lists a request only once it has finished" in text for text in shown)
+    assert not any(word in text for text in shown for word in UNCHARGED)
+
+
+def test_a_lost_fal_submit_unfinished_at_the_bound_leaves_its_row_open_and_says_how_to_find_it(
+        emulator, fal_env, clip, tmp_path, monkeypatch):
+    spec = THINKSOUND_FAL
+    emulator.stick_next(spec.model_id)  # queued for good: never listed
+    bound(monkeypatch, 1, 1)
+    emulator.lose("POST", SUBMIT["fal"])
+    started = time.monotonic()
+    with pytest.raises(JobTimedOut) as caught:
+        run(spec, clip, tmp_path)
+    assert 2.0 <= time.monotonic() - started < 10.0  # looked for until the 2 s bound had passed, then told
+    message = str(caught.value)
+    assert not any(word in message.lower() for word in UNCHARGED)
+    assert "may still be queued or running, and be charged" in message and "Nothing was submitted again" in message
+    assert "dashboard" in message and spec.model_id in message and " UTC" in message
+    assert f"`python -m sonify fetch fal REQUEST_ID --model {spec.key}`" in message
+    (row,) = journal(fal_env).recent()
+    assert row.status == "unknown" and row.task_id is None and row.request["body"]["prompt"] == "rain"
+    assert "may be queued or running" in row.error
+    assert submits_sent(emulator, spec) == 1
+
+    # An identical run while it may exist: looks again, submits nothing, and says so once.
+    with pytest.raises(JobFailed) as again:
+        run(spec, clip, tmp_path)
+    assert "Nothing was sent now" in str(again.value) and "run again to submit anew" in str(again.value)
+    assert not any(word in str(again.value).lower() for word in UNCHARGED)
+    assert submits_sent(emulator, spec) == 1
+    assert journal(fal_env).recent()[0].status == "unknown_reported"
+
+    run(spec, clip, tmp_path)  # told once: the next identical run submits anew
+    assert submits_sent(emulator, spec) == 2
+
+
+def test_a_lost_fal_submit_that_finishes_after_the_bound_is_adopted_by_the_next_run(emulator, fal_env, clip,
+                                                                                      tmp_path, monkeypatch):
+    spec = THINKSOUND_FAL
+    emulator.per_model_seconds[spec.model_id] = 4.0
+    bound(monkeypatch, 1, 1)
+    emulator.lose("POST", SUBMIT["fal"])
+    with pytest.raises(JobTimedOut):
+        run(spec, clip, tmp_path)
+    (task,) = emulator.tasks.all()
+    assert emulator.tasks.wait_final(task.id, 30).status == "completed"
+    result = run(spec, clip, tmp_path)
+    assert result.info["task_id"] == task.id and result.info["status"] == "completed"
+    assert submits_sent(emulator, spec) == 1
+    (row,) = journal(fal_env).recent()
+    assert row.task_id == task.id and row.status == "completed" and row.delivered
+
+
+def test_a_webhook_makes_a_lost_fal_submit_look_at_once(emulator, fal_env, clip, tmp_path, monkeypatch):
+    """The looks grow further apart (1, 1.5, 2.25 s…): a request ending at 2.6 s would be seen at 4.75 s. fal's
+    delivery for it (its id unknown here: the answer was lost) makes the listing be read at once."""
+    pytest.importorskip("cryptography")
+    spec = THINKSOUND_FAL
+    listener = webhook_listener.Listener(("127.0.0.1", 0))
+    try:
+        monkeypatch.setenv("SONIFY_PUBLIC_URL", listener.url)
+        monkeypatch.setenv("SONIFY_FAL_JWKS_URL", f"{emulator.url}/.well-known/jwks.json")
+        emulator.per_model_seconds[spec.model_id] = 2.6
+        bound(monkeypatch, 30, 30)
+        emulator.lose("POST", SUBMIT["fal"])
+        result = run(spec, clip, tmp_path)
+    finally:
+        listener.close()
+    (task,) = emulator.tasks.all()
+    assert result.info["task_id"] == task.id and submits_sent(emulator, spec) == 1
+    emulator.webhooks.join(5.0)
+    assert [d.kind for d in emulator.deliveries] == ["valid"]
+    assert listings(emulator)[-1] - task.completed_at < 0.5

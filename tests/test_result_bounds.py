@@ -14,7 +14,9 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from clips import write_clip
+from pack import load_pack, module, outputs
 
 from sonify import media, pipeline
 from sonify.errors import ProviderError
@@ -57,9 +59,9 @@ def run_model(spec: ModelSpec, clip: Path, tmp_path: Path) -> pipeline.Result:
     return pipeline.run(spec, {"prompt": "rain"}, media.VideoSource(path=str(clip)), out_dir=tmp_path / "out")
 
 
-def fails_as_the_providers(emulator, run) -> ProviderError:
+def fails_as_the_providers(emulator, run, kind: type[Exception] = ProviderError) -> ProviderError:
     started = time.monotonic()
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(kind) as caught:
         run()
     assert time.monotonic() - started < BOUND
     error = caught.value
@@ -127,3 +129,56 @@ def test_a_lipsync_result_without_a_picture_is_the_providers_fault(emulator, wav
     emulator.inject("GET", OUTPUT, 200, body=pcm_file(tmp_path / "sound.mka", 1.0))
     error = fails_as_the_providers(emulator, lambda: lipsync(clip, tmp_path))
     assert "not usable video" in str(error) and "no video stream" in str(error)
+
+
+def png_bomb(path: Path, small: int, big: int) -> bytes:
+    """A lipsync result that says it is 64×48 (its stream's size, what a probe reads) while its frames after the
+    first `small` decode at 4096×2160: PNG frames, each carrying its own size, a 4096×2160 black one some 35 KB.
+    With a second of sound, as lipsync's results have."""
+    with av.open(str(path), "w", format="mov") as out:
+        stream = out.add_stream("png", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "rgb24"
+        sound = out.add_stream("pcm_s16le", rate=48000, layout="mono")
+        large = av.CodecContext.create("png", "w")
+        large.width, large.height, large.pix_fmt, large.time_base = 4096, 2160, "rgb24", Fraction(1, 24)
+        for index in range(small + big):
+            encoder, (height, width) = (stream, (48, 64)) if index < small else (large, (2160, 4096))
+            frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+            frame.pts = index
+            for packet in encoder.encode(frame):
+                packet.stream, packet.pts, packet.dts, packet.time_base = stream, index, index, Fraction(1, 24)
+                out.mux(packet)
+        voice = av.AudioFrame.from_ndarray(np.zeros((1, 48000), np.int16), format="s16", layout="mono")
+        voice.sample_rate, voice.pts = 48000, 0
+        for packet in [*sound.encode(voice), *sound.encode(None)]:
+            out.mux(packet)
+    return path.read_bytes()
+
+
+def lipsync_node(clip: Path) -> tuple:
+    cls = load_pack().NODE_CLASS_MAPPINGS["SonifySyncLipsync"]
+    voice = {"waveform": torch.zeros((1, 1, 48000)), "sample_rate": 48000}
+    return outputs(getattr(cls(), cls.FUNCTION))(audio=voice, video=module("nodes.comfy").FileVideo(str(clip)),
+                                                 sync_mode="cut_off")
+
+
+def test_a_lipsync_picture_that_decodes_larger_than_it_says_is_refused_and_never_paid_again(emulator, wavespeed_env,
+                                                                                              clip, tmp_path):
+    """Its IMAGE would take 11.9 GiB for 120 such frames; refused at the first, as the result's fault, before the job
+    counts as delivered: the node's next run resumes the same task (and refuses it again), never a second job."""
+    emulator.inject("GET", OUTPUT, 200, body=png_bomb(tmp_path / "bomb.mov", small=2, big=2), times=2)
+    for _ in range(2):
+        error = fails_as_the_providers(emulator, lambda: lipsync_node(clip), module("sonify.errors").ProviderError)
+        assert "4096×2160" in str(error) and "64×48" in str(error)
+    assert emulator.submits(SYNC_LIPSYNC.model_id) == 1
+
+
+def test_a_refused_lipsync_result_fetched_by_its_id_is_still_not_paid_again(emulator, wavespeed_env, clip, tmp_path):
+    """The refusal's message says how to fetch the task: fetching it (refused again) must not make the job count
+    as delivered, or the next run would pay for a new one."""
+    long = write_clip(tmp_path / "long.mp4", 200, Fraction(24), 64, 48)
+    emulator.inject("GET", OUTPUT, 200, body=long.read_bytes(), times=3)
+    task_id = fails_as_the_providers(emulator, lambda: lipsync(clip, tmp_path)).task_id
+    fails_as_the_providers(emulator, lambda: pipeline.fetch("wavespeed", task_id, out_dir=tmp_path / "fetched"))
+    fails_as_the_providers(emulator, lambda: lipsync(clip, tmp_path))
+    assert emulator.submits(SYNC_LIPSYNC.model_id) == 1

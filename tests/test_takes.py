@@ -1,5 +1,7 @@
 """Variations: N takes of one node run, each its own job at the emulator, returned as one AUDIO batch;
-Pick Take picks one; Cancel and the price limit hold for every take; old workflows run as before."""
+Pick Take picks one; Cancel and the price limit hold for every take; old workflows run as before. A take that
+fails leaves the others delivered and is named; the seeds drawn for -1 are journaled, so the same run again pays
+only for the failed take."""
 
 from __future__ import annotations
 
@@ -196,3 +198,55 @@ def test_cli_variations_writes_one_file_per_take(emulator, wavespeed_env, clip_p
     assert [(r["take"], r["seed"], Path(r["path"]).name) for r in records] == [(1, 3, "sound-take1.wav"),
                                                                                (2, 4, "sound-take2.wav")]
     assert emulator.submits(MMAUDIO) == 2  # fixed seeds: the same takes again, no new job
+
+
+def test_a_failed_seed_minus_one_take_keeps_the_others_and_a_rerun_pays_only_for_it(emulator, wavespeed_env, clip,
+                                                                                      tmp_path):
+    def run() -> pipeline.Result:
+        return pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": -1}, clip, out_dir=tmp_path / "out", variations=4)
+
+    emulator.fail_next(MMAUDIO, error="no sound for this one", code=1403)
+    result = run()
+    (bad,) = [task for task in emulator.tasks.all() if task.status == "failed"]
+    seeds = sent_seeds(emulator)
+    assert emulator.submits(MMAUDIO) == 4 and len(set(seeds)) == 4
+    (failed,) = result.failed
+    assert failed == result.info["failed"][0] and failed["status"] == "failed"
+    assert failed["task_id"] == bad.id and failed["seed"] == bad.params["seed"] and "no sound for this one" in failed["error"]
+    assert len(result.takes) == 3 and all(take.video_path.is_file() for take in result.takes)
+    assert [take.info["take"] for take in result.takes] == [n for n in (1, 2, 3, 4) if n != failed["take"]]
+    listed = {t["take"]: t for t in result.info["takes"]}
+    assert [t["seed"] for t in listed.values()] == seeds and listed[failed["take"]]["error"] == failed["error"]
+    assert result.info["variations"] == 4 and result.info["task_id"] == result.takes[0].info["task_id"]
+
+    again = run()  # the same seeds, from the journal: the three stored, only the failed take submitted again
+    assert emulator.submits(MMAUDIO) == 5 and emulator.tasks.all()[-1].params["seed"] == bad.params["seed"]
+    assert not again.failed and [t["seed"] for t in again.info["takes"]] == seeds
+    assert [t["cached"] for t in again.info["takes"]] == [n != failed["take"] for n in (1, 2, 3, 4)]
+
+    run()  # every take delivered last time: -1 asks for new ones
+    assert emulator.submits(MMAUDIO) == 9 and not {t.params["seed"] for t in emulator.tasks.all()[-4:]} & set(seeds)
+
+
+def test_the_node_returns_the_takes_that_came_and_names_the_failed_one(emulator, wavespeed_env, tmp_path):
+    source = write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 48, flash_at=(8,))
+    emulator.fail_next(MMAUDIO, error="no sound for this one", code=1403)
+    audio, _, job = node("SonifyMMAudioV2")(**PARAMS, seed=-1, video=module("nodes.comfy").FileVideo(str(source)),
+                                            variations=3)
+    (bad,) = [task for task in emulator.tasks.all() if task.status == "failed"]
+    assert audio["waveform"].shape[0] == 2  # the batch holds the takes that came
+    (failed,) = json.loads(job)["failed"]
+    assert (failed["task_id"], failed["seed"]) == (bad.id, bad.params["seed"]) and "no sound" in failed["error"]
+
+
+def test_cli_names_a_failed_take_writes_the_others_and_exits_6(emulator, wavespeed_env, clip_path, tmp_path):
+    emulator.fail_next(MMAUDIO, error="no sound for this one", code=1403)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "sonify", "run", "mmaudio-v2", "--video", str(clip_path), "--prompt",
+                           "a door", "--variations", "3", "-o", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    (bad,) = [task for task in emulator.tasks.all() if task.status == "failed"]
+    assert done.returncode == 6 and "Traceback" not in done.stderr
+    written = [Path(line) for line in done.stdout.split()]
+    assert len(written) == 2 and all(media.probe(path).has_audio for path in written)
+    assert f"(seed {bad.params['seed']}, task {bad.id}) failed: " in done.stderr and "no sound for this one" in done.stderr

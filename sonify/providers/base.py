@@ -79,6 +79,9 @@ class Provider(Protocol):
     name: str
     http: Http  # the session: API base URL, key, retries, size-capped downloads
     upload_seconds: float  # how long after an upload its URL is reused for another job
+    # find_tasks shows a task as soon as it exists (True), or only once it has finished (False: an empty answer
+    # about a lost submit proves nothing while its task could still be queued or running).
+    lists_unfinished: bool
 
     def upload(self, path: Path, waiter: Waiter, *, watch: Callable[[int], None] | None = None) -> str:
         """Upload a file; returns the URL a job's input refers to it by. Cancel is honoured while the bytes go

@@ -78,6 +78,10 @@ class _CdnToken:
 
 class Fal:
     name = NAME
+    # Its request listing shows FINISHED requests only: its status filter is `success | error | user_error` and it
+    # sorts by end time (docs.fal.ai/platform-apis/v1/models/requests/by-endpoint). A lost submit's request that is
+    # still queued or running is not there yet: an empty listing proves nothing until the job's bound has passed.
+    lists_unfinished = False
 
     def __init__(self, api_key: str, queue_url: str, rest_url: str, api_url: str = "https://api.fal.ai",
                  cdn_url: str = "https://v3.fal.media") -> None:
@@ -375,7 +379,8 @@ class Fal:
 
     def find_tasks(self, model_id: str, body: dict[str, Any], since: float, until: float, waiter: Waiter) -> list[str]:
         """The platform API's request listing by endpoint from `since`: the requests whose `json_input` equals
-        `body` (and whose time, where an item gives one, is in the window)."""
+        `body` (and whose time, where an item gives one, is in the window). Finished requests only (see
+        `lists_unfinished`)."""
         query = {"endpoint_id": model_id, "start": iso_utc(since), "limit": "100", "expand": "payloads"}
         found: list[str] = []
         for _ in range(LISTING_PAGES):

@@ -49,6 +49,8 @@ STREAM_FRAMINGS = ("chunked", "close")
 CHATTY = 0.02  # seconds between the events of a chatty stream
 FAILED_TYPE = "runner_server_error"  # [guess] the error_type fal gives a request whose app failed
 CANCELLED_TYPE = "request_cancelled"  # [guess]
+# The request listing's status word of each finished task (its documented filter: success | error | user_error).
+LISTED_STATUS = {"completed": "success", "failed": "error", "cancelled": "error"}
 
 
 def detail(status: int, message: str, error_type: str | None = None) -> Response:
@@ -284,9 +286,12 @@ class FalRoutes:
         })
 
     def listing(self, request: Request, match: re.Match[str]) -> Response:
-        """The platform API's request listing by endpoint: `endpoint_id` required, `start` (ISO 8601, default
-        24 h ago), `limit` 1..100, `cursor`; newest first; each item carries `json_input`, the body as sent.
-        [guess] item fields beyond request_id, endpoint_id, json_input and status; the cursor's form."""
+        """The platform API's request listing by endpoint, as fal documents it (docs.fal.ai/platform-apis/v1/models/
+        requests/by-endpoint): FINISHED requests only — its status filter knows `success | error | user_error` and it
+        sorts by end time — so a request still queued or running is not listed. `endpoint_id` required, `start`
+        (ISO 8601, default 24 h ago), `status`, `limit` 1..100, `cursor`; the inputs (`json_input`) only with
+        `expand=payloads`. [guess] which time `start` filters on (here the time sent), newest end first, a cancelled
+        request listed as `error`, the cursor's form."""
         query = {k: v[0] for k, v in request.query.items()}
         endpoint = query.get("endpoint_id")
         if not endpoint:
@@ -299,14 +304,29 @@ class FalRoutes:
             return detail(422, "start must be an ISO 8601 time, limit and cursor whole numbers")
         if not 1 <= limit <= 100:
             return detail(422, "limit must be from 1 to 100")
+        wanted = query.get("status")
+        if wanted is not None and wanted not in LISTED_STATUS.values():
+            return detail(422, f"status must be one of {', '.join(sorted(set(LISTED_STATUS.values())))}")
         start = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
-        tasks = [t for t in reversed(self.em.tasks.all(PROVIDER))
-                 if t.spec.model_id == endpoint and datetime.fromisoformat(t.created_at) >= start]
-        page = tasks[offset: offset + limit]
-        items = [{"request_id": t.shown_id, "endpoint_id": t.spec.model_id, "sent_at": t.created_at,
-                  "status": self.status_payload(t, False)["status"], "json_input": t.input} for t in page]
-        more = offset + limit < len(tasks)
+        ended = [t for t in self.em.tasks.all(PROVIDER)
+                 if t.spec.model_id == endpoint and t.status in LISTED_STATUS and t.completed_at is not None
+                 and datetime.fromisoformat(t.created_at) >= start and wanted in (None, LISTED_STATUS[t.status])]
+        ended.sort(key=lambda t: t.completed_at, reverse=True)
+        payloads = "payloads" in query.get("expand", "").split(",")
+        items = [self._listed(t, payloads) for t in ended[offset: offset + limit]]
+        more = offset + limit < len(ended)
         return json_response(200, {"items": items, "has_more": more, "next_cursor": str(offset + limit) if more else None})
+
+    def _listed(self, task: Task, payloads: bool) -> dict[str, Any]:
+        """One finished request as the listing shows it (the fields of fal's documented example)."""
+        item = {"request_id": task.shown_id, "endpoint_id": task.spec.model_id, "sent_at": task.created_at,
+                "started_at": wall_clock(task, task.started) if task.started is not None else None,
+                "ended_at": wall_clock(task, task.completed_at),
+                "status_code": 200 if task.status == "completed" else 500,
+                "duration": round(task.completed_at - task.submitted, 3)}
+        if payloads:  # (json_output, the result, is not emulated: Sonify never reads it)
+            item["json_input"] = task.input
+        return item
 
     def urls(self, task: Task) -> dict[str, str]:
         """Status, result and cancel live under {owner}/{app} only: a submit subpath is dropped."""

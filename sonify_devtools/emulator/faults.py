@@ -181,7 +181,8 @@ class FaultBoard:
 
     def lose(self, method: str, path_regex: str, times: int = 1) -> Fault:
         """The next `times` matching requests are served (a submit creates its task) but the connection is
-        closed before the answer: the client cannot tell whether anything was created."""
+        closed before the answer: the client cannot tell whether anything was created. The task runs on as any
+        other (a slow model, `per_model_seconds`, keeps it running): fal's listing shows it only once it ends."""
         return self._add(Fault(method.upper(), re.compile(path_regex), times, "lose"))
 
     def delay(self, method: str, path_regex: str, seconds: float, times: int = 1) -> Fault:
