@@ -73,8 +73,8 @@ def describe_error(response: requests.Response) -> str:
 class WaveSpeed:
     name = NAME
     upload_seconds = UPLOAD_SECONDS  # how long an upload is reused
-    # Its task listing shows a task from its creation on, queued and running ones too (its status filter has
-    # `processing`; wavespeed.ai/docs/docs-common-api/predictions): a lost submit's task is there at once.
+    # Its task listing shows "all predictions", newest created first, with a `processing` status filter
+    # (wavespeed.ai/docs/docs-common-api/predictions): a task from its creation on, so a lost submit's is there at once.
     lists_unfinished = True
 
     def __init__(self, api_key: str, base_url: str) -> None:
