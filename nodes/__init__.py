@@ -2,7 +2,7 @@
 
 import logging
 
-from ..sonify import models
+from ..sonify import catalog
 from ..sonify.errors import ConfigurationError
 from . import comfy
 from .fetch_result import SonifyFetchResult
@@ -12,26 +12,26 @@ from .pick_audio import SonifyPickAudio
 from .video_to_audio import make_video_to_audio_node
 
 _VIDEO_TO_AUDIO = {
-    "SonifyMMAudioV2": models.MMAUDIO_V2,
-    "SonifyThinkSoundWaveSpeed": models.THINKSOUND_WAVESPEED,
-    "SonifyThinkSoundFal": models.THINKSOUND_FAL,
-    "SonifyKlingVideoToAudio": models.KLING_V2A,
+    "SonifyMMAudioV2": catalog.MMAUDIO_V2,
+    "SonifyThinkSoundWaveSpeed": catalog.THINKSOUND_WAVESPEED,
+    "SonifyThinkSoundFal": catalog.THINKSOUND_FAL,
+    "SonifyKlingVideoToAudio": catalog.KLING_V2A,
 }
 
 NODE_CLASS_MAPPINGS = {node_id: make_video_to_audio_node(spec) for node_id, spec in _VIDEO_TO_AUDIO.items()}
-NODE_CLASS_MAPPINGS["SonifySyncLipsync"] = make_lipsync_node(models.SYNC_LIPSYNC)
+NODE_CLASS_MAPPINGS["SonifySyncLipsync"] = make_lipsync_node(catalog.SYNC_LIPSYNC)
 NODE_CLASS_MAPPINGS["SonifyMuxAudio"] = SonifyMuxAudio
 NODE_CLASS_MAPPINGS["SonifyFetchResult"] = SonifyFetchResult
 NODE_CLASS_MAPPINGS["SonifyPickAudio"] = SonifyPickAudio
 
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: spec.title for node_id, spec in _VIDEO_TO_AUDIO.items()}
-NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = models.SYNC_LIPSYNC.title
+NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = catalog.SYNC_LIPSYNC.title
 NODE_DISPLAY_NAME_MAPPINGS["SonifyMuxAudio"] = "Mux Audio onto Video · Sonify"
 NODE_DISPLAY_NAME_MAPPINGS["SonifyFetchResult"] = "Fetch Result by Task ID · Sonify"
 NODE_DISPLAY_NAME_MAPPINGS["SonifyPickAudio"] = "Pick Take · Sonify"
 
 # The model nodes whose price the badge shows (GET /sonify/prices).
-MODEL_NODES = {**_VIDEO_TO_AUDIO, "SonifySyncLipsync": models.SYNC_LIPSYNC}
+MODEL_NODES = {**_VIDEO_TO_AUDIO, "SonifySyncLipsync": catalog.SYNC_LIPSYNC}
 
 
 def _routes() -> list:

@@ -75,9 +75,9 @@ def use_comfy_state_dir() -> None:
         import folder_paths
     except ImportError:
         return
-    from ..sonify import config
+    from ..sonify import settings
 
-    config.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
+    settings.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
 
 
 def _route_table() -> Any:

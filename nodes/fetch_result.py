@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..sonify.catalog import MODELS, PROVIDERS
 from ..sonify.errors import Cancelled, ValidationError
-from ..sonify.models import MODELS, PROVIDERS
 from . import comfy
 from .run import node_function
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sonify.models import MAX_FPS, MIN_FPS, VARIATIONS, ModelSpec, Param
+from ..sonify.catalog import MAX_FPS, MIN_FPS, VARIATIONS, ModelSpec, Param
 
 WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING"}
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..sonify.models import ModelSpec
+from ..sonify.catalog import ModelSpec
 from . import comfy
 from .inputs import param_inputs, source_inputs
 from .run import node_function, run_node

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..sonify.models import GAIN_DB
+from ..sonify.catalog import GAIN_DB
 from . import comfy
 
 GAIN = {"default": 0.0, "min": GAIN_DB[0], "max": GAIN_DB[1], "step": 0.5}
@@ -38,7 +38,8 @@ class SonifyMuxAudio:
 
     def run(self, video: Any, audio: Any, mode: str = "replace", audio_gain_db: float = 0.0,
             video_gain_db: float = 0.0) -> tuple:
-        from ..sonify import media, soundtrack
+        from ..sonify import media
+        from ..sonify.media import soundtrack
 
         samples, rate = comfy.from_audio(audio)
         out = comfy.temp_dir() / f"sonify-mux-{uuid.uuid4().hex[:12]}.mp4"

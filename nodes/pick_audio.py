@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..sonify.catalog import VARIATIONS
 from ..sonify.errors import ValidationError
-from ..sonify.models import VARIATIONS
 
 
 class SonifyPickAudio:

@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..sonify import config, key_store
+from ..sonify import key_store, settings
+from ..sonify.catalog import PROVIDERS, ModelSpec
 from ..sonify.errors import ConfigurationError, ProviderError, SonifyError
-from ..sonify.models import PROVIDERS, ModelSpec
 from ..sonify.redact import redact
 from ..sonify.waiter import Waiter
 from . import comfy, emulator_mode
@@ -68,7 +68,7 @@ def own_host(host: str | None, listening: Iterable[str], allowed: Iterable[str])
     if match is None:
         return False
     name = match["name"].strip("[]").rstrip(".").lower()
-    if config.is_loopback(name) or name in allowed:
+    if settings.is_loopback(name) or name in allowed:
         return True
     addresses = {a.strip().strip("[]").lower() for a in listening}
     if name in addresses:
@@ -88,11 +88,11 @@ def guarded(handler: Handler) -> Handler:
 
     async def guard(request: web.Request) -> web.StreamResponse:
         host = request.headers.get("Host")
-        if not own_host(host, comfy.listen_addresses(), config.allowed_hosts()):
+        if not own_host(host, comfy.listen_addresses(), settings.allowed_hosts()):
             log.warning("refused a %s request to %s for the host %r, not this server's (%s allows a name)",
-                        request.method, request.path, (host or "")[:100], config.ALLOWED_HOSTS_ENV)
+                        request.method, request.path, (host or "")[:100], settings.ALLOWED_HOSTS_ENV)
             return web.json_response({"error": "refused: the request names a host that is not this server "
-                                               f"(a name you use for it can be added to {config.ALLOWED_HOSTS_ENV})"},
+                                               f"(a name you use for it can be added to {settings.ALLOWED_HOSTS_ENV})"},
                                      status=403)
         if not same_origin(request):
             log.warning("refused a %s request to %s from another origin", request.method, request.path)
@@ -140,10 +140,10 @@ def _check(provider: str) -> dict[str, Any]:
 
     key_store.status(provider)  # the provider named checked first (a ValidationError)
     try:
-        found = config.find_key(provider)
+        found = settings.find_key(provider)
         if found is None:
-            raise ConfigurationError(config.missing_key_message(provider))
-        client = providers.make(provider, found[0], config.real_bases(provider))
+            raise ConfigurationError(settings.missing_key_message(provider))
+        client = providers.make(provider, found[0], settings.real_bases(provider))
         checked = client.check_key(Waiter(), CHECK_TIMEOUT)
     except ProviderError as exc:
         refused = exc.status in (401, 403)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..sonify.catalog import ModelSpec
 from ..sonify.errors import Cancelled, ValidationError
-from ..sonify.models import ModelSpec
 from . import comfy
 
 log = logging.getLogger("sonify")
@@ -125,7 +125,7 @@ def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
     if info.get("failed"):
-        from ..sonify import takes
+        from ..sonify import pipeline as takes
 
         lines += [f"{takes.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
     return "\n".join(lines)

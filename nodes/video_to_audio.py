@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..sonify.models import ModelSpec
+from ..sonify.catalog import ModelSpec
 from . import comfy
 from .inputs import param_inputs, source_inputs, variations_input
 from .run import node_function, run_node, source_picture

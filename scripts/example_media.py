@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import template_thumbnails as cards  # after the path is set
 
-from sonify import media, models, pipeline, soundtrack
+from sonify import catalog, media, pipeline
+from sonify.media import soundtrack
 from sonify_devtools.demo import DEMO_FAL_KEY, DEMO_KEY, _environment, demo_frames
 from sonify_devtools.emulator import Emulator
 
@@ -46,7 +47,7 @@ class Template:
     """How a workflow's card picture is made: the model its sound comes from (None: the local Mux node), the
     media it runs on (as a file, or as IMAGE frames), how many takes, and what the card draws."""
 
-    spec: models.ModelSpec | None
+    spec: catalog.ModelSpec | None
     source: str
     card: cards.Card
     frames: bool = False
@@ -60,31 +61,31 @@ SOUND = cards.wave(cards.WAVE)
 # sound of the first one's run, so that one comes first.
 TEMPLATES = {
     "MMAudio - Foley for a Clip": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("FOLEY", f"MMAUDIO V2 - {WS}", cards.motion, SOUND)),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("FOLEY", f"MMAUDIO V2 - {WS}", cards.motion, SOUND)),
     "MMAudio - Sound for Frames": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("IMAGE FRAMES IN", f"MMAUDIO V2 - {WS}", cards.frame_grid, SOUND),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("IMAGE FRAMES IN", f"MMAUDIO V2 - {WS}", cards.frame_grid, SOUND),
         frames=True),
     "MMAudio - A 36 s Clip": Template(
-        models.MMAUDIO_V2, LONG_CLIP, cards.Card("36 S IN WINDOWS", f"MMAUDIO V2 - {WS}", cards.shots, cards.windows)),
+        catalog.MMAUDIO_V2, LONG_CLIP, cards.Card("36 S IN WINDOWS", f"MMAUDIO V2 - {WS}", cards.shots, cards.windows)),
     "MMAudio - Four Takes": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("FOUR TAKES", "PICK TAKE 3 - MUX AUDIO", cards.take_stills, cards.takes),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("FOUR TAKES", "PICK TAKE 3 - MUX AUDIO", cards.take_stills, cards.takes),
         variations=4),
     "ThinkSound on WaveSpeed": Template(
-        models.THINKSOUND_WAVESPEED, CLIP,
+        catalog.THINKSOUND_WAVESPEED, CLIP,
         cards.Card("THINKSOUND", WS, cards.captioned("PROMPT=prompt"), cards.spectrum)),
     "ThinkSound on fal": Template(
-        models.THINKSOUND_FAL, CLIP,
+        catalog.THINKSOUND_FAL, CLIP,
         cards.Card("THINKSOUND", "FAL", cards.motion, cards.prompt_and_spectrum, cards.FAL)),
     "Kling - Effects and Music": Template(
-        models.KLING_V2A, CLIP,
+        catalog.KLING_V2A, CLIP,
         cards.Card("EFFECTS + MUSIC", f"KLING - {WS}", cards.captioned("SFX=sound_effect_prompt", "MUSIC=bgm_prompt"),
                    cards.spectrum)),
     "Lipsync a Video to a Voice": Template(
-        models.SYNC_LIPSYNC, HEAD, cards.Card("LIPSYNC", f"SYNC LIPSYNC 1.9 - {WS}", cards.face, SOUND)),
+        catalog.SYNC_LIPSYNC, HEAD, cards.Card("LIPSYNC", f"SYNC LIPSYNC 1.9 - {WS}", cards.face, SOUND)),
     "Mux Audio - Replace or Mix": Template(
         None, CLIP, cards.Card("MUX AUDIO", "LOCAL - FREE", cards.motion, cards.mix, cards.LOCAL)),
     "Fetch a Result by Task ID": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("FETCH BY ID", "A PAID RESULT AGAIN - NO NEW COST", cards.task_id, SOUND),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("FETCH BY ID", "A PAID RESULT AGAIN - NO NEW COST", cards.task_id, SOUND),
         params_from="MMAudio - Foley for a Clip"),
 }
 
@@ -92,7 +93,7 @@ TEMPLATES = {
 LOCAL_NODES = ("SonifyPickAudio", "SonifyMuxAudio", "SonifyFetchResult")
 
 
-def workflow_params(name: str, spec: models.ModelSpec) -> dict[str, Any]:
+def workflow_params(name: str, spec: catalog.ModelSpec) -> dict[str, Any]:
     """The model parameters the workflow's Sonify node holds (its widget values, in the order of the model's
     parameters; the frontend keeps a "control after generate" value after the seed)."""
     workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))

@@ -21,8 +21,8 @@ from clips import write_clip
 from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 
-from sonify import jobs, media
-from sonify.models import KLING_V2A, MMAUDIO_V2, MODELS, PROVIDERS
+from sonify import journal, media
+from sonify.catalog import KLING_V2A, MMAUDIO_V2, MODELS, PROVIDERS
 
 MMAUDIO = MMAUDIO_V2.model_id
 
@@ -237,8 +237,8 @@ def test_a_failed_job_exits_5_with_its_task_id(emulator, wavespeed_env, clip, tm
     assert f"task {row.task_id} failed: out of GPUs" in done.stderr
 
 
-def journal_rows(env: dict[str, str]) -> list[jobs.JobRow]:
-    return jobs.Journal(Path(env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE).recent()
+def journal_rows(env: dict[str, str]) -> list[journal.JobRow]:
+    return journal.Journal(Path(env["SONIFY_STATE_DIR"]) / journal.JOURNAL_FILE).recent()
 
 
 # ---------------------------------------------------------------- batch

@@ -14,7 +14,7 @@ import pytest
 from clips import video_packets, write_clip
 
 from sonify import media, pipeline
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
 
 
 def audio_packets(path: Path) -> list[bytes]:

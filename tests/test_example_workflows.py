@@ -264,7 +264,7 @@ def test_sonify_nodes_are_wired_and_valued_as_the_engine_accepts(path: Path) -> 
     """A video to work on, and widget values that pass the engine's pre-spend checks."""
     wf = load(path)
     pack = load_pack()
-    models = module("sonify.models")
+    models = module("sonify.catalog")
     spec_by_title = {m.title: m for m in models.MODELS.values()}
     types = [n["type"] for n in wf["nodes"]]
     assert OUTPUT_NODES & set(types), f"{path.name}: saves or previews nothing"

@@ -22,9 +22,11 @@ import torch
 from clips import onset_time, video_packets
 from pack import ROOT, load_pack, module, outputs
 
-from sonify import jobs, media, pipeline, windows
+from sonify import journal as jobs
+from sonify import media, pipeline
+from sonify.catalog import KLING_V2A, MMAUDIO_V2, Window
 from sonify.errors import Cancelled, SonifyError, ValidationError
-from sonify.models import KLING_V2A, MMAUDIO_V2, Window
+from sonify.media import windows
 
 NTSC = Fraction(30000, 1001)
 MMAUDIO = MMAUDIO_V2.model_id
@@ -176,7 +178,7 @@ RUN_WINDOWS = """
 import sys, threading
 from pathlib import Path
 from sonify import media, pipeline
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
 pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 5}, media.VideoSource(path=sys.argv[1]), out_dir=Path(sys.argv[2]),
              slots=threading.Semaphore(1))
 """
@@ -231,7 +233,7 @@ def test_a_random_seed_run_whose_window_failed_reuses_the_finished_windows_on_a_
 def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, wavespeed_env, tmp_path):
     """pipeline.prepare (a Temporal batch's activity) makes one job: a long clip is refused before it is cut."""
     from sonify import providers
-    from sonify.remote_job import RunContext, StageTimer
+    from sonify.pipeline.types import RunContext, StageTimer
     from sonify.waiter import Waiter
 
     path = write_shots(tmp_path / "kling.mp4", 21 * 24, Fraction(24), cuts=[])

@@ -11,8 +11,8 @@ import pytest
 from clips import click_audio, flash_frames, frame_brightness, onset_time, video_packets, write_clip
 
 from sonify import media
+from sonify.catalog import ProxyRule
 from sonify.errors import ValidationError
-from sonify.models import ProxyRule
 
 FPS = [Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(12)]
 

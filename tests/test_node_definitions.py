@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pack import load_pack
 
-from sonify.models import GAIN_DB, MAX_FPS, MIN_FPS, MODELS, PROVIDERS, VARIATIONS, Param
+from sonify.catalog import GAIN_DB, MAX_FPS, MIN_FPS, MODELS, PROVIDERS, VARIATIONS, Param
 
 PROVIDER_NAMES = {"wavespeed": "WaveSpeed", "fal": "fal"}
 NODES = load_pack().NODE_CLASS_MAPPINGS

@@ -19,8 +19,8 @@ from clips import write_clip
 from pack import load_pack, module, outputs
 
 from sonify import media, pipeline
+from sonify.catalog import MMAUDIO_V2, SYNC_LIPSYNC, THINKSOUND_FAL, ModelSpec
 from sonify.errors import ProviderError
-from sonify.models import MMAUDIO_V2, SYNC_LIPSYNC, THINKSOUND_FAL, ModelSpec
 
 OUTPUT = r"^/outputs/"
 BOUND = 10.0  # seconds: a hostile result ends the job within this (a bound on a hang, not a speed claim)

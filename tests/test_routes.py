@@ -248,7 +248,7 @@ def test_the_key_check_tells_the_balance_and_a_refusal(state, emulator, monkeypa
 
 
 def test_the_price_catalog_is_the_models(state):
-    models = module("sonify.models")
+    models = module("sonify.catalog")
 
     async def test(client: TestClient) -> None:
         catalog = await answer(await client.get("/sonify/prices"))

@@ -27,8 +27,8 @@ from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 from temporalio.client import Client
 
-from sonify import jobs, pipeline
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify import journal, media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
 from sonify_devtools.emulator import Emulator
 
 CLIPS = 60
@@ -149,8 +149,8 @@ def at_provider_at_once(emulator: Emulator) -> int:
 
 
 def test_file_fingerprint_is_the_journals(emulator, wavespeed_env, clip_path, tmp_path):
-    pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, pipeline.media.VideoSource(path=str(clip_path)), out_dir=tmp_path)
-    (row,) = jobs.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE).recent()
+    pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip_path)), out_dir=tmp_path)
+    (row,) = journal.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / journal.JOURNAL_FILE).recent()
     assert pipeline.file_fingerprint(MMAUDIO_V2, {"prompt": "rain"}, clip_path) == row.fingerprint
 
 

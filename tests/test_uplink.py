@@ -23,9 +23,11 @@ import requests
 from clips import video_packets, write_clip
 from pack import ROOT
 
-from sonify import jobs, media, pipeline, uplink
+from sonify import journal as jobs
+from sonify import media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL, ProxyRule
 from sonify.errors import Cancelled
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ProxyRule
+from sonify.pipeline import uploads
 from sonify.providers import client
 from sonify.waiter import Waiter
 from sonify_devtools.demo import DEMO_KEY
@@ -74,8 +76,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def measured(spec=MMAUDIO_V2) -> tuple[list[float], list[tuple[float, float | None]]]:
     """The journal's upload rates for the spec's provider endpoint and its proxy speeds."""
     store = jobs.UplinkStore()
-    return (store.uplink_rates(uplink.uplink_key(client(spec.provider)), 20, 0.0),
-            store.proxy_speeds(uplink.proxy_key(spec.proxy), 20))
+    return (store.uplink_rates(uploads.uplink_key(client(spec.provider)), 20, 0.0),
+            store.proxy_speeds(uploads.proxy_key(spec.proxy), 20))
 
 
 def no_proxy_thread() -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import weakref
 
-from .. import config, webhooks
+from .. import settings as config
+from . import webhooks
 from .base import Provider
 from .fal import Fal
 from .pacing import Pacer

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import JobTimedOut, ProviderError, ValidationError
-from ..http import Http
+from ..net.http import Http
 from ..waiter import Waiter
 from .schedule import History, PollPlan
 

@@ -13,10 +13,10 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from .. import webhooks
 from ..errors import ProviderError
-from ..http import FileBody, Http, excerpt
+from ..net.http import FileBody, Http, excerpt
 from ..waiter import Waiter
+from . import webhooks
 from .base import (
     CANCEL_TIMEOUT,
     COMPLETED,

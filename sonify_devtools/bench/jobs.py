@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sonify import media, pipeline
-from sonify.models import ModelSpec
+from sonify.catalog import ModelSpec
 from sonify.providers.schedule import FREE_SECONDS, WINDOW
 
 from ..emulator import Emulator

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sonify import media, pipeline
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
 
 from .jobs import emulated, params_for
 from .measure import picture_packets

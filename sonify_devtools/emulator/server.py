@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from sonify.models import BY_MODEL_ID
+from sonify.catalog import BY_MODEL_ID
 
 from .accounts import Accounts
 from .fal_routes import FalRoutes, StreamShape

@@ -22,9 +22,9 @@ import av
 import numpy as np
 
 from sonify import media
-from sonify.config import EMULATOR_TITLE
+from sonify.catalog import SYNC_LIPSYNC, ModelSpec
 from sonify.errors import ValidationError
-from sonify.models import SYNC_LIPSYNC, ModelSpec
+from sonify.settings import EMULATOR_TITLE
 
 log = logging.getLogger("sonify")
 
@@ -45,7 +45,7 @@ _PEAK = 0.8
 def render(
     spec: ModelSpec, params: dict[str, Any], video_path: str, audio_path: str | None, out_dir: str, fmt: str
 ) -> list[str]:
-    """Produce the model's output file(s) in out_dir; see docs/INTERFACES.md §synth.
+    """Produce the model's output file(s) in out_dir.
 
     `fmt` may name several formats joined by "+" ("mp4+wav"): one output each, in that order, as
     Kling's own API returns a video with sound and the sound alone."""

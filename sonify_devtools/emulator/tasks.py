@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sonify import media
+from sonify.catalog import ModelSpec
 from sonify.errors import ValidationError
-from sonify.models import ModelSpec
 
 from . import synth
 from .storage import FetchError, Storage

@@ -1,0 +1,354 @@
+"""The one path every job takes:
+
+validate → prepare media → the remote job (journal claim: stored result? resume? else upload →
+submit → wait → download → verify) → fit the sound to the picture → mux → result.
+
+Everything that can be checked is checked before the first request, so a mistake costs nothing.
+The remote job (remote_job.py) journals each step before the next, so a result that was paid for is
+never lost and an identical job is never paid for twice; `fetch` gets any task's result. Progress
+and cancellation come in as two small callables, so ComfyUI and the command line each plug in their
+own.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .. import journal as jobs
+from .. import media, providers, settings
+from ..catalog import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
+from ..errors import SonifyError, ValidationError
+from ..media import frames, windows
+from ..media.video import check_picture_size, validate_source
+from ..providers.base import Provider, given_task_id
+from ..waiter import Slots, Waiter
+from .deliver import _mux_sound, deliver, output_name, write_atomically
+from .job import FETCH_SECONDS, RemoteJob, check_budget
+from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, what, with_cost
+from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
+from .several import Progress, check_count, failure, run_each, total_cost
+from .types import (
+    AudioInput,
+    Delivery,
+    JobInfo,
+    Observer,
+    ProgressFn,
+    ResultBounds,
+    RunContext,
+    StageTimer,
+)
+
+__all__ = ["AudioInput", "Result", "check_picture_size", "fetch", "output_name", "run", "validate_source"]
+
+
+log = logging.getLogger("sonify")
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Result:
+    audio: np.ndarray  # float32 [C, T]
+    sample_rate: int
+    # v2a: the source picture with the new sound; lipsync: the provider's video. None for frames sent to a
+    # v2a model (no file is made of them: the caller puts `audio` on its frames), and from fetch() for a
+    # sound-only result whose source is not known.
+    video_path: Path | None
+    info: dict[str, Any]  # the job's JobInfo, serialised: provider, model, task id, status, cost, seconds
+    extra: dict[str, Any] = field(default_factory=dict)  # other result fields (fal's prompt)
+    # variations > 1: every take's own result, in order (the first is this one's sound and video)
+    takes: list[Result] = field(default_factory=list)
+    # run(picture=True), lipsync: the result's frames [N, H, W, 3] float32 and their exact rate
+    picture: tuple[np.ndarray, Fraction] | None = None
+    # variations > 1: the takes that failed (takes.failure: take, seed, task id, status, error); `takes` then holds
+    # the others, and info["failed"] lists these
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run(
+    spec: ModelSpec,
+    params: dict[str, Any],
+    video: media.VideoSource,
+    *,
+    out_dir: Path,
+    audio: AudioInput | None = None,
+    on_progress: ProgressFn | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    slots: Slots | None = None,
+    observe: Observer | None = None,
+    variations: int = 1,
+    picture: bool = False,
+) -> Result:
+    """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
+
+    The journal decides first: a stored result (fixed seed, same fingerprint) is reused with no
+    request; a submitted-but-undelivered identical job is resumed; otherwise it is a new job.
+
+    `slots` (a batch's): a new job holds one from its submit until it is seen finished, so runs sharing
+    them keep that many jobs at the provider while others prepare, upload or mux. Every job also keeps within
+    the account's limits (providers.pacer), shared with every other run of the process. `observe`: called
+    with the job's events (the benchmark's view). `variations`: that many takes (takes.py), each its own
+    job, at once; Result.takes has every one delivered, the Result itself is the first of them with the info of
+    all; a take that failed is in Result.failed (raised only when no take came). `picture`
+    (lipsync): its result's frames too (Result.picture), decoded and bounded before the job counts as delivered, so
+    a picture that cannot be decoded leaves the task to the next run, never a second job."""
+    report = _labelled(on_progress or (lambda text, fraction: None))
+    checked = spec.validate(params)
+    check_count(spec, variations)
+    validate_source(video)
+    audio = _checked_voice(spec, audio)
+    timer = StageTimer()
+    with timer("prepare"):  # frames: every value checked in the pass that hashes them
+        picture_hash = frames.fingerprint(video.frames, video.fps) if video.frames is not None else None
+    client = providers.client(spec.provider)  # a missing key fails here, before any request
+    pacer = providers.pacer(client)  # so does a bad account setting
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
+        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, pacer=pacer,
+                         picture=picture)
+        with timer("prepare"):
+            report("preparing video", 0.02)
+            job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
+        if variations > 1 or len(job.parts) > 1:
+            return _run_many(spec, client, ctx, job, out_dir)
+        info = job.takes[0][0]
+        result = _run_take(spec, client, ctx, job, info, out_dir)
+    report(_done_text(info), 1.0)
+    return result
+
+
+def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, info: JobInfo,
+              out_dir: Path) -> Result:
+    """One job for the whole clip, from its journal claim to its sound on the picture."""
+    part = job.parts[0]
+
+    def fit_and_mux(delivery: Delivery) -> Result:
+        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
+        return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra, picture=delivery.picture)
+
+    result, _ = _remote(spec, client, ctx, job, part, info, fit_and_mux)
+    result.info = info.as_dict()
+    return result
+
+
+def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part,
+                info: JobInfo) -> tuple[Delivery, jobs.Ticket]:
+    """One window's job: its verified sound, and its ticket, which the caller marks delivered once the take's
+    windows are joined onto the picture (until then a re-run resumes or reuses it, never pays for it again)."""
+    return _remote(spec, client, ctx, job, part, info, lambda delivery: delivery, final=False)
+
+
+def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part, info: JobInfo,
+            finish: Callable[[Delivery], T], final: bool = True) -> tuple[T, jobs.Ticket]:
+    """One remote job under its journal ticket; `finish` (fit, mux) before the row is marked delivered (when
+    `final`; else the caller marks it)."""
+    wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
+    source_path = job.source_path if part.span is None else None  # a window's sound is not the clip's
+    meta = _job_meta(spec, client.http.base_url, info, part.hashes, source_path)
+    info.emulator = info.emulator or settings.emulator is not None
+    with jobs.ticket(meta, ctx.waiter, lambda: ctx.report(wait_text, 0.05)) as ticket:
+        try:
+            done = finish(RemoteJob(spec, client, ctx, info, part.bounds).run(ticket, part.uploads))
+        except SonifyError as exc:
+            attach_task(exc, spec, info)
+            raise
+        if final:
+            ticket.record(delivered=1)
+    info.seconds = ctx.timer.seconds
+    return done, ticket
+
+
+def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
+    """Every job of the run — each take's, and for a long clip each window's — at once, within the account's
+    limits (its pacer's) and a batch's slots. The budget is checked for their sum before any is claimed. The
+    first job to upload a file uploads it; the others reuse it. A long clip's windows are joined per take."""
+    count, parts = len(job.takes), len(job.parts)
+    grid = [(k, p) for k in range(count) for p in range(parts)]
+    check_budget(total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
+                 f"the limit applies to a node run's sum: its {what(count, parts)} are together")
+    progress = Progress(ctx.report, [label(k, count, p, parts) for k, p in grid])
+    upload_locks = [threading.Lock() for _ in job.parts]  # the takes of a part send the same files
+
+    def call(index: int) -> Callable[[], Any]:
+        k, p = grid[index]
+        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, ctx.slots, ctx.observe, upload_locks[p],
+                         ctx.pacer)
+        if parts == 1:
+            return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
+        return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])
+
+    with ctx.timer("jobs"):
+        outcomes = run_each([call(i) for i in range(len(grid))])
+    results: dict[int, Result] = {}
+    errors: list[SonifyError] = []
+    failed: list[dict[str, Any]] = []
+    for k in range(count):  # a take is delivered when all its windows are, then joined
+        mine = outcomes[k * parts:(k + 1) * parts]
+        error = next((p for p, o in enumerate(mine) if isinstance(o, SonifyError)), None)
+        try:
+            if error is not None:
+                raise mine[error]
+            results[k] = mine[0] if parts == 1 else _joined(spec, job, job.takes[k], mine, ctx.timer, out_dir)
+        except SonifyError as exc:
+            part = error if error is not None else 0
+            errors.append(exc)
+            failed.append(failure(spec, k, job.takes[k][part].as_dict(), exc, part if parts > 1 else None))
+    if not results:
+        raise errors[0]  # nothing came: the first error, as a single job's (each is in the log)
+    if not failed and job.run is not None:
+        jobs.forget_seeds(job.run)  # every take delivered: the next run draws anew
+    if count == 1:
+        results[0].info["seconds"] = ctx.timer.seconds
+        ctx.report(done_text(results[0].info), 1.0)
+        return results[0]
+    for k, result in results.items():
+        result.info["take"] = k + 1
+    delivered = list(results.values())
+    first = delivered[0]
+    info = joined_info(spec, [r.info for r in delivered], ctx.timer.seconds, failed)
+    ctx.report(done_text(info), 1.0)
+    return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=delivered, failed=failed)
+
+
+def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], windows_done: list[tuple[Delivery, jobs.Ticket]],
+            timer: StageTimer, out_dir: Path) -> Result:
+    """One take of a long clip: its windows' sounds joined (windows.join), put on the source picture (its
+    packets copied; the joined sound encoded as AAC); then its windows' rows are marked delivered."""
+    deliveries = [delivery for delivery, _ in windows_done]
+    try:
+        result = _join_and_mux(spec, job, infos, deliveries, timer, out_dir)
+    except SonifyError as exc:
+        attach_task(exc, spec, infos[0])
+        raise
+    for _, ticket in windows_done:
+        ticket.record(delivered=1)
+    return result
+
+
+def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: list[Delivery],
+                  timer: StageTimer, out_dir: Path) -> Result:
+    rate = deliveries[0].sample_rate
+    with timer("align"):
+        sounds = [d.samples if d.sample_rate == rate else media.resample(d.samples, d.sample_rate, rate)
+                  for d in deliveries]
+        samples = windows.join(sounds, [part.span for part in job.parts], job.fps, rate, job.clip.duration)
+    info = take_info(infos, [part.span for part in job.parts], job.fps, job.clip.duration)
+    final_video = None
+    if job.source is not None:
+        final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
+        with timer("mux"):
+            label = {"title": settings.EMULATOR_TITLE} if info.get("emulator") else None
+            write_atomically(final_video, lambda path: media.mux(job.source, samples, rate, path, metadata=label))
+    return Result(samples, rate, final_video, info, deliveries[0].extra)
+
+
+def _labelled(report: ProgressFn) -> ProgressFn:
+    """In emulator mode every line the user sees says the sound is the emulator's."""
+    if settings.emulator is None:
+        return report
+    return lambda text, fraction: report(f"emulator (synthetic sound) · {text}", fraction)
+
+
+def fetch(
+    provider: str,
+    task_id: str,
+    *,
+    out_dir: Path,
+    model: str | None = None,
+    video: media.VideoSource | None = None,
+    on_progress: ProgressFn | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> Result:
+    """A job's result from its task id, so that no paid result is stranded: from the result store
+    when it is there (no request), else from the provider (waiting while it still runs).
+
+    `model`: a catalog key or provider model id; the journal's record wins. WaveSpeed tasks name
+    their model; fal needs it (from the journal or here). `video`: the source to put the sound on;
+    default: the journal's source file if it still exists. Result.video_path is None for a
+    sound-only result with no source known."""
+    report = on_progress or (lambda text, fraction: None)
+    waiter = Waiter(is_cancelled)
+    if provider not in PROVIDERS:
+        raise ValidationError("provider", f"must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    task_id = given_task_id(task_id)  # before any use in a URL, a path or a message
+    if video is not None:
+        validate_source(video)
+    client = providers.client(provider)
+    row = jobs.guarded("looking up the task", lambda journal: journal.find_task(provider, task_id))
+    spec = _fetch_spec(provider, task_id, model, row, client, waiter)
+    info = JobInfo(provider, spec.model_id, task_id=task_id, status="fetching",
+                   cost_usd_estimate=row.cost_usd if row else None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timer = StageTimer()
+    with tempfile.TemporaryDirectory(prefix="sonify-fetch-") as tmp:
+        ctx = RunContext(waiter, report, timer, Path(tmp))
+        try:
+            job = RemoteJob(spec, client, ctx, info, ResultBounds.expected(FETCH_SECONDS))
+            record = jobs.FetchedTask(provider, spec.model_id, task_id, row)
+            delivery = job.fetch(record)
+            source = Path(media.source_to_file(video, ctx.work)) if video is not None else _known_source(row)
+            samples, video_path = _fetched_video(spec, task_id, delivery, source, out_dir)
+            info.source = str(source) if source is not None and spec.output == "audio" else None
+            record.record(delivered=1)  # only now: a result refused above leaves a run's row resumable
+        except SonifyError as exc:
+            attach_task(exc, spec, info)
+            raise
+    info.seconds = timer.seconds
+    report("fetched", 1.0)
+    return Result(samples, delivery.sample_rate, video_path, info.as_dict(), delivery.extra)
+
+
+def _fetch_spec(provider: str, task_id: str, model: str | None, row: jobs.JobRow | None, client: Provider,
+                waiter: Waiter) -> ModelSpec:
+    """The task's model: the journal's record, else the one given, else the task's own (WaveSpeed)."""
+    named = row.model if row is not None else None
+    if named is None and not model:
+        named = client.task_model(task_id, waiter)
+    chosen = named or model
+    choices = ", ".join(k for k, m in MODELS.items() if m.provider == provider)
+    if not chosen:
+        raise ValidationError("model", f"is needed to find {provider} task {task_id}: one of {choices}")
+    spec = MODELS.get(chosen) or BY_MODEL_ID.get((provider, chosen))
+    if spec is None or spec.provider != provider:
+        raise ValidationError("model", f"{chosen!r} is not a {provider} model Sonify knows (one of {choices})")
+    if model and named and (MODELS.get(model) or BY_MODEL_ID.get((provider, model))) is not spec:
+        log.info("task %s is a %s job (journal); using that rather than %s", task_id, spec.key, model)
+    return spec
+
+
+def _known_source(row: jobs.JobRow | None) -> Path | None:
+    if row is not None and row.source_path and Path(row.source_path).is_file():
+        return Path(row.source_path)
+    return None
+
+
+def _fetched_video(spec: ModelSpec, task_id: str, delivery: Delivery, source: Path | None,
+                   out_dir: Path) -> tuple[np.ndarray, Path | None]:
+    """Sound for a video: on the source when known (fitted to it, as a run does); else the provider's
+    own video if its file has a picture; else no video."""
+    target = out_dir / f"{output_name(spec, task_id)}.mp4"
+    samples, rate, result_file = delivery.samples, delivery.sample_rate, delivery.path
+    if spec.output == "audio" and source is not None:
+        seconds = media.probe(source).duration
+        samples = media.fit_length(samples, rate, seconds)
+        _mux_sound(source, result_file, samples, rate, seconds, target)
+        return samples, target
+    try:
+        media.probe(result_file)
+    except ValidationError:
+        return samples, None
+    target = target.with_suffix(result_file.suffix)
+    write_atomically(target, lambda path: shutil.copyfile(result_file, path))
+    return samples, target
