@@ -42,7 +42,7 @@ _process: subprocess.Popen | None = None
 
 
 def from_environment() -> bool:
-    return os.environ.get(ENV, "").strip() == "1"
+    return settings.text(ENV) == "1"
 
 
 def is_on() -> bool:

@@ -125,7 +125,7 @@ def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
     if info.get("failed"):
-        from ..sonify import pipeline as takes
+        from ..sonify import pipeline
 
-        lines += [f"{takes.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
+        lines += [f"{pipeline.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
     return "\n".join(lines)

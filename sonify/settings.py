@@ -399,9 +399,52 @@ def jwks_max_keys() -> int:
     return int(_positive(JWKS_MAX_KEYS_ENV, 16, "a whole number of keys", whole=True))
 
 
-def _positive(env: str, default: float, what: str, *, whole: bool = False) -> float:
-    """The environment variable `env` as a number above 0 (`default` when it is unset), else a
-    ConfigurationError naming it."""
+def text(env: str) -> str:
+    """A setting's raw text ("" when unset): every SONIFY_* variable is read in this module."""
+    return os.environ.get(env, "").strip()
+
+
+# --- limits on one job: each read here, when it is needed, and refused by name when it is not a number ---
+
+TRANSFER_SECONDS = 120.0  # every request, upload and download gets this long (SONIFY_TRANSFER_TIMEOUT) ...
+
+
+def transfer_seconds() -> float:
+    """The allowance every request gets on top of its size at net.watch.MIN_RATE (SONIFY_TRANSFER_TIMEOUT)."""
+    return _positive("SONIFY_TRANSFER_TIMEOUT", TRANSFER_SECONDS, "a number of seconds")
+
+
+def max_download_bytes() -> int:
+    """The largest result file downloaded (SONIFY_MAX_DOWNLOAD_MB, default 500 MiB)."""
+    return int(_positive("SONIFY_MAX_DOWNLOAD_MB", 500, "a number of MiB") * (1 << 20))
+
+
+def max_decode_bytes() -> int:
+    """The most memory a result's frames may take as IMAGE (SONIFY_MAX_DECODE_MB, default 8 GiB)."""
+    return int(_positive("SONIFY_MAX_DECODE_MB", 8192, "a number of MiB") * (1 << 20))
+
+
+def queue_seconds() -> float:
+    """How long a job may wait in the provider's queue, its turn at the account included (SONIFY_QUEUE_TIMEOUT)."""
+    return _positive("SONIFY_QUEUE_TIMEOUT", 900, "a number of seconds")
+
+
+def run_seconds() -> float:
+    """How long a job may run once started (SONIFY_RUN_TIMEOUT)."""
+    return _positive("SONIFY_RUN_TIMEOUT", 1800, "a number of seconds")
+
+
+def max_usd_per_job() -> float | None:
+    """The most one job (a node run's takes and windows together) may cost, estimated before anything is sent
+    (SONIFY_MAX_USD_PER_JOB, dollars; unset: no limit; 0 refuses every priced job)."""
+    if not os.environ.get("SONIFY_MAX_USD_PER_JOB", "").strip():
+        return None
+    return _positive("SONIFY_MAX_USD_PER_JOB", 0, "a dollar amount, e.g. 0.05,", zero=True)
+
+
+def _positive(env: str, default: float, what: str, *, whole: bool = False, zero: bool = False) -> float:
+    """The environment variable `env` as a number above 0 (or 0 itself, with `zero`; `default` when it is unset),
+    else a ConfigurationError naming it."""
     text = os.environ.get(env, "").strip()
     if not text:
         return default
@@ -409,8 +452,8 @@ def _positive(env: str, default: float, what: str, *, whole: bool = False) -> fl
         value = float(int(text)) if whole else float(text)
     except (ValueError, OverflowError):  # not a number, or too large for one
         value = float("nan")
-    if not 0 < value < float("inf"):
-        raise ConfigurationError(f"{env} must be {what} above 0 (got {text[:40]!r})")
+    if not (0 <= value if zero else 0 < value) or not value < float("inf"):
+        raise ConfigurationError(f"{env} must be {what} {'0 or more' if zero else 'above 0'} (got {text[:40]!r})")
     return value
 
 

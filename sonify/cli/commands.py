@@ -276,7 +276,6 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .. import media, pipeline
-    from .. import pipeline as takes
     from . import webhook_listener
 
     out = Output.of(args)
@@ -297,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
         named, number = target or take.video_path, take.info["take"]
         out.result(_write_result(take, named.with_stem(f"{named.stem}-take{number}")), take.info, take=number)
     for failed in result.failed:  # named even with -q; their seeds are kept: the same run again pays only for these
-        print(f"error: {takes.failed_text(failed)}", file=sys.stderr)
+        print(f"error: {pipeline.failed_text(failed)}", file=sys.stderr)
         if out.json:
             out.record({"path": None, **failed})
     return EXIT_SOME_FAILED if result.failed else 0
@@ -531,11 +530,10 @@ def _jobs_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from .. import journal as jobs
-    from .. import settings as config
+    from .. import journal, settings
 
-    folder = config.state_dir()  # an unusable one is an error (exit 3) that says why
-    rows = jobs.guarded("listing jobs", lambda journal: journal.recent(args.limit), default=None)
+    folder = settings.state_dir()  # an unusable one is an error (exit 3) that says why
+    rows = journal.guarded("listing jobs", lambda opened: opened.recent(args.limit), default=None)
     if rows is None:
         print(f"no usable job journal in {folder}", file=sys.stderr)
         return 1

@@ -7,7 +7,6 @@ folder, and the ComfyUI install around the current folder.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -141,7 +140,7 @@ def state_check() -> Check:
         return Check("state folder", False, str(exc))
     except OSError as exc:
         return Check("state folder", False, f"not writable ({exc}): set SONIFY_STATE_DIR to a folder you can write")
-    source = "SONIFY_STATE_DIR" if os.environ.get("SONIFY_STATE_DIR") else "default"
+    source = "SONIFY_STATE_DIR" if settings.text("SONIFY_STATE_DIR") else "default"
     journal = "journal usable" if jobs.open_journal() is not None else "journal NOT usable (see the warning above)"
     return Check("state folder", True, f"{folder} ({source}; writable; {journal})")
 

@@ -13,7 +13,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import re
 import socket
 import sys
@@ -44,7 +43,7 @@ LENGTH_DIGITS = 18  # a Content-Length longer than this is far past MAX_BODY (an
 
 def listen_address() -> tuple[str, int]:
     """SONIFY_WEBHOOK_LISTEN as (an IPv4 address or host name, port); port 0 takes any free one."""
-    text = os.environ.get(LISTEN_ENV, "").strip() or DEFAULT_LISTEN
+    text = settings.text(LISTEN_ENV) or DEFAULT_LISTEN
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigurationError(f"{LISTEN_ENV} must be host:port, e.g. {DEFAULT_LISTEN} (got {text!r})")

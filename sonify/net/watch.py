@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -18,13 +17,11 @@ import urllib3.connection
 import urllib3.connectionpool
 from urllib3.connection import HTTPConnection
 
-from ..errors import Cancelled, ConfigurationError, ProviderError, SonifyError
+from .. import settings
+from ..errors import Cancelled, ProviderError, SonifyError
 from ..waiter import SLICE, Waiter
 
 log = logging.getLogger("sonify")
-
-
-TRANSFER_SECONDS = 120.0  # every request, upload and download gets this long (SONIFY_TRANSFER_TIMEOUT) ...
 
 
 MIN_RATE = 32 * 1024  # ... plus its size at this many bytes a second (256 kbit/s); slower, it is cut
@@ -33,21 +30,11 @@ MIN_RATE = 32 * 1024  # ... plus its size at this many bytes a second (256 kbit/
 UNSENT_LIMIT = 128 << 10  # bytes a connection may keep queued unsent in the kernel (see _WatchedAdapter)
 
 
-def transfer_seconds() -> float:
-    """The allowance every request gets on top of its size at MIN_RATE (SONIFY_TRANSFER_TIMEOUT)."""
-    text = os.environ.get("SONIFY_TRANSFER_TIMEOUT", "").strip()
-    try:
-        seconds = float(text) if text else TRANSFER_SECONDS
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise ConfigurationError(f"SONIFY_TRANSFER_TIMEOUT must be a number of seconds above 0, got {text!r}")
-    return seconds
 
 
 class _Watch:
     """The bounds of one request (an upload's or a download's included): Cancel, looked at every SLICE (only
-    with a `waiter`), and a deadline of transfer_seconds() plus its size at MIN_RATE — the bytes sent, the
+    with a `waiter`), and a deadline of settings.transfer_seconds() plus its size at MIN_RATE — the bytes sent, the
     Content-Length received, or while that is unknown the bytes received so far. The watchdog thread
     enforces both by shutting the request's sockets down, which ends a read or a write however the other
     side drips its bytes (a per-read timeout restarts with every byte); the request's own thread then
@@ -55,7 +42,7 @@ class _Watch:
 
     def __init__(self, waiter: Waiter | None, size: int, what: str, provider: str, task_id: str | None) -> None:
         self.start = time.monotonic()
-        self.allowance = transfer_seconds()
+        self.allowance = settings.transfer_seconds()
         self.size = size  # bytes declared (sent, or the Content-Length received); 0: unknown
         self.received = 0  # bytes of a download's body so far
         self._waiter, self._what, self._provider, self._task_id = waiter, what, provider, task_id

@@ -29,7 +29,7 @@ from .. import media, providers, settings
 from ..catalog import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
 from ..errors import SonifyError, ValidationError
 from ..media import frames, windows
-from ..media.video import check_picture_size, validate_source
+from ..media.video import validate_source
 from ..providers.base import Provider, given_task_id
 from ..waiter import Slots, Waiter
 from .deliver import _mux_sound, deliver, output_name, write_atomically
@@ -47,9 +47,6 @@ from .types import (
     RunContext,
     StageTimer,
 )
-
-__all__ = ["AudioInput", "Result", "check_picture_size", "fetch", "output_name", "run", "validate_source"]
-
 
 log = logging.getLogger("sonify")
 

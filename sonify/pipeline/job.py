@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -74,28 +73,14 @@ LOOK_FIRST, LOOK_GROWTH, LOOK_MOST = 1.0, 1.5, 30.0
 SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed run's window
 
 
-def max_download_bytes() -> int:
-    return int(float(os.environ.get("SONIFY_MAX_DOWNLOAD_MB", "500")) * (1 << 20))
-
-
-def max_decode_bytes() -> int:
-    """The most memory a result's frames may take as IMAGE (SONIFY_MAX_DECODE_MB, default 8 GiB)."""
-    return int(float(os.environ.get("SONIFY_MAX_DECODE_MB", "8192")) * (1 << 20))
-
-
 def wait_limits() -> WaitLimits:
-    return WaitLimits(
-        queue_seconds=float(os.environ.get("SONIFY_QUEUE_TIMEOUT", "900")),
-        run_seconds=float(os.environ.get("SONIFY_RUN_TIMEOUT", "1800")),
-    )
+    return WaitLimits(queue_seconds=settings.queue_seconds(), run_seconds=settings.run_seconds())
 
 
 def check_budget(cost: float | None, what: str = "this job is") -> None:
-    limit = os.environ.get("SONIFY_MAX_USD_PER_JOB", "").strip()
-    if limit and cost is not None and cost > float(limit):
-        raise ValidationError(
-            "SONIFY_MAX_USD_PER_JOB", f"{what} estimated at ${cost:.3f}, above the limit of ${float(limit):.3f}"
-        )
+    limit = settings.max_usd_per_job()
+    if limit is not None and cost is not None and cost > limit:
+        raise ValidationError("SONIFY_MAX_USD_PER_JOB", f"{what} estimated at ${cost:.3f}, above the limit of ${limit:.3f}")
 
 
 _histories: dict[Path | None, History] = {}
@@ -483,7 +468,7 @@ class RemoteJob:
                     bounds = self.bounds
                     most = bounds.frames or math.ceil(bounds.seconds * MAX_FPS)
                     media.check_picture(path, bounds.picture or (media.MAX_SIDE, media.MAX_SIDE), most,
-                                        max_decode_bytes())
+                                        settings.max_decode_bytes())
                     if self.ctx.picture:
                         picture = media.decode_frames(path, max_frames=most)
                     what = "audio"
@@ -570,4 +555,4 @@ def download_output(client: Provider, spec: ModelSpec, state: TaskState, folder:
     suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
     # Named by task: the result store keeps every job's file side by side.
     target = folder / f"{output_name(spec, task_id)}-result{suffix}"
-    return client.http.download(url, target, max_bytes=max_download_bytes(), waiter=waiter, task_id=task_id)
+    return client.http.download(url, target, max_bytes=settings.max_download_bytes(), waiter=waiter, task_id=task_id)

@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import threading
 import time
@@ -86,7 +85,7 @@ BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 def public_url() -> str | None:
     """SONIFY_PUBLIC_URL without a trailing slash (None: unset); https, or http to this machine only (a
     delivery carries no secret, but a plain-http hop on the internet could be read and replayed)."""
-    url = os.environ.get(PUBLIC_URL_ENV, "").strip()
+    url = settings.text(PUBLIC_URL_ENV)
     if not url:
         return None
     check_base_url(url, PUBLIC_URL_ENV)  # no user name or password: it is logged and sent to the providers

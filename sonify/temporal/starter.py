@@ -25,7 +25,6 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from .. import journal, pipeline, providers, settings
-from .. import pipeline as remote_job
 from ..errors import ConfigurationError
 from ..pipeline import batch
 from .workflows import WORKFLOW_QUEUE, ClipJob, SlotsState, slots_id
@@ -67,7 +66,7 @@ class TemporalBatch(batch.Batch):
         self.address = address
         provider = self.spec.provider  # the account's limits, for the slots workflow (a bad setting fails here)
         self.limits = settings.limits(provider, providers.endpoint(provider))
-        self.queue_seconds = remote_job.wait_limits().queue_seconds
+        self.queue_seconds = pipeline.wait_limits().queue_seconds
 
     def run(self, on_tick: Callable[[], None]) -> None:
         asyncio.run(self._run(on_tick))
