@@ -160,7 +160,9 @@ def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float |
             shown[0] = text
             log.debug("%s", text)
             if server is not None and unique_id is not None and hasattr(server, "send_progress_text"):
-                server.send_progress_text(text, unique_id)
+                from .messages import node_text
+
+                server.send_progress_text(node_text(text), unique_id)
 
     return report
 
