@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValidationError
+from .settings import MAX_CLIP_ENV, max_clip_seconds
 
 INT32_MAX = 2147483647
 
@@ -26,7 +27,10 @@ PROVIDERS = ("wavespeed", "fal")
 
 # Ranges of inputs that belong to no one model, kept here so that each is written once and the node
 # layer reads them without importing numpy or PyAV: a frames source's rate, the Mux node's gains.
-MIN_FPS = 0.001
+# The slowest picture Sonify sends: one frame a second. The models sample the picture at 8 and 25 fps
+# (PROTOCOLS.md), so a slower one reaches them only as held frames, with no motion between them to put sound
+# to; and a clip is planned in windows of whole frames no shorter than a second (sonify/windows.py).
+MIN_FPS = 1
 
 
 MAX_FPS = 240
@@ -203,6 +207,9 @@ class ModelSpec:
     min_seconds: float | None = None
     max_seconds: float | None = None
     window: Window | None = None  # video-to-audio: a longer clip is done in windows (max_seconds then bounds a job)
+    # The longest clip (and voice) Sonify takes for the model in one run, in seconds; SONIFY_MAX_CLIP_SECONDS
+    # (config.max_clip_seconds) lowers it. For a model done in windows it bounds how many paid jobs a run makes.
+    longest_clip: float = 600.0
     price: Price = field(default_factory=Price)
     licence_note: str = ""
     # Turns the checked parameters into what is sent, knowing the source's length in seconds.
@@ -262,6 +269,20 @@ class ModelSpec:
             )
 
 
+    def check_length(self, seconds: float, name: str = "video") -> None:
+        """A run's clip (or voice: `name` "audio") within longest_clip and the SONIFY_MAX_CLIP_SECONDS setting,
+        before anything is sent or encoded."""
+        setting = max_clip_seconds()
+        if seconds <= min(setting, self.longest_clip):
+            return
+        if setting < self.longest_clip:
+            raise ValidationError(name, f"is {seconds:.3f} s long; a run takes at most {_num(setting)} s "
+                                        f"({MAX_CLIP_ENV}; {self.title} can do up to {_num(self.longest_clip)} s: "
+                                        f"raise {MAX_CLIP_ENV} to allow a longer clip)")
+        raise ValidationError(name, f"is {seconds:.3f} s long; {self.title} takes at most {_num(self.longest_clip)} s "
+                                    "in one run: cut the clip into parts")
+
+
 def _mmaudio_resolve(params: dict[str, Any], seconds: float) -> dict[str, Any]:
     """duration 0 means "match the video": ask for whole seconds covering it (1..30); the
     pipeline trims the audio to the video afterwards."""
@@ -296,6 +317,7 @@ MMAUDIO_V2 = ModelSpec(
     ),
     native_audio=(44100, 1),
     window=Window(longest=30.0, shortest=1.0),  # the duration parameter's range
+    longest_clip=3600.0,  # an hour: 124 windows, about $3.7 (the price check sees it)
     price=Price(0.001, "second", "duration"),
     resolve=_mmaudio_resolve,
     result_seconds=lambda params, seconds: max(seconds, params["duration"]),
@@ -305,6 +327,9 @@ MMAUDIO_V2 = ModelSpec(
 # ThinkSound was trained on ~9 s windows (PROTOCOLS.md); neither provider documents a longest clip, so
 # a clip longer than 30 s [guess] is done in windows of about 9 s.
 THINKSOUND_WINDOW = Window(longest=30.0, shortest=1.0, preferred=9.0)
+
+
+THINKSOUND_LONGEST = 600.0  # 75 windows of 9 s; no price is published to bound it, so the length does
 
 
 THINKSOUND_WAVESPEED = ModelSpec(
@@ -319,6 +344,7 @@ THINKSOUND_WAVESPEED = ModelSpec(
     ),
     native_audio=(44100, 2),
     window=THINKSOUND_WINDOW,
+    longest_clip=THINKSOUND_LONGEST,
     licence_note="ThinkSound's model licence forbids commercial use.",
 )
 
@@ -338,6 +364,7 @@ THINKSOUND_FAL = ModelSpec(
     video_field="video_url",
     native_audio=(44100, 2),
     window=THINKSOUND_WINDOW,
+    longest_clip=THINKSOUND_LONGEST,
     extra_outputs=("prompt",),
     price=Price(note="$0.001 per compute second (billed by fal after the run; no estimate)"),
     licence_note="ThinkSound's model licence forbids commercial use.",
@@ -361,6 +388,7 @@ KLING_V2A = ModelSpec(
     min_seconds=3.0,
     max_seconds=20.0,
     window=Window(longest=20.0, shortest=3.0),  # min_seconds and max_seconds: one job's limits
+    longest_clip=3600.0,  # an hour: 190 windows, about $6.7 (above the default price limit)
     price=Price(0.035),
 )
 
@@ -377,6 +405,7 @@ SYNC_LIPSYNC = ModelSpec(
     audio_field="audio",
     output="video",
     proxy=None,
+    longest_clip=600.0,  # [guess] no limit is documented; its result comes back whole, as frames
 )
 
 

@@ -76,6 +76,18 @@ UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"
 UPLOAD_TTL_HOURS = 24.0  # how long fal is asked to keep an upload (its default: at least 7 days, public)
 
 
+MAX_CLIP_ENV = "SONIFY_MAX_CLIP_SECONDS"
+
+
+MAX_CLIP_SECONDS = 600.0  # ten minutes of clip (or voice) a run takes: MMAudio's 21 windows, Kling's 32
+
+
+MAX_USD_ENV = "SONIFY_MAX_USD_PER_JOB"
+
+
+MAX_USD = 5.0  # the estimate above which a node run (or a batch's clip) is refused until the setting is raised
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one account of a provider allows: `at_once` jobs at the provider at a time and, where it limits the
@@ -249,14 +261,19 @@ def _key_from_file(provider: str) -> str:
 def upload_ttl_seconds() -> int:
     """How long fal is asked to keep an uploaded file (SONIFY_UPLOAD_TTL_HOURS, default a day): an upload is a
     public URL for as long as it is kept. At least a minute (fal takes 0 as "never expire")."""
-    text = os.environ.get(UPLOAD_TTL_ENV, "").strip()
-    try:
-        hours = float(text) if text else UPLOAD_TTL_HOURS
-    except ValueError:
-        hours = float("nan")
-    if not hours > 0 or hours == float("inf"):
-        raise ConfigurationError(f"{UPLOAD_TTL_ENV} must be a number of hours above 0 (got {text!r})")
-    return max(60, round(hours * 3600))
+    return max(60, round(_positive(UPLOAD_TTL_ENV, UPLOAD_TTL_HOURS, "a number of hours") * 3600))
+
+
+def max_clip_seconds() -> float:
+    """The longest clip or voice a run takes (SONIFY_MAX_CLIP_SECONDS, default ten minutes), below each model's
+    own longest (models.ModelSpec.longest_clip): every window of a long clip is a paid job."""
+    return _positive(MAX_CLIP_ENV, MAX_CLIP_SECONDS, "a number of seconds")
+
+
+def max_usd_per_job() -> float:
+    """The most a node run (every take and window of it together), or a batch's clip, may be estimated to cost
+    before anything is sent (SONIFY_MAX_USD_PER_JOB, default $5): a dearer run is refused until it is raised."""
+    return _positive(MAX_USD_ENV, MAX_USD, "a number of US dollars")
 
 
 def base_url(name: str) -> str:
@@ -434,17 +451,9 @@ def run_seconds() -> float:
     return _positive("SONIFY_RUN_TIMEOUT", 1800, "a number of seconds")
 
 
-def max_usd_per_job() -> float | None:
-    """The most one job (a node run's takes and windows together) may cost, estimated before anything is sent
-    (SONIFY_MAX_USD_PER_JOB, dollars; unset: no limit; 0 refuses every priced job)."""
-    if not os.environ.get("SONIFY_MAX_USD_PER_JOB", "").strip():
-        return None
-    return _positive("SONIFY_MAX_USD_PER_JOB", 0, "a dollar amount, e.g. 0.05,", zero=True)
-
-
-def _positive(env: str, default: float, what: str, *, whole: bool = False, zero: bool = False) -> float:
-    """The environment variable `env` as a number above 0 (or 0 itself, with `zero`; `default` when it is unset),
-    else a ConfigurationError naming it."""
+def _positive(env: str, default: float, what: str, *, whole: bool = False) -> float:
+    """The environment variable `env` as a number above 0 (`default` when it is unset), else a ConfigurationError
+    naming it."""
     text = os.environ.get(env, "").strip()
     if not text:
         return default
@@ -452,8 +461,8 @@ def _positive(env: str, default: float, what: str, *, whole: bool = False, zero:
         value = float(int(text)) if whole else float(text)
     except (ValueError, OverflowError):  # not a number, or too large for one
         value = float("nan")
-    if not (0 <= value if zero else 0 < value) or not value < float("inf"):
-        raise ConfigurationError(f"{env} must be {what} {'0 or more' if zero else 'above 0'} (got {text[:40]!r})")
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(f"{env} must be {what} above 0 (got {text[:40]!r})")
     return value
 
 

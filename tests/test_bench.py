@@ -34,3 +34,8 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     long = record["long_clip"]  # 35 s through MMAudio: two windows, each way
     for way in ("parallel", "one after another"):
         assert long[way]["windows"] == 2 and long[way]["picture_copied"] and long[way]["samples_exact"]
+    memory = record["long_clip_memory"]  # 1 and 2 minutes of a small clip, each run in a new process
+    assert [r["minutes"] for r in memory] == [1, 2] and [r["windows"] for r in memory] == [3, 5]
+    assert all(r["peak_rss_bytes"] >= r["rss_before_bytes"] > 0 for r in memory)
+    assert "A long clip's memory" in done.stdout
+    assert any(t["target"].startswith("long clip memory flat") for t in record["targets"])

@@ -495,3 +495,11 @@ def test_demo_and_the_readme_figure_made_from_it(tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size < 200_000
     with av.open(str(png)) as image:
         assert image.streams.video[0].width == 960
+
+
+def test_a_worker_starts_only_with_folders_it_may_take_clips_from(tmp_path):
+    without = sonify("worker", "--temporal", "127.0.0.1:7233")
+    assert without.returncode == 2 and "--allow" in without.stderr  # refused before any connection
+    missing = sonify("worker", "--temporal", "127.0.0.1:7233", "--allow", tmp_path / "missing")
+    assert missing.returncode != 0 and f"--allow {tmp_path / 'missing'}: no such folder" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -264,6 +264,14 @@ def test_decode_audio_rejects_a_silent_video(tmp_path):
     assert err.value.input_name == "audio"
 
 
+def test_decode_audio_can_check_a_sound_without_keeping_it(tmp_path):
+    path = media.write_audio(np.full((2, 48_000), 0.25, np.float32), 48000, tmp_path / "two-seconds.flac")
+    checked, rate = media.decode_audio(path, max_seconds=2.5, keep=False)
+    assert checked.shape == (2, 0) and checked.dtype == np.float32 and rate == 48000
+    with pytest.raises(ValidationError, match="runs longer than the 0.5 s expected"):  # still bounded
+        media.decode_audio(path, max_seconds=0.5, keep=False)
+
+
 def test_fit_length_is_exact():
     audio = np.ones((2, 1000), np.float32)
     assert media.fit_length(audio, 1000, Fraction(1, 2)).shape == (2, 500)

@@ -111,7 +111,7 @@ def test_outputs_and_ranges_come_from_the_catalog():
     assert fal.OUTPUT_TOOLTIPS[2] == "The prompt the provider used."
     assert NODES["SonifyMMAudioV2"].RETURN_NAMES == ("audio", "video", "job")
     fps = inputs("SonifyMMAudioV2")["fps"][1]
-    assert (fps["min"], fps["max"]) == (MIN_FPS, MAX_FPS) == (0.001, 240)
+    assert (fps["min"], fps["max"]) == (MIN_FPS, MAX_FPS) == (1, 240)
     for name in ("audio_gain_db", "video_gain_db"):
         gain = inputs("SonifyMuxAudio")[name][1]
         assert (gain["min"], gain["max"]) == GAIN_DB == (-60.0, 24.0)

@@ -41,12 +41,12 @@ def test_the_limits_read_as_numbers(monkeypatch):
     assert (settings.max_usd_per_job(), settings.max_download_bytes(), settings.queue_seconds()) == (
         0.05, int(1.5 * (1 << 20)), 12.0)
     monkeypatch.delenv("SONIFY_MAX_USD_PER_JOB")
-    assert settings.max_usd_per_job() is None  # unset: no limit
+    assert settings.max_usd_per_job() == settings.MAX_USD  # unset: the default confirmation limit
 
 
 def test_a_bad_price_limit_stops_a_run_before_any_request(emulator, wavespeed_env, clip, tmp_path, monkeypatch):
     monkeypatch.setenv("SONIFY_MAX_USD_PER_JOB", "five")
-    with pytest.raises(ConfigurationError, match="SONIFY_MAX_USD_PER_JOB must be a dollar amount"):
+    with pytest.raises(ConfigurationError, match="SONIFY_MAX_USD_PER_JOB must be a number of US dollars"):
         pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, clip, out_dir=tmp_path / "out")
     assert not emulator.requests
 

@@ -25,10 +25,13 @@ import pytest
 from clips import write_clip
 from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
 from sonify import journal, media, pipeline
 from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.errors import ConfigurationError, ValidationError
+from sonify.temporal.worker_folders import AllowedFolders
+from sonify.temporal.workflows import WORKFLOW_QUEUE, ClipJob
 from sonify_devtools.emulator import Emulator
 
 CLIPS = 60
@@ -79,10 +82,12 @@ def temporal(tmp_path_factory) -> Iterator[str]:
             server.wait()
 
 
-def start_worker(address: str, env: dict[str, str], log: Path, serves: str = "wavespeed") -> subprocess.Popen:
+def start_worker(address: str, env: dict[str, str], log: Path, serves: str = "wavespeed",
+                 allow: Path | None = None) -> subprocess.Popen:
+    """A worker taking clips and writing results under `allow` (default: the test's folder, where `log` is)."""
     with open(log, "wb") as out:  # a file, not a pipe nobody reads (a full pipe would stall the worker)
-        worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address], cwd=ROOT,
-                                  env=env, stderr=out)
+        worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address,
+                                   "--allow", str(allow or log.parent)], cwd=ROOT, env=env, stderr=out)
     deadline = time.monotonic() + 60
     while not log.read_text().startswith(f"worker for {serves} "):  # it says so once it polls
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -367,6 +372,98 @@ def test_the_slots_workflow_keeps_a_default_tier_account_within_its_limits(tempo
         assert at_provider_at_once(emulator) <= 2
         starts = sorted(t.submitted for t in emulator.tasks.all())
         assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[2:]))  # 2 in any second
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
+
+
+# ---------------------------------------------------------------- a workflow's paths are not trusted
+
+
+@pytest.fixture
+def folders(tmp_path) -> dict[str, Path]:
+    """allowed/clips/ok.mp4, allowed/out, allowed/links/{clip.mp4 → outside/secret.mp4, out → outside}, and
+    outside/secret.mp4."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    for folder in (allowed / "clips", allowed / "out", allowed / "links", outside):
+        folder.mkdir(parents=True)
+    write_clip(allowed / "clips" / "ok.mp4", 12, Fraction(24), 64, 48, flash_at=(2,), grain=31)
+    write_clip(outside / "secret.mp4", 12, Fraction(24), 64, 48, flash_at=(7,), grain=32)
+    (allowed / "links" / "clip.mp4").symlink_to(outside / "secret.mp4")
+    (allowed / "links" / "out").symlink_to(outside, target_is_directory=True)
+    return {"allowed": allowed, "outside": outside, "clip": allowed / "clips" / "ok.mp4", "out": allowed / "out"}
+
+
+def test_only_clips_and_outputs_under_the_allowed_folders_are_taken(folders):
+    allow = AllowedFolders.of([folders["allowed"]])
+    assert allow.clip(str(folders["clip"])) == folders["clip"].resolve()
+    assert allow.output(str(folders["out"]), "ok") == folders["out"].resolve()
+    refusals = [
+        ("source", lambda: allow.clip(str(folders["outside"] / "secret.mp4")), "not under a folder"),
+        ("source", lambda: allow.clip(str(folders["allowed"] / "links" / "clip.mp4")), "it links to"),
+        ("source", lambda: allow.clip(str(folders["allowed"] / "clips" / ".." / ".." / "outside" / "secret.mp4")),
+         "not under a folder"),
+        ("out_dir", lambda: allow.output(str(folders["outside"]), "ok"), "not under a folder"),
+        ("out_dir", lambda: allow.output(str(folders["allowed"] / "links" / "out"), "ok"), "it links to"),
+        ("name", lambda: allow.output(str(folders["out"]), "../../x"), "plain file name"),
+        ("name", lambda: allow.output(str(folders["out"]), ".."), "plain file name"),
+        ("name", lambda: allow.output(str(folders["out"]), "a\nb"), "plain file name"),
+        ("name", lambda: allow.output(str(folders["out"]), "x" * 201), "plain file name"),
+    ]
+    (folders["out"] / "planted.mp4").symlink_to(folders["outside"] / "planted.mp4")
+    refusals.append(("name", lambda: allow.output(str(folders["out"]), "planted"), "leads out of the folder"))
+    for name, call, words in refusals:
+        with pytest.raises(ValidationError) as caught:
+            call()
+        assert caught.value.input_name == name and words in str(caught.value), str(caught.value)
+    with pytest.raises(ConfigurationError, match="--allow"):
+        AllowedFolders.of([folders["allowed"] / "missing"])
+
+
+def test_a_worker_refuses_a_workflow_naming_paths_outside_its_folders_before_any_request(temporal, folders,
+                                                                                        tmp_path):
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.2).start()
+    worker = None
+    try:
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        env = {**base, "SONIFY_WAVESPEED_URL": emulator.url, "WAVESPEED_API_KEY": EMULATOR_KEY,
+               "SONIFY_STATE_DIR": str(tmp_path / "w")}
+        worker = start_worker(temporal, env, tmp_path / "w.log", allow=folders["allowed"])
+        clip, out, outside = str(folders["clip"]), str(folders["out"]), folders["outside"]
+        hostile = {  # what anyone who can start a workflow on the queue could send
+            "source": (str(outside / "secret.mp4"), out, "stolen"),
+            "name": (clip, out, "../../x"),
+            "out_dir": (clip, str(folders["allowed"] / "links" / "out"), "ok"),
+        }
+        linked = {"source": (str(folders["allowed"] / "links" / "clip.mp4"), out, "linked")}
+
+        async def start_all() -> list[BaseException | None]:
+            client = await Client.connect(temporal)
+            outcomes = []
+            for n, (source, out_dir, name) in enumerate([*hostile.values(), *linked.values()]):
+                job = ClipJob("mmaudio-v2", "wavespeed", {"prompt": "rain"}, source, out_dir, name, 4)
+                handle = await client.start_workflow("SonifyClip", job, id=f"hostile-{n}", task_queue=WORKFLOW_QUEUE)
+                try:
+                    await handle.result()
+                    outcomes.append(None)
+                except WorkflowFailureError as exc:
+                    outcomes.append(exc.cause)
+            return outcomes
+
+        outcomes = asyncio.run(start_all())
+        for input_name, cause in zip([*hostile, *linked], outcomes):
+            assert cause is not None and cause.type == "ValidationError", cause
+            assert cause.message.startswith(f"{input_name}: ")
+        assert emulator.requests == []  # nothing uploaded, nothing submitted
+        assert sorted(p.name for p in outside.iterdir()) == ["secret.mp4"] and not (tmp_path / "x.mp4").exists()
+        assert list(folders["out"].iterdir()) == []
+
+        run = batch(temporal, folders["clip"].parent, folders["out"], {**base, "SONIFY_STATE_DIR": str(tmp_path / "s")})
+        stdout, stderr = run.communicate(timeout=60)  # the worker's own folders: a batch runs as before
+        assert run.returncode == 0, stderr
+        assert stdout.strip() == str(folders["out"] / "ok.mp4") and emulator.submits() == 1
     finally:
         if worker is not None:
             worker.kill()

@@ -1,8 +1,8 @@
 """Video and audio files, with PyAV only: probing, the upload proxy, audio decode/fit, mux, and the windows of
 a long clip. Frame rates are exact Fractions everywhere, so the sound fitted to N frames never drifts."""
 
-from .audio import check_audio, decode_audio, fit_length, resample, write_audio, write_wav
-from .mux import copy_mux, mux, rewrap
+from .audio import aac_rate, check_audio, decode_audio, fit_length, resample, write_audio, write_wav
+from .mux import copy_mux, mux, mux_blocks, rewrap
 from .pictures import frames_to_mp4, source_to_file
 from .proxy import (
     _H264_PROXY,
@@ -20,6 +20,7 @@ from .video import (
     MAX_SIDE,
     VideoInfo,
     VideoSource,
+    check_frame_rate,
     check_picture,
     decode_frames,
     exact_fps,
@@ -36,7 +37,9 @@ __all__ = [
     "VideoInfo",
     "VideoSource",
     "_encode_proxy",
+    "aac_rate",
     "check_audio",
+    "check_frame_rate",
     "check_picture",
     "constant_rate_for",
     "copy_mux",
@@ -52,6 +55,7 @@ __all__ = [
     "luma_histograms",
     "make_upload",
     "mux",
+    "mux_blocks",
     "plan_upload",
     "prepare_upload",
     "probe",

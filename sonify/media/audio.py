@@ -3,9 +3,10 @@ resample, write WAV/FLAC/MP3/M4A."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import numpy as np
 
 from ..errors import ValidationError
 from .video import _UNREADABLE, PathLike, _open_input
+
+log = logging.getLogger("sonify")
+
 
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
@@ -40,7 +44,7 @@ _ENCODE_CHUNK = 4096  # samples per encoder input frame
 # ---------------------------------------------------------------- audio
 
 
-def decode_audio(path: PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+def decode_audio(path: PathLike, max_seconds: float | None = None, keep: bool = True) -> tuple[np.ndarray, int]:
     """The first audio stream as float32 [C, T] at its native rate and layout.
 
     Samples are placed by their timestamps relative to the file's start, so encoder priming (negative
@@ -48,7 +52,8 @@ def decode_audio(path: PathLike, max_seconds: float | None = None) -> tuple[np.n
     in sync with the picture of the same file. With `max_seconds` (a provider's result) the layout is
     checked before anything is decoded (1 to MAX_AUDIO_CHANNELS channels, AUDIO_RATES), and a sound that
     would run longer — or a timestamp that jumps past it — is refused before it is stored, so the array
-    never outgrows the bound."""
+    never outgrows the bound. `keep=False`: all of it is checked, none of it kept (the sound comes back
+    [C, 0]): a long clip's window, verified when it arrives and decoded again when it is joined."""
     name = Path(path).name
     container = _open_input(path, "audio")
     try:
@@ -60,14 +65,11 @@ def decode_audio(path: PathLike, max_seconds: float | None = None) -> tuple[np.n
         if max_seconds is not None:
             _check_layout(stream.codec_context.channels, stream.codec_context.sample_rate, name)
         origin = max(0, container.start_time or 0) / av.time_base  # µs -> s
-        audio, rate = _decode_into_buffer(container, stream, origin, max_seconds, name)
+        return _decode_into_buffer(container, stream, origin, max_seconds, name, keep)
     except _UNREADABLE as exc:
         raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
     finally:
         container.close()
-    if audio.shape[1] == 0:
-        raise ValidationError("audio", f"{name} has no audio samples")
-    return audio, rate
 
 
 def _check_layout(channels: int, rate: int, name: str) -> None:
@@ -79,7 +81,7 @@ def _check_layout(channels: int, rate: int, name: str) -> None:
 
 def _decode_into_buffer(
     container: av.container.InputContainer, stream: av.AudioStream, origin: float, max_seconds: float | None,
-    name: str,
+    name: str, keep: bool,
 ) -> tuple[np.ndarray, int]:
     """Every decoded frame, placed at its start sample in one growing array (at most max_seconds long).
     Frames are converted to packed float and de-interleaved here: PyAV crashes reading planar frames of 8
@@ -94,7 +96,7 @@ def _decode_into_buffer(
             if max_seconds is not None:
                 _check_layout(channels, rate, name)
                 limit = math.ceil(max_seconds * rate)
-            buffer = _SampleBuffer(channels, limit, f"{name} runs longer than the {max_seconds} s expected")
+            buffer = _SampleBuffer(channels, limit, f"{name} runs longer than the {max_seconds} s expected", keep)
             resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=rate)
         if frame.pts is not None and frame.time_base is not None:
             position = round((float(frame.pts * frame.time_base) - origin) * rate)
@@ -103,17 +105,21 @@ def _decode_into_buffer(
             block = np.concatenate(packed).reshape(-1, channels).T
             buffer.put(position, block)
             position += block.shape[1]
-    return (buffer.samples() if buffer is not None else np.zeros((1, 0), np.float32)), rate
+    if buffer is None or buffer.length == 0:
+        raise ValidationError("audio", f"{Path(container.name).name} has no audio samples")
+    return buffer.samples(), rate
 
 
 class _SampleBuffer:
     """[C, T] float32 samples placed by start sample. With a `limit` (a result) the array is allocated at
     that bound once — np.zeros takes pages only as they are written — and a sample past it is refused
-    (ValidationError `too_long`); without one it grows by a quarter as needed. Samples before 0 are dropped."""
+    (ValidationError `too_long`); without one it grows by a quarter as needed. Samples before 0 are dropped.
+    Without `keep`, only the length is kept (and checked)."""
 
-    def __init__(self, channels: int, limit: int | None, too_long: str) -> None:
-        self.limit, self.too_long = limit, too_long
-        self.array = np.zeros((channels, limit if limit is not None else 1 << 20), np.float32)
+    def __init__(self, channels: int, limit: int | None, too_long: str, keep: bool = True) -> None:
+        self.limit, self.too_long, self.keep = limit, too_long, keep
+        size = (limit if limit is not None else 1 << 20) if keep else 0
+        self.array = np.zeros((channels, size), np.float32)
         self.length = 0
 
     def put(self, start: int, block: np.ndarray) -> None:
@@ -123,6 +129,9 @@ class _SampleBuffer:
             return
         if self.limit is not None and end > self.limit:
             raise ValidationError("audio", self.too_long)
+        if not self.keep:
+            self.length = max(self.length, end)
+            return
         if end > self.array.shape[1]:
             size = max(end, self.array.shape[1] + self.array.shape[1] // 4)
             grown = np.zeros((self.array.shape[0], min(size, self.limit or size)), np.float32)
@@ -132,6 +141,8 @@ class _SampleBuffer:
         self.length = max(self.length, end)
 
     def samples(self) -> np.ndarray:
+        if not self.keep:
+            return self.array
         return self.array[:, : self.length].copy() if self.length < self.array.shape[1] else self.array
 
 
@@ -139,9 +150,12 @@ def check_audio(samples: np.ndarray, sample_rate: int, name: str = "audio") -> n
     """An AUDIO's samples as float32 [C, T], or ValidationError(name) saying what is wrong with them.
 
     [T] is mono; 1 to MAX_AUDIO_CHANNELS channels; at least one sample; a rate from 8 to 192 kHz.
-    Float samples of any width are taken (NaN/Inf refused; beyond ±1 clipped when written); integer PCM
-    (int16 as some loaders give it, int32, uint8...) is scaled to ±1 by its type's full scale."""
-    array = np.asarray(samples)
+    Integer PCM (int16 as some loaders give it, int32, uint8...) is scaled to ±1 by its type's full scale.
+    Float samples of any width are taken as float32 (NaN/Inf refused) at their level (see _float_level)."""
+    try:
+        array = np.asarray(samples)
+    except (TypeError, ValueError) as exc:  # a tensor of a type numpy lacks (bfloat16): the node converts those
+        raise ValidationError(name, f"samples must be float or integer PCM ({exc})") from None
     if isinstance(sample_rate, float) and sample_rate.is_integer():
         sample_rate = int(sample_rate)
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or not (
@@ -165,7 +179,31 @@ def check_audio(samples: np.ndarray, sample_rate: int, name: str = "audio") -> n
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         raise ValidationError(name, "contains NaN or infinite samples")
-    return array
+    return _float_level(array, name)
+
+
+FLOAT_HEADROOM = 2.0  # a float sound may peak this high (+6 dB): clipped to ±1 when written
+
+
+PCM16_SCALE = 32768  # 16-bit PCM's full scale
+
+
+def _float_level(array: np.ndarray, name: str) -> np.ndarray:
+    """Float samples are meant to be within ±1. Up to ±FLOAT_HEADROOM they are taken as they are and clipped
+    when written (lossy decoders overshoot full scale a little). Beyond that, whole numbers up to 32768 are
+    16-bit PCM that was cast to float without being scaled (a loader's raw samples): scaled by 1/32768, as
+    int16 is. Anything else is refused, naming the input: sent as is it would be clipped into a square wave
+    that the model would be paid to use."""
+    peak = float(np.abs(array).max())
+    if peak <= FLOAT_HEADROOM:
+        return array
+    if peak <= PCM16_SCALE and np.array_equal(array, np.round(array)):
+        log.info("%s: whole-number float samples up to %g, read as unscaled 16-bit PCM (scaled by 1/%d)",
+                 name, peak, PCM16_SCALE)
+        return array / np.float32(PCM16_SCALE)
+    raise ValidationError(name, f"float samples must be within -1 to 1 (up to ±{FLOAT_HEADROOM:g} is clipped), or "
+                                f"whole numbers up to {PCM16_SCALE} (16-bit PCM, scaled); got a peak of {peak:g}: "
+                                "scale the sound to -1..1 first")
 
 
 def fit_length(audio: np.ndarray, sample_rate: int, seconds: Fraction | float) -> np.ndarray:
@@ -223,15 +261,20 @@ def _add_audio(container: av.container.OutputContainer, codec: str, sample_rate:
     return stream
 
 
-def _audio_packets(stream: av.AudioStream, audio: np.ndarray, sample_rate: int) -> Iterator[av.Packet]:
-    """Encode [C, T] float32 from t = 0 (the codec's priming is left to the muxer's edit list). Frames are
-    handed over packed ("flt"): PyAV cannot build planar frames of more than 8 channels."""
+def _audio_packets(stream: av.AudioStream, blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[av.Packet]:
+    """Encode float32 blocks [C, n] (one sound, in order) from t = 0, clipped to ±1 (the codec's priming is left
+    to the muxer's edit list). Frames are handed over packed ("flt"): PyAV cannot build planar frames of more
+    than 8 channels."""
     layout = stream.codec_context.layout
-    for i in range(0, audio.shape[1], _ENCODE_CHUNK):
-        packed = np.ascontiguousarray(audio[:, i : i + _ENCODE_CHUNK].T).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
-        frame.sample_rate, frame.pts, frame.time_base = sample_rate, i, Fraction(1, sample_rate)
-        yield from stream.encode(frame)
+    position = 0
+    for audio in blocks:
+        for i in range(0, audio.shape[1], _ENCODE_CHUNK):
+            chunk = audio[:, i : i + _ENCODE_CHUNK]
+            packed = np.ascontiguousarray(np.clip(chunk.T, -1.0, 1.0)).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
+            frame.sample_rate, frame.pts, frame.time_base = sample_rate, position, Fraction(1, sample_rate)
+            position += chunk.shape[1]
+            yield from stream.encode(frame)
     yield from stream.encode(None)
 
 
@@ -255,7 +298,7 @@ def write_audio(
     with av.open(os.fspath(path), "w", format=fmt) as container:
         container.metadata.update(metadata or {})
         stream = _add_audio(container, codec, sample_rate, audio.shape[0])
-        for packet in _audio_packets(stream, audio, sample_rate):
+        for packet in _audio_packets(stream, [audio], sample_rate):
             container.mux(packet)
     return os.fspath(path)
 
@@ -265,10 +308,15 @@ def write_wav(audio: np.ndarray, sample_rate: int, path: PathLike) -> str:
     return write_audio(audio, sample_rate, path, codec="pcm_s16le")
 
 
-def _for_aac(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-    """AAC takes only the standard rates up to 96 kHz: any other rate is resampled to the next standard
-    one up (nothing lost), and 96 kHz is the ceiling (above it, nothing anyone hears)."""
+def aac_rate(sample_rate: int) -> int:
+    """The rate AAC stores a sound of `sample_rate` at: the rate itself if standard, else the next standard one
+    up (nothing lost); 96 kHz is the ceiling (above it, nothing anyone hears)."""
     if sample_rate in _AAC_RATES:
-        return audio, sample_rate
-    target = min((r for r in _AAC_RATES if r >= sample_rate), default=max(_AAC_RATES))
-    return resample(audio, sample_rate, target), target
+        return sample_rate
+    return min((r for r in _AAC_RATES if r >= sample_rate), default=max(_AAC_RATES))
+
+
+def _for_aac(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """The sound at its aac_rate."""
+    target = aac_rate(sample_rate)
+    return (audio, sample_rate) if target == sample_rate else (resample(audio, sample_rate, target), target)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import av
 import numpy as np
 
 from ..errors import ValidationError
-from .audio import _add_audio, _as_channels, _audio_packets, _for_aac
+from .audio import _add_audio, _as_channels, _audio_packets, _for_aac, aac_rate
 from .video import PathLike, _open_input
 
 # ---------------------------------------------------------------- mux
@@ -27,18 +27,28 @@ def mux(
 ) -> str:
     """The picture of video_path, packets copied unchanged, with `audio` as its only sound (AAC, from
     t = 0). Old audio and other streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
-    _remux(video_path, out_path, *_for_aac(_as_channels(audio), sample_rate), metadata)
+    audio, rate = _for_aac(_as_channels(audio), sample_rate)
+    return mux_blocks(video_path, [audio], audio.shape[0], rate, out_path, metadata=metadata)
+
+
+def mux_blocks(video_path: PathLike, blocks: Iterable[np.ndarray], channels: int, sample_rate: int,
+               out_path: PathLike, *, metadata: dict[str, str] | None = None) -> str:
+    """mux() of a sound given as float32 blocks [C, n] in order, at a rate AAC takes (aac_rate): each block is
+    encoded as it comes, so the sound is never held whole (a long clip's, read back from its file)."""
+    if sample_rate != aac_rate(sample_rate):
+        raise ValueError(f"AAC does not take {sample_rate} Hz: resample to {aac_rate(sample_rate)} Hz first")
+    _remux(video_path, out_path, (blocks, channels, sample_rate), metadata)
     return os.fspath(out_path)
 
 
 def _remux(
     video_path: PathLike,
     out_path: PathLike,
-    audio: np.ndarray | None,
-    sample_rate: int,
+    sound: tuple[Iterable[np.ndarray], int, int] | None,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Copy the first picture stream into out_path, with `audio` encoded as AAC if given."""
+    """Copy the first picture stream into out_path, with `sound` (its blocks, channels, rate) encoded as AAC if
+    given."""
     suffix = Path(out_path).suffix.lower()
     # use_metadata_tags: keys of any name are kept (ComfyUI's SaveVideo stores the workflow as "prompt" and
     # "workflow"), not only the ones the MP4 format names
@@ -52,8 +62,9 @@ def _remux(
             dst.metadata.update(metadata or {})
             vout = dst.add_stream_from_template(vin)
             packets: Iterator[av.Packet] = iter(())
-            if audio is not None:
-                packets = _audio_packets(_add_audio(dst, "aac", sample_rate, audio.shape[0]), audio, sample_rate)
+            if sound is not None:
+                blocks, channels, rate = sound
+                packets = _audio_packets(_add_audio(dst, "aac", rate, channels), blocks, rate)
             _interleave(dst, src.demux(vin), vout, packets)
 
 

@@ -116,7 +116,7 @@ def _write_upload(plan: UploadPlan, action: str, workdir: PathLike, check: Calla
     out = _new_path(workdir, f"{Path(plan.path).stem}-proxy-", ".mp4")
     try:
         if action == "copy":
-            _remux(plan.path, out, None, 0)
+            _remux(plan.path, out, None)
         else:
             _encode_proxy(plan.path, plan.info, plan.rule, out, plan.rate, plan.options, check)
     except BaseException:

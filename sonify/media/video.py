@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..catalog import MAX_FPS
+from ..catalog import MAX_FPS, MIN_FPS
 from ..errors import ValidationError
 
 log = logging.getLogger("sonify")
@@ -69,8 +69,16 @@ def validate_source(video: VideoSource) -> None:
         raise ValidationError("images", f"needs at least 2 frames, got {frames.shape[0]}")
     check_picture_size(frames.shape[2], frames.shape[1], "images")
     # every value (finite, 0..1) is checked by frames.fingerprint, in the pass that hashes the frames
-    if video.fps is None or not (0 < video.fps <= MAX_FPS):
-        raise ValidationError("fps", f"must be above 0 and at most {MAX_FPS}, got {video.fps}")
+    if video.fps is None:
+        raise ValidationError("fps", "is required with images")
+    check_frame_rate(video.fps, "fps")
+
+
+def check_frame_rate(fps: Fraction, name: str) -> None:
+    """MIN_FPS to MAX_FPS frames a second (models.MIN_FPS says why not slower)."""
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise ValidationError(name, f"the frame rate must be from {MIN_FPS} to {MAX_FPS} fps (the models sample the "
+                                    f"picture at 8 and 25 fps), got {float(fps):.6g} fps")
 
 
 def check_picture_size(width: int, height: int, name: str) -> None:
@@ -96,7 +104,8 @@ def exact_fps(value: Fraction | float | str) -> Fraction:
         if not math.isfinite(x) or x <= 0:
             raise ValidationError("fps", f"must be a positive number, got {value!r}")
         ntsc = Fraction(round(x * 1.001) * 1000, 1001)
-        fps = ntsc if abs(float(ntsc) - x) < 0.0015 and ntsc.denominator != 1 else Fraction(x).limit_denominator(1001)
+        near = abs(float(ntsc) - x) < 0.0015 and ntsc.denominator != 1 and not x.is_integer()  # 1.0 is not 1000/1001
+        fps = ntsc if near else Fraction(x).limit_denominator(1001)
     if fps <= 0:
         raise ValidationError("fps", f"must be positive, got {value!r}")
     return fps

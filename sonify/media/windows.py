@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -134,13 +134,13 @@ def is_long(window: Window | None, seconds: float) -> bool:
 def plan(frames: int, fps: Fraction, window: Window, cuts: list[int]) -> list[Span]:
     """The windows for `frames` frames at `fps` (see the module docstring). `cuts`: frames that start a
     new shot. Every window is from window.shortest to window.longest seconds long."""
-    half = math.floor(OVERLAP * fps / 2)
+    half = max(1, math.floor(OVERLAP * fps / 2))  # at least a frame: below 2 fps a second's overlap rounds to none
     longest = math.floor(window.longest * fps)
     shortest = math.ceil(window.shortest * fps)
     target = min(longest, math.floor((window.preferred or window.longest) * fps))
-    count = 1
-    while math.ceil(frames / count) + 2 * half > target:
-        count += 1
+    if target <= 2 * half:  # no window could hold its share of the clip (a rate below models.MIN_FPS)
+        raise ValueError(f"no {float(window.longest):g} s window holds a frame of its own at {float(fps):.6g} fps")
+    count = max(1, math.ceil(frames / (target - 2 * half)))  # the fewest windows of at most `target` frames
     bounds = [round(k * frames / count) for k in range(count + 1)]
     snapped = [False] * (count + 1)
     tolerance = math.floor(CUT_TOLERANCE * fps)
@@ -177,22 +177,35 @@ def find_cuts(histograms: np.ndarray) -> list[int]:
     return cuts
 
 
-def join(sounds: list[np.ndarray], spans: list[Span], fps: Fraction, rate: int, seconds: Fraction) -> np.ndarray:
-    """One sound [C, T] of exactly round(seconds * rate) samples from each window's sound [C, t], fitted
-    to its window and placed at its first frame's sample."""
+def joined(sounds: Iterable[np.ndarray], spans: list[Span], fps: Fraction, rate: int,
+           seconds: Fraction) -> Iterator[np.ndarray]:
+    """One sound of exactly round(seconds * rate) samples, as blocks [C, n] in order, from each window's sound
+    [C, t] (taken from `sounds` in the windows' order), fitted to its window and placed at its first frame's
+    sample. A window's sound is taken only once every sample before its first is given out, so no more than
+    one window's sound and the overlap before it are held, however long the clip."""
     total = round(seconds * rate)
     placed = [(_sample(s.start, fps, rate), _sample(s.end, fps, rate)) for s in spans]
-    out = np.zeros((sounds[0].shape[0], total), np.float32)
     placed[0], placed[-1] = (0, placed[0][1]), (placed[-1][0], total)  # the clip's ends, to the sample
-    for k, (sound, (first, last)) in enumerate(zip(sounds, placed)):
-        gain = np.ones(last - first, np.float64)
+    held: np.ndarray | None = None  # the samples from `start` on that later windows may still add to
+    start = 0
+    given = iter(sounds)
+    for k, (first, last) in enumerate(placed):
+        if held is not None and first > start:  # nothing from here on reaches back before this window's start
+            done = _fit(held, first - start)
+            yield done
+            held, start = held[:, done.shape[1]:], first
+        sound = next(given)
+        if held is None:
+            held = np.zeros((sound.shape[0], 0), np.float32)
+        piece = np.array(_fit(sound, last - first), np.float32)  # its own copy, faded in place
         if k > 0:
-            gain *= _ramp(*_join_region(spans, placed, k - 1, fps, rate), first, last, rising=True)
+            _fade(piece, first, *_join_region(spans, placed, k - 1, fps, rate), rising=True)
         if k < len(spans) - 1:
-            gain *= _ramp(*_join_region(spans, placed, k, fps, rate), first, last, rising=False)
-        piece = _fit(sound, last - first)
-        out[:, first:last] += (piece * gain).astype(np.float32)
-    return out
+            _fade(piece, first, *_join_region(spans, placed, k, fps, rate), rising=False)
+        held = _fit(held, max(held.shape[1], last - start))
+        held[:, first - start:last - start] += piece
+    if held is not None:
+        yield _fit(held, total - start)
 
 
 def _sample(frame: int, fps: Fraction, rate: int) -> int:
@@ -209,12 +222,18 @@ def _join_region(spans: list[Span], placed: list[tuple[int, int]], k: int, fps: 
     return placed[k + 1][0], placed[k][1]
 
 
-def _ramp(p: int, q: int, first: int, last: int, rising: bool) -> np.ndarray:
-    """Equal-power gain over samples first..last of a window: √t rising (0 before p, 1 from q on), or
-    √(1−t) falling (1 before p, 0 from q on), t going 0 → 1 over [p, q)."""
-    x = np.arange(first, last, dtype=np.float64)
-    t = np.clip((x - p) / max(1, q - p), 0.0, 1.0)
-    return np.sqrt(t) if rising else np.sqrt(1.0 - t)
+def _fade(piece: np.ndarray, first: int, p: int, q: int, rising: bool) -> None:
+    """Equal-power gain on a window's sound (its sample 0 at `first`), in place: √t rising (silent before p,
+    whole from q on), or √(1−t) falling (whole before p, silent from q on), t going 0 → 1 over [p, q). Only
+    the fade itself is computed, so a long window costs no more than its overlap."""
+    n = piece.shape[1]
+    a, b = min(n, max(0, p - first)), min(n, max(0, q - first))
+    t = (np.arange(first + a, first + b, dtype=np.float64) - p) / max(1, q - p)
+    piece[:, a:b] *= np.sqrt(t if rising else 1.0 - t).astype(np.float32)
+    if rising:
+        piece[:, :a] = 0
+    else:
+        piece[:, b:] = 0
 
 
 def _fit(sound: np.ndarray, length: int) -> np.ndarray:

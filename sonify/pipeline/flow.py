@@ -28,7 +28,8 @@ from .. import journal as jobs
 from .. import media, providers, settings
 from ..catalog import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
 from ..errors import SonifyError, ValidationError
-from ..media import frames, windows
+from ..media import frames
+from ..media.sound_file import SoundFile
 from ..media.video import validate_source
 from ..providers.base import Provider, given_task_id
 from ..waiter import Slots, Waiter
@@ -36,7 +37,7 @@ from .deliver import _mux_sound, deliver, output_name, write_atomically
 from .job import FETCH_SECONDS, RemoteJob, check_budget
 from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, what, with_cost
 from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
-from .several import Progress, check_count, failure, run_each, total_cost
+from .several import Progress, WindowSound, check_count, failure, join, run_each, total_cost
 from .types import (
     AudioInput,
     Delivery,
@@ -56,7 +57,9 @@ T = TypeVar("T")
 
 @dataclass
 class Result:
-    audio: np.ndarray  # float32 [C, T]
+    # float32 [C, T]; a long clip's joined sound stays in its file until `audio` is asked for (a run that only
+    # writes the result — the command line, a batch — never holds it whole)
+    sound: np.ndarray | SoundFile
     sample_rate: int
     # v2a: the source picture with the new sound; lipsync: the provider's video. None for frames sent to a
     # v2a model (no file is made of them: the caller puts `audio` on its frames), and from fetch() for a
@@ -71,6 +74,13 @@ class Result:
     # variations > 1: the takes that failed (takes.failure: take, seed, task id, status, error); `takes` then holds
     # the others, and info["failed"] lists these
     failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def audio(self) -> np.ndarray:
+        """The sound, float32 [C, T] (read from its file the first time, for a long clip)."""
+        if isinstance(self.sound, SoundFile):
+            self.sound = self.sound.load()
+        return self.sound
 
 
 def run(
@@ -141,10 +151,12 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
 
 
 def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part,
-                info: JobInfo) -> tuple[Delivery, jobs.Ticket]:
-    """One window's job: its verified sound, and its ticket, which the caller marks delivered once the take's
-    windows are joined onto the picture (until then a re-run resumes or reuses it, never pays for it again)."""
-    return _remote(spec, client, ctx, job, part, info, lambda delivery: delivery, final=False)
+                info: JobInfo) -> tuple[WindowSound, jobs.Ticket]:
+    """One window's job: its verified result (its file: the samples are let go until it is joined), and its
+    ticket, which the caller marks delivered once the take's windows are joined onto the picture (until then a
+    re-run resumes or reuses it, never pays for it again)."""
+    return _remote(spec, client, ctx, job, part, info,
+                   lambda delivery: WindowSound.of(delivery, part.bounds.seconds), final=False)
 
 
 def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part, info: JobInfo,
@@ -187,7 +199,7 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
         return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])
 
     with ctx.timer("jobs"):
-        outcomes = run_each([call(i) for i in range(len(grid))])
+        outcomes = run_each([call(i) for i in range(len(grid))], _jobs_in_progress(ctx))
     results: dict[int, Result] = {}
     errors: list[SonifyError] = []
     failed: list[dict[str, Any]] = []
@@ -216,16 +228,31 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     first = delivered[0]
     info = joined_info(spec, [r.info for r in delivered], ctx.timer.seconds, failed)
     ctx.report(done_text(info), 1.0)
-    return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=delivered, failed=failed)
+    return Result(first.sound, first.sample_rate, first.video_path, info, first.extra, takes=delivered, failed=failed)
 
 
-def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], windows_done: list[tuple[Delivery, jobs.Ticket]],
-            timer: StageTimer, out_dir: Path) -> Result:
-    """One take of a long clip: its windows' sounds joined (windows.join), put on the source picture (its
-    packets copied; the joined sound encoded as AAC); then its windows' rows are marked delivered."""
-    deliveries = [delivery for delivery, _ in windows_done]
+JOBS_BEYOND_SLOTS = 2  # a run's jobs in progress beyond the account's at-once slots: uploaded, next in line
+
+
+JOBS_UNPACED = 8  # a run's jobs in progress where the account's limit is not known (an API on this machine)
+
+
+def _jobs_in_progress(ctx: RunContext) -> int:
+    """How many of a run's jobs (takes, windows) are in progress at once, each on a thread of its own: the
+    account's at-once slots and a few more to keep them busy. The others wait their turn before they upload, so
+    a long clip's threads, and the memory each keeps, do not grow with its length."""
+    limits = ctx.pacer.limits if ctx.pacer is not None else None
+    return (limits.at_once if limits is not None else JOBS_UNPACED) + JOBS_BEYOND_SLOTS
+
+
+def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo],
+            windows_done: list[tuple[WindowSound, jobs.Ticket]], timer: StageTimer, out_dir: Path) -> Result:
+    """One take of a long clip: its windows' sounds joined (long_clip.join), put on the source picture (its
+    packets copied; the joined sound encoded as AAC as it is read back); then its windows' rows are marked
+    delivered."""
+    sounds = [sound for sound, _ in windows_done]
     try:
-        result = _join_and_mux(spec, job, infos, deliveries, timer, out_dir)
+        result = _join_and_mux(spec, job, infos, sounds, timer, out_dir)
     except SonifyError as exc:
         attach_task(exc, spec, infos[0])
         raise
@@ -234,21 +261,20 @@ def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], windows_done:
     return result
 
 
-def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: list[Delivery],
+def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], sounds: list[WindowSound],
                   timer: StageTimer, out_dir: Path) -> Result:
-    rate = deliveries[0].sample_rate
+    spans = [part.span for part in job.parts]
     with timer("align"):
-        sounds = [d.samples if d.sample_rate == rate else media.resample(d.samples, d.sample_rate, rate)
-                  for d in deliveries]
-        samples = windows.join(sounds, [part.span for part in job.parts], job.fps, rate, job.clip.duration)
-    info = take_info(infos, [part.span for part in job.parts], job.fps, job.clip.duration)
+        joined = join(sounds, spans, job.fps, job.clip.duration)
+    info = take_info(infos, spans, job.fps, job.clip.duration)
     final_video = None
     if job.source is not None:
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
         with timer("mux"):
             label = {"title": settings.EMULATOR_TITLE} if info.get("emulator") else None
-            write_atomically(final_video, lambda path: media.mux(job.source, samples, rate, path, metadata=label))
-    return Result(samples, rate, final_video, info, deliveries[0].extra)
+            write_atomically(final_video, lambda path: media.mux_blocks(job.source, joined.blocks(), joined.channels,
+                                                                        joined.rate, path, metadata=label))
+    return Result(joined, joined.rate, final_video, info, sounds[0].extra)
 
 
 def _labelled(report: ProgressFn) -> ProgressFn:

@@ -78,9 +78,15 @@ def wait_limits() -> WaitLimits:
 
 
 def check_budget(cost: float | None, what: str = "this job is") -> None:
+    """Refuse, before anything is sent, a cost estimated above config.max_usd_per_job(), saying how to allow it."""
     limit = settings.max_usd_per_job()
-    if limit is not None and cost is not None and cost > limit:
-        raise ValidationError("SONIFY_MAX_USD_PER_JOB", f"{what} estimated at ${cost:.3f}, above the limit of ${limit:.3f}")
+    if cost is not None and cost > limit:
+        default = " (the default)" if not settings.text(settings.MAX_USD_ENV) else ""
+        raise ValidationError(
+            settings.MAX_USD_ENV, f"{what} estimated at ${cost:.3f}, above the limit of ${limit:.3f}{default}: nothing "
+                                f"was sent; to allow it, set {settings.MAX_USD_ENV} to a higher number of dollars "
+                                f"(e.g. {settings.MAX_USD_ENV}={math.ceil(cost)}) and run again"
+        )
 
 
 _histories: dict[Path | None, History] = {}
@@ -472,7 +478,7 @@ class RemoteJob:
                     if self.ctx.picture:
                         picture = media.decode_frames(path, max_frames=most)
                     what = "audio"
-                samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
+                samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds, keep=self.bounds.keep_sound)
                 self.info.emulator = self.info.emulator or media.title(path) == settings.EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ part, and the price checked against the limit."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +34,9 @@ def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | No
         raise ValidationError("audio", f"{spec.title} needs an audio input")
     if audio is None:
         return None
-    return AudioInput(media.check_audio(audio.samples, audio.sample_rate), int(audio.sample_rate))
+    samples = media.check_audio(audio.samples, audio.sample_rate)
+    spec.check_length(samples.shape[1] / audio.sample_rate, "audio")
+    return AudioInput(samples, int(audio.sample_rate))
 
 
 @dataclass
@@ -69,16 +72,20 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     from them (only if it must be uploaded) and the node puts the sound on the frames themselves. A clip
     longer than one job takes is cut into windows here (long_clip.py), each its own upload. The takes' seeds
     are drawn (and journaled) here, once the media is known, before anything is sent."""
+    if video.frames is not None:  # before lipsync's frames are encoded
+        spec.check_length(float(video.frames.shape[0] / video.fps), "images")
     if video.frames is not None and spec.proxy is not None:
         source, clip = None, media.frames_info(video.frames, video.fps)
     else:
         source = Path(media.source_to_file(video, ctx.work))  # lipsync's frames: its full-resolution upload
         clip = media.probe(source)
     check_picture_size(clip.width, clip.height, "video")
+    media.check_frame_rate(clip.fps, "video")
     if clip.frames < 2:  # as for frames: no motion for a model to follow, and it would still be billed
         raise ValidationError("video", f"needs at least 2 frames, got {clip.frames}")
     seconds = float(clip.duration)
     spec.check_duration(seconds)
+    spec.check_length(seconds)
     hashes = {"video": picture_hash or journal.hash_file(source)}
     source_path = str(Path(video.path).resolve()) if video.path else None
     run = run_key(spec, client.http.base_url, checked, variations, hashes["video"]) if variations > 1 else None
@@ -123,9 +130,10 @@ def _window_part(spec: ModelSpec, clip_hash: str, span: windows.Span, path: Path
     def send(client: Provider, run: RunContext) -> Sent:
         return Sent(key, client.upload(path, run.waiter), path.stat().st_size, proxy=True)
 
-    # A window's job asks for no more than the model's longest (MMAudio: its duration's range).
-    return _Part(span, hashes, {"video": UploadChoice((key,), frozenset({key}), send)},
-                 ResultBounds.expected(spec.window.longest))
+    # A window's job asks for no more than the model's longest (MMAudio: its duration's range). Its sound is
+    # checked when it arrives, not kept: it is decoded again when its turn to be joined comes.
+    bounds = dataclasses.replace(ResultBounds.expected(spec.window.longest), keep_sound=False)
+    return _Part(span, hashes, {"video": UploadChoice((key,), frozenset({key}), send)}, bounds)
 
 
 @dataclass

@@ -22,17 +22,21 @@ import contextvars
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from .. import journal, media
 from ..catalog import INT32_MAX, VARIATIONS, ModelSpec
 from ..errors import Cancelled, SonifyError, ValidationError
 from ..media import windows
-from .types import RunContext
+from ..media.sound_file import SoundFile
+from .types import Delivery, RunContext
 
 log = logging.getLogger("sonify")
 
@@ -110,12 +114,13 @@ class Progress:
         return on_progress
 
 
-def run_each(calls: list[Callable[[], T]]) -> list[T | SonifyError]:
-    """Every call on its own thread (with this thread's context variables: ComfyUI's progress finds its node
-    through one), all waited for: each one's result, or the SonifyError it raised, in order. A take that fails does
-    not stop the others: what they cost is not wasted. A Cancel in any is raised for all, once all have ended (one
-    message: what came of each take's remote job); an error that is not a SonifyError (a bug) is raised."""
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="sonify-take") as pool:
+def run_each(calls: list[Callable[[], T]], at_once: int | None = None) -> list[T | SonifyError]:
+    """Every call on a thread of its own (with this thread's context variables: ComfyUI's progress finds its node
+    through one) — at most `at_once` at a time, in order, when given — all waited for: each one's result, or the
+    SonifyError it raised, in order. A take that fails does not stop the others: what they cost is not wasted. A
+    Cancel in any is raised for all, once all have ended (one message: what came of each take's remote job); an
+    error that is not a SonifyError (a bug) is raised."""
+    with ThreadPoolExecutor(max_workers=min(len(calls), at_once or len(calls)), thread_name_prefix="sonify-take") as pool:
         futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
         errors = [f.exception() for f in futures]
     for index, error in enumerate(errors):
@@ -166,3 +171,35 @@ def cut(spec: ModelSpec, video: media.VideoSource, source: Path | None,
             files = media.cut_windows(proxy, [(s.start, s.end) for s in spans], ctx.work, check=ctx.waiter.check)
     ctx.report(f"{len(spans)} windows of the clip ready", 0.04)
     return fps, [(span, Path(path)) for span, path in zip(spans, files)]
+
+
+@dataclass(frozen=True)
+class WindowSound:
+    """A window's verified result as its join needs it: the provider's file (its sound decoded again, within
+    the bound it was verified against, only when joined), its rate, and its other fields."""
+
+    path: Path
+    rate: int
+    seconds: float  # the longest sound the window's result may have
+    extra: dict[str, Any]
+
+    @classmethod
+    def of(cls, delivery: Delivery, seconds: float) -> WindowSound:
+        return cls(delivery.path, delivery.sample_rate, seconds, delivery.extra)
+
+    def samples(self, rate: int) -> np.ndarray:
+        """Its sound at `rate`, float32 [C, T]."""
+        samples, own = media.decode_audio(self.path, max_seconds=self.seconds)
+        return samples if own == rate else media.resample(samples, own, rate)
+
+
+def join(sounds: list[WindowSound], spans: list[windows.Span], fps: Fraction, seconds: Fraction) -> SoundFile:
+    """The take's windows joined (windows.joined) into a file, at a rate AAC takes (so that it is muxed as it is
+    read back), one window decoded at a time."""
+    rate = media.aac_rate(sounds[0].rate)
+
+    def decoded() -> Iterator[np.ndarray]:
+        for sound in sounds:
+            yield sound.samples(rate)
+
+    return SoundFile.written(windows.joined(decoded(), spans, fps, rate, seconds), round(seconds * rate), rate)

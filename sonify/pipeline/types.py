@@ -74,11 +74,13 @@ class JobInfo:
 @dataclass(frozen=True)
 class ResultBounds:
     """What a provider's result may be before it is decoded into arrays: its sound at most `seconds` long
-    (slack included); lipsync's picture no larger than `picture` (the size sent) and at most `frames`."""
+    (slack included); lipsync's picture no larger than `picture` (the size sent) and at most `frames`.
+    `keep_sound` False: the sound is checked, not kept (a long clip's window: decoded again when joined)."""
 
     seconds: float
     picture: tuple[int, int] | None = None
     frames: int | None = None
+    keep_sound: bool = True
 
     @classmethod
     def expected(cls, seconds: float, picture: tuple[int, int] | None = None,
@@ -116,7 +118,7 @@ class Delivery:
     """A job's verified result: the provider's output file, its sound, and its other fields."""
 
     path: Path
-    samples: np.ndarray  # float32 [C, T]
+    samples: np.ndarray  # float32 [C, T] ([C, 0] when its bounds did not keep the sound)
     sample_rate: int
     extra: dict[str, Any]  # other result fields (fal's prompt)
     picture: tuple[np.ndarray, Fraction] | None = None  # lipsync's frames [N, H, W, 3] and rate, when asked for

@@ -33,6 +33,7 @@ from ..pipeline.types import JobInfo, ResultBounds, RunContext, StageTimer
 from ..providers.base import TaskState
 from ..redact import redact
 from ..waiter import Waiter
+from .worker_folders import AllowedFolders
 from .workflows import (
     FINAL,
     NOTHING_SENT,
@@ -86,10 +87,14 @@ class KnownTasks:
 _known: KnownTasks | None = None  # set by serve()
 
 
-def know_tasks(known: KnownTasks) -> None:
-    """Set by worker.serve: the tasks this worker's provider clients know of."""
-    global _known
+_folders = AllowedFolders(())  # set by serve(): until then no path is taken
+
+
+def serving(known: KnownTasks, folders: AllowedFolders) -> None:
+    """Set by worker.serve, for the activities it runs: the tasks its provider clients know of, and the folders it may take clips from and write results to."""
+    global _known, _folders
     _known = known
+    _folders = folders
 
 
 def _known_tasks(provider: str) -> set[str]:
@@ -153,6 +158,9 @@ def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
 
 
 def _spec(model: str) -> ModelSpec:
+    if model not in MODELS:
+        raise ApplicationError(f"model: must be one of {', '.join(MODELS)}, got {model[:80]!r}",
+                               type="ValidationError", non_retryable=True)
     return MODELS[model]
 
 
@@ -161,8 +169,10 @@ def prepare(job: ClipJob) -> dict[str, Any]:
     """Validate, probe and hash the clip, upload what the model sees: the body to submit."""
     spec = _spec(job.model)
     with _step(spec) as remote:
+        source = _folders.clip(job.source)
+        _folders.output(job.out_dir, job.name)  # refused now, not after the job is paid for
         checked = spec.validate(job.params)
-        video = media.VideoSource(path=job.source)
+        video = media.VideoSource(path=str(source))
         media.validate_source(video)
         with remote.ctx.timer("prepare"):
             prepared = pipeline.prepare(spec, checked, video, None, None, remote.client, remote.ctx)
@@ -204,11 +214,10 @@ def deliver(job: ClipJob, prepared: dict[str, Any], task_id: str, state: dict[st
     info.seconds = {**info.seconds, **seconds}
     info.task_id = task_id
     with _step(spec, info, ResultBounds(**prepared["bounds"]), task_id) as remote:
-        out_dir = Path(job.out_dir)
+        source, out_dir = _folders.clip(job.source), _folders.output(job.out_dir, job.name)
         delivery = remote.download(task_id, TaskState(**state))
         timer = remote.ctx.timer
-        _, video = pipeline.deliver(spec, delivery, Path(job.source), Fraction(prepared["clip_seconds"]), info, timer,
-                                    out_dir)
+        _, video = pipeline.deliver(spec, delivery, source, Fraction(prepared["clip_seconds"]), info, timer, out_dir)
         info.seconds = {**info.seconds, **timer.seconds}
         record = {"source": job.source, "model": job.model, "params": job.params, "job": info.as_dict()}
         batch.keep(out_dir, job.name, video, record)

@@ -8,6 +8,9 @@ another), and a cancel from Temporal stops the step as the user's Cancel does.
 
 Temporal's history is the job's record here, not the worker's journal: a wait resumed on another worker
 starts from the task id in its input, and a submit's fate is decided by the workflow (temporal_flow.py).
+
+A workflow's input is not trusted as a path: a clip is taken, and a result written, only under the folders the
+worker was started with (worker_folders.py), checked before any request.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..errors import ConfigurationError
 from . import activities
 from .activities import ACTIVITIES, KnownTasks
 from .starter import connect
+from .worker_folders import AllowedFolders
 from .workflows import (
     WORKFLOW_QUEUE,
     ClipWorkflow,
@@ -47,14 +51,16 @@ def served_providers() -> list[str]:
     return [provider for provider in PROVIDERS if settings.find_key(provider) is not None]
 
 
-async def serve(address: str, on_ready: Callable[[list[str]], None] = lambda served: None) -> None:
-    """Poll the workflow queue and each served provider's queue until cancelled (Ctrl-C)."""
+async def serve(address: str, folders: AllowedFolders,
+                on_ready: Callable[[list[str]], None] = lambda served: None) -> None:
+    """Poll the workflow queue and each served provider's queue until cancelled (Ctrl-C), taking clips from and
+    writing results under `folders` only."""
     served = served_providers()
     if not served:
         raise ConfigurationError("this worker has no provider key: set WAVESPEED_API_KEY and/or FAL_KEY in its "
                                  "environment (keys never travel through Temporal)")
     client = await connect(address)
-    activities.know_tasks(KnownTasks(client, asyncio.get_running_loop()))
+    activities.serving(KnownTasks(client, asyncio.get_running_loop()), folders)
     threads = ThreadPoolExecutor(max_workers=ACTIVITY_THREADS * len(served), thread_name_prefix="sonify-activity")
     # A dead worker's cached workflows wait this long before another worker takes them (the SDK's default: 10 s).
     workers = [Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[ClipWorkflow, ProviderSlots],

@@ -18,7 +18,8 @@ import av
 from . import fast_paths, report, uplinks
 from .clips import clip
 from .jobs import PACK_ROOT, emulated, in_child
-from .plans import PLANS, TWO_NODES_CLIP, Plan
+from .long_clips import LONG_CLIP_SLOTS
+from .plans import MEMORY_FPS, MEMORY_SIZE, PLANS, TWO_NODES_CLIP, ClipSpec, Plan
 from .waits import batch, batch_command, fal_detection, wavespeed_detection, webhook_detection
 
 
@@ -64,6 +65,7 @@ def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
     record["long_clip"] = in_child("long_clip", {"clip": str(clip(plan.long_clip, clips_dir)),
                                                  "model_seconds": plan.model_seconds, "work": str(work / "long")})
     record["long_clip"]["clip"] = plan.long_clip.name
+    record["long_clip_memory"] = _long_clip_memory(plan, work)
     record["startup"] = report.summarize_startup([in_child("startup", {"pack": str(PACK_ROOT)})
                                                   for _ in range(plan.startup_runs)])
     record["targets"] = report.targets(record)
@@ -85,6 +87,18 @@ def _waits(plan: Plan, work: Path, detection_clip: Path) -> dict[str, Any]:
             found["batch_command"] = batch_command(emulator, clip(plan.clips[0], work / "clips"), work,
                                                    jobs=plan.batch_jobs, concurrency=plan.batch_concurrency)
     return found
+
+
+def _long_clip_memory(plan: Plan, work: Path) -> list[dict[str, Any]]:
+    """Each length's run in a fresh process; the emulator here, so that its memory is not the run's."""
+    records = []
+    with emulated(plan.model_seconds, work / "memory-state") as emulator:
+        emulator.concurrency["wavespeed"] = LONG_CLIP_SLOTS
+        for minutes in plan.memory_minutes:
+            spec = ClipSpec(60 * minutes, MEMORY_SIZE, MEMORY_FPS)
+            records.append(in_child("long_clip_memory", {"clip": str(clip(spec, work / "clips")), "minutes": minutes,
+                                                         "work": str(work / f"memory-{minutes}")}) | {"clip": spec.name})
+    return records
 
 
 def _machine() -> dict[str, Any]:
@@ -115,5 +129,8 @@ def render(record: dict[str, Any]) -> str:
              (f"A long clip ({record['long_clip']['clip']}) through MMAudio in windows, at once within "
               f"{record['long_clip']['slots']} provider slots against one after another:"),
              report.long_clip_table(record["long_clip"]),
+             (f"A long clip's memory against its length ({MEMORY_SIZE} at {MEMORY_FPS} fps through MMAudio in windows; "
+              "each run in a new process, the emulator outside it):"),
+             report.memory_table(record["long_clip_memory"]),
              "Targets:", report.targets_table(record["targets"])]
     return "\n\n".join(parts)
