@@ -134,13 +134,21 @@ async def test_key(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(_check, provider))
 
 
+EMULATOR_NOTE = "emulator mode is on: the nodes run on the local emulator and use no key (Settings › Sonify › Try it " \
+                "without a key)"
+
+
 def _check(provider: str) -> dict[str, Any]:
-    """The real key at the real provider (or the URL set in the environment), emulator mode or not."""
+    """The real key at the real provider (or the URL set in the environment), emulator mode or not. In emulator
+    mode no key is needed, and the answer says so: with none set, that is the whole answer."""
     from ..sonify import providers
 
     key_store.status(provider)  # the provider named checked first (a ValidationError)
+    emulated = settings.emulator is not None
     try:
         found = settings.find_key(provider)
+        if found is None and emulated:
+            return {"ok": True, "message": EMULATOR_NOTE, "balance_usd": None, "emulator": True}
         if found is None:
             raise ConfigurationError(settings.missing_key_message(provider))
         client = providers.make(provider, found[0], settings.real_bases(provider))
@@ -152,7 +160,8 @@ def _check(provider: str) -> dict[str, Any]:
     except (SonifyError, OSError) as exc:  # OSError: the key file cannot be read safely
         return {"ok": False, "message": redact(str(exc)), "balance_usd": None, "emulator": False}
     where = "the Sonify emulator (not the real provider)" if checked.emulator else checked.url
-    return {"ok": True, "message": f"{where} accepts the key", "balance_usd": checked.balance_usd,
+    note = f"; {EMULATOR_NOTE.replace('use no key', 'do not use it now')}" if emulated else ""
+    return {"ok": True, "message": f"{where} accepts the key{note}", "balance_usd": checked.balance_usd,
             "emulator": checked.emulator}
 
 

@@ -8,16 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sonify.catalog import ModelSpec
-from . import comfy
-from .inputs import param_inputs, source_inputs, variations_input
-from .run import node_function, run_node, source_picture
+from . import comfy, v1
+from .declaration import Node, Output
+from .inputs import category, param_inputs, source_inputs, variations_input
+from .price_badge import badge
+from .run import run_node, source_picture
+
+# Each video-to-audio model's node id (a contract with saved workflows: add, never rename).
+NODE_IDS = {"mmaudio-v2": "SonifyMMAudioV2", "thinksound-wavespeed": "SonifyThinkSoundWaveSpeed",
+            "thinksound-fal": "SonifyThinkSoundFal", "kling-video-to-audio": "SonifyKlingVideoToAudio"}
 
 
-def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
-    """The node class for `spec`; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
+def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
+    """The node of a video-to-audio model: its catalog parameters, then the source, then `variations`."""
 
     def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
-             unique_id: Any = None, variations: int = 1, **params: Any) -> tuple:
+             unique_id: Any = None, variations: int = 1, **params: Any) -> dict[str, Any]:
         result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations)
         sound = comfy.to_audio_batch([take.audio for take in result.takes or [result]], result.sample_rate)
         if result.video_path is not None:
@@ -30,37 +36,42 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
         return {"ui": {"audio": [comfy.preview_file(result.video_path, result.audio, result.sample_rate)]},
                 "result": outputs}
 
-    class VideoToAudioNode:
-        DESCRIPTION = " ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}.")))
-        CATEGORY = "Sonify/video to audio"
-        FUNCTION = "run"
-        RETURN_TYPES = ("AUDIO", "VIDEO") + ("STRING",) * len(spec.extra_outputs) + ("STRING",)
-        RETURN_NAMES = ("audio", "video") + spec.extra_outputs + ("job",)
-        OUTPUT_TOOLTIPS = (
-            ("The generated sound, trimmed or padded to the clip's exact length: a batch of `variations` takes (of "
-             "those that came, if one failed: `job` names it, with its seed and task id)."),
-            "The source picture (not re-encoded) with the new sound (the first take that came).",
-        ) + tuple(f"The {name} the provider used." for name in spec.extra_outputs) + (
-            "Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage.",
-        )
+    seeded = any(p.seed for p in spec.params)
+    return Node(
+        node_id=node_id,
+        display_name=spec.title,
+        category=category(spec),
+        description=" ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}."))),
+        inputs=(*param_inputs(spec), *source_inputs(spec), variations_input(spec)),
+        outputs=(
+            Output("audio", "AUDIO", "The generated sound, trimmed or padded to the clip's exact length: a batch of "
+                                     "`variations` takes (of those that came, if one failed: `job` names it, with "
+                                     "its seed and task id)."),
+            Output("video", "VIDEO", "The source picture (not re-encoded) with the new sound (the first take that "
+                                     "came)."),
+            *(Output(name, "STRING", f"The {name} the provider used.") for name in spec.extra_outputs),
+            Output("job", "STRING", "Job info (JSON): provider, model, task id, status, cost estimate, seconds per "
+                                    "stage."),
+        ),
+        body=body,
+        remote=True,
+        api_node=True,
+        price_badge=badge(spec, takes=True),
+        not_idempotent=True,
+        fingerprint=changed_by_seed if seeded else None,
+        search_aliases=("video to audio", "foley", "sound effects", "add sound to video", spec.key),
+    )
 
-        @classmethod
-        def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": param_inputs(spec), "optional": {**source_inputs(spec), **variations_input(spec)},
-                    "hidden": {"unique_id": "UNIQUE_ID"}}
 
-        run = node_function(body, coroutine)
-
-    if any(p.seed for p in spec.params):
-        VideoToAudioNode.IS_CHANGED = classmethod(_changed_by_seed)
-
-    VideoToAudioNode.__name__ = VideoToAudioNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
-    return VideoToAudioNode
-
-
-def _changed_by_seed(cls: type, seed: Any = None, **_: Any) -> str:
+def changed_by_seed(seed: Any = None, **_: Any) -> str:
     """ComfyUI runs a node again when this answer changes. Seed -1 asks for a new take on every queue, so it
     answers something new each time; a fixed seed answers the same, and ComfyUI's cache (and behind it Sonify's
     result store) keeps the take. A seed fed by a link arrives as None here: its value is in ComfyUI's own
     input signature already."""
     return uuid.uuid4().hex if seed == -1 else f"seed {seed}"
+
+
+def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
+    """The node of `spec` as a classic class; its FUNCTION a coroutine if `coroutine` (default: if the host runs
+    them)."""
+    return v1.render(declare_video_to_audio(NODE_IDS[spec.key], spec), coroutine)

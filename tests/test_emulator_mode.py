@@ -30,7 +30,8 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
     caplog.set_level(logging.DEBUG, logger="sonify")
     monkeypatch.setenv("WAVESPEED_API_KEY", REAL_KEY)
     monkeypatch.delenv("SONIFY_EMULATOR", raising=False)
-    config = module("sonify.settings")
+    monkeypatch.delenv("FAL_KEY", raising=False)
+    config, routes = module("sonify.settings"), module("nodes.routes")
     node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
     video = module("nodes.comfy").FileVideo(str(clip_path))
     results = {}
@@ -42,6 +43,9 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
                 "on": True, "from_environment": False}
             assert config.base_url("wavespeed").startswith("http://127.0.0.1:")
             assert config.client_settings("wavespeed").key != REAL_KEY
+            # Test in the dialog, with no fal key set: none is needed now
+            assert await answer(await client.post("/sonify/keys/fal/test")) == {
+                "ok": True, "balance_usd": None, "emulator": True, "message": routes.EMULATOR_NOTE}
             made = outputs(getattr(node_cls(), node_cls.FUNCTION))(video=video, **PARAMS)
             results["job"], results["file"] = json.loads(made[-1]), made[1].get_stream_source()
             keys = await answer(await client.get("/sonify/keys"))  # the dialog still shows the real key

@@ -1,10 +1,11 @@
-// Sonify in ComfyUI's frontend: a "Sonify" section in the Settings dialog for the providers' keys, each model
-// node's price estimate drawn on the node as its widgets change, and a player for the sound it made. It talks only to the pack's routes
-// (nodes/routes.py); a key typed here is sent once to the server's key file and kept nowhere in the browser.
+// Sonify in ComfyUI's frontend: a "Sonify" section in the Settings dialog for the providers' keys and the emulator,
+// a player for the sound a model node made, and, where the frontend draws no price badge of its own (ComfyUI 0.8),
+// each model node's price as its widgets change. It talks only to the pack's routes (nodes/routes.py); a key typed
+// here is sent once to the server's key file and kept nowhere in the browser.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { estimate } from "./price.js";
-import { PROVIDERS, readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "./keys.js";
+import { priceText } from "./price.js";
+import { PROVIDERS, readEmulator, readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "./keys.js";
 
 const fetchApi = (path, options) => api.fetchApi(path, options);
 
@@ -12,10 +13,25 @@ function button(label, onClick) {
   const b = document.createElement("button");
   b.type = "button";
   b.textContent = label;
-  b.className = "p-button p-component p-button-sm p-button-secondary";
-  b.style.marginLeft = "0.4em";
   b.addEventListener("click", onClick);
   return b;
+}
+
+// The key rows' look, from the frontend's own theme variables (frontend 1.35 and 1.49 both define them; 1.49 no
+// longer styles PrimeVue's p-button classes): an input and its three buttons on one line, the status under them.
+const STYLE = `
+.sonify-key { display: grid; width: 30em; grid-template-columns: 1fr repeat(3, auto); gap: 0.4em; align-items: center; }
+.sonify-key button { font: inherit; font-size: 0.9em; padding: 0.4em 0.9em; border-radius: 0.4em; cursor: pointer;
+  color: var(--base-foreground, inherit); background: var(--secondary-background, #444);
+  border: 1px solid var(--border-default, transparent); }
+.sonify-key button:hover { background: var(--secondary-background-hover, #555); }
+.sonify-key-status { grid-column: 1 / -1; font-size: 0.85em; opacity: 0.85; max-width: 32em; }
+`;
+
+function addStyle() {
+  const style = document.createElement("style");
+  style.textContent = STYLE;
+  document.head.append(style);
 }
 
 // A custom setting type: a password field with Save, Remove and Test. The setting's own value is never set
@@ -33,9 +49,11 @@ function keyEditor(provider) {
     input.setAttribute("aria-label", `${PROVIDERS[provider]} API key`);
     const line = document.createElement("div");
     line.className = "sonify-key-status";
-    line.style.cssText = "font-size: 0.85em; margin-top: 0.3em; opacity: 0.85; max-width: 32em";
     const show = (text) => { line.textContent = text; };
-    const refresh = async () => show(statusText(provider, (await readKeys(fetchApi))[provider]));
+    const refresh = async () => {
+      const [keys, emulator] = await Promise.all([readKeys(fetchApi), readEmulator(fetchApi)]);
+      show(statusText(provider, keys[provider], emulator));
+    };
     const act = (work) => async () => {
       try {
         await work();
@@ -98,25 +116,25 @@ function widgetValues(node) {
   return Object.fromEntries((node.widgets || []).map((w) => [w.name, w.value]));
 }
 
-// The estimate, drawn at the right of the title bar, recomputed on each draw (widget changes redraw).
+// The price, drawn above the title bar at its left, where ComfyUI 0.33 draws a node's price badge (and in its
+// colours), clear of the title; recomputed on each draw (widget changes redraw).
 function drawPrice(node, ctx) {
   const rule = catalog[node.comfyClass]?.rule;
   if (!rule || node.flags?.collapsed) return;
-  const { text } = estimate(rule, widgetValues(node), node.sonifyClipSeconds ?? null);
-  node.sonifyPriceText = text;
-  const height = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+  const text = priceText(rule, widgetValues(node));
+  const title = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+  const height = 18;
   ctx.save();
   ctx.font = "11px sans-serif";
-  const width = ctx.measureText(text).width + 10;
-  const x = node.size[0] - width - 6;
-  const y = -height + 6;
-  ctx.fillStyle = "rgba(20, 90, 50, 0.9)";
+  const width = ctx.measureText(text).width + 12;
+  const y = -title - height - 4;
+  ctx.fillStyle = "#8D6932";
   ctx.beginPath();
-  ctx.roundRect ? ctx.roundRect(x, y, width, height - 12, 4) : ctx.rect(x, y, width, height - 12);
+  ctx.roundRect ? ctx.roundRect(0, y, width, height, 5) : ctx.rect(0, y, width, height);
   ctx.fill();
-  ctx.fillStyle = "#e8ffe8";
+  ctx.fillStyle = "#f4ecdf";
   ctx.textBaseline = "middle";
-  ctx.fillText(text, x + 5, y + (height - 12) / 2);
+  ctx.fillText(text, 6, y + height / 2);
   ctx.restore();
 }
 
@@ -124,6 +142,7 @@ app.registerExtension({
   name: "Sonify",
   settings: [...keySettings, emulatorSetting],
   async init() {
+    addStyle();
     try {
       catalog = await (await fetchApi("/sonify/prices")).json();
     } catch (error) {
@@ -132,7 +151,7 @@ app.registerExtension({
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (!(nodeData.name in catalog)) return;
-    if (nodeData.category === "Sonify/video to audio") {
+    if (nodeData.output_name?.[0] === "audio") { // a video-to-audio node
       // ComfyUI's own audio player (the Comfy.AudioWidget extension's AUDIO_UI widget, not saved in workflows),
       // pointed after a run at the file the node's "ui" audio entry names.
       nodeData.input.optional = { ...(nodeData.input.optional || {}), audioUI: ["AUDIO_UI", {}] };
@@ -147,6 +166,7 @@ app.registerExtension({
         player.classList.remove("empty-audio-widget");
       };
     }
+    if (nodeData.price_badge) return; // the frontend draws the price itself (ComfyUI 0.33 and later)
     const draw = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
       const r = draw?.apply(this, [ctx, ...rest]);
