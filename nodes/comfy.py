@@ -146,16 +146,16 @@ def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float |
         server = PromptServer.instance
     except (ImportError, AttributeError):
         server = None
+    interrupt = _interrupt_type()
     shown = [""]
 
     def report(text: str, fraction: float | None) -> None:
         if bar is not None and fraction is not None:
             try:
                 bar.update_absolute(int(fraction * steps), steps)
-            except Exception as exc:  # ComfyUI's progress hook raises its interrupt from here
-                if _is_interrupt(exc):
-                    raise Cancelled("Cancelled") from None
-                raise
+            except interrupt:  # ComfyUI's progress hook raises its interrupt from here, clearing its flag
+                _interrupt_again()
+                raise Cancelled("Cancelled") from None
         if text != shown[0]:
             shown[0] = text
             log.debug("%s", text)
@@ -167,12 +167,23 @@ def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float |
     return report
 
 
-def _is_interrupt(exc: BaseException) -> bool:
+def _interrupt_type() -> type[BaseException] | tuple[()]:
+    """ComfyUI's interrupt, to catch by its class: in 0.33 it derives from BaseException, which `except Exception`
+    lets through (the run then ended without cancelling its remote job). () outside ComfyUI: nothing to catch."""
     try:
         from comfy.model_management import InterruptProcessingException
     except ImportError:
-        return False
-    return isinstance(exc, InterruptProcessingException)
+        return ()
+    return InterruptProcessingException
+
+
+def _interrupt_again() -> None:
+    """Set ComfyUI's interrupt flag again after its progress hook cleared it as it raised: the Cancel holds for
+    the whole run (the run's other threads, takes and windows, look at the flag; so do other nodes) until the run
+    ends in raise_interrupted, which clears it as ComfyUI's own check does."""
+    import comfy.model_management as mm
+
+    mm.interrupt_current_processing(True)
 
 
 def is_cancelled() -> bool:

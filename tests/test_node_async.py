@@ -159,12 +159,13 @@ def test_cancelling_the_coroutine_stops_its_worker_within_a_second(emulator, wav
     assert emulator.cancels() == cancels
 
 
-def host_interrupt() -> types.ModuleType:
-    """ComfyUI 0.8's interrupt functions (comfy/model_management.py), as its Cancel button drives them."""
+def host_interrupt(base: type[BaseException] = Exception) -> types.ModuleType:
+    """ComfyUI's interrupt functions (comfy/model_management.py), as its Cancel button drives them. `base`: what
+    its InterruptProcessingException derives from (0.8: Exception; 0.33: BaseException)."""
     mm = types.ModuleType("comfy.model_management")
     mm.lock, mm.flag = threading.RLock(), False
 
-    class InterruptProcessingException(Exception):
+    class InterruptProcessingException(base):
         pass
 
     def interrupt_current_processing(value: bool = True) -> None:
