@@ -5,6 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..sonify.catalog import MAX_FPS, MIN_FPS, VARIATIONS, ModelSpec, Param
+from ..sonify.loudness_target import (
+    AS_GENERATED,
+    CEILING_RANGE,
+    CHOICES,
+    CUSTOM,
+    DEFAULT_CEILING,
+    DEFAULT_LUFS,
+    LUFS_RANGE,
+    TARGETS,
+)
 
 WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING"}
 
@@ -74,3 +84,29 @@ def variations_input(spec: ModelSpec) -> dict[str, Any]:
         "tooltip": f"How many takes to make at once, each its own job (and price): `audio` is a batch of them, "
                    f"`video` carries the first; pick one with Pick Take. {seeds}Range: {low} to {high}. Default: 1.",
     })}
+
+
+def loudness_inputs(what: str = "each take's sound (a long clip's once its windows are joined)") -> dict[str, Any]:
+    """Loudness to a target, after every other input (a workflow saved without them keeps its widget values)."""
+    low, high = LUFS_RANGE
+    floor, ceiling = CEILING_RANGE
+    uses = "; ".join(f"{choice}: {purpose}" for choice, (_, purpose) in TARGETS.items())
+    return {
+        "loudness": (list(CHOICES), {
+            "default": AS_GENERATED,
+            "tooltip": f"Where to put {what}: its integrated loudness (ITU-R BS.1770-4), set by one gain. "
+                       f"{AS_GENERATED}: the model's samples untouched; {uses}; {CUSTOM}: `loudness_lufs`. A silent "
+                       f"take is left as it is. Default: {AS_GENERATED}.",
+        }),
+        "loudness_lufs": ("FLOAT", {
+            "default": DEFAULT_LUFS, "min": low, "max": high, "step": 0.5, "round": 0.1,
+            "tooltip": f"The target when `loudness` is {CUSTOM}, in LUFS. Range: {low:g} to {high:g}. "
+                       f"Default: {DEFAULT_LUFS:g}.",
+        }),
+        "true_peak_dbtp": ("FLOAT", {
+            "default": DEFAULT_CEILING, "min": floor, "max": ceiling, "step": 0.1, "round": 0.1,
+            "tooltip": "The highest the true peak may go once the loudness is set, in dBTP: where reaching the "
+                       "target would put a peak above it, the gain stops there and the sound stays quieter. "
+                       f"Range: {floor:g} to {ceiling:g}. Default: {DEFAULT_CEILING:g} (the headroom AAC needs).",
+        }),
+    }

@@ -10,7 +10,8 @@ from ..sonify.errors import ValidationError
 
 class SonifyPickAudio:
     DESCRIPTION = ("Picks one take out of a batch of sounds (a Sonify node run with variations > 1), so the "
-                   "chosen one goes on to Mux Audio. Runs locally; costs nothing.")
+                   "chosen one goes on to Mux Audio: by its number, or the best (the first that is not silent, "
+                   "clipped or cut short). Runs locally; costs nothing.")
     CATEGORY = "Sonify/utility"
     FUNCTION = "run"
     RETURN_TYPES = ("AUDIO",)
@@ -22,17 +23,29 @@ class SonifyPickAudio:
         return {"required": {
             "audio": ("AUDIO", {"tooltip": "A batch of takes: a video-to-audio node's `audio`."}),
             "index": ("INT", {"default": 1, "min": 1, "max": VARIATIONS[1], "step": 1,
-                              "tooltip": "Which take, counted from 1 (take 1 is the first, as the node's progress and "
-                                         f"`job` number them). Range: 1 to {VARIATIONS[1]}. Default: 1."}),
+                              "tooltip": "Which take, counted from 1 in the batch's order: a Sonify node puts a "
+                                         "silent, clipped or cut-short take last, so a take's place is its `position` "
+                                         "in `job` (its take number when none is flagged). "
+                                         f"Range: 1 to {VARIATIONS[1]}. Default: 1."}),
+        }, "optional": {
+            "best": ("BOOLEAN", {"default": False,
+                                 "tooltip": "Pick the best take instead of `index`: the first in the batch that is not "
+                                            "silent (most of it below -60 dBFS), clipped or cut short (ending in "
+                                            "silence padding). A Sonify node puts such takes last already, so this is "
+                                            "its first take unless every take is flagged. Default: false."}),
         }}
 
-    def run(self, audio: Any, index: int = 1) -> tuple:
+    def run(self, audio: Any, index: int = 1, best: bool = False) -> tuple:
         if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
             raise ValidationError("audio", "is not an AUDIO value (a waveform and a sample rate)")
         waveform = audio["waveform"]
         count = waveform.shape[0] if waveform.dim() == 3 else 0
         if count == 0:
             raise ValidationError("audio", f"is not a batch of takes [N, C, T] (got shape {tuple(waveform.shape)})")
+        if best:
+            from ..sonify.media import sound_check
+
+            index = 1 + sound_check.best([take.float().numpy() for take in waveform], int(audio["sample_rate"]))
         if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= count:
             raise ValidationError("index", f"must be from 1 to {count} (the takes in `audio`), got {index!r}")
         return ({"waveform": waveform[index - 1:index].clone(), "sample_rate": audio["sample_rate"]},)

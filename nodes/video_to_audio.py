@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..sonify import loudness_target
 from ..sonify.catalog import ModelSpec
 from . import comfy
-from .inputs import param_inputs, source_inputs, variations_input
+from .inputs import loudness_inputs, param_inputs, source_inputs, variations_input
 from .run import node_function, run_node, source_picture
 
 
@@ -17,8 +18,12 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
     """The node class for `spec`; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
 
     def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
-             unique_id: Any = None, variations: int = 1, **params: Any) -> tuple:
-        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations)
+             unique_id: Any = None, variations: int = 1, loudness: str = loudness_target.AS_GENERATED,
+             loudness_lufs: float = loudness_target.DEFAULT_LUFS,
+             true_peak_dbtp: float = loudness_target.DEFAULT_CEILING, **params: Any) -> tuple:
+        goal = loudness_target.target(loudness, loudness_lufs, true_peak_dbtp)
+        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations,
+                          loudness=goal)
         sound = comfy.to_audio_batch([take.audio for take in result.takes or [result]], result.sample_rate)
         if result.video_path is not None:
             picture = comfy.make_video(result.video_path)
@@ -37,16 +42,21 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
         RETURN_TYPES = ("AUDIO", "VIDEO") + ("STRING",) * len(spec.extra_outputs) + ("STRING",)
         RETURN_NAMES = ("audio", "video") + spec.extra_outputs + ("job",)
         OUTPUT_TOOLTIPS = (
-            ("The generated sound, trimmed or padded to the clip's exact length: a batch of `variations` takes (of "
+            ("The generated sound, trimmed or padded to the clip's exact length, the model's samples untouched but "
+             "for `loudness`: a batch of `variations` takes, flagged takes (silent, clipped, cut short) last (of "
              "those that came, if one failed: `job` names it, with its seed and task id)."),
-            "The source picture (not re-encoded) with the new sound (the first take that came).",
+            ("The source picture (not re-encoded) with the new sound (the first take in `audio`) as AAC: the "
+             "provider's own packets when the sound is as generated, else encoded once at 96 kbit/s a channel "
+             "(SONIFY_AAC_KBPS)."),
         ) + tuple(f"The {name} the provider used." for name in spec.extra_outputs) + (
-            "Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage.",
+            ("Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage; each take's sound "
+            "measured (loudness, true peak, silent share, clipped samples, length), its flags and its place."),
         )
 
         @classmethod
         def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": param_inputs(spec), "optional": {**source_inputs(spec), **variations_input(spec)},
+            return {"required": param_inputs(spec),
+                    "optional": {**source_inputs(spec), **variations_input(spec), **loudness_inputs()},
                     "hidden": {"unique_id": "UNIQUE_ID"}}
 
         run = node_function(body, coroutine)

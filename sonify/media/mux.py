@@ -11,8 +11,11 @@ import av
 import numpy as np
 
 from ..errors import ValidationError
-from .audio import _add_audio, _as_channels, _audio_packets, _for_aac
+from .audio import _LOSSLESS_FORMATS, _add_audio, _as_channels, _audio_packets, _for_aac
 from .video import PathLike, _open_input
+
+LOSSLESS_CONTAINERS = {"pcm_f32le": (".mov", ".mkv"), "flac": (".mkv",)}
+
 
 # ---------------------------------------------------------------- mux
 
@@ -24,11 +27,27 @@ def mux(
     out_path: PathLike,
     *,
     metadata: dict[str, str] | None = None,
+    codec: str = "aac",
 ) -> str:
-    """The picture of video_path, packets copied unchanged, with `audio` as its only sound (AAC, from
-    t = 0). Old audio and other streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
-    _remux(video_path, out_path, *_for_aac(_as_channels(audio), sample_rate), metadata)
+    """The picture of video_path, packets copied unchanged, with `audio` as its only sound (from t = 0): AAC at
+    config.aac_kbps() a channel, or lossless (`codec` pcm_f32le, flac: see LOSSLESS_CODECS). Old audio and other
+    streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
+    audio = _as_channels(audio)
+    if codec == "aac":
+        audio, sample_rate = _for_aac(audio, sample_rate)
+    else:
+        check_lossless(codec, Path(out_path).suffix.lower())
+    _remux(video_path, out_path, audio, sample_rate, metadata, codec)
     return os.fspath(out_path)
+
+
+def check_lossless(codec: str, suffix: str, name: str = "audio codec") -> None:
+    """A lossless sound the file named by `suffix` can carry, or ValidationError(name)."""
+    if codec not in _LOSSLESS_FORMATS:
+        raise ValidationError(name, f"must be one of {', '.join(_LOSSLESS_FORMATS)}, got {codec!r}")
+    if suffix not in LOSSLESS_CONTAINERS[codec]:
+        raise ValidationError(name, f"{codec} goes in a {' or '.join(LOSSLESS_CONTAINERS[codec])} file, not {suffix or 'this'} "
+                                    "(FFmpeg's QuickTime writer takes no FLAC)")
 
 
 def _remux(
@@ -37,8 +56,9 @@ def _remux(
     audio: np.ndarray | None,
     sample_rate: int,
     metadata: dict[str, str] | None = None,
+    codec: str = "aac",
 ) -> None:
-    """Copy the first picture stream into out_path, with `audio` encoded as AAC if given."""
+    """Copy the first picture stream into out_path, with `audio` encoded (`codec`) if given."""
     suffix = Path(out_path).suffix.lower()
     # use_metadata_tags: keys of any name are kept (ComfyUI's SaveVideo stores the workflow as "prompt" and
     # "workflow"), not only the ones the MP4 format names
@@ -53,7 +73,8 @@ def _remux(
             vout = dst.add_stream_from_template(vin)
             packets: Iterator[av.Packet] = iter(())
             if audio is not None:
-                packets = _audio_packets(_add_audio(dst, "aac", sample_rate, audio.shape[0]), audio, sample_rate)
+                stream = _add_audio(dst, codec, sample_rate, audio.shape[0], lossless=codec != "aac")
+                packets = _audio_packets(stream, audio, sample_rate)
             _interleave(dst, src.demux(vin), vout, packets)
 
 

@@ -28,7 +28,8 @@ from .. import journal as jobs
 from .. import media, providers, settings
 from ..catalog import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
 from ..errors import SonifyError, ValidationError
-from ..media import frames, windows
+from ..loudness_target import Target
+from ..media import frames, sound_check, windows
 from ..media.video import check_picture_size, validate_source
 from ..providers.base import Provider, given_task_id
 from ..waiter import Slots, Waiter
@@ -36,7 +37,7 @@ from .deliver import _mux_sound, deliver, output_name, write_atomically
 from .job import FETCH_SECONDS, RemoteJob, check_budget
 from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, what, with_cost
 from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
-from .several import Progress, check_count, failure, run_each, total_cost
+from .several import Progress, check_count, failure, missing_seconds, run_each, total_cost
 from .types import (
     AudioInput,
     Delivery,
@@ -89,6 +90,7 @@ def run(
     observe: Observer | None = None,
     variations: int = 1,
     picture: bool = False,
+    loudness: Target | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -102,7 +104,9 @@ def run(
     job, at once; Result.takes has every one delivered, the Result itself is the first of them with the info of
     all; a take that failed is in Result.failed (raised only when no take came). `picture`
     (lipsync): its result's frames too (Result.picture), decoded and bounded before the job counts as delivered, so
-    a picture that cannot be decoded leaves the task to the next run, never a second job."""
+    a picture that cannot be decoded leaves the task to the next run, never a second job. `loudness`: where to put
+    each take's sound (sound_check.finish; a long clip's once its windows are joined); None: as generated. Every
+    take is checked (JobInfo.sound); several takes are ordered flagged last (Result.takes, and the info's `best`)."""
     report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     check_count(spec, variations)
@@ -113,6 +117,7 @@ def run(
         picture_hash = frames.fingerprint(video.frames, video.fps) if video.frames is not None else None
     client = providers.client(spec.provider)  # a missing key fails here, before any request
     pacer = providers.pacer(client)  # so does a bad account setting
+    settings.silence_dbfs(), settings.aac_kbps()  # and the sound's settings, used once the result is in
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
@@ -121,6 +126,7 @@ def run(
         with timer("prepare"):
             report("preparing video", 0.02)
             job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
+            job.loudness = loudness
         if variations > 1 or len(job.parts) > 1:
             return _run_many(spec, client, ctx, job, out_dir)
         info = job.takes[0][0]
@@ -135,7 +141,8 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     part = job.parts[0]
 
     def fit_and_mux(delivery: Delivery) -> Result:
-        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
+        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir,
+                                       job.loudness)
         return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra, picture=delivery.picture)
 
     result, _ = _remote(spec, client, ctx, job, part, info, fit_and_mux)
@@ -215,11 +222,23 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
         return results[0]
     for k, result in results.items():
         result.info["take"] = k + 1
-    delivered = list(results.values())
+    delivered = _ordered(list(results.values()))
     first = delivered[0]
     info = joined_info(spec, [r.info for r in delivered], ctx.timer.seconds, failed)
     ctx.report(done_text(info), 1.0)
     return Result(first.audio, first.sample_rate, first.video_path, info, first.extra, takes=delivered, failed=failed)
+
+
+def _ordered(delivered: list[Result]) -> list[Result]:
+    """The takes flagged last (sound_check.order), each told its place in `audio` and why it stands there."""
+    flags = [r.info["sound"]["flags"] if r.info.get("sound") else [] for r in delivered]
+    ordered = [delivered[k] for k in sound_check.order(flags)]
+    best = next((r for r in ordered if r.info.get("sound") and not r.info["sound"]["flags"]), None)
+    for position, result in enumerate(ordered, 1):
+        result.info["position"] = position
+        if result.info.get("sound"):
+            result.info["why"] = sound_check.why(position, result.info["sound"], result is best)
+    return ordered
 
 
 def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], windows_done: list[tuple[Delivery, jobs.Ticket]],
@@ -240,11 +259,15 @@ def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], windows_done:
 def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], deliveries: list[Delivery],
                   timer: StageTimer, out_dir: Path) -> Result:
     rate = deliveries[0].sample_rate
+    spans = [part.span for part in job.parts]
     with timer("align"):
         sounds = [d.samples if d.sample_rate == rate else media.resample(d.samples, d.sample_rate, rate)
                   for d in deliveries]
-        samples = windows.join(sounds, [part.span for part in job.parts], job.fps, rate, job.clip.duration)
-    info = take_info(infos, [part.span for part in job.parts], job.fps, job.clip.duration)
+        samples = windows.join(sounds, spans, job.fps, rate, job.clip.duration)
+    info = take_info(infos, spans, job.fps, job.clip.duration)
+    with timer("check"):  # the joined sound as one: one gain, so no window is louder than its neighbour
+        made = float(job.clip.duration) - missing_seconds(spans, job.fps, deliveries)
+        samples, info["sound"] = sound_check.finish(samples, rate, float(job.clip.duration), made, job.loudness)
     final_video = None
     if job.source is not None:
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"

@@ -32,7 +32,7 @@ from .. import journal, media
 from ..catalog import INT32_MAX, VARIATIONS, ModelSpec
 from ..errors import Cancelled, SonifyError, ValidationError
 from ..media import windows
-from .types import RunContext
+from .types import Delivery, RunContext
 
 log = logging.getLogger("sonify")
 
@@ -166,3 +166,13 @@ def cut(spec: ModelSpec, video: media.VideoSource, source: Path | None,
             files = media.cut_windows(proxy, [(s.start, s.end) for s in spans], ctx.work, check=ctx.waiter.check)
     ctx.report(f"{len(spans)} windows of the clip ready", 0.04)
     return fps, [(span, Path(path)) for span, path in zip(spans, files)]
+
+
+def missing_seconds(spans: list[windows.Span], fps: Fraction, deliveries: list[Delivery]) -> float:
+    """How much of the clip the windows' sounds leave out: each window's sound short of its window, summed (the
+    join pads it with silence)."""
+    missing = 0.0
+    for span, delivery in zip(spans, deliveries):
+        start, end = span.seconds(fps)
+        missing += max(0.0, float(end - start) - delivery.samples.shape[1] / delivery.sample_rate)
+    return missing

@@ -86,8 +86,8 @@ class KnownTasks:
 _known: KnownTasks | None = None  # set by serve()
 
 
-def know_tasks(known: KnownTasks) -> None:
-    """Set by worker.serve: the tasks this worker's provider clients know of."""
+def serving(known: KnownTasks) -> None:
+    """Set by worker.serve, for the activities it runs: the tasks its provider clients know of."""
     global _known
     _known = known
 
