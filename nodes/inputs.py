@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from ..sonify.catalog import MAX_FPS, MIN_FPS, VARIATIONS, ModelSpec, Param
+from ..sonify.loudness_target import (
+    AS_GENERATED,
+    CEILING_RANGE,
+    CHOICES,
+    CUSTOM,
+    DEFAULT_CEILING,
+    DEFAULT_LUFS,
+    LUFS_RANGE,
+    TARGETS,
+)
 from .declaration import Input
 
 WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING", "choice": "COMBO"}
@@ -77,3 +87,24 @@ def variations_input(spec: ModelSpec) -> Input:
                                       f"batch of them, `video` carries the first; pick one with Pick Take. {seeds}"
                                       f"Range: {low} to {high}. Default: 1.",
                  optional=True, default=1, min=low, max=high, step=1)
+
+
+def loudness_inputs(what: str = "each take's sound (a long clip's once its windows are joined)") -> tuple[Input, ...]:
+    """Loudness to a target, after every other input (a workflow saved without them keeps its widget values)."""
+    low, high = LUFS_RANGE
+    floor, ceiling = CEILING_RANGE
+    uses = "; ".join(f"{choice}: {purpose}" for choice, (_, purpose) in TARGETS.items())
+    return (
+        Input("loudness", "COMBO", f"Where to put {what}: its integrated loudness (ITU-R BS.1770-4), set by one "
+                                   f"gain. {AS_GENERATED}: the model's samples untouched; {uses}; {CUSTOM}: "
+                                   f"`loudness_lufs`. A silent take is left as it is. Default: {AS_GENERATED}.",
+              optional=True, default=AS_GENERATED, choices=tuple(CHOICES)),
+        Input("loudness_lufs", "FLOAT", f"The target when `loudness` is {CUSTOM}, in LUFS. Range: {low:g} to "
+                                        f"{high:g}. Default: {DEFAULT_LUFS:g}.",
+              optional=True, default=DEFAULT_LUFS, min=low, max=high, step=0.5, round=0.1),
+        Input("true_peak_dbtp", "FLOAT", "The highest the true peak may go once the loudness is set, in dBTP: where "
+                                         "reaching the target would put a peak above it, the gain stops there and "
+                                         f"the sound stays quieter. Range: {floor:g} to {ceiling:g}. Default: "
+                                         f"{DEFAULT_CEILING:g} (the headroom AAC needs).",
+              optional=True, default=DEFAULT_CEILING, min=floor, max=ceiling, step=0.1, round=0.1),
+    )

@@ -87,9 +87,11 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
-             is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False) -> Any:
+             is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False,
+             loudness: Any = None) -> Any:
     """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's. `picture`: the
-    result's frames too (lipsync's IMAGE output: Result.picture)."""
+    result's frames too (lipsync's IMAGE output: Result.picture); `loudness`: the sound's target (None: as
+    generated)."""
     from ..sonify import pipeline
 
     comfy.use_comfy_state_dir()
@@ -100,6 +102,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
         result = pipeline.run(
             spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
             on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
+            loudness=loudness,
         )
     report(summary(result.info, result.extra), None)
     return result
@@ -135,6 +138,9 @@ def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
         lines.insert(0, "emulator (synthetic sound)")
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
+    from ..sonify.media import sound_check
+
+    lines += sound_check.lines(info)
     if info.get("failed"):
         from ..sonify import pipeline
 

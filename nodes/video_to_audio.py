@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..sonify import loudness_target
 from ..sonify.catalog import ModelSpec
 from . import comfy, v1
 from .declaration import Node, Output
-from .inputs import category, param_inputs, source_inputs, variations_input
+from .inputs import category, loudness_inputs, param_inputs, source_inputs, variations_input
 from .price_badge import badge
 from .run import run_node, source_picture
 
@@ -23,8 +24,12 @@ def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
     """The node of a video-to-audio model: its catalog parameters, then the source, then `variations`."""
 
     def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
-             unique_id: Any = None, variations: int = 1, **params: Any) -> dict[str, Any]:
-        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations)
+             unique_id: Any = None, variations: int = 1, loudness: str = loudness_target.AS_GENERATED,
+             loudness_lufs: float = loudness_target.DEFAULT_LUFS,
+             true_peak_dbtp: float = loudness_target.DEFAULT_CEILING, **params: Any) -> dict[str, Any]:
+        goal = loudness_target.target(loudness, loudness_lufs, true_peak_dbtp)
+        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations,
+                          loudness=goal)
         sound = comfy.to_audio_batch([take.audio for take in result.takes or [result]], result.sample_rate)
         if result.video_path is not None:
             picture = comfy.make_video(result.video_path)
@@ -42,16 +47,19 @@ def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
         display_name=spec.title,
         category=category(spec),
         description=" ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}."))),
-        inputs=(*param_inputs(spec), *source_inputs(spec), variations_input(spec)),
+        inputs=(*param_inputs(spec), *source_inputs(spec), variations_input(spec), *loudness_inputs()),
         outputs=(
-            Output("audio", "AUDIO", "The generated sound, trimmed or padded to the clip's exact length: a batch of "
-                                     "`variations` takes (of those that came, if one failed: `job` names it, with "
-                                     "its seed and task id)."),
-            Output("video", "VIDEO", "The source picture (not re-encoded) with the new sound (the first take that "
-                                     "came)."),
+            Output("audio", "AUDIO", "The generated sound, trimmed or padded to the clip's exact length, the "
+                                     "model's samples untouched but for `loudness`: a batch of `variations` takes, "
+                                     "flagged takes (silent, clipped, cut short) last (of those that came, if one "
+                                     "failed: `job` names it, with its seed and task id)."),
+            Output("video", "VIDEO", "The source picture (not re-encoded) with the new sound (the first take in "
+                                     "`audio`) as AAC: the provider's own packets when the sound is as generated, "
+                                     "else encoded once at 96 kbit/s a channel (SONIFY_AAC_KBPS)."),
             *(Output(name, "STRING", f"The {name} the provider used.") for name in spec.extra_outputs),
             Output("job", "STRING", "Job info (JSON): provider, model, task id, status, cost estimate, seconds per "
-                                    "stage."),
+                                    "stage; each take's sound measured (loudness, true peak, silent share, clipped "
+                                    "samples, length), its flags and its place."),
         ),
         body=body,
         remote=True,

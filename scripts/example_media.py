@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import template_thumbnails as cards  # after the path is set
 
 from sonify import catalog, media, pipeline
-from sonify.media import soundtrack
+from sonify.loudness_target import Target
+from sonify.media import loudness, sound_check, soundtrack
 from sonify_devtools.demo import DEMO_FAL_KEY, DEMO_KEY, _environment, demo_frames
 from sonify_devtools.emulator import Emulator
 
@@ -53,6 +54,7 @@ class Template:
     frames: bool = False
     variations: int = 1
     params_from: str | None = None  # the workflow whose model node holds the parameters, if not this one
+    loudness: float | None = None  # the best take set to this many LUFS (Pick Take's best, then Mux Audio's loudness)
 
 
 WS = "WAVESPEED"
@@ -70,6 +72,9 @@ TEMPLATES = {
     "MMAudio - Four Takes": Template(
         catalog.MMAUDIO_V2, CLIP, cards.Card("FOUR TAKES", "PICK TAKE 3 - MUX AUDIO", cards.take_stills, cards.takes),
         variations=4),
+    "MMAudio - Best Take -14 LUFS": Template(
+        catalog.MMAUDIO_V2, CLIP, cards.Card("BEST TAKE", "PICK BEST - MUX AUDIO AT -14 LUFS", cards.graded_takes,
+                                            cards.loudness_set, cards.LOCAL), variations=4, loudness=-14.0),
     "ThinkSound on WaveSpeed": Template(
         catalog.THINKSOUND_WAVESPEED, CLIP,
         cards.Card("THINKSOUND", WS, cards.captioned("PROMPT=prompt"), cards.spectrum)),
@@ -177,6 +182,12 @@ def card_run(name: str, template: Template, voice: np.ndarray, work: Path, first
                           audio=pipeline.AudioInput(voice, VOICE_RATE) if spec.audio_field else None)
     if result.video_path is not None and spec.audio_field:  # lipsync: the provider's picture is the result
         frames, fps = media.decode_frames(result.video_path)
+    if template.loudness is not None:  # Pick Take's best, set to the target as Mux Audio sets it
+        best = result.takes[sound_check.best([take.audio for take in result.takes], result.sample_rate)]
+        sound, applied = loudness.normalise(best.audio, result.sample_rate, Target(template.loudness))
+        return cards.Run(frames, float(fps), sound, result.sample_rate, info={**result.info, "sound": best.info["sound"]},
+                         extra={"lufs": applied.lufs}, takes=[take.audio for take in result.takes],
+                         audio_in=best.audio, params=params)
     return cards.Run(frames, float(fps), result.audio, result.sample_rate, info=result.info, extra=result.extra,
                      takes=[take.audio for take in result.takes], params=params)
 

@@ -449,6 +449,41 @@ def queue_seconds() -> float:
 def run_seconds() -> float:
     """How long a job may run once started (SONIFY_RUN_TIMEOUT)."""
     return _positive("SONIFY_RUN_TIMEOUT", 1800, "a number of seconds")
+AAC_KBPS_ENV = "SONIFY_AAC_KBPS"
+
+
+AAC_KBPS = (32, 256)  # kbit/s a channel: FFmpeg's AAC encoder goes no higher than about 256 a channel at 44.1 kHz
+
+
+SILENCE_ENV = "SONIFY_SILENCE_DBFS"
+
+
+SILENCE_DBFS = (-120.0, -20.0)
+
+
+def aac_kbps() -> int:
+    """The bit rate of the AAC Sonify encodes (a returned video's sound when it is not the provider's own, Mux
+    Audio's, a .m4a), in kbit/s a channel (SONIFY_AAC_KBPS, default 96: 192 for stereo)."""
+    value = _positive(AAC_KBPS_ENV, 96, "a whole number of kbit/s a channel", whole=True)
+    if not AAC_KBPS[0] <= value <= AAC_KBPS[1]:
+        raise ConfigurationError(f"{AAC_KBPS_ENV} must be from {AAC_KBPS[0]} to {AAC_KBPS[1]} kbit/s a channel "
+                                 f"(got {value:g})")
+    return int(value)
+
+
+def silence_dbfs() -> float:
+    """The level below which a take's sound counts as silent, in dBFS (SONIFY_SILENCE_DBFS, default -60)."""
+    raw = text(SILENCE_ENV)
+    if not raw:
+        return -60.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not SILENCE_DBFS[0] <= value <= SILENCE_DBFS[1]:
+        raise ConfigurationError(f"{SILENCE_ENV} must be a number of dBFS from {SILENCE_DBFS[0]:g} to "
+                                 f"{SILENCE_DBFS[1]:g} (got {raw[:40]!r})")
+    return value
 
 
 def _positive(env: str, default: float, what: str, *, whole: bool = False) -> float:

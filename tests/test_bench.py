@@ -20,7 +20,7 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     record = json.loads(report.read_text())
     for case in record["clips"]:
         assert set(case["seconds"]) == {"prepare", "encode", "upload", "submit", "wait", "download", "decode",
-                                        "align", "mux"}
+                                        "align", "check", "mux"}
         assert case["uploaded_bytes"] > 0 and case["peak_rss_bytes"] > 0 and case["detection_seconds"] is not None
         assert case["picture_copied"] and case["audio_packets_copied"] and case["frames"]["within_one_frame"]
     assert any(not c["proxy"] and c["uploaded_unchanged"] for c in record["clips"])  # a fitting file went as is

@@ -101,7 +101,7 @@ CORE: dict[str, Schema] = {
 FRONTEND_ONLY = {"MarkdownNote"}
 OUTPUT_NODES = {"SaveVideo", "PreviewAudio", "SaveAudio", "PreviewImage"}
 # Widgets appended after a release: workflows saved before them lack their values (the frontend keeps defaults).
-OPTIONAL_WIDGETS = {"variations"}
+OPTIONAL_WIDGETS = {"variations", "loudness", "loudness_lufs", "true_peak_dbtp", "best"}
 
 
 def sonify_schema(cls: type) -> Schema:

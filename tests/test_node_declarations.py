@@ -12,19 +12,22 @@ from sonify.catalog import MODELS
 
 NODES = {node.node_id: node for node in load_pack().nodes.NODES}
 MODEL_NODES = load_pack().nodes.MODEL_NODES
+LOUDNESS = ["loudness", "loudness_lufs", "true_peak_dbtp"]
 # The contract with saved workflows: node ids, and each node's inputs and outputs in order.
 CONTRACT = {
     "SonifyMMAudioV2": (["prompt", "negative_prompt", "duration", "num_inference_steps", "guidance_scale",
-                         "mask_away_clip", "seed", "video", "images", "fps", "variations"], ["audio", "video", "job"]),
-    "SonifyThinkSoundWaveSpeed": (["prompt", "seed", "video", "images", "fps", "variations"], ["audio", "video", "job"]),
+                         "mask_away_clip", "seed", "video", "images", "fps", "variations", *LOUDNESS],
+                        ["audio", "video", "job"]),
+    "SonifyThinkSoundWaveSpeed": (["prompt", "seed", "video", "images", "fps", "variations", *LOUDNESS],
+                                  ["audio", "video", "job"]),
     "SonifyThinkSoundFal": (["prompt", "seed", "num_inference_steps", "cfg_scale", "video", "images", "fps",
-                             "variations"], ["audio", "video", "prompt", "job"]),
+                             "variations", *LOUDNESS], ["audio", "video", "prompt", "job"]),
     "SonifyKlingVideoToAudio": (["sound_effect_prompt", "bgm_prompt", "asmr_mode", "video", "images", "fps",
-                                 "variations"], ["audio", "video", "job"]),
+                                 "variations", *LOUDNESS], ["audio", "video", "job"]),
     "SonifySyncLipsync": (["audio", "sync_mode", "video", "images", "fps"], ["video", "images", "audio", "fps", "job"]),
-    "SonifyMuxAudio": (["video", "audio", "mode", "audio_gain_db", "video_gain_db"], ["video"]),
+    "SonifyMuxAudio": (["video", "audio", "mode", "audio_gain_db", "video_gain_db", *LOUDNESS], ["video"]),
     "SonifyFetchResult": (["provider", "model", "task_id", "video"], ["audio", "video", "job"]),
-    "SonifyPickAudio": (["audio", "index"], ["audio"]),
+    "SonifyPickAudio": (["audio", "index", "best"], ["audio"]),
 }
 
 

@@ -31,9 +31,14 @@ def test_every_node_is_covered():
 
 
 @pytest.mark.parametrize("node_id", sorted(n for n, key in CATALOG_NODES.items() if MODELS[key].output == "audio"))
-def test_variations_is_the_last_input_optional_with_default_one(node_id):
+def test_variations_then_loudness_are_the_last_inputs_optional_with_defaults_that_change_nothing(node_id):
     declared = NODES[node_id].INPUT_TYPES()
-    assert list(declared["optional"])[-1] == "variations" and "variations" not in declared["required"]
+    appended = ["variations", "loudness", "loudness_lufs", "true_peak_dbtp"]  # in the order they came
+    assert list(declared["optional"])[-4:] == appended and not set(appended) & set(declared["required"])
+    choices, options = declared["optional"]["loudness"]
+    assert choices == ["as generated", "-14 LUFS", "-16 LUFS", "-23 LUFS", "custom"]
+    assert options["default"] == "as generated"
+    assert declared["optional"]["true_peak_dbtp"][1]["default"] == -1.0
     kind, options = declared["optional"]["variations"]
     assert kind == "INT" and (options["default"], options["min"], options["max"]) == (1, *VARIATIONS) == (1, 1, 8)
     assert "Pick Take" in options["tooltip"]

@@ -20,7 +20,11 @@ def test_mmaudio_says_cost_seconds_and_task(emulator, wavespeed_env, clip_path, 
     inputs = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
               "guidance_scale": 4.5, "mask_away_clip": False, "seed": 3, "video": module("nodes.comfy").FileVideo(str(clip_path))}
     job = json.loads(outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)[-1])
-    assert re.fullmatch(rf"emulator \(synthetic sound\)\ndone · est\. \$0\.001 · \d+\.\d s\ntask {job['task_id']}", last_text(caplog))
+    mark, done, task, sound = last_text(caplog).split("\n")
+    assert mark == "emulator (synthetic sound)"
+    assert re.fullmatch(r"done · est\. \$0\.001 · \d+\.\d s", done) and task == f"task {job['task_id']}"
+    assert re.fullmatch(r"sound: -?\d+\.\d LUFS · peak -?\d+\.\d dBTP · silent \d+% · clipped \d+ · 1\.02 s of 1\.00 s",
+                        sound)  # MMAudio's whole latents run a little long
     outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)
     assert last_text(caplog).split("\n")[1].startswith("done · the stored result, no new cost · ")
 
@@ -31,10 +35,10 @@ def test_thinksound_fal_shows_the_prompt_fal_wrote(emulator, fal_env, clip_path,
     _, _, prompt, job = outputs(getattr(node_cls(), node_cls.FUNCTION))(
         prompt="", seed=5, num_inference_steps=24, cfg_scale=5.0, video=module("nodes.comfy").FileVideo(str(clip_path)))
     assert prompt
-    mark, head, task, said = last_text(caplog).split("\n")
+    mark, head, task, said, sound = last_text(caplog).split("\n")
     assert mark == "emulator (synthetic sound)" and head.startswith("done · no price estimate · ")
     assert task == f"task {json.loads(job)['task_id']}"
-    assert said == f"prompt: {prompt}"
+    assert said == f"prompt: {prompt}" and sound.startswith("sound: ")
 
 
 def test_the_node_names_its_sound_for_comfyuis_audio_preview(emulator, wavespeed_env, clip_path):

@@ -254,6 +254,11 @@ def _param_pair(spec: ModelSpec, pair: str) -> tuple[str, Any]:
 RESULT_VIDEO = (".mp4", ".mov", ".mkv")  # `run -o FILE`: the clip with its new sound, picture and sound copied
 
 
+# `run --audio-codec`: the sound of a .mov/.mkv result. aac: as the .mp4 has it (its packets copied); pcm, flac:
+# the result's samples (with --loudness), lossless (32-bit float PCM; 24-bit FLAC, .mkv only)
+AUDIO_CODECS = {"aac": None, "pcm": "pcm_f32le", "flac": "flac"}
+
+
 RESULT_SOUND = (".wav", ".flac", ".m4a")  # `run -o FILE`: the sound alone
 
 
@@ -272,6 +277,39 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"takes to make at once ({low}-{high}, default 1), each its own job and price; a fixed seed "
                              "s gives s, s+1, ...; writes one file per take, its name ending in -take1, -take2, ...; "
                              "a take that fails is named on stderr (exit code 6) and the others are written")
+    _loudness_options(parser)
+    parser.add_argument("--audio-codec", choices=AUDIO_CODECS, default="aac",
+                        help="the sound of a .mov or .mkv result (-o FILE): aac (default: as in the .mp4, copied), "
+                             "pcm (32-bit float: the samples exactly) or flac (24-bit; .mkv only), for editors")
+
+
+def _loudness_options(parser: argparse.ArgumentParser) -> None:
+    from ..loudness_target import CEILING_RANGE, DEFAULT_CEILING, LUFS_RANGE, TARGETS
+
+    uses = ", ".join(f"{lufs:g} for {purpose}" for lufs, purpose in TARGETS.values())
+    parser.add_argument("--loudness", type=_loudness, default=None, metavar="LUFS",
+                        help=f"bring each take's sound to this integrated loudness (ITU-R BS.1770-4), by one gain: "
+                             f"{LUFS_RANGE[0]:g} to {LUFS_RANGE[1]:g} ({uses}), or as-generated (the default: the "
+                             "model's samples untouched)")
+    parser.add_argument("--true-peak", type=_number("float"), default=DEFAULT_CEILING, metavar="DBTP",
+                        help=f"with --loudness: the highest the true peak may go ({CEILING_RANGE[0]:g} to "
+                             f"{CEILING_RANGE[1]:g} dBTP, default {DEFAULT_CEILING:g}); the gain stops there")
+
+
+def _loudness(text: str) -> float | None:
+    """--loudness: a number of LUFS, or as-generated (None)."""
+    if text.strip().lower().replace("-", " ") in ("as generated", "asgenerated"):
+        return None
+    return _number("float")(text.strip().lower().removesuffix("lufs").strip())
+
+
+def loudness_goal(args: argparse.Namespace) -> Any:
+    """--loudness and --true-peak as the engine's target (None: as generated), checked before anything is sent."""
+    from ..loudness_target import CUSTOM, target
+
+    if args.loudness is None:
+        return None
+    return target(CUSTOM, args.loudness, args.true_peak, names=("--loudness", "--loudness", "--true-peak"))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -284,17 +322,23 @@ def _run(args: argparse.Namespace) -> int:
     if not args.video.is_file():
         raise ValidationError("--video", f"no such file: {args.video}")
     target = _result_file(args.output)
+    codec = AUDIO_CODECS[args.audio_codec]
+    if codec is not None:
+        media.check_lossless(codec, target.suffix.lower() if target else "", name="--audio-codec")
+    goal = loudness_goal(args)
     voice = _voice(args)
     with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
         result = pipeline.run(spec, params, media.VideoSource(path=str(args.video)),
                               out_dir=target.parent if target else args.output, audio=voice,
-                              on_progress=out.progress(), is_cancelled=cancelled, variations=args.variations)
+                              on_progress=out.progress(), is_cancelled=cancelled, variations=args.variations,
+                              loudness=goal)
     out.job_info(result.info)
     if not result.takes:
-        out.result(_write_result(result, target) if target else result.video_path, result.info)
-    for take in result.takes:  # one file (and --json record) per take delivered, named by its number
+        out.result(_write_result(result, target, codec) if target else result.video_path, result.info)
+    for take in result.takes:  # one file (and --json record) per take, in the order of the takes (flagged last)
         named, number = target or take.video_path, take.info["take"]
-        out.result(_write_result(take, named.with_stem(f"{named.stem}-take{number}")), take.info, take=number)
+        out.result(_write_result(take, named.with_stem(f"{named.stem}-take{number}"), codec), take.info, take=number,
+                   position=take.info.get("position"))
     for failed in result.failed:  # named even with -q; their seeds are kept: the same run again pays only for these
         print(f"error: {pipeline.failed_text(failed)}", file=sys.stderr)
         if out.json:
@@ -315,9 +359,10 @@ def _result_file(output: Path) -> Path | None:
     return None
 
 
-def _write_result(result: Any, target: Path) -> Path:
+def _write_result(result: Any, target: Path, codec: str | None = None) -> Path:
     """The result (its sound; its video, if any, a .mp4 in target's folder) as `target`, written whole or not at
-    all."""
+    all: a .mov/.mkv with the .mp4's packets copied, or (`codec`: lossless) its picture's packets and the result's
+    samples."""
     from .. import media, pipeline
 
     made = result.video_path
@@ -327,6 +372,9 @@ def _write_result(result: Any, target: Path) -> Path:
         return target
     if suffix in RESULT_SOUND:
         pipeline.write_atomically(target, lambda path: media.write_audio(result.audio, result.sample_rate, path))
+    elif codec is not None:
+        pipeline.write_atomically(target, lambda path: media.mux(made, result.audio, result.sample_rate, path,
+                                                                 codec=codec))
     else:
         pipeline.write_atomically(target, lambda path: media.rewrap(made, path))
     if made is not None:
@@ -362,6 +410,7 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
                         "resumed, reused, failed or cancelled; path, task id, cost, seconds, seed, emulator or not, "
                         "error, job info), and nothing else there")
     _temporal_option(parser)
+    _loudness_options(parser)
 
 
 def _temporal_option(parser: argparse.ArgumentParser) -> None:
@@ -393,17 +442,22 @@ def _batch(args: argparse.Namespace) -> int:
     out = Output.of(args)
     spec = MODELS[args.model]
     params = spec.validate(model_params(args))  # a mistake fails here, before any clip
+    goal = loudness_goal(args)
+    if goal is not None and args.temporal:
+        raise ValidationError("--loudness", "is not yet done by a Temporal batch: leave it out, or run the batch "
+                                            "without --temporal")
     if not args.temporal:  # so do a missing key (a Temporal batch's keys are the workers') and a bad account setting
         providers.pacer(providers.client(spec.provider))
     voice = _voice(args)
     engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
-    items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output)
+    items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output, goal)
     args.output.mkdir(parents=True, exist_ok=True)
     if not out.verbose:
         logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
     with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
+        options = {"loudness": goal} if goal is not None else {}
         job = engine(spec, params, items, args.output, audio=voice, concurrency=args.concurrency,
-                     is_cancelled=cancelled)
+                     is_cancelled=cancelled, **options)
         bar = batch.ProgressBar(job) if not out.quiet else None
         job.run(bar.draw if bar else lambda: None)
         if bar:

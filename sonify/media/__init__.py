@@ -2,7 +2,7 @@
 a long clip. Frame rates are exact Fractions everywhere, so the sound fitted to N frames never drifts."""
 
 from .audio import aac_rate, check_audio, decode_audio, fit_length, resample, write_audio, write_wav
-from .mux import copy_mux, mux, mux_blocks, rewrap
+from .mux import check_lossless, copy_mux, mux, mux_blocks, rewrap
 from .pictures import frames_to_mp4, source_to_file
 from .proxy import (
     _H264_PROXY,
@@ -40,6 +40,7 @@ __all__ = [
     "aac_rate",
     "check_audio",
     "check_frame_rate",
+    "check_lossless",
     "check_picture",
     "constant_rate_for",
     "copy_mux",

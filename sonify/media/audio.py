@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .. import settings
 from ..errors import ValidationError
 from .video import _UNREADABLE, PathLike, _open_input
 
@@ -27,6 +28,11 @@ _AUDIO_CODECS = {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "libmp3lame", ".m
 
 
 _MAX_CHANNELS = {"libmp3lame": 2}
+
+
+# Lossless sound in a video (the command line's --audio-codec): the encoder's sample format. FLAC is 24-bit; PCM
+# is 32-bit float, the decoded samples themselves.
+_LOSSLESS_FORMATS = {"pcm_f32le": "flt", "flac": "s32"}
 
 
 AUDIO_RATES = (8000, 192000)  # Hz: telephone to studio; outside, surely a mistake (or not a rate)
@@ -246,6 +252,11 @@ def _as_channels(audio: np.ndarray) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0)
 
 
+def speaker_layout(channels: int) -> str:
+    """The standard speaker layout of 1 to 8 channels (FFmpeg's name: mono, stereo, ... 5.1, 7.1)."""
+    return _LAYOUTS[channels]
+
+
 def _layout(channels: int, codec: str) -> str:
     if codec.startswith("pcm_") and channels > 2:
         return f"{channels} channels"  # any count: wav stores no speaker positions we could know
@@ -254,10 +265,15 @@ def _layout(channels: int, codec: str) -> str:
     raise ValidationError("audio", f"{codec} cannot store {channels} channels")
 
 
-def _add_audio(container: av.container.OutputContainer, codec: str, sample_rate: int, channels: int) -> av.AudioStream:
+def _add_audio(container: av.container.OutputContainer, codec: str, sample_rate: int, channels: int,
+               lossless: bool = False) -> av.AudioStream:
+    """A sound stream: AAC at settings.aac_kbps() a channel; `lossless`: in its _LOSSLESS_FORMATS sample format (else
+    the encoder's first: a .flac file stays 16-bit, as it always was)."""
     stream = container.add_stream(codec, rate=sample_rate, layout=_layout(channels, codec))
     if codec == "aac":
-        stream.bit_rate = 96_000 * min(channels, 2) if channels <= 2 else 64_000 * channels
+        stream.bit_rate = settings.aac_kbps() * 1000 * channels
+    elif lossless:
+        stream.codec_context.format = _LOSSLESS_FORMATS[codec]
     return stream
 
 
@@ -266,16 +282,26 @@ def _audio_packets(stream: av.AudioStream, blocks: Iterable[np.ndarray], sample_
     to the muxer's edit list). Frames are handed over packed ("flt"): PyAV cannot build planar frames of more
     than 8 channels."""
     layout = stream.codec_context.layout
+    fmt = "s32" if stream.codec_context.format.name == "s32" else "flt"  # 24-bit FLAC (LOSSLESS); else converted
     position = 0
     for audio in blocks:
         for i in range(0, audio.shape[1], _ENCODE_CHUNK):
             chunk = audio[:, i : i + _ENCODE_CHUNK]
             packed = np.ascontiguousarray(np.clip(chunk.T, -1.0, 1.0)).reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(packed, format="flt", layout=layout)
+            if fmt == "s32":
+                packed = to_24_bits(packed)
+            frame = av.AudioFrame.from_ndarray(packed, format=fmt, layout=layout)
             frame.sample_rate, frame.pts, frame.time_base = sample_rate, position, Fraction(1, sample_rate)
             position += chunk.shape[1]
             yield from stream.encode(frame)
     yield from stream.encode(None)
+
+
+def to_24_bits(audio: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as 24-bit integers (rounded to the nearest step) in the top of an int32: what a
+    24-bit FLAC stores and gives back exactly."""
+    steps = np.clip(np.rint(np.asarray(audio, np.float64) * 2**23), -(2**23), 2**23 - 1)
+    return steps.astype(np.int32) << 8
 
 
 def write_audio(

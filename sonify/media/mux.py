@@ -11,8 +11,11 @@ import av
 import numpy as np
 
 from ..errors import ValidationError
-from .audio import _add_audio, _as_channels, _audio_packets, _for_aac, aac_rate
+from .audio import _LOSSLESS_FORMATS, _add_audio, _as_channels, _audio_packets, _for_aac, aac_rate
 from .video import PathLike, _open_input
+
+LOSSLESS_CONTAINERS = {"pcm_f32le": (".mov", ".mkv"), "flac": (".mkv",)}
+
 
 # ---------------------------------------------------------------- mux
 
@@ -24,21 +27,37 @@ def mux(
     out_path: PathLike,
     *,
     metadata: dict[str, str] | None = None,
+    codec: str = "aac",
 ) -> str:
-    """The picture of video_path, packets copied unchanged, with `audio` as its only sound (AAC, from
-    t = 0). Old audio and other streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
-    audio, rate = _for_aac(_as_channels(audio), sample_rate)
-    return mux_blocks(video_path, [audio], audio.shape[0], rate, out_path, metadata=metadata)
+    """The picture of video_path, packets copied unchanged, with `audio` as its only sound (from t = 0): AAC at
+    settings.aac_kbps() a channel, or lossless (`codec` pcm_f32le, flac: see check_lossless). Old audio and other
+    streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
+    audio = _as_channels(audio)
+    if codec == "aac":
+        audio, sample_rate = _for_aac(audio, sample_rate)
+    return mux_blocks(video_path, [audio], audio.shape[0], sample_rate, out_path, metadata=metadata, codec=codec)
 
 
 def mux_blocks(video_path: PathLike, blocks: Iterable[np.ndarray], channels: int, sample_rate: int,
-               out_path: PathLike, *, metadata: dict[str, str] | None = None) -> str:
-    """mux() of a sound given as float32 blocks [C, n] in order, at a rate AAC takes (aac_rate): each block is
-    encoded as it comes, so the sound is never held whole (a long clip's, read back from its file)."""
-    if sample_rate != aac_rate(sample_rate):
-        raise ValueError(f"AAC does not take {sample_rate} Hz: resample to {aac_rate(sample_rate)} Hz first")
-    _remux(video_path, out_path, (blocks, channels, sample_rate), metadata)
+               out_path: PathLike, *, metadata: dict[str, str] | None = None, codec: str = "aac") -> str:
+    """mux() of a sound given as float32 blocks [C, n] in order (for AAC at a rate it takes: aac_rate): each
+    block is encoded as it comes, so the sound is never held whole (a long clip's, read back from its file)."""
+    if codec == "aac":
+        if sample_rate != aac_rate(sample_rate):
+            raise ValueError(f"AAC does not take {sample_rate} Hz: resample to {aac_rate(sample_rate)} Hz first")
+    else:
+        check_lossless(codec, Path(out_path).suffix.lower())
+    _remux(video_path, out_path, (blocks, channels, sample_rate), metadata, codec)
     return os.fspath(out_path)
+
+
+def check_lossless(codec: str, suffix: str, name: str = "audio codec") -> None:
+    """A lossless sound the file named by `suffix` can carry, or ValidationError(name)."""
+    if codec not in _LOSSLESS_FORMATS:
+        raise ValidationError(name, f"must be one of {', '.join(_LOSSLESS_FORMATS)}, got {codec!r}")
+    if suffix not in LOSSLESS_CONTAINERS[codec]:
+        raise ValidationError(name, f"{codec} goes in a {' or '.join(LOSSLESS_CONTAINERS[codec])} file, not {suffix or 'this'} "
+                                    "(FFmpeg's QuickTime writer takes no FLAC)")
 
 
 def _remux(
@@ -46,9 +65,10 @@ def _remux(
     out_path: PathLike,
     sound: tuple[Iterable[np.ndarray], int, int] | None,
     metadata: dict[str, str] | None = None,
+    codec: str = "aac",
 ) -> None:
-    """Copy the first picture stream into out_path, with `sound` (its blocks, channels, rate) encoded as AAC if
-    given."""
+    """Copy the first picture stream into out_path, with `sound` (its blocks, channels, rate) encoded (`codec`)
+    if given."""
     suffix = Path(out_path).suffix.lower()
     # use_metadata_tags: keys of any name are kept (ComfyUI's SaveVideo stores the workflow as "prompt" and
     # "workflow"), not only the ones the MP4 format names
@@ -64,7 +84,8 @@ def _remux(
             packets: Iterator[av.Packet] = iter(())
             if sound is not None:
                 blocks, channels, rate = sound
-                packets = _audio_packets(_add_audio(dst, "aac", rate, channels), blocks, rate)
+                stream = _add_audio(dst, codec, rate, channels, lossless=codec != "aac")
+                packets = _audio_packets(stream, blocks, rate)
             _interleave(dst, src.demux(vin), vout, packets)
 
 

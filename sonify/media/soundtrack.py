@@ -5,17 +5,23 @@ The picture stream is copied, never re-encoded; the sound is fitted to the pictu
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..catalog import GAIN_DB
 from ..errors import ValidationError
+from ..loudness_target import Target
+from . import loudness as meter
 from .audio import decode_audio, fit_length, resample
 from .mux import mux
 from .video import probe
 
 MODES = ("replace", "mix")
+
+
+log = logging.getLogger("sonify")
 
 
 def gain(db: float) -> float:
@@ -44,9 +50,11 @@ def put_on_video(
     audio_gain_db: float = 0.0,
     video_gain_db: float = 0.0,
     video_sound: tuple[np.ndarray, int] | None = None,
+    loudness: Target | None = None,
 ) -> str:
     """Write `out_path`: the video's picture (copied) with `audio` instead of, or mixed into, its
-    sound — the file's own, or `video_sound` (samples, rate) when the picture came as frames."""
+    sound — the file's own, or `video_sound` (samples, rate) when the picture came as frames — brought to
+    `loudness` as a whole (None: as the gains leave it), encoded once as AAC."""
     if mode not in MODES:
         raise ValidationError("mode", f"must be one of {', '.join(MODES)}, got {mode!r}")
     for name, db in (("audio_gain_db", audio_gain_db), ("video_gain_db", video_gain_db)):
@@ -66,4 +74,7 @@ def put_on_video(
         sound = sound + fit_length(match_channels(original, channels), rate, info.duration)
     else:
         sound = fit_length(sound * gain(audio_gain_db), rate, info.duration)
+    if loudness is not None:
+        sound, applied = meter.normalise(sound, rate, loudness)
+        log.info("mux: the soundtrack's loudness %s", applied.as_dict())
     return mux(video_path, np.clip(sound, -1.0, 1.0), rate, out_path)

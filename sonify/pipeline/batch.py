@@ -9,6 +9,7 @@ a failure does only what is left.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 from .. import media
 from ..catalog import ModelSpec
 from ..errors import Cancelled, ConfigurationError, SonifyError, ValidationError
+from ..loudness_target import Target
 from . import flow
 from .deliver import write_atomically
 
@@ -90,24 +92,26 @@ def expand_sources(paths: list[Path]) -> list[Path]:
     return sources
 
 
-def plan(spec: ModelSpec, params: dict[str, Any], sources: list[Path], out_dir: Path) -> list[Item]:
+def plan(spec: ModelSpec, params: dict[str, Any], sources: list[Path], out_dir: Path,
+         loudness: Target | None = None) -> list[Item]:
     """One item per source, named after it (`clip.mp4` → `clip`; a repeated stem gets `-2`, `-3`…,
     in the order given, so a re-run with the same command line finds the same names). Items whose
-    result is already there are marked skipped."""
+    result is already there (at the same `loudness`) are marked skipped."""
     items: list[Item] = []
     taken: Counter[str] = Counter()
     for source in sources:
         taken[source.stem] += 1
         name = source.stem if taken[source.stem] == 1 else f"{source.stem}-{taken[source.stem]}"
         item = Item(source=source, name=name)
-        done = _done_before(spec, params, item, out_dir)
+        done = _done_before(spec, params, item, out_dir, loudness)
         if done is not None:
             item.state, item.info, item.task_id = "skipped", done, done.get("task_id")
         items.append(item)
     return items
 
 
-def _done_before(spec: ModelSpec, params: dict[str, Any], item: Item, out_dir: Path) -> dict[str, Any] | None:
+def _done_before(spec: ModelSpec, params: dict[str, Any], item: Item, out_dir: Path,
+                 loudness: Target | None) -> dict[str, Any] | None:
     """The job info of an earlier result of exactly this work, if its files are there."""
     sidecar = out_dir / f"{item.name}{SIDECAR}"
     if not (out_dir / f"{item.name}.mp4").is_file() or not sidecar.is_file():
@@ -117,8 +121,12 @@ def _done_before(spec: ModelSpec, params: dict[str, Any], item: Item, out_dir: P
     except (OSError, ValueError):
         return None
     same = (record.get("source") == str(item.source.resolve()) and record.get("model") == spec.key
-            and record.get("params") == params)
+            and record.get("params") == params and record.get("loudness") == _loudness_record(loudness))
     return (record.get("job") or {}) if same else None
+
+
+def _loudness_record(loudness: Target | None) -> dict[str, float] | None:
+    return dataclasses.asdict(loudness) if loudness is not None else None
 
 
 def keep(out_dir: Path, name: str, video: Path, record: dict[str, Any]) -> None:
@@ -140,8 +148,10 @@ class Batch:
     `is_cancelled` (Ctrl-C) stops waiting runs at once and keeps the rest from starting."""
 
     def __init__(self, spec: ModelSpec, params: dict[str, Any], items: list[Item], out_dir: Path, *,
-                 audio: Any = None, concurrency: int = 4, is_cancelled: Callable[[], bool] = lambda: False) -> None:
+                 audio: Any = None, concurrency: int = 4, is_cancelled: Callable[[], bool] = lambda: False,
+                 loudness: Target | None = None) -> None:
         self.spec, self.params, self.items, self.out_dir = spec, params, items, out_dir
+        self.loudness = loudness
         self.audio, self.concurrency, self.is_cancelled = audio, concurrency, is_cancelled
         self.started = time.monotonic()
         self.slots = threading.Semaphore(concurrency)
@@ -170,7 +180,8 @@ class Batch:
         try:
             result = flow.run(self.spec, self.params, media.VideoSource(path=str(item.source)),
                                   out_dir=self.out_dir, audio=self.audio, on_progress=report,
-                                  is_cancelled=self.is_cancelled, slots=ItemSlots(self.slots, item))
+                                  is_cancelled=self.is_cancelled, slots=ItemSlots(self.slots, item),
+                                  loudness=self.loudness)
             self._keep(item, result)
         except SonifyError as exc:
             item.state = "cancelled" if isinstance(exc, Cancelled) else "failed"
@@ -183,6 +194,7 @@ class Batch:
 
     def _keep(self, item: Item, result: Any) -> None:
         record = {"source": str(item.source.resolve()), "model": self.spec.key, "params": self.params,
+                  **({"loudness": _loudness_record(self.loudness)} if self.loudness is not None else {}),
                   "job": result.info}
         keep(self.out_dir, item.name, result.video_path, record)
 

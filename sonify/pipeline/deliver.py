@@ -20,6 +20,8 @@ from ..catalog import ModelSpec
 from ..errors import (
     ConfigurationError,
 )
+from ..loudness_target import Target
+from ..media import sound_check
 from .types import (
     Delivery,
     JobInfo,
@@ -28,21 +30,26 @@ from .types import (
 
 
 def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: Fraction, info: JobInfo,
-            timer: StageTimer, out_dir: Path) -> tuple[np.ndarray, Path | None]:
-    """The result in the output folder: v2a sound fitted to the clip (`source`, `seconds` long) and put on its
-    picture (frames: no file, the caller puts it on the frames); lipsync's video as the provider made it."""
+            timer: StageTimer, out_dir: Path, loudness: Target | None = None) -> tuple[np.ndarray, Path | None]:
+    """The result in the output folder: v2a sound fitted to the clip (`source`, `seconds` long), checked and
+    brought to `loudness` (sound_check.finish), and put on its picture (frames: no file, the caller puts it on the
+    frames) — the provider's own AAC copied when the sound is as it made it; lipsync's video as the provider made
+    it."""
     final_video = out_dir / f"{output_name(spec, info.task_id or '')}.mp4"
     if spec.output != "audio":
         write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
         return delivery.samples, final_video
     with timer("align"):
         samples = media.fit_length(delivery.samples, delivery.sample_rate, seconds)
+    with timer("check"):
+        made = delivery.samples.shape[1] / delivery.sample_rate
+        samples, info.sound = sound_check.finish(samples, delivery.sample_rate, float(seconds), made, loudness)
     if source is None:
         return samples, None
     with timer("mux"):
         label = {"title": settings.EMULATOR_TITLE} if info.emulator else None
         info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
-                                       label)
+                                       label, copy=info.sound["loudness"] is None)
     return samples, final_video
 
 
@@ -59,15 +66,15 @@ def write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
 
 
 def _mux_sound(source: Path, result_file: Path, samples: np.ndarray, rate: int, seconds: Fraction,
-               target: Path, metadata: dict[str, str] | None = None) -> bool:
+               target: Path, metadata: dict[str, str] | None = None, copy: bool = True) -> bool:
     """The source picture (copied) with the new sound: the provider's own AAC packets, copied and cut at
-    the picture's end, when they reach that far; else `samples` (fitted to the picture) encoded as AAC.
-    True if the sound was copied."""
+    the picture's end, when they reach that far (and `copy`: `samples` are the provider's sound as it made it);
+    else `samples` (fitted to the picture) encoded as AAC, once. True if the sound was copied."""
     copied = False
 
     def write(path: Path) -> None:
         nonlocal copied
-        copied = media.copy_mux(source, result_file, path, seconds, metadata)
+        copied = copy and media.copy_mux(source, result_file, path, seconds, metadata)
         if not copied:
             media.mux(source, samples, rate, path, metadata=metadata)
 

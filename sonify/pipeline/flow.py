@@ -28,7 +28,8 @@ from .. import journal as jobs
 from .. import media, providers, settings
 from ..catalog import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
 from ..errors import SonifyError, ValidationError
-from ..media import frames
+from ..loudness_target import Target
+from ..media import frames, sound_check
 from ..media.sound_file import SoundFile
 from ..media.video import validate_source
 from ..providers.base import Provider, given_task_id
@@ -37,7 +38,7 @@ from .deliver import _mux_sound, deliver, output_name, write_atomically
 from .job import FETCH_SECONDS, RemoteJob, check_budget
 from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, what, with_cost
 from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
-from .several import Progress, WindowSound, check_count, failure, join, run_each, total_cost
+from .several import Progress, WindowSound, check_count, failure, join, missing_seconds, run_each, total_cost
 from .types import (
     AudioInput,
     Delivery,
@@ -96,6 +97,7 @@ def run(
     observe: Observer | None = None,
     variations: int = 1,
     picture: bool = False,
+    loudness: Target | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -109,7 +111,9 @@ def run(
     job, at once; Result.takes has every one delivered, the Result itself is the first of them with the info of
     all; a take that failed is in Result.failed (raised only when no take came). `picture`
     (lipsync): its result's frames too (Result.picture), decoded and bounded before the job counts as delivered, so
-    a picture that cannot be decoded leaves the task to the next run, never a second job."""
+    a picture that cannot be decoded leaves the task to the next run, never a second job. `loudness`: where to put
+    each take's sound (sound_check.finish; a long clip's once its windows are joined); None: as generated. Every
+    take is checked (JobInfo.sound); several takes are ordered flagged last (Result.takes, and the info's `best`)."""
     report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     check_count(spec, variations)
@@ -120,6 +124,7 @@ def run(
         picture_hash = frames.fingerprint(video.frames, video.fps) if video.frames is not None else None
     client = providers.client(spec.provider)  # a missing key fails here, before any request
     pacer = providers.pacer(client)  # so does a bad account setting
+    settings.silence_dbfs(), settings.aac_kbps()  # and the sound's settings, used once the result is in
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
@@ -128,6 +133,7 @@ def run(
         with timer("prepare"):
             report("preparing video", 0.02)
             job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
+            job.loudness = loudness
         if variations > 1 or len(job.parts) > 1:
             return _run_many(spec, client, ctx, job, out_dir)
         info = job.takes[0][0]
@@ -142,7 +148,8 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     part = job.parts[0]
 
     def fit_and_mux(delivery: Delivery) -> Result:
-        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
+        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir,
+                                       job.loudness)
         return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra, picture=delivery.picture)
 
     result, _ = _remote(spec, client, ctx, job, part, info, fit_and_mux)
@@ -224,7 +231,7 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
         return results[0]
     for k, result in results.items():
         result.info["take"] = k + 1
-    delivered = list(results.values())
+    delivered = _ordered(list(results.values()))
     first = delivered[0]
     info = joined_info(spec, [r.info for r in delivered], ctx.timer.seconds, failed)
     ctx.report(done_text(info), 1.0)
@@ -245,9 +252,21 @@ def _jobs_in_progress(ctx: RunContext) -> int:
     return (limits.at_once if limits is not None else JOBS_UNPACED) + JOBS_BEYOND_SLOTS
 
 
+def _ordered(delivered: list[Result]) -> list[Result]:
+    """The takes flagged last (sound_check.order), each told its place in `audio` and why it stands there."""
+    flags = [r.info["sound"]["flags"] if r.info.get("sound") else [] for r in delivered]
+    ordered = [delivered[k] for k in sound_check.order(flags)]
+    best = next((r for r in ordered if r.info.get("sound") and not r.info["sound"]["flags"]), None)
+    for position, result in enumerate(ordered, 1):
+        result.info["position"] = position
+        if result.info.get("sound"):
+            result.info["why"] = sound_check.why(position, result.info["sound"], result is best)
+    return ordered
+
+
 def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo],
             windows_done: list[tuple[WindowSound, jobs.Ticket]], timer: StageTimer, out_dir: Path) -> Result:
-    """One take of a long clip: its windows' sounds joined (long_clip.join), put on the source picture (its
+    """One take of a long clip: its windows' sounds joined (several.join), put on the source picture (its
     packets copied; the joined sound encoded as AAC as it is read back); then its windows' rows are marked
     delivered."""
     sounds = [sound for sound, _ in windows_done]
@@ -264,9 +283,19 @@ def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo],
 def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], sounds: list[WindowSound],
                   timer: StageTimer, out_dir: Path) -> Result:
     spans = [part.span for part in job.parts]
+    made: list[float] = []
     with timer("align"):
-        joined = join(sounds, spans, job.fps, job.clip.duration)
+        joined = join(sounds, spans, job.fps, job.clip.duration, made)
     info = take_info(infos, spans, job.fps, job.clip.duration)
+    if job.loudness is not None:
+        # The joined sound checked and set as one (one gain, so no window is louder than its neighbour). Both need
+        # the whole sound: it is loaded only here, when a loudness target is set; else it stays in its file.
+        with timer("check"):
+            seconds = float(job.clip.duration)
+            samples, info["sound"] = sound_check.finish(joined.load(), joined.rate, seconds,
+                                                        seconds - missing_seconds(spans, job.fps, made), job.loudness)
+            joined = SoundFile.written([samples], samples.shape[1], joined.rate)
+            del samples
     final_video = None
     if job.source is not None:
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"

@@ -12,7 +12,7 @@ from ..catalog import ModelSpec
 from ..errors import (
     SonifyError,
 )
-from ..media import windows
+from ..media import sound_check, windows
 from ..providers.base import (
     QUEUED,
     RUNNING,
@@ -28,12 +28,15 @@ from .types import (
 
 
 def _done_text(info: JobInfo) -> str:
-    """The last progress line: how long, where the time went (stages of 0.05 s or more), what it cost."""
+    """The last progress lines: how long, where the time went (stages of 0.05 s or more), what it cost; then the
+    sound's measures."""
     stages = ", ".join(f"{stage} {s:.1f} s" for stage, s in info.seconds.items() if s >= 0.05)
     text = f"done in {sum(info.seconds.values()):.1f} s" + (f" ({stages})" if stages else "")
     if info.cached:
-        return f"{text} · the stored result of task {info.task_id}, no new cost"
-    return with_cost(text, info.cost_usd_estimate)
+        text = f"{text} · the stored result of task {info.task_id}, no new cost"
+    else:
+        text = with_cost(text, info.cost_usd_estimate)
+    return "\n".join([text, *sound_check.lines({"sound": info.sound})])
 
 
 def cancel_note(provider: str, task_id: str, outcome: CancelOutcome) -> str:
@@ -94,18 +97,24 @@ def what(takes: int, windows: int) -> str:
 
 def joined_info(spec: ModelSpec, infos: list[dict[str, Any]], seconds: dict[str, float],
                 failed: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The job info of N takes: the first delivered take's (it is the one on the returned video; its number is
-    `take`), with the cost of all of them, the run's seconds, and each take's seed, task id, status and cost — a
-    failed take's with its error, and listed in `failed` too."""
+    """The job info of N takes, `infos` in the order of `audio` (flagged takes last): the first one's (it is the
+    one on the returned video; its number is `take`), with the cost of all of them, the run's seconds, the best
+    take's number (`best`: the first with nothing flagged, None if every take is), and each take's seed, task id,
+    status, cost, its sound's measures, its place in `audio` and why — a failed take's with its error, and listed in
+    `failed` too."""
     failed = failed or []
+    kept = ("sound", "position", "why", "windows")
     takes = [{"take": info["take"], "seed": seed_of(spec, info.get("params")), "task_id": info.get("task_id"),
               "status": info.get("status"), "cost_usd_estimate": info.get("cost_usd_estimate"),
               "cached": info.get("cached"), "seconds": info.get("seconds"),
-              **({"windows": info["windows"]} if "windows" in info else {})} for info in infos]
+              **{name: info[name] for name in kept if name in info}} for info in infos]
+    best = next((info["take"] for info in infos if info.get("sound") and not info["sound"]["flags"]), None)
     takes = sorted(takes + failed, key=lambda t: t["take"])
-    return {**infos[0], "cost_usd_estimate": total_cost([t.get("cost_usd_estimate") for t in takes]),
+    first = {name: value for name, value in infos[0].items() if name not in ("position", "why")}
+    return {**first, "cost_usd_estimate": total_cost([t.get("cost_usd_estimate") for t in takes]),
             "cached": all(info.get("cached") for info in infos),  # stored, all of them: no new cost
-            "variations": len(takes), "takes": takes, "seconds": seconds, **({"failed": failed} if failed else {})}
+            "variations": len(takes), "takes": takes, "best": best, "seconds": seconds,
+            **({"failed": failed} if failed else {})}
 
 
 def done_text(info: dict[str, Any]) -> str:
@@ -125,7 +134,7 @@ def done_text(info: dict[str, Any]) -> str:
     else:
         cost = total_cost([j["cost_usd_estimate"] for j in jobs if not j["cached"]])
         text = text if cost is None else f"{text} · est. ${cost:.3f}"
-    return "\n".join([text, *(failed_text(f) for f in info.get("failed", []))])
+    return "\n".join([text, *sound_check.lines(info), *(failed_text(f) for f in info.get("failed", []))])
 
 
 def take_info(infos: list[JobInfo], spans: list[windows.Span], fps: Fraction, seconds: Fraction) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 from .. import journal, media, providers
 from ..catalog import ModelSpec
 from ..errors import ValidationError
+from ..loudness_target import Target
 from ..media import windows
 from ..media.video import check_picture_size
 from ..providers.base import Provider
@@ -63,6 +64,7 @@ class _Prepared:
     takes: list[list[JobInfo]]
     source_path: str | None
     run: str | None = None  # several takes: the run's own fingerprint, its drawn seeds' key (takes.run_key)
+    loudness: Target | None = None  # where each take's sound is put (run's `loudness`)
 
 
 def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: media.VideoSource,

@@ -193,13 +193,27 @@ class WindowSound:
         return samples if own == rate else media.resample(samples, own, rate)
 
 
-def join(sounds: list[WindowSound], spans: list[windows.Span], fps: Fraction, seconds: Fraction) -> SoundFile:
+def join(sounds: list[WindowSound], spans: list[windows.Span], fps: Fraction, seconds: Fraction,
+         made: list[float] | None = None) -> SoundFile:
     """The take's windows joined (windows.joined) into a file, at a rate AAC takes (so that it is muxed as it is
-    read back), one window decoded at a time."""
+    read back), one window decoded at a time. `made`, if given, gets each window's sound length in seconds."""
     rate = media.aac_rate(sounds[0].rate)
 
     def decoded() -> Iterator[np.ndarray]:
         for sound in sounds:
-            yield sound.samples(rate)
+            samples = sound.samples(rate)
+            if made is not None:
+                made.append(samples.shape[1] / rate)
+            yield samples
 
     return SoundFile.written(windows.joined(decoded(), spans, fps, rate, seconds), round(seconds * rate), rate)
+
+
+def missing_seconds(spans: list[windows.Span], fps: Fraction, made: list[float]) -> float:
+    """How much of the clip the windows' sounds leave out: each window's sound (`made`, seconds) short of its
+    window, summed (the join pads it with silence)."""
+    missing = 0.0
+    for span, sound_seconds in zip(spans, made):
+        start, end = span.seconds(fps)
+        missing += max(0.0, float(end - start) - sound_seconds)
+    return missing

@@ -66,6 +66,7 @@ class JobInfo:
     source: str | None = None  # fetch: the clip the sound was put on
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
     emulator: bool = False  # made by Sonify's emulator (emulator mode, or its title tag on the result): synthetic sound
+    sound: dict[str, Any] | None = None  # the sound checked, and its loudness set (sound_check.finish)
 
     def as_dict(self) -> dict[str, Any]:
         return redact_all(dataclasses.asdict(self))  # what a provider answered may echo a key

@@ -19,7 +19,7 @@ from .jobs import emulated, params_for
 from .measure import peak_rss_bytes, picture_packets, rss_bytes
 
 LONG_CLIP_SLOTS = 4
-LOCAL_STAGES = ("prepare", "encode", "align", "mux")  # the run's own work, before and after the windows' jobs
+LOCAL_STAGES = ("prepare", "encode", "align", "check", "mux")  # the run's own work, before and after the windows' jobs
 WAYS = {"parallel": LONG_CLIP_SLOTS, "one after another": 1}
 
 
