@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..sonify.catalog import MODELS, PROVIDERS
+from ..sonify.catalog import BY_MODEL_ID, MODELS, PROVIDERS
 from ..sonify.errors import Cancelled, ValidationError
 from . import comfy
 from .run import node_function
@@ -16,9 +16,16 @@ from .run import node_function
 
 def fetch(is_cancelled: Callable[[], bool], provider: str, model: str, task_id: str, video: Any = None,
           unique_id: Any = None) -> tuple:
-    """The node's body: the job's result by its task id (pipeline.fetch), as node outputs."""
+    """The node's body: the job's result by its task id, or by a receipt pasted there (pipeline.fetch), as node
+    outputs."""
     from ..sonify import media, pipeline
+    from ..sonify.pipeline import receipts
 
+    pasted = receipts.parse(task_id)
+    if pasted is not None:  # its provider, model and task win over the widgets'
+        provider, task_id = pasted["provider"], pasted["task_id"]
+        named = BY_MODEL_ID.get((provider, pasted.get("model")))
+        model = named.key if named is not None else model
     spec = MODELS.get(model)
     if spec is None or spec.provider != provider:
         choices = ", ".join(k for k, m in MODELS.items() if m.provider == provider)
@@ -80,7 +87,9 @@ def make_fetch_result_node(coroutine: bool | None = None) -> type:
                     }),
                     "task_id": ("STRING", {
                         "default": "", "tooltip": "The job's task id (`task_id` in its job info, or from an error "
-                                                  "message or `python -m sonify jobs`).",
+                                                  "message or `python -m sonify jobs`), or a receipt pasted as it is "
+                                                  "(the `sonify` tag in a file Sonify wrote, or `receipt` in its "
+                                                  "--json or batch sidecar): its provider, model and task are used.",
                     }),
                 },
                 "optional": {

@@ -29,7 +29,7 @@ export function takes(values) {
 export function estimate(rule, values, clipSeconds = null) {
   const n = takes(values);
   const times = n > 1 ? ` × ${n} takes` : "";
-  if (rule.usd == null) {
+  if (rule.usd == null || rule.per === "compute_second") {
     // a rate that gives no estimate before the run (fal's compute seconds): the rate, without its explanation
     return { usd: null, text: rule.text.startsWith(NOT_PUBLISHED) ? "price not published" : rule.text.split(" (")[0] };
   }

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import journal, media, settings
+from .. import budget as budgets
+from .. import journal, media
+from .. import settings as config
 from ..catalog import MAX_FPS, ModelSpec
 from ..errors import (
     Cancelled,
@@ -38,6 +40,7 @@ from ..providers.base import COMPLETED, CancelOutcome, Provider, TaskState, Wait
 from ..providers.pacing import Deadline
 from ..providers.schedule import History
 from ..waiter import Waiter
+from . import spend
 from .deliver import output_name
 from .lost_submit import (
     _ambiguous_message,
@@ -90,14 +93,6 @@ def wait_limits() -> WaitLimits:
     )
 
 
-def check_budget(cost: float | None, what: str = "this job is") -> None:
-    limit = os.environ.get("SONIFY_MAX_USD_PER_JOB", "").strip()
-    if limit and cost is not None and cost > float(limit):
-        raise ValidationError(
-            "SONIFY_MAX_USD_PER_JOB", f"{what} estimated at ${cost:.3f}, above the limit of ${float(limit):.3f}"
-        )
-
-
 _histories: dict[Path | None, History] = {}
 
 
@@ -108,7 +103,7 @@ def run_times() -> History:
     """The learned run times of the state folder's journal, one History per folder (a command that points
     SONIFY_STATE_DIR elsewhere starts from what that folder knows)."""
     try:
-        folder: Path | None = settings.state_dir()
+        folder: Path | None = config.state_dir()
     except OSError:
         folder = None
     with _histories_lock:
@@ -158,8 +153,9 @@ class RemoteJob:
         self.record = self._ticket = ticket
 
     def send(self, uploads: dict[str, Upload | UploadChoice]) -> dict[str, Any]:
-        """Within the budget, every input uploaded (or an earlier upload reused): the body to submit."""
-        check_budget(self.info.cost_usd_estimate)
+        """Within the budget (and counted in the ledger), every input uploaded (or an earlier upload reused): the
+        body to submit."""
+        self._claim_spend()
         body = self.spec.request_body(self.info.params or {})
         with self._uploading(), self.ctx.timer("upload"):
             self.ctx.report(with_cost("uploading", self.info.cost_usd_estimate), 0.05)
@@ -168,6 +164,17 @@ class RemoteJob:
                 choice = upload if isinstance(upload, UploadChoice) else _one_file(*upload)
                 body[field_name] = self._upload(self._ticket, choice)
         return body
+
+    def _claim_spend(self) -> None:
+        """Before anything is uploaded: the job's estimate within SONIFY_MAX_USD_PER_JOB and the balance floor, then
+        checked against the ledger's caps and counted in it, atomically with every process sharing the journal
+        (BudgetExceeded names the cap, the sum so far and the estimate: nothing is sent)."""
+        if not spend.counted():
+            return
+        estimate, settings = self.info.cost_usd_estimate, spend.budget()
+        budgets.check_job(settings, estimate)
+        spend.check_balance(self.client, settings, estimate, "this job", self.ctx.waiter)
+        self._ticket.claim_spend(estimate, self.ctx.run_id, settings, "this job")
 
     def _resume_claimed(self, task_id: str) -> Delivery:
         """An earlier run's task: a provider that no longer has it (expired, another account) makes the
@@ -467,7 +474,17 @@ class RemoteJob:
             self.record.record(result_path=str(path))
             self.info.result_file = str(path)
             self._event("downloaded")
-        return self._verify(path, state.extra, task_id)
+        delivery = self._verify(path, state.extra, task_id)
+        self._measure(task_id, delivery, state.inference_seconds)
+        return delivery
+
+    def _measure(self, task_id: str, delivery: Delivery, inference_seconds: float | None) -> None:
+        """The ledger's measured figure: the catalog's price for what the provider reported the job used (fal's
+        compute seconds), or for what it delivered (seconds of sound, one job)."""
+        measured = self.spec.price.measure(delivery.samples.shape[1] / delivery.sample_rate, inference_seconds)
+        if measured is not None:
+            self.info.cost_usd_measured, self.info.cost_measure = measured
+            journal.record_measured(self.spec.provider, task_id, *measured)
 
     def _verify(self, path: Path, extra: dict[str, Any], task_id: str | None) -> Delivery:
         """The provider's result, bounded (self.bounds) before it is decoded into arrays, then as audio (and its
@@ -488,7 +505,7 @@ class RemoteJob:
                         picture = media.decode_frames(path, max_frames=most)
                     what = "audio"
                 samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
-                self.info.emulator = self.info.emulator or media.title(path) == settings.EMULATOR_TITLE
+                self.info.emulator = self.info.emulator or media.title(path) == config.EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None

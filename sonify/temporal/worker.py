@@ -7,7 +7,9 @@ from a thread of its own (so a dead worker is noticed within temporal_flow.HEART
 another), and a cancel from Temporal stops the step as the user's Cancel does.
 
 Temporal's history is the job's record here, not the worker's journal: a wait resumed on another worker
-starts from the task id in its input, and a submit's fate is decided by the workflow (temporal_flow.py).
+starts from the task id in its input, and a submit's fate is decided by the workflow (temporal_flow.py). The worker's
+journal keeps its spend ledger: prepare checks the caps against it, and submit counts the job in it (a row of its
+own), within the caps, in one transaction before it sends anything.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ async def serve(address: str, on_ready: Callable[[list[str]], None] = lambda ser
         raise ConfigurationError("this worker has no provider key: set WAVESPEED_API_KEY and/or FAL_KEY in its "
                                  "environment (keys never travel through Temporal)")
     client = await connect(address)
-    activities.know_tasks(KnownTasks(client, asyncio.get_running_loop()))
+    activities.serving(KnownTasks(client, asyncio.get_running_loop()))
     threads = ThreadPoolExecutor(max_workers=ACTIVITY_THREADS * len(served), thread_name_prefix="sonify-activity")
     # A dead worker's cached workflows wait this long before another worker takes them (the SDK's default: 10 s).
     workers = [Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[ClipWorkflow, ProviderSlots],
