@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Callable
 from fractions import Fraction
@@ -15,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import media, settings
+from .. import media
 from ..catalog import ModelSpec
 from ..errors import (
     ConfigurationError,
 )
+from . import receipts
 from .types import (
     Delivery,
     JobInfo,
@@ -32,17 +32,17 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     """The result in the output folder: v2a sound fitted to the clip (`source`, `seconds` long) and put on its
     picture (frames: no file, the caller puts it on the frames); lipsync's video as the provider made it."""
     final_video = out_dir / f"{output_name(spec, info.task_id or '')}.mp4"
+    tags = receipts.tags(info.as_dict(), final_video)
     if spec.output != "audio":
-        write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
+        write_atomically(final_video, lambda path: media.copy_tagged(delivery.path, path, tags))
         return delivery.samples, final_video
     with timer("align"):
         samples = media.fit_length(delivery.samples, delivery.sample_rate, seconds)
     if source is None:
         return samples, None
     with timer("mux"):
-        label = {"title": settings.EMULATOR_TITLE} if info.emulator else None
         info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
-                                       label)
+                                       tags)
     return samples, final_video
 
 
