@@ -186,6 +186,18 @@ def _interrupt_again() -> None:
     mm.interrupt_current_processing(True)
 
 
+def prompt_id() -> str | None:
+    """The ComfyUI prompt the running node belongs to (comfy_execution's executing context, ComfyUI 0.3.4x on): a
+    queued workflow's Sonify nodes are one run for SONIFY_MAX_USD_PER_RUN. None on older hosts (each node run is
+    a run of its own)."""
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    context = get_executing_context()
+    return f"comfyui-{context.prompt_id}" if context is not None else None
+
+
 def is_cancelled() -> bool:
     """True once the user pressed Cancel in ComfyUI (checked several times a second)."""
     try:

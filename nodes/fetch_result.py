@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..sonify.catalog import MODELS, PROVIDERS
+from ..sonify.catalog import BY_MODEL_ID, MODELS, PROVIDERS
 from ..sonify.errors import ValidationError
 from . import comfy, v1
 from .declaration import Input, Node, Output
@@ -17,9 +17,16 @@ from .run import said_on_node
 
 def fetch(is_cancelled: Callable[[], bool], provider: str, model: str, task_id: str, video: Any = None,
           unique_id: Any = None) -> tuple:
-    """The node's body: the job's result by its task id (pipeline.fetch), as node outputs."""
+    """The node's body: the job's result by its task id, or by a receipt pasted there (pipeline.fetch), as node
+    outputs."""
     from ..sonify import media, pipeline
+    from ..sonify.pipeline import receipts
 
+    pasted = receipts.parse(task_id)
+    if pasted is not None:  # its provider, model and task win over the widgets'
+        provider, task_id = pasted["provider"], pasted["task_id"]
+        named = BY_MODEL_ID.get((provider, pasted.get("model")))
+        model = named.key if named is not None else model
     spec = MODELS.get(model)
     if spec is None or spec.provider != provider:
         choices = ", ".join(k for k, m in MODELS.items() if m.provider == provider)
@@ -58,7 +65,9 @@ def declare_fetch_result() -> Node:
                                     "it to find a task the journal does not know. Default: mmaudio-v2.",
                   default="mmaudio-v2", choices=tuple(MODELS)),
             Input("task_id", "STRING", "The job's task id (`task_id` in its job info, or from the message a model "
-                                       "node showed).", default=""),
+                                       "node showed), or a receipt pasted as it is (the `sonify` tag in a file "
+                                       "Sonify wrote, or `receipt` in its --json or batch sidecar): its provider, "
+                                       "model and task are used.", default=""),
             Input("video", "VIDEO", "The source clip to put the sound on (optional: by default, the file the job was "
                                     "run on if it still exists).", optional=True),
         ),

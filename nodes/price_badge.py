@@ -25,8 +25,10 @@ def badge(spec: ModelSpec, takes: bool) -> PriceBadge:
     price: Price = spec.price
     widgets: list[str] = []
     if price.usd is None:
-        # a published rate that gives no estimate before the run (fal's compute seconds): the rate, its words
-        text = json.dumps(price.note.split(" (")[0] if price.note.startswith("$") else NOT_PUBLISHED)
+        text = json.dumps(NOT_PUBLISHED)
+    elif price.per == "compute_second":
+        # a rate that gives no estimate before the run (fal's compute seconds): the rate, without its explanation
+        text = json.dumps(price.text.split(" (")[0])
     elif price.per == "second":
         seconds = spec.param(price.seconds_param)
         widgets.append(seconds.name)

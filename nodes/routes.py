@@ -8,6 +8,9 @@ ComfyUI's route table; tests serve them with aiohttp's test server).
   GET    /sonify/prices                each model node's price rule (sonify/models.py), for the node's badge
   GET    /sonify/emulator              emulator mode: {"on", "from_environment"}
   POST   /sonify/emulator              {"on": bool}: start or stop it (SONIFY_EMULATOR=1 keeps it on)
+  GET    /sonify/spend                 today and this month from the ledger, each spend setting and where it is from
+  POST   /sonify/spend                 {"SONIFY_MAX_USD_PER_DAY": 5, …}: saved in the journal (null removes one)
+  GET    /sonify/balance               each provider's balance, where it tells it (WaveSpeed), else why not
 
 A key goes one way, from the settings dialog into the key file: no answer, log record or error holds it.
 Requests another web page's script makes (an Origin or Sec-Fetch-Site that is not this server) are refused,
@@ -184,6 +187,43 @@ def _emulator_state() -> dict[str, bool]:
     return {"on": emulator_mode.is_on(), "from_environment": emulator_mode.from_environment()}
 
 
+async def get_spend(request: web.Request) -> web.Response:
+    from ..sonify.pipeline import spend
+
+    return web.json_response(await asyncio.to_thread(lambda: spend.summary().as_json()))
+
+
+async def post_spend(request: web.Request) -> web.Response:
+    """Settings from the dialog, each checked as its environment variable is (a message naming it, else saved)."""
+    from ..sonify.pipeline import spend
+
+    body = await _json_body(request)
+    await asyncio.to_thread(spend.save, body)
+    return web.json_response(await asyncio.to_thread(lambda: spend.summary().as_json()))
+
+
+async def get_balance(request: web.Request) -> web.Response:
+    return web.json_response({provider: await asyncio.to_thread(_balance, provider) for provider in PROVIDERS})
+
+
+def _balance(provider: str) -> dict[str, Any]:
+    """{"balance_usd", "message"}: the real key's account at the real provider (as the key test), where the provider
+    tells a balance for free; else why there is none."""
+    from ..sonify import providers
+
+    try:
+        found = settings.find_key(provider)
+        if found is None:
+            return {"balance_usd": None, "message": "no key"}
+        client = providers.make(provider, found[0], settings.real_bases(provider))
+        balance = client.balance(Waiter(), CHECK_TIMEOUT)
+    except (SonifyError, OSError) as exc:
+        return {"balance_usd": None, "message": redact(f"could not read it: {exc}")}
+    if balance is None:
+        return {"balance_usd": None, "message": f"{provider} shows its balance only to a key with billing access"}
+    return {"balance_usd": balance, "message": f"balance ${balance:.2f}"}
+
+
 def prices_handler(model_nodes: Mapping[str, ModelSpec]) -> Handler:
     """GET /sonify/prices: {node id: {"model", "rule": the price rule (models.Price.as_json)}}."""
     catalog = {node_id: {"model": spec.key, "rule": spec.price.as_json(spec)} for node_id, spec in model_nodes.items()}
@@ -222,5 +262,8 @@ def routes(model_nodes: Mapping[str, ModelSpec]) -> list[web.RouteDef]:
         web.get("/sonify/prices", guarded(prices_handler(model_nodes))),
         web.get("/sonify/emulator", guarded(get_emulator)),
         web.post("/sonify/emulator", guarded(post_emulator)),
+        web.get("/sonify/spend", guarded(get_spend)),
+        web.post("/sonify/spend", guarded(post_spend)),
+        web.get("/sonify/balance", guarded(get_balance)),
     ]
 

@@ -103,6 +103,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
             spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
             on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
             loudness=loudness,
+            run_id=comfy.prompt_id(),
         )
     report(summary(result.info, result.extra), None)
     return result
@@ -125,21 +126,19 @@ def said_on_node(report: Callable[[str, float | None], None]) -> Iterator[None]:
 
 
 def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
-    """What the node says after a run, a line each: the emulator's mark, the cost and the seconds, the task id,
-    and the prompt fal wrote."""
-    if info.get("cached"):
-        cost = "the stored result, no new cost"
-    elif info.get("cost_usd_estimate") is None:
-        cost = "no price estimate"
-    else:
-        cost = f"est. ${info['cost_usd_estimate']:.3f}"
-    lines = [f"done · {cost} · {sum(info.get('seconds', {}).values()):.1f} s", f"task {info.get('task_id')}"]
+    """What the node says after a run, a line each: the emulator's mark, the cost (measured where the provider told
+    what was used) and the seconds, the task id, what was spent today against the daily cap, and the prompt fal
+    wrote, then each take's sound and any failed take."""
+    from ..sonify.media import sound_check
+    from ..sonify.pipeline import spend
+
+    cost = "the stored result, no new cost" if info.get("cached") else spend.cost_text(info)
+    lines = [f"done · {cost} · {sum(info.get('seconds', {}).values()):.1f} s", f"task {info.get('task_id')}",
+             spend.today_text()]
     if info.get("emulator"):
         lines.insert(0, "emulator (synthetic sound)")
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
-    from ..sonify.media import sound_check
-
     lines += sound_check.lines(info)
     if info.get("failed"):
         from ..sonify import pipeline

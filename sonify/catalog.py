@@ -164,21 +164,40 @@ class Price:
     node's badge in the browser (served as JSON by the pack's route) — comes from this one rule."""
 
     usd: float | None = None  # None: not published, no estimate
-    per: str = "job"  # "job" | "second": per second of requested audio, the `seconds_param` value
+    # "job"; "second": per second of requested audio, the `seconds_param` value; "compute_second": per second the
+    # provider's machine ran the model, known only after the run (fal's metrics.inference_time)
+    per: str = "job"
     seconds_param: str | None = None  # per second: the parameter with the seconds (already resolved when sent)
     note: str = "not published by the provider; no estimate"  # the words when there is no estimate
 
     def __call__(self, params: dict[str, Any], seconds: float) -> float | None:
-        """The estimate in USD for the parameters as sent, or None."""
-        if self.usd is None:
+        """The estimate in USD for the parameters as sent, or None (no price, or one known only after the run)."""
+        if self.usd is None or self.per == "compute_second":
             return None
         return self.usd * params[self.seconds_param] if self.per == "second" else self.usd
+
+    def measure(self, sound_seconds: float, inference_seconds: float | None) -> tuple[float, dict[str, Any]] | None:
+        """The cost by what the job delivered or the provider reported it used — (USD, {quantity, unit, from}) — or
+        None when there is no price, or the provider did not report what a compute price needs."""
+        if self.usd is None:
+            return None
+        if self.per == "compute_second":
+            if inference_seconds is None:
+                return None
+            used = {"quantity": round(inference_seconds, 3), "unit": "compute second", "from": "metrics.inference_time"}
+        elif self.per == "second":  # in whole seconds, as the price's parameter asks for them (a codec pads the end)
+            used = {"quantity": max(1, round(sound_seconds)), "unit": "second of sound", "from": "the sound delivered"}
+        else:
+            used = {"quantity": 1, "unit": "job", "from": "the result delivered"}
+        return round(self.usd * used["quantity"], 6), used
 
     @property
     def text(self) -> str:
         if self.usd is None:
             return self.note
-        return f"${_num(self.usd)} per " + ("second of audio" if self.per == "second" else "job")
+        unit = {"second": "second of audio", "compute_second": "compute second"}.get(self.per, "job")
+        known = " (measured after the run; no estimate before it)" if self.per == "compute_second" else ""
+        return f"${_num(self.usd)} per {unit}{known}"
 
     def as_json(self, spec: ModelSpec) -> dict[str, Any]:
         """The rule for the badge: per second of `seconds_param`, whose 0 means the clip's length in whole
@@ -366,7 +385,7 @@ THINKSOUND_FAL = ModelSpec(
     window=THINKSOUND_WINDOW,
     longest_clip=THINKSOUND_LONGEST,
     extra_outputs=("prompt",),
-    price=Price(note="$0.001 per compute second (billed by fal after the run; no estimate)"),
+    price=Price(0.001, "compute_second"),  # fal.ai/models/fal-ai/thinksound/llms.txt
     licence_note="ThinkSound's model licence forbids commercial use.",
 )
 

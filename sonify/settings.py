@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import stat
 from dataclasses import dataclass
@@ -86,6 +87,12 @@ MAX_USD_ENV = "SONIFY_MAX_USD_PER_JOB"
 
 
 MAX_USD = 5.0  # the estimate above which a node run (or a batch's clip) is refused until the setting is raised
+
+
+# The spend caps over the ledger and the balance floor (sonify/budget.py checks them): unset means no limit.
+MAX_USD_RUN_ENV, MAX_USD_DAY_ENV = "SONIFY_MAX_USD_PER_RUN", "SONIFY_MAX_USD_PER_DAY"
+MAX_USD_MONTH_ENV, MIN_BALANCE_ENV = "SONIFY_MAX_USD_PER_MONTH", "SONIFY_MIN_BALANCE_USD"
+DOLLARS = "a number of US dollars, 0 or more (e.g. 5 or 0.50), or unset for no limit"
 
 
 @dataclass(frozen=True)
@@ -274,6 +281,25 @@ def max_usd_per_job() -> float:
     """The most a node run (every take and window of it together), or a batch's clip, may be estimated to cost
     before anything is sent (SONIFY_MAX_USD_PER_JOB, default $5): a dearer run is refused until it is raised."""
     return _positive(MAX_USD_ENV, MAX_USD, "a number of US dollars")
+
+
+def dollars(env: str, value: str | float | None) -> float | None:
+    """A spend setting's value in dollars (from the environment or as saved from ComfyUI's settings), None when
+    unset; a ConfigurationError naming `env` and its form otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = math.nan if isinstance(value, bool) else float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not 0 <= number < math.inf:
+        raise ConfigurationError(f"{env} must be {DOLLARS}; got {str(value)[:40]!r}")
+    return number
+
+
+def spend_limit(env: str) -> float | None:
+    """SONIFY_MAX_USD_PER_RUN / _DAY / _MONTH or SONIFY_MIN_BALANCE_USD from the environment (None: unset)."""
+    return dollars(env, text(env))
 
 
 def base_url(name: str) -> str:

@@ -23,6 +23,9 @@ NUMBERS = {
     "SONIFY_UPLOAD_TTL_HOURS": settings.upload_ttl_seconds,
     "SONIFY_WEBHOOK_SECONDS": settings.webhook_seconds,
     "SONIFY_WEBHOOK_THREADS": settings.webhook_threads,
+    **{name: (lambda name=name: settings.spend_limit(name))
+       for name in ("SONIFY_MAX_USD_PER_RUN", "SONIFY_MAX_USD_PER_DAY", "SONIFY_MAX_USD_PER_MONTH",
+                    "SONIFY_MIN_BALANCE_USD")},
 }
 
 

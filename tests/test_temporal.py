@@ -349,6 +349,34 @@ def test_fal_clips_run_on_a_worker_holding_only_the_fal_key(temporal, tmp_path):
         emulator.stop()
 
 
+def test_a_workers_spend_cap_refuses_the_clips_that_would_pass_it_and_counts_the_others(temporal, tmp_path):
+    """The worker checks the caps against its own journal's ledger and counts each clip's job in it as it submits
+    (one submit at a time per provider): 2 clips of $0.001 fit a $0.0025 daily cap, the other 2 are left unsent."""
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.2).start()
+    worker = None
+    try:
+        (tmp_path / "clips").mkdir()
+        for i in range(4):
+            write_clip(tmp_path / "clips" / f"c{i}.mp4", 24, Fraction(24), 64, 48, flash_at=(i,), grain=70 + i)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        base["SONIFY_WAVESPEED_URL"] = emulator.url
+        state = tmp_path / "w"
+        worker = start_worker(temporal, {**base, "WAVESPEED_API_KEY": EMULATOR_KEY, "SONIFY_STATE_DIR": str(state),
+                                         "SONIFY_MAX_USD_PER_DAY": "0.0025"}, tmp_path / "w.log")
+        run = batch(temporal, tmp_path / "clips", tmp_path / "out", {**base, "SONIFY_STATE_DIR": str(tmp_path)})
+        stdout, stderr = run.communicate(timeout=90)
+        assert run.returncode == 6, stderr
+        assert emulator.submits(MMAUDIO_V2.model_id) == 2 and len(stdout.split()) == 2
+        assert "stopped at a spend cap, 2 clip(s) left (nothing sent for them): SONIFY_MAX_USD_PER_DAY" in stderr
+        entries = journal.Journal(state / journal.JOURNAL_FILE).spend_entries(0.0)
+        assert len(entries) == 2 and all(e.task_id and e.basis == "measured" for e in entries)
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
+
+
 def test_the_slots_workflow_keeps_a_default_tier_account_within_its_limits(temporal, tmp_path):
     """The starter's account setting (a Bronze account's, its minute shortened to a second) reaches the slots
     workflow: --concurrency 4, yet at most 2 at the provider and 2 starts in any second, none refused."""

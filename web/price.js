@@ -21,7 +21,7 @@ export function takes(values) {
 export function priceText(rule, values) {
   const n = takes(values);
   const times = n > 1 ? ` × ${n} takes` : "";
-  if (rule.usd == null) {
+  if (rule.usd == null || rule.per === "compute_second") {
     // a rate that gives no estimate before the run (fal's compute seconds): the rate, without its explanation
     return rule.text.startsWith("$") ? rule.text.split(" (")[0] + times : NOT_PUBLISHED;
   }

@@ -6,6 +6,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { priceText } from "./price.js";
 import { PROVIDERS, readEmulator, readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "./keys.js";
+import { SETTINGS, balanceText, readBalance, readSpend, saveSpend, settingNote, spendText } from "./spend.js";
 
 const fetchApi = (path, options) => api.fetchApi(path, options);
 
@@ -110,6 +111,72 @@ const emulatorSetting = {
   },
 };
 
+// Spend: a dollar field per cap and the balance floor, with Save; today's and this month's spend, and the
+// balances. The values live in Sonify's journal on the server (the setting's own value is never set).
+function spendEditor() {
+  const box = document.createElement("div");
+  box.className = "sonify-spend";
+  const line = document.createElement("div");
+  line.style.cssText = "font-size: 0.85em; margin-top: 0.3em; opacity: 0.85; max-width: 36em";
+  const fields = Object.fromEntries(Object.entries(SETTINGS).map(([name, label]) => {
+    const input = document.createElement("input");
+    input.type = "number";
+    input.min = "0";
+    input.step = "0.01";
+    input.placeholder = "no limit";
+    input.className = "p-inputtext p-component";
+    input.style.width = "7em";
+    input.setAttribute("aria-label", `${label} (US dollars)`);
+    const row = document.createElement("label");
+    row.style.cssText = "display: block; margin-bottom: 0.2em";
+    const note = document.createElement("span");
+    note.style.cssText = "font-size: 0.8em; opacity: 0.7; margin-left: 0.4em";
+    row.append(`${label}: $ `, input, note);
+    box.append(row);
+    return [name, { input, note }];
+  }));
+  const show = (state) => {
+    for (const [name, { input, note }] of Object.entries(fields)) {
+      const setting = state.settings?.[name];
+      input.value = setting?.usd ?? "";
+      input.disabled = setting?.from === "environment";
+      note.textContent = settingNote(setting);
+    }
+    line.textContent = spendText(state);
+  };
+  const act = (work) => async () => {
+    try {
+      await work();
+    } catch (error) {
+      line.textContent = `Error: ${error.message}`;
+    }
+  };
+  const balances = document.createElement("div");
+  balances.style.cssText = line.style.cssText;
+  const values = () => Object.fromEntries(Object.entries(fields).filter(([, f]) => !f.input.disabled)
+    .map(([name, f]) => [name, f.input.value]));
+  const refresh = act(async () => {
+    show(await readSpend(fetchApi));
+    balances.textContent = "Asking for the balances…";
+    balances.textContent = balanceText(await readBalance(fetchApi), PROVIDERS);
+  });
+  box.append(button("Save", act(async () => show(await saveSpend(fetchApi, values())))), button("Refresh", refresh),
+    line, balances);
+  refresh();
+  return box;
+}
+
+const spendSetting = {
+  id: "Sonify.Spend.caps",
+  category: ["Sonify", "Spend", "Caps"],
+  name: "Spend caps (US dollars) and what was spent",
+  tooltip: "Refuses a job, before anything is uploaded, that would pass a cap (what Sonify's ledger shows spent today, " +
+    "this month or by this run, plus the job's estimate) or take the WaveSpeed balance under the floor. Kept on the " +
+    "ComfyUI server in Sonify's journal: the command line obeys them too. An environment variable wins.",
+  type: spendEditor,
+  defaultValue: "",
+};
+
 let catalog = {};
 
 function widgetValues(node) {
@@ -140,7 +207,7 @@ function drawPrice(node, ctx) {
 
 app.registerExtension({
   name: "Sonify",
-  settings: [...keySettings, emulatorSetting],
+  settings: [...keySettings, emulatorSetting, spendSetting],
   async init() {
     addStyle();
     try {

@@ -37,7 +37,7 @@ from .output import Output, add_options
 EXIT = {ValidationError: 3, ConfigurationError: 3, ProviderError: 4, JobFailed: 5, JobTimedOut: 5, Cancelled: 130}
 
 
-EXIT_SOME_FAILED = 6  # some clips of a batch, or some takes of a run, failed (the others' results are kept)
+EXIT_SOME_FAILED = 6  # some clips of a batch (or some takes of a run) failed or were left at a spend cap; others kept
 
 
 EXIT_DOCTOR = 1  # doctor found a problem
@@ -116,8 +116,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser = argparse.ArgumentParser(
         prog="sonify", description="Sound for video with hosted models (WaveSpeed, fal).",
         epilog="Exit codes: 0 done, 2 usage, 3 bad input or configuration (a folder, file or port that cannot be "
-               "used too), 4 provider error, 5 job failed or timed out, 6 some clips of a batch or takes of a run "
-               "failed (the others' results are kept), 130 cancelled "
+               "used too; a spend cap), 4 provider error, 5 job failed or timed out, 6 some clips of a batch or takes "
+               "of a run failed or were left at a spend cap (the others' results are kept), 130 cancelled "
                "(doctor: 1 if a check failed).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
@@ -362,21 +362,24 @@ def _result_file(output: Path) -> Path | None:
 def _write_result(result: Any, target: Path, codec: str | None = None) -> Path:
     """The result (its sound; its video, if any, a .mp4 in target's folder) as `target`, written whole or not at
     all: a .mov/.mkv with the .mp4's packets copied, or (`codec`: lossless) its picture's packets and the result's
-    samples."""
+    samples; with its receipt (the .mp4 has it already)."""
     from .. import media, pipeline
+    from ..pipeline import receipts
 
     made = result.video_path
     suffix = target.suffix.lower()
     if suffix == ".mp4":
         os.replace(made, target)
         return target
+    tags = receipts.tags(result.info, target)
     if suffix in RESULT_SOUND:
-        pipeline.write_atomically(target, lambda path: media.write_audio(result.audio, result.sample_rate, path))
+        pipeline.write_atomically(target, lambda path: media.write_audio(result.audio, result.sample_rate, path,
+                                                                         metadata=tags))
     elif codec is not None:
         pipeline.write_atomically(target, lambda path: media.mux(made, result.audio, result.sample_rate, path,
-                                                                 codec=codec))
+                                                                 codec=codec, metadata=tags))
     else:
-        pipeline.write_atomically(target, lambda path: media.rewrap(made, path))
+        pipeline.write_atomically(target, lambda path: media.rewrap(made, path, tags))
     if made is not None:
         made.unlink()
     return target
@@ -467,7 +470,7 @@ def _batch(args: argparse.Namespace) -> int:
     for item in items:
         _batch_result(out, item, args.output / f"{item.name}.mp4" if item.state in ("done", "skipped") else None)
     counts = job.counts()
-    if counts["failed"]:
+    if counts["failed"] or counts["left"]:
         return EXIT_SOME_FAILED
     return EXIT[Cancelled] if counts["cancelled"] else 0
 
@@ -526,8 +529,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("provider", choices=PROVIDERS)
-    parser.add_argument("task_id")
+    parser.add_argument("provider", nargs="?", choices=PROVIDERS)
+    parser.add_argument("task_id", nargs="?")
+    parser.add_argument("--receipt", type=Path, metavar="FILE",
+                        help="a file Sonify wrote (its receipt, in its metadata, names the provider, model and task), "
+                             "or a batch's .sonify.json sidecar: in place of PROVIDER TASK_ID")
     parser.add_argument("--model", help="catalog key or provider model id; needed for fal tasks the journal does not know")
     parser.add_argument("--video", type=Path, help="the source clip to put the sound on (default: the journal's, if it exists)")
     parser.add_argument("-o", "--output", type=Path, default=Path("."), metavar="OUT",
@@ -542,13 +548,14 @@ def _fetch(args: argparse.Namespace) -> int:
     from .. import media, pipeline
 
     out = Output.of(args)
-    provider, target = args.provider, _result_file(args.output)
+    provider, task_id, model = _fetched_task(args)
+    target = _result_file(args.output)
     out_dir = target.parent if target else args.output
     if args.video is not None and not args.video.is_file():
         raise ValidationError("--video", f"no such file: {args.video}")
     source = media.VideoSource(path=str(args.video)) if args.video is not None else None
     with _ctrl_c_cancels() as cancelled:
-        result = pipeline.fetch(provider, args.task_id, out_dir=out_dir, model=args.model, video=source,
+        result = pipeline.fetch(provider, task_id, out_dir=out_dir, model=model, video=source,
                                 on_progress=out.progress(), is_cancelled=cancelled)
     if target is not None:
         if result.video_path is None and target.suffix.lower() in RESULT_VIDEO:
@@ -566,15 +573,33 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetched_task(args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """(provider, task id, model) from PROVIDER TASK_ID [--model], or from --receipt FILE (its model unless --model)."""
+    from ..pipeline import receipts
+
+    if args.receipt is None:
+        if args.provider is None or args.task_id is None:
+            raise ValidationError("fetch", "give PROVIDER TASK_ID, or --receipt FILE (a file Sonify wrote)")
+        return args.provider, args.task_id, args.model
+    if args.provider is not None:
+        raise ValidationError("--receipt", "names the provider and task itself: give it or PROVIDER TASK_ID, not both")
+    if not args.receipt.is_file():
+        raise ValidationError("--receipt", f"no such file: {args.receipt}")
+    found = receipts.read(args.receipt)
+    return found["provider"], found["task_id"], args.model or found.get("model")
+
+
 def _fetched_files(result: Any, out_dir: Path) -> list[Path]:
     """The fetched result's sound as WAV, the video (when there is one) and, unless that video is the provider's
     own file, the provider's file."""
     from .. import media, pipeline
+    from ..pipeline import receipts
 
     provider = result.info["provider"]
     name = pipeline.output_name(MODELS_BY_ID[(provider, result.info["model"])], result.info["task_id"])  # checked
     written = [out_dir / f"{name}.wav"]
-    media.write_wav(result.audio, result.sample_rate, written[0])
+    media.write_audio(result.audio, result.sample_rate, written[0], codec="pcm_s16le",
+                      metadata=receipts.tags(result.info, written[0]))
     if result.video_path is not None:
         written.append(result.video_path)
     if result.video_path is None or result.info.get("source"):
@@ -616,6 +641,42 @@ def _job_record(row: Any) -> dict[str, Any]:
     record = {name: value for name, value in dataclasses.asdict(row).items() if name not in ("request", "id")}
     record["status"] = str(row.status.value)
     return record
+
+
+# --- spend ---
+
+
+def _spend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", type=_day, metavar="YYYY-MM-DD",
+                        help="from this day on (this machine's local days; default: the first of this month)")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object on stdout: a row per day, provider and model (jobs, usd, and how many "
+                             "were counted at a measured figure, at the estimate, or at nothing), the total, today and "
+                             "this month, and each spend setting with where it comes from")
+
+
+def _day(text: str) -> float:
+    """YYYY-MM-DD as the start of that local day (time.time() seconds)."""
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%d"))
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"expected a day as YYYY-MM-DD, got {text!r}") from None
+
+
+def _spend(args: argparse.Namespace) -> int:
+    from .. import settings as config
+    from ..pipeline import spend
+
+    folder = config.state_dir()  # an unusable one is an error (exit 3) that says why
+    report = spend.report(args.since)
+    if report is None:
+        print(f"no usable job journal in {folder}", file=sys.stderr)
+        return 1
+    if args.json:
+        Output.record(report.as_json())
+    else:
+        print("\n".join(report.lines()))
+    return 0
 
 
 # --- doctor, emulator, demo ---
@@ -770,6 +831,8 @@ COMMANDS: dict[str, Command] = {
                       _worker_arguments, _worker),
     "fetch": Command("get a job's result from its task id (see `jobs`), even after a crash", _fetch_arguments, _fetch),
     "jobs": Command("list the journal's jobs, newest first", _jobs_arguments, _jobs),
+    "spend": Command("what the journal's jobs cost, by day, provider and model (measured where the provider tells, "
+                     "else estimated), and today and this month against the caps", _spend_arguments, _spend),
     "doctor": Command("check keys (never shown), providers, PyAV, the state folder and ComfyUI",
                       lambda parser: None, _doctor),
     "emulator": Command("run the local provider emulator (no keys, no network, synthetic sound)",

@@ -1,8 +1,9 @@
 """`python -m sonify doctor`: is this machine ready to run Sonify?
 
 Checks the keys (where each was found — never its value), whether each provider accepts its key
-(one cheap authenticated request that costs nothing), PyAV and the encoders Sonify uses, the state
-folder, and the ComfyUI install around the current folder.
+(one cheap authenticated request that costs nothing; WaveSpeed's tells the balance), PyAV and the encoders Sonify
+uses, the state folder, what the ledger shows spent against the caps, and the ComfyUI install around the current
+folder.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from .. import budget as budgets
 from .. import journal as jobs
 from .. import settings
 from ..errors import ConfigurationError, ProviderError, SonifyError
+from ..pipeline import spend
 from ..redact import register_secret
 from ..waiter import Waiter
 
@@ -51,6 +54,7 @@ def checks(cwd: Path) -> list[Check]:
         results.append(Check("keys", False, "no provider key found: every model needs one (see above)"))
     results += media_checks()
     results.append(state_check())
+    results.append(spend_check())
     results.append(comfyui_check(cwd))
     return results
 
@@ -92,6 +96,14 @@ def _key_works(provider: str, key: str, where: str, urls: tuple[str, ...]) -> Ch
         return Check(what, False, str(exc))
     money = f" (balance ${checked.balance_usd:.2f})" if checked.balance_usd is not None else ""
     emulator = " — the Sonify emulator, not the real provider" if checked.emulator else ""
+    try:
+        floor = spend.budget()[budgets.FLOOR]
+    except ConfigurationError:  # said by the spend check
+        floor = None
+    if floor is not None and checked.balance_usd is not None and checked.balance_usd < floor:
+        return Check(what, False, f"{checked.url} accepts the key{money}{emulator}, but the balance is under "
+                                  f"{budgets.FLOOR} (${floor:.2f}): every {NAMES[provider]} job is refused until you "
+                                  "top up")
     return Check(what, True, f"{checked.url} accepts the key{money}{emulator}")
 
 
@@ -143,6 +155,22 @@ def state_check() -> Check:
     source = "SONIFY_STATE_DIR" if settings.text("SONIFY_STATE_DIR") else "default"
     journal = "journal usable" if jobs.open_journal() is not None else "journal NOT usable (see the warning above)"
     return Check("state folder", True, f"{folder} ({source}; writable; {journal})")
+
+
+# --- spend ---
+
+
+def spend_check() -> Check:
+    """Today and this month from the ledger, against the caps (a setting that is not a number is a problem)."""
+    try:
+        summary = spend.summary()
+    except ConfigurationError as exc:
+        return Check("spend", False, str(exc))
+    caps = [f"{name}=${summary.budget[name]:g} ({summary.budget.sources.get(name, 'the default')})"
+            for name in budgets.SETTINGS
+            if summary.budget[name] is not None]
+    month = f"this month {budgets.usd(summary.spent.month)}"
+    return Check("spend", None, f"{summary.today_text()}, {month}; " + (", ".join(caps) if caps else "no caps set"))
 
 
 # --- ComfyUI ---

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..pipeline import receipts
+
 ProgressFn = Callable[[str, float | None], None]
 
 
@@ -75,7 +77,7 @@ def result_record(path: Path | None, info: dict[str, Any], *, reused: bool | Non
                   **fields: Any) -> dict[str, Any]:
     """One result for scripts: where it is, the task that made it, what it cost this run (0 when reused: no
     request, no cost), the seconds per stage of the run that made it, the seed sent, whether the Sonify emulator
-    made it (synthetic sound) — then `fields` and the full job info."""
+    made it (synthetic sound), its receipt (what its file's metadata holds) — then `fields` and the full job info."""
     reused = bool(info.get("cached")) if reused is None else reused
     return {
         "path": str(path.resolve()) if path is not None else None,  # absolute: a script may run elsewhere
@@ -88,6 +90,7 @@ def result_record(path: Path | None, info: dict[str, Any], *, reused: bool | Non
         "emulator": bool(info.get("emulator")),
         "resumed": bool(info.get("resumed")),
         "reused": reused,
+        "receipt": receipts.of(info) if info.get("task_id") else None,
         **fields,
         "job": info,
     }

@@ -7,15 +7,18 @@ from .db import (
     MEASUREMENTS_KEPT,
     RESULTS_DIR,
     RUN_TIMES_KEPT,
+    SCHEMA_VERSION,
     Journal,
     drawn_seeds,
     forget_seeds,
     guarded,
     open_journal,
+    record_measured,
     results_dir,
 )
 from .fingerprints import digest_of, fingerprint, hash_array, hash_file
 from .learned import RunTimeStore, UplinkStore
+from .ledger import save_budget, saved_budget, spent
 from .tickets import FetchedTask, Ticket, ticket
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "MEASUREMENTS_KEPT",
     "RESULTS_DIR",
     "RUN_TIMES_KEPT",
+    "SCHEMA_VERSION",
     "FetchedTask",
     "JobMeta",
     "JobRow",
@@ -39,6 +43,10 @@ __all__ = [
     "hash_array",
     "hash_file",
     "open_journal",
+    "record_measured",
     "results_dir",
+    "save_budget",
+    "saved_budget",
+    "spent",
     "ticket",
 ]

@@ -122,13 +122,18 @@ class JobRow:
     created_at: float
     updated_at: float
     request: dict[str, Any] | None = None  # {body, sent_at}: the submit as sent, once it was about to be
+    run_id: str | None = None
+    spent_at: float | None = None  # in the ledger from then (ledger.py)
+    measured_usd: float | None = None
+    measured: dict[str, Any] | None = None
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
         values = dict(row)
         for name, empty in (("params", "{}"), ("outputs", "[]"), ("extra", "{}")):
             values[name] = json.loads(values[name] or empty)
-        values["request"] = json.loads(values["request"]) if values.get("request") else None
+        for name in ("request", "measured"):
+            values[name] = json.loads(values[name]) if values.get(name) else None
         values["cacheable"], values["delivered"] = bool(values["cacheable"]), bool(values["delivered"])
         values["status"] = Status(values["status"])
         return cls(**values)

@@ -33,8 +33,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import budget as budgets
 from .. import settings
 from ..redact import redact
+from . import ledger
 from .claims import AMBIGUOUS, OPEN, RESUMABLE, Claim, ClaimKind, JobMeta, JobRow, Status, owner_alive
 
 log = logging.getLogger("sonify")
@@ -76,7 +78,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     heartbeat REAL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    request TEXT                            -- the submit as sent {body, sent_at}: finds its task if the answer is lost
+    request TEXT,                           -- the submit as sent {body, sent_at}: finds its task if the answer is lost
+    run_id TEXT,                            -- the run (node run, command, batch) it was made for: its per-run cap
+    spent_at REAL,                          -- when its estimate was counted in the ledger (ledger.py); NULL: not
+    measured_usd REAL,                      -- what the provider reported it used, priced by the catalog's rule
+    measured TEXT                           -- {quantity, unit, from}: what that figure counts
 );
 CREATE INDEX IF NOT EXISTS jobs_by_fingerprint ON jobs(fingerprint);
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_task ON jobs(provider, task_id) WHERE task_id IS NOT NULL;
@@ -114,14 +120,13 @@ CREATE TABLE IF NOT EXISTS run_seeds (      -- seeds drawn for a seed -1 run's t
     seeds TEXT NOT NULL,                    -- JSON list, one per take
     drawn_at REAL NOT NULL
 );
-PRAGMA user_version = 5;
 """
 
 
-SCHEMA_VERSION = 5  # a journal of an older version gets the tables and columns it lacks when opened
+SCHEMA_VERSION = 6  # a journal of an older version gets the tables and columns it lacks when opened
 
 
-ADDED_COLUMNS = {"request": "TEXT"}  # jobs columns newer than version 1
+ADDED_COLUMNS = {"request": "TEXT", **ledger.COLUMNS}  # jobs columns newer than version 1
 
 
 RUN_TIMES_KEPT = 20  # per key; older ones are deleted
@@ -159,11 +164,16 @@ class Journal:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 log.debug("journal %s is in %s mode", self.path, mode)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             db.executescript(SCHEMA)
             present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
             for name, kind in ADDED_COLUMNS.items():
                 if name not in present:
                     db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+            db.executescript(ledger.SCHEMA)
+            if 0 < version < 6:
+                db.execute(ledger.BACKFILL, (Status.INTENT,))
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # last: a journal half set up is set up again
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -273,6 +283,16 @@ class Journal:
             db.execute("UPDATE jobs SET delivered = 1, updated_at = ? WHERE provider = ? AND task_id = ?",
                        (time.time(), provider, task_id))
 
+    def would_submit(self, fingerprint_: str, cacheable: bool) -> bool:
+        """Would a claim of this fingerprint now send a new job (NEW, or AMBIGUOUS: it may), rather than reuse,
+        resume or join one? (A run's spend checked before its claims: a stored take costs nothing.)"""
+        now = time.time()
+        with self._connect() as db:
+            rows = [JobRow.from_sql(r) for r in db.execute(
+                "SELECT * FROM jobs WHERE fingerprint = ? ORDER BY id DESC", (fingerprint_,))]
+        alive = {r.id: owner_alive(r.owner, r.heartbeat, now) for r in rows}
+        return _decide(rows, alive, cacheable, now).kind in (ClaimKind.NEW, ClaimKind.AMBIGUOUS)
+
     @staticmethod
     def _row(db: sqlite3.Connection, row_id: int) -> JobRow | None:
         row = db.execute("SELECT * FROM jobs WHERE id = ?", (row_id,)).fetchone()
@@ -297,6 +317,56 @@ class Journal:
         with self._connect() as db:
             db.execute("DELETE FROM uploads WHERE provider = ? AND endpoint = ? AND media_key = ?",
                        (provider, endpoint, media_key))
+
+    # --- the spend ledger (ledger.py) ---
+
+    @staticmethod
+    def _counts(now: float) -> ledger.Counts:
+        """A row in the ledger counts once its submit may have been sent, or while the run that claimed it lives."""
+        return lambda row: row["status"] != Status.INTENT or owner_alive(row["owner"], row["heartbeat"], now)
+
+    def claim_spend(self, row_id: int, estimate: float | None, run_id: str | None, budget: budgets.Budget,
+                    what: str) -> None:
+        """The caps checked against the ledger and the row counted in it, in one transaction (BudgetExceeded)."""
+        now = time.time()
+        with self._transaction() as db:
+            ledger.claim(db, row_id, now, run_id, budget, estimate, what, self._counts(now))
+
+    def add_spend(self, provider: str, model: str, owner: str, estimate: float | None, run_id: str | None,
+                  budget: budgets.Budget, what: str) -> JobRow:
+        """A job without a row of its own (a Temporal clip's: its workflow's history is its record), about to be
+        submitted, checked and counted the same way: a new SUBMITTING row without fingerprint, owned by `owner`;
+        nothing is added when refused."""
+        now = time.time()
+        with self._transaction() as db:
+            row_id = db.execute(
+                "INSERT INTO jobs (provider, model, status, cost_usd, owner, heartbeat, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (provider, model, Status.SUBMITTING, estimate, owner, now, now, now),
+            ).lastrowid
+            ledger.claim(db, row_id, now, run_id, budget, estimate, what, self._counts(now))
+            return self._row(db, row_id)
+
+    def spent(self, run_id: str | None = None) -> budgets.Spent:
+        now = time.time()
+        with self._connect() as db:
+            return ledger.spent(db, now, run_id, self._counts(now))
+
+    def spend_entries(self, since: float) -> list[ledger.Entry]:
+        now = time.time()
+        with self._connect() as db:
+            return ledger.entries(db, since, self._counts(now))
+
+    def record_measured(self, provider: str, task_id: str, usd: float, measured: dict[str, Any]) -> None:
+        with self._connect() as db:
+            ledger.record_measured(db, provider, task_id, usd, measured)
+
+    def saved_budget(self) -> dict[str, float]:
+        with self._connect() as db:
+            return ledger.saved_budget(db)
+
+    def save_budget(self, values: dict[str, float | None]) -> None:
+        with self._transaction() as db:
+            ledger.save_budget(db, values)
 
     # --- a run's drawn seeds ---
 
@@ -384,7 +454,8 @@ def _decide(rows: list[JobRow], alive: dict[int, bool], cacheable: bool, now: fl
 
 
 def _update(db: sqlite3.Connection, row_id: int, **fields: Any) -> None:
-    values = {k: json.dumps(v) if k in ("params", "outputs", "extra", "request") else v for k, v in fields.items()}
+    values = {k: json.dumps(v) if k in ("params", "outputs", "extra", "request", "measured") else v
+              for k, v in fields.items()}
     for name in ("error", "outputs", "extra"):  # what the provider answered may echo a key
         if isinstance(values.get(name), str):
             values[name] = redact(values[name])
@@ -468,6 +539,11 @@ def drawn_seeds(key: str, draw: Callable[[], list[int]], valid: Callable[[Any], 
 
     found = guarded("keeping the drawn seeds", kept)
     return found if found is not None else draw()
+
+
+def record_measured(provider: str, task_id: str, usd: float, measured: dict[str, Any]) -> None:
+    """What the provider reported a task used, priced (ledger.py), on the task's row if the journal has one."""
+    guarded("recording a measured cost", lambda journal: journal.record_measured(provider, task_id, usd, measured))
 
 
 def forget_seeds(key: str) -> None:

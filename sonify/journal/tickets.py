@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import budget as budgets
 from ..errors import ConfigurationError
 from ..waiter import Waiter
 from .claims import HEARTBEAT_SECONDS, Claim, ClaimKind, JobMeta, JobRow, Status, _active, _active_lock, _new_owner
@@ -56,8 +57,7 @@ class Ticket:
 
     def claim(self, waiter: Waiter, on_busy: Callable[[JobRow], None]) -> Claim:
         """Claim the fingerprint; while an identical job runs in another live run, wait for it."""
-        with _active_lock:  # live before its row exists: an identical claim must never take it for dead
-            _active.add(self.owner)
+        self._live()
         while True:
             claim = self._do("claiming the job", lambda j: j.claim(self.owner, self.meta), Claim(ClaimKind.NEW))
             if claim.kind != ClaimKind.BUSY:
@@ -69,6 +69,12 @@ class Ticket:
             self._status = claim.row.status
             self._start_heartbeat()
         return claim
+
+    def _live(self) -> None:
+        """This run is live from now, before its row exists: an identical claim must never take it for dead, nor
+        the ledger its claimed row."""
+        with _active_lock:
+            _active.add(self.owner)
 
     def record(self, status: Status | None = None, **fields: Any) -> None:
         """Update the row (status and/or fields); a status already recorded is not written again."""
@@ -83,14 +89,23 @@ class Ticket:
 
     def record_submitting(self, request: dict[str, Any] | None = None) -> None:
         """SUBMITTING and the submit as sent (`request`: {body, sent_at}, which finds its task if the answer
-        is lost), written — or ConfigurationError: a job the journal cannot record is not submitted, since a
-        crash during it would strand a paid task and the next run would pay again."""
+        is lost), written — or ConfigurationError (see write_or_refuse)."""
+        self.write_or_refuse(lambda journal, row_id: journal.update(row_id, status=Status.SUBMITTING, request=request))
+        self._status = Status.SUBMITTING
+
+    def claim_spend(self, estimate: float | None, run_id: str | None, budget: budgets.Budget, what: str) -> None:
+        """Before anything is uploaded: the job counted in the ledger within the caps (BudgetExceeded, naming the cap),
+        atomically with every process sharing the journal — or ConfigurationError (see write_or_refuse)."""
+        self.write_or_refuse(lambda journal, row_id: journal.claim_spend(row_id, estimate, run_id, budget, what))
+
+    def write_or_refuse(self, write: Callable[[Journal, int], Any]) -> Any:
+        """`write(journal, row id)`, which must be recorded before the job goes on — or ConfigurationError: a job
+        the journal cannot record is not submitted, since a crash during it would strand a paid task and the next
+        run would pay again (and its spend would be counted nowhere)."""
         self._problem = self._problem or ("it could not be opened" if self._journal is None else "")
         if self.row_id is not None and self._journal is not None:
             try:
-                self._journal.update(self.row_id, status=Status.SUBMITTING, request=request)
-                self._status = Status.SUBMITTING
-                return
+                return write(self._journal, self.row_id)
             except (sqlite3.Error, OSError) as exc:
                 self._problem = str(exc)
                 self._journal = None

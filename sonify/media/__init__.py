@@ -2,7 +2,7 @@
 a long clip. Frame rates are exact Fractions everywhere, so the sound fitted to N frames never drifts."""
 
 from .audio import aac_rate, check_audio, decode_audio, fit_length, resample, write_audio, write_wav
-from .mux import check_lossless, copy_mux, mux, mux_blocks, rewrap
+from .mux import check_lossless, copy_mux, copy_tagged, mux, mux_blocks, rewrap
 from .pictures import frames_to_mp4, source_to_file
 from .proxy import (
     _H264_PROXY,
@@ -25,6 +25,7 @@ from .video import (
     decode_frames,
     exact_fps,
     probe,
+    tags,
     title,
     validate_source,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "check_picture",
     "constant_rate_for",
     "copy_mux",
+    "copy_tagged",
     "cut_windows",
     "decode_audio",
     "decode_frames",
@@ -63,6 +65,7 @@ __all__ = [
     "resample",
     "rewrap",
     "source_to_file",
+    "tags",
     "title",
     "unchanged_upload",
     "validate_source",

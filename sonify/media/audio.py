@@ -321,7 +321,8 @@ def write_audio(
     if codec == "aac":
         audio, sample_rate = _for_aac(audio, sample_rate)
     fmt = "ipod" if suffix == ".m4a" else None
-    with av.open(os.fspath(path), "w", format=fmt) as container:
+    options = {"movflags": "use_metadata_tags"} if fmt and metadata else {}  # keys of any name, as in _remux
+    with av.open(os.fspath(path), "w", format=fmt, options=options) as container:
         container.metadata.update(metadata or {})
         stream = _add_audio(container, codec, sample_rate, audio.shape[0])
         for packet in _audio_packets(stream, [audio], sample_rate):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +17,7 @@ from .audio import _LOSSLESS_FORMATS, _add_audio, _as_channels, _audio_packets, 
 from .video import PathLike, _open_input
 
 LOSSLESS_CONTAINERS = {"pcm_f32le": (".mov", ".mkv"), "flac": (".mkv",)}
+log = logging.getLogger("sonify")
 
 
 # ---------------------------------------------------------------- mux
@@ -129,7 +132,8 @@ def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, sec
         suffix = Path(out_path).suffix.lower()
         options = {}
         if suffix in ("", ".mp4", ".mov", ".m4v"):  # edit lists counted in samples: the cut is exact
-            options = {"movflags": "+faststart", "movie_timescale": str(ain.codec_context.sample_rate)}
+            flags = "+faststart+use_metadata_tags" if metadata else "+faststart"  # as _remux writes them
+            options = {"movflags": flags, "movie_timescale": str(ain.codec_context.sample_rate)}
         with _open_input(video_path, "video") as vsrc, av.open(
             os.fspath(out_path), "w", format=None if suffix else "mp4", options=options
         ) as dst:
@@ -141,12 +145,14 @@ def copy_mux(video_path: PathLike, audio_path: PathLike, out_path: PathLike, sec
     return True
 
 
-def rewrap(path: PathLike, out_path: PathLike) -> str:
+def rewrap(path: PathLike, out_path: PathLike, metadata: dict[str, str] | None = None) -> str:
     """The same picture and sound (the first stream of each) in the container out_path's suffix names,
-    packets copied unchanged."""
+    packets copied unchanged; metadata: container tags, as mux writes them."""
     suffix = Path(out_path).suffix.lower()
-    options = {"movflags": "+faststart"} if suffix in (".mp4", ".mov") else {}
+    flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
+    options = {"movflags": flags} if suffix in (".mp4", ".mov") else {}
     with _open_input(path, "video") as src, av.open(os.fspath(out_path), "w", options=options) as dst:
+        dst.metadata.update(metadata or {})
         streams = [s[0] for s in (src.streams.video, src.streams.audio) if s]
         outs = {stream.index: dst.add_stream_from_template(stream) for stream in streams}
         for packet in src.demux(streams):
@@ -155,6 +161,17 @@ def rewrap(path: PathLike, out_path: PathLike) -> str:
             packet.stream = outs[packet.stream.index]
             dst.mux(packet)
     return os.fspath(out_path)
+
+
+def copy_tagged(path: PathLike, out_path: PathLike, metadata: dict[str, str]) -> str:
+    """A video made elsewhere (a provider's) as out_path with these container tags: its packets copied into a new
+    container (rewrap). One that container cannot take is copied byte for byte, untagged, rather than lost."""
+    try:
+        return rewrap(path, out_path, metadata)
+    except (av.error.FFmpegError, ValidationError) as exc:
+        log.warning("%s could not be rewrapped to carry its tags (%s); copied as it is", Path(path).name, exc)
+        shutil.copyfile(path, out_path)
+        return os.fspath(out_path)
 
 
 def _cut_packets(packets: list[av.Packet], stream: av.AudioStream, shift: int, end: int) -> Iterator[av.Packet]:

@@ -141,8 +141,13 @@ def probe(path: PathLike) -> VideoInfo:
 
 def title(path: PathLike) -> str:
     """The file's title tag ("" when it has none)."""
+    return tags(path).get("title", "")
+
+
+def tags(path: PathLike) -> dict[str, str]:
+    """The file's container metadata (its tags: title, comment, ComfyUI's workflow, Sonify's receipt)."""
     with _open_input(path, "file") as container:
-        return container.metadata.get("title", "")
+        return dict(container.metadata)
 
 
 def check_picture(path: PathLike, max_size: tuple[int, int], max_frames: int, max_bytes: int) -> VideoInfo:

@@ -4,7 +4,8 @@ Each clip is one `pipeline.run` on a thread pool, so everything a run does holds
 journal resumes a job an earlier batch submitted but never delivered, and never pays twice. A clip
 whose result is already in DIR (`<name>.mp4` with its `<name>.sonify.json` saying it was made from
 the same source, model and parameters) is skipped without any request, so a re-run after a crash or
-a failure does only what is left.
+a failure does only what is left. The batch is one run for SONIFY_MAX_USD_PER_RUN; once a clip would pass a spend
+cap, no further clip is started, and the summary says how many were left.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,15 +26,15 @@ from typing import Any, TextIO
 
 from .. import media
 from ..catalog import ModelSpec
-from ..errors import Cancelled, ConfigurationError, SonifyError, ValidationError
+from ..errors import BudgetExceeded, Cancelled, ConfigurationError, SonifyError, ValidationError
 from ..loudness_target import Target
-from . import flow
+from . import flow, receipts
 from .deliver import write_atomically
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
 
-OUTCOMES = ("done", "resumed", "reused", "failed", "cancelled")  # what the summary counts (Item.outcome)
+OUTCOMES = ("done", "resumed", "reused", "failed", "cancelled", "left")  # what the summary counts (Item.outcome)
 
 
 SIDECAR = ".sonify.json"
@@ -50,7 +52,7 @@ class Item:
 
     source: Path
     name: str  # the result's stem in the output folder
-    state: str = "waiting"  # waiting | running | done | skipped | failed | cancelled
+    state: str = "waiting"  # waiting | running | done | skipped | failed | cancelled | left (at a spend cap)
     text: str = ""  # the latest progress text of its run
     info: dict[str, Any] = field(default_factory=dict)  # the run's job info (done / skipped)
     error: str = ""
@@ -61,8 +63,8 @@ class Item:
     @property
     def outcome(self) -> str:
         """What the summary counts it as: done (a new job), resumed (an earlier run's task, waited on again),
-        reused (free: the result already in the output folder, or the journal's stored one), failed or
-        cancelled; while it runs, its state (waiting, running)."""
+        reused (free: the result already in the output folder, or the journal's stored one), failed, cancelled or
+        left (not started: the batch reached a spend cap); while it runs, its state (waiting, running)."""
         if self.state == "skipped" or (self.state == "done" and self.info.get("cached")):
             return "reused"
         if self.state == "done" and self.info.get("resumed"):
@@ -130,10 +132,10 @@ def _loudness_record(loudness: Target | None) -> dict[str, float] | None:
 
 
 def keep(out_dir: Path, name: str, video: Path, record: dict[str, Any]) -> None:
-    """Name a result (`video`, in `out_dir`) after its source; the sidecar (`record`), written last, marks it
-    done."""
+    """Name a result (`video`, in `out_dir`) after its source; the sidecar (`record`, with the job's receipt added),
+    written last, marks it done."""
     os.replace(video, out_dir / f"{name}.mp4")
-    write_sidecar(out_dir, name, record)
+    write_sidecar(out_dir, name, {**record, "receipt": receipts.of(record["job"])})
 
 
 def write_sidecar(out_dir: Path, name: str, record: dict[str, Any]) -> None:
@@ -155,6 +157,8 @@ class Batch:
         self.audio, self.concurrency, self.is_cancelled = audio, concurrency, is_cancelled
         self.started = time.monotonic()
         self.slots = threading.Semaphore(concurrency)
+        self.run_id = uuid.uuid4().hex  # every clip's spend counts for the batch (SONIFY_MAX_USD_PER_RUN)
+        self.stopped: str | None = None  # why the batch stopped starting clips: the spend cap's refusal
 
     def run(self, on_tick: Callable[[], None]) -> None:
         """Blocks until every item is done, failed, skipped or cancelled; `on_tick` redraws progress."""
@@ -172,6 +176,9 @@ class Batch:
         if self.is_cancelled():
             item.state = "cancelled"
             return
+        if self.stopped is not None:
+            item.state = "left"
+            return
         item.state = "running"
 
         def report(text: str, fraction: float | None) -> None:
@@ -181,8 +188,11 @@ class Batch:
             result = flow.run(self.spec, self.params, media.VideoSource(path=str(item.source)),
                                   out_dir=self.out_dir, audio=self.audio, on_progress=report,
                                   is_cancelled=self.is_cancelled, slots=ItemSlots(self.slots, item),
-                                  loudness=self.loudness)
+                                  loudness=self.loudness, run_id=self.run_id)
             self._keep(item, result)
+        except BudgetExceeded as exc:  # nothing was sent for it: it and every clip not yet started are left
+            self.stopped = self.stopped or str(exc)
+            item.state, item.error = "left", str(exc)
         except SonifyError as exc:
             item.state = "cancelled" if isinstance(exc, Cancelled) else "failed"
             item.error, item.task_id = str(exc), exc.task_id
@@ -283,7 +293,7 @@ def summary(batch: Batch) -> list[str]:
     counts = batch.outcomes()
     cost, unpriced = batch.cost()
     parts = [f"{counts[s]} {s}" + (" (free)" if s == "reused" else "") for s in OUTCOMES
-             if counts[s] or s != "cancelled"]
+             if counts[s] or s not in ("cancelled", "left")]
     price = f"est. ${cost:.3f}" + (f" (+{unpriced} job(s) without a price estimate)" if unpriced else "")
     lines = [f"batch {batch.spec.key}: {', '.join(parts)} of {len(batch.items)} in {batch.elapsed():.1f} s · {price}"]
     if counts["reused"]:
@@ -297,9 +307,18 @@ def summary(batch: Batch) -> list[str]:
     return lines + failures(batch)
 
 
+def stopped(batch: Batch) -> list[str]:
+    """Why clips were left, and how many (kept with -q: the batch did not do all it was asked)."""
+    left = batch.outcomes()["left"]
+    if not left or batch.stopped is None:
+        return []
+    return [f"stopped at a spend cap, {left} clip(s) left (nothing sent for them): {batch.stopped}",
+            "raise the cap (or wait for the next day or month), then run the same command: finished clips are reused"]
+
+
 def failures(batch: Batch) -> list[str]:
     """What went wrong, each with its task id and what to do (the part of the summary that -q keeps)."""
-    lines: list[str] = []
+    lines = stopped(batch)
     failed = [item for item in batch.items if item.state == "failed"]
     if failed:
         lines.append("failed:")

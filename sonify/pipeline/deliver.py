@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import uuid
 from collections.abc import Callable
 from fractions import Fraction
@@ -15,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import media, settings
+from .. import media
 from ..catalog import ModelSpec
 from ..errors import (
     ConfigurationError,
 )
 from ..loudness_target import Target
 from ..media import sound_check
+from . import receipts
 from .types import (
     Delivery,
     JobInfo,
@@ -36,8 +36,9 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     frames) — the provider's own AAC copied when the sound is as it made it; lipsync's video as the provider made
     it."""
     final_video = out_dir / f"{output_name(spec, info.task_id or '')}.mp4"
+    tags = receipts.tags(info.as_dict(), final_video)
     if spec.output != "audio":
-        write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
+        write_atomically(final_video, lambda path: media.copy_tagged(delivery.path, path, tags))
         return delivery.samples, final_video
     with timer("align"):
         samples = media.fit_length(delivery.samples, delivery.sample_rate, seconds)
@@ -47,9 +48,8 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     if source is None:
         return samples, None
     with timer("mux"):
-        label = {"title": settings.EMULATOR_TITLE} if info.emulator else None
         info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
-                                       label, copy=info.sound["loudness"] is None)
+                                       tags, copy=info.sound["loudness"] is None)
     return samples, final_video
 
 

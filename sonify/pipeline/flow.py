@@ -13,9 +13,9 @@ own.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .. import budget as budgets
 from .. import journal as jobs
 from .. import media, providers, settings
 from ..catalog import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -34,9 +35,10 @@ from ..media.sound_file import SoundFile
 from ..media.video import validate_source
 from ..providers.base import Provider, given_task_id
 from ..waiter import Slots, Waiter
+from . import messages, receipts, spend
 from .deliver import _mux_sound, deliver, output_name, write_atomically
-from .job import FETCH_SECONDS, RemoteJob, check_budget
-from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, what, with_cost
+from .job import FETCH_SECONDS, RemoteJob
+from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, with_cost
 from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
 from .several import Progress, WindowSound, check_count, failure, join, missing_seconds, run_each, total_cost
 from .types import (
@@ -98,6 +100,7 @@ def run(
     variations: int = 1,
     picture: bool = False,
     loudness: Target | None = None,
+    run_id: str | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -113,7 +116,9 @@ def run(
     (lipsync): its result's frames too (Result.picture), decoded and bounded before the job counts as delivered, so
     a picture that cannot be decoded leaves the task to the next run, never a second job. `loudness`: where to put
     each take's sound (sound_check.finish; a long clip's once its windows are joined); None: as generated. Every
-    take is checked (JobInfo.sound); several takes are ordered flagged last (Result.takes, and the info's `best`)."""
+    take is checked (JobInfo.sound); several takes are ordered flagged last (Result.takes, and the info's `best`).
+    `run_id`: what its spend counts for against SONIFY_MAX_USD_PER_RUN (a batch's, a ComfyUI prompt's; default:
+    this run alone)."""
     report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     check_count(spec, variations)
@@ -129,7 +134,7 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
         ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, pacer=pacer,
-                         picture=picture)
+                         picture=picture, run_id=run_id or uuid.uuid4().hex)
         with timer("prepare"):
             report("preparing video", 0.02)
             job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
@@ -188,19 +193,27 @@ def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, 
 
 def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
     """Every job of the run — each take's, and for a long clip each window's — at once, within the account's
-    limits (its pacer's) and a batch's slots. The budget is checked for their sum before any is claimed. The
-    first job to upload a file uploads it; the others reuse it. A long clip's windows are joined per take."""
+    limits (its pacer's) and a batch's slots. The budget is checked for their sum before any is claimed (the caps
+    for those that will be sent: a stored take costs nothing). The first job to upload a file uploads it; the others
+    reuse it. A long clip's windows are joined per take."""
     count, parts = len(job.takes), len(job.parts)
     grid = [(k, p) for k in range(count) for p in range(parts)]
-    check_budget(total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
-                 f"the limit applies to a node run's sum: its {what(count, parts)} are together")
+    what = messages.what(count, parts)
+    budget = spend.budget()
+    budgets.check_job(budget, total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
+                      f"the limit applies to a node run's sum: its {what} are together")
+    sent = _to_be_sent(spec, client, job, grid) if spend.counted() else []
+    if sent:
+        known = [cost for cost in sent if cost is not None]
+        spend.check_run(client, budget, round(sum(known), 6) if known else None, ctx.run_id,
+                        f"this run's {what}", ctx.waiter)
     progress = Progress(ctx.report, [label(k, count, p, parts) for k, p in grid])
     upload_locks = [threading.Lock() for _ in job.parts]  # the takes of a part send the same files
 
     def call(index: int) -> Callable[[], Any]:
         k, p = grid[index]
         own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, ctx.slots, ctx.observe, upload_locks[p],
-                         ctx.pacer)
+                         ctx.pacer, run_id=ctx.run_id)
         if parts == 1:
             return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
         return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])
@@ -264,6 +277,19 @@ def _ordered(delivered: list[Result]) -> list[Result]:
     return ordered
 
 
+def _to_be_sent(spec: ModelSpec, client: Provider, job: _Prepared, grid: list[tuple[int, int]]) -> list[float | None]:
+    """The estimates of the run's jobs that a claim now would send (not a stored result, a resumed task or one an
+    identical run is making): what the run will spend, as far as the journal tells."""
+    def sent(k: int, p: int) -> bool:
+        part = job.parts[p]
+        meta = _job_meta(spec, client.http.base_url, job.takes[k][p], part.hashes,
+                         job.source_path if part.span is None else None)
+        return jobs.guarded("looking up a job", lambda journal: journal.would_submit(meta.fingerprint, meta.cacheable),
+                            True)
+
+    return [job.takes[k][p].cost_usd_estimate for k, p in grid if sent(k, p)]
+
+
 def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo],
             windows_done: list[tuple[WindowSound, jobs.Ticket]], timer: StageTimer, out_dir: Path) -> Result:
     """One take of a long clip: its windows' sounds joined (several.join), put on the source picture (its
@@ -300,9 +326,9 @@ def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], sounds:
     if job.source is not None:
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
         with timer("mux"):
-            label = {"title": settings.EMULATOR_TITLE} if info.get("emulator") else None
+            tags = receipts.tags(info, final_video)
             write_atomically(final_video, lambda path: media.mux_blocks(job.source, joined.blocks(), joined.channels,
-                                                                        joined.rate, path, metadata=label))
+                                                                        joined.rate, path, metadata=tags))
     return Result(joined, joined.rate, final_video, info, sounds[0].extra)
 
 
@@ -341,7 +367,7 @@ def fetch(
     row = jobs.guarded("looking up the task", lambda journal: journal.find_task(provider, task_id))
     spec = _fetch_spec(provider, task_id, model, row, client, waiter)
     info = JobInfo(provider, spec.model_id, task_id=task_id, status="fetching",
-                   cost_usd_estimate=row.cost_usd if row else None)
+                   cost_usd_estimate=row.cost_usd if row else None, params=row.params if row else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
     with tempfile.TemporaryDirectory(prefix="sonify-fetch-") as tmp:
@@ -351,7 +377,7 @@ def fetch(
             record = jobs.FetchedTask(provider, spec.model_id, task_id, row)
             delivery = job.fetch(record)
             source = Path(media.source_to_file(video, ctx.work)) if video is not None else _known_source(row)
-            samples, video_path = _fetched_video(spec, task_id, delivery, source, out_dir)
+            samples, video_path = _fetched_video(spec, info, delivery, source, out_dir)
             info.source = str(source) if source is not None and spec.output == "audio" else None
             record.record(delivered=1)  # only now: a result refused above leaves a run's row resumable
         except SonifyError as exc:
@@ -386,21 +412,22 @@ def _known_source(row: jobs.JobRow | None) -> Path | None:
     return None
 
 
-def _fetched_video(spec: ModelSpec, task_id: str, delivery: Delivery, source: Path | None,
+def _fetched_video(spec: ModelSpec, info: JobInfo, delivery: Delivery, source: Path | None,
                    out_dir: Path) -> tuple[np.ndarray, Path | None]:
     """Sound for a video: on the source when known (fitted to it, as a run does); else the provider's
-    own video if its file has a picture; else no video."""
-    target = out_dir / f"{output_name(spec, task_id)}.mp4"
+    own video if its file has a picture; else no video. Either carries the task's receipt."""
+    target = out_dir / f"{output_name(spec, info.task_id or '')}.mp4"
     samples, rate, result_file = delivery.samples, delivery.sample_rate, delivery.path
     if spec.output == "audio" and source is not None:
         seconds = media.probe(source).duration
         samples = media.fit_length(samples, rate, seconds)
-        _mux_sound(source, result_file, samples, rate, seconds, target)
+        _mux_sound(source, result_file, samples, rate, seconds, target, receipts.tags(info.as_dict(), target))
         return samples, target
     try:
         media.probe(result_file)
     except ValidationError:
         return samples, None
     target = target.with_suffix(result_file.suffix)
-    write_atomically(target, lambda path: shutil.copyfile(result_file, path))
+    tags = receipts.tags(info.as_dict(), target)
+    write_atomically(target, lambda path: media.copy_tagged(result_file, path, tags))
     return samples, target

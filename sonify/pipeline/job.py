@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import budget as budgets
 from .. import journal, media, settings
 from ..catalog import MAX_FPS, ModelSpec
 from ..errors import (
@@ -37,6 +38,7 @@ from ..providers.base import COMPLETED, CancelOutcome, Provider, TaskState, Wait
 from ..providers.pacing import Deadline
 from ..providers.schedule import History
 from ..waiter import Waiter
+from . import spend
 from .deliver import output_name
 from .lost_submit import (
     _ambiguous_message,
@@ -75,18 +77,6 @@ SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed
 
 def wait_limits() -> WaitLimits:
     return WaitLimits(queue_seconds=settings.queue_seconds(), run_seconds=settings.run_seconds())
-
-
-def check_budget(cost: float | None, what: str = "this job is") -> None:
-    """Refuse, before anything is sent, a cost estimated above config.max_usd_per_job(), saying how to allow it."""
-    limit = settings.max_usd_per_job()
-    if cost is not None and cost > limit:
-        default = " (the default)" if not settings.text(settings.MAX_USD_ENV) else ""
-        raise ValidationError(
-            settings.MAX_USD_ENV, f"{what} estimated at ${cost:.3f}, above the limit of ${limit:.3f}{default}: nothing "
-                                f"was sent; to allow it, set {settings.MAX_USD_ENV} to a higher number of dollars "
-                                f"(e.g. {settings.MAX_USD_ENV}={math.ceil(cost)}) and run again"
-        )
 
 
 _histories: dict[Path | None, History] = {}
@@ -149,8 +139,9 @@ class RemoteJob:
         self.record = self._ticket = ticket
 
     def send(self, uploads: dict[str, Upload | UploadChoice]) -> dict[str, Any]:
-        """Within the budget, every input uploaded (or an earlier upload reused): the body to submit."""
-        check_budget(self.info.cost_usd_estimate)
+        """Within the budget (and counted in the ledger), every input uploaded (or an earlier upload reused): the
+        body to submit."""
+        self._claim_spend()
         body = self.spec.request_body(self.info.params or {})
         with self._uploading(), self.ctx.timer("upload"):
             self.ctx.report(with_cost("uploading", self.info.cost_usd_estimate), 0.05)
@@ -159,6 +150,17 @@ class RemoteJob:
                 choice = upload if isinstance(upload, UploadChoice) else _one_file(*upload)
                 body[field_name] = self._upload(self._ticket, choice)
         return body
+
+    def _claim_spend(self) -> None:
+        """Before anything is uploaded: the job's estimate within SONIFY_MAX_USD_PER_JOB and the balance floor, then
+        checked against the ledger's caps and counted in it, atomically with every process sharing the journal
+        (BudgetExceeded names the cap, the sum so far and the estimate: nothing is sent)."""
+        estimate, budget = self.info.cost_usd_estimate, spend.budget()
+        budgets.check_job(budget, estimate)
+        if not spend.counted():
+            return
+        spend.check_balance(self.client, budget, estimate, "this job", self.ctx.waiter)
+        self._ticket.claim_spend(estimate, self.ctx.run_id, budget, "this job")
 
     def _resume_claimed(self, task_id: str) -> Delivery:
         """An earlier run's task: a provider that no longer has it (expired, another account) makes the
@@ -458,7 +460,17 @@ class RemoteJob:
             self.record.record(result_path=str(path))
             self.info.result_file = str(path)
             self._event("downloaded")
-        return self._verify(path, state.extra, task_id)
+        delivery = self._verify(path, state.extra, task_id)
+        self._measure(task_id, delivery, state.inference_seconds)
+        return delivery
+
+    def _measure(self, task_id: str, delivery: Delivery, inference_seconds: float | None) -> None:
+        """The ledger's measured figure: the catalog's price for what the provider reported the job used (fal's
+        compute seconds), or for what it delivered (seconds of sound, one job)."""
+        measured = self.spec.price.measure(delivery.samples.shape[1] / delivery.sample_rate, inference_seconds)
+        if measured is not None:
+            self.info.cost_usd_measured, self.info.cost_measure = measured
+            journal.record_measured(self.spec.provider, task_id, *measured)
 
     def _verify(self, path: Path, extra: dict[str, Any], task_id: str | None) -> Delivery:
         """The provider's result, bounded (self.bounds) before it is decoded into arrays, then as audio (and its

@@ -106,12 +106,14 @@ def joined_info(spec: ModelSpec, infos: list[dict[str, Any]], seconds: dict[str,
     kept = ("sound", "position", "why", "windows")
     takes = [{"take": info["take"], "seed": seed_of(spec, info.get("params")), "task_id": info.get("task_id"),
               "status": info.get("status"), "cost_usd_estimate": info.get("cost_usd_estimate"),
-              "cached": info.get("cached"), "seconds": info.get("seconds"),
+              "cost_usd_measured": info.get("cost_usd_measured"), "cached": info.get("cached"),
+              "seconds": info.get("seconds"),
               **{name: info[name] for name in kept if name in info}} for info in infos]
     best = next((info["take"] for info in infos if info.get("sound") and not info["sound"]["flags"]), None)
     takes = sorted(takes + failed, key=lambda t: t["take"])
     first = {name: value for name, value in infos[0].items() if name not in ("position", "why")}
     return {**first, "cost_usd_estimate": total_cost([t.get("cost_usd_estimate") for t in takes]),
+            "cost_usd_measured": total_cost([t.get("cost_usd_measured") for t in takes]), "cost_measure": None,
             "cached": all(info.get("cached") for info in infos),  # stored, all of them: no new cost
             "variations": len(takes), "takes": takes, "best": best, "seconds": seconds,
             **({"failed": failed} if failed else {})}
@@ -145,10 +147,12 @@ def take_info(infos: list[JobInfo], spans: list[windows.Span], fps: Fraction, se
         start, end = span.seconds(fps)
         listed.append({"window": number, "start": round(float(start), 6), "end": round(float(end), 6),
                        "cut_before": span.cut_before, "cut_after": span.cut_after, "task_id": info.task_id,
-                       "status": info.status, "cost_usd_estimate": info.cost_usd_estimate, "cached": info.cached,
-                       "seconds": info.seconds})
+                       "status": info.status, "cost_usd_estimate": info.cost_usd_estimate,
+                       "cost_usd_measured": info.cost_usd_measured, "cached": info.cached, "seconds": info.seconds})
     costs = [info.cost_usd_estimate for info in infos]
+    measured = [info.cost_usd_measured for info in infos]
     first = infos[0].as_dict()
     return {**first, "video_seconds": round(float(seconds), 6), "audio_copied": False,
             "cost_usd_estimate": None if None in costs else round(sum(costs), 6),
+            "cost_usd_measured": None if None in measured else round(sum(measured), 6), "cost_measure": None,
             "cached": all(info.cached for info in infos), "windows": listed}

@@ -49,7 +49,10 @@ class JobInfo:
     model: str  # the provider's model id
     task_id: str | None = None
     status: str = "preparing"  # the journal's word, or the provider's own while it runs
-    cost_usd_estimate: float | None = None
+    cost_usd_estimate: float | None = None  # the catalog's price for what is sent, before the submit
+    # what the provider reported the job used (or what it delivered), priced by the same rule, once it is delivered
+    cost_usd_measured: float | None = None
+    cost_measure: dict[str, Any] | None = None  # {quantity, unit, from}: what cost_usd_measured counts
     video_seconds: float | None = None
     params: dict[str, Any] | None = None  # what was sent, without media URLs
     uploaded_bytes: int = 0
@@ -173,6 +176,7 @@ class RunContext:
     # The result's picture is wanted as IMAGE frames (the lipsync node): decoded while the result is verified, so
     # a picture that cannot be is refused like any result out of bounds, before the job counts as delivered.
     picture: bool = False
+    run_id: str | None = None  # the run (node run, command, batch) its spend counts for: SONIFY_MAX_USD_PER_RUN
 
 
 class JobRecord(Protocol):

@@ -122,6 +122,10 @@ class Provider(Protocol):
         """The cheapest request that proves the key works (raises ProviderError when refused)."""
         ...
 
+    def balance(self, waiter: Waiter, timeout: tuple[float, float]) -> float | None:
+        """The account's balance in USD where the provider tells it to this key for free, else None (no request)."""
+        ...
+
 
 def poll_until_final(
     poll: Callable[[], TaskState],

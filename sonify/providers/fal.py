@@ -401,7 +401,12 @@ class Fal:
         """fal's request answers do not name the model: a request is found by its model id."""
         return None
 
-    # --- key check ---
+    # --- key check, balance ---
+
+    def balance(self, waiter: Waiter, timeout: tuple[float, float]) -> float | None:
+        """None: fal tells the balance (GET api.fal.ai/v1/account/billing?expand=credits) only to a key with billing
+        access, which an inference key lacks (docs/providers.md)."""
+        return None
 
     def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
         """A CDN upload token: what every fal upload asks for first. The token itself is never shown."""

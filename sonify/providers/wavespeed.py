@@ -231,6 +231,10 @@ class WaveSpeed:
         ), task_id)
         return CancelOutcome.FINISHED if STATUS.get(str(data.get("status", ""))) == COMPLETED else CancelOutcome.ACCEPTED
 
+    def balance(self, waiter: Waiter, timeout: tuple[float, float]) -> float | None:
+        """GET /api/v3/balance → data.balance, USD (wavespeed.ai/docs-common-api/balance)."""
+        return self.check_key(waiter, timeout).balance_usd
+
     def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
         """GET /api/v3/balance: free, and it tells the balance."""
         with self.http.request("GET", "/api/v3/balance", idempotent=False, waiter=waiter, timeout=timeout) as response:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import sqlite3
 import tempfile
 import threading
 import time
@@ -22,12 +23,14 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from .. import budget as budgets
+from .. import journal as jobs
 from .. import media, pipeline, providers
 from ..catalog import MODELS, ModelSpec
 from ..errors import ConfigurationError, ProviderError, Refused, SonifyError
 from ..journal.claims import JobMeta, Status
 from ..journal.tickets import Ticket
-from ..pipeline import batch
+from ..pipeline import batch, spend
 from ..pipeline.job import RemoteJob
 from ..pipeline.types import JobInfo, ResultBounds, RunContext, StageTimer
 from ..providers.base import TaskState
@@ -53,13 +56,36 @@ class HistoryTicket(Ticket):
     to the workflow (its time and body), which reconciles a submit that got no answer; the tasks other clips
     own are those the provider's slots workflow knows (`known`)."""
 
-    def __init__(self, spec: ModelSpec, known: Callable[[str], set[str]]) -> None:
+    def __init__(self, spec: ModelSpec, known: Callable[[str], set[str]],
+                 spend_of: tuple[float | None, str | None] = (None, None)) -> None:
         super().__init__(None, JobMeta(spec.provider, spec.model_id, "", False))
         self._known = known
         self._owned: tuple[float, set[str]] | None = None  # (when asked, the answer)
+        self._spend_of = spend_of  # the submit's (estimate, run id)
+
+    def claim_spend(self, estimate: float | None, run_id: str | None, budget: budgets.Budget, what: str) -> None:
+        """prepare: the caps checked against this worker's ledger; submit counts the job (record_submitting)."""
+        budgets.check(budget, spend.spent(run_id), estimate, what)
 
     def record_submitting(self, request: dict[str, Any] | None = None) -> None:
-        self.record(Status.SUBMITTING)
+        """The job counted in this worker's ledger as a row of its own (SUBMITTING), within the caps, atomically
+        (BudgetExceeded: nothing is sent); its status follows from there (a refused submit's row goes when the step
+        ends). A journal that cannot be used refuses the submit only when a cap depends on it."""
+        estimate, run_id = self._spend_of
+        budget = spend.budget()
+        journal, problem = jobs.open_journal(), "it could not be opened"
+        self._live()
+        if journal is not None:
+            try:
+                self.row = journal.add_spend(self.meta.provider, self.meta.model, self.owner, estimate, run_id,
+                                             budget, "this clip's job")
+                self._journal = journal
+            except (sqlite3.Error, OSError) as exc:
+                journal, problem = None, str(exc)
+        if journal is None and budget.ledger_caps:
+            raise ConfigurationError(f"this worker's job journal cannot check the spend caps ({problem}), so the "
+                                     "clip was not submitted; nothing was sent or paid")
+        self._status = Status.SUBMITTING
 
     def owned_elsewhere(self, task_id: str) -> bool:
         """Asked once per look at a listing (a second), not once per task in it."""
@@ -103,13 +129,14 @@ def _known_tasks(provider: str) -> set[str]:
 
 @contextlib.contextmanager
 def _step(spec: ModelSpec, info: JobInfo | None = None, bounds: ResultBounds | None = None,
-          *details: Any) -> Iterator[RemoteJob]:
-    """What one activity lends the engine: a RemoteJob on a history ticket, heartbeats (with `details`) while
-    it runs, Temporal's cancel as the waiter's, a scratch folder; an engine error as an ApplicationError."""
+          *details: Any, spend_of: tuple[float | None, str | None] = (None, None)) -> Iterator[RemoteJob]:
+    """What one activity lends the engine: a RemoteJob on a history ticket (`spend_of`: a submit's estimate and run
+    id), heartbeats (with `details`) while it runs, Temporal's cancel as the waiter's, a scratch folder; an engine
+    error as an ApplicationError."""
     cancelled = threading.Event()
     stop = threading.Event()
     context = contextvars.copy_context()
-    ticket = HistoryTicket(spec, _known_tasks)
+    ticket = HistoryTicket(spec, _known_tasks, spend_of)
 
     def beat() -> None:
         activity.heartbeat(*details)
@@ -135,6 +162,7 @@ def _step(spec: ModelSpec, info: JobInfo | None = None, bounds: ResultBounds | N
     finally:
         stop.set()
         thread.join()
+        ticket.close()  # its ledger row, if any, left to the ledger (or gone, if nothing was sent)
 
 
 def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
@@ -176,7 +204,7 @@ def prepare(job: ClipJob) -> dict[str, Any]:
         media.validate_source(video)
         with remote.ctx.timer("prepare"):
             prepared = pipeline.prepare(spec, checked, video, None, None, remote.client, remote.ctx)
-        remote.info = prepared.info
+        remote.info, remote.ctx.run_id = prepared.info, job.run_id
         body = remote.send(prepared.uploads)
         prepared.info.seconds = remote.ctx.timer.seconds
         return {"body": body, "info": prepared.info.as_dict(), "bounds": dataclasses.asdict(prepared.bounds),
@@ -184,9 +212,10 @@ def prepare(job: ClipJob) -> dict[str, Any]:
 
 
 @activity.defn(name="submit")
-def submit(model: str, body: dict[str, Any]) -> str:
-    """One submit (Temporal never retries it): the task id; a lost answer goes to the listing (RemoteJob)."""
-    with _step(_spec(model)) as remote:
+def submit(model: str, body: dict[str, Any], estimate: float | None = None, run_id: str | None = None) -> str:
+    """One submit (Temporal never retries it), counted in this worker's spend ledger first: the task id; a lost
+    answer goes to the listing (RemoteJob)."""
+    with _step(_spec(model), spend_of=(estimate, run_id)) as remote:
         return remote.submit(body)
 
 

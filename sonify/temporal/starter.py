@@ -111,7 +111,7 @@ class TemporalBatch(batch.Batch):
         job = ClipJob(self.spec.key, self.spec.provider, self.params, str(source), out_dir, item.name,
                       self.concurrency, at_once=limits.at_once if limits else None,
                       starts=limits.starts if limits else None, per_seconds=limits.seconds if limits else 60.0,
-                      queue_seconds=self.queue_seconds)
+                      queue_seconds=self.queue_seconds, run_id=self.run_id)
         fingerprint = await asyncio.to_thread(pipeline.file_fingerprint, self.spec, self.params, source)
         wid = workflow_id(self.spec.key, fingerprint, out_dir, item.name)
         item.state, item.text = "running", "starting"
@@ -136,6 +136,9 @@ class TemporalBatch(batch.Batch):
         except WorkflowFailureError as exc:
             cause = exc.cause
             item.state, item.error = "failed", getattr(cause, "message", None) or str(cause or exc)
+            if isinstance(cause, ApplicationError) and cause.type == "BudgetExceeded":  # nothing sent for it
+                item.state = "left"
+                self.stopped = self.stopped or item.error
             if isinstance(cause, ApplicationError):
                 item.task_id = cause.details[0] if cause.details else None
                 item.retry_may_help = cause.type in RETRY_MAY_HELP or len(cause.details) > 1 and bool(cause.details[1])

@@ -7,7 +7,9 @@ from a thread of its own (so a dead worker is noticed within temporal_flow.HEART
 another), and a cancel from Temporal stops the step as the user's Cancel does.
 
 Temporal's history is the job's record here, not the worker's journal: a wait resumed on another worker
-starts from the task id in its input, and a submit's fate is decided by the workflow (temporal_flow.py).
+starts from the task id in its input, and a submit's fate is decided by the workflow (temporal_flow.py). The worker's
+journal keeps its spend ledger: prepare checks the caps against it, and submit counts the job in it (a row of its
+own), within the caps, in one transaction before it sends anything.
 
 A workflow's input is not trusted as a path: a clip is taken, and a result written, only under the folders the
 worker was started with (worker_folders.py), checked before any request.

@@ -58,7 +58,8 @@ HOLDER_CHECK = timedelta(seconds=30)  # while clips wait and no slot is free, th
 SLOTS_HISTORY = 10_000  # events before the slots workflow continues as new (Temporal's limit is 51,200)
 
 
-FINAL = ("ValidationError", "ConfigurationError", "JobFailed", "JobTimedOut")  # activity errors not retried
+# activity errors not retried (BudgetExceeded: a spend cap refused the clip before anything was sent)
+FINAL = ("ValidationError", "BudgetExceeded", "ConfigurationError", "JobFailed", "JobTimedOut")
 
 
 STEP = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
@@ -104,6 +105,7 @@ class ClipJob:
     starts: int | None = None
     per_seconds: float = 60.0
     queue_seconds: float = 900.0
+    run_id: str | None = None  # the batch's: its clips' spend counts against SONIFY_MAX_USD_PER_RUN together
 
 
 @dataclass
@@ -348,7 +350,7 @@ class ClipWorkflow:
             self.stage = "submitting"
             end = SubmitEnd(me, None)
             try:
-                end.task_id = await self._submit(job, prepared["body"])
+                end.task_id = await self._submit(job, prepared["body"], prepared["info"].get("cost_usd_estimate"))
             except _Refused as refused:
                 end.refused, end.retry_after = True, refused.retry_after
             except _NothingCreated:
@@ -372,13 +374,14 @@ class ClipWorkflow:
         return await self._step("deliver", job, prepared, task_id, state, self.seconds,
                                 queue=provider_queue(job.provider), timeout=timedelta(minutes=30), retry=DELIVER)
 
-    async def _submit(self, job: ClipJob, body: dict[str, Any]) -> str:
-        """One attempt: the task id; _Refused (a 429) or _NothingCreated when certainly no task was created."""
+    async def _submit(self, job: ClipJob, body: dict[str, Any], estimate: float | None) -> str:
+        """One attempt: the task id; _Refused (a 429) or _NothingCreated when certainly no task was created. The
+        worker counts it in its journal's spend ledger (`estimate`), within the caps, before it sends it."""
         started = workflow.now()
         sent_at = started.timestamp()
         try:
-            task_id = await self._step("submit", job.model, body, queue=provider_queue(job.provider),
-                                       timeout=timedelta(minutes=5), retry=ONCE)
+            task_id = await self._step("submit", job.model, body, estimate, job.run_id,
+                                       queue=provider_queue(job.provider), timeout=timedelta(minutes=5), retry=ONCE)
         except ActivityError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == REFUSED:
