@@ -170,7 +170,7 @@ class Price:
     seconds_param: str | None = None  # per second: the parameter with the seconds (already resolved when sent)
     note: str = "not published by the provider; no estimate"  # the words when there is no estimate
 
-    def __call__(self, params: dict[str, Any], seconds: float) -> float | None:
+    def __call__(self, params: dict[str, Any]) -> float | None:
         """The estimate in USD for the parameters as sent, or None (no price, or one known only after the run)."""
         if self.usd is None or self.per == "compute_second":
             return None

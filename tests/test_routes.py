@@ -285,7 +285,7 @@ def test_the_price_catalog_is_the_models(state):
             spec = models.MODELS[entry["model"]]
             assert entry["rule"]["text"] == spec.price_text
             after_the_run = entry["rule"]["per"] == "compute_second"  # a rate, measured once the job ran
-            assert (entry["rule"]["usd"] is None or after_the_run) == (spec.price(spec.defaults(), 5.0) is None)
+            assert (entry["rule"]["usd"] is None or after_the_run) == (spec.price(spec.defaults()) is None)
 
     serve(test)
 

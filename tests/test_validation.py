@@ -101,7 +101,8 @@ def test_inputs_come_from_the_catalog():
     inputs = node_cls.INPUT_TYPES()
     spec = module("sonify.catalog").MMAUDIO_V2
     assert list(inputs["required"]) == [p.name for p in spec.params]
-    assert list(inputs["optional"]) == ["video", "images", "fps", "variations"]  # new inputs appended
+    assert list(inputs["optional"]) == ["video", "images", "fps", "variations", "loudness", "loudness_lufs",
+                                        "true_peak_dbtp"]  # new inputs appended
     steps = inputs["required"]["num_inference_steps"][1]
     assert (steps["min"], steps["max"], steps["default"]) == (4, 50, 25)
     for _, options in [*inputs["required"].values(), *inputs["optional"].values()]:

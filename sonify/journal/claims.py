@@ -84,7 +84,6 @@ RESUMABLE = frozenset({Status.SUBMITTED, Status.QUEUED, Status.RUNNING, Status.D
 AMBIGUOUS = frozenset({Status.SUBMITTING, Status.UNKNOWN})  # the submit may or may not have reached the provider
 
 
-UNFINISHED = frozenset({Status.SUBMITTED, Status.QUEUED, Status.RUNNING, Status.DETACHED})  # the task may still run
 
 
 class ClaimKind(Word):

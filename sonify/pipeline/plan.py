@@ -118,7 +118,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
 
 def _info(spec: ModelSpec, checked: dict[str, Any], seconds: float) -> JobInfo:
     sent = spec.resolve(checked, seconds)
-    cost = spec.price(sent, seconds)
+    cost = spec.price(sent)
     return JobInfo(spec.provider, spec.model_id, cost_usd_estimate=None if cost is None else round(cost, 6),
                    video_seconds=round(seconds, 6), params=sent)
 
