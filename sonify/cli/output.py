@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..pipeline import receipts
-
 ProgressFn = Callable[[str, float | None], None]
 
 
@@ -78,6 +76,8 @@ def result_record(path: Path | None, info: dict[str, Any], *, reused: bool | Non
     """One result for scripts: where it is, the task that made it, what it cost this run (0 when reused: no
     request, no cost), the seconds per stage of the run that made it, the seed sent, whether the Sonify emulator
     made it (synthetic sound), its receipt (what its file's metadata holds) — then `fields` and the full job info."""
+    from ..pipeline import receipts  # the pipeline (numpy, PyAV) loads only when a result is written out
+
     reused = bool(info.get("cached")) if reused is None else reused
     return {
         "path": str(path.resolve()) if path is not None else None,  # absolute: a script may run elsewhere
