@@ -5,7 +5,8 @@
 export const PROVIDERS = { wavespeed: "WaveSpeed", fal: "fal" };
 const ENV_NAMES = { wavespeed: "WAVESPEED_API_KEY", fal: "FAL_KEY" };
 
-async function answer(response) {
+// A pack route's JSON answer, or an Error with the route's own message (shared by the settings dialog's sections).
+export async function answer(response) {
   let body = {};
   try {
     body = await response.json();

@@ -2,6 +2,8 @@
 // where every ComfyUI and command-line process sharing it obeys them), what was spent today and this month, and
 // each provider's balance. Pure: `fetchApi` is ComfyUI's api.fetchApi (or a test's).
 
+import { answer } from "./keys.js";
+
 export const SETTINGS = {
   SONIFY_MAX_USD_PER_DAY: "Per day",
   SONIFY_MAX_USD_PER_MONTH: "Per month",
@@ -9,17 +11,6 @@ export const SETTINGS = {
   SONIFY_MAX_USD_PER_JOB: "Per job (a node run's estimate)",
   SONIFY_MIN_BALANCE_USD: "Balance floor (WaveSpeed)",
 };
-
-async function answer(response) {
-  let body = {};
-  try {
-    body = await response.json();
-  } catch {
-    body = {};
-  }
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
 
 export async function readSpend(fetchApi) {
   return answer(await fetchApi("/sonify/spend", { method: "GET" }));
