@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..sonify.catalog import MODELS, PROVIDERS
+from ..sonify.catalog import MODELS, PROVIDERS, find, on_provider
 from ..sonify.errors import Cancelled, ValidationError
 from . import comfy
 from .run import node_function
@@ -19,9 +19,8 @@ def fetch(is_cancelled: Callable[[], bool], provider: str, model: str, task_id: 
     """The node's body: the job's result by its task id (pipeline.fetch), as node outputs."""
     from ..sonify import media, pipeline
 
-    spec = MODELS.get(model)
-    if spec is None or spec.provider != provider:
-        choices = ", ".join(k for k, m in MODELS.items() if m.provider == provider)
+    if find(provider, model) is None:
+        choices = ", ".join(k for k, m in MODELS.items() if on_provider(m, provider) is not None)
         raise ValidationError("model", f"{model!r} is not a {provider} model (one of {choices})")
     comfy.use_comfy_state_dir()
     with tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sonify.catalog import MAX_FPS, MIN_FPS, VARIATIONS, ModelSpec, Param
+from ..sonify.catalog import MAX_FPS, MIN_FPS, PROVIDER_CHOICES, VARIATIONS, ModelSpec, Param
 
 WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING"}
 
@@ -50,6 +50,10 @@ def _clip_facts(spec: ModelSpec) -> str:
     facts = []
     if spec.max_seconds is not None:
         facts.append(f"{spec.title} takes clips from {spec.min_seconds or 0:g} to {spec.max_seconds:g} s.")
+    if spec.sides is not None:
+        facts.append(f"Width and height from {spec.sides[0]} to {spec.sides[1]} px.")
+    if spec.video_suffixes:
+        facts.append(f"A file must be {' or '.join(spec.video_suffixes)}.")
     if spec.window is not None:
         size = spec.window.preferred or spec.window.longest
         facts.append(f"A clip longer than {spec.window.longest:g} s is done in overlapping windows of up to {size:g} s "
@@ -74,3 +78,18 @@ def variations_input(spec: ModelSpec) -> dict[str, Any]:
         "tooltip": f"How many takes to make at once, each its own job (and price): `audio` is a batch of them, "
                    f"`video` carries the first; pick one with Pick Take. {seeds}Range: {low} to {high}. Default: 1.",
     })}
+
+
+def provider_input(spec: ModelSpec) -> dict[str, Any]:
+    """Where a model on both providers runs, after every other input (a workflow saved without it keeps its widget
+    values, and runs on `auto`); none for a model on one provider."""
+    if not spec.offers:
+        return {}
+    prices = "; ".join(f"{s.title}: {s.price_text}" for s in (spec, *(o.spec for o in spec.offers)))
+    return {"provider": widget(Param(
+        "provider", "choice", "auto",
+        "Where the job runs. auto: the provider with a key; with both, the order SONIFY_PROVIDER_ORDER sets, else the "
+        "cheaper for this clip. By name: only there. 'X, then Y': X, and Y only if X fails before any task exists "
+        "there (unreachable, key refused, upload or submit failed with nothing created, no submit slot in time), so a "
+        f"job is never paid twice. `job` says where it ran and why. Prices: {prices}",
+        choices=PROVIDER_CHOICES))}

@@ -8,8 +8,9 @@ from typing import Any
 
 from ..sonify.catalog import ModelSpec
 from . import comfy
-from .inputs import param_inputs, source_inputs
+from .inputs import param_inputs, provider_input, source_inputs
 from .run import node_function, run_node
+from .video_to_audio import _changed_by_seed
 
 
 def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
@@ -25,8 +26,10 @@ def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
                 comfy.to_audio(result.audio, result.sample_rate), float(rate), json.dumps(result.info))
 
     class LipsyncNode:
-        DESCRIPTION = (f"{spec.description} The video is uploaded at full resolution; the voice losslessly at its "
-                       f"own rate and channels. Price: {spec.price_text}.")
+        DESCRIPTION = (f"{spec.description} The video is uploaded at full resolution; the voice "
+                       + ("losslessly at its own rate and channels" if spec.voice.suffix == ".wav" else
+                          f"as AAC ({spec.voice.suffix}: the model caps the file's size)")
+                       + f". Price: {spec.price_text}.")
         CATEGORY = "Sonify/lipsync"
         FUNCTION = "run"
         RETURN_TYPES = ("VIDEO", "IMAGE", "AUDIO", "FLOAT", "STRING")
@@ -42,9 +45,12 @@ def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
         @classmethod
         def INPUT_TYPES(cls) -> dict[str, Any]:
             voice = {"audio": ("AUDIO", {"tooltip": "The voice to lip-sync to (any rate, any channels)."})}
-            return {"required": {**voice, **param_inputs(spec)}, "optional": source_inputs(spec),
+            return {"required": {**voice, **param_inputs(spec)}, "optional": {**source_inputs(spec), **provider_input(spec)},
                     "hidden": {"unique_id": "UNIQUE_ID"}}
 
         run = node_function(body, coroutine)
 
+    if any(p.seed for p in spec.params):  # LatentSync: seed -1 a new take each queue, a fixed seed the stored one
+        LipsyncNode.IS_CHANGED = classmethod(_changed_by_seed)
+    LipsyncNode.__name__ = LipsyncNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
     return LipsyncNode

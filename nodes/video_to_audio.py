@@ -9,7 +9,7 @@ from typing import Any
 
 from ..sonify.catalog import ModelSpec
 from . import comfy
-from .inputs import param_inputs, source_inputs, variations_input
+from .inputs import param_inputs, provider_input, source_inputs, variations_input
 from .run import node_function, run_node, source_picture
 
 
@@ -46,7 +46,8 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
 
         @classmethod
         def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": param_inputs(spec), "optional": {**source_inputs(spec), **variations_input(spec)},
+            return {"required": param_inputs(spec),
+                    "optional": {**source_inputs(spec), **variations_input(spec), **provider_input(spec)},
                     "hidden": {"unique_id": "UNIQUE_ID"}}
 
         run = node_function(body, coroutine)

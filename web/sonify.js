@@ -3,7 +3,7 @@
 // (nodes/routes.py); a key typed here is sent once to the server's key file and kept nowhere in the browser.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { estimate } from "./price.js";
+import { estimateFor } from "./price.js";
 import { PROVIDERS, readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "./keys.js";
 
 const fetchApi = (path, options) => api.fetchApi(path, options);
@@ -100,9 +100,9 @@ function widgetValues(node) {
 
 // The estimate, drawn at the right of the title bar, recomputed on each draw (widget changes redraw).
 function drawPrice(node, ctx) {
-  const rule = catalog[node.comfyClass]?.rule;
-  if (!rule || node.flags?.collapsed) return;
-  const { text } = estimate(rule, widgetValues(node), node.sonifyClipSeconds ?? null);
+  const entry = catalog[node.comfyClass];
+  if (!entry?.rule || node.flags?.collapsed) return;
+  const { text } = estimateFor(entry, widgetValues(node), node.sonifyClipSeconds ?? null);
   node.sonifyPriceText = text;
   const height = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
   ctx.save();

@@ -11,12 +11,13 @@ status changes, output URLs and the downloaded result file (kept in `results/`).
 - upload cache: media uploaded to the same provider endpoint within RETENTION_SECONDS is not uploaded
   again;
 - a run's drawn seeds: the seeds drawn for the takes of a seed −1 run, kept under the run's own fingerprint
-  until it delivered every take, so a re-run of the same inputs resumes or reuses each take (takes.py);
+  until it delivered every take, so a re-run of the same inputs resumes or reuses each take (pipeline/several.py);
 - one submit for identical concurrent runs: a per-fingerprint lock between threads, and between
   processes an "intent" row claimed inside BEGIN IMMEDIATE (the other run waits for it).
 
-The journal is a safety net, never a gate: any SQLite or file error is logged once (logger "sonify")
-and the job goes on without it. Rows hold ids, URLs, parameters and paths — never a key.
+A journal that cannot be used (any SQLite or file error) is logged once (logger "sonify") and the job goes
+on without it; a usable one is a gate too: a row whose submit may have created a task stops an identical run
+from submitting again. Rows hold ids, URLs, parameters and paths — never a key.
 """
 
 from __future__ import annotations
@@ -217,6 +218,15 @@ class Journal:
                 ).lastrowid
                 claim = Claim(ClaimKind.NEW, self._row(db, row_id))
         return claim
+
+    def waiting_for(self, fingerprint: str, cacheable: bool) -> JobRow | None:
+        """The row a claim of this fingerprint would reuse (STORED) or resume (RESUME) now, without claiming it."""
+        now = time.time()
+        with self._connect() as db:
+            rows = [JobRow.from_sql(r) for r in db.execute(
+                "SELECT * FROM jobs WHERE fingerprint = ? ORDER BY id DESC", (fingerprint,))]
+        claim = _decide(rows, {r.id: owner_alive(r.owner, r.heartbeat, now) for r in rows}, cacheable, now)
+        return claim.row if claim.kind in (ClaimKind.STORED, ClaimKind.RESUME) else None
 
     def update(self, row_id: int, **fields: Any) -> None:
         with self._connect() as db:

@@ -1,7 +1,14 @@
-"""Video and audio files, with PyAV only (numpy arrays in and out; never torch, never an ffmpeg process).
+"""Long clips: where the windows go, where the shots cut, and how the windows' sounds join.
 
-Frame rates are exact ``Fraction``s everywhere: 30000/1001 stays 30000/1001, so a picture of N frames
-lasts exactly N/fps seconds and the sound fitted to it never drifts.
+A clip longer than a model takes in one job (its catalog Window) is split into overlapping windows of
+about equal length: the model's preferred length where it has one, else its longest. A boundary moves
+to the nearest shot cut within CUT_TOLERANCE when both windows beside it stay within the model's
+limits, so a crossfade rarely blends two shots. Everything here is in frames of the picture the model
+sees (the proxy's, or the frames'), so a window starts on a frame and its sound lines up to the sample.
+
+Joins: an equal-power crossfade over the overlap (gains √(1−t) and √t); at a shot cut, the same over
+CUT_FADE seconds centred on the cut. The joined sound has exactly the clip's length in samples.
+Numpy only: the pictures are read in window_media.py.
 """
 
 from __future__ import annotations

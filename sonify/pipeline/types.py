@@ -170,6 +170,8 @@ class RunContext:
     # The result's picture is wanted as IMAGE frames (the lipsync node): decoded while the result is verified, so
     # a picture that cannot be is refused like any result out of bounds, before the job counts as delivered.
     picture: bool = False
+    # The provider the run moves to if this job fails before any task exists (failover.py): its row is then MOVED.
+    fallback: str | None = None
 
 
 class JobRecord(Protocol):

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from .. import media, pipeline, providers
-from ..catalog import MODELS, ModelSpec
+from ..catalog import ALL_SPECS, MODELS, ModelSpec
 from ..errors import ConfigurationError, ProviderError, Refused, SonifyError
 from ..journal.claims import JobMeta, Status
 from ..journal.tickets import Ticket
@@ -86,8 +86,8 @@ class KnownTasks:
 _known: KnownTasks | None = None  # set by serve()
 
 
-def know_tasks(known: KnownTasks) -> None:
-    """Set by worker.serve: the tasks this worker's provider clients know of."""
+def serving(known: KnownTasks) -> None:
+    """Set by worker.serve, for the activities it runs: the tasks its provider clients know of."""
     global _known
     _known = known
 
@@ -153,7 +153,8 @@ def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
 
 
 def _spec(model: str) -> ModelSpec:
-    return MODELS[model]
+    """A catalog key: a model's (MODELS), or an offer's a batch picked its provider by (models.ALL_SPECS)."""
+    return MODELS.get(model) or next(spec for spec in ALL_SPECS if spec.key == model)
 
 
 @activity.defn(name="prepare")

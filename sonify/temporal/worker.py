@@ -54,7 +54,7 @@ async def serve(address: str, on_ready: Callable[[list[str]], None] = lambda ser
         raise ConfigurationError("this worker has no provider key: set WAVESPEED_API_KEY and/or FAL_KEY in its "
                                  "environment (keys never travel through Temporal)")
     client = await connect(address)
-    activities.know_tasks(KnownTasks(client, asyncio.get_running_loop()))
+    activities.serving(KnownTasks(client, asyncio.get_running_loop()))
     threads = ThreadPoolExecutor(max_workers=ACTIVITY_THREADS * len(served), thread_name_prefix="sonify-activity")
     # A dead worker's cached workflows wait this long before another worker takes them (the SDK's default: 10 s).
     workers = [Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[ClipWorkflow, ProviderSlots],

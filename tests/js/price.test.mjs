@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { billedSeconds, estimate } from "../../web/price.js";
+import { billedSeconds, estimate, estimateFor } from "../../web/price.js";
 
 const catalog = JSON.parse(readFileSync(process.env.SONIFY_PRICES, "utf8"));
 const rule = (node) => catalog[node].rule;
@@ -44,7 +44,40 @@ test("a model without a published price says so", () => {
 });
 
 test("every model node in the catalog gets an estimate text", () => {
-  assert.deepEqual(Object.keys(catalog).sort(), ["SonifyKlingVideoToAudio", "SonifyMMAudioV2", "SonifySyncLipsync",
-    "SonifyThinkSoundFal", "SonifyThinkSoundWaveSpeed"]);
-  for (const node of Object.keys(catalog)) assert.ok(estimate(rule(node), { duration: 4 }).text.length > 0);
+  for (const node of ["SonifyKlingVideoToAudio", "SonifyMMAudioV2", "SonifySyncLipsync", "SonifyThinkSoundFal",
+    "SonifyThinkSoundWaveSpeed", "SonifyThinkSound"]) assert.ok(node in catalog, node);
+  for (const node of Object.keys(catalog)) {
+    assert.ok(estimate(rule(node), { duration: 4 }).text.length > 0);
+    assert.ok(estimateFor(catalog[node], { duration: 4 }, 4).text.length > 0);
+  }
+});
+
+test("the badge follows the provider chosen, and shows both on auto where they differ", () => {
+  const thinksound = catalog.SonifyThinkSound;
+  assert.deepEqual(Object.keys(thinksound.providers).sort(), ["fal", "wavespeed"]);
+  assert.equal(estimateFor(thinksound, { provider: "wavespeed" }).text, "price not published");
+  assert.equal(estimateFor(thinksound, { provider: "fal, then wavespeed" }).text, "$0.001 per compute second");
+  assert.equal(estimateFor(thinksound, { provider: "auto" }).text,
+    "fal $0.001 per compute second · WaveSpeed price not published");
+  const mmaudio = catalog.SonifyMMAudioV2;
+  assert.equal(mmaudio.providers.fal.param, "duration"); // the node's name for it
+  assert.deepEqual(estimateFor(mmaudio, { provider: "fal", duration: 8 }), { usd: 0.008, text: "$0.008 (8 s × $0.001)" });
+  assert.deepEqual(estimateFor(mmaudio, { duration: 8 }), { usd: 0.008, text: "$0.008 (8 s × $0.001)" }); // the same
+  const kling = catalog.SonifyKlingVideoToAudio;
+  assert.equal(estimateFor(kling, { provider: "fal", variations: 2 }).text, "$0.070 ($0.035 × 2 takes)");
+});
+
+test("lipsync is per second of the clip, in steps, with a floor, and shown before the clip is known", () => {
+  const kling = rule("SonifyKlingLipsync");
+  assert.equal(estimateFor(catalog.SonifyKlingLipsync, {}).text, "$0.014 per second of the clip, in steps of 5 s");
+  assert.deepEqual(estimate(kling, {}, 2.5), { usd: 0.07, text: "$0.070 (5 s of clip)" });
+  assert.equal(estimate(kling, {}, 5.0).usd, 0.07);
+  assert.ok(Math.abs(estimate(kling, {}, 5.2).usd - 0.14) < 1e-12);
+  assert.ok(Math.abs(estimate(rule("SonifySync3"), {}, 3).usd - 0.4) < 1e-12); // $8 a minute
+  const latentsync = catalog.SonifyLatentSync;
+  assert.equal(estimateFor(latentsync, { provider: "fal" }, 2.5).text, "$0.200 (3 s of clip)"); // at least $0.20
+  assert.equal(estimateFor(latentsync, { provider: "wavespeed" }, 7).text, "$0.300 (10 s of clip)");
+  const auto = estimateFor(latentsync, { provider: "auto" }, 7);
+  assert.equal(auto.text, "fal $0.200 (7 s of clip) · WaveSpeed $0.300 (10 s of clip)");
+  assert.equal(auto.usd, 0.2);
 });
