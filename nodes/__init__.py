@@ -3,22 +3,20 @@ schema where the host has it (v3.py: comfy_entrypoint), else as classic classes 
 
 import logging
 
-from ..sonify import catalog
 from ..sonify.errors import ConfigurationError
 from . import comfy, v1, v3
 from .fetch_result import declare_fetch_result
+from .ids import DEPRECATED, MODEL_NODES
 from .lipsync import declare_lipsync
 from .mux_audio import MUX_AUDIO
 from .pick_audio import PICK_AUDIO
-from .video_to_audio import NODE_IDS, declare_video_to_audio
+from .video_to_audio import declare_video_to_audio
 
-# The model nodes (and, for the pack's own price badge, GET /sonify/prices): node id -> catalog entry.
-MODEL_NODES = {NODE_IDS[key]: catalog.MODELS[key] for key in NODE_IDS}
-MODEL_NODES["SonifySyncLipsync"] = catalog.SYNC_LIPSYNC
+__all__ = ["DEPRECATED", "MODEL_NODES", "NODES", "classic_mappings", "comfy_entrypoint"]
 
 NODES = [
-    *(declare_video_to_audio(node_id, spec) for node_id, spec in MODEL_NODES.items() if spec.output == "audio"),
-    declare_lipsync("SonifySyncLipsync", catalog.SYNC_LIPSYNC),
+    *(declare_video_to_audio(node_id, spec) if spec.output == "audio" else declare_lipsync(node_id, spec)
+      for node_id, spec in MODEL_NODES.items()),
     MUX_AUDIO,
     declare_fetch_result(),
     PICK_AUDIO,

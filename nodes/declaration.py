@@ -74,6 +74,8 @@ class Node:
     # fingerprint(**inputs): ComfyUI runs the node again when this answer changes (seed -1: every queue).
     fingerprint: Callable[..., Any] | None = None
     search_aliases: tuple[str, ...] = ()
+    # Kept so saved workflows load and run, but another node does its job now: hidden from the node search.
+    deprecated: bool = False
 
     def input(self, name: str) -> Input:
         return next(i for i in self.inputs if i.name == name)

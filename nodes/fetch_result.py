@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..sonify.catalog import BY_MODEL_ID, MODELS, PROVIDERS
+from ..sonify.catalog import BY_MODEL_ID, MODELS, PROVIDERS, find, on_provider
 from ..sonify.errors import ValidationError
 from . import comfy, v1
 from .declaration import Input, Node, Output
@@ -27,9 +27,8 @@ def fetch(is_cancelled: Callable[[], bool], provider: str, model: str, task_id: 
         provider, task_id = pasted["provider"], pasted["task_id"]
         named = BY_MODEL_ID.get((provider, pasted.get("model")))
         model = named.key if named is not None else model
-    spec = MODELS.get(model)
-    if spec is None or spec.provider != provider:
-        choices = ", ".join(k for k, m in MODELS.items() if m.provider == provider)
+    if find(provider, model) is None:
+        choices = ", ".join(k for k, m in MODELS.items() if on_provider(m, provider) is not None)
         raise ValidationError("model", f"{model!r} is not a {provider} model (one of {choices})")
     comfy.use_comfy_state_dir()
     report = comfy.progress(unique_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..sonify.catalog import MAX_FPS, MIN_FPS, VARIATIONS, ModelSpec, Param
+from dataclasses import replace
+
+from ..sonify.catalog import MAX_FPS, MIN_FPS, PROVIDER_CHOICES, VARIATIONS, ModelSpec, Param
 from ..sonify.loudness_target import (
     AS_GENERATED,
     CEILING_RANGE,
@@ -19,9 +21,10 @@ WIDGET = {"int": "INT", "float": "FLOAT", "bool": "BOOLEAN", "str": "STRING", "c
 
 
 def category(spec: ModelSpec) -> str:
-    """A model node's place in the node library: under its provider (the title's last part, "… · WaveSpeed"), as
-    core files its partner nodes, so that the provider shows where a long title is cut."""
-    return f"Sonify/{spec.title.rpartition(' · ')[2]}"
+    """A model node's place in the node library: under its provider (the title's last part, "… · WaveSpeed"; "… · fal
+    or WaveSpeed" for a model with a provider choice), as core files its partner nodes, so that the provider shows
+    where a long title is cut."""
+    return f"Sonify/{spec.node_title.rpartition(' · ')[2]}"
 
 
 def widget(p: Param) -> Input:
@@ -64,6 +67,10 @@ def _clip_facts(spec: ModelSpec) -> str:
     facts = []
     if spec.max_seconds is not None:
         facts.append(f"{spec.title} takes clips from {spec.min_seconds or 0:g} to {spec.max_seconds:g} s.")
+    if spec.sides is not None:
+        facts.append(f"Width and height from {spec.sides[0]} to {spec.sides[1]} px.")
+    if spec.video_suffixes:
+        facts.append(f"A file must be {' or '.join(spec.video_suffixes)}.")
     if spec.window is not None:
         size = spec.window.preferred or spec.window.longest
         facts.append(f"A clip longer than {spec.window.longest:g} s is done in overlapping windows of up to {size:g} s "
@@ -108,3 +115,18 @@ def loudness_inputs(what: str = "each take's sound (a long clip's once its windo
                                          f"{DEFAULT_CEILING:g} (the headroom AAC needs).",
               optional=True, default=DEFAULT_CEILING, min=floor, max=ceiling, step=0.1, round=0.1),
     )
+
+
+def provider_input(spec: ModelSpec) -> tuple[Input, ...]:
+    """Where a model on both providers runs, after every other input (a workflow saved without it keeps its widget
+    values, and runs on `auto`); none for a model on one provider."""
+    if not spec.offers:
+        return ()
+    prices = "; ".join(f"{s.title}: {s.price_text}" for s in (spec, *(o.spec for o in spec.offers)))
+    return (replace(widget(Param(
+        "provider", "choice", "auto",
+        "Where the job runs. auto: the provider with a key; with both, the order SONIFY_PROVIDER_ORDER sets, else the "
+        "cheaper for this clip. By name: only there. 'X, then Y': X, and Y only if X fails before any task exists "
+        "there (unreachable, key refused, upload or submit failed with nothing created, no submit slot in time), so a "
+        f"job is never paid twice. `job` says where it ran and why. Prices: {prices}",
+        choices=PROVIDER_CHOICES)), optional=True),)

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sonify.catalog import ModelSpec
-from . import comfy, v1
+from . import comfy, ids, v1
 from .declaration import Input, Node, Output
-from .inputs import category, param_inputs, source_inputs
+from .inputs import category, param_inputs, provider_input, source_inputs
 from .price_badge import badge
 from .run import run_node
+from .video_to_audio import changed_by_seed
 
 
 def declare_lipsync(node_id: str, spec: ModelSpec) -> Node:
-    """The lipsync node: the voice, the catalog's parameters, then the source."""
+    """The lipsync node: the voice, the catalog's parameters, the source, and `provider` for a model on both providers."""
 
     def body(is_cancelled: Callable[[], bool], audio: Any, video: Any = None, images: Any = None, fps: float = 24.0,
              unique_id: Any = None, **params: Any) -> tuple:
@@ -28,12 +29,14 @@ def declare_lipsync(node_id: str, spec: ModelSpec) -> Node:
 
     return Node(
         node_id=node_id,
-        display_name=spec.title,
+        display_name=spec.node_title,
         category=category(spec),
-        description=(f"{spec.description} The video is uploaded at full resolution; the voice losslessly at its own "
-                     f"rate and channels. Price: {spec.price_text}."),
+        description=(f"{spec.description} The video is uploaded at full resolution; the voice "
+                     + ("losslessly at its own rate and channels" if spec.voice.suffix == ".wav" else
+                        f"as AAC ({spec.voice.suffix}: the model caps the file's size)")
+                     + f". Price: {spec.price_text}."),
         inputs=(Input("audio", "AUDIO", "The voice to lip-sync to (any rate, any channels)."), *param_inputs(spec),
-                *source_inputs(spec)),
+                *source_inputs(spec), *provider_input(spec)),
         outputs=(
             Output("video", "VIDEO", "The lip-synced video as the provider returned it."),
             Output("images", "IMAGE", "Its frames, float32 [N, H, W, 3]."),
@@ -47,6 +50,8 @@ def declare_lipsync(node_id: str, spec: ModelSpec) -> Node:
         api_node=True,
         price_badge=badge(spec, takes=False),
         not_idempotent=True,
+        # LatentSync's seed: -1 a new take each queue, a fixed seed the stored one
+        fingerprint=changed_by_seed if any(p.seed for p in spec.params) else None,
         search_aliases=("lip sync", "lipsync", "talking head", "dub", spec.key),
     )
 
@@ -54,4 +59,4 @@ def declare_lipsync(node_id: str, spec: ModelSpec) -> Node:
 def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
     """The lipsync node as a classic class; its FUNCTION a coroutine if `coroutine` (default: if the host runs
     them)."""
-    return v1.render(declare_lipsync("SonifySyncLipsync", spec), coroutine)
+    return v1.render(declare_lipsync(ids.node_id(spec), spec), coroutine)

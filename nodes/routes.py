@@ -225,13 +225,27 @@ def _balance(provider: str) -> dict[str, Any]:
 
 
 def prices_handler(model_nodes: Mapping[str, ModelSpec]) -> Handler:
-    """GET /sonify/prices: {node id: {"model", "rule": the price rule (models.Price.as_json)}}."""
-    catalog = {node_id: {"model": spec.key, "rule": spec.price.as_json(spec)} for node_id, spec in model_nodes.items()}
+    """GET /sonify/prices: {node id: {"model", "rule": the price rule (models.Price.as_json)}}; a node with a
+    `provider` input also gets "providers": {provider: its rule}, parameters under the node's names, for the badge
+    to follow the provider chosen."""
+    catalog = {node_id: price_entry(spec) for node_id, spec in model_nodes.items()}
 
     async def get_prices(request: web.Request) -> web.Response:
         return web.json_response(catalog)
 
     return get_prices
+
+
+def price_entry(spec: ModelSpec) -> dict[str, Any]:
+    entry: dict[str, Any] = {"model": spec.key, "rule": spec.price.as_json(spec)}
+    if spec.offers:
+        entry["providers"] = {spec.provider: entry["rule"]}
+        for offer in spec.offers:
+            rule = offer.spec.price.as_json(offer.spec)
+            if "param" in rule:  # the node's name for it
+                rule["param"] = next((shown for shown, own in offer.renamed if own == rule["param"]), rule["param"])
+            entry["providers"][offer.spec.provider] = rule
+    return entry
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

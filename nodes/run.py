@@ -89,21 +89,23 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
              is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False,
              loudness: Any = None) -> Any:
-    """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's. `picture`: the
-    result's frames too (lipsync's IMAGE output: Result.picture); `loudness`: the sound's target (None: as
-    generated)."""
+    """Shared body of every model node: adapt inputs, run the pipeline on the provider its `provider` input picks
+    (failover.py; auto for a model on one provider), map Cancel to ComfyUI's. `picture`: the result's frames too
+    (lipsync's IMAGE output: Result.picture); `loudness`: the sound's target (None: as generated)."""
     from ..sonify import pipeline
+    from ..sonify.pipeline import failover
 
+    params = dict(params)
+    provider = params.pop("provider", "auto")
     comfy.use_comfy_state_dir()
     report = comfy.progress(unique_id)
     with said_on_node(report), tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
         source = engine_source(video, images, fps, Path(tmp))
         voice = pipeline.AudioInput(*comfy.from_audio(audio)) if audio is not None else None
-        result = pipeline.run(
-            spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
+        result = failover.run(
+            spec, params, source, provider=provider, audio=voice, out_dir=comfy.temp_dir(),
             on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
-            loudness=loudness,
-            run_id=comfy.prompt_id(),
+            loudness=loudness, run_id=comfy.prompt_id(),
         )
     report(summary(result.info, result.extra), None)
     return result
@@ -137,6 +139,10 @@ def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
              spend.today_text()]
     if info.get("emulator"):
         lines.insert(0, "emulator (synthetic sound)")
+    if info.get("provider_choice"):
+        from ..sonify.pipeline import failover
+
+        lines.append(failover.choice_text(info["provider_choice"]))
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
     lines += sound_check.lines(info)

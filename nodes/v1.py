@@ -41,6 +41,8 @@ def render(node: Node, coroutine: bool | None = None) -> type:
     }
     if node.not_idempotent:
         attributes["NOT_IDEMPOTENT"] = True
+    if node.deprecated:
+        attributes["DEPRECATED"] = True
     if node.fingerprint is not None:
         fingerprint = node.fingerprint
         attributes["IS_CHANGED"] = classmethod(lambda cls, **inputs: fingerprint(**inputs))

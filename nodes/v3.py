@@ -48,6 +48,7 @@ def schema(io: Any, node: Node) -> Any:
         "is_api_node": node.api_node and hasattr(io, "PriceBadge"),
         "not_idempotent": node.not_idempotent,
         "search_aliases": list(node.search_aliases),
+        "is_deprecated": node.deprecated,
     }
     if node.price_badge is not None and hasattr(io, "PriceBadge"):
         fields["price_badge"] = io.PriceBadge(expr=node.price_badge.expr,

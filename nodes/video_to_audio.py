@@ -9,19 +9,17 @@ from typing import Any
 
 from ..sonify import loudness_target
 from ..sonify.catalog import ModelSpec
-from . import comfy, v1
+from . import comfy, ids, v1
 from .declaration import Node, Output
-from .inputs import category, loudness_inputs, param_inputs, source_inputs, variations_input
+from .ids import DEPRECATED, MODEL_NODES
+from .inputs import category, loudness_inputs, param_inputs, provider_input, source_inputs, variations_input
 from .price_badge import badge
 from .run import run_node, source_picture
 
-# Each video-to-audio model's node id (a contract with saved workflows: add, never rename).
-NODE_IDS = {"mmaudio-v2": "SonifyMMAudioV2", "thinksound-wavespeed": "SonifyThinkSoundWaveSpeed",
-            "thinksound-fal": "SonifyThinkSoundFal", "kling-video-to-audio": "SonifyKlingVideoToAudio"}
-
 
 def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
-    """The node of a video-to-audio model: its catalog parameters, then the source, then `variations`."""
+    """The node of a video-to-audio model: its catalog parameters, then the source, `variations`, the loudness
+    and, for a model on both providers, `provider` (each appended after the ones before)."""
 
     def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
              unique_id: Any = None, variations: int = 1, loudness: str = loudness_target.AS_GENERATED,
@@ -42,12 +40,15 @@ def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
                 "result": outputs}
 
     seeded = any(p.seed for p in spec.params)
+    replaced = (f"Deprecated: use {MODEL_NODES[DEPRECATED[node_id]].node_title}, which runs on either provider."
+                if node_id in DEPRECATED else "")
     return Node(
         node_id=node_id,
-        display_name=spec.title,
+        display_name=spec.node_title,
         category=category(spec),
-        description=" ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}."))),
-        inputs=(*param_inputs(spec), *source_inputs(spec), variations_input(spec), *loudness_inputs()),
+        description=" ".join(filter(None, (replaced, spec.description, spec.licence_note, f"Price: {spec.price_text}."))),
+        inputs=(*param_inputs(spec), *source_inputs(spec), variations_input(spec), *loudness_inputs(),
+                *provider_input(spec)),
         outputs=(
             Output("audio", "AUDIO", "The generated sound, trimmed or padded to the clip's exact length, the "
                                      "model's samples untouched but for `loudness`: a batch of `variations` takes, "
@@ -68,6 +69,7 @@ def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
         not_idempotent=True,
         fingerprint=changed_by_seed if seeded else None,
         search_aliases=("video to audio", "foley", "sound effects", "add sound to video", spec.key),
+        deprecated=node_id in DEPRECATED,
     )
 
 
@@ -82,4 +84,4 @@ def changed_by_seed(seed: Any = None, **_: Any) -> str:
 def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
     """The node of `spec` as a classic class; its FUNCTION a coroutine if `coroutine` (default: if the host runs
     them)."""
-    return v1.render(declare_video_to_audio(NODE_IDS[spec.key], spec), coroutine)
+    return v1.render(declare_video_to_audio(ids.node_id(spec), spec), coroutine)

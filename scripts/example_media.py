@@ -1,13 +1,14 @@
 """Make what the example workflows run on the first time, and their template card pictures, from real runs:
 
     example_workflows/media/   sonify_example_clip.mp4 (the demo's bouncing ball, 4 s), sonify_example_talking_head.mp4
-                               (a drawn face, 3 s), sonify_example_voice.wav (a synthetic voice, 3 s),
+                               (a drawn face, 3 s; and _720.mp4, the same at 720×720 for Kling LipSync),
+                               sonify_example_voice.wav (a synthetic voice, 3 s),
                                sonify_example_sound.wav (the emulator's MMAudio sound for the clip),
                                sonify_example_long_clip.mp4 (36 s in three shots: longer than one MMAudio job)
     example_workflows/<title>.jpg  each workflow's card picture (template_thumbnails.py): its own input and what
                                its run through the local emulator gave back, labelled as the emulator's
 
-    .venv/bin/python scripts/example_media.py
+    .venv/bin/python scripts/example_media.py [TITLE ...]     # the named workflows' cards only (default: all)
 
 Generated, never filmed or recorded: nothing in them belongs to anyone. Run again after changing the drawing.
 """
@@ -34,6 +35,7 @@ import template_thumbnails as cards  # after the path is set
 from sonify import catalog, media, pipeline
 from sonify.loudness_target import Target
 from sonify.media import loudness, sound_check, soundtrack
+from sonify.pipeline import failover
 from sonify_devtools.demo import DEMO_FAL_KEY, DEMO_KEY, _environment, demo_frames
 from sonify_devtools.emulator import Emulator
 
@@ -41,6 +43,7 @@ WORKFLOWS = ROOT / "example_workflows"
 MEDIA = WORKFLOWS / "media"
 VOICE_RATE = 16000
 CLIP, LONG_CLIP, HEAD = "sonify_example_clip.mp4", "sonify_example_long_clip.mp4", "sonify_example_talking_head.mp4"
+HEAD_720 = "sonify_example_talking_head_720.mp4"
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,10 @@ TEMPLATES = {
         catalog.MMAUDIO_V2, CLIP, cards.Card("BEST TAKE", "PICK BEST - MUX AUDIO AT -14 LUFS", cards.graded_takes,
                                             cards.loudness_set, cards.LOCAL), variations=4, loudness=-14.0),
     "ThinkSound on WaveSpeed": Template(
-        catalog.THINKSOUND_WAVESPEED, CLIP,
+        catalog.THINKSOUND, CLIP,
         cards.Card("THINKSOUND", WS, cards.captioned("PROMPT=prompt"), cards.spectrum)),
     "ThinkSound on fal": Template(
-        catalog.THINKSOUND_FAL, CLIP,
+        catalog.THINKSOUND, CLIP,
         cards.Card("THINKSOUND", "FAL", cards.motion, cards.prompt_and_spectrum, cards.FAL)),
     "Kling - Effects and Music": Template(
         catalog.KLING_V2A, CLIP,
@@ -87,6 +90,19 @@ TEMPLATES = {
                    cards.spectrum)),
     "Lipsync a Video to a Voice": Template(
         catalog.SYNC_LIPSYNC, HEAD, cards.Card("LIPSYNC", f"SYNC LIPSYNC 1.9 - {WS}", cards.face, SOUND)),
+    "Lipsync 2 on fal": Template(
+        catalog.SYNC_LIPSYNC_2, HEAD, cards.Card("LIPSYNC-2", "SYNC LIPSYNC-2 - FAL", cards.captioned("MODE=sync_mode"),
+                                                cards.spectrum, cards.FAL)),
+    "Lipsync 2 Pro on fal": Template(
+        catalog.SYNC_LIPSYNC_2_PRO, HEAD, cards.Card("LIPSYNC-2-PRO", "SYNC LIPSYNC-2-PRO - FAL", cards.frame_grid,
+                                                    SOUND, cards.FAL)),
+    "Sync-3 on Either Provider": Template(
+        catalog.SYNC_3, HEAD, cards.Card("SYNC-3", "FAL OR WAVESPEED - AUTO", cards.provider_choice, cards.spectrum)),
+    "Kling LipSync - 720p Face": Template(
+        catalog.KLING_LIPSYNC, HEAD_720, cards.Card("KLING LIPSYNC", "720P FACE - FAL", cards.frame_grid, cards.spectrum,
+                                                   cards.FAL)),
+    "LatentSync on Auto": Template(
+        catalog.LATENTSYNC, HEAD, cards.Card("LATENTSYNC", "THE CHEAPER PROVIDER - AUTO", cards.provider_choice, SOUND)),
     "Mux Audio - Replace or Mix": Template(
         None, CLIP, cards.Card("MUX AUDIO", "LOCAL - FREE", cards.motion, cards.mix, cards.LOCAL)),
     "Fetch a Result by Task ID": Template(
@@ -98,9 +114,10 @@ TEMPLATES = {
 LOCAL_NODES = ("SonifyPickAudio", "SonifyMuxAudio", "SonifyFetchResult")
 
 
-def workflow_params(name: str, spec: catalog.ModelSpec) -> dict[str, Any]:
+def workflow_params(name: str, spec: catalog.ModelSpec) -> tuple[dict[str, Any], str]:
     """The model parameters the workflow's Sonify node holds (its widget values, in the order of the model's
-    parameters; the frontend keeps a "control after generate" value after the seed)."""
+    parameters; the frontend keeps a "control after generate" value after the seed), and its `provider` (the last
+    widget of a model on both providers; auto when the workflow was saved without one)."""
     workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
     node = next(n for n in workflow["nodes"] if n["type"].startswith("Sonify") and n["type"] not in LOCAL_NODES)
     values, params = list(node["widgets_values"]), {}
@@ -108,7 +125,8 @@ def workflow_params(name: str, spec: catalog.ModelSpec) -> dict[str, Any]:
         params[param.name] = values.pop(0)
         if param.seed:
             values.pop(0)
-    return params
+    provider = values[-1] if spec.offers and values and values[-1] in catalog.PROVIDER_CHOICES else "auto"
+    return params, provider
 
 
 def long_clip_frames(seconds: int = 36, fps: int = 12, w: int = 160, h: int = 120) -> np.ndarray:
@@ -140,6 +158,13 @@ def talking_head_frames(seconds: int = 3, fps: int = 25, size: int = 256) -> np.
         frames[i][face] = (0.85, 0.7, 0.55)
         frames[i][eyes | mouth] = (0.1, 0.05, 0.05)
     return frames
+
+
+def face_720p() -> np.ndarray:
+    """The talking head at 720×720 (Kling LipSync takes 720 to 1920 px a side): drawn at 240 px, each pixel made a
+    3×3 block, as uint8 (the float frames would take half a gigabyte)."""
+    small = (talking_head_frames(size=240) * 255).round().astype(np.uint8)
+    return small.repeat(3, axis=1).repeat(3, axis=2)
 
 
 def synthetic_voice(seconds: float = 3.0) -> np.ndarray:
@@ -175,10 +200,10 @@ def card_run(name: str, template: Template, voice: np.ndarray, work: Path, first
         mixed, rate = media.decode_audio(out)
         return cards.Run(frames, float(fps), mixed, rate, audio_in=sound)
     spec = template.spec
-    params = workflow_params(template.params_from or name, spec)
+    params, provider = workflow_params(template.params_from or name, spec)
     source = (media.VideoSource(frames=frames, fps=fps) if template.frames
               else media.VideoSource(path=str(MEDIA / template.source)))
-    result = pipeline.run(spec, params, source, out_dir=work / name, variations=template.variations,
+    result = failover.run(spec, params, source, provider=provider, out_dir=work / name, variations=template.variations,
                           audio=pipeline.AudioInput(voice, VOICE_RATE) if spec.audio_field else None)
     if result.video_path is not None and spec.audio_field:  # lipsync: the provider's picture is the result
         frames, fps = media.decode_frames(result.video_path)
@@ -192,10 +217,15 @@ def card_run(name: str, template: Template, voice: np.ndarray, work: Path, first
                      takes=[take.audio for take in result.takes], params=params)
 
 
-def main() -> int:
+def main(only: list[str]) -> int:
+    unknown = sorted(set(only) - set(TEMPLATES))
+    if unknown:
+        print(f"no such workflow: {', '.join(unknown)}", file=sys.stderr)
+        return 2
     MEDIA.mkdir(parents=True, exist_ok=True)
     media.frames_to_mp4(demo_frames(), Fraction(24), MEDIA / CLIP)
     media.frames_to_mp4(talking_head_frames(), Fraction(25), MEDIA / HEAD)
+    media.frames_to_mp4(face_720p(), Fraction(25), MEDIA / HEAD_720)
     media.frames_to_mp4(long_clip_frames(), Fraction(12), MEDIA / LONG_CLIP)
     voice = synthetic_voice()
     media.write_wav(voice, VOICE_RATE, MEDIA / "sonify_example_voice.wav")
@@ -207,8 +237,12 @@ def main() -> int:
                          SONIFY_STATE_DIR=str(Path(tmp) / "state")):
         first = None
         for name, template in TEMPLATES.items():
+            if only and name not in only and not (first is None and template.spec is catalog.MMAUDIO_V2):
+                continue  # (the first MMAudio card's sound is what the Mux card mixes)
             run = card_run(name, template, voice, Path(tmp), first)
             first = first or run
+            if only and name not in only:
+                continue
             path = WORKFLOWS / f"{name}.jpg"
             write_jpg(cards.thumbnail(template.card, run), path)
             print(f"{path.name} ({path.stat().st_size // 1024} KB)")
@@ -218,4 +252,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -187,6 +187,25 @@ def face(run: Run, height: int, width: int) -> np.ndarray:
     return _fit(_pixels(run.frames[widest]), height, width)
 
 
+def provider_choice(run: Run, height: int, width: int) -> np.ndarray:
+    """The face, beside the two providers: the one the run went to (its job info's provider_choice) bright, with why."""
+    panel = np.empty((height, width, 3), np.uint8)
+    panel[:] = BACKGROUND
+    still = face(run, height, width // 2 - 10)
+    paste(panel, still, (height - still.shape[0]) // 2, 0)
+    choice = run.info.get("provider_choice") or {}
+    left, top = still.shape[1] + 20, 8
+    for provider in ("wavespeed", "fal"):
+        ran = provider == choice.get("ran")
+        paste(panel, draw_text(provider.upper(), WAVE if ran else DIM, scale=3), top, left)
+        top += 34
+        for line in _wrapped(("RAN: " + str(choice.get("why", ""))).upper() if ran else "NOT USED", 18, 3):
+            paste(panel, draw_text(line, INK if ran else DIM), top, left)
+            top += 12
+        top += 14
+    return panel
+
+
 def task_id(run: Run, height: int, width: int) -> np.ndarray:
     """A task id (the run's own) with an arrow to the clip it brings back."""
     panel = np.empty((height, width, 3), np.uint8)

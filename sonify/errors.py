@@ -14,6 +14,10 @@ class SonifyError(Exception):
         super().__init_subclass__(**kwargs)
         cls.__module__ = "sonify.errors"
 
+    # Why no task exists at the provider after this error, when that is known (remote_job.no_task_reason): the run may
+    # then move to the other provider (failover.py) without any risk of paying twice.
+    no_task: str | None = None
+
     def __init__(self, message: str, *, task_id: str | None = None) -> None:
         super().__init__(redact(message))
         self.task_id = task_id
@@ -42,6 +46,11 @@ class ProviderError(SonifyError):
     def __init__(self, message: str, *, status: int | None = None, task_id: str | None = None) -> None:
         super().__init__(message, task_id=task_id)
         self.status = status
+
+
+class Unreachable(ProviderError):
+    """No connection to the provider could be made (refused, no route, the connect timed out): the request was never
+    sent, so nothing was created or charged by it."""
 
 
 class Refused(ProviderError):

@@ -442,6 +442,22 @@ def jwks_max_keys() -> int:
     return int(_positive(JWKS_MAX_KEYS_ENV, 16, "a whole number of keys", whole=True))
 
 
+PROVIDER_ORDER_ENV = "SONIFY_PROVIDER_ORDER"
+
+
+def provider_order() -> list[str]:
+    """SONIFY_PROVIDER_ORDER (e.g. "fal,wavespeed"): the order `provider` auto tries the providers in when both can
+    run a job; [] when unset."""
+    raw = text(PROVIDER_ORDER_ENV)
+    if not raw:
+        return []
+    names = [word.strip().lower() for word in raw.split(",") if word.strip()]
+    if any(n not in KEY_ENV for n in names) or len(set(names)) != len(names):
+        raise ConfigurationError(f"{PROVIDER_ORDER_ENV} must name providers ({', '.join(KEY_ENV)}) once each, "
+                                 f"separated by commas, e.g. fal,wavespeed; got {raw!r}")
+    return names
+
+
 def text(env: str) -> str:
     """A setting's raw text ("" when unset): every SONIFY_* variable is read in this module."""
     return os.environ.get(env, "").strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -74,3 +75,22 @@ def state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SONIFY_STATE_DIR", str(tmp_path / "state"))
     return tmp_path / "state"
+
+
+@pytest.fixture(autouse=True)
+def _close_the_tests_clients() -> Iterator[None]:
+    """The provider clients a test made (one HTTP session each, per emulator port) are closed after it: left open,
+    their pooled connections pile up over the whole suite past the file descriptors select() can watch (1024)."""
+
+    def registries() -> list:
+        return [m for name, m in list(sys.modules.items())
+                if name.endswith("sonify.providers") and hasattr(m, "_clients")]
+
+    before = {id(m): set(m._clients) for m in registries()}
+    yield
+    for module in registries():
+        with module._lock:
+            made = [key for key in module._clients if key not in before.get(id(module), set())]
+            clients = [module._clients.pop(key) for key in made]
+        for client in clients:
+            client.http.session.close()

@@ -84,8 +84,8 @@ def test_top_level_and_run_help():
 
 @pytest.mark.parametrize(("args", "suggestion"), [
     (("run", "mmaudio", "--video", "x.mp4"), "did you mean mmaudio-v2?"),
-    (("run", "kling", "--video", "x.mp4"), "did you mean kling-video-to-audio?"),
-    (("batch", "thinksound", "x.mp4", "-o", "out"), "did you mean thinksound-wavespeed or thinksound-fal?"),
+    (("run", "kling", "--video", "x.mp4"), "did you mean kling-video-to-audio or kling-lipsync?"),
+    (("batch", "thinksond", "x.mp4", "-o", "out"), "did you mean thinksound or thinksound-fal?"),
     (("run", "mmadio-v2", "--video", "x.mp4"), "did you mean mmaudio-v2?"),
 ])
 def test_a_model_typo_suggests_the_closest(args, suggestion):

@@ -101,7 +101,7 @@ CORE: dict[str, Schema] = {
 FRONTEND_ONLY = {"MarkdownNote"}
 OUTPUT_NODES = {"SaveVideo", "PreviewAudio", "SaveAudio", "PreviewImage"}
 # Widgets appended after a release: workflows saved before them lack their values (the frontend keeps defaults).
-OPTIONAL_WIDGETS = {"variations", "loudness", "loudness_lufs", "true_peak_dbtp", "best"}
+OPTIONAL_WIDGETS = {"variations", "loudness", "loudness_lufs", "true_peak_dbtp", "best", "provider"}
 
 
 def sonify_schema(cls: type) -> Schema:
@@ -264,8 +264,8 @@ def test_sonify_nodes_are_wired_and_valued_as_the_engine_accepts(path: Path) -> 
     """A video to work on, and widget values that pass the engine's pre-spend checks."""
     wf = load(path)
     pack = load_pack()
-    models = module("sonify.catalog")
-    spec_by_title = {m.title: m for m in models.MODELS.values()}
+    offers = module("sonify.offers")
+    model_nodes = module("nodes").MODEL_NODES
     types = [n["type"] for n in wf["nodes"]]
     assert OUTPUT_NODES & set(types), f"{path.name}: saves or previews nothing"
     sonify_types = [t for t in types if t in pack.NODE_CLASS_MAPPINGS]
@@ -286,9 +286,13 @@ def test_sonify_nodes_are_wired_and_valued_as_the_engine_accepts(path: Path) -> 
         # -1 means "random at the provider"; "fixed" keeps it so (randomize would overwrite it after a run).
         if "control_after_generate" in values:
             assert values["control_after_generate"] == "fixed", f"{where}: control_after_generate"
-        spec = spec_by_title.get(pack.NODE_DISPLAY_NAME_MAPPINGS.get(node["type"]))
+        spec = model_nodes.get(node["type"])
         if spec is not None:
-            spec.validate({p.name: values[p.name] for p in spec.params})
+            shown = {p.name: values[p.name] for p in spec.params}
+            provider = values.get("provider", "auto")
+            for target in offers.providers_of(spec):  # as the provider it names (auto: any) takes them
+                if provider in ("auto", target.provider) or target.provider in provider.split(", then "):
+                    offers.translate(spec, target, shown)
 
 
 # ComfyUI's template browser (frontend 1.35 and 1.49) titles a custom node's template with its file name, on a
@@ -329,8 +333,9 @@ def test_no_two_templates_share_a_title_or_a_description() -> None:
 
 
 def test_every_sonify_node_has_an_example() -> None:
+    """Each node but a deprecated one (tests/old_workflows keeps their saved workflows, test_old_workflows.py)."""
     used = {n["type"] for path in WORKFLOWS for n in load(path)["nodes"]}
-    missing = sorted(set(sonify_nodes()) - used)
+    missing = sorted(set(sonify_nodes()) - used - set(module("nodes").DEPRECATED))
     assert not missing, f"no example workflow uses {missing}"
 
 

@@ -272,7 +272,7 @@ def test_fetch_result_node(emulator, wavespeed_env, clip_path):
     assert video_packets(video.get_stream_source()) == video_packets(clip_path)
     assert json.loads(info)["task_id"] == task_id
     with pytest.raises(errors.ValidationError, match="model"):
-        fetch_cls().run(provider="fal", model="mmaudio-v2", task_id=task_id)
+        fetch_cls().run(provider="fal", model="thinksound-wavespeed", task_id=task_id)
 
 
 def test_fetch_names_what_is_missing(emulator, fal_env, tmp_path):

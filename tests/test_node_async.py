@@ -26,7 +26,8 @@ from sonify import journal as jobs
 from sonify_devtools.emulator import Emulator
 
 REMOTE = ("SonifyMMAudioV2", "SonifyThinkSoundWaveSpeed", "SonifyThinkSoundFal", "SonifyKlingVideoToAudio",
-          "SonifySyncLipsync", "SonifyFetchResult")
+          "SonifySyncLipsync", "SonifyFetchResult", "SonifyThinkSound", "SonifySyncLipsync2", "SonifySyncLipsync2Pro",
+          "SonifySync3", "SonifyKlingLipsync", "SonifyLatentSync")
 
 
 def built(cls: type) -> tuple[type, Callable]:

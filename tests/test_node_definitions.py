@@ -13,7 +13,9 @@ NODES = load_pack().NODE_CLASS_MAPPINGS
 CATALOG_NODES = {
     "SonifyMMAudioV2": "mmaudio-v2", "SonifyThinkSoundWaveSpeed": "thinksound-wavespeed",
     "SonifyThinkSoundFal": "thinksound-fal", "SonifyKlingVideoToAudio": "kling-video-to-audio",
-    "SonifySyncLipsync": "sync-lipsync",
+    "SonifySyncLipsync": "sync-lipsync", "SonifyThinkSound": "thinksound", "SonifySyncLipsync2": "sync-lipsync-2",
+    "SonifySyncLipsync2Pro": "sync-lipsync-2-pro", "SonifySync3": "sync-3", "SonifyKlingLipsync": "kling-lipsync",
+    "SonifyLatentSync": "latentsync",
 }
 
 
@@ -34,7 +36,9 @@ def test_every_node_is_covered():
 def test_variations_then_loudness_are_the_last_inputs_optional_with_defaults_that_change_nothing(node_id):
     declared = NODES[node_id].INPUT_TYPES()
     appended = ["variations", "loudness", "loudness_lufs", "true_peak_dbtp"]  # in the order they came
-    assert list(declared["optional"])[-4:] == appended and not set(appended) & set(declared["required"])
+    if MODELS[CATALOG_NODES[node_id]].offers:
+        appended.append("provider")
+    assert list(declared["optional"])[-len(appended):] == appended and not set(appended) & set(declared["required"])
     choices, options = declared["optional"]["loudness"]
     assert choices == ["as generated", "-14 LUFS", "-16 LUFS", "-23 LUFS", "custom"]
     assert options["default"] == "as generated"
@@ -54,7 +58,8 @@ def test_description_and_display_name(node_id):
     if node_id in CATALOG_NODES:
         spec = MODELS[CATALOG_NODES[node_id]]
         model, _, provider = names[node_id].partition(" · ")
-        assert names[node_id] == spec.title and model and provider == PROVIDER_NAMES[spec.provider]
+        here = " or ".join(PROVIDER_NAMES[s.provider] for s in (spec, *(o.spec for o in spec.offers)))
+        assert names[node_id] == spec.node_title and model == spec.name and provider == here
         assert f"Price: {spec.price_text}." in cls.DESCRIPTION
         assert spec.licence_note in cls.DESCRIPTION
     else:
@@ -100,6 +105,29 @@ def test_every_output_has_a_tooltip(node_id):
     cls = NODES[node_id]
     assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES)
     assert all(len(tip) > 5 for tip in cls.OUTPUT_TOOLTIPS)
+
+
+@pytest.mark.parametrize("node_id", sorted(CATALOG_NODES))
+def test_a_model_on_both_providers_takes_the_provider_last_and_auto_by_default(node_id):
+    """Appended after every other input: a workflow saved before it keeps its widget values and runs on auto."""
+    spec = MODELS[CATALOG_NODES[node_id]]
+    declared = NODES[node_id].INPUT_TYPES()
+    if not spec.offers:
+        assert "provider" not in inputs(node_id)
+        return
+    assert list(declared["optional"])[-1] == "provider" and "provider" not in declared["required"]
+    kind, options = declared["optional"]["provider"]
+    assert kind == ["auto", "wavespeed", "fal", "wavespeed, then fal", "fal, then wavespeed"]
+    assert options["default"] == "auto" and "never paid twice" in options["tooltip"]
+    for offered in (spec, *(o.spec for o in spec.offers)):
+        assert f"{offered.title}: {offered.price_text}" in options["tooltip"]
+
+
+def test_the_per_provider_thinksound_nodes_are_deprecated_for_the_one_with_a_provider_choice():
+    for node_id in ("SonifyThinkSoundWaveSpeed", "SonifyThinkSoundFal"):
+        assert NODES[node_id].DEPRECATED is True
+        assert NODES[node_id].DESCRIPTION.startswith("Deprecated: use ThinkSound · fal or WaveSpeed")
+    assert not getattr(NODES["SonifyThinkSound"], "DEPRECATED", False)
 
 
 def test_cost_is_explained_where_a_parameter_changes_it():

@@ -22,10 +22,12 @@ def test_mmaudio_says_cost_seconds_task_and_spend_today(emulator, wavespeed_env,
     inputs = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
               "guidance_scale": 4.5, "mask_away_clip": False, "seed": 3, "video": module("nodes.comfy").FileVideo(str(clip_path))}
     job = json.loads(outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)[-1])
-    mark, done, task, today, sound = last_text(caplog).split("\n")
+    mark, done, task, today, where, sound = last_text(caplog).split("\n")
     assert mark == "emulator (synthetic sound)"
     assert re.fullmatch(r"done · \$0\.001 measured \(1 second of sound\) · \d+\.\d s", done)
     assert task == f"task {job['task_id']}" and today == "spent today $0.001 of the $2.000 daily cap"
+    # a model on both providers says where it ran, and why not on the other
+    assert where == "on WaveSpeed (the only provider with a key that takes these inputs) · fal not used: no key"
     assert re.fullmatch(r"sound: -?\d+\.\d LUFS · peak -?\d+\.\d dBTP · silent \d+% · clipped \d+ · 1\.02 s of 1\.00 s",
                         sound)  # MMAudio's whole latents run a little long
     outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)

@@ -277,15 +277,18 @@ def test_the_price_catalog_is_the_models(state):
 
     async def test(client: TestClient) -> None:
         catalog = await answer(await client.get("/sonify/prices"))
-        assert catalog["SonifyMMAudioV2"] == {"model": "mmaudio-v2", "rule": {
-            "usd": 0.001, "per": "second", "text": "$0.001 per second of audio", "param": "duration",
-            "zero_is_clip": True, "max": 30}}
+        per_second = {"usd": 0.001, "per": "second", "text": "$0.001 per second of audio", "param": "duration",
+                      "zero_is_clip": True, "max": 30}
+        assert catalog["SonifyMMAudioV2"] == {"model": "mmaudio-v2", "rule": per_second,
+                                              "providers": {"wavespeed": per_second, "fal": per_second}}
         assert catalog["SonifyKlingVideoToAudio"]["rule"] == {"usd": 0.035, "per": "job", "text": "$0.035 per job"}
         for entry in catalog.values():
             spec = models.MODELS[entry["model"]]
             assert entry["rule"]["text"] == spec.price_text
             after_the_run = entry["rule"]["per"] == "compute_second"  # a rate, measured once the job ran
-            assert (entry["rule"]["usd"] is None or after_the_run) == (spec.price(spec.defaults()) is None)
+            assert (entry["rule"]["usd"] is None or after_the_run) == (spec.price(spec.defaults(), 5.0) is None)
+            for provider, rule in entry.get("providers", {}).items():  # the badge follows the provider chosen
+                assert rule["text"] == models.on_provider(spec, provider).price_text
 
     serve(test)
 

@@ -102,7 +102,7 @@ def test_inputs_come_from_the_catalog():
     spec = module("sonify.catalog").MMAUDIO_V2
     assert list(inputs["required"]) == [p.name for p in spec.params]
     assert list(inputs["optional"]) == ["video", "images", "fps", "variations", "loudness", "loudness_lufs",
-                                        "true_peak_dbtp"]  # new inputs appended
+                                        "true_peak_dbtp", "provider"]  # new inputs appended
     steps = inputs["required"]["num_inference_steps"][1]
     assert (steps["min"], steps["max"], steps["default"]) == (4, 50, 25)
     for _, options in [*inputs["required"].values(), *inputs["optional"].values()]:
@@ -126,8 +126,8 @@ def test_only_a_fixed_seed_makes_a_run_cacheable():
 
 def test_every_model_names_a_known_provider_and_a_sound_layout():
     models = module("sonify.catalog")
-    for spec in models.MODELS.values():
+    for spec in models.ALL_SPECS:
         assert spec.provider in models.PROVIDERS
         assert (spec.native_audio is not None) == (spec.output == "audio"), spec.key
-    assert [name for spec in models.MODELS.values() for name in spec.extra_outputs] == ["prompt"]
-    assert models.THINKSOUND_FAL.extra_outputs == ("prompt",)
+    assert {spec.key for spec in models.ALL_SPECS if spec.extra_outputs} == {"thinksound-fal", "thinksound"}
+    assert models.THINKSOUND_FAL.extra_outputs == models.THINKSOUND.extra_outputs == ("prompt",)

@@ -186,9 +186,9 @@ function widgetValues(node) {
 // The price, drawn above the title bar at its left, where ComfyUI 0.33 draws a node's price badge (and in its
 // colours), clear of the title; recomputed on each draw (widget changes redraw).
 function drawPrice(node, ctx) {
-  const rule = catalog[node.comfyClass]?.rule;
-  if (!rule || node.flags?.collapsed) return;
-  const text = priceText(rule, widgetValues(node));
+  const entry = catalog[node.comfyClass];
+  if (!entry?.rule || node.flags?.collapsed) return;
+  const text = priceText(entry, widgetValues(node));
   const title = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
   const height = 18;
   ctx.save();

@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 from ..catalog import BY_MODEL_ID as MODELS_BY_ID
-from ..catalog import MODELS, PROVIDERS, VARIATIONS, ModelSpec, Param
+from ..catalog import MODELS, PROVIDER_CHOICES, PROVIDERS, VARIATIONS, ModelSpec, Param
 from ..errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
 from ..redact import redact
 from ..version import VERSION
@@ -144,9 +144,17 @@ def _add_model_parsers(parent: argparse.ArgumentParser, command_name: str, comma
         if spec.audio_field:
             sub.add_argument("--audio", type=Path, required=True, metavar="PATH",
                              help="the voice: any audio file PyAV reads (wav, mp3, m4a, flac…), any rate and channels")
-        group = sub.add_argument_group(f"{spec.title} parameters (the provider's names)")
+        group = sub.add_argument_group(f"{spec.name} parameters" if spec.offers else
+                                       f"{spec.title} parameters (the provider's names)")
         for param in spec.params:
             _add_param_option(group, param)
+        if spec.offers:
+            providers = ", ".join(f"{s.title}: {s.price_text}" for s in (spec, *(o.spec for o in spec.offers)))
+            sub.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto", metavar="PROVIDER",
+                             help=f"where it runs: {', '.join(PROVIDER_CHOICES)} (default: auto, the provider with a "
+                                  "key; with both, SONIFY_PROVIDER_ORDER's order, else the cheaper for the clip; 'X, "
+                                  "then Y' moves to Y only if X fails before any task exists there). The parameters "
+                                  f"keep these names on either. Prices: {providers}".replace("%", "%%"))
         group.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                            help="a parameter in the older form (--param seed=7 is --seed 7)")
 
@@ -314,6 +322,7 @@ def loudness_goal(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from .. import media, pipeline
+    from ..pipeline import failover
     from . import webhook_listener
 
     out = Output.of(args)
@@ -328,7 +337,8 @@ def _run(args: argparse.Namespace) -> int:
     goal = loudness_goal(args)
     voice = _voice(args)
     with webhook_listener.serving(), _ctrl_c_cancels() as cancelled:
-        result = pipeline.run(spec, params, media.VideoSource(path=str(args.video)),
+        result = failover.run(spec, params, media.VideoSource(path=str(args.video)),
+                              provider=getattr(args, "provider", "auto"),
                               out_dir=target.parent if target else args.output, audio=voice,
                               on_progress=out.progress(), is_cancelled=cancelled, variations=args.variations,
                               loudness=goal)
@@ -443,8 +453,10 @@ def _batch(args: argparse.Namespace) -> int:
     from . import webhook_listener
 
     out = Output.of(args)
-    spec = MODELS[args.model]
-    params = spec.validate(model_params(args))  # a mistake fails here, before any clip
+    sources = batch.expand_sources(args.sources)
+    spec, params = _batch_provider(out, MODELS[args.model], model_params(args), getattr(args, "provider", "auto"),
+                                   sources[0], keys=not args.temporal)
+    params = spec.validate(params)  # a mistake fails here, before any clip
     goal = loudness_goal(args)
     if goal is not None and args.temporal:
         raise ValidationError("--loudness", "is not yet done by a Temporal batch: leave it out, or run the batch "
@@ -453,7 +465,7 @@ def _batch(args: argparse.Namespace) -> int:
         providers.pacer(providers.client(spec.provider))
     voice = _voice(args)
     engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
-    items = batch.plan(spec, params, batch.expand_sources(args.sources), args.output, goal)
+    items = batch.plan(spec, params, sources, args.output, goal)
     args.output.mkdir(parents=True, exist_ok=True)
     if not out.verbose:
         logging.getLogger("sonify").setLevel(logging.WARNING)  # per-job chatter would break the bar
@@ -473,6 +485,23 @@ def _batch(args: argparse.Namespace) -> int:
     if counts["failed"] or counts["left"]:
         return EXIT_SOME_FAILED
     return EXIT[Cancelled] if counts["cancelled"] else 0
+
+
+def _batch_provider(out: Output, spec: ModelSpec, params: dict[str, Any], provider: str, first: Path,
+                    keys: bool) -> tuple[ModelSpec, dict[str, Any]]:
+    """A batch runs on one provider, picked once (as for a run: auto compares prices on the first clip); it does not
+    move to the other one (each clip's run keeps its own journal, resume and reuse). `keys` False (--temporal: the
+    keys are the workers'): auto picks among every provider of the model."""
+    if not spec.offers:
+        return spec, params
+    from .. import media, offers
+    from ..pipeline import failover
+
+    chosen = offers.plan(spec, provider, params, lambda: failover.clip_seconds(media.VideoSource(path=str(first))),
+                         keys=keys)
+    attempt = chosen.attempts[0]
+    out.note(f"batch {failover.choice_text(failover.choice_info(provider, attempt, chosen.passed))}")
+    return attempt.spec, attempt.params
 
 
 def _batch_result(out: Output, item: Any, path: Path | None) -> None:

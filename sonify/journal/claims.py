@@ -60,6 +60,9 @@ class Status(Word):
                                         by a run that started after the bound had passed: the user is told
                                         (candidate ids, or how to find it) once, and the next identical run submits anew
         (no row)    → COMPLETED         a result fetched by task id (`record_fetched`)
+        INTENT      → MOVED             nothing was created (the provider unreachable, the key refused, an upload or
+                                        submit failed with no task listed, no submit slot within the queue bound) and
+                                        the run goes on at the other provider (failover.py); `error` says why. Final.
     """
 
     INTENT = "intent"
@@ -73,6 +76,7 @@ class Status(Word):
     DETACHED = "detached"
     UNKNOWN = "unknown"
     UNKNOWN_REPORTED = "unknown_reported"
+    MOVED = "moved"
 
 
 OPEN = frozenset({Status.INTENT, Status.SUBMITTING, Status.SUBMITTED, Status.QUEUED, Status.RUNNING})  # a run works on it

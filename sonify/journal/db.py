@@ -229,6 +229,15 @@ class Journal:
                 claim = Claim(ClaimKind.NEW, self._row(db, row_id))
         return claim
 
+    def waiting_for(self, fingerprint: str, cacheable: bool) -> JobRow | None:
+        """The row a claim of this fingerprint would reuse (STORED) or resume (RESUME) now, without claiming it."""
+        now = time.time()
+        with self._connect() as db:
+            rows = [JobRow.from_sql(r) for r in db.execute(
+                "SELECT * FROM jobs WHERE fingerprint = ? ORDER BY id DESC", (fingerprint,))]
+        claim = _decide(rows, {r.id: owner_alive(r.owner, r.heartbeat, now) for r in rows}, cacheable, now)
+        return claim.row if claim.kind in (ClaimKind.STORED, ClaimKind.RESUME) else None
+
     def update(self, row_id: int, **fields: Any) -> None:
         with self._connect() as db:
             _update(db, row_id, **fields)

@@ -28,8 +28,11 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
 
-from ..errors import ConfigurationError, ProviderError, Refused, SonifyError
+from ..errors import ConfigurationError, ProviderError, Refused, SonifyError, Unreachable
 from ..redact import redact
 from ..settings import check_base_url, check_url, is_loopback
 from ..version import VERSION
@@ -219,6 +222,9 @@ class Http:
                     stream=stream or cap is not None, cap=cap,
                 )
             except requests.RequestException as exc:
+                if (not idempotent or attempt >= MAX_ATTEMPTS) and never_connected(exc):
+                    raise Unreachable(f"{self.provider}: no connection to {_origin(url)} ({type(exc).__name__})",
+                                      task_id=task_id) from None
                 if not idempotent or attempt >= MAX_ATTEMPTS:
                     raise ProviderError(
                         f"{self.provider}: no answer from {_origin(url)} ({type(exc).__name__})", task_id=task_id
@@ -512,6 +518,15 @@ def check_handed_url(url: str, *, local: bool, provider: str, what: str = "hande
 
 def _too_big(max_bytes: int) -> str:
     return f"the result file is larger than the {max_bytes // (1 << 20)} MiB cap (SONIFY_MAX_DOWNLOAD_MB)"
+
+
+def never_connected(exc: requests.RequestException) -> bool:
+    """Whether the request failed before its connection was made (refused, no route, a connect timeout): then not
+    a byte of it was sent. A connection lost after that (a reset, a read timeout) may have delivered it."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if isinstance(exc, requests.ConnectionError) and exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def _origin(url: str) -> str:

@@ -15,6 +15,7 @@ import requests
 import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
+import urllib3.exceptions
 from urllib3.connection import HTTPConnection
 
 from .. import settings

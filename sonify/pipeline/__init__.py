@@ -3,7 +3,7 @@ several parts at once (takes x windows). Read flow.py first."""
 
 from .deliver import deliver, output_name, write_atomically
 from .flow import Result, fetch, run
-from .job import run_times, wait_limits
+from .job import no_task_reason, run_times, wait_limits
 from .plan import file_fingerprint, prepare
 from .several import failed_text, run_key
 from .types import AudioInput, ResultBounds
@@ -16,6 +16,7 @@ __all__ = [
     "failed_text",
     "fetch",
     "file_fingerprint",
+    "no_task_reason",
     "output_name",
     "prepare",
     "run",

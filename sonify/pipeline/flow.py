@@ -27,10 +27,10 @@ import numpy as np
 from .. import budget as budgets
 from .. import journal as jobs
 from .. import media, providers, settings
-from ..catalog import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
+from ..catalog import MODELS, PROVIDERS, ModelSpec, find, on_provider
 from ..errors import SonifyError, ValidationError
 from ..loudness_target import Target
-from ..media import frames, sound_check
+from ..media import frames, sound_check, windows
 from ..media.sound_file import SoundFile
 from ..media.video import validate_source
 from ..providers.base import Provider, given_task_id
@@ -101,6 +101,7 @@ def run(
     picture: bool = False,
     loudness: Target | None = None,
     run_id: str | None = None,
+    fallback: str | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -118,7 +119,8 @@ def run(
     each take's sound (sound_check.finish; a long clip's once its windows are joined); None: as generated. Every
     take is checked (JobInfo.sound); several takes are ordered flagged last (Result.takes, and the info's `best`).
     `run_id`: what its spend counts for against SONIFY_MAX_USD_PER_RUN (a batch's, a ComfyUI prompt's; default:
-    this run alone)."""
+    this run alone). `fallback`: the provider the caller moves to if this run fails before any task exists
+    (failover.py): its journal rows then say so (MOVED)."""
     report = _labelled(on_progress or (lambda text, fraction: None))
     checked = spec.validate(params)
     check_count(spec, variations)
@@ -134,7 +136,8 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
         ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, pacer=pacer,
-                         picture=picture, run_id=run_id or uuid.uuid4().hex)
+                         picture=picture, run_id=run_id or uuid.uuid4().hex,
+                         fallback=fallback)
         with timer("prepare"):
             report("preparing video", 0.02)
             job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
@@ -213,7 +216,7 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     def call(index: int) -> Callable[[], Any]:
         k, p = grid[index]
         own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, ctx.slots, ctx.observe, upload_locks[p],
-                         ctx.pacer, run_id=ctx.run_id)
+                         ctx.pacer, run_id=ctx.run_id, fallback=ctx.fallback)
         if parts == 1:
             return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
         return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])
@@ -235,6 +238,8 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
             errors.append(exc)
             failed.append(failure(spec, k, job.takes[k][part].as_dict(), exc, part if parts > 1 else None))
     if not results:
+        if not all(exc.no_task for exc in errors):
+            errors[0].no_task = None  # some job of the run may have a task: the run stays at this provider
         raise errors[0]  # nothing came: the first error, as a single job's (each is in the log)
     if not failed and job.run is not None:
         jobs.forget_seeds(job.run)  # every take delivered: the next run draws anew
@@ -339,6 +344,25 @@ def _labelled(report: ProgressFn) -> ProgressFn:
     return lambda text, fraction: report(f"emulator (synthetic sound) · {text}", fraction)
 
 
+def known_job(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, audio: AudioInput | None,
+              endpoint: str) -> jobs.JobRow | None:
+    """The journal's row a one-job run of `spec` (checked parameters) on `video` at `endpoint` would reuse or resume
+    (its result stored, its task unfinished), found without a request or an upload as `run` fingerprints it; None
+    when there is none, or the run would be several jobs (a long clip's windows)."""
+    clip = media.frames_info(video.frames, video.fps) if video.frames is not None else media.probe(video.path)
+    seconds = float(clip.duration)
+    if spec.output == "audio" and windows.is_long(spec.window, seconds):
+        return None
+    hashes = {"video": frames.fingerprint(video.frames, video.fps) if video.frames is not None
+              else jobs.hash_file(video.path)}
+    voice = _checked_voice(spec, audio)
+    if voice is not None:
+        hashes["audio"] = jobs.hash_array(voice.samples, voice.sample_rate)
+    info = JobInfo(spec.provider, spec.model_id, params=spec.resolve(checked, seconds))
+    meta = _job_meta(spec, endpoint, info, hashes, None)
+    return jobs.guarded("looking up the job", lambda journal: journal.waiting_for(meta.fingerprint, meta.cacheable))
+
+
 def fetch(
     provider: str,
     task_id: str,
@@ -395,13 +419,13 @@ def _fetch_spec(provider: str, task_id: str, model: str | None, row: jobs.JobRow
     if named is None and not model:
         named = client.task_model(task_id, waiter)
     chosen = named or model
-    choices = ", ".join(k for k, m in MODELS.items() if m.provider == provider)
+    choices = ", ".join(k for k, m in MODELS.items() if on_provider(m, provider) is not None)
     if not chosen:
         raise ValidationError("model", f"is needed to find {provider} task {task_id}: one of {choices}")
-    spec = MODELS.get(chosen) or BY_MODEL_ID.get((provider, chosen))
-    if spec is None or spec.provider != provider:
+    spec = find(provider, chosen)
+    if spec is None:
         raise ValidationError("model", f"{chosen!r} is not a {provider} model Sonify knows (one of {choices})")
-    if model and named and (MODELS.get(model) or BY_MODEL_ID.get((provider, model))) is not spec:
+    if model and named and find(provider, model) is not spec:
         log.info("task %s is a %s job (journal); using that rather than %s", task_id, spec.key, model)
     return spec
 

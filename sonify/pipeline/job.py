@@ -30,6 +30,7 @@ from ..errors import (
     ProviderError,
     Refused,
     SonifyError,
+    Unreachable,
     ValidationError,
 )
 from ..journal.claims import ClaimKind, Status
@@ -126,11 +127,27 @@ class RemoteJob:
                 return self._resume_claimed(task_id)
         if claim.kind == ClaimKind.RESUME:
             return self._resume_claimed(claim.row.task_id)
-        body = self.send(uploads)
-        with self._slot(new=True):
-            task_id = self.submit(body)
+        with contextlib.ExitStack() as at_provider:
+            with self._until_task():
+                body = self.send(uploads)
+                at_provider.enter_context(self._slot(new=True))
+                task_id = self.submit(body)
             state = self.wait(task_id)
         return self.download(task_id, state)
+
+    @contextlib.contextmanager
+    def _until_task(self) -> Iterator[None]:
+        """Up to the task id: an error after which no task can exist at the provider carries why (`no_task`), so that
+        a run may move to another provider (failover.py); with one to move to, the row is MOVED, saying why."""
+        try:
+            yield
+        except SonifyError as exc:
+            reason = no_task_reason(exc, self.record.status)
+            if reason is not None:
+                exc.no_task = reason
+                if self.ctx.fallback:
+                    self.record.record(Status.MOVED, error=f"{reason}; moved to {self.ctx.fallback}")
+            raise
 
     # --- the steps, one by one (a run above; a Temporal workflow's activities, temporal_worker.py) ---
 
@@ -276,8 +293,8 @@ class RemoteJob:
             self._ticket.record_submitting({"body": body, "sent_at": sent})
             try:
                 task_id = self.client.submit(spec.model_id, body, self.ctx.waiter)
-            except Cancelled:
-                record.record(Status.INTENT)  # checked before anything was sent: nothing to pay for
+            except (Cancelled, Unreachable):
+                record.record(Status.INTENT)  # checked before anything was sent, or never connected: nothing to pay for
                 raise
             except ProviderError as exc:
                 if exc.status is not None and 400 <= exc.status < 500:
@@ -466,8 +483,9 @@ class RemoteJob:
 
     def _measure(self, task_id: str, delivery: Delivery, inference_seconds: float | None) -> None:
         """The ledger's measured figure: the catalog's price for what the provider reported the job used (fal's
-        compute seconds), or for what it delivered (seconds of sound, one job)."""
-        measured = self.spec.price.measure(delivery.samples.shape[1] / delivery.sample_rate, inference_seconds)
+        compute seconds), or for what it delivered (seconds of sound, one job) or was sent (seconds of the clip)."""
+        measured = self.spec.price.measure(delivery.samples.shape[1] / delivery.sample_rate, self.info.video_seconds,
+                                           inference_seconds)
         if measured is not None:
             self.info.cost_usd_measured, self.info.cost_measure = measured
             journal.record_measured(self.spec.provider, task_id, *measured)
@@ -540,6 +558,25 @@ class RemoteJob:
         for key in self._uploads:
             if self._ticket is not None:
                 self._ticket.forget_upload(self.client.http.base_url, key)
+
+
+def no_task_reason(exc: SonifyError, status: Status | None) -> str | None:
+    """Why no task exists at the provider after `exc` ended a job whose row is at `status` — or None when one may, or
+    when the error is the input's or the setup's (which another provider would not mend). Only a row still INTENT
+    has nothing sent, or a submit its provider refused or whose task its listing shows was never made (RemoteJob.
+    submit); then: the provider unreachable, the key or account refused (401/403), a 5xx or no answer (an upload, or a
+    submit the listing cleared), or no submit slot within the queue bound (the pacer's JobTimedOut)."""
+    if status != Status.INTENT or isinstance(exc, (Cancelled, Refused)):
+        return None
+    if isinstance(exc, Unreachable):
+        return f"unreachable ({exc})"
+    if isinstance(exc, JobTimedOut):
+        return "no submit slot within the queue bound (SONIFY_QUEUE_TIMEOUT)"
+    if isinstance(exc, ProviderError) and exc.status in (401, 403):
+        return f"refused the key or the account ({exc})"
+    if isinstance(exc, ProviderError) and (exc.status is None or exc.status >= 500):
+        return f"failed before any task existed ({exc})"
+    return None
 
 
 def _one_file(key: str, make: Callable[[], Path]) -> UploadChoice:

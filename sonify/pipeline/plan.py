@@ -35,9 +35,11 @@ def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | No
         raise ValidationError("audio", f"{spec.title} needs an audio input")
     if audio is None:
         return None
-    samples = media.check_audio(audio.samples, audio.sample_rate)
-    spec.check_length(samples.shape[1] / audio.sample_rate, "audio")
-    return AudioInput(samples, int(audio.sample_rate))
+    voice = AudioInput(media.check_audio(audio.samples, audio.sample_rate), int(audio.sample_rate))
+    seconds = voice.samples.shape[1] / voice.sample_rate
+    spec.check_length(seconds, "audio")
+    spec.check_voice(seconds)
+    return voice
 
 
 @dataclass
@@ -83,6 +85,11 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
         clip = media.probe(source)
     check_picture_size(clip.width, clip.height, "video")
     media.check_frame_rate(clip.fps, "video")
+    spec.check_sides(clip.width, clip.height)
+    suffix = Path(video.path).suffix.lower() if video.path else ".mp4"  # frames go as an MP4
+    if spec.video_suffixes and suffix not in spec.video_suffixes:
+        raise ValidationError("video", f"{spec.title} takes {' or '.join(spec.video_suffixes)} files, got a {suffix or 'nameless'} "
+                                       "file: save it as MP4 first")
     if clip.frames < 2:  # as for frames: no motion for a model to follow, and it would still be billed
         raise ValidationError("video", f"needs at least 2 frames, got {clip.frames}")
     seconds = float(clip.duration)
@@ -107,7 +114,8 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
         hashes["audio"] = journal.hash_array(audio.samples, audio.sample_rate)
     uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0][0].cost_usd_estimate)}
     if audio is not None:
-        uploads["audio"] = (journal.digest_of("upload", hashes["audio"], "wav"), lambda: _write_audio(audio, ctx.work))
+        kind = spec.voice.suffix.lstrip(".")
+        uploads["audio"] = (journal.digest_of("upload", hashes["audio"], kind), lambda: _write_voice(spec, audio, ctx.work))
     sent = infos[0][0].params
     voice = audio.samples.shape[1] / audio.sample_rate if audio is not None else 0.0
     longest = max(spec.result_seconds(sent, seconds), voice)  # lipsync may loop the picture to the voice
@@ -118,7 +126,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
 
 def _info(spec: ModelSpec, checked: dict[str, Any], seconds: float) -> JobInfo:
     sent = spec.resolve(checked, seconds)
-    cost = spec.price(sent)
+    cost = spec.price(sent, seconds)
     return JobInfo(spec.provider, spec.model_id, cost_usd_estimate=None if cost is None else round(cost, 6),
                    video_seconds=round(seconds, 6), params=sent)
 
@@ -201,5 +209,15 @@ def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None
     return UploadChoice((key,), frozenset({key}), send)
 
 
-def _write_audio(audio: AudioInput, work: Path) -> Path:
-    return Path(media.write_wav(audio.samples, audio.sample_rate, work / "audio.wav"))
+def _write_voice(spec: ModelSpec, audio: AudioInput, work: Path) -> Path:
+    """The voice as the model takes it (models.Voice): a lossless WAV, or AAC where the file's size is capped."""
+    path = work / f"audio{spec.voice.suffix}"
+    if spec.voice.suffix == ".wav":
+        media.write_wav(audio.samples, audio.sample_rate, path)
+    else:
+        media.write_audio(audio.samples, audio.sample_rate, path)
+    most = spec.voice.max_bytes
+    if most is not None and path.stat().st_size > most:
+        raise ValidationError("audio", f"{spec.title} takes a voice file of at most {most / 1e6:g} MB; this voice as "
+                                       f"{spec.voice.suffix} is {path.stat().st_size / 1e6:.1f} MB: shorten it")
+    return path

@@ -66,22 +66,23 @@ def take_params(spec: ModelSpec, checked: dict[str, Any], variations: int, run: 
     if variations == 1 or seed is None:
         return [dict(checked) for _ in range(variations)]
     first = checked[seed.name]
+    top = int(seed.max) if seed.max is not None else INT32_MAX  # fal's MMAudio takes seeds up to 65535
     if first < 0:
         def draw() -> list[int]:
             drawn: set[int] = set()
             while len(drawn) < variations:
-                drawn.add(secrets.randbelow(INT32_MAX + 1))
+                drawn.add(secrets.randbelow(top + 1))
             return sorted(drawn)
 
         def valid(kept: Any) -> bool:  # what the journal holds is checked like any input
             return (isinstance(kept, list) and len(set(kept)) == variations and
-                    all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= INT32_MAX for s in kept))
+                    all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= top for s in kept))
 
         seeds = journal.drawn_seeds(run, draw, valid) if run is not None else draw()
         return [{**checked, seed.name: s} for s in seeds]
-    if first + variations - 1 > INT32_MAX:
+    if first + variations - 1 > top:
         raise ValidationError(seed.name, f"with {variations} variations (seeds {first} and up) must be at most "
-                                         f"{INT32_MAX - variations + 1}, got {first}")
+                                         f"{top - variations + 1}, got {first}")
     return [{**checked, seed.name: first + k} for k in range(variations)]
 
 

@@ -177,6 +177,8 @@ class RunContext:
     # a picture that cannot be is refused like any result out of bounds, before the job counts as delivered.
     picture: bool = False
     run_id: str | None = None  # the run (node run, command, batch) its spend counts for: SONIFY_MAX_USD_PER_RUN
+    # The provider the run moves to if this job fails before any task exists (failover.py): its row is then MOVED.
+    fallback: str | None = None
 
 
 class JobRecord(Protocol):

@@ -15,7 +15,8 @@ instead of each assuming the account is theirs:
   on this machine — for a pause that grows with the refusals in a row), after which the submit is sent again.
 
 Jobs wait in line (first come, first served: a long clip's windows go in order), each until its deadline — the
-job's queue bound (SONIFY_QUEUE_TIMEOUT) from when it first asked — and then fail with nothing sent. A wait tells
+job's queue bound (SONIFY_QUEUE_TIMEOUT) from when it first asked — and then fail with nothing sent; at once when
+what holds them is known to clear only after that (a rate's window, a 429's Retry-After): waiting would be in vain. A wait tells
 why through `on_wait(text)`, once each time the reason changes.
 """
 
@@ -208,6 +209,8 @@ class Pacer:
                     shown = why
                 if now >= until.at:
                     raise self._past_bound(until, why)
+                if blocked is not None and until.at < blocked[0] < math.inf:  # known to clear only past the bound
+                    raise self._past_bound(until, why, early=True)
                 waiter.check()
                 with self._changed:
                     clears = blocked[0] if blocked is not None else math.inf
@@ -219,9 +222,12 @@ class Pacer:
                     self._changed.notify_all()
             raise
 
-    def _past_bound(self, until: Deadline, why: str) -> JobTimedOut:
+    def _past_bound(self, until: Deadline, why: str, early: bool = False) -> JobTimedOut:
         reason = f"; {why}" if why else ""
+        waited = (f"the next submit slot at {self.title} comes only after this job's {until.seconds:g} s "
+                  "(SONIFY_QUEUE_TIMEOUT) have passed" if early else
+                  f"waited {until.seconds:g} s (SONIFY_QUEUE_TIMEOUT) for a submit slot at {self.title}")
         return JobTimedOut(
-            f"waited {until.seconds:g} s (SONIFY_QUEUE_TIMEOUT) for a submit slot at {self.title}{reason}. This job "
+            f"{waited}{reason}. This job "
             f"was not submitted, so nothing was created or charged for it: run it again, raise SONIFY_QUEUE_TIMEOUT, "
             f"or {setting_hint(self.provider)}")

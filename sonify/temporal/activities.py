@@ -26,7 +26,7 @@ from temporalio.service import RPCError
 from .. import budget as budgets
 from .. import journal as jobs
 from .. import media, pipeline, providers
-from ..catalog import MODELS, ModelSpec
+from ..catalog import ALL_SPECS, MODELS, ModelSpec
 from ..errors import ConfigurationError, ProviderError, Refused, SonifyError
 from ..journal.claims import JobMeta, Status
 from ..journal.tickets import Ticket
@@ -186,10 +186,12 @@ def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
 
 
 def _spec(model: str) -> ModelSpec:
-    if model not in MODELS:
+    """A catalog key: a model's (MODELS), or an offer's a batch picked its provider by (catalog.ALL_SPECS)."""
+    spec = MODELS.get(model) or next((spec for spec in ALL_SPECS if spec.key == model), None)
+    if spec is None:
         raise ApplicationError(f"model: must be one of {', '.join(MODELS)}, got {model[:80]!r}",
                                type="ValidationError", non_retryable=True)
-    return MODELS[model]
+    return spec
 
 
 @activity.defn(name="prepare")

@@ -82,14 +82,20 @@ def check_body(spec: ModelSpec, body: Any) -> tuple[dict[str, Any], dict[str, st
     if not isinstance(body, dict):
         raise HttpError(json_response(422, {"detail": [{"loc": ["body"], "msg": "must be a JSON object", "type": "dict_type"}]}))
     values = dict(body)
-    url = values.pop(spec.video_field, None)
-    if url is None:
-        raise invalid(spec.video_field, "Field required", "missing")
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise invalid(spec.video_field, "must be an http(s) URL of the media file", "url_parsing")
-    if not is_loopback(parts.hostname):
-        raise invalid(spec.video_field, "the emulator reads only its own files and loopback URLs")
+    media: dict[str, str] = {}
+    for name in filter(None, (spec.video_field, spec.audio_field)):  # lipsync: video_url and audio_url
+        url = values.pop(name, None)
+        if url is None:
+            raise invalid(name, "Field required", "missing")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise invalid(name, "must be an http(s) URL of the media file", "url_parsing")
+        if not is_loopback(parts.hostname):
+            raise invalid(name, "the emulator reads only its own files and loopback URLs")
+        media[name] = url
+    for name, value in spec.fixed:  # a field of the request that picks the model version (sync's `model`)
+        if values.pop(name, value) != value:
+            raise invalid(name, f"this endpoint runs {value!r} (the emulator's other versions are other endpoints)")
     unknown = sorted(set(values) - {p.name for p in spec.params})
     if unknown:
         raise invalid(unknown[0], "Extra inputs are not permitted", "extra_forbidden")
@@ -99,7 +105,7 @@ def check_body(spec: ModelSpec, body: Any) -> tuple[dict[str, Any], dict[str, st
             params[param.name] = param.check(values.get(param.name, param.default))
         except ValidationError as e:
             raise invalid(param.name, str(e).removeprefix(f"{param.name}: ")) from None
-    return params, {spec.video_field: url}
+    return params, media
 
 
 @dataclass(frozen=True)

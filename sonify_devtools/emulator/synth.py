@@ -61,7 +61,7 @@ def render(
             raise ValueError(f"{spec.title} returns a video; format {fmt!r} is not possible")
         if audio_path is None:
             raise ValidationError("audio", f"{spec.title} needs an audio input")
-        return [_lipsync(video_path, audio_path, str(params.get("sync_mode", "cut_off")), out_dir)]
+        return [_lipsync(video_path, audio_path, lipsync_mode(params), out_dir)]
     return [_video_to_audio(spec, params, video_path, out_dir, one, bad) for one in fmt.split("+")]
 
 
@@ -179,6 +179,17 @@ def lipsync_frame_map(
     if mode == "remap":
         return [min(frames - 1, j * frames // count) for j in range(count)]
     return [min(j, frames - 1) for j in range(count)]
+
+
+def lipsync_mode(params: dict[str, Any]) -> str:
+    """The frame map a lipsync model's parameters ask for: sync's `sync_mode`; LatentSync's `loop_mode` (pingpong:
+    bounce, loop: loop; left to the provider: loop [guess]); none (Kling LipSync, WaveSpeed's LatentSync): cut_off
+    [guess: neither page says what a longer voice does]."""
+    if "sync_mode" in params:
+        return str(params["sync_mode"])
+    if "loop_mode" in params:
+        return {"pingpong": "bounce"}.get(str(params["loop_mode"]), "loop")
+    return "cut_off"
 
 
 def _lipsync(video_path: str, audio_path: str, mode: str, out_dir: str) -> str:

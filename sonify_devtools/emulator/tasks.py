@@ -256,6 +256,18 @@ class TaskBoard:
                 spec.check_duration(float(media.probe(video).duration))
             except ValidationError as e:
                 raise TaskFailure(str(e), 1401) from e
+        try:  # the model's other documented limits, where it has them, as the provider checks them (models.ModelSpec)
+            if spec.sides is not None:
+                info = media.probe(video)
+                spec.check_sides(info.width, info.height)
+            voice = paths.get(spec.audio_field) if spec.audio_field else None
+            if voice is not None and spec.voice.seconds is not None:
+                samples, rate = media.decode_audio(voice)
+                spec.check_voice(samples.shape[1] / rate)
+            if voice is not None and spec.voice.max_bytes is not None and voice.stat().st_size > spec.voice.max_bytes:
+                raise ValidationError("audio", f"file of {voice.stat().st_size} bytes, above {spec.voice.max_bytes}")
+        except ValidationError as e:
+            raise TaskFailure(str(e), 1401) from e
         audio = str(paths[spec.audio_field]) if spec.audio_field else None
         out_dir = self._storage.output_dir(task.id)
         outputs = tuple(Path(p) for p in synth.render(spec, task.params, str(video), audio, str(out_dir), task.fmt,

@@ -183,8 +183,9 @@ class WaveSpeedRoutes:
         spec = BY_MODEL_ID.get((PROVIDER, model_id))
         if spec is None:
             return error(404, f"model not found: {model_id}")
+        body = request.read_json()
         try:
-            params, media, sync = split_submit_body(spec, request.read_json())
+            params, media, sync = split_submit_body(spec, body)
         except ValidationError as e:
             return error(400, str(e))
         account = request_account(request.headers.get("Authorization"))
@@ -193,7 +194,8 @@ class WaveSpeedRoutes:
             limited = error(429, "Too many requests: your account level's limit of tasks started a minute is reached")
             limited.headers.update(self.em.accounts.retry_after(account, wait))
             return limited
-        task = self._new_task(spec, params, media, webhook=request.query.get("webhook", [""])[0], account=account)
+        task = self._new_task(spec, params, media, webhook=request.query.get("webhook", [""])[0], account=account,
+                              body=body)
         self.em.tasks.add(task)
         self.em.record_submit(model_id)
         if sync:
@@ -208,7 +210,7 @@ class WaveSpeedRoutes:
         return json_response(200, envelope(data))
 
     def _new_task(self, spec: ModelSpec, params: dict[str, Any], media: dict[str, str], webhook: str,
-                  account: str) -> Task:
+                  account: str, body: dict[str, Any]) -> Task:
         return Task(
             id=secrets.token_hex(16),
             provider=PROVIDER,
@@ -224,6 +226,7 @@ class WaveSpeedRoutes:
             submitted=time.monotonic(),
             webhook=webhook,
             account=account,
+            input=body,  # as sent (tests read what went on the wire)
         )
 
     def result(self, request: Request, match: re.Match[str]) -> Response:
