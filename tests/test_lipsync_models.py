@@ -10,6 +10,7 @@ import math
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from clips import write_clip
@@ -97,7 +98,7 @@ def test_kling_lipsync_takes_a_720p_face_and_its_voice_as_aac(emulator, fal_env,
     assert sent(task) == {"video_url": "face720.mp4", "audio_url": "audio.m4a"}  # the docs name no other field
     assert result.info["cost_usd_estimate"] == pytest.approx(0.014 * 5)  # 2.5 s, billed in steps of 5 s
     assert result.picture[0].shape[1:] == (720, 720, 3)
-    with media.av.open(emulator.storage.resolve(task.input["audio_url"]).as_posix()) as container:
+    with av.open(emulator.storage.resolve(task.input["audio_url"]).as_posix()) as container:
         assert container.streams.audio[0].codec_context.name == "aac"
 
 

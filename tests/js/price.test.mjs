@@ -32,6 +32,18 @@ async function badgeText(node, values) {
 }
 
 const CASES = {
+  SonifyThinkSoundFal: [
+    [{ variations: 1 }, "$0.001 per compute second"],
+    [{ variations: 2 }, "$0.001 per compute second × 2 takes"],
+  ],
+  SonifyThinkSoundWaveSpeed: [[{ variations: 5 }, "price not published"]],
+  // the model on both providers: the provider chosen (the first of "X, then Y"), each price on auto where they differ
+  SonifyThinkSound: [
+    [{ provider: "auto", variations: 2 }, "fal $0.001 per compute second · WaveSpeed price not published × 2 takes"],
+    [{ variations: 1 }, "fal $0.001 per compute second · WaveSpeed price not published"], // saved before `provider`
+    [{ provider: "wavespeed", variations: 3 }, "price not published"],
+    [{ provider: "fal, then wavespeed", variations: 2 }, "$0.001 per compute second × 2 takes"],
+  ],
   SonifyMMAudioV2: [
     [{ duration: 0, variations: 1 }, "$0.001/s of clip"],
     [{ duration: 5, variations: 1 }, "$0.005/job"],
@@ -39,34 +51,41 @@ const CASES = {
     [{ duration: 8, variations: 4 }, "$0.008/job × 4 takes"],
     [{ duration: 0, variations: 2 }, "$0.001/s of clip × 2 takes"],
     [{ duration: 12 }, "$0.012/job"], // saved before `variations` existed
+    [{ provider: "fal", duration: 8, variations: 1 }, "$0.008/job"], // fal's price is the same
+    [{ provider: "wavespeed, then fal", duration: 0, variations: 3 }, "$0.001/s of clip × 3 takes"],
   ],
   SonifyKlingVideoToAudio: [
     [{ variations: 1 }, "$0.035/job"],
     [{ variations: 3 }, "$0.035/job × 3 takes"],
     [{}, "$0.035/job"],
+    [{ provider: "fal", variations: 2 }, "$0.035/job × 2 takes"],
   ],
-  SonifyThinkSoundFal: [
-    [{ variations: 1 }, "$0.001 per compute second"],
-    [{ variations: 2 }, "$0.001 per compute second × 2 takes"],
+  SonifySyncLipsync: [[{ provider: "wavespeed" }, "price not published"]],
+  SonifySyncLipsync2: [[{}, "$3.000/min of clip"]],
+  SonifySyncLipsync2Pro: [[{}, "price not published"]],
+  SonifySync3: [[{ provider: "fal" }, "$8.000/min of clip"]],
+  SonifyKlingLipsync: [[{}, "$0.014/s of clip, 5 s steps"]],
+  SonifyLatentSync: [
+    [{ provider: "fal" }, "$0.005/s of clip, at least $0.200"],
+    [{ provider: "wavespeed" }, "$0.150/5 s of clip"],
+    [{ provider: "auto" }, "fal $0.005/s of clip, at least $0.200 · WaveSpeed $0.150/5 s of clip"],
   ],
-  SonifyThinkSoundWaveSpeed: [[{ variations: 5 }, "price not published"]],
-  SonifySyncLipsync: [[{}, "price not published"]],
 };
 
 test("every model node has a native badge, depending only on its price's widgets", () => {
   assert.deepEqual(Object.keys(catalog.badges).sort(), Object.keys(catalog.route).sort());
   assert.deepEqual(Object.keys(CASES).sort(), Object.keys(catalog.route).sort());
   assert.deepEqual(catalog.badges.SonifyMMAudioV2.widgets,
-    [{ name: "duration", type: "INT" }, { name: "variations", type: "INT" }]);
-  assert.deepEqual(catalog.badges.SonifyKlingVideoToAudio.widgets, [{ name: "variations", type: "INT" }]);
-  assert.deepEqual(catalog.badges.SonifySyncLipsync.widgets, []);
+    [{ name: "duration", type: "INT" }, { name: "provider", type: "COMBO" }, { name: "variations", type: "INT" }]);
+  assert.deepEqual(catalog.badges.SonifyThinkSoundFal.widgets, [{ name: "variations", type: "INT" }]);
+  assert.deepEqual(catalog.badges.SonifyKlingLipsync.widgets, []);
 });
 
 for (const [node, cases] of Object.entries(CASES)) {
   test(`${node}: the native badge (JSONata) and the pack's own badge say the same`, async () => {
     for (const [values, expected] of cases) {
       assert.equal(await badgeText(node, values), expected, JSON.stringify(values));
-      assert.equal(priceText(rule(node), values), expected, JSON.stringify(values));
+      assert.equal(priceText(catalog.route[node], values), expected, JSON.stringify(values));
     }
   });
 }
