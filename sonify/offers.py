@@ -43,7 +43,7 @@ class Passed:
 
 
 @dataclass
-class Plan:
+class ProviderChoice:
     asked: str  # the provider input as given
     attempts: list[Attempt]  # in order: the first runs; each next one only if the one before failed with no task
     passed: list[Passed] = field(default_factory=list)
@@ -102,12 +102,12 @@ def check_choice(spec: ModelSpec, asked: Any) -> list[str]:
 
 
 def plan(spec: ModelSpec, asked: str, params: dict[str, Any], seconds: Callable[[], float],
-         keys: bool = True) -> Plan:
+         keys: bool = True) -> ProviderChoice:
     """What a run of `spec` with `params` tries (see the module docstring). `seconds()`: the clip's length, asked
     only when prices decide. `keys=False`: the keys are elsewhere (a Temporal batch's workers), so none is looked
     for here. Raises (before anything is sent) when no provider can run it: the first's reason."""
     named = check_choice(spec, asked)
-    result = Plan(asked, [])
+    result = ProviderChoice(asked, [])
     usable: list[tuple[ModelSpec, dict[str, Any]]] = []
     first_error: SonifyError | None = None
     for provider in named:
