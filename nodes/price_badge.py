@@ -61,13 +61,10 @@ def badge(spec: ModelSpec, takes: bool) -> PriceBadge:
         own, read = _one_job(offer.spec, _shown_names(offer))
         each.append((offer.spec, own, offer.spec.price.usd is not None))
         widgets += [w for w in read if w not in widgets]
-    if len(each) == 1:
+    if len({t for _, t, _ in each}) == 1:  # one provider, or the same price on each: the provider changes nothing
         expr = text + times if each[0][2] else text
     else:
-        if len({t for _, t, _ in each}) == 1:
-            auto = text
-        else:
-            auto = " & \" · \" & ".join(f'{json.dumps(PROVIDER_TITLES[s.provider] + " ")} & {t}' for s, t, _ in each)
+        auto = " & \" · \" & ".join(f'{json.dumps(PROVIDER_TITLES[s.provider] + " ")} & {t}' for s, t, _ in each)
         expr = f"({auto}){times if any(p for *_, p in each) else ''}"
         for s, t, published in reversed(each):  # the provider chosen, or the first of "X, then Y"
             named = " or ".join(f"widgets.provider = {json.dumps(c)}" for c in PROVIDER_CHOICES

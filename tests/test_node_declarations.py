@@ -14,17 +14,26 @@ NODES = {node.node_id: node for node in load_pack().nodes.NODES}
 MODEL_NODES = load_pack().nodes.MODEL_NODES
 LOUDNESS = ["loudness", "loudness_lufs", "true_peak_dbtp"]
 # The contract with saved workflows: node ids, and each node's inputs and outputs in order.
+LIPSYNC_OUT = ["video", "images", "audio", "fps", "job"]
 CONTRACT = {
     "SonifyMMAudioV2": (["prompt", "negative_prompt", "duration", "num_inference_steps", "guidance_scale",
-                         "mask_away_clip", "seed", "video", "images", "fps", "variations", *LOUDNESS],
+                         "mask_away_clip", "seed", "video", "images", "fps", "variations", *LOUDNESS, "provider"],
                         ["audio", "video", "job"]),
     "SonifyThinkSoundWaveSpeed": (["prompt", "seed", "video", "images", "fps", "variations", *LOUDNESS],
                                   ["audio", "video", "job"]),
     "SonifyThinkSoundFal": (["prompt", "seed", "num_inference_steps", "cfg_scale", "video", "images", "fps",
                              "variations", *LOUDNESS], ["audio", "video", "prompt", "job"]),
     "SonifyKlingVideoToAudio": (["sound_effect_prompt", "bgm_prompt", "asmr_mode", "video", "images", "fps",
-                                 "variations", *LOUDNESS], ["audio", "video", "job"]),
-    "SonifySyncLipsync": (["audio", "sync_mode", "video", "images", "fps"], ["video", "images", "audio", "fps", "job"]),
+                                 "variations", *LOUDNESS, "provider"], ["audio", "video", "job"]),
+    "SonifyThinkSound": (["prompt", "seed", "num_inference_steps", "cfg_scale", "video", "images", "fps",
+                          "variations", *LOUDNESS, "provider"], ["audio", "video", "prompt", "job"]),
+    "SonifySyncLipsync": (["audio", "sync_mode", "video", "images", "fps", "provider"], LIPSYNC_OUT),
+    "SonifySyncLipsync2": (["audio", "sync_mode", "video", "images", "fps"], LIPSYNC_OUT),
+    "SonifySyncLipsync2Pro": (["audio", "sync_mode", "video", "images", "fps"], LIPSYNC_OUT),
+    "SonifySync3": (["audio", "sync_mode", "video", "images", "fps", "provider"], LIPSYNC_OUT),
+    "SonifyKlingLipsync": (["audio", "video", "images", "fps"], LIPSYNC_OUT),
+    "SonifyLatentSync": (["audio", "guidance_scale", "seed", "loop_mode", "video", "images", "fps", "provider"],
+                         LIPSYNC_OUT),
     "SonifyMuxAudio": (["video", "audio", "mode", "audio_gain_db", "video_gain_db", *LOUDNESS], ["video"]),
     "SonifyFetchResult": (["provider", "model", "task_id", "video"], ["audio", "video", "job"]),
     "SonifyPickAudio": (["audio", "index", "best"], ["audio"]),
@@ -52,7 +61,9 @@ def test_model_nodes_are_paid_api_nodes_with_a_price_badge_and_never_share_a_res
     model = node_id in MODEL_NODES
     assert node.api_node is model and node.not_idempotent is model and (node.price_badge is not None) is model
     assert node.remote is (model or node_id == "SonifyFetchResult")
-    assert node.category == (f"Sonify/{MODEL_NODES[node_id].title.rpartition(' · ')[2]}" if model else "Sonify/utility")
+    # under its provider, or "WaveSpeed or fal" for a node with a provider choice
+    assert node.category == (f"Sonify/{MODEL_NODES[node_id].node_title.rpartition(' · ')[2]}" if model
+                             else "Sonify/utility")
     if model:
         widgets = {i.name: i.type for i in node.inputs if i.type in ("INT", "FLOAT", "BOOLEAN", "COMBO", "STRING")}
         assert set(node.price_badge.widgets) <= set(widgets)  # ComfyUI refuses a badge on an unknown widget

@@ -76,7 +76,8 @@ test("every model node has a native badge, depending only on its price's widgets
   assert.deepEqual(Object.keys(catalog.badges).sort(), Object.keys(catalog.route).sort());
   assert.deepEqual(Object.keys(CASES).sort(), Object.keys(catalog.route).sort());
   assert.deepEqual(catalog.badges.SonifyMMAudioV2.widgets,
-    [{ name: "duration", type: "INT" }, { name: "provider", type: "COMBO" }, { name: "variations", type: "INT" }]);
+    [{ name: "duration", type: "INT" }, { name: "variations", type: "INT" }]); // the same price on either provider
+  assert.deepEqual(catalog.badges.SonifyThinkSound.widgets, [{ name: "provider", type: "COMBO" }, { name: "variations", type: "INT" }]);
   assert.deepEqual(catalog.badges.SonifyThinkSoundFal.widgets, [{ name: "variations", type: "INT" }]);
   assert.deepEqual(catalog.badges.SonifyKlingLipsync.widgets, []);
 });
