@@ -1,11 +1,12 @@
 """Loudness per ITU-R BS.1770-4: the meter against EBU Tech 3341's reference cases, the true-peak ceiling held on a
-signal whose peaks fall between samples, silence left alone, the inputs checked; lossless sound in MOV/MKV read back
-exactly; the AAC bit rate a setting. Every signal is made here, and every expected value comes from the standard's
+signal whose peaks fall between samples, silence left alone, the inputs checked; a sound kept in its file measured
+block by block with a whole array's numbers; lossless sound in MOV/MKV read back exactly; the AAC bit rate a setting. Every signal is made here, and every expected value comes from the standard's
 documents or from an independent computation (an FFT's band-limited interpolation), never from the meter."""
 
 from __future__ import annotations
 
 import math
+import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from clips import write_clip
 from sonify import media
 from sonify.errors import ConfigurationError, ValidationError
 from sonify.loudness_target import AS_GENERATED, Target, target
-from sonify.media import loudness
+from sonify.media import loudness, sound_check
+from sonify.media.sound_file import SoundFile
 
 RATE = 48000
 
@@ -108,6 +110,42 @@ def test_silence_has_no_loudness_and_is_left_as_it_is():
     assert out is silence and applied.gain_db == 0.0
     too_short = np.full((1, RATE // 20), 0.5, np.float32)  # 50 ms: no 400 ms block to gate
     assert loudness.integrated(too_short, RATE) is None
+
+
+def test_a_sound_in_its_file_is_measured_block_by_block_with_a_whole_arrays_numbers():
+    """A long clip's joined sound stays in its file: its loudness, true peak, silent share and clipped samples are
+    read block by block (blocks that do not line up with the meter's steps or the short-term windows), and come out
+    as the whole array's — which the standard's case and independent computations pin down."""
+    sound = stereo_sine(TECH_3341["4: -72, -36, -23, -36, -72 dBFS"][0])  # 100 s, 20 s of it below -60 dBFS
+    burst = 5 * RATE
+    sound[:, burst:burst + 5] = 1.0  # 5 samples at full scale, in a quiet part: below both gates
+    kept = SoundFile.written((sound[:, i:i + 100_000] for i in range(0, sound.shape[1], 100_000)), sound.shape[1],
+                             RATE)
+
+    tracemalloc.start()
+    level = loudness.measure_file(kept)
+    checked = sound_check.check_file(kept, 100.0, 100.0, level)
+    held = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert held < sound.nbytes / 8  # a few blocks at a time, never the sound (38 MB)
+    assert level == loudness.measure(sound, RATE)
+    assert level.lufs == pytest.approx(-23.0, abs=0.1)  # EBU Tech 3341 case 4
+    assert level.true_peak_dbtp == pytest.approx(band_limited_peak(sound[0, burst - 2400:burst + 2400]), abs=0.05)
+
+    assert checked == sound_check.check(sound, RATE, 100.0, 100.0, level)
+    assert checked.clipped_samples == np.count_nonzero(np.abs(sound) >= 0.999) == 10 and checked.flags == ()
+    hop, half = RATE // 10, round(1.5 * RATE)  # short-term: 3 s around every 100 ms step
+    power = np.mean(sound.astype(np.float64) ** 2, axis=0)
+    steps = [power[max(0, c - half):c + half].mean() < 1e-6 for c in range(hop // 2, sound.shape[1], hop)]
+    assert checked.silent_share == pytest.approx(np.mean(steps), abs=1e-9)
+    assert checked.silent_share == pytest.approx(0.14, abs=0.01)  # the -72 dBFS parts, less the burst's windows
+    odd = (sound[:, i:i + 7_777] for i in range(0, sound.shape[1], 7_777))
+    assert sound_check.silent_share(odd, sound.shape[1], RATE, -60.0) == checked.silent_share
+
+    louder, applied = loudness.normalise_file(kept, Target(-16.0), level)
+    whole, applied_whole = loudness.normalise(sound, RATE, Target(-16.0), level)
+    assert applied == applied_whole and np.array_equal(louder.load(), whole)  # the same gain, sample for sample
+    assert loudness.normalise_file(kept, Target(-16.0), loudness.Level(None, None))[0] is kept  # silence: left
 
 
 def test_the_loudness_inputs_are_checked_by_name():

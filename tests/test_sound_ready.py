@@ -1,7 +1,8 @@
 """Sound ready to use, at the emulator: `as generated` leaves the model's samples bit-identical and its AAC copied; a
 loudness target reaches the AUDIO and the VIDEO (its AAC encoded once, from those samples); a long clip is
-normalised as one sound; silent, clipped and cut-short takes are flagged by name, put last, and skipped by `best`;
-the command line writes PCM/FLAC for editors and refuses what it cannot write before anything is sent."""
+normalised as one sound, and measured and flagged without a target, its sound never loaded whole; silent, clipped
+and cut-short takes are flagged by name, put last, and skipped by `best`; the command line writes PCM/FLAC for
+editors and refuses what it cannot write before anything is sent."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from sonify import media, pipeline
 from sonify.catalog import MMAUDIO_V2
 from sonify.errors import ConfigurationError
 from sonify.loudness_target import Target
-from sonify.media import loudness
+from sonify.media import loudness, sound_check
+from sonify.media.sound_file import SoundFile
 
 MMAUDIO = MMAUDIO_V2.model_id
 PARAMS = {"prompt": "rain on a tin roof", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
@@ -110,6 +112,38 @@ def test_a_long_clip_is_normalised_as_one_sound(emulator, wavespeed_env, tmp_pat
     with av.open(str(set_.video_path)) as container:  # the joined, normalised sound is what the video carries
         carried = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
     assert loudness.integrated(carried, 44100) == pytest.approx(loudness.integrated(after, 44100), abs=0.2)
+
+
+def test_a_long_clip_without_a_loudness_target_is_measured_in_its_file_flagged_and_put_last(emulator, wavespeed_env,
+                                                                                             tmp_path):
+    # 32 s: two windows of MMAudio, a flash every 2 s (the emulator's sound follows the motion)
+    clip = write_clip(tmp_path / "long.mp4", 32 * 12, Fraction(12), 64, 48, flash_at=range(6, 384, 24))
+    source = media.VideoSource(path=str(clip))
+    seconds = float(media.probe(clip).duration)
+    emulator.bad_sound_next(MMAUDIO, "clipped")  # one window of one of the two takes
+    made = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 6}, source, out_dir=tmp_path / "a", variations=2)
+    assert emulator.submits(MMAUDIO) == 4 and all(len(t.info["windows"]) == 2 for t in made.takes)
+    assert all(isinstance(take.sound, SoundFile) for take in made.takes)  # measured, never loaded whole
+    good, clipped = made.takes  # in the order of `audio`: the flagged take last
+    assert good.info["sound"]["flags"] == [] and clipped.info["sound"]["flags"] == ["clipped"]
+    assert made.info["best"] == good.info["take"] and [good.info["position"], clipped.info["position"]] == [1, 2]
+    assert "clipped: " in clipped.info["why"] and "flagged takes come last" in clipped.info["why"]
+    for take in made.takes:  # a short clip's measures, of the joined sound as a whole
+        sound, samples = take.info["sound"], take.audio
+        assert sound["loudness"] is None and sound["sound_seconds"] == pytest.approx(seconds)
+        assert sound == {**sound_check.check(samples, 44100, seconds, seconds).as_dict(), "loudness": None}
+        assert sound["lufs"] == pytest.approx(loudness.integrated(samples, 44100), abs=0.01)
+        assert sound["clipped_samples"] == np.count_nonzero(np.abs(samples) >= 0.999)
+    assert good.info["sound"]["lufs"] is not None and clipped.info["sound"]["clipped_samples"] > 1000
+
+    said: list[str] = []
+    emulator.bad_sound_next(MMAUDIO, "silent", times=2)  # both windows of one take
+    silent = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 60}, source, out_dir=tmp_path / "b",
+                          on_progress=lambda text, fraction: said.append(text))
+    assert emulator.submits(MMAUDIO) == 6 and isinstance(silent.sound, SoundFile)
+    assert silent.info["sound"]["flags"] == ["silent"]
+    assert silent.info["sound"]["silent_share"] > 0.9 and silent.info["sound"]["lufs"] is None
+    assert "FLAGGED silent" in said[-1]  # the after-run line
 
 
 def test_silent_clipped_and_short_takes_are_flagged_put_last_and_best_skips_them(emulator, wavespeed_env, steady):

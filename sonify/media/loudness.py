@@ -7,12 +7,16 @@ pyloudnorm, the other well-kept implementation, needs scipy and has no true-peak
 Normalising is one gain for the whole sound, never a compressor or a limiter: the gain that brings the integrated
 loudness to the target, unless that would put the true peak above the ceiling — then the gain that puts the peak on
 the ceiling, and the sound stays quieter than the target (as streaming platforms treat a quiet, peaky track). A
-long clip is normalised after its windows are joined, as one sound: no window is louder than its neighbour.
+long clip is normalised after its windows are joined, as one sound: no window is louder than its neighbour. Its
+joined sound stays in its file (sound_file.py): `measure_file` and `normalise_file` read it block by block, with the
+same numbers as `measure` and `normalise` of the whole array.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -23,6 +27,7 @@ import numpy as np
 from ..errors import ValidationError
 from ..loudness_target import Target
 from .audio import MAX_AUDIO_CHANNELS, speaker_layout
+from .sound_file import SoundFile
 
 ABSOLUTE_GATE = -70.0  # LUFS: BS.1770's absolute gate; a sound with no block above it has no loudness
 
@@ -67,49 +72,90 @@ def measure(samples: np.ndarray, rate: int) -> Level:
     return Level(integrated(samples, rate), true_peak(samples, rate))
 
 
+def measure_file(sound: SoundFile) -> Level:
+    """measure() of a sound kept in its file, read block by block (three times: loudness, sample peak, true peak)."""
+    sample_peak = max((_sample_peak(block) for block in sound.blocks()), default=0.0)
+    return Level(_lufs(_ebur128(sound.blocks(), sound.channels, sound.rate, peak=False)),
+                 _true_peak(sound.blocks(), sound.channels, sound.length, sound.rate, sample_peak))
+
+
 def integrated(samples: np.ndarray, rate: int) -> float | None:
     """BS.1770-4 integrated loudness in LUFS (channels weighted by their position in the standard layout of their
     count: surrounds +1.5 dB, LFE left out); None when no 400 ms block is above the absolute gate (silence, or a
     sound shorter than one block)."""
-    values = _ebur128(samples, rate, peak=False)
-    lufs = float(values["lavfi.r128.I"]) if values else ABSOLUTE_GATE
-    return lufs if lufs > ABSOLUTE_GATE else None
+    samples = np.asarray(samples, np.float32)
+    return _lufs(_ebur128(_chunks(samples), samples.shape[0], rate, peak=False))
 
 
 def true_peak(samples: np.ndarray, rate: int) -> float | None:
     """BS.1770-4 true peak in dBTP (oversampled to 192 kHz), rounded up to the meter's last digit; None for digital
-    silence. The sound is metered scaled to a sample peak of 1, where that digit is worth 0.01 dB, and followed by
-    silence, so its last partial step is metered too (and the oversampling filter rings out)."""
+    silence."""
     samples = np.asarray(samples, np.float32)
-    sample_peak = float(np.max(np.abs(samples), initial=0.0))
-    if sample_peak == 0.0:
-        return None
-    step = math.ceil(_SEGMENT * rate)
-    padded = np.zeros((samples.shape[0], (samples.shape[1] // step + 2) * step), np.float32)
-    padded[:, :samples.shape[1]] = samples / np.float32(sample_peak)
-    values = _ebur128(padded, rate, peak=True)
-    reading = float(values["lavfi.r128.true_peak"]) + _PEAK_STEP / 2
-    return 20 * math.log10(reading * sample_peak)
+    return _true_peak(_chunks(samples), samples.shape[0], samples.shape[1], rate, _sample_peak(samples))
 
 
 def normalise(samples: np.ndarray, rate: int, goal: Target, level: Level | None = None) -> tuple[np.ndarray, Applied]:
     """`samples` brought to `goal` by one gain (see the module docstring), and what was done. `level`: the sound's
     own, when measured already. A sound with no loudness (silence) is left as it is."""
-    level = level or measure(samples, rate)
+    applied = _applied(goal, level or measure(samples, rate))
+    return (samples if applied.gain_db == 0.0 else _scaled(samples, applied.gain_db)), applied
+
+
+def normalise_file(sound: SoundFile, goal: Target, level: Level) -> tuple[SoundFile, Applied]:
+    """normalise() of a sound kept in its file (`level`: measure_file's): a new file of its blocks, each scaled as
+    it is read, or the same file when it is left as it is."""
+    applied = _applied(goal, level)
+    if applied.gain_db == 0.0:
+        return sound, applied
+    scaled = (_scaled(block, applied.gain_db) for block in sound.blocks())
+    return SoundFile.written(scaled, sound.length, sound.rate), applied
+
+
+def _applied(goal: Target, level: Level) -> Applied:
+    """What one gain does to a sound of `level`: the gain that reaches `goal` unless the ceiling holds it lower;
+    none for a sound with no loudness."""
     if level.lufs is None or level.true_peak_dbtp is None:
-        return samples, Applied(goal, 0.0, level.lufs, level.true_peak_dbtp, False)
+        return Applied(goal, 0.0, level.lufs, level.true_peak_dbtp, False)
     wanted = goal.lufs - level.lufs
     room = goal.ceiling_dbtp - level.true_peak_dbtp
     gain = min(wanted, room)
-    scaled = (np.asarray(samples, np.float32) * np.float32(10 ** (gain / 20))).astype(np.float32, copy=False)
-    return scaled, Applied(goal, gain, level.lufs + gain, level.true_peak_dbtp + gain, room < wanted)
+    return Applied(goal, gain, level.lufs + gain, level.true_peak_dbtp + gain, room < wanted)
 
 
-def _ebur128(samples: np.ndarray, rate: int, peak: bool) -> dict[str, str]:
-    """The `ebur128` filter's readings after the whole sound (its last metered step's frame metadata), or {} when
-    the sound is shorter than one step."""
-    samples = np.asarray(samples, np.float32)
-    channels = samples.shape[0]
+def _scaled(samples: np.ndarray, gain_db: float) -> np.ndarray:
+    return (np.asarray(samples, np.float32) * np.float32(10 ** (gain_db / 20))).astype(np.float32, copy=False)
+
+
+def _lufs(readings: dict[str, str]) -> float | None:
+    lufs = float(readings["lavfi.r128.I"]) if readings else ABSOLUTE_GATE
+    return lufs if lufs > ABSOLUTE_GATE else None
+
+
+def _sample_peak(samples: np.ndarray) -> float:
+    return float(np.max(np.abs(samples), initial=0.0))
+
+
+def _true_peak(blocks: Iterable[np.ndarray], channels: int, length: int, rate: int, sample_peak: float) -> float | None:
+    """The true peak of the sound of `blocks` ([C, n] each, in order; `length` samples in all), whose sample peak is
+    `sample_peak`. It is metered scaled to a sample peak of 1, where the meter's last digit is worth 0.01 dB, and
+    followed by silence, so its last partial step is metered too (and the oversampling filter rings out)."""
+    if sample_peak == 0.0:
+        return None
+    step = math.ceil(_SEGMENT * rate)
+    silence = np.zeros((channels, (length // step + 2) * step - length), np.float32)
+    scaled = itertools.chain((block / np.float32(sample_peak) for block in blocks), (silence,))
+    reading = float(_ebur128(scaled, channels, rate, peak=True)["lavfi.r128.true_peak"]) + _PEAK_STEP / 2
+    return 20 * math.log10(reading * sample_peak)
+
+
+def _chunks(samples: np.ndarray) -> Iterator[np.ndarray]:
+    """[C, T] as the filter is handed it: _CHUNK samples at a time."""
+    return (samples[:, start:start + _CHUNK] for start in range(0, samples.shape[1], _CHUNK))
+
+
+def _ebur128(blocks: Iterable[np.ndarray], channels: int, rate: int, peak: bool) -> dict[str, str]:
+    """The `ebur128` filter's readings after the whole sound of `blocks` ([C, n] float32 each, in order; its last
+    metered step's frame metadata), or {} when the sound is shorter than one step."""
     if not 1 <= channels <= MAX_AUDIO_CHANNELS:
         raise ValidationError("audio", f"loudness is measured for 1 to {MAX_AUDIO_CHANNELS} channels, got {channels}")
     layout = speaker_layout(channels)
@@ -132,12 +178,14 @@ def _ebur128(samples: np.ndarray, rate: int, peak: bool) -> dict[str, str]:
             if frame.metadata:
                 last = dict(frame.metadata)
 
-    for start in range(0, samples.shape[1], _CHUNK):
-        piece = np.ascontiguousarray(samples[:, start:start + _CHUNK].T).reshape(1, -1)
+    start = 0
+    for block in blocks:
+        piece = np.ascontiguousarray(np.asarray(block, np.float32).T).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(piece, format="flt", layout=layout)
         frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
         graph.push(frame)
         drain()
+        start += block.shape[1]
     graph.push(None)
     drain()
     return last

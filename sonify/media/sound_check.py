@@ -11,12 +11,15 @@ flagged, by name, when it is
 - cut short: its sound ends more than SHORT_BY seconds before the picture does (the rest is padded with silence).
 
 Takes are ordered flagged last, each group in take order; the best take is the first of them.
+
+A long clip's joined sound, kept in its file (sound_file.py), is checked block by block (`finish_file`), with the
+same numbers as a whole array's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +28,7 @@ import numpy as np
 from .. import settings
 from ..loudness_target import Target
 from . import loudness
+from .sound_file import SoundFile
 
 SHORT_TERM = 3.0  # s: EBU R128's short-term window
 
@@ -76,12 +80,23 @@ def check(samples: np.ndarray, rate: int, picture_seconds: float, sound_seconds:
     if sound_seconds is None:
         sound_seconds = _last_sound(samples) / rate
     level = level or loudness.measure(samples, rate)
+    return _checked(lambda: iter((samples,)), samples.shape, rate, picture_seconds, sound_seconds, level)
+
+
+def check_file(sound: SoundFile, picture_seconds: float, sound_seconds: float, level: loudness.Level) -> Check:
+    """check() of a sound kept in its file (`level`: loudness.measure_file's), read block by block."""
+    return _checked(sound.blocks, (sound.channels, sound.length), sound.rate, picture_seconds, sound_seconds, level)
+
+
+def _checked(blocks: Callable[[], Iterable[np.ndarray]], shape: tuple[int, int], rate: int, picture_seconds: float,
+             sound_seconds: float, level: loudness.Level) -> Check:
+    """The check of the [C, T] (`shape`) sound that `blocks()` gives, [C, n] at a time, in order."""
     threshold = settings.silence_dbfs()
-    made = min(samples.shape[1], round(sound_seconds * rate))
-    share = silent_share(samples[:, :made], rate, threshold) if made else 1.0
-    clipped = int(np.count_nonzero(np.abs(samples) >= CLIP_LEVEL))
+    made = min(shape[1], round(sound_seconds * rate))
+    share = silent_share(blocks(), made, rate, threshold) if made else 1.0
+    clipped = sum(int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL)) for block in blocks())
     flags = tuple(flag for flag, wrong in ((SILENT, share > SILENT_MOST),
-                                           (CLIPPED, clipped > CLIPPED_MOST * samples.size),
+                                           (CLIPPED, clipped > CLIPPED_MOST * shape[0] * shape[1]),
                                            (CUT_SHORT, picture_seconds - sound_seconds > SHORT_BY)) if wrong)
     return Check(level.lufs, level.true_peak_dbtp, share, threshold, clipped, sound_seconds, picture_seconds, flags)
 
@@ -96,15 +111,27 @@ def best(takes: Sequence[np.ndarray], rate: int) -> int:
     return 0
 
 
-def silent_share(samples: np.ndarray, rate: int, threshold_dbfs: float) -> float:
-    """The share of STEP-long steps whose short-term level — the mean square of every channel over SHORT_TERM
-    seconds centred on the step, or as much of it as the sound has — is below `threshold_dbfs`."""
-    power = np.concatenate([[0.0], np.cumsum(np.mean(np.square(samples, dtype=np.float64), axis=0))])
-    length = samples.shape[1]
+def silent_share(blocks: Iterable[np.ndarray], length: int, rate: int, threshold_dbfs: float) -> float:
+    """The share of STEP-long steps of the first `length` samples of `blocks` ([C, n] each, in order) whose
+    short-term level — the mean square of every channel over SHORT_TERM seconds centred on the step, or as much of
+    it as the sound has — is below `threshold_dbfs`. Read block by block, keeping only the running sum of the
+    squares at the windows' edges: the same sums, added in the same order, as over the whole sound at once."""
     hop, half = max(1, round(STEP * rate)), round(SHORT_TERM * rate / 2)
     centres = np.arange(hop // 2, length, hop) if length > hop // 2 else np.array([length // 2])
     starts, ends = np.clip(centres - half, 0, length), np.clip(centres + half, 0, length)
-    mean_square = (power[ends] - power[starts]) / np.maximum(ends - starts, 1)
+    edges = np.unique(np.concatenate([starts, ends]))
+    power = np.zeros(edges.size)  # the running sum at each edge
+    done, total = 0, 0.0
+    for block in blocks:
+        block = block[:, :length - done]
+        running = np.cumsum(np.concatenate([[total], np.mean(np.square(block, dtype=np.float64), axis=0)]))
+        first, last = np.searchsorted(edges, done), np.searchsorted(edges, done + block.shape[1], side="right")
+        power[first:last] = running[edges[first:last] - done]
+        done, total = done + block.shape[1], running[-1]
+        if done == length:
+            break
+    at_start, at_end = power[np.searchsorted(edges, starts)], power[np.searchsorted(edges, ends)]
+    mean_square = (at_end - at_start) / np.maximum(ends - starts, 1)
     return float(np.mean(mean_square < 10 ** (threshold_dbfs / 10)))
 
 
@@ -124,7 +151,23 @@ def finish(samples: np.ndarray, rate: int, picture_seconds: float, sound_seconds
     applied = None
     if goal is not None and SILENT not in checked.flags:
         samples, applied = loudness.normalise(samples, rate, goal, level)
-    return samples, {**checked.as_dict(), "loudness": applied.as_dict() if applied is not None else None}
+    return samples, _sound_info(checked, applied)
+
+
+def finish_file(sound: SoundFile, picture_seconds: float, sound_seconds: float,
+                goal: Target | None) -> tuple[SoundFile, dict[str, Any]]:
+    """finish() of a sound kept in its file (a long clip's joined sound), read block by block, never whole: the
+    same measures and the same gain; set to `goal`, it is a new file."""
+    level = loudness.measure_file(sound)
+    checked = check_file(sound, picture_seconds, sound_seconds, level)
+    applied = None
+    if goal is not None and SILENT not in checked.flags:
+        sound, applied = loudness.normalise_file(sound, goal, level)
+    return sound, _sound_info(checked, applied)
+
+
+def _sound_info(checked: Check, applied: loudness.Applied | None) -> dict[str, Any]:
+    return {**checked.as_dict(), "loudness": applied.as_dict() if applied is not None else None}
 
 
 def order(flags: Sequence[Sequence[str]]) -> list[int]:

@@ -318,15 +318,10 @@ def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], sounds:
     with timer("align"):
         joined = join(sounds, spans, job.fps, job.clip.duration, made)
     info = take_info(infos, spans, job.fps, job.clip.duration)
-    if job.loudness is not None:
-        # The joined sound checked and set as one (one gain, so no window is louder than its neighbour). Both need
-        # the whole sound: it is loaded only here, when a loudness target is set; else it stays in its file.
-        with timer("check"):
-            seconds = float(job.clip.duration)
-            samples, info["sound"] = sound_check.finish(joined.load(), joined.rate, seconds,
+    with timer("check"):  # the joined sound checked and set as one (one gain: no window louder than the next)
+        seconds = float(job.clip.duration)
+        joined, info["sound"] = sound_check.finish_file(joined, seconds,
                                                         seconds - missing_seconds(spans, job.fps, made), job.loudness)
-            joined = SoundFile.written([samples], samples.shape[1], joined.rate)
-            del samples
     final_video = None
     if job.source is not None:
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
