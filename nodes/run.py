@@ -86,9 +86,10 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
-             is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False) -> Any:
+             is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False,
+             observe: Any = None) -> Any:
     """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's. `picture`: the
-    result's frames too (lipsync's IMAGE output: Result.picture)."""
+    result's frames too (lipsync's IMAGE output: Result.picture). `observe`: the jobs' events (pipeline.run)."""
     from ..sonify import pipeline
 
     comfy.use_comfy_state_dir()
@@ -100,6 +101,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
             result = pipeline.run(
                 spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
                 on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
+                observe=observe,
             )
         except Cancelled as exc:
             # ComfyUI shows an interrupt without a message: the task id goes on the node and in the log.

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sonify.models import ModelSpec
-from . import comfy
+from . import comfy, frames_ahead
 from .inputs import param_inputs, source_inputs, variations_input
 from .run import node_function, run_node, source_picture
+
+VIDEO_OUTPUT = 1  # the index of `video` among the node's outputs
 
 
 def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
@@ -18,13 +20,22 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
 
     def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
              unique_id: Any = None, variations: int = 1, **params: Any) -> tuple:
-        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations)
+        ahead = picture_ahead(spec, unique_id, video, images, fps)
+        try:
+            result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations,
+                              observe=frames_ahead.observer(ahead) if ahead is not None else None)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+            raise
         sound = comfy.to_audio_batch([take.audio for take in result.takes or [result]], result.sample_rate)
         if result.video_path is not None:
+            if ahead is not None:
+                ahead.cancel()
             picture = comfy.make_video(result.video_path)
         else:  # frames in: the frames themselves with the new sound (the first take), encoded only if asked
             picture = comfy.frames_video(*source_picture(video, images, fps),
-                                         comfy.to_audio(result.audio, result.sample_rate), like=video)
+                                         comfy.to_audio(result.audio, result.sample_rate), like=video, ahead=ahead)
         extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
         outputs = (sound, picture, *extra, json.dumps(result.info))
         return {"ui": {"audio": [comfy.preview_file(result.video_path, result.audio, result.sample_rate)]},
@@ -56,6 +67,15 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
 
     VideoToAudioNode.__name__ = VideoToAudioNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
     return VideoToAudioNode
+
+
+def picture_ahead(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float) -> Any:
+    """Frames whose result is a frames VIDEO (the model sees a proxy) that the graph will want as a file: their
+    picture, to be encoded while the job waits (frames_ahead.py). None otherwise."""
+    frames = images is not None or (video is not None and not comfy.is_file_backed(video))
+    if not frames or spec.proxy is None or not comfy.video_file_wanted(unique_id, VIDEO_OUTPUT):
+        return None
+    return frames_ahead.start_when_waiting(*source_picture(video, images, fps), like=video)
 
 
 def _changed_by_seed(cls: type, seed: Any = None, **_: Any) -> str:

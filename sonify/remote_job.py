@@ -57,7 +57,9 @@ from .waiter import Slots, Waiter
 log = logging.getLogger("sonify")
 
 ProgressFn = Callable[[str, float | None], None]  # (text, fraction done or None)
-Observer = Callable[[str, "JobInfo"], None]  # (event, the job's info): "submitted", "final", "downloaded"
+# (event, the job's info): "submitted", "waiting" (the wait for its end begins: a new task's or a resumed one's),
+# "final", "downloaded"
+Observer = Callable[[str, "JobInfo"], None]
 Upload = tuple[str, Callable[[], Path]]  # (media key: what the file is made from, make the file)
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus")
 RESULT_SLACK = (1.25, 2.0)  # a result may run 25 % + 2 s longer than what was asked for
@@ -584,6 +586,7 @@ class RemoteJob:
     def wait(self, task_id: str) -> TaskState:
         """Follow the task to its end; a failed one is journaled as such (and raised)."""
         spec = self.spec
+        self._event("waiting")
         with self._unfinished_on_error(task_id), self.ctx.timer("wait"):
             state = self.client.wait(task_id, self.ctx.waiter, self._on_state(), wait_limits(),
                                      model_id=spec.model_id, history=run_times())
