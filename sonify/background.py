@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class BackgroundFile:
     def __init__(self, make: Maker, path: Path, guard: Callable[[], None] | None = None) -> None:
         self.path = Path(path)
         self.error: BaseException | None = None  # why the file was not made (None: made, or not started)
+        self.seconds: float | None = None  # how long the work took, once it ended
         self._make, self._guard = make, guard
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -48,6 +50,10 @@ class BackgroundFile:
                 return
             self._thread = threading.Thread(target=self._run, name="sonify-background", daemon=True)
             self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def check(self) -> None:
         """Raises Stopped (or what the guard raises) when the work should end; the maker calls it per frame."""
@@ -75,14 +81,17 @@ class BackgroundFile:
     def _run(self) -> None:
         _lowest_priority()
         make, self._make = self._make, None  # what it holds (a frame tensor) is not kept past the work
+        start = time.monotonic()
         try:
             make(self.path, self.check)
         except BaseException as exc:  # noqa: BLE001 - kept for result(); the one who waits decides
+            self.seconds = time.monotonic() - start
             self.error = exc
             self.path.unlink(missing_ok=True)
             if not isinstance(exc, Stopped):
                 log.info("the background file %s was not made (%s)", self.path.name, exc)
             return
+        self.seconds = time.monotonic() - start
         with self._lock:
             self._made = True
             if self._stop.is_set():  # cancelled while the last frame went out

@@ -59,6 +59,8 @@ class VideoInfo:
     pix_fmt: str
     has_audio: bool
     size_bytes: int
+    container: str = ""  # the demuxer's names ("mov,mp4,m4a,3gp,3g2,mj2"); "" for frames
+    steady_rate: bool = False  # the stream's average and nominal rates agree: constant, no packet need be read
 
 
 @dataclass
@@ -128,6 +130,7 @@ def probe(path: PathLike) -> VideoInfo:
             raise ValidationError("video", f"{Path(path).name} has no video stream")
         stream = container.streams.video[0]
         fps = _stream_rate(stream, path)
+        average, nominal = stream.average_rate, stream.base_rate or stream.guessed_rate
         frames, rotation = _count_and_rotation(container, stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         if rotation % 180 == 90:
@@ -142,6 +145,8 @@ def probe(path: PathLike) -> VideoInfo:
             pix_fmt=stream.codec_context.pix_fmt or "",
             has_audio=bool(container.streams.audio),
             size_bytes=os.path.getsize(path),
+            container=container.format.name,
+            steady_rate=bool(average and nominal and abs(average - nominal) <= nominal / 1000),
         )
     finally:
         container.close()
@@ -343,9 +348,10 @@ class UploadPlan:
         return width * height * self.proxy_frames / 1e6
 
 
-def plan_upload(path: PathLike, rule: ProxyRule | None) -> UploadPlan:
-    """How prepare_upload treats `path` for `rule` (see there). Probes; decodes one frame at most."""
-    info = probe(path)
+def plan_upload(path: PathLike, rule: ProxyRule | None, info: VideoInfo | None = None) -> UploadPlan:
+    """How prepare_upload treats `path` for `rule` (see there), from its probe (`info`, if the caller has it; else
+    probed here: one frame decoded at most)."""
+    info = info or probe(path)
     constant = constant_rate_for(path, info)
     rate = constant or info.fps
     if rule is None:
@@ -354,7 +360,7 @@ def plan_upload(path: PathLike, rule: ProxyRule | None) -> UploadPlan:
         return UploadPlan(os.fspath(path), info, full, rate, action, None, _H264_SOURCE)
     plain = constant is None and (info.codec, info.pix_fmt) == ("h264", "yuv420p")
     fits = plain and min(info.width, info.height) <= rule.short_side and info.fps <= rule.max_fps
-    as_is = "as is" if not info.has_audio and _is_mp4(path) else "copy"
+    as_is = "as is" if not info.has_audio and _is_mp4(path, info) else "copy"
     action = as_is if fits else "encode"
     return UploadPlan(os.fspath(path), info, rule, rate, action, as_is if plain and not fits else None, _H264_PROXY)
 
@@ -406,8 +412,10 @@ def constant_rate_for(path: PathLike, info: VideoInfo) -> Fraction | None:
     """None for a constant-rate picture; for a variable-rate one (frames of different lengths, as phones
     record in low light), the standard rate nearest its shortest common frame, to convert it to.
 
-    Only read when the stream's average and nominal rates disagree: then the packet timestamps are
-    scanned (not decoded). Jitter of a timestamp tick or two is not variable."""
+    Only read when the stream's average and nominal rates disagree (its probe says when they agree): then the
+    packet timestamps are scanned (not decoded). Jitter of a timestamp tick or two is not variable."""
+    if info.steady_rate:
+        return None
     with av.open(os.fspath(path)) as container:
         stream = container.streams.video[0]
         nominal = stream.base_rate or stream.guessed_rate
@@ -424,7 +432,9 @@ def constant_rate_for(path: PathLike, info: VideoInfo) -> Fraction | None:
     return rate if abs(float(rate) * typical - 1) <= 0.02 else Fraction(max(1, round(1 / typical)))
 
 
-def _is_mp4(path: PathLike) -> bool:
+def _is_mp4(path: PathLike, info: VideoInfo) -> bool:
+    if info.container:
+        return bool(_MP4_FORMATS & set(info.container.split(",")))
     with av.open(os.fspath(path)) as container:
         return bool(_MP4_FORMATS & set(container.format.name.split(",")))
 
@@ -576,7 +586,14 @@ def _copy_rotation(frame: av.VideoFrame, stream: av.VideoStream) -> None:
 
 
 def decode_audio(path: PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """The first audio stream as float32 [C, T] at its native rate and layout.
+    """decode_result's sound and rate (see there)."""
+    audio, rate, _ = decode_result(path, max_seconds)
+    return audio, rate
+
+
+def decode_result(path: PathLike, max_seconds: float | None = None) -> tuple[np.ndarray, int, str]:
+    """The first audio stream as float32 [C, T] at its native rate and layout, and the file's title tag ("" when it
+    has none), read in one opening of the file.
 
     Samples are placed by their timestamps relative to the file's start, so encoder priming (negative
     timestamps) is dropped and a stream that starts late is preceded by silence: sample 0 is t = 0,
@@ -596,13 +613,14 @@ def decode_audio(path: PathLike, max_seconds: float | None = None) -> tuple[np.n
             _check_layout(stream.codec_context.channels, stream.codec_context.sample_rate, name)
         origin = max(0, container.start_time or 0) / av.time_base  # µs -> s
         audio, rate = _decode_into_buffer(container, stream, origin, max_seconds, name)
+        tag = container.metadata.get("title", "")
     except _UNREADABLE as exc:
         raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
     finally:
         container.close()
     if audio.shape[1] == 0:
         raise ValidationError("audio", f"{name} has no audio samples")
-    return audio, rate
+    return audio, rate, tag
 
 
 def _check_layout(channels: int, rate: int, name: str) -> None:

@@ -19,7 +19,8 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import config, frames, jobs, long_clip, media, providers, takes, uplink, windows
+from .early_mux import EarlyMux
 from .errors import ConfigurationError, SonifyError, ValidationError
 from .media import check_picture_size, validate_source
 from .models import BY_MODEL_ID, MODELS, PROVIDERS, ModelSpec
@@ -132,14 +134,21 @@ def run(
 
 def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, info: JobInfo,
               out_dir: Path) -> Result:
-    """One job for the whole clip, from its journal claim to its sound on the picture."""
+    """One job for the whole clip, from its journal claim to its sound on the picture (put there while the result is
+    checked: early_mux.py)."""
     part = job.parts[0]
+    early = EarlyMux(job.source, job.clip.duration, out_dir) if job.source is not None and spec.output == "audio" else None
 
     def fit_and_mux(delivery: Delivery) -> Result:
-        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir)
+        samples, final_video = deliver(spec, delivery, job.source, job.clip.duration, info, ctx.timer, out_dir, early)
         return Result(samples, delivery.sample_rate, final_video, {}, delivery.extra, picture=delivery.picture)
 
-    result, _ = _remote(spec, client, ctx, job, part, info, fit_and_mux)
+    try:
+        result, _ = _remote(spec, client, replace(ctx, downloaded=early.start) if early else ctx, job, part, info,
+                            fit_and_mux)
+    finally:
+        if early is not None:
+            early.discard()
     result.info = info.as_dict()
     return result
 
@@ -304,17 +313,20 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     from them (only if it must be uploaded) and the node puts the sound on the frames themselves. A clip
     longer than one job takes is cut into windows here (long_clip.py), each its own upload. The takes' seeds
     are drawn (and journaled) here, once the media is known, before anything is sent."""
+    hashed = None
     if video.frames is not None and spec.proxy is not None:
         source, clip = None, media.frames_info(video.frames, video.fps)
     else:
         source = Path(media.source_to_file(video, ctx.work))  # lipsync's frames: its full-resolution upload
-        clip = media.probe(source)
+        with ThreadPoolExecutor(1, thread_name_prefix="sonify-hash") as pool:  # the hash read beside the probe
+            hashed = pool.submit(jobs.hash_file, source) if picture_hash is None else None
+            clip = media.probe(source)
     check_picture_size(clip.width, clip.height, "video")
     if clip.frames < 2:  # as for frames: no motion for a model to follow, and it would still be billed
         raise ValidationError("video", f"needs at least 2 frames, got {clip.frames}")
     seconds = float(clip.duration)
     spec.check_duration(seconds)
-    hashes = {"video": picture_hash or jobs.hash_file(source)}
+    hashes = {"video": picture_hash or hashed.result()}
     source_path = str(Path(video.path).resolve()) if video.path else None
     run = takes.run_key(spec, client.http.base_url, checked, variations, hashes["video"]) if variations > 1 else None
     params = takes.take_params(spec, checked, variations, run)
@@ -331,7 +343,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     infos = [[_info(spec, take, seconds)] for take in params]
     if audio is not None:
         hashes["audio"] = jobs.hash_array(audio.samples, audio.sample_rate)
-    uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0][0].cost_usd_estimate)}
+    uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0][0].cost_usd_estimate, clip)}
     if audio is not None:
         uploads["audio"] = (jobs.digest_of("upload", hashes["audio"], "wav"), lambda: _write_audio(audio, ctx.work))
     sent = infos[0][0].params
@@ -386,9 +398,10 @@ def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, 
 
 
 def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: Fraction, info: JobInfo,
-            timer: StageTimer, out_dir: Path) -> tuple[np.ndarray, Path | None]:
+            timer: StageTimer, out_dir: Path, early: EarlyMux | None = None) -> tuple[np.ndarray, Path | None]:
     """The result in the output folder: v2a sound fitted to the clip (`source`, `seconds` long) and put on its
-    picture (frames: no file, the caller puts it on the frames); lipsync's video as the provider made it."""
+    picture (frames: no file, the caller puts it on the frames); lipsync's video as the provider made it. `early`:
+    the same file, made while the result was checked, taken when it was."""
     final_video = out_dir / f"{output_name(spec, info.task_id or '')}.mp4"
     if spec.output != "audio":
         write_atomically(final_video, lambda path: shutil.copyfile(delivery.path, path))
@@ -398,10 +411,20 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
     if source is None:
         return samples, None
     with timer("mux"):
-        label = {"title": config.EMULATOR_TITLE} if info.emulator else None
-        info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
-                                       label)
+        if early is not None and early.emulator == info.emulator and _taken(early, final_video):
+            info.audio_copied = True
+        else:
+            label = {"title": config.EMULATOR_TITLE} if info.emulator else None
+            info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
+                                           label)
     return samples, final_video
+
+
+def _taken(early: EarlyMux, target: Path) -> bool:
+    try:
+        return early.take(target)
+    except OSError as exc:  # a full disk, a read-only folder: a message (with the task, via attach_task)
+        raise ConfigurationError(f"cannot write {target} ({exc.strerror or exc})") from None
 
 
 def _job_meta(spec: ModelSpec, endpoint: str, info: JobInfo, hashes: dict[str, str],
@@ -429,12 +452,12 @@ def file_fingerprint(spec: ModelSpec, params: dict[str, Any], path: Path) -> str
 
 
 def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None, content_hash: str,
-                  cost: float | None) -> UploadChoice:
+                  cost: float | None, clip: media.VideoInfo) -> UploadChoice:
     """Frames: their proxy, made straight from them only if no earlier upload of it can be reused. A file:
     the picture as it is or its proxy, whichever is up sooner (uplink.py); nothing is made or sent when an
-    earlier upload of either can be reused."""
+    earlier upload of either can be reused. `clip`: the source's probe."""
     if source is not None:
-        return uplink.video_choice(source, spec.proxy, content_hash, cost)
+        return uplink.video_choice(source, spec.proxy, content_hash, cost, clip)
     key = jobs.digest_of("upload", content_hash, repr(spec.proxy))
 
     def send(client: Provider, run: RunContext) -> Sent:

@@ -210,6 +210,9 @@ class RunContext:
     # The result's picture is wanted as IMAGE frames (the lipsync node): decoded while the result is verified, so
     # a picture that cannot be is refused like any result out of bounds, before the job counts as delivered.
     picture: bool = False
+    # Told the downloaded result's file before it is verified (one job's run: early_mux.py puts its sound on the
+    # picture meanwhile).
+    downloaded: Callable[[Path], None] | None = None
 
 
 class JobRecord(Protocol):
@@ -615,6 +618,8 @@ class RemoteJob:
             self.record.record(result_path=str(path))
             self.info.result_file = str(path)
             self._event("downloaded")
+            if self.ctx.downloaded is not None:
+                self.ctx.downloaded(path)
         return self._verify(path, state.extra, task_id)
 
     def _verify(self, path: Path, extra: dict[str, Any], task_id: str | None) -> Delivery:
@@ -635,8 +640,8 @@ class RemoteJob:
                     if self.ctx.picture:
                         picture = media.decode_frames(path, max_frames=most)
                     what = "audio"
-                samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds)
-                self.info.emulator = self.info.emulator or media.title(path) == config.EMULATOR_TITLE
+                samples, rate, title = media.decode_result(path, max_seconds=self.bounds.seconds)
+                self.info.emulator = self.info.emulator or title == config.EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None

@@ -182,3 +182,12 @@ def test_a_refused_lipsync_result_fetched_by_its_id_is_still_not_paid_again(emul
     fails_as_the_providers(emulator, lambda: pipeline.fetch("wavespeed", task_id, out_dir=tmp_path / "fetched"))
     fails_as_the_providers(emulator, lambda: lipsync(clip, tmp_path))
     assert emulator.submits(SYNC_LIPSYNC.model_id) == 1
+
+
+def test_a_refused_result_leaves_nothing_of_the_mux_made_while_it_was_checked(emulator, sound_model, clip, tmp_path):
+    """An AAC sound far longer than asked: its packets can be copied onto the picture (early_mux.py starts that as
+    soon as the file is down), but the check refuses it, and the output folder keeps nothing of that mux."""
+    aac = Path(media.write_audio(np.zeros((1, 44100 * 30), np.float32), 44100, tmp_path / "long.m4a"))
+    emulator.inject("GET", OUTPUT, 200, body=aac.read_bytes())
+    fails_as_the_providers(emulator, lambda: run_model(sound_model, clip, tmp_path))
+    assert list((tmp_path / "out").iterdir()) == []
