@@ -1,37 +1,38 @@
-"""ComfyUI adapters: thin classes generated from the model catalog."""
+"""ComfyUI adapters: every node declared as data from the model catalog (declaration.py), rendered as ComfyUI's node
+schema where the host has it (v3.py: comfy_entrypoint), else as classic classes (v1.py: NODE_CLASS_MAPPINGS)."""
 
 import logging
 
-from ..sonify import models
+from ..sonify import catalog
 from ..sonify.errors import ConfigurationError
-from . import comfy
-from .fetch_result import SonifyFetchResult
-from .lipsync import make_lipsync_node
-from .mux_audio import SonifyMuxAudio
-from .pick_audio import SonifyPickAudio
-from .video_to_audio import make_video_to_audio_node
+from . import comfy, v1, v3
+from .fetch_result import declare_fetch_result
+from .lipsync import declare_lipsync
+from .mux_audio import MUX_AUDIO
+from .pick_audio import PICK_AUDIO
+from .video_to_audio import NODE_IDS, declare_video_to_audio
 
-_VIDEO_TO_AUDIO = {
-    "SonifyMMAudioV2": models.MMAUDIO_V2,
-    "SonifyThinkSoundWaveSpeed": models.THINKSOUND_WAVESPEED,
-    "SonifyThinkSoundFal": models.THINKSOUND_FAL,
-    "SonifyKlingVideoToAudio": models.KLING_V2A,
-}
+# The model nodes (and, for the pack's own price badge, GET /sonify/prices): node id -> catalog entry.
+MODEL_NODES = {NODE_IDS[key]: catalog.MODELS[key] for key in NODE_IDS}
+MODEL_NODES["SonifySyncLipsync"] = catalog.SYNC_LIPSYNC
 
-NODE_CLASS_MAPPINGS = {node_id: make_video_to_audio_node(spec) for node_id, spec in _VIDEO_TO_AUDIO.items()}
-NODE_CLASS_MAPPINGS["SonifySyncLipsync"] = make_lipsync_node(models.SYNC_LIPSYNC)
-NODE_CLASS_MAPPINGS["SonifyMuxAudio"] = SonifyMuxAudio
-NODE_CLASS_MAPPINGS["SonifyFetchResult"] = SonifyFetchResult
-NODE_CLASS_MAPPINGS["SonifyPickAudio"] = SonifyPickAudio
+NODES = [
+    *(declare_video_to_audio(node_id, spec) for node_id, spec in MODEL_NODES.items() if spec.output == "audio"),
+    declare_lipsync("SonifySyncLipsync", catalog.SYNC_LIPSYNC),
+    MUX_AUDIO,
+    declare_fetch_result(),
+    PICK_AUDIO,
+]
 
-NODE_DISPLAY_NAME_MAPPINGS = {node_id: spec.title for node_id, spec in _VIDEO_TO_AUDIO.items()}
-NODE_DISPLAY_NAME_MAPPINGS["SonifySyncLipsync"] = models.SYNC_LIPSYNC.title
-NODE_DISPLAY_NAME_MAPPINGS["SonifyMuxAudio"] = "Mux Audio onto Video · Sonify"
-NODE_DISPLAY_NAME_MAPPINGS["SonifyFetchResult"] = "Fetch Result by Task ID · Sonify"
-NODE_DISPLAY_NAME_MAPPINGS["SonifyPickAudio"] = "Pick Take · Sonify"
 
-# The model nodes whose price the badge shows (GET /sonify/prices).
-MODEL_NODES = {**_VIDEO_TO_AUDIO, "SonifySyncLipsync": models.SYNC_LIPSYNC}
+async def comfy_entrypoint():  # -> comfy_api.latest.ComfyExtension (imported only inside ComfyUI)
+    """ComfyUI's entry point for a pack of schema nodes."""
+    return v3.extension(NODES)
+
+
+def classic_mappings() -> tuple[dict[str, type], dict[str, str]]:
+    """NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS of the classic classes."""
+    return {n.node_id: v1.render(n) for n in NODES}, {n.node_id: n.display_name for n in NODES}
 
 
 def _routes() -> list:

@@ -76,9 +76,9 @@ def use_comfy_state_dir() -> None:
         import folder_paths
     except ImportError:
         return
-    from ..sonify import config
+    from ..sonify import settings
 
-    config.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
+    settings.host_state_dir = Path(folder_paths.get_user_directory()) / "sonify"
 
 
 def _route_table() -> Any:
@@ -147,31 +147,56 @@ def progress(unique_id: str | None, steps: int = 1000) -> Callable[[str, float |
         server = PromptServer.instance
     except (ImportError, AttributeError):
         server = None
+    interrupt = _interrupt_type()
     shown = [""]
 
     def report(text: str, fraction: float | None) -> None:
         if bar is not None and fraction is not None:
             try:
                 bar.update_absolute(int(fraction * steps), steps)
-            except Exception as exc:  # ComfyUI's progress hook raises its interrupt from here
-                if _is_interrupt(exc):
-                    raise Cancelled("Cancelled") from None
-                raise
+            except interrupt:  # ComfyUI's progress hook raises its interrupt from here, clearing its flag
+                _interrupt_again()
+                raise Cancelled("Cancelled") from None
         if text != shown[0]:
             shown[0] = text
             log.debug("%s", text)
             if server is not None and unique_id is not None and hasattr(server, "send_progress_text"):
-                server.send_progress_text(text, unique_id)
+                from .messages import node_text
+
+                server.send_progress_text(node_text(text), unique_id)
 
     return report
 
 
-def _is_interrupt(exc: BaseException) -> bool:
+def _interrupt_type() -> type[BaseException] | tuple[()]:
+    """ComfyUI's interrupt, to catch by its class: in 0.33 it derives from BaseException, which `except Exception`
+    lets through (the run then ended without cancelling its remote job). () outside ComfyUI: nothing to catch."""
     try:
         from comfy.model_management import InterruptProcessingException
     except ImportError:
-        return False
-    return isinstance(exc, InterruptProcessingException)
+        return ()
+    return InterruptProcessingException
+
+
+def _interrupt_again() -> None:
+    """Set ComfyUI's interrupt flag again after its progress hook cleared it as it raised: the Cancel holds for
+    the whole run (the run's other threads, takes and windows, look at the flag; so do other nodes) until the run
+    ends in raise_interrupted, which clears it as ComfyUI's own check does."""
+    import comfy.model_management as mm
+
+    mm.interrupt_current_processing(True)
+
+
+def prompt_id() -> str | None:
+    """The ComfyUI prompt the running node belongs to (comfy_execution's executing context, ComfyUI 0.3.4x on): a
+    queued workflow's Sonify nodes are one run for SONIFY_MAX_USD_PER_RUN. None on older hosts (each node run is
+    a run of its own)."""
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None
+    context = get_executing_context()
+    return f"comfyui-{context.prompt_id}" if context is not None else None
 
 
 def is_cancelled() -> bool:

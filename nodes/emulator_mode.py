@@ -19,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..sonify import config
+from ..sonify import settings
 from ..sonify.errors import ConfigurationError
 
 log = logging.getLogger("sonify")
@@ -42,11 +42,11 @@ _process: subprocess.Popen | None = None
 
 
 def from_environment() -> bool:
-    return os.environ.get(ENV, "").strip() == "1"
+    return settings.text(ENV) == "1"
 
 
 def is_on() -> bool:
-    return config.emulator is not None
+    return settings.emulator is not None
 
 
 def start() -> None:
@@ -58,7 +58,7 @@ def start() -> None:
             return
         keys = {"wavespeed": f"ws-emulator-{secrets.token_hex(12)}",
                 "fal": f"emulator-{secrets.token_hex(6)}:{secrets.token_hex(12)}"}
-        env = {k: v for k, v in os.environ.items() if k not in (*config.KEY_ENV.values(), "FAL_KEY_ID", "FAL_KEY_SECRET")}
+        env = {k: v for k, v in os.environ.items() if k not in (*settings.KEY_ENV.values(), "FAL_KEY_ID", "FAL_KEY_SECRET")}
         process = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(os.getpid()), keys["wavespeed"], keys["fal"], MODEL_SECONDS],
             cwd=PACK, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -66,10 +66,10 @@ def start() -> None:
         try:
             url = _wait_for_url(process)
         except ConfigurationError as exc:
-            config.emulator_failure = str(exc)
+            settings.emulator_failure = str(exc)
             raise
         _process = process
-        config.emulator, config.emulator_failure = config.LocalEmulator(url, keys), None
+        settings.emulator, settings.emulator_failure = settings.LocalEmulator(url, keys), None
     log.info("emulator mode: Sonify's local emulator at %s (synthetic sound, free) stands in for both providers", url)
 
 
@@ -77,7 +77,7 @@ def stop() -> None:
     """Point the pack back at the real providers and end the emulator."""
     global _process
     with _lock:
-        config.emulator, config.emulator_failure = None, None
+        settings.emulator, settings.emulator_failure = None, None
         process, _process = _process, None
     if process is not None and process.poll() is None:
         process.stdin.close()

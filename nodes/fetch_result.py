@@ -8,32 +8,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..sonify.errors import Cancelled, ValidationError
-from ..sonify.models import MODELS, PROVIDERS
-from . import comfy
-from .run import node_function
+from ..sonify.catalog import BY_MODEL_ID, MODELS, PROVIDERS
+from ..sonify.errors import ValidationError
+from . import comfy, v1
+from .declaration import Input, Node, Output
+from .run import said_on_node
 
 
 def fetch(is_cancelled: Callable[[], bool], provider: str, model: str, task_id: str, video: Any = None,
           unique_id: Any = None) -> tuple:
-    """The node's body: the job's result by its task id (pipeline.fetch), as node outputs."""
+    """The node's body: the job's result by its task id, or by a receipt pasted there (pipeline.fetch), as node
+    outputs."""
     from ..sonify import media, pipeline
+    from ..sonify.pipeline import receipts
 
+    pasted = receipts.parse(task_id)
+    if pasted is not None:  # its provider, model and task win over the widgets'
+        provider, task_id = pasted["provider"], pasted["task_id"]
+        named = BY_MODEL_ID.get((provider, pasted.get("model")))
+        model = named.key if named is not None else model
     spec = MODELS.get(model)
     if spec is None or spec.provider != provider:
         choices = ", ".join(k for k, m in MODELS.items() if m.provider == provider)
         raise ValidationError("model", f"{model!r} is not a {provider} model (one of {choices})")
     comfy.use_comfy_state_dir()
-    with tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
+    report = comfy.progress(unique_id)
+    with said_on_node(report), tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
         source = media.VideoSource(**comfy.video_source(video, Path(tmp))) if video is not None else None
-        try:
-            result = pipeline.fetch(
-                provider, task_id, out_dir=comfy.temp_dir(), model=model, video=source,
-                on_progress=comfy.progress(unique_id), is_cancelled=is_cancelled,
-            )
-        except Cancelled:
-            comfy.raise_interrupted()
-            raise
+        result = pipeline.fetch(provider, task_id, out_dir=comfy.temp_dir(), model=model, video=source,
+                                on_progress=report, is_cancelled=is_cancelled)
     if result.video_path is None:
         raise ValidationError(
             "video", f"task {task_id.strip()}'s result is sound only and its source clip is not known: connect "
@@ -42,59 +45,47 @@ def fetch(is_cancelled: Callable[[], bool], provider: str, model: str, task_id: 
             json.dumps(result.info))
 
 
-def make_fetch_result_node(coroutine: bool | None = None) -> type:
-    """The Fetch Result node class; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
-
-    class SonifyFetchResult:
-        DESCRIPTION = (
+def declare_fetch_result() -> Node:
+    """The Fetch Result node: a provider, a model and a task id (and optionally the clip) in, the job's result out."""
+    return Node(
+        node_id="SonifyFetchResult",
+        display_name="Fetch Result by Task ID · Sonify",
+        category="Sonify/utility",
+        description=(
             "Gets the result of a Sonify job from its task id: after a timeout, a Cancel (WaveSpeed jobs run on "
-            "at the provider) or a crash. The task id is in a model node's `job` output, in every timeout, cancel "
-            "and failure message, and in `python -m sonify jobs`. A result Sonify already downloaded is reused "
-            "without any request; otherwise the provider is asked, and waited for while the job still runs. "
-            "Fetching costs nothing."
-        )
-        CATEGORY = "Sonify/utility"
-        FUNCTION = "run"
-        RETURN_TYPES = ("AUDIO", "VIDEO", "STRING")
-        RETURN_NAMES = ("audio", "video", "job")
-        OUTPUT_TOOLTIPS = (
-            "The job's sound (for a video-to-audio model with a known source: fitted to the clip's exact length).",
-            ("Video-to-audio: the source clip with the sound (from `video`, else the file the job was run on, else "
-             "the provider's own video). Lipsync: the lip-synced video."),
-            "Job info (JSON): provider, model, task id, status, where the result file is kept.",
-        )
-
-        @classmethod
-        def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {
-                "required": {
-                    "provider": (list(PROVIDERS), {
-                        "default": "wavespeed",
-                        "tooltip": "The provider that ran the job (the `provider` in its job info). "
-                                   "Default: wavespeed.",
-                    }),
-                    "model": (list(MODELS), {
-                        "default": "mmaudio-v2",
-                        "tooltip": "The model the job ran. Sonify's journal remembers it for its own jobs; fal needs "
-                                   "it to find a task the journal does not know. Default: mmaudio-v2.",
-                    }),
-                    "task_id": ("STRING", {
-                        "default": "", "tooltip": "The job's task id (`task_id` in its job info, or from an error "
-                                                  "message or `python -m sonify jobs`).",
-                    }),
-                },
-                "optional": {
-                    "video": ("VIDEO", {
-                        "tooltip": "The source clip to put the sound on (optional: by default, the file the job was "
-                                   "run on if it still exists).",
-                    }),
-                },
-                "hidden": {"unique_id": "UNIQUE_ID"},
-            }
-
-        run = node_function(fetch, coroutine)
-
-    return SonifyFetchResult
+            "at the provider) or a crash. The task id is in a model node's `job` output and in every timeout, "
+            "cancel and failure message the node shows. A result Sonify already downloaded is reused without any "
+            "request; otherwise the provider is asked, and waited for while the job still runs. Fetching costs "
+            "nothing."
+        ),
+        inputs=(
+            Input("provider", "COMBO", "The provider that ran the job (the `provider` in its job info). Default: "
+                                       "wavespeed.", default="wavespeed", choices=PROVIDERS),
+            Input("model", "COMBO", "The model the job ran. Sonify's journal remembers it for its own jobs; fal needs "
+                                    "it to find a task the journal does not know. Default: mmaudio-v2.",
+                  default="mmaudio-v2", choices=tuple(MODELS)),
+            Input("task_id", "STRING", "The job's task id (`task_id` in its job info, or from the message a model "
+                                       "node showed), or a receipt pasted as it is (the `sonify` tag in a file "
+                                       "Sonify wrote, or `receipt` in its --json or batch sidecar): its provider, "
+                                       "model and task are used.", default=""),
+            Input("video", "VIDEO", "The source clip to put the sound on (optional: by default, the file the job was "
+                                    "run on if it still exists).", optional=True),
+        ),
+        outputs=(
+            Output("audio", "AUDIO", "The job's sound (for a video-to-audio model with a known source: fitted to the "
+                                     "clip's exact length)."),
+            Output("video", "VIDEO", "Video-to-audio: the source clip with the sound (from `video`, else the file the "
+                                     "job was run on, else the provider's own video). Lipsync: the lip-synced video."),
+            Output("job", "STRING", "Job info (JSON): provider, model, task id, status, where the result file is "
+                                    "kept."),
+        ),
+        body=fetch,
+        remote=True,
+        search_aliases=("task id", "recover result", "fetch job"),
+    )
 
 
-SonifyFetchResult = make_fetch_result_node()
+def make_fetch_result_node(coroutine: bool | None = None) -> type:
+    """The Fetch Result node as a classic class; its FUNCTION a coroutine if `coroutine` (default: if the host
+    runs them)."""
+    return v1.render(declare_fetch_result(), coroutine)

@@ -6,14 +6,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..sonify.models import ModelSpec
-from . import comfy
-from .inputs import param_inputs, source_inputs
-from .run import node_function, run_node
+from ..sonify.catalog import ModelSpec
+from . import comfy, v1
+from .declaration import Input, Node, Output
+from .inputs import category, param_inputs, source_inputs
+from .price_badge import badge
+from .run import run_node
 
 
-def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
-    """The lipsync node class; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
+def declare_lipsync(node_id: str, spec: ModelSpec) -> Node:
+    """The lipsync node: the voice, the catalog's parameters, then the source."""
 
     def body(is_cancelled: Callable[[], bool], audio: Any, video: Any = None, images: Any = None, fps: float = 24.0,
              unique_id: Any = None, **params: Any) -> tuple:
@@ -24,27 +26,32 @@ def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
         return (comfy.make_video(result.video_path), torch.from_numpy(frames),
                 comfy.to_audio(result.audio, result.sample_rate), float(rate), json.dumps(result.info))
 
-    class LipsyncNode:
-        DESCRIPTION = (f"{spec.description} The video is uploaded at full resolution; the voice losslessly at its "
-                       f"own rate and channels. Price: {spec.price_text}.")
-        CATEGORY = "Sonify/lipsync"
-        FUNCTION = "run"
-        RETURN_TYPES = ("VIDEO", "IMAGE", "AUDIO", "FLOAT", "STRING")
-        RETURN_NAMES = ("video", "images", "audio", "fps", "job")
-        OUTPUT_TOOLTIPS = (
-            "The lip-synced video as the provider returned it.",
-            "Its frames, float32 [N, H, W, 3].",
-            "Its sound.",
-            "Its frame rate.",
-            "Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage.",
-        )
+    return Node(
+        node_id=node_id,
+        display_name=spec.title,
+        category=category(spec),
+        description=(f"{spec.description} The video is uploaded at full resolution; the voice losslessly at its own "
+                     f"rate and channels. Price: {spec.price_text}."),
+        inputs=(Input("audio", "AUDIO", "The voice to lip-sync to (any rate, any channels)."), *param_inputs(spec),
+                *source_inputs(spec)),
+        outputs=(
+            Output("video", "VIDEO", "The lip-synced video as the provider returned it."),
+            Output("images", "IMAGE", "Its frames, float32 [N, H, W, 3]."),
+            Output("audio", "AUDIO", "Its sound."),
+            Output("fps", "FLOAT", "Its frame rate."),
+            Output("job", "STRING", "Job info (JSON): provider, model, task id, status, cost estimate, seconds per "
+                                    "stage."),
+        ),
+        body=body,
+        remote=True,
+        api_node=True,
+        price_badge=badge(spec, takes=False),
+        not_idempotent=True,
+        search_aliases=("lip sync", "lipsync", "talking head", "dub", spec.key),
+    )
 
-        @classmethod
-        def INPUT_TYPES(cls) -> dict[str, Any]:
-            voice = {"audio": ("AUDIO", {"tooltip": "The voice to lip-sync to (any rate, any channels)."})}
-            return {"required": {**voice, **param_inputs(spec)}, "optional": source_inputs(spec),
-                    "hidden": {"unique_id": "UNIQUE_ID"}}
 
-        run = node_function(body, coroutine)
-
-    return LipsyncNode
+def make_lipsync_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
+    """The lipsync node as a classic class; its FUNCTION a coroutine if `coroutine` (default: if the host runs
+    them)."""
+    return v1.render(declare_lipsync("SonifySyncLipsync", spec), coroutine)

@@ -8,6 +8,9 @@ ComfyUI's route table; tests serve them with aiohttp's test server).
   GET    /sonify/prices                each model node's price rule (sonify/models.py), for the node's badge
   GET    /sonify/emulator              emulator mode: {"on", "from_environment"}
   POST   /sonify/emulator              {"on": bool}: start or stop it (SONIFY_EMULATOR=1 keeps it on)
+  GET    /sonify/spend                 today and this month from the ledger, each spend setting and where it is from
+  POST   /sonify/spend                 {"SONIFY_MAX_USD_PER_DAY": 5, …}: saved in the journal (null removes one)
+  GET    /sonify/balance               each provider's balance, where it tells it (WaveSpeed), else why not
 
 A key goes one way, from the settings dialog into the key file: no answer, log record or error holds it.
 Requests another web page's script makes (an Origin or Sec-Fetch-Site that is not this server) are refused,
@@ -29,9 +32,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..sonify import config, key_store
+from ..sonify import key_store, settings
+from ..sonify.catalog import PROVIDERS, ModelSpec
 from ..sonify.errors import ConfigurationError, ProviderError, SonifyError
-from ..sonify.models import PROVIDERS, ModelSpec
 from ..sonify.redact import redact
 from ..sonify.waiter import Waiter
 from . import comfy, emulator_mode
@@ -68,7 +71,7 @@ def own_host(host: str | None, listening: Iterable[str], allowed: Iterable[str])
     if match is None:
         return False
     name = match["name"].strip("[]").rstrip(".").lower()
-    if config.is_loopback(name) or name in allowed:
+    if settings.is_loopback(name) or name in allowed:
         return True
     addresses = {a.strip().strip("[]").lower() for a in listening}
     if name in addresses:
@@ -88,11 +91,11 @@ def guarded(handler: Handler) -> Handler:
 
     async def guard(request: web.Request) -> web.StreamResponse:
         host = request.headers.get("Host")
-        if not own_host(host, comfy.listen_addresses(), config.allowed_hosts()):
+        if not own_host(host, comfy.listen_addresses(), settings.allowed_hosts()):
             log.warning("refused a %s request to %s for the host %r, not this server's (%s allows a name)",
-                        request.method, request.path, (host or "")[:100], config.ALLOWED_HOSTS_ENV)
+                        request.method, request.path, (host or "")[:100], settings.ALLOWED_HOSTS_ENV)
             return web.json_response({"error": "refused: the request names a host that is not this server "
-                                               f"(a name you use for it can be added to {config.ALLOWED_HOSTS_ENV})"},
+                                               f"(a name you use for it can be added to {settings.ALLOWED_HOSTS_ENV})"},
                                      status=403)
         if not same_origin(request):
             log.warning("refused a %s request to %s from another origin", request.method, request.path)
@@ -134,16 +137,24 @@ async def test_key(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(_check, provider))
 
 
+EMULATOR_NOTE = "emulator mode is on: the nodes run on the local emulator and use no key (Settings › Sonify › Try it " \
+                "without a key)"
+
+
 def _check(provider: str) -> dict[str, Any]:
-    """The real key at the real provider (or the URL set in the environment), emulator mode or not."""
+    """The real key at the real provider (or the URL set in the environment), emulator mode or not. In emulator
+    mode no key is needed, and the answer says so: with none set, that is the whole answer."""
     from ..sonify import providers
 
     key_store.status(provider)  # the provider named checked first (a ValidationError)
+    emulated = settings.emulator is not None
     try:
-        found = config.find_key(provider)
+        found = settings.find_key(provider)
+        if found is None and emulated:
+            return {"ok": True, "message": EMULATOR_NOTE, "balance_usd": None, "emulator": True}
         if found is None:
-            raise ConfigurationError(config.missing_key_message(provider))
-        client = providers.make(provider, found[0], config.real_bases(provider))
+            raise ConfigurationError(settings.missing_key_message(provider))
+        client = providers.make(provider, found[0], settings.real_bases(provider))
         checked = client.check_key(Waiter(), CHECK_TIMEOUT)
     except ProviderError as exc:
         refused = exc.status in (401, 403)
@@ -152,7 +163,8 @@ def _check(provider: str) -> dict[str, Any]:
     except (SonifyError, OSError) as exc:  # OSError: the key file cannot be read safely
         return {"ok": False, "message": redact(str(exc)), "balance_usd": None, "emulator": False}
     where = "the Sonify emulator (not the real provider)" if checked.emulator else checked.url
-    return {"ok": True, "message": f"{where} accepts the key", "balance_usd": checked.balance_usd,
+    note = f"; {EMULATOR_NOTE.replace('use no key', 'do not use it now')}" if emulated else ""
+    return {"ok": True, "message": f"{where} accepts the key{note}", "balance_usd": checked.balance_usd,
             "emulator": checked.emulator}
 
 
@@ -173,6 +185,43 @@ async def post_emulator(request: web.Request) -> web.Response:
 
 def _emulator_state() -> dict[str, bool]:
     return {"on": emulator_mode.is_on(), "from_environment": emulator_mode.from_environment()}
+
+
+async def get_spend(request: web.Request) -> web.Response:
+    from ..sonify.pipeline import spend
+
+    return web.json_response(await asyncio.to_thread(lambda: spend.summary().as_json()))
+
+
+async def post_spend(request: web.Request) -> web.Response:
+    """Settings from the dialog, each checked as its environment variable is (a message naming it, else saved)."""
+    from ..sonify.pipeline import spend
+
+    body = await _json_body(request)
+    await asyncio.to_thread(spend.save, body)
+    return web.json_response(await asyncio.to_thread(lambda: spend.summary().as_json()))
+
+
+async def get_balance(request: web.Request) -> web.Response:
+    return web.json_response({provider: await asyncio.to_thread(_balance, provider) for provider in PROVIDERS})
+
+
+def _balance(provider: str) -> dict[str, Any]:
+    """{"balance_usd", "message"}: the real key's account at the real provider (as the key test), where the provider
+    tells a balance for free; else why there is none."""
+    from ..sonify import providers
+
+    try:
+        found = settings.find_key(provider)
+        if found is None:
+            return {"balance_usd": None, "message": "no key"}
+        client = providers.make(provider, found[0], settings.real_bases(provider))
+        balance = client.balance(Waiter(), CHECK_TIMEOUT)
+    except (SonifyError, OSError) as exc:
+        return {"balance_usd": None, "message": redact(f"could not read it: {exc}")}
+    if balance is None:
+        return {"balance_usd": None, "message": f"{provider} shows its balance only to a key with billing access"}
+    return {"balance_usd": balance, "message": f"balance ${balance:.2f}"}
 
 
 def prices_handler(model_nodes: Mapping[str, ModelSpec]) -> Handler:
@@ -213,5 +262,8 @@ def routes(model_nodes: Mapping[str, ModelSpec]) -> list[web.RouteDef]:
         web.get("/sonify/prices", guarded(prices_handler(model_nodes))),
         web.get("/sonify/emulator", guarded(get_emulator)),
         web.post("/sonify/emulator", guarded(post_emulator)),
+        web.get("/sonify/spend", guarded(get_spend)),
+        web.post("/sonify/spend", guarded(post_spend)),
+        web.get("/sonify/balance", guarded(get_balance)),
     ]
 

@@ -7,13 +7,14 @@ import asyncio
 import logging
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..sonify.errors import Cancelled, ValidationError
-from ..sonify.models import ModelSpec
-from . import comfy
+from ..sonify.catalog import ModelSpec
+from ..sonify.errors import Cancelled, SonifyError, ValidationError
+from . import comfy, messages
 
 log = logging.getLogger("sonify")
 
@@ -87,47 +88,61 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
              is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False,
-             observe: Any = None) -> Any:
+             loudness: Any = None, observe: Any = None) -> Any:
     """Shared body of every model node: adapt inputs, run the pipeline, map Cancel to ComfyUI's. `picture`: the
-    result's frames too (lipsync's IMAGE output: Result.picture). `observe`: the jobs' events (pipeline.run)."""
+    result's frames too (lipsync's IMAGE output: Result.picture); `loudness`: the sound's target (None: as
+    generated); `observe`: the jobs' events (pipeline.run)."""
     from ..sonify import pipeline
 
     comfy.use_comfy_state_dir()
     report = comfy.progress(unique_id)
-    with tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
+    with said_on_node(report), tempfile.TemporaryDirectory(prefix="sonify-in-") as tmp:
         source = engine_source(video, images, fps, Path(tmp))
         voice = pipeline.AudioInput(*comfy.from_audio(audio)) if audio is not None else None
-        try:
-            result = pipeline.run(
-                spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
-                on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
-                observe=observe,
-            )
-        except Cancelled as exc:
-            # ComfyUI shows an interrupt without a message: the task id goes on the node and in the log.
-            report(str(exc), None)
-            log.warning("%s", exc)
-            comfy.raise_interrupted()
-            raise
+        result = pipeline.run(
+            spec, params, source, audio=voice, out_dir=comfy.temp_dir(),
+            on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
+            loudness=loudness,
+            run_id=comfy.prompt_id(),
+            observe=observe,
+        )
     report(summary(result.info, result.extra), None)
     return result
 
 
+@contextmanager
+def said_on_node(report: Callable[[str, float | None], None]) -> Iterator[None]:
+    """A failure or a cancel in the block, said in ComfyUI's terms (messages.for_comfyui) in the error and on the
+    node. A cancel becomes ComfyUI's own interrupt, which it shows without a message: the task id is on the node
+    and in the log."""
+    try:
+        yield
+    except SonifyError as exc:
+        exc.args = (messages.for_comfyui(str(exc)),)
+        report(str(exc), None)
+        if isinstance(exc, Cancelled):
+            log.warning("%s", exc)
+            comfy.raise_interrupted()
+        raise
+
+
 def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
-    """What the node says after a run: the cost, the seconds, the task id (and the prompt fal wrote)."""
-    if info.get("cached"):
-        cost = "the stored result, no new cost"
-    elif info.get("cost_usd_estimate") is None:
-        cost = "no price estimate"
-    else:
-        cost = f"est. ${info['cost_usd_estimate']:.3f}"
-    lines = [f"done · {cost} · {sum(info.get('seconds', {}).values()):.1f} s · task {info.get('task_id')}"]
+    """What the node says after a run, a line each: the emulator's mark, the cost (measured where the provider told
+    what was used) and the seconds, the task id, what was spent today against the daily cap, and the prompt fal
+    wrote, then each take's sound and any failed take."""
+    from ..sonify.media import sound_check
+    from ..sonify.pipeline import spend
+
+    cost = "the stored result, no new cost" if info.get("cached") else spend.cost_text(info)
+    lines = [f"done · {cost} · {sum(info.get('seconds', {}).values()):.1f} s", f"task {info.get('task_id')}",
+             spend.today_text()]
     if info.get("emulator"):
-        lines[0] = f"emulator (synthetic sound) · {lines[0]}"
+        lines.insert(0, "emulator (synthetic sound)")
     if extra.get("prompt"):
         lines.append(f"prompt: {extra['prompt']}")
+    lines += sound_check.lines(info)
     if info.get("failed"):
-        from ..sonify import takes
+        from ..sonify import pipeline
 
-        lines += [f"{takes.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
+        lines += [f"{pipeline.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
     return "\n".join(lines)

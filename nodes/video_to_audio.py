@@ -7,23 +7,31 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..sonify.models import ModelSpec
-from . import comfy, frames_ahead
-from .inputs import param_inputs, source_inputs, variations_input
-from .run import node_function, run_node, source_picture
+from ..sonify import loudness_target
+from ..sonify.catalog import ModelSpec
+from . import comfy, frames_ahead, v1
+from .declaration import Node, Output
+from .inputs import category, loudness_inputs, param_inputs, source_inputs, variations_input
+from .price_badge import badge
+from .run import run_node, source_picture
 
-VIDEO_OUTPUT = 1  # the index of `video` among the node's outputs
+# Each video-to-audio model's node id (a contract with saved workflows: add, never rename).
+NODE_IDS = {"mmaudio-v2": "SonifyMMAudioV2", "thinksound-wavespeed": "SonifyThinkSoundWaveSpeed",
+            "thinksound-fal": "SonifyThinkSoundFal", "kling-video-to-audio": "SonifyKlingVideoToAudio"}
 
 
-def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
-    """The node class for `spec`; its FUNCTION a coroutine if `coroutine` (default: if the host runs them)."""
+def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
+    """The node of a video-to-audio model: its catalog parameters, then the source, then `variations`."""
 
     def body(is_cancelled: Callable[[], bool], video: Any = None, images: Any = None, fps: float = 24.0,
-             unique_id: Any = None, variations: int = 1, **params: Any) -> tuple:
+             unique_id: Any = None, variations: int = 1, loudness: str = loudness_target.AS_GENERATED,
+             loudness_lufs: float = loudness_target.DEFAULT_LUFS,
+             true_peak_dbtp: float = loudness_target.DEFAULT_CEILING, **params: Any) -> dict[str, Any]:
+        goal = loudness_target.target(loudness, loudness_lufs, true_peak_dbtp)
         ahead = picture_ahead(spec, unique_id, video, images, fps)
         try:
             result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations,
-                              observe=frames_ahead.observer(ahead) if ahead is not None else None)
+                              loudness=goal, observe=frames_ahead.observer(ahead) if ahead is not None else None)
         except BaseException:
             if ahead is not None:
                 ahead.cancel()
@@ -41,32 +49,34 @@ def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> 
         return {"ui": {"audio": [comfy.preview_file(result.video_path, result.audio, result.sample_rate)]},
                 "result": outputs}
 
-    class VideoToAudioNode:
-        DESCRIPTION = " ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}.")))
-        CATEGORY = "Sonify/video to audio"
-        FUNCTION = "run"
-        RETURN_TYPES = ("AUDIO", "VIDEO") + ("STRING",) * len(spec.extra_outputs) + ("STRING",)
-        RETURN_NAMES = ("audio", "video") + spec.extra_outputs + ("job",)
-        OUTPUT_TOOLTIPS = (
-            ("The generated sound, trimmed or padded to the clip's exact length: a batch of `variations` takes (of "
-             "those that came, if one failed: `job` names it, with its seed and task id)."),
-            "The source picture (not re-encoded) with the new sound (the first take that came).",
-        ) + tuple(f"The {name} the provider used." for name in spec.extra_outputs) + (
-            "Job info (JSON): provider, model, task id, status, cost estimate, seconds per stage.",
-        )
-
-        @classmethod
-        def INPUT_TYPES(cls) -> dict[str, Any]:
-            return {"required": param_inputs(spec), "optional": {**source_inputs(spec), **variations_input(spec)},
-                    "hidden": {"unique_id": "UNIQUE_ID"}}
-
-        run = node_function(body, coroutine)
-
-    if any(p.seed for p in spec.params):
-        VideoToAudioNode.IS_CHANGED = classmethod(_changed_by_seed)
-
-    VideoToAudioNode.__name__ = VideoToAudioNode.__qualname__ = "Sonify" + spec.key.title().replace("-", "")
-    return VideoToAudioNode
+    seeded = any(p.seed for p in spec.params)
+    return Node(
+        node_id=node_id,
+        display_name=spec.title,
+        category=category(spec),
+        description=" ".join(filter(None, (spec.description, spec.licence_note, f"Price: {spec.price_text}."))),
+        inputs=(*param_inputs(spec), *source_inputs(spec), variations_input(spec), *loudness_inputs()),
+        outputs=(
+            Output("audio", "AUDIO", "The generated sound, trimmed or padded to the clip's exact length, the "
+                                     "model's samples untouched but for `loudness`: a batch of `variations` takes, "
+                                     "flagged takes (silent, clipped, cut short) last (of those that came, if one "
+                                     "failed: `job` names it, with its seed and task id)."),
+            Output("video", "VIDEO", "The source picture (not re-encoded) with the new sound (the first take in "
+                                     "`audio`) as AAC: the provider's own packets when the sound is as generated, "
+                                     "else encoded once at 96 kbit/s a channel (SONIFY_AAC_KBPS)."),
+            *(Output(name, "STRING", f"The {name} the provider used.") for name in spec.extra_outputs),
+            Output("job", "STRING", "Job info (JSON): provider, model, task id, status, cost estimate, seconds per "
+                                    "stage; each take's sound measured (loudness, true peak, silent share, clipped "
+                                    "samples, length), its flags and its place."),
+        ),
+        body=body,
+        remote=True,
+        api_node=True,
+        price_badge=badge(spec, takes=True),
+        not_idempotent=True,
+        fingerprint=changed_by_seed if seeded else None,
+        search_aliases=("video to audio", "foley", "sound effects", "add sound to video", spec.key),
+    )
 
 
 def picture_ahead(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float) -> Any:
@@ -78,9 +88,18 @@ def picture_ahead(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps:
     return frames_ahead.start_when_waiting(*source_picture(video, images, fps), like=video)
 
 
-def _changed_by_seed(cls: type, seed: Any = None, **_: Any) -> str:
+VIDEO_OUTPUT = 1  # the index of `video` among the node's outputs
+
+
+def changed_by_seed(seed: Any = None, **_: Any) -> str:
     """ComfyUI runs a node again when this answer changes. Seed -1 asks for a new take on every queue, so it
     answers something new each time; a fixed seed answers the same, and ComfyUI's cache (and behind it Sonify's
     result store) keeps the take. A seed fed by a link arrives as None here: its value is in ComfyUI's own
     input signature already."""
     return uuid.uuid4().hex if seed == -1 else f"seed {seed}"
+
+
+def make_video_to_audio_node(spec: ModelSpec, coroutine: bool | None = None) -> type:
+    """The node of `spec` as a classic class; its FUNCTION a coroutine if `coroutine` (default: if the host runs
+    them)."""
+    return v1.render(declare_video_to_audio(NODE_IDS[spec.key], spec), coroutine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..sonify import webhooks
+from ..sonify.providers import webhooks
 
 
 async def receive(request: web.Request) -> web.Response:

@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import template_thumbnails as cards  # after the path is set
 
-from sonify import media, models, pipeline, soundtrack
+from sonify import catalog, media, pipeline
+from sonify.loudness_target import Target
+from sonify.media import loudness, sound_check, soundtrack
 from sonify_devtools.demo import DEMO_FAL_KEY, DEMO_KEY, _environment, demo_frames
 from sonify_devtools.emulator import Emulator
 
@@ -46,12 +48,13 @@ class Template:
     """How a workflow's card picture is made: the model its sound comes from (None: the local Mux node), the
     media it runs on (as a file, or as IMAGE frames), how many takes, and what the card draws."""
 
-    spec: models.ModelSpec | None
+    spec: catalog.ModelSpec | None
     source: str
     card: cards.Card
     frames: bool = False
     variations: int = 1
     params_from: str | None = None  # the workflow whose model node holds the parameters, if not this one
+    loudness: float | None = None  # the best take set to this many LUFS (Pick Take's best, then Mux Audio's loudness)
 
 
 WS = "WAVESPEED"
@@ -60,31 +63,34 @@ SOUND = cards.wave(cards.WAVE)
 # sound of the first one's run, so that one comes first.
 TEMPLATES = {
     "MMAudio - Foley for a Clip": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("FOLEY", f"MMAUDIO V2 - {WS}", cards.motion, SOUND)),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("FOLEY", f"MMAUDIO V2 - {WS}", cards.motion, SOUND)),
     "MMAudio - Sound for Frames": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("IMAGE FRAMES IN", f"MMAUDIO V2 - {WS}", cards.frame_grid, SOUND),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("IMAGE FRAMES IN", f"MMAUDIO V2 - {WS}", cards.frame_grid, SOUND),
         frames=True),
     "MMAudio - A 36 s Clip": Template(
-        models.MMAUDIO_V2, LONG_CLIP, cards.Card("36 S IN WINDOWS", f"MMAUDIO V2 - {WS}", cards.shots, cards.windows)),
+        catalog.MMAUDIO_V2, LONG_CLIP, cards.Card("36 S IN WINDOWS", f"MMAUDIO V2 - {WS}", cards.shots, cards.windows)),
     "MMAudio - Four Takes": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("FOUR TAKES", "PICK TAKE 3 - MUX AUDIO", cards.take_stills, cards.takes),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("FOUR TAKES", "PICK TAKE 3 - MUX AUDIO", cards.take_stills, cards.takes),
         variations=4),
+    "MMAudio - Best Take -14 LUFS": Template(
+        catalog.MMAUDIO_V2, CLIP, cards.Card("BEST TAKE", "PICK BEST - MUX AUDIO AT -14 LUFS", cards.graded_takes,
+                                            cards.loudness_set, cards.LOCAL), variations=4, loudness=-14.0),
     "ThinkSound on WaveSpeed": Template(
-        models.THINKSOUND_WAVESPEED, CLIP,
+        catalog.THINKSOUND_WAVESPEED, CLIP,
         cards.Card("THINKSOUND", WS, cards.captioned("PROMPT=prompt"), cards.spectrum)),
     "ThinkSound on fal": Template(
-        models.THINKSOUND_FAL, CLIP,
+        catalog.THINKSOUND_FAL, CLIP,
         cards.Card("THINKSOUND", "FAL", cards.motion, cards.prompt_and_spectrum, cards.FAL)),
     "Kling - Effects and Music": Template(
-        models.KLING_V2A, CLIP,
+        catalog.KLING_V2A, CLIP,
         cards.Card("EFFECTS + MUSIC", f"KLING - {WS}", cards.captioned("SFX=sound_effect_prompt", "MUSIC=bgm_prompt"),
                    cards.spectrum)),
     "Lipsync a Video to a Voice": Template(
-        models.SYNC_LIPSYNC, HEAD, cards.Card("LIPSYNC", f"SYNC LIPSYNC 1.9 - {WS}", cards.face, SOUND)),
+        catalog.SYNC_LIPSYNC, HEAD, cards.Card("LIPSYNC", f"SYNC LIPSYNC 1.9 - {WS}", cards.face, SOUND)),
     "Mux Audio - Replace or Mix": Template(
         None, CLIP, cards.Card("MUX AUDIO", "LOCAL - FREE", cards.motion, cards.mix, cards.LOCAL)),
     "Fetch a Result by Task ID": Template(
-        models.MMAUDIO_V2, CLIP, cards.Card("FETCH BY ID", "A PAID RESULT AGAIN - NO NEW COST", cards.task_id, SOUND),
+        catalog.MMAUDIO_V2, CLIP, cards.Card("FETCH BY ID", "A PAID RESULT AGAIN - NO NEW COST", cards.task_id, SOUND),
         params_from="MMAudio - Foley for a Clip"),
 }
 
@@ -92,7 +98,7 @@ TEMPLATES = {
 LOCAL_NODES = ("SonifyPickAudio", "SonifyMuxAudio", "SonifyFetchResult")
 
 
-def workflow_params(name: str, spec: models.ModelSpec) -> dict[str, Any]:
+def workflow_params(name: str, spec: catalog.ModelSpec) -> dict[str, Any]:
     """The model parameters the workflow's Sonify node holds (its widget values, in the order of the model's
     parameters; the frontend keeps a "control after generate" value after the seed)."""
     workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
@@ -176,6 +182,12 @@ def card_run(name: str, template: Template, voice: np.ndarray, work: Path, first
                           audio=pipeline.AudioInput(voice, VOICE_RATE) if spec.audio_field else None)
     if result.video_path is not None and spec.audio_field:  # lipsync: the provider's picture is the result
         frames, fps = media.decode_frames(result.video_path)
+    if template.loudness is not None:  # Pick Take's best, set to the target as Mux Audio sets it
+        best = result.takes[sound_check.best([take.audio for take in result.takes], result.sample_rate)]
+        sound, applied = loudness.normalise(best.audio, result.sample_rate, Target(template.loudness))
+        return cards.Run(frames, float(fps), sound, result.sample_rate, info={**result.info, "sound": best.info["sound"]},
+                         extra={"lufs": applied.lufs}, takes=[take.audio for take in result.takes],
+                         audio_in=best.audio, params=params)
     return cards.Run(frames, float(fps), result.audio, result.sample_rate, info=result.info, extra=result.extra,
                      takes=[take.audio for take in result.takes], params=params)
 

@@ -284,3 +284,38 @@ def mix(run: Run, height: int, width: int) -> np.ndarray:
     paste(panel, draw_text("ON THE CLIP", LOCAL), half, 0)
     paste(panel, waveform(_scaled(_mono(run.sound)), width, half - 14, LOCAL), half + 10, 0)
     return panel
+
+
+def graded_takes(run: Run, height: int, width: int) -> np.ndarray:
+    """Every take's waveform in the order of `audio` (flagged takes last), each with its loudness; the best one
+    (Pick Take's `best`) bright, a flagged one named by its flag."""
+    panel = np.empty((height, width, 3), np.uint8)
+    panel[:] = BACKGROUND
+    lane = height // len(run.takes)
+    listed = sorted((t for t in run.info.get("takes", []) if t.get("sound")), key=lambda t: t["position"])
+    label_width, level_width = 5 * 6 * 2 + 8, 11 * 6 * 2
+    for k, (sound, take) in enumerate(zip(run.takes, listed)):
+        best = take["take"] == run.info.get("best")
+        colour = WAVE if best else DIM
+        top = k * lane + (lane - 14) // 2
+        paste(panel, draw_text(str(take["take"]), INK if best else DIM, scale=2), top, 0)
+        paste(panel, waveform(_mono(sound), width - label_width - level_width, lane - 4, colour), k * lane, label_width)
+        words = " ".join(take["sound"]["flags"]).upper() or (f"{take['sound']['lufs']:.0f} LUFS" if
+                                                              take["sound"]["lufs"] is not None else "")
+        paste(panel, draw_text(words[:11], INK if best else DIM, scale=2), top, width - level_width + 6)
+    return panel
+
+
+def loudness_set(run: Run, height: int, width: int) -> np.ndarray:
+    """The best take as the model made it (dim) and set to the target (bright), on one scale: louder, its peaks
+    under the ceiling."""
+    panel = np.empty((height, width, 3), np.uint8)
+    panel[:] = BACKGROUND
+    half = height // 2
+    scale = max(float(np.abs(run.audio_in).max()), float(np.abs(run.sound).max())) or 1.0
+    before = f"AS GENERATED {run.info['sound']['lufs']:.1f} LUFS"
+    paste(panel, draw_text(before, DIM), 0, 0)
+    paste(panel, waveform(_mono(run.audio_in) / scale, width, half - 14, DIM), 10, 0)
+    paste(panel, draw_text(f"MUX AUDIO: {run.extra['lufs']:.1f} LUFS", LOCAL), half, 0)
+    paste(panel, waveform(_mono(run.sound) / scale, width, half - 14, LOCAL), half + 10, 0)
+    return panel

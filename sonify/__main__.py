@@ -1,3 +1,3 @@
-from .cli import command
+from .cli.commands import command
 
 command()

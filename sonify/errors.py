@@ -31,6 +31,11 @@ class ValidationError(SonifyError):
         self.input_name = name
 
 
+class BudgetExceeded(ValidationError):
+    """A job that would pass a spend cap (or take the balance under its floor): refused before anything is uploaded
+    or submitted. `input_name` is the setting's variable (SONIFY_MAX_USD_PER_DAY, …)."""
+
+
 class ProviderError(SonifyError):
     """The provider answered with an HTTP error, or an answer we cannot use."""
 

@@ -21,9 +21,9 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from . import config
+from . import settings
+from .catalog import PROVIDERS
 from .errors import ConfigurationError, ValidationError
-from .models import PROVIDERS
 from .redact import register_secret
 
 MAX_KEY_LENGTH = 512  # far above either provider's keys: longer is a pasted mistake
@@ -34,7 +34,7 @@ _thread_lock = threading.Lock()
 
 def status(provider: str) -> dict[str, Any]:
     """{"set": bool, "source": "environment" | "key file" | None, "hint": "…abcd" | None}."""
-    found = config.find_key(_provider(provider))
+    found = settings.find_key(_provider(provider))
     if found is None:
         return {"set": False, "source": None, "hint": None}
     key, where = found
@@ -56,7 +56,7 @@ def save(provider: str, key: Any) -> None:
         raise ValidationError("key", f"must be at most {MAX_KEY_LENGTH} characters")
     if any(c.isspace() or not c.isprintable() or not c.isascii() for c in key):
         raise ValidationError("key", "must be one word of printable ASCII (no spaces or line breaks)")
-    if provider == "fal" and not config.is_fal_key(key):
+    if provider == "fal" and not settings.is_fal_key(key):
         raise ValidationError("key", "must be of the form key_id:key_secret for fal (copy the whole key)")
     # Only a key that will be kept is masked from now on: a refused one (a sentence pasted by mistake, a huge
     # blob) is never used, and masking it would hide those words in every message and grow the mask set.
@@ -77,7 +77,7 @@ def remove(provider: str) -> None:
         if keys:
             _write(keys)
         else:
-            os.unlink(config.state_dir() / config.KEY_FILE)
+            os.unlink(settings.state_dir() / settings.KEY_FILE)
 
 
 @contextlib.contextmanager
@@ -89,8 +89,8 @@ def _locked() -> Iterator[None]:
         if fcntl is None:
             yield
             return
-        path = config.state_dir() / LOCK_FILE
-        config.refuse_links(path)
+        path = settings.state_dir() / LOCK_FILE
+        settings.refuse_links(path)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -106,8 +106,8 @@ def _provider(provider: Any) -> str:
 
 
 def _read() -> dict[str, Any]:
-    path = config.state_dir() / config.KEY_FILE
-    config.refuse_links(path)
+    path = settings.state_dir() / settings.KEY_FILE
+    settings.refuse_links(path)
     if not path.is_file():
         return {}
     try:
@@ -122,8 +122,8 @@ def _read() -> dict[str, Any]:
 
 def _write(keys: dict[str, Any]) -> None:
     """Written to a new mode-600 file beside the key file, then renamed over it."""
-    path = config.state_dir() / config.KEY_FILE
-    partial = path.with_name(f".{config.KEY_FILE}-{uuid.uuid4().hex[:8]}")
+    path = settings.state_dir() / settings.KEY_FILE
+    partial = path.with_name(f".{settings.KEY_FILE}-{uuid.uuid4().hex[:8]}")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -112,3 +112,8 @@ def install_log_filter(logger: logging.Logger | None = None) -> None:
     logger = logger or logging.getLogger("sonify")
     if not any(isinstance(f, RedactingFilter) for f in logger.filters):
         logger.addFilter(RedactingFilter())
+
+
+# Installed with the engine's first import (every engine module imports errors, which imports this), not by
+# `import sonify`, which stays free of side effects.
+install_log_filter()

@@ -36,7 +36,7 @@ def run_demo(out_dir: Path, on_progress: Callable[[str, float | None], None] | N
     pipeline's Result (its video_path: the clip with the synthetic sound). The process environment is
     pointed at the emulator (key, URL, a state folder in out_dir) for the run, then restored."""
     from sonify import media, pipeline
-    from sonify.models import MMAUDIO_V2
+    from sonify.catalog import MMAUDIO_V2
 
     from .emulator import Emulator
 

@@ -26,7 +26,7 @@ def load_pack() -> ModuleType:
 
 
 def module(name: str) -> ModuleType:
-    """The pack's own copy of one of its modules (e.g. "sonify.config"), as the nodes see it."""
+    """The pack's own copy of one of its modules (e.g. "sonify.settings"), as the nodes see it."""
     load_pack()
     return importlib.import_module(f"{NAME}.{name}")
 

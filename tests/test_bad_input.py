@@ -6,6 +6,7 @@ Everything runs through the nodes, loaded as ComfyUI loads the pack, against the
 from __future__ import annotations
 
 import json
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -84,6 +85,43 @@ def test_pixel_values(emulator, wavespeed_env, value, match) -> None:
 def test_fps_not_positive_or_absurd(emulator, wavespeed_env, fps) -> None:
     images = torch.rand(4, 32, 32, 3)
     refused(emulator, "fps", lambda: node("SonifyMMAudioV2")(images=images, fps=fps, **MMAUDIO))
+
+
+def within(seconds: float, call) -> None:
+    """call() in a thread of its own, which must end within `seconds` (a hang fails the test, not the suite);
+    what it raises is raised here."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    if raised:
+        raise raised[0]
+
+
+@pytest.mark.parametrize("fps", [0.01, 0.5, 0.999])
+def test_frames_slower_than_one_a_second_are_refused_by_name(emulator, wavespeed_env, fps) -> None:
+    images = torch.from_numpy(flash_frames(48, 64, 48, flash_frames=(5,)))
+    within(30, lambda: refused(emulator, "fps", lambda: node("SonifyMMAudioV2")(images=images, fps=fps, **MMAUDIO),
+                               match="from 1 to 240 fps"))
+
+
+def test_a_file_of_48_frames_over_ten_hours_is_refused_by_its_rate(emulator, wavespeed_env, tmp_path) -> None:
+    slow = write_clip(tmp_path / "slow.mp4", 48, Fraction(48, 36000), 64, 48)  # the last frame at 10 h: 0.0013 fps
+    within(30, lambda: refused(emulator, "video", lambda: node("SonifyMMAudioV2")(video=file_video(slow), **MMAUDIO),
+                               match="got 0.00133333 fps"))
+
+
+def test_frames_at_one_a_second_run(emulator, wavespeed_env) -> None:
+    audio, _, _ = node("SonifyMMAudioV2")(images=torch.from_numpy(flash_frames(4, 64, 48)), fps=1.0, **MMAUDIO)
+    assert audio["waveform"].shape[-1] == 4 * audio["sample_rate"] and emulator.submits() == 1
 
 
 def test_no_source_or_both(emulator, wavespeed_env, clip) -> None:
@@ -209,6 +247,41 @@ def test_integer_pcm_voice_reaches_the_provider_scaled(emulator, wavespeed_env, 
     (sent,) = [p for p in uploaded(emulator) if p.suffix == ".wav"]
     samples, rate = module("sonify.media").decode_audio(sent)
     assert rate == 16000 and 0.45 < np.abs(samples).max() < 0.55
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_unscaled_16_bit_pcm_in_a_float_voice_is_scaled_before_it_is_sent(emulator, wavespeed_env, clip, dtype):
+    pcm = tone(0.5, 16000, 1, dtype=torch.int16)  # a 0.5 sine as 16-bit PCM: whole numbers up to 16383
+    voice = {"waveform": pcm["waveform"].to(dtype), "sample_rate": 16000}  # cast to float, never scaled
+    node("SonifySyncLipsync")(video=file_video(clip), audio=voice, sync_mode="cut_off")
+    assert emulator.submits() == 1
+    (sent,) = [p for p in uploaded(emulator) if p.suffix == ".wav"]
+    samples, _ = module("sonify.media").decode_audio(sent)
+    assert 0.45 < np.abs(samples).max() < 0.55  # not clipped into a ±1 square wave
+
+
+@pytest.mark.parametrize(("waveform", "peak"), [
+    (tone(0.5, 16000, 1, peak=3.7)["waveform"], "3.7"),  # no whole numbers: a level mistake, not PCM
+    (tone(0.5, 16000, 1, dtype=torch.int32)["waveform"].to(torch.float64), "1.07374e+09"),  # 32-bit PCM as floats (a 0.5 sine)
+    (tone(0.5, 16000, 1, dtype=torch.int16)["waveform"].to(torch.float32) * 4, "65536"),  # whole, beyond 16 bits
+], ids=["non-whole", "32-bit", "beyond-16-bit"])
+def test_a_float_voice_far_beyond_full_scale_is_refused_before_any_request(emulator, wavespeed_env, clip, waveform,
+                                                                          peak):
+    voice = {"waveform": waveform, "sample_rate": 16000}
+    message = refused(emulator, "audio", lambda: node("SonifySyncLipsync")(video=file_video(clip), audio=voice,
+                                                                          sync_mode="cut_off"), match=f"peak of {peak}")
+    assert "-1 to 1" in message
+
+
+def test_a_voice_longer_than_a_run_takes_is_refused_before_any_request(emulator, wavespeed_env, clip):
+    voice = tone(601, 8000, 1)
+    refused(emulator, "audio", lambda: node("SonifySyncLipsync")(video=file_video(clip), audio=voice, sync_mode="loop"),
+            match="is 601.000 s long; Sync Lipsync 1.9 · WaveSpeed takes at most 600 s in one run")
+
+
+def test_a_float_voice_a_little_over_full_scale_is_clipped_as_before(emulator, wavespeed_env, clip):
+    node("SonifySyncLipsync")(video=file_video(clip), audio=tone(0.5, 16000, 1, peak=1.05), sync_mode="cut_off")
+    assert emulator.submits() == 1  # a lossy decoder's overshoot: taken
 
 
 # ---------------------------------------------------------------- prompts

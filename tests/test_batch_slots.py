@@ -7,8 +7,8 @@ from fractions import Fraction
 
 from clips import write_clip
 
-from sonify import batch
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
+from sonify.pipeline import batch
 
 
 def test_a_batch_keeps_its_concurrency_at_the_provider_and_prepares_the_next_clips_meanwhile(

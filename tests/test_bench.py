@@ -20,7 +20,7 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     record = json.loads(report.read_text())
     for case in record["clips"]:
         assert set(case["seconds"]) == {"prepare", "encode", "upload", "submit", "wait", "download", "decode",
-                                        "align", "mux"}
+                                        "align", "check", "mux"}
         assert case["uploaded_bytes"] > 0 and case["peak_rss_bytes"] > 0 and case["detection_seconds"] is not None
         assert case["picture_copied"] and case["audio_packets_copied"] and case["frames"]["within_one_frame"]
     assert any(not c["proxy"] and c["uploaded_unchanged"] for c in record["clips"])  # a fitting file went as is
@@ -34,3 +34,8 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     long = record["long_clip"]  # 35 s through MMAudio: two windows, each way
     for way in ("parallel", "one after another"):
         assert long[way]["windows"] == 2 and long[way]["picture_copied"] and long[way]["samples_exact"]
+    memory = record["long_clip_memory"]  # 1 and 2 minutes of a small clip, each run in a new process
+    assert [r["minutes"] for r in memory] == [1, 2] and [r["windows"] for r in memory] == [3, 5]
+    assert all(r["peak_rss_bytes"] >= r["rss_before_bytes"] > 0 for r in memory)
+    assert "A long clip's memory" in done.stdout
+    assert any(t["target"].startswith("long clip memory flat") for t in record["targets"])

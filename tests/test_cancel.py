@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from pack import ROOT
 
-from sonify import cli, jobs, media, pipeline
+from sonify import cli, media, pipeline
+from sonify import journal as jobs
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
 from sonify.errors import Cancelled, JobTimedOut
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
 from sonify_devtools.emulator import Emulator, StreamShape
 
 FAL_STREAM = r"/requests/[^/]+/status/stream$"

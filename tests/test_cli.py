@@ -21,8 +21,8 @@ from clips import write_clip
 from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 
-from sonify import jobs, media
-from sonify.models import KLING_V2A, MMAUDIO_V2, MODELS, PROVIDERS
+from sonify import journal, media
+from sonify.catalog import KLING_V2A, MMAUDIO_V2, MODELS, PROVIDERS
 
 MMAUDIO = MMAUDIO_V2.model_id
 
@@ -237,8 +237,8 @@ def test_a_failed_job_exits_5_with_its_task_id(emulator, wavespeed_env, clip, tm
     assert f"task {row.task_id} failed: out of GPUs" in done.stderr
 
 
-def journal_rows(env: dict[str, str]) -> list[jobs.JobRow]:
-    return jobs.Journal(Path(env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE).recent()
+def journal_rows(env: dict[str, str]) -> list[journal.JobRow]:
+    return journal.Journal(Path(env["SONIFY_STATE_DIR"]) / journal.JOURNAL_FILE).recent()
 
 
 # ---------------------------------------------------------------- batch
@@ -495,3 +495,11 @@ def test_demo_and_the_readme_figure_made_from_it(tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size < 200_000
     with av.open(str(png)) as image:
         assert image.streams.video[0].width == 960
+
+
+def test_a_worker_starts_only_with_folders_it_may_take_clips_from(tmp_path):
+    without = sonify("worker", "--temporal", "127.0.0.1:7233")
+    assert without.returncode == 2 and "--allow" in without.stderr  # refused before any connection
+    missing = sonify("worker", "--temporal", "127.0.0.1:7233", "--allow", tmp_path / "missing")
+    assert missing.returncode != 0 and f"--allow {tmp_path / 'missing'}: no such folder" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -30,7 +30,7 @@ import pytest
 import torch
 from clips import flash_frames, write_clip
 from graphs import running_graph, saved_graph
-from pack import module, outputs
+from pack import load_pack, module, outputs
 
 from sonify import media
 
@@ -203,7 +203,7 @@ def params_of(function: Any) -> tuple[str, ...]:
 
 
 def node(node_id: str):
-    cls = module("nodes").NODE_CLASS_MAPPINGS[node_id]
+    cls = load_pack().NODE_CLASS_MAPPINGS[node_id]
     return outputs(getattr(cls(), cls.FUNCTION))
 
 

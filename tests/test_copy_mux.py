@@ -14,7 +14,7 @@ import pytest
 from clips import video_packets, write_clip
 
 from sonify import media, pipeline
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
 
 
 def audio_packets(path: Path) -> list[bytes]:
@@ -91,4 +91,4 @@ def test_the_returned_video_copies_the_picture_and_the_providers_aac(emulator, w
     assert seen["final"] >= emulator.task_completed_at(result.info["task_id"])  # the benchmark's view of the job
     assert "final_seen_monotonic" not in result.info
     assert set(result.info["seconds"]) >= {"prepare", "encode", "upload", "submit", "wait", "download", "decode",
-                                           "align", "mux"}
+                                           "align", "check", "mux"}

@@ -15,8 +15,8 @@ from pathlib import Path
 from clips import write_clip
 from pack import ROOT
 
-from sonify import jobs
-from sonify.models import MMAUDIO_V2, THINKSOUND_WAVESPEED
+from sonify import journal
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_WAVESPEED
 
 
 def sonify_with_file_limit(limit_bytes: int, *args: str | Path) -> subprocess.CompletedProcess:
@@ -42,11 +42,11 @@ def test_no_room_for_the_result_keeps_the_task_fetchable(emulator, wavespeed_env
     args = ("run", THINKSOUND_WAVESPEED.key, "--video", source, "-o", tmp_path / "out")
     full = sonify_with_file_limit(1 << 20, *args)
     assert full.returncode == 3 and "Traceback" not in full.stderr, full.stderr
-    (row,) = jobs.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE).recent()
+    (row,) = journal.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / journal.JOURNAL_FILE).recent()
     assert f"no room for the result of task {row.task_id}" in full.stderr
     assert f"python -m sonify fetch wavespeed {row.task_id}" in full.stderr
-    assert row.status == jobs.Status.COMPLETED and row.result_path is None
-    assert not list((Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.RESULTS_DIR).glob("*"))  # no partial file
+    assert row.status == journal.Status.COMPLETED and row.result_path is None
+    assert not list((Path(wavespeed_env["SONIFY_STATE_DIR"]) / journal.RESULTS_DIR).glob("*"))  # no partial file
 
     again = subprocess.run([sys.executable, "-m", "sonify", *map(str, args)], cwd=ROOT, capture_output=True,
                            text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})

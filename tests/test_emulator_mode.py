@@ -30,7 +30,8 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
     caplog.set_level(logging.DEBUG, logger="sonify")
     monkeypatch.setenv("WAVESPEED_API_KEY", REAL_KEY)
     monkeypatch.delenv("SONIFY_EMULATOR", raising=False)
-    config = module("sonify.config")
+    monkeypatch.delenv("FAL_KEY", raising=False)
+    config, routes = module("sonify.settings"), module("nodes.routes")
     node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
     video = module("nodes.comfy").FileVideo(str(clip_path))
     results = {}
@@ -42,6 +43,9 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
                 "on": True, "from_environment": False}
             assert config.base_url("wavespeed").startswith("http://127.0.0.1:")
             assert config.client_settings("wavespeed").key != REAL_KEY
+            # Test in the dialog, with no fal key set: none is needed now
+            assert await answer(await client.post("/sonify/keys/fal/test")) == {
+                "ok": True, "balance_usd": None, "emulator": True, "message": routes.EMULATOR_NOTE}
             made = outputs(getattr(node_cls(), node_cls.FUNCTION))(video=video, **PARAMS)
             results["job"], results["file"] = json.loads(made[-1]), made[1].get_stream_source()
             keys = await answer(await client.get("/sonify/keys"))  # the dialog still shows the real key
@@ -67,7 +71,7 @@ sys.path.insert(0, sys.argv[1])
 from pack import module
 mode = module("nodes.emulator_mode")
 mode.start()
-print(module("sonify.config").emulator.url, flush=True)
+print(module("sonify.settings").emulator.url, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)  # ComfyUI killed: no atexit, no cleanup
 """
 
@@ -154,9 +158,10 @@ def test_emulator_mode_that_did_not_start_sends_nothing_to_a_real_provider(emula
                                                                           monkeypatch):
     """The user asked for free, synthetic runs: with the emulator not started, a run fails before any request
     (here the `emulator` fixture stands in for the real provider the key belongs to)."""
-    from sonify import config, media, pipeline
+    from sonify import media, pipeline
+    from sonify import settings as config
+    from sonify.catalog import MMAUDIO_V2
     from sonify.errors import ConfigurationError
-    from sonify.models import MMAUDIO_V2
 
     monkeypatch.setattr(config, "emulator_failure", "it did not say it listens within 60 s")
     with pytest.raises(ConfigurationError, match="emulator did not start.*nothing was sent"):
@@ -165,7 +170,7 @@ def test_emulator_mode_that_did_not_start_sends_nothing_to_a_real_provider(emula
 
 
 def test_in_emulator_mode_every_url_is_the_emulators_own_path(monkeypatch):
-    from sonify import config
+    from sonify import settings as config
 
     monkeypatch.setattr(config, "emulator", config.LocalEmulator("http://127.0.0.1:9", {}))
     assert config.base_url("fal_jwks") == "http://127.0.0.1:9/.well-known/jwks.json"  # fal's key set: a path
@@ -179,7 +184,8 @@ def test_a_switch_of_emulator_mode_never_pairs_one_modes_key_with_the_others_url
     """The mode race: one thread switches emulator mode on and off as fast as it can while this one builds
     clients. Each client has the emulator's key and only the emulator's URLs, or the real key and only the real
     URLs. (Threads are made to change hands every microsecond, so the race shows within a fraction of a second.)"""
-    from sonify import config, providers
+    from sonify import providers
+    from sonify import settings as config
 
     real = {"wavespeed": REAL_KEY, "fal": "fal-real-SECRET-id:fal-real-SECRET-0123456789"}
     monkeypatch.setenv("WAVESPEED_API_KEY", real["wavespeed"])

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from clips import write_clip
 
-from sonify import http, media, pipeline
+from sonify import media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
 from sonify.errors import JobFailed, JobTimedOut, ProviderError, SonifyError, ValidationError
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
+from sonify.net import http
 from sonify_devtools.emulator import Emulator
 
 BOUND = 10.0  # seconds: every permanent fault ends the job within this

@@ -18,9 +18,10 @@ from clips import flash_frames, onset_time
 from graphs import running_graph, saved_graph
 from pack import ROOT, load_pack, module, outputs
 
-from sonify import frames, media
+from sonify import media
+from sonify.catalog import MMAUDIO_V2, ProxyRule
 from sonify.errors import ValidationError
-from sonify.models import MMAUDIO_V2, ProxyRule
+from sonify.media import frames
 
 
 def count_full_encodes(monkeypatch) -> list[str]:
@@ -149,7 +150,7 @@ def test_frames_size_and_count_are_checked_before_any_request(emulator, wavespee
 def test_without_xxhash_the_frames_are_still_fingerprinted():
     """A pack updated without its requirements: blake2b stands in (slower), with a warning."""
     script = ("import sys; sys.modules['xxhash'] = None\n"
-              "import numpy as np; from fractions import Fraction; from sonify import frames\n"
+              "import numpy as np; from fractions import Fraction; from sonify.media import frames\n"
               "a = np.zeros((2, 16, 16, 3), np.float32); b = a.copy(); b[1, 1, 1, 1] = 0.5\n"
               "print(frames.fingerprint(a, Fraction(24)) != frames.fingerprint(b, Fraction(24)))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,

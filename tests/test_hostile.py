@@ -32,14 +32,16 @@ from pack import ROOT, load_pack, module
 from test_faults import fails as job_fails
 from test_faults import short_bound, unanswered
 
-from sonify import config, doctor, http, media, pipeline
+from sonify import media, pipeline, settings
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
+from sonify.cli import doctor
 from sonify.errors import Cancelled, ConfigurationError, ProviderError, SonifyError, ValidationError
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
+from sonify.net import http
+from sonify.pipeline.deliver import output_name
 from sonify.providers.base import TASK_ID, given_task_id, recovery_hint
 from sonify.providers.fal import Fal
 from sonify.providers.wavespeed import WaveSpeed
 from sonify.redact import MASK, RUN, Redactor
-from sonify.remote_job import output_name
 from sonify.waiter import Waiter
 from sonify_devtools.emulator import Emulator
 from sonify_devtools.emulator.faults import Fault
@@ -311,8 +313,8 @@ def test_a_remote_api_never_sends_sonify_to_this_machine(emulator, tmp_path) -> 
     here = [f"http://127.0.0.1:{port}/outputs/x/out.mp4", f"https://127.0.0.1:{port}/x", f"http://localhost:{port}/x",
             f"http://[::ffff:127.0.0.1]:{port}/x", f"http://0.0.0.0:{port}/x", f"https://[::1]:{port}/x",
             "http://files.example.com/out.mp4"]
-    clients = [WaveSpeed(EMULATOR_KEY, config.DEFAULT_URLS["wavespeed"]),
-               Fal(FAL_KEY, config.DEFAULT_URLS["fal_queue"], config.DEFAULT_URLS["fal_rest"])]
+    clients = [WaveSpeed(EMULATOR_KEY, settings.DEFAULT_URLS["wavespeed"]),
+               Fal(FAL_KEY, settings.DEFAULT_URLS["fal_queue"], settings.DEFAULT_URLS["fal_rest"])]
     waiter = Waiter()
     for client in clients:
         assert not client.http.local
@@ -356,11 +358,11 @@ def test_a_base_url_with_a_fragment_user_info_or_query_is_refused_before_any_req
 
 def test_a_plain_base_url_still_works_and_plain_http_stays_loopback_only(monkeypatch) -> None:
     monkeypatch.setenv("SONIFY_WAVESPEED_URL", "http://127.0.0.1:8787/")
-    assert config.provider_url("wavespeed") == "http://127.0.0.1:8787"
+    assert settings.provider_url("wavespeed") == "http://127.0.0.1:8787"
     for url in ("http://api.example.com", "http://10.0.0.1:8787", "http://127.0.0.1:port"):
         monkeypatch.setenv("SONIFY_WAVESPEED_URL", url)
         with pytest.raises(ConfigurationError, match="SONIFY_WAVESPEED_URL"):
-            config.provider_url("wavespeed")
+            settings.provider_url("wavespeed")
 
 
 @pytest.mark.parametrize("remote", [["SONIFY_FAL_API_URL"], ["SONIFY_FAL_REST_URL", "SONIFY_FAL_API_URL"],
@@ -379,8 +381,8 @@ def test_a_mix_of_local_and_remote_api_urls_is_refused_before_any_request(emulat
     checked = doctor.provider_checks("fal")[-1]  # the doctor says so too
     assert checked.ok is False and "SONIFY_FAL_API_URL" in checked.detail
     with pytest.raises(ConfigurationError, match="partly on this machine"):  # and so does a client made elsewhere
-        Fal(FAL_KEY, *(config.DEFAULT_URLS[n] if config.URL_ENV[n] in remote else emulator.url
-                       for n in config.API_BASES["fal"]))
+        Fal(FAL_KEY, *(settings.DEFAULT_URLS[n] if settings.URL_ENV[n] in remote else emulator.url
+                       for n in settings.API_BASES["fal"]))
 
 
 def test_the_webhook_key_set_may_live_elsewhere_than_the_api(emulator, fal_env, clip, tmp_path, monkeypatch) -> None:

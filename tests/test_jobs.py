@@ -25,9 +25,10 @@ from clips import video_packets, write_clip
 from conftest import EMULATOR_KEY
 from pack import ROOT, load_pack, module, outputs
 
-from sonify import cli, jobs, media, pipeline
+from sonify import cli, media, pipeline
+from sonify import journal as jobs
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.errors import Cancelled, ConfigurationError, JobFailed, JobTimedOut, ProviderError, ValidationError
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.waiter import Waiter
 from sonify_devtools.emulator import Emulator
 

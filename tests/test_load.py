@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from clips import write_clip
 
-from sonify import http, media, pipeline
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify import media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.net import http
 from sonify_devtools.emulator import Emulator
 
 JOBS, CONCURRENCY = 50, 8

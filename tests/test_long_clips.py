@@ -4,8 +4,10 @@ crash, cancelled on Cancel, priced in the sum); takes of windows."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,12 +21,15 @@ import av
 import numpy as np
 import pytest
 import torch
-from clips import onset_time, video_packets
+from clips import onset_time, video_packets, write_clip
 from pack import ROOT, load_pack, module, outputs
 
-from sonify import jobs, media, pipeline, windows
-from sonify.errors import Cancelled, SonifyError, ValidationError
-from sonify.models import KLING_V2A, MMAUDIO_V2, Window
+from sonify import journal as jobs
+from sonify import media, pipeline
+from sonify.catalog import KLING_V2A, MMAUDIO_V2, THINKSOUND_WAVESPEED, Window
+from sonify.errors import Cancelled, ConfigurationError, SonifyError, ValidationError
+from sonify.media import windows
+from sonify.media.sound_file import SoundFile
 
 NTSC = Fraction(30000, 1001)
 MMAUDIO = MMAUDIO_V2.model_id
@@ -88,21 +93,82 @@ def test_windows_stay_within_the_limits_and_move_to_cuts():
     assert len(nine) == 5 and all(s.end - s.start <= 9 * 24 for s in nine)
 
 
+@pytest.mark.parametrize("fps", [Fraction(1), Fraction(3, 2), Fraction(240)])
+def test_windows_are_planned_at_any_rate_a_source_may_have(fps):
+    frames = math.ceil(600 * fps)  # ten minutes
+    for window in (MMAUDIO_V2.window, KLING_V2A.window, Window(30.0, 1.0, preferred=9.0)):
+        spans = windows.plan(frames, fps, window, cuts=[])
+        assert spans[0].start == 0 and spans[-1].end == frames
+        assert all(a.start < b.start < a.end <= b.end for a, b in itertools.pairwise(spans))
+        assert all(s.end - s.start <= window.longest * fps for s in spans)
+
+
+def test_a_rate_no_window_can_take_is_an_error_not_an_endless_loop():
+    raised: list[Exception] = []
+
+    def plan() -> None:
+        try:
+            windows.plan(48, Fraction(1, 100), MMAUDIO_V2.window, cuts=[])  # 0.3 frames in 30 s: no window
+        except ValueError as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=plan, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive() and "at 0.01 fps" in str(raised[0])
+
+
+def join(sounds, spans, fps, rate, seconds) -> np.ndarray:
+    """windows.joined's blocks, put together."""
+    return np.concatenate(list(windows.joined(sounds, spans, fps, rate, seconds)), axis=1)
+
+
 def test_the_join_is_equal_power_and_exact_to_the_sample():
     fps, rate = Fraction(24), 1000
     spans = [windows.Span(0, 252), windows.Span(228, 504)]
     seconds = Fraction(504, 24)
-    joined = windows.join([np.ones((1, 10_600), np.float32), np.ones((1, 11_600), np.float32)], spans, fps, rate,
-                          seconds)
+    joined = join([np.ones((1, 10_600), np.float32), np.ones((1, 11_600), np.float32)], spans, fps, rate, seconds)
     assert joined.shape == (1, 21_000)
     overlap = joined[0, 9_500:10_500]  # gains √(1−t) and √t on equal signals: √(1−t) + √t
     t = np.linspace(0, 1, 1000, endpoint=False)
     assert np.allclose(overlap, np.sqrt(1 - t) + np.sqrt(t), atol=1e-3)
     assert np.allclose(joined[0, :9_500], 1) and np.allclose(joined[0, 10_500:], 1)
-    at_cut = windows.join([np.ones((1, 10_600)), np.full((1, 11_600), 2.0)],
-                          [windows.Span(0, 252, cut_after=True), windows.Span(228, 504, cut_before=True)], fps, rate,
-                          seconds)
+    at_cut = join([np.ones((1, 10_600)), np.full((1, 11_600), 2.0)],
+                  [windows.Span(0, 252, cut_after=True), windows.Span(228, 504, cut_before=True)], fps, rate, seconds)
     assert np.allclose(at_cut[0, :9_990], 1) and np.allclose(at_cut[0, 10_010:], 2)  # a 20 ms fade at 10.0 s
+
+
+def test_the_join_takes_each_window_only_once_the_sound_before_it_is_given_out():
+    fps, rate = Fraction(24), 1000
+    spans = windows.plan(60 * 24, fps, Window(20.0, 3.0), cuts=[])  # a minute in 4 windows
+    given: list[int] = []  # samples given out when each window's sound was taken
+    out: list[np.ndarray] = []
+
+    def sounds():
+        for k, span in enumerate(spans):
+            given.append(sum(block.shape[1] for block in out))
+            yield np.full((2, round((span.end - span.start) / fps * rate)), k + 1.0, np.float32)
+
+    for block in windows.joined(sounds(), spans, fps, rate, Fraction(60)):
+        out.append(block)  # noqa: PERF402 - one at a time: sounds() looks at what was given out so far
+    starts = [round(span.start / fps * rate) for span in spans]
+    assert given == [0, *starts[1:]]  # window k taken once everything before its first sample was written
+    whole = np.concatenate(out, axis=1)
+    assert whole.shape == (2, 60_000) and np.allclose(whole[:, :starts[1]], 1) and np.allclose(whole[:, -1000:], 4)
+
+
+def test_a_joined_sound_is_written_and_read_back_block_by_block(tmp_path):
+    rng = np.random.default_rng(5)
+    sound = rng.uniform(-1, 1, (3, 100_000)).astype(np.float32)
+    kept = SoundFile.written((sound[:, i:i + 7_000] for i in range(0, 100_000, 7_000)), 100_000, 48000)
+    assert kept.channels == 3 and kept.rate == 48000 and np.array_equal(kept.load(), sound)
+    assert np.array_equal(np.concatenate(list(kept.blocks(4_096)), axis=1), sound)
+    path = kept.path
+    del kept
+    gc.collect()
+    assert not path.exists()  # removed once nothing refers to it
+    with pytest.raises(ValueError, match="hold 7000 samples, not 8000"):
+        SoundFile.written([sound[:, :7_000]], 8_000, 48000)
 
 
 def test_a_75_s_clip_with_shot_cuts_through_mmaudio(emulator, wavespeed_env, long_clip):
@@ -155,6 +221,72 @@ def test_the_price_limit_applies_to_the_sum_over_windows(emulator, wavespeed_env
     assert emulator.requests == []
 
 
+def test_a_long_clips_sound_stays_in_its_file_until_it_is_asked_for(emulator, wavespeed_env, long_clip, tmp_path):
+    path, _, _, n = long_clip
+    result = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 4}, media.VideoSource(path=str(path)),
+                          out_dir=tmp_path / "o")
+    assert isinstance(result.sound, SoundFile)  # the run never held the joined sound whole
+    on_video, rate = media.decode_audio(result.video_path)
+    assert result.audio.shape == (1, round(Fraction(n) / NTSC * 44100)) and rate == 44100
+    assert not isinstance(result.sound, SoundFile)  # read once, then kept
+    heard = np.sqrt(np.mean(result.audio ** 2)), np.sqrt(np.mean(on_video[:, :result.audio.shape[1]] ** 2))
+    assert heard[1] == pytest.approx(heard[0], rel=0.05)  # the muxed sound is the joined one
+
+
+def test_a_long_clips_jobs_in_progress_are_bounded_by_the_account_not_by_its_length(emulator, wavespeed_env,
+                                                                                   tmp_path, monkeypatch):
+    monkeypatch.setenv("SONIFY_WAVESPEED_LIMITS", "1")  # one job at the provider at once: 1 + 2 in progress
+    clip = write_clip(tmp_path / "seven-windows.mp4", 170, Fraction(1), 16, 16)
+    threads: list[int] = []
+
+    def is_cancelled() -> bool:  # asked often, from every job's thread
+        threads.append(sum(t.name.startswith("sonify-take") for t in threading.enumerate()))
+        return False
+
+    result = pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip)), out_dir=tmp_path / "o",
+                          is_cancelled=is_cancelled)
+    assert len(result.info["windows"]) == 7 and emulator.submits(MMAUDIO) == 7
+    assert max(threads) == 3  # not one thread per window
+
+
+def test_a_ten_hour_clip_is_refused_by_its_length_before_any_request(emulator, wavespeed_env, tmp_path):
+    ten_hours = write_clip(tmp_path / "ten-hours.mp4", 36_000, Fraction(1), 16, 16)
+    started = time.monotonic()
+    with pytest.raises(ValidationError, match=r"^video: is 36000\.000 s long; a run takes at most 600 s "
+                                              r"\(SONIFY_MAX_CLIP_SECONDS; MMAudio v2 · WaveSpeed can do up to 3600 s"):
+        pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(ten_hours)), out_dir=tmp_path / "o")
+    assert emulator.requests == [] and time.monotonic() - started < 5
+
+
+def test_the_clip_length_setting_is_lowered_raised_and_checked(emulator, wavespeed_env, tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "eleven-minutes.mp4", 660, Fraction(1), 16, 16)
+    run = lambda spec: pipeline.run(spec, {}, media.VideoSource(path=str(clip)), out_dir=tmp_path / "o")
+    monkeypatch.setenv("SONIFY_MAX_CLIP_SECONDS", "900")  # raised: ThinkSound's own longest still holds
+    with pytest.raises(ValidationError, match="ThinkSound · WaveSpeed takes at most 600 s in one run"):
+        run(THINKSOUND_WAVESPEED)
+    for bad in ("ten", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv("SONIFY_MAX_CLIP_SECONDS", bad)
+        with pytest.raises(ConfigurationError, match=f"SONIFY_MAX_CLIP_SECONDS must be a number of seconds above 0 "
+                                                     f"\\(got '{bad}'\\)"):
+            run(THINKSOUND_WAVESPEED)
+    monkeypatch.setenv("SONIFY_MAX_CLIP_SECONDS", "30")  # lowered below a clip that one job takes
+    with pytest.raises(ValidationError, match="is 31.000 s long; a run takes at most 30 s"):
+        pipeline.run(KLING_V2A, {}, media.VideoSource(frames=np.zeros((31, 16, 16, 3), np.float32), fps=Fraction(1)),
+                     out_dir=tmp_path / "o")
+    assert emulator.requests == []
+
+
+def test_a_run_dearer_than_the_default_limit_is_refused_saying_how_to_allow_it(emulator, wavespeed_env, tmp_path):
+    clip = write_clip(tmp_path / "seven-minutes.mp4", 400, Fraction(1), 16, 16)  # Kling: 23 windows of ≤ 20 s
+    with pytest.raises(ValidationError) as caught:  # 8 takes × 23 windows × $0.035 = $6.44, over the default $5
+        pipeline.run(KLING_V2A, {}, media.VideoSource(path=str(clip)), out_dir=tmp_path / "o", variations=8)
+    assert str(caught.value) == (
+        "SONIFY_MAX_USD_PER_JOB: the limit applies to a node run's sum: its 184 jobs (8 takes × 23 windows) are "
+        "together estimated at $6.440, above the limit of $5.000 (the default): nothing was sent; to allow it, set "
+        "SONIFY_MAX_USD_PER_JOB to a higher number of dollars (e.g. SONIFY_MAX_USD_PER_JOB=7) and run again")
+    assert emulator.requests == []
+
+
 def test_cancel_cancels_every_running_window(emulator, wavespeed_env, long_clip, tmp_path):
     emulator.model_seconds = 30
     pressed = threading.Event()
@@ -176,7 +308,7 @@ RUN_WINDOWS = """
 import sys, threading
 from pathlib import Path
 from sonify import media, pipeline
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
 pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 5}, media.VideoSource(path=sys.argv[1]), out_dir=Path(sys.argv[2]),
              slots=threading.Semaphore(1))
 """
@@ -231,7 +363,7 @@ def test_a_random_seed_run_whose_window_failed_reuses_the_finished_windows_on_a_
 def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, wavespeed_env, tmp_path):
     """pipeline.prepare (a Temporal batch's activity) makes one job: a long clip is refused before it is cut."""
     from sonify import providers
-    from sonify.remote_job import RunContext, StageTimer
+    from sonify.pipeline.types import RunContext, StageTimer
     from sonify.waiter import Waiter
 
     path = write_shots(tmp_path / "kling.mp4", 21 * 24, Fraction(24), cuts=[])

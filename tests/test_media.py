@@ -11,8 +11,8 @@ import pytest
 from clips import click_audio, flash_frames, frame_brightness, onset_time, video_packets, write_clip
 
 from sonify import media
+from sonify.catalog import ProxyRule
 from sonify.errors import ValidationError
-from sonify.models import ProxyRule
 
 FPS = [Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(12)]
 
@@ -262,6 +262,14 @@ def test_decode_audio_rejects_a_silent_video(tmp_path):
     with pytest.raises(ValidationError, match="no audio stream") as err:
         media.decode_audio(write_clip(tmp_path / "v.mp4", 5, Fraction(25), 32, 32))
     assert err.value.input_name == "audio"
+
+
+def test_decode_audio_can_check_a_sound_without_keeping_it(tmp_path):
+    path = media.write_audio(np.full((2, 48_000), 0.25, np.float32), 48000, tmp_path / "two-seconds.flac")
+    checked, rate = media.decode_audio(path, max_seconds=2.5, keep=False)
+    assert checked.shape == (2, 0) and checked.dtype == np.float32 and rate == 48000
+    with pytest.raises(ValidationError, match="runs longer than the 0.5 s expected"):  # still bounded
+        media.decode_audio(path, max_seconds=0.5, keep=False)
 
 
 def test_fit_length_is_exact():

@@ -22,7 +22,7 @@ import torch
 from clips import click_audio
 from pack import module, outputs
 
-from sonify import jobs
+from sonify import journal as jobs
 from sonify_devtools.emulator import Emulator
 
 REMOTE = ("SonifyMMAudioV2", "SonifyThinkSoundWaveSpeed", "SonifyThinkSoundFal", "SonifyKlingVideoToAudio",
@@ -35,7 +35,7 @@ def built(cls: type) -> tuple[type, Callable]:
 
 
 def model_node(key: str, coroutine: bool = True) -> tuple[type, Callable]:
-    spec = module("sonify.models").MODELS[key]
+    spec = module("sonify.catalog").MODELS[key]
     if spec.output == "video":
         return built(module("nodes.lipsync").make_lipsync_node(spec, coroutine=coroutine))
     return built(module("nodes.video_to_audio").make_video_to_audio_node(spec, coroutine=coroutine))
@@ -151,7 +151,7 @@ def test_cancelling_the_coroutine_stops_its_worker_within_a_second(emulator, wav
         with pytest.raises(asyncio.CancelledError):
             await task
         # the worker's cleanup is done before the CancelledError goes on
-        return time.monotonic() - pressed, rows.find_task(module("sonify.models").MODELS[key].provider, task_id)
+        return time.monotonic() - pressed, rows.find_task(module("sonify.catalog").MODELS[key].provider, task_id)
 
     seconds, row = asyncio.run(cancel_while_waiting())
     assert seconds < 1.0
@@ -159,12 +159,13 @@ def test_cancelling_the_coroutine_stops_its_worker_within_a_second(emulator, wav
     assert emulator.cancels() == cancels
 
 
-def host_interrupt() -> types.ModuleType:
-    """ComfyUI 0.8's interrupt functions (comfy/model_management.py), as its Cancel button drives them."""
+def host_interrupt(base: type[BaseException] = Exception) -> types.ModuleType:
+    """ComfyUI's interrupt functions (comfy/model_management.py), as its Cancel button drives them. `base`: what
+    its InterruptProcessingException derives from (0.8: Exception; 0.33: BaseException)."""
     mm = types.ModuleType("comfy.model_management")
     mm.lock, mm.flag = threading.RLock(), False
 
-    class InterruptProcessingException(Exception):
+    class InterruptProcessingException(base):
         pass
 
     def interrupt_current_processing(value: bool = True) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pack import load_pack
 
-from sonify.models import GAIN_DB, MAX_FPS, MIN_FPS, MODELS, PROVIDERS, VARIATIONS, Param
+from sonify.catalog import GAIN_DB, MAX_FPS, MIN_FPS, MODELS, PROVIDERS, VARIATIONS, Param
 
 PROVIDER_NAMES = {"wavespeed": "WaveSpeed", "fal": "fal"}
 NODES = load_pack().NODE_CLASS_MAPPINGS
@@ -31,9 +31,14 @@ def test_every_node_is_covered():
 
 
 @pytest.mark.parametrize("node_id", sorted(n for n, key in CATALOG_NODES.items() if MODELS[key].output == "audio"))
-def test_variations_is_the_last_input_optional_with_default_one(node_id):
+def test_variations_then_loudness_are_the_last_inputs_optional_with_defaults_that_change_nothing(node_id):
     declared = NODES[node_id].INPUT_TYPES()
-    assert list(declared["optional"])[-1] == "variations" and "variations" not in declared["required"]
+    appended = ["variations", "loudness", "loudness_lufs", "true_peak_dbtp"]  # in the order they came
+    assert list(declared["optional"])[-4:] == appended and not set(appended) & set(declared["required"])
+    choices, options = declared["optional"]["loudness"]
+    assert choices == ["as generated", "-14 LUFS", "-16 LUFS", "-23 LUFS", "custom"]
+    assert options["default"] == "as generated"
+    assert declared["optional"]["true_peak_dbtp"][1]["default"] == -1.0
     kind, options = declared["optional"]["variations"]
     assert kind == "INT" and (options["default"], options["min"], options["max"]) == (1, *VARIATIONS) == (1, 1, 8)
     assert "Pick Take" in options["tooltip"]
@@ -111,7 +116,7 @@ def test_outputs_and_ranges_come_from_the_catalog():
     assert fal.OUTPUT_TOOLTIPS[2] == "The prompt the provider used."
     assert NODES["SonifyMMAudioV2"].RETURN_NAMES == ("audio", "video", "job")
     fps = inputs("SonifyMMAudioV2")["fps"][1]
-    assert (fps["min"], fps["max"]) == (MIN_FPS, MAX_FPS) == (0.001, 240)
+    assert (fps["min"], fps["max"]) == (MIN_FPS, MAX_FPS) == (1, 240)
     for name in ("audio_gain_db", "video_gain_db"):
         gain = inputs("SonifyMuxAudio")[name][1]
         assert (gain["min"], gain["max"]) == GAIN_DB == (-60.0, 24.0)

@@ -68,7 +68,7 @@ def test_progress_reaches_the_node(emulator, wavespeed_env, tmp_path):
     source = write_clip(tmp_path / "clip.mp4", 24, Fraction(24), 64, 64, flash_at=(10,))
     seen: list[tuple[str, float | None]] = []
     pipeline, media = module("sonify.pipeline"), module("sonify.media")
-    spec = module("sonify.models").MMAUDIO_V2
+    spec = module("sonify.catalog").MMAUDIO_V2
     pipeline.run(spec, {"prompt": "rain"}, media.VideoSource(path=str(source)), out_dir=tmp_path / "out",
                  on_progress=lambda text, fraction: seen.append((text, fraction)))
     texts = " | ".join(text for text, _ in seen)
@@ -90,7 +90,7 @@ def test_cancel_stops_the_wait_within_a_second(emulator, wavespeed_env, tmp_path
             cancel_at.append(time.monotonic())
 
     with pytest.raises(errors.Cancelled) as caught:
-        pipeline.run(module("sonify.models").MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(source)),
+        pipeline.run(module("sonify.catalog").MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(source)),
                      out_dir=tmp_path / "out", on_progress=on_progress, is_cancelled=lambda: bool(cancel_at))
     assert time.monotonic() - cancel_at[0] < 1.0
     assert caught.value.task_id  # the task id travels with the error, and the fetch hint with it

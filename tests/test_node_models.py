@@ -14,7 +14,7 @@ import torch
 from clips import flash_frames, onset_time, video_packets, write_clip
 from pack import load_pack, module, outputs
 
-from sonify.models import BY_MODEL_ID, THINKSOUND_WAVESPEED
+from sonify.catalog import BY_MODEL_ID, THINKSOUND_WAVESPEED
 
 
 def node(node_id: str):

@@ -1,5 +1,6 @@
-"""What a model node says after a run (its last progress text on the node): the cost, the seconds, the task
-id, and for ThinkSound on fal with an empty prompt the prompt fal wrote (also the node's `prompt` output)."""
+"""What a model node says after a run (its last progress text on the node): the cost (measured where the provider
+told what was used), the seconds, the task id, today's spend against the daily cap, and for ThinkSound on fal with
+an empty prompt the prompt fal wrote (also the node's `prompt` output)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,23 @@ def last_text(caplog) -> str:
     return [r.getMessage() for r in caplog.records if r.name == "sonify" and r.levelno == logging.DEBUG][-1]
 
 
-def test_mmaudio_says_cost_seconds_and_task(emulator, wavespeed_env, clip_path, caplog):
+def test_mmaudio_says_cost_seconds_task_and_spend_today(emulator, wavespeed_env, clip_path, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG, logger="sonify")
+    monkeypatch.setenv("SONIFY_MAX_USD_PER_DAY", "2")
     node_cls = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]
     inputs = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
               "guidance_scale": 4.5, "mask_away_clip": False, "seed": 3, "video": module("nodes.comfy").FileVideo(str(clip_path))}
     job = json.loads(outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)[-1])
-    assert re.fullmatch(rf"emulator \(synthetic sound\) · done · est\. \$0\.001 · \d+\.\d s · task {job['task_id']}", last_text(caplog))
+    mark, done, task, today, sound = last_text(caplog).split("\n")
+    assert mark == "emulator (synthetic sound)"
+    assert re.fullmatch(r"done · \$0\.001 measured \(1 second of sound\) · \d+\.\d s", done)
+    assert task == f"task {job['task_id']}" and today == "spent today $0.001 of the $2.000 daily cap"
+    assert re.fullmatch(r"sound: -?\d+\.\d LUFS · peak -?\d+\.\d dBTP · silent \d+% · clipped \d+ · 1\.02 s of 1\.00 s",
+                        sound)  # MMAudio's whole latents run a little long
     outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)
-    assert last_text(caplog).startswith("emulator (synthetic sound) · done · the stored result, no new cost · ")
+    _, head, _, today, *_ = last_text(caplog).split("\n")
+    assert head.startswith("done · the stored result, no new cost · ")
+    assert today == "spent today $0.001 of the $2.000 daily cap"  # nothing new
 
 
 def test_thinksound_fal_shows_the_prompt_fal_wrote(emulator, fal_env, clip_path, caplog):
@@ -31,9 +40,12 @@ def test_thinksound_fal_shows_the_prompt_fal_wrote(emulator, fal_env, clip_path,
     _, _, prompt, job = outputs(getattr(node_cls(), node_cls.FUNCTION))(
         prompt="", seed=5, num_inference_steps=24, cfg_scale=5.0, video=module("nodes.comfy").FileVideo(str(clip_path)))
     assert prompt
-    head, said = last_text(caplog).split("\n")
-    assert head.startswith("emulator (synthetic sound) · done · no price estimate · ") and head.endswith(f"task {json.loads(job)['task_id']}")
-    assert said == f"prompt: {prompt}"
+    mark, head, task, today, said, sound = last_text(caplog).split("\n")
+    assert mark == "emulator (synthetic sound)"
+    assert re.match(r"done · \$0\.\d{3} measured \([\d.]+ compute seconds?\) · ", head)
+    assert task == f"task {json.loads(job)['task_id']}"
+    assert today.startswith(f"spent today ${json.loads(job)['cost_usd_measured']:.3f}")
+    assert said == f"prompt: {prompt}" and sound.startswith("sound: ")
 
 
 def test_the_node_names_its_sound_for_comfyuis_audio_preview(emulator, wavespeed_env, clip_path):

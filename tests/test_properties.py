@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from pack import load_pack, module, outputs
 
 from sonify import media, pipeline
+from sonify.catalog import MMAUDIO_V2
 from sonify.errors import SonifyError
-from sonify.models import MMAUDIO_V2
 
 OUTPUT = r"^/outputs/"
 FIXTURES = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -21,9 +21,11 @@ import requests
 from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 
-from sonify import jobs, media, pipeline, webhook_listener
+from sonify import journal as jobs
+from sonify import media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
+from sonify.cli import webhook_listener
 from sonify.errors import JobFailed, JobTimedOut
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ModelSpec
 from sonify_devtools.emulator import Emulator
 
 SUBMIT = {"wavespeed": rf"^/api/v3/{MMAUDIO_V2.model_id}$", "fal": rf"^/{THINKSOUND_FAL.model_id}$"}

@@ -247,8 +247,33 @@ def test_the_key_check_tells_the_balance_and_a_refusal(state, emulator, monkeypa
         assert WAVESPEED_KEY not in text and EMULATOR_KEY not in text
 
 
+def test_the_spend_section_saves_caps_in_the_journal_and_shows_spend_and_balances(state, emulator, monkeypatch):
+    monkeypatch.setenv("SONIFY_WAVESPEED_URL", emulator.url)
+    monkeypatch.setenv("WAVESPEED_API_KEY", EMULATOR_KEY)
+    monkeypatch.setenv("SONIFY_MAX_USD_PER_MONTH", "20")
+    emulator.balance = 12.5
+
+    async def test(client: TestClient) -> None:
+        shown = await answer(await client.get("/sonify/spend"))
+        assert shown["today_usd"] == 0 and shown["month_usd"] == 0
+        assert shown["settings"]["SONIFY_MAX_USD_PER_MONTH"] == {"usd": 20.0, "from": "environment"}
+        assert shown["settings"]["SONIFY_MAX_USD_PER_DAY"] == {"usd": None, "from": None}
+        saved = await answer(await client.post("/sonify/spend", json={"SONIFY_MAX_USD_PER_DAY": "2.5"}))
+        assert saved["settings"]["SONIFY_MAX_USD_PER_DAY"] == {"usd": 2.5, "from": "settings"}
+        refused = await answer(await client.post("/sonify/spend", json={"SONIFY_MAX_USD_PER_DAY": "-1"}), 400)
+        assert refused["error"].startswith("SONIFY_MAX_USD_PER_DAY must be a number of US dollars, 0 or more")
+        removed = await answer(await client.post("/sonify/spend", json={"SONIFY_MAX_USD_PER_DAY": None}))
+        assert removed["settings"]["SONIFY_MAX_USD_PER_DAY"]["usd"] is None
+        balances = await answer(await client.get("/sonify/balance"))
+        assert balances["wavespeed"] == {"balance_usd": 12.5, "message": "balance $12.50"}
+        assert balances["fal"] == {"balance_usd": None, "message": "no key"}
+
+    serve(test)
+    assert [r.path for r in emulator.requests] == ["/api/v3/balance"]  # the only request any of it made
+
+
 def test_the_price_catalog_is_the_models(state):
-    models = module("sonify.models")
+    models = module("sonify.catalog")
 
     async def test(client: TestClient) -> None:
         catalog = await answer(await client.get("/sonify/prices"))
@@ -259,7 +284,8 @@ def test_the_price_catalog_is_the_models(state):
         for entry in catalog.values():
             spec = models.MODELS[entry["model"]]
             assert entry["rule"]["text"] == spec.price_text
-            assert (entry["rule"]["usd"] is None) == (spec.price(spec.defaults(), 5.0) is None)
+            after_the_run = entry["rule"]["per"] == "compute_second"  # a rate, measured once the job ran
+            assert (entry["rule"]["usd"] is None or after_the_run) == (spec.price(spec.defaults()) is None)
 
     serve(test)
 

@@ -14,8 +14,9 @@ from clips import write_clip
 from pack import ROOT
 
 from sonify import media, pipeline
-from sonify.jobs import RunTimeStore
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.journal.learned import RunTimeStore
+from sonify.pipeline.job import run_times
 from sonify.providers.schedule import (
     BUDGET,
     COLD_STEP,
@@ -27,7 +28,6 @@ from sonify.providers.schedule import (
     PollPlan,
     history_key,
 )
-from sonify.remote_job import run_times
 from sonify_devtools.bench.measure import max_polls_per_window
 
 STREAM = r"/requests/[^/]+/status/stream$"

@@ -26,9 +26,10 @@ from conftest import EMULATOR_KEY, FAL_KEY
 from pack import module
 from test_node_async import defaults, file_video, host_interrupt, model_node
 
-from sonify import cli, webhooks
+from sonify import cli
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.errors import Cancelled
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.providers import webhooks
 from sonify.providers.fal import Fal
 from sonify.providers.wavespeed import WaveSpeed
 from sonify.waiter import Waiter
@@ -121,7 +122,7 @@ def test_a_cancelled_node_stops_a_fal_wait_within_a_second(emulator, fal_env, cl
 
     pressed = asyncio.run(cancel_while_waiting())
     assert_cancelled_at_fal_in_time(emulator, pressed)
-    jobs = module("sonify.jobs")
+    jobs = module("sonify.journal")
     rows = jobs.Journal(Path(fal_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE).recent()
     assert [(r.status, r.owner) for r in rows] == [("cancelled", None)]
 

@@ -12,8 +12,8 @@ import pytest
 from clips import click_audio, frame_brightness, onset_time, video_packets, write_clip
 
 from sonify import media
+from sonify.catalog import KLING_V2A, MMAUDIO_V2, SYNC_LIPSYNC, THINKSOUND_FAL, THINKSOUND_WAVESPEED
 from sonify.errors import ValidationError
-from sonify.models import KLING_V2A, MMAUDIO_V2, SYNC_LIPSYNC, THINKSOUND_FAL, THINKSOUND_WAVESPEED
 from sonify_devtools.emulator import synth
 
 V2A = {m.key: m for m in (MMAUDIO_V2, THINKSOUND_WAVESPEED, THINKSOUND_FAL, KLING_V2A)}

@@ -21,9 +21,10 @@ import torch
 from clips import flash_frames, write_clip
 from pack import ROOT, load_pack, module, outputs
 
-from sonify import jobs, media, pipeline
+from sonify import journal as jobs
+from sonify import media, pipeline
+from sonify.catalog import INT32_MAX, KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL
 from sonify.errors import Cancelled, ValidationError
-from sonify.models import INT32_MAX, KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL
 
 MMAUDIO = MMAUDIO_V2.model_id
 UPLOAD = "/api/v3/media/uploads"  # an upload ticket: one per file sent

@@ -25,10 +25,13 @@ import pytest
 from clips import write_clip
 from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 
-from sonify import jobs, pipeline
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify import journal, media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.errors import ConfigurationError, ValidationError
+from sonify.temporal.worker_folders import AllowedFolders
+from sonify.temporal.workflows import WORKFLOW_QUEUE, ClipJob
 from sonify_devtools.emulator import Emulator
 
 CLIPS = 60
@@ -79,10 +82,12 @@ def temporal(tmp_path_factory) -> Iterator[str]:
             server.wait()
 
 
-def start_worker(address: str, env: dict[str, str], log: Path, serves: str = "wavespeed") -> subprocess.Popen:
+def start_worker(address: str, env: dict[str, str], log: Path, serves: str = "wavespeed",
+                 allow: Path | None = None) -> subprocess.Popen:
+    """A worker taking clips and writing results under `allow` (default: the test's folder, where `log` is)."""
     with open(log, "wb") as out:  # a file, not a pipe nobody reads (a full pipe would stall the worker)
-        worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address], cwd=ROOT,
-                                  env=env, stderr=out)
+        worker = subprocess.Popen([sys.executable, "-m", "sonify", "worker", "--temporal", address,
+                                   "--allow", str(allow or log.parent)], cwd=ROOT, env=env, stderr=out)
     deadline = time.monotonic() + 60
     while not log.read_text().startswith(f"worker for {serves} "):  # it says so once it polls
         assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -149,8 +154,8 @@ def at_provider_at_once(emulator: Emulator) -> int:
 
 
 def test_file_fingerprint_is_the_journals(emulator, wavespeed_env, clip_path, tmp_path):
-    pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, pipeline.media.VideoSource(path=str(clip_path)), out_dir=tmp_path)
-    (row,) = jobs.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / jobs.JOURNAL_FILE).recent()
+    pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip_path)), out_dir=tmp_path)
+    (row,) = journal.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / journal.JOURNAL_FILE).recent()
     assert pipeline.file_fingerprint(MMAUDIO_V2, {"prompt": "rain"}, clip_path) == row.fingerprint
 
 
@@ -344,6 +349,34 @@ def test_fal_clips_run_on_a_worker_holding_only_the_fal_key(temporal, tmp_path):
         emulator.stop()
 
 
+def test_a_workers_spend_cap_refuses_the_clips_that_would_pass_it_and_counts_the_others(temporal, tmp_path):
+    """The worker checks the caps against its own journal's ledger and counts each clip's job in it as it submits
+    (one submit at a time per provider): 2 clips of $0.001 fit a $0.0025 daily cap, the other 2 are left unsent."""
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.2).start()
+    worker = None
+    try:
+        (tmp_path / "clips").mkdir()
+        for i in range(4):
+            write_clip(tmp_path / "clips" / f"c{i}.mp4", 24, Fraction(24), 64, 48, flash_at=(i,), grain=70 + i)
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        base["SONIFY_WAVESPEED_URL"] = emulator.url
+        state = tmp_path / "w"
+        worker = start_worker(temporal, {**base, "WAVESPEED_API_KEY": EMULATOR_KEY, "SONIFY_STATE_DIR": str(state),
+                                         "SONIFY_MAX_USD_PER_DAY": "0.0025"}, tmp_path / "w.log")
+        run = batch(temporal, tmp_path / "clips", tmp_path / "out", {**base, "SONIFY_STATE_DIR": str(tmp_path)})
+        stdout, stderr = run.communicate(timeout=90)
+        assert run.returncode == 6, stderr
+        assert emulator.submits(MMAUDIO_V2.model_id) == 2 and len(stdout.split()) == 2
+        assert "stopped at a spend cap, 2 clip(s) left (nothing sent for them): SONIFY_MAX_USD_PER_DAY" in stderr
+        entries = journal.Journal(state / journal.JOURNAL_FILE).spend_entries(0.0)
+        assert len(entries) == 2 and all(e.task_id and e.basis == "measured" for e in entries)
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
+
+
 def test_the_slots_workflow_keeps_a_default_tier_account_within_its_limits(temporal, tmp_path):
     """The starter's account setting (a Bronze account's, its minute shortened to a second) reaches the slots
     workflow: --concurrency 4, yet at most 2 at the provider and 2 starts in any second, none refused."""
@@ -367,6 +400,98 @@ def test_the_slots_workflow_keeps_a_default_tier_account_within_its_limits(tempo
         assert at_provider_at_once(emulator) <= 2
         starts = sorted(t.submitted for t in emulator.tasks.all())
         assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[2:]))  # 2 in any second
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        emulator.stop()
+
+
+# ---------------------------------------------------------------- a workflow's paths are not trusted
+
+
+@pytest.fixture
+def folders(tmp_path) -> dict[str, Path]:
+    """allowed/clips/ok.mp4, allowed/out, allowed/links/{clip.mp4 → outside/secret.mp4, out → outside}, and
+    outside/secret.mp4."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    for folder in (allowed / "clips", allowed / "out", allowed / "links", outside):
+        folder.mkdir(parents=True)
+    write_clip(allowed / "clips" / "ok.mp4", 12, Fraction(24), 64, 48, flash_at=(2,), grain=31)
+    write_clip(outside / "secret.mp4", 12, Fraction(24), 64, 48, flash_at=(7,), grain=32)
+    (allowed / "links" / "clip.mp4").symlink_to(outside / "secret.mp4")
+    (allowed / "links" / "out").symlink_to(outside, target_is_directory=True)
+    return {"allowed": allowed, "outside": outside, "clip": allowed / "clips" / "ok.mp4", "out": allowed / "out"}
+
+
+def test_only_clips_and_outputs_under_the_allowed_folders_are_taken(folders):
+    allow = AllowedFolders.of([folders["allowed"]])
+    assert allow.clip(str(folders["clip"])) == folders["clip"].resolve()
+    assert allow.output(str(folders["out"]), "ok") == folders["out"].resolve()
+    refusals = [
+        ("source", lambda: allow.clip(str(folders["outside"] / "secret.mp4")), "not under a folder"),
+        ("source", lambda: allow.clip(str(folders["allowed"] / "links" / "clip.mp4")), "it links to"),
+        ("source", lambda: allow.clip(str(folders["allowed"] / "clips" / ".." / ".." / "outside" / "secret.mp4")),
+         "not under a folder"),
+        ("out_dir", lambda: allow.output(str(folders["outside"]), "ok"), "not under a folder"),
+        ("out_dir", lambda: allow.output(str(folders["allowed"] / "links" / "out"), "ok"), "it links to"),
+        ("name", lambda: allow.output(str(folders["out"]), "../../x"), "plain file name"),
+        ("name", lambda: allow.output(str(folders["out"]), ".."), "plain file name"),
+        ("name", lambda: allow.output(str(folders["out"]), "a\nb"), "plain file name"),
+        ("name", lambda: allow.output(str(folders["out"]), "x" * 201), "plain file name"),
+    ]
+    (folders["out"] / "planted.mp4").symlink_to(folders["outside"] / "planted.mp4")
+    refusals.append(("name", lambda: allow.output(str(folders["out"]), "planted"), "leads out of the folder"))
+    for name, call, words in refusals:
+        with pytest.raises(ValidationError) as caught:
+            call()
+        assert caught.value.input_name == name and words in str(caught.value), str(caught.value)
+    with pytest.raises(ConfigurationError, match="--allow"):
+        AllowedFolders.of([folders["allowed"] / "missing"])
+
+
+def test_a_worker_refuses_a_workflow_naming_paths_outside_its_folders_before_any_request(temporal, folders,
+                                                                                        tmp_path):
+    emulator = Emulator(api_keys=(EMULATOR_KEY,), model_seconds=0.2).start()
+    worker = None
+    try:
+        base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+        env = {**base, "SONIFY_WAVESPEED_URL": emulator.url, "WAVESPEED_API_KEY": EMULATOR_KEY,
+               "SONIFY_STATE_DIR": str(tmp_path / "w")}
+        worker = start_worker(temporal, env, tmp_path / "w.log", allow=folders["allowed"])
+        clip, out, outside = str(folders["clip"]), str(folders["out"]), folders["outside"]
+        hostile = {  # what anyone who can start a workflow on the queue could send
+            "source": (str(outside / "secret.mp4"), out, "stolen"),
+            "name": (clip, out, "../../x"),
+            "out_dir": (clip, str(folders["allowed"] / "links" / "out"), "ok"),
+        }
+        linked = {"source": (str(folders["allowed"] / "links" / "clip.mp4"), out, "linked")}
+
+        async def start_all() -> list[BaseException | None]:
+            client = await Client.connect(temporal)
+            outcomes = []
+            for n, (source, out_dir, name) in enumerate([*hostile.values(), *linked.values()]):
+                job = ClipJob("mmaudio-v2", "wavespeed", {"prompt": "rain"}, source, out_dir, name, 4)
+                handle = await client.start_workflow("SonifyClip", job, id=f"hostile-{n}", task_queue=WORKFLOW_QUEUE)
+                try:
+                    await handle.result()
+                    outcomes.append(None)
+                except WorkflowFailureError as exc:
+                    outcomes.append(exc.cause)
+            return outcomes
+
+        outcomes = asyncio.run(start_all())
+        for input_name, cause in zip([*hostile, *linked], outcomes):
+            assert cause is not None and cause.type == "ValidationError", cause
+            assert cause.message.startswith(f"{input_name}: ")
+        assert emulator.requests == []  # nothing uploaded, nothing submitted
+        assert sorted(p.name for p in outside.iterdir()) == ["secret.mp4"] and not (tmp_path / "x.mp4").exists()
+        assert list(folders["out"].iterdir()) == []
+
+        run = batch(temporal, folders["clip"].parent, folders["out"], {**base, "SONIFY_STATE_DIR": str(tmp_path / "s")})
+        stdout, stderr = run.communicate(timeout=60)  # the worker's own folders: a batch runs as before
+        assert run.returncode == 0, stderr
+        assert stdout.strip() == str(folders["out"] / "ok.mp4") and emulator.submits() == 1
     finally:
         if worker is not None:
             worker.kill()

@@ -18,14 +18,17 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import pytest
 import requests
 from clips import video_packets, write_clip
 from pack import ROOT
 
-from sonify import jobs, media, pipeline, uplink
+from sonify import journal as jobs
+from sonify import media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL, ProxyRule
 from sonify.errors import Cancelled
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL, ProxyRule
+from sonify.pipeline import uploads
 from sonify.providers import client
 from sonify.waiter import Waiter
 from sonify_devtools.demo import DEMO_KEY
@@ -74,8 +77,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def measured(spec=MMAUDIO_V2) -> tuple[list[float], list[tuple[float, float | None]]]:
     """The journal's upload rates for the spec's provider endpoint and its proxy speeds."""
     store = jobs.UplinkStore()
-    return (store.uplink_rates(uplink.uplink_key(client(spec.provider)), 20, 0.0),
-            store.proxy_speeds(uplink.proxy_key(spec.proxy), 20))
+    return (store.uplink_rates(uploads.uplink_key(client(spec.provider)), 20, 0.0),
+            store.proxy_speeds(uploads.proxy_key(spec.proxy), 20))
 
 
 def no_proxy_thread() -> bool:
@@ -314,7 +317,7 @@ def test_a_file_is_probed_once_on_its_way_to_the_provider(emulator, wavespeed_en
     """The look at the source before its upload is one probe: the plan of its upload reads what that probe found
     (its container, whether its rate is constant) rather than opening the file again."""
     opened: list[str] = []
-    real_open = media.av.open
-    monkeypatch.setattr(media.av, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
     pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip_path)), out_dir=tmp_path / "out")
     assert opened.count(str(clip_path)) == 2  # its probe; then the mux that copies its picture packets

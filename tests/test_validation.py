@@ -21,7 +21,7 @@ def call(**inputs):
 
 
 def out_of_range_cases():
-    spec = module("sonify.models").MMAUDIO_V2
+    spec = module("sonify.catalog").MMAUDIO_V2
     for p in spec.params:
         if p.kind in ("int", "float"):
             step = 1 if p.kind == "int" else 0.5
@@ -75,15 +75,15 @@ def test_bad_fps(emulator, wavespeed_env, frames, fps):
 
 def test_missing_key(emulator, wavespeed_env, frames, monkeypatch):
     monkeypatch.delenv("WAVESPEED_API_KEY")
-    with pytest.raises(module("sonify.errors").ConfigurationError, match="WAVESPEED_API_KEY"):
-        call(images=frames)
+    with pytest.raises(module("sonify.errors").ConfigurationError, match="No WaveSpeed API key .*Settings › Sonify"):
+        call(images=frames)  # in ComfyUI: where the key goes there (nodes/messages.py)
     assert emulator.requests == []
 
 
 def test_key_file_is_used_when_the_environment_has_none(emulator, wavespeed_env, frames, monkeypatch, tmp_path):
     key = wavespeed_env["WAVESPEED_API_KEY"]
     monkeypatch.delenv("WAVESPEED_API_KEY")
-    config = module("sonify.config")
+    config = module("sonify.settings")
     (config.state_dir() / config.KEY_FILE).write_text(json.dumps({"wavespeed": key}))
     audio, _, _ = call(images=frames)
     assert audio["waveform"].shape[-1] > 0
@@ -99,9 +99,10 @@ def test_plain_http_to_another_host_is_refused(emulator, wavespeed_env, frames, 
 def test_inputs_come_from_the_catalog():
     node_cls = load_pack().NODE_CLASS_MAPPINGS[NODE]
     inputs = node_cls.INPUT_TYPES()
-    spec = module("sonify.models").MMAUDIO_V2
+    spec = module("sonify.catalog").MMAUDIO_V2
     assert list(inputs["required"]) == [p.name for p in spec.params]
-    assert list(inputs["optional"]) == ["video", "images", "fps", "variations"]  # new inputs appended
+    assert list(inputs["optional"]) == ["video", "images", "fps", "variations", "loudness", "loudness_lufs",
+                                        "true_peak_dbtp"]  # new inputs appended
     steps = inputs["required"]["num_inference_steps"][1]
     assert (steps["min"], steps["max"], steps["default"]) == (4, 50, 25)
     for _, options in [*inputs["required"].values(), *inputs["optional"].values()]:
@@ -113,7 +114,7 @@ def test_inputs_come_from_the_catalog():
 
 
 def test_only_a_fixed_seed_makes_a_run_cacheable():
-    models = module("sonify.models")
+    models = module("sonify.catalog")
     spec = models.MMAUDIO_V2
     assert not spec.cacheable({**GOOD, "seed": -1})  # a new result every run
     assert spec.cacheable({**GOOD, "seed": 0}) and spec.fixed_seed({**GOOD, "seed": 0}) == 0
@@ -124,7 +125,7 @@ def test_only_a_fixed_seed_makes_a_run_cacheable():
 
 
 def test_every_model_names_a_known_provider_and_a_sound_layout():
-    models = module("sonify.models")
+    models = module("sonify.catalog")
     for spec in models.MODELS.values():
         assert spec.provider in models.PROVIDERS
         assert (spec.native_audio is not None) == (spec.output == "audio"), spec.key

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from sonify import pipeline
+from sonify.catalog import MMAUDIO_V2
 from sonify.errors import JobFailed, ProviderError
-from sonify.models import MMAUDIO_V2
 
 MODEL = MMAUDIO_V2.model_id
 

@@ -25,9 +25,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pack import module
 
-from sonify import pipeline, webhook_listener, webhooks
+from sonify import pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.cli import webhook_listener
 from sonify.errors import ConfigurationError
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.providers import webhooks
 from sonify_devtools.emulator import Emulator
 
 NOW = 1_765_000_000
@@ -121,7 +123,7 @@ def test_a_validly_signed_deep_json_array_is_refused_cleanly(hub):
 
 def test_huge_numbers_and_deep_json_get_an_answer_from_the_pack_route(monkeypatch):
     """On aiohttp (ComfyUI's server) too: an answer, not an exception in the event loop."""
-    route, pack_webhooks = module("nodes.webhook_route"), module("sonify.webhooks")
+    route, pack_webhooks = module("nodes.webhook_route"), module("sonify.providers.webhooks")
     pack_webhooks.RECEIVER.trust_wavespeed_secret(SECRET)
     deep = b"[" * 50_000 + b"]" * 50_000
     now = str(int(time.time()))

@@ -23,8 +23,10 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from sonify import config, pipeline, webhook_listener, webhooks
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify import pipeline, settings
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.cli import webhook_listener
+from sonify.providers import webhooks
 
 NOW = 1_765_000_000
 TASK = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -181,8 +183,8 @@ def test_every_jwks_entry_whose_x_is_32_bytes_is_a_key_and_no_other():
 
 def test_the_documented_key_set_url_comes_first_then_rest_fal_ai(monkeypatch):
     monkeypatch.delenv("SONIFY_FAL_JWKS_URL", raising=False)
-    monkeypatch.setattr(config, "emulator", None)
-    assert config.fal_jwks_urls() == ("https://rest.alpha.fal.ai/.well-known/jwks.json",
+    monkeypatch.setattr(settings, "emulator", None)
+    assert settings.fal_jwks_urls() == ("https://rest.alpha.fal.ai/.well-known/jwks.json",
                                       "https://rest.fal.ai/.well-known/jwks.json")
 
 

@@ -22,9 +22,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pack import module
 
-from sonify import cli, media, pipeline, webhook_listener, webhooks
+from sonify import cli, media, pipeline
+from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.cli import webhook_listener
 from sonify.errors import ConfigurationError
-from sonify.models import MMAUDIO_V2, THINKSOUND_FAL
+from sonify.providers import webhooks
 from sonify_devtools.emulator import Emulator
 
 PROVIDERS = ("wavespeed", "fal")
@@ -98,7 +100,7 @@ def test_the_pack_route_on_aiohttp_wakes_the_job(provider_env, emulator, clip_pa
     spec = SPECS[provider_env]
     emulator.per_model_seconds[spec.model_id] = SLOW
     route, engine, sources = module("nodes.webhook_route"), module("sonify.pipeline"), module("sonify.media")
-    pack_spec = module("sonify.models").MODELS[spec.key]
+    pack_spec = module("sonify.catalog").MODELS[spec.key]
 
     async def scenario() -> tuple[Any, float]:
         table = web.RouteTableDef()

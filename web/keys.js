@@ -5,7 +5,8 @@
 export const PROVIDERS = { wavespeed: "WaveSpeed", fal: "fal" };
 const ENV_NAMES = { wavespeed: "WAVESPEED_API_KEY", fal: "FAL_KEY" };
 
-async function answer(response) {
+// A pack route's JSON answer, or an Error with the route's own message (shared by the settings dialog's sections).
+export async function answer(response) {
   let body = {};
   try {
     body = await response.json();
@@ -36,8 +37,21 @@ export async function testKey(fetchApi, provider) {
   return answer(await fetchApi(`/sonify/keys/${encodeURIComponent(provider)}/test`, { method: "POST" }));
 }
 
-// One line on a key's state: {set, source, hint} as GET /sonify/keys answers.
-export function statusText(provider, status) {
+// Emulator mode: {on, from_environment} as GET /sonify/emulator answers.
+export async function readEmulator(fetchApi) {
+  return answer(await fetchApi("/sonify/emulator", { method: "GET" }));
+}
+
+// One line on a key's state: {set, source, hint} as GET /sonify/keys answers; and, with emulator mode on
+// ({on, from_environment}), that the nodes do not need it now (the switch below shows only this browser's choice:
+// SONIFY_EMULATOR=1 at ComfyUI's start turns the emulator on whatever it says).
+export function statusText(provider, status, emulator = null) {
+  const now = !emulator?.on ? "" : " Not needed now: the emulator is on" +
+    (emulator.from_environment ? " (SONIFY_EMULATOR=1 at ComfyUI's start)." : ".");
+  return keyText(provider, status) + now;
+}
+
+function keyText(provider, status) {
   if (!status || !status.set) return "No key set.";
   if (status.source === "environment") {
     return `Key ${status.hint} from the environment variable ${ENV_NAMES[provider]}: it wins over the key file ` +

@@ -1,21 +1,13 @@
-// The price badge's arithmetic, from a rule the pack's route serves (GET /sonify/prices, written once in
-// sonify/models.py). Pure: no DOM, no ComfyUI, so Node's test runner checks it against the served catalog.
+// The price on a model node where ComfyUI's frontend draws no price badge of its own (ComfyUI 0.8: its frontend
+// reads no price_badge), from the rule the pack's route serves (GET /sonify/prices, written once in
+// sonify/models.py). Its words are the native badge's (nodes/price_badge.py: the same rule as JSONata on ComfyUI
+// 0.33), tested side by side in tests/js. Pure: no DOM, no ComfyUI.
 
-const NOT_PUBLISHED = "not published";
+export const NOT_PUBLISHED = "price not published";
 
 // How a dollar amount is shown: to a tenth of a cent, as the catalog's prices are.
 export function usdText(usd) {
   return `$${usd.toFixed(3)}`;
-}
-
-// The seconds of audio a per-second rule bills: the widget's value, or (0 = "match the clip") the clip's
-// length in whole seconds within the parameter's range, as the engine asks for it; null while the clip's
-// length is not known.
-export function billedSeconds(rule, values, clipSeconds) {
-  const asked = Number(values[rule.param]);
-  if (asked !== 0 || !rule.zero_is_clip) return asked;
-  if (clipSeconds == null) return null;
-  return Math.min(rule.max, Math.max(1, Math.ceil(clipSeconds - 1e-9)));
 }
 
 // How many jobs one queue makes: the `variations` widget where the node has one.
@@ -24,22 +16,17 @@ export function takes(values) {
   return Number.isInteger(n) && n > 1 ? n : 1;
 }
 
-// {usd: number | null, text}: the estimate for the node's widget values (name -> value) and the clip's
-// length in seconds (null if unknown).
-export function estimate(rule, values, clipSeconds = null) {
+// The badge's text for the node's widget values (name -> value): the price of one job (per second of the clip
+// where the seconds widget is 0: "match the clip", whose length no widget knows), times the takes.
+export function priceText(rule, values) {
   const n = takes(values);
   const times = n > 1 ? ` × ${n} takes` : "";
-  if (rule.usd == null) {
+  if (rule.usd == null || rule.per === "compute_second") {
     // a rate that gives no estimate before the run (fal's compute seconds): the rate, without its explanation
-    return { usd: null, text: rule.text.startsWith(NOT_PUBLISHED) ? "price not published" : rule.text.split(" (")[0] };
+    return rule.text.startsWith("$") ? rule.text.split(" (")[0] + times : NOT_PUBLISHED;
   }
-  if (rule.per === "job") {
-    return { usd: rule.usd * n, text: `${usdText(rule.usd * n)}` + (n > 1 ? ` (${usdText(rule.usd)}${times})` : "") };
-  }
-  const seconds = billedSeconds(rule, values, clipSeconds);
-  if (seconds == null) {
-    return { usd: null, text: `${usdText(rule.usd)} per second of the clip${times}` };
-  }
-  const usd = rule.usd * seconds * n;
-  return { usd, text: `${usdText(usd)} (${seconds} s × ${usdText(rule.usd)}${times})` };
+  if (rule.per === "job") return `${usdText(rule.usd)}/job${times}`;
+  const seconds = Number(values[rule.param]);
+  if (seconds === 0 && rule.zero_is_clip) return `${usdText(rule.usd)}/s of clip${times}`;
+  return `${usdText(rule.usd * seconds)}/job${times}`;
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import JobTimedOut, ProviderError, ValidationError
-from ..http import Http
+from ..net.http import Http
 from ..waiter import Waiter
 from .schedule import History, PollPlan
 
@@ -120,6 +120,10 @@ class Provider(Protocol):
 
     def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
         """The cheapest request that proves the key works (raises ProviderError when refused)."""
+        ...
+
+    def balance(self, waiter: Waiter, timeout: tuple[float, float]) -> float | None:
+        """The account's balance in USD where the provider tells it to this key for free, else None (no request)."""
         ...
 
 

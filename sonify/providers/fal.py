@@ -18,12 +18,13 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
-from .. import config, webhooks
+from .. import settings
 from ..errors import ConfigurationError, ProviderError, SonifyError, ValidationError
-from ..http import RETRYABLE, FileBody, Http, excerpt
+from ..net.http import RETRYABLE, FileBody, Http, excerpt
+from ..net.sse import EventReader
 from ..redact import register_secret
-from ..sse import EventReader
 from ..waiter import SLICE, Waiter
+from . import webhooks
 from .base import (
     CANCEL_TIMEOUT,
     COMPLETED,
@@ -120,14 +121,14 @@ class Fal:
     @property
     def upload_seconds(self) -> float:
         """How long an upload is reused: half its lifetime, so a job started with it has the other half."""
-        return config.upload_ttl_seconds() / 2
+        return settings.upload_ttl_seconds() / 2
 
     def upload(self, path: Path, waiter: Waiter, *, watch: Callable[[int], None] | None = None) -> str:
         """fal's CDN (a short-lived upload token, then the bytes); the storage upload when that fails. Either
         asks fal to keep the file (a public URL) only for SONIFY_UPLOAD_TTL_HOURS (lifecycle_headers).
         `watch` sees the bytes go out (http.FileBody); what it raises is not a failure to fall back from."""
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        config.upload_ttl_seconds()  # a bad setting is refused before anything is sent
+        settings.upload_ttl_seconds()  # a bad setting is refused before anything is sent
         try:
             token = self._cdn_token(waiter)
         except ProviderError as exc:
@@ -168,7 +169,7 @@ class Fal:
         the token's `base_url` is only for multipart uploads, which Sonify does not make). The CDN gets its own
         token, never the fal key (not even where its URL is on an API host). A CDN on another machine than the
         API (fal's own, with the emulator's API) is not sent the file: the storage upload takes it instead."""
-        if config.is_loopback(urlsplit(self.cdn_url).hostname) != self.http.local:
+        if settings.is_loopback(urlsplit(self.cdn_url).hostname) != self.http.local:
             raise ConfigurationError(f"SONIFY_FAL_CDN_URL ({self.cdn_url}) is not on the machine fal's API is on")
         answer = self.http.json(
             "POST", f"{self.cdn_url}/files/upload", idempotent=False, waiter=waiter, data=FileBody(path, waiter, watch),
@@ -220,7 +221,7 @@ class Fal:
         hook = webhooks.hook_url(NAME)
         if hook is None:
             return None
-        urls = config.fal_jwks_urls()
+        urls = settings.fal_jwks_urls()
         if any(webhooks.RECEIVER.fal_keys_fresh(url) for url in urls):
             return hook
         if webhooks.key_fetch_paused(NAME):
@@ -400,7 +401,12 @@ class Fal:
         """fal's request answers do not name the model: a request is found by its model id."""
         return None
 
-    # --- key check ---
+    # --- key check, balance ---
+
+    def balance(self, waiter: Waiter, timeout: tuple[float, float]) -> float | None:
+        """None: fal tells the balance (GET api.fal.ai/v1/account/billing?expand=credits) only to a key with billing
+        access, which an inference key lacks (docs/providers.md)."""
+        return None
 
     def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
         """A CDN upload token: what every fal upload asks for first. The token itself is never shown."""
@@ -470,7 +476,7 @@ class _Clock:
 def lifecycle_headers() -> dict[str, str]:
     """How long fal keeps an upload: the CDN reads X-Fal-Object-Lifecycle, the storage upload
     X-Fal-Object-Lifecycle-Preference (the official client sends both on both)."""
-    preference = json.dumps({"expiration_duration_seconds": config.upload_ttl_seconds()})
+    preference = json.dumps({"expiration_duration_seconds": settings.upload_ttl_seconds()})
     return {"X-Fal-Object-Lifecycle": preference, "X-Fal-Object-Lifecycle-Preference": preference}
 
 

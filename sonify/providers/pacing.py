@@ -29,9 +29,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..config import LIMITS_ENV, TIER_ENV, WAVESPEED_TIERS, Limits
 from ..errors import JobTimedOut
-from ..http import backoff
+from ..net.http import backoff
+from ..settings import LIMITS_ENV, TIER_ENV, WAVESPEED_TIERS, Limits
 from ..waiter import SLICE, Waiter
 
 TITLES = {"wavespeed": "WaveSpeed", "fal": "fal"}

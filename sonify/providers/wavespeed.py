@@ -13,10 +13,10 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from .. import webhooks
 from ..errors import ProviderError
-from ..http import FileBody, Http, excerpt
+from ..net.http import FileBody, Http, excerpt
 from ..waiter import Waiter
+from . import webhooks
 from .base import (
     CANCEL_TIMEOUT,
     COMPLETED,
@@ -73,8 +73,8 @@ def describe_error(response: requests.Response) -> str:
 class WaveSpeed:
     name = NAME
     upload_seconds = UPLOAD_SECONDS  # how long an upload is reused
-    # Its task listing shows a task from its creation on, queued and running ones too (its status filter has
-    # `processing`; wavespeed.ai/docs/docs-common-api/predictions): a lost submit's task is there at once.
+    # Its task listing shows "all predictions", newest created first, with a `processing` status filter
+    # (wavespeed.ai/docs/docs-common-api/predictions): a task from its creation on, so a lost submit's is there at once.
     lists_unfinished = True
 
     def __init__(self, api_key: str, base_url: str) -> None:
@@ -230,6 +230,10 @@ class WaveSpeed:
             timeout=CANCEL_TIMEOUT,
         ), task_id)
         return CancelOutcome.FINISHED if STATUS.get(str(data.get("status", ""))) == COMPLETED else CancelOutcome.ACCEPTED
+
+    def balance(self, waiter: Waiter, timeout: tuple[float, float]) -> float | None:
+        """GET /api/v3/balance → data.balance, USD (wavespeed.ai/docs-common-api/balance)."""
+        return self.check_key(waiter, timeout).balance_usd
 
     def check_key(self, waiter: Waiter, timeout: tuple[float, float]) -> KeyCheck:
         """GET /api/v3/balance: free, and it tells the balance."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sonify import media, pipeline
-from sonify.models import MMAUDIO_V2, MODELS, SYNC_LIPSYNC, ProxyRule
+from sonify.catalog import MMAUDIO_V2, MODELS, SYNC_LIPSYNC, ProxyRule
 
 from .jobs import emulated, job_record, run_job, uploaded_file
 from .measure import MB, RssSampler, audio_copied, peak_rss_bytes, picture_packets, timed

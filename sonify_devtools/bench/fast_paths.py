@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from sonify import media, pipeline
-from sonify.models import KLING_V2A, MMAUDIO_V2
+from sonify.catalog import KLING_V2A, MMAUDIO_V2
 
 from .clips import _pictures
 from .jobs import PACK_ROOT, PARAMS, emulated
@@ -67,7 +67,7 @@ def two_nodes_case(config: dict[str, Any]) -> dict[str, Any]:
     alone, the two as coroutine nodes started together, the two as blocking nodes one after the other."""
     nodes = _load_pack().nodes
     source = nodes.comfy.FileVideo(config["clip"])
-    pack_models = sys.modules[f"{_PACK}.sonify.models"]
+    pack_models = sys.modules[f"{_PACK}.sonify.catalog"]
     specs = (pack_models.MODELS[MMAUDIO_V2.key], pack_models.MODELS[KLING_V2A.key])
     inputs = ({"prompt": "footsteps on gravel", "seed": -1}, {"sound_effect_prompt": "footsteps", "bgm_prompt": "calm"})
     with emulated(config["model_seconds"], Path(config["work"]) / "state") as emulator:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
 
 from ..emulator import Emulator
 from . import clips, report
@@ -16,6 +16,7 @@ from .jobs import STAGES, in_child
 from .uplinks import label
 
 MODEL = MMAUDIO_V2
+MODEL_SECONDS = 3.0  # the model's time in the default and full plans (the measure)
 WAYS = ("naive", "Sonify")  # the file as it is, never a proxy; Sonify's way
 SLACK = 0.5  # the target: Sonify's total within the model's time + the upload + this, at loopback
 

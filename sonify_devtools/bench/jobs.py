@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sonify import media, pipeline
-from sonify.models import ModelSpec
+from sonify.catalog import ModelSpec
 from sonify.providers.schedule import FREE_SECONDS, WINDOW
 
 from ..emulator import Emulator
@@ -23,7 +23,7 @@ from ..emulator.server import DEFAULT_FAL_KEYS, DEFAULT_KEYS
 from .measure import max_polls_per_window
 
 PARAMS = {"prompt": "rain on a tin roof", "seed": -1}  # where a model has them; seed -1: every job is new
-STAGES = ("prepare", "encode", "upload", "submit", "wait", "download", "decode", "align", "mux")
+STAGES = ("prepare", "encode", "upload", "submit", "wait", "download", "decode", "align", "check", "mux")
 PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/, sonify_devtools/
 
 

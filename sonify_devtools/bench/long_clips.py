@@ -1,6 +1,9 @@
 """A long clip through MMAudio, done in windows: the windows at once within LONG_CLIP_SLOTS provider slots,
 against the same windows one after another (one slot). Each way in its own state folder, so nothing is
-reused between them; the emulator runs LONG_CLIP_SLOTS WaveSpeed tasks at once, as an account would."""
+reused between them; the emulator runs LONG_CLIP_SLOTS WaveSpeed tasks at once, as an account would.
+
+And a long clip's memory against its length: small clips of a few minutes, each run in a fresh process while
+the emulator runs in the benchmark's own, so the peak resident memory is the run's alone."""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from sonify import media, pipeline
-from sonify.models import MMAUDIO_V2
+from sonify.catalog import MMAUDIO_V2
 
 from .jobs import emulated, params_for
-from .measure import picture_packets
+from .measure import peak_rss_bytes, picture_packets, rss_bytes
 
 LONG_CLIP_SLOTS = 4
-LOCAL_STAGES = ("prepare", "encode", "align", "mux")  # the run's own work, before and after the windows' jobs
+LOCAL_STAGES = ("prepare", "encode", "align", "check", "mux")  # the run's own work, before and after the windows' jobs
 WAYS = {"parallel": LONG_CLIP_SLOTS, "one after another": 1}
 
 
@@ -41,3 +44,17 @@ def long_clip_case(config: dict[str, Any]) -> dict[str, Any]:
             "samples_exact": result.audio.shape[1] == round(media.probe(clip).duration * result.sample_rate),
         }
     return record
+
+
+def memory_case(config: dict[str, Any]) -> dict[str, Any]:
+    """One long clip through MMAudio in this process (the emulator is the parent's: its environment points here):
+    the peak resident memory, and how far it rose above the memory before the run (the imports done)."""
+    clip, work = Path(config["clip"]), Path(config["work"])
+    before = rss_bytes()
+    start = time.perf_counter()
+    result = pipeline.run(MMAUDIO_V2, params_for(MMAUDIO_V2), media.VideoSource(path=str(clip)), out_dir=work / "out",
+                          slots=threading.Semaphore(LONG_CLIP_SLOTS))
+    wall = time.perf_counter() - start
+    peak = peak_rss_bytes()
+    return {"minutes": config["minutes"], "windows": len(result.info["windows"]), "wall_seconds": round(wall, 3),
+            "rss_before_bytes": before, "peak_rss_bytes": peak, "growth_bytes": peak - before}

@@ -24,7 +24,16 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory since it started (ru_maxrss: KiB on Linux)."""
+    """This process's peak resident memory since it started: Linux's VmHWM. Not ru_maxrss, which a process
+    started by another keeps across exec from its parent (at least the parent's memory when it forked: the
+    benchmark's own, with its emulator); elsewhere ru_maxrss all the same."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-SIZES = {"240p": (320, 240), "480p": (854, 480), "wan": (832, 480), "1080p": (1920, 1080)}
+SIZES = {"90p": (160, 90), "240p": (320, 240), "480p": (854, 480), "wan": (832, 480), "1080p": (1920, 1080)}
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Plan:
     frames_clips: tuple[ClipSpec, ...]  # frames from a video node, Sonify against the naive way, at `uplinks`
     two_nodes_seconds: float  # model time of the two-nodes case (MMAudio and Kling on one clip)
     long_clip: ClipSpec  # through MMAudio in windows: at once within 4 slots, against one after another
+    memory_minutes: tuple[int, ...]  # long clips of these many minutes (small: 160×90 at 12 fps): peak memory of each
 
 
 def _clips(seconds: tuple[int, ...]) -> tuple[ClipSpec, ...]:
@@ -57,6 +58,7 @@ UPLINKS = (None, 100.0, 20.0)
 FRAMES_CLIPS = (ClipSpec(10, "1080p", 30), ClipSpec(5, "wan", 16, extra_frames=1))  # 7.5 GB and 0.4 GB as IMAGE
 TWO_NODES_CLIP = ClipSpec(4, "240p", 24)  # Kling takes 3 to 20 s
 LONG_CLIP = ClipSpec(120, "1080p", 30)  # MMAudio: five windows of about 24 s
+MEMORY_SIZE, MEMORY_FPS = "90p", 12  # the memory figure's clips: cheap to make, cut and encode
 
 PLANS = {
     "quick": Plan(clips=(ClipSpec(1, "480p", 24), ClipSpec(1, "1080p", 24)), model_seconds=0.2,
@@ -64,18 +66,18 @@ PLANS = {
                   wavespeed_seconds=(0.3,), batch_jobs=4, batch_concurrency=2, batch_seconds=0.3,
                   batch_command=False, startup_runs=1, uplink_clip=ClipSpec(1, "1080p", 30, "6500k"),
                   uplinks=(None, 20.0), frames_clips=(ClipSpec(1, "240p", 24),), two_nodes_seconds=0.5,
-                  long_clip=ClipSpec(35, "240p", 24)),
+                  long_clip=ClipSpec(35, "240p", 24), memory_minutes=(1, 2)),
     "default": Plan(clips=_clips((5, 10)), model_seconds=2.0, lipsync=(ClipSpec(5, "480p", 30),),
                     detection_clip=ClipSpec(4, "240p", 24), fal_seconds=(2.0, 5.0, 10.0),
                     wavespeed_seconds=(2.0, 5.0, 10.0, 20.0, 40.0), batch_jobs=40, batch_concurrency=8,
                     batch_seconds=2.0, batch_command=True, startup_runs=5, uplink_clip=CAMERA_CLIP, uplinks=UPLINKS,
-                    frames_clips=FRAMES_CLIPS, two_nodes_seconds=6.0, long_clip=LONG_CLIP),
+                    frames_clips=FRAMES_CLIPS, two_nodes_seconds=6.0, long_clip=LONG_CLIP, memory_minutes=(1, 2, 4)),
     "full": Plan(clips=_clips((5, 10, 30)), model_seconds=2.0,
                  lipsync=(ClipSpec(5, "480p", 30), ClipSpec(5, "1080p", 24)), detection_clip=ClipSpec(4, "240p", 24),
                  fal_seconds=(2.0, 5.0, 10.0, 30.0), wavespeed_seconds=(2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0),
                  batch_jobs=40, batch_concurrency=8, batch_seconds=2.0, batch_command=True, startup_runs=5,
                  uplink_clip=CAMERA_CLIP, uplinks=UPLINKS, frames_clips=FRAMES_CLIPS, two_nodes_seconds=6.0,
-                 long_clip=LONG_CLIP),
+                 long_clip=LONG_CLIP, memory_minutes=(1, 2, 4, 10)),
 }
 
 

@@ -156,6 +156,7 @@ FRAMES_OUTSIDE_MAX = {"10s-1080p30": 4.0, "5s-wan16+1f": 1.0}  # seconds outside
 FRAMES_MEMORY_MAX = 0.1  # peak memory over the frame tensor, as a share of it
 TWO_NODES_OVERLAP_MIN, TWO_NODES_MAX = 0.9, 1.2  # task overlap; the pair's time over one job's
 LONG_CLIP_MAX = 1.3  # a long clip's total over its slowest window's job (plus the local work)
+MEMORY_FLAT = 0.1  # a long clip's peak memory: the longest clip's over the shortest's, at most this much more
 
 
 def frames_table(rows: list[dict[str, Any]]) -> str:
@@ -176,6 +177,24 @@ def long_clip_table(case: dict[str, Any]) -> str:
                  "exact to the sample"],
                 [[w, case[w]["windows"], case[w]["wall_seconds"], case[w]["slowest_job_seconds"],
                   case[w]["local_seconds"], case[w]["picture_copied"], case[w]["samples_exact"]] for w in ways])
+
+
+def memory_table(rows: list[dict[str, Any]]) -> str:
+    return grid(["clip", "minutes", "windows", "total s", "peak RSS MB", "rise over the start MB", "peak RSS MB a minute"],
+                [[r["clip"], r["minutes"], r["windows"], r["wall_seconds"], r["peak_rss_bytes"] / MB,
+                  r["growth_bytes"] / MB, r["peak_rss_bytes"] / MB / r["minutes"]] for r in rows])
+
+
+def _memory_flat_target(record: dict[str, Any]) -> dict[str, Any] | None:
+    rows = record.get("long_clip_memory") or []
+    if len(rows) < 2:
+        return None
+    short, long = min(rows, key=lambda r: r["minutes"]), max(rows, key=lambda r: r["minutes"])
+    ratio = long["peak_rss_bytes"] / short["peak_rss_bytes"]
+    return _target(f"long clip memory flat in its length: peak RSS at {long['minutes']} min ≤ {1 + MEMORY_FLAT:g}× "
+                   f"that at {short['minutes']} min",
+                   f"{long['peak_rss_bytes'] / MB:.0f} MB vs {short['peak_rss_bytes'] / MB:.0f} MB ({ratio:.3f}×)",
+                   ratio <= 1 + MEMORY_FLAT)
 
 
 def _long_clip_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -222,7 +241,8 @@ def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for t in (_proxy_target(record), _passthrough_target(record), _copy_target(record),
                         _fal_target(record), *_wavespeed_targets(record), _webhook_target(record), _memory_target(record),
                         _batch_target(record), _startup_target(record), *_uplink_targets(record),
-                        *_frames_targets(record), *_two_nodes_targets(record), *_long_clip_targets(record))
+                        *_frames_targets(record), *_two_nodes_targets(record), *_long_clip_targets(record),
+                        _memory_flat_target(record))
             if t is not None]
 
 

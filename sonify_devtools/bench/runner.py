@@ -15,10 +15,11 @@ from typing import Any
 
 import av
 
-from . import fast_paths, report, saves, uplinks
+from . import fast_paths, file_path, report, saves, uplinks
 from .clips import clip
 from .jobs import PACK_ROOT, emulated, in_child
-from .plans import PLANS, TWO_NODES_CLIP, Plan
+from .long_clips import LONG_CLIP_SLOTS
+from .plans import MEMORY_FPS, MEMORY_SIZE, PLANS, TWO_NODES_CLIP, ClipSpec, Plan
 from .waits import batch, batch_command, fal_detection, wavespeed_detection, webhook_detection
 
 
@@ -56,6 +57,9 @@ def measure(plan: Plan, work: Path, name: str, args: argparse.Namespace | None =
     with emulated(plan.model_seconds, work / "uplink-state") as emulator:
         record["uplink_clip"] = plan.uplink_clip.name
         record["uplinks"] = uplinks.compare(emulator, clip(plan.uplink_clip, clips_dir), work, plan.uplinks)
+        record["file_path"] = file_path.compare(emulator, clip(plan.uplink_clip, clips_dir), work,
+                                                tuple(r for r in plan.uplinks if r is None or r <= 20),
+                                                plan.model_seconds if name == "quick" else file_path.MODEL_SECONDS)
     record["frames"] = [in_child("frames", {"clip": asdict(spec), "way": way, "uplink_mbps": mbps,
                                             "model_seconds": plan.model_seconds, "work": str(work / "frames")})
                         for spec in plan.frames_clips for mbps in plan.uplinks for way in fast_paths.WAYS]
@@ -65,9 +69,10 @@ def measure(plan: Plan, work: Path, name: str, args: argparse.Namespace | None =
     record["long_clip"] = in_child("long_clip", {"clip": str(clip(plan.long_clip, clips_dir)),
                                                  "model_seconds": plan.model_seconds, "work": str(work / "long")})
     record["long_clip"]["clip"] = plan.long_clip.name
+    record["long_clip_memory"] = _long_clip_memory(plan, work)
     record["startup"] = report.summarize_startup([in_child("startup", {"pack": str(PACK_ROOT)})
                                                   for _ in range(plan.startup_runs)])
-    record["targets"] = report.targets(record) + saves.targets(record["saves"])
+    record["targets"] = report.targets(record) + file_path.targets(record["file_path"]) + saves.targets(record["saves"])
     return record
 
 
@@ -86,6 +91,18 @@ def _waits(plan: Plan, work: Path, detection_clip: Path) -> dict[str, Any]:
             found["batch_command"] = batch_command(emulator, clip(plan.clips[0], work / "clips"), work,
                                                    jobs=plan.batch_jobs, concurrency=plan.batch_concurrency)
     return found
+
+
+def _long_clip_memory(plan: Plan, work: Path) -> list[dict[str, Any]]:
+    """Each length's run in a fresh process; the emulator here, so that its memory is not the run's."""
+    records = []
+    with emulated(plan.model_seconds, work / "memory-state") as emulator:
+        emulator.concurrency["wavespeed"] = LONG_CLIP_SLOTS
+        for minutes in plan.memory_minutes:
+            spec = ClipSpec(60 * minutes, MEMORY_SIZE, MEMORY_FPS)
+            records.append(in_child("long_clip_memory", {"clip": str(clip(spec, work / "clips")), "minutes": minutes,
+                                                         "work": str(work / f"memory-{minutes}")}) | {"clip": spec.name})
+    return records
 
 
 def _machine() -> dict[str, Any]:
@@ -107,6 +124,7 @@ def render(record: dict[str, Any]) -> str:
               "upload (the original as it is) at emulated uplinks; each job in a new process, the second deciding "
               "from the first's measurements:"),
              report.uplink_table(record["uplinks"]), report.uplink_summary(record["uplinks"]),
+             *file_path.render(record["file_path"]),
              ("Frames from a video node (float32 IMAGE) to MMAudio, Sonify (the proxy made from the frames, the frames "
               "returned) against the naive way (the frames encoded at full resolution, that file uploaded); each run in "
               "a new process:"),
@@ -117,5 +135,8 @@ def render(record: dict[str, Any]) -> str:
              (f"A long clip ({record['long_clip']['clip']}) through MMAudio in windows, at once within "
               f"{record['long_clip']['slots']} provider slots against one after another:"),
              report.long_clip_table(record["long_clip"]),
+             (f"A long clip's memory against its length ({MEMORY_SIZE} at {MEMORY_FPS} fps through MMAudio in windows; "
+              "each run in a new process, the emulator outside it):"),
+             report.memory_table(record["long_clip_memory"]),
              "Targets:", report.targets_table(record["targets"])]
     return "\n\n".join(parts)

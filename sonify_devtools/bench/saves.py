@@ -226,7 +226,7 @@ def _torch() -> Any:
 
 def _node(pack: Any) -> Any:
     """MMAudio's node, blocking (the save follows it, as ComfyUI's executor runs one after the other)."""
-    spec = sys.modules[f"{pack.__name__}.sonify.models"].MMAUDIO_V2
+    spec = sys.modules[f"{pack.__name__}.sonify.catalog"].MMAUDIO_V2
     return pack.nodes.video_to_audio.make_video_to_audio_node(spec, coroutine=False)()
 
 

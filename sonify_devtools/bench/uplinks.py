@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sonify.models import THINKSOUND_FAL
+from sonify.catalog import THINKSOUND_FAL
 
 from ..emulator import Emulator
 from . import clips

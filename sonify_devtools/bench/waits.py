@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sonify import batch as batch_engine
-from sonify import webhook_listener
-from sonify.models import KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL, THINKSOUND_WAVESPEED, ModelSpec
-from sonify.remote_job import run_times
+from sonify.catalog import KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL, THINKSOUND_WAVESPEED, ModelSpec
+from sonify.cli import webhook_listener
+from sonify.pipeline import batch as batch_engine
+from sonify.pipeline.job import run_times
 
 from ..emulator import Emulator
 from . import clips

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
+from sonify.catalog import BY_MODEL_ID, ModelSpec
 from sonify.errors import ValidationError
-from sonify.models import BY_MODEL_ID, ModelSpec
 
 from .accounts import request_account
 from .routing import Handler, HttpError, Request, Response, json_response

@@ -140,6 +140,7 @@ class TaskFault:
 
     stuck: bool = False  # never leaves the queue (until cancelled or the emulator stops)
     status: str | None = None  # once final, reports this raw status word instead of its own
+    sound: str | None = None  # its sound is made wrong: one of synth.BAD_SOUNDS
 
 
 def _default_body(status: int) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from sonify.models import BY_MODEL_ID
+from sonify.catalog import BY_MODEL_ID
 
+from . import synth
 from .accounts import Accounts
 from .fal_routes import FalRoutes, StreamShape
 from .faults import ANSWERING, RESHAPING, FaultBoard, TaskFault
@@ -404,10 +405,19 @@ class Emulator:
         self._check_model(model_id)
         self.faults.task(model_id, TaskFault(status=status), times)
 
+    def bad_sound_next(self, model_id: str, sound: str, times: int = 1) -> None:
+        """The next `times` tasks of `model_id` make their sound wrong the way a model can (synth.BAD_SOUNDS):
+        near-silent, clipped, or cut short."""
+        self._check_model(model_id)
+        if sound not in synth.BAD_SOUNDS:
+            raise ValueError(f"unknown bad sound {sound!r} (one of {', '.join(synth.BAD_SOUNDS)})")
+        self.faults.task(model_id, TaskFault(sound=sound), times)
+
     def task_options(self, model_id: str) -> dict[str, Any]:
         """Task fields from the switchboard for a task of `model_id` being created now."""
         fault = self.faults.take_task(model_id)
-        return {"fail": self.take_failure(model_id), "stuck": fault.stuck, "reported_status": fault.status}
+        return {"fail": self.take_failure(model_id), "stuck": fault.stuck, "reported_status": fault.status,
+                "sound": fault.sound}
 
     def handed_out(self, kind: str, real: str) -> str:
         """What an answer hands out as `kind` (faults.HANDED_OUT): `real`, or what hand_out() set."""

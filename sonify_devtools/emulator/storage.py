@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from sonify.config import is_loopback
+from sonify.settings import is_loopback
 
 from .routing import CHUNK, Handler, Request, Response, json_response
 

@@ -22,9 +22,9 @@ import av
 import numpy as np
 
 from sonify import media
-from sonify.config import EMULATOR_TITLE
+from sonify.catalog import SYNC_LIPSYNC, ModelSpec
 from sonify.errors import ValidationError
-from sonify.models import SYNC_LIPSYNC, ModelSpec
+from sonify.settings import EMULATOR_TITLE
 
 log = logging.getLogger("sonify")
 
@@ -40,15 +40,21 @@ _GRAY_WIDTH = 64  # motion is measured on a small grayscale picture
 # quiet instead of being normalised up to full loudness.
 _MOTION_FLOOR = 0.02
 _PEAK = 0.8
+# Sounds a model can get wrong, as bad_sound_next asks for them (not a provider behaviour: what a take can be — one
+# public pipeline found MMAudio "returned near-silence" on flat illustrated footage): near-silent (-80 dB),
+# clipped (driven 18 dB into full scale), cut short (its second half missing).
+BAD_SOUNDS = ("silent", "clipped", "short")
 
 
 def render(
-    spec: ModelSpec, params: dict[str, Any], video_path: str, audio_path: str | None, out_dir: str, fmt: str
+    spec: ModelSpec, params: dict[str, Any], video_path: str, audio_path: str | None, out_dir: str, fmt: str,
+    bad: str | None = None,
 ) -> list[str]:
-    """Produce the model's output file(s) in out_dir; see docs/INTERFACES.md §synth.
+    """Produce the model's output file(s) in out_dir.
 
     `fmt` may name several formats joined by "+" ("mp4+wav"): one output each, in that order, as
-    Kling's own API returns a video with sound and the sound alone."""
+    Kling's own API returns a video with sound and the sound alone. `bad`: one of BAD_SOUNDS, the sound made
+    wrong that way."""
     os.makedirs(out_dir, exist_ok=True)
     if spec.output == "video":
         if fmt != "mp4":
@@ -56,7 +62,7 @@ def render(
         if audio_path is None:
             raise ValidationError("audio", f"{spec.title} needs an audio input")
         return [_lipsync(video_path, audio_path, str(params.get("sync_mode", "cut_off")), out_dir)]
-    return [_video_to_audio(spec, params, video_path, out_dir, one) for one in fmt.split("+")]
+    return [_video_to_audio(spec, params, video_path, out_dir, one, bad) for one in fmt.split("+")]
 
 
 def _out_path(out_dir: str, key: str, ext: str) -> str:
@@ -66,7 +72,8 @@ def _out_path(out_dir: str, key: str, ext: str) -> str:
 # ---------------------------------------------------------------- video to audio
 
 
-def _video_to_audio(spec: ModelSpec, params: dict[str, Any], video_path: str, out_dir: str, fmt: str) -> str:
+def _video_to_audio(spec: ModelSpec, params: dict[str, Any], video_path: str, out_dir: str, fmt: str,
+                    bad: str | None = None) -> str:
     if fmt != "mp4" and fmt not in AUDIO_FORMATS:
         raise ValueError(f"unknown output format {fmt!r}")
     rate, channels = spec.native_audio
@@ -74,6 +81,12 @@ def _video_to_audio(spec: ModelSpec, params: dict[str, Any], video_path: str, ou
     length = _output_samples(spec, params, media.probe(video_path).duration, rate)
     envelope = hold_envelope(times, energy, rate, length)
     sound = _carrier(channels, length, rate, spec.fixed_seed(params), str(params.get("prompt", ""))) * envelope
+    if bad == "silent":
+        sound *= np.float32(10 ** (-80 / 20))
+    elif bad == "clipped":
+        sound = np.clip(sound * np.float32(8), -1, 1)
+    elif bad == "short":
+        sound = sound[:, : max(1, length // 2)]
     out = _out_path(out_dir, spec.key, fmt)
     if fmt == "mp4":
         media.mux(video_path, sound, rate, out, metadata=METADATA)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sonify import media
+from sonify.catalog import ModelSpec
 from sonify.errors import ValidationError
-from sonify.models import ModelSpec
 
 from . import synth
 from .storage import FetchError, Storage
@@ -52,6 +52,7 @@ class Task:
     fail: TaskFailure | None = None  # set by fail_next: the task ends with this failure
     stuck: bool = False  # set by stick_next: the task never leaves the queue
     reported_status: str | None = None  # set by report_next: the raw status word shown once final
+    sound: str | None = None  # set by bad_sound_next: how its sound is made wrong (synth.BAD_SOUNDS)
     name: str = ""  # set by hand_out("task_id"): the id the answers give (and requests find it by) instead of `id`
     input: dict[str, Any] | None = None  # the submit body as sent (fal's request listing shows it)
     webhook: str = ""  # the submit's webhook URL: a signed delivery is POSTed there once the task is final
@@ -257,7 +258,8 @@ class TaskBoard:
                 raise TaskFailure(str(e), 1401) from e
         audio = str(paths[spec.audio_field]) if spec.audio_field else None
         out_dir = self._storage.output_dir(task.id)
-        outputs = tuple(Path(p) for p in synth.render(spec, task.params, str(video), audio, str(out_dir), task.fmt))
+        outputs = tuple(Path(p) for p in synth.render(spec, task.params, str(video), audio, str(out_dir), task.fmt,
+                                                          task.sound))
         if not outputs or not all(p.is_file() and p.resolve().parent == out_dir.resolve() for p in outputs):
             raise TaskFailure("the emulator's synth produced no output file", 5000)
         return outputs

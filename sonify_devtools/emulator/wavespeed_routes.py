@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from sonify.catalog import BY_MODEL_ID, MMAUDIO_V2, ModelSpec, Param
 from sonify.errors import ValidationError
-from sonify.models import BY_MODEL_ID, MMAUDIO_V2, ModelSpec, Param
 
 from .accounts import request_account
 from .multipart import MultipartError, boundary_of, read_form

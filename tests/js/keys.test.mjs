@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "../../web/keys.js";
+import { readEmulator, readKeys, removeKey, saveKey, setEmulator, statusText, testKey, testText } from "../../web/keys.js";
 
 function recorder(status = 200, body = {}) {
   const calls = [];
@@ -57,4 +57,18 @@ test("the emulator setting posts on or off", async () => {
   assert.deepEqual(await setEmulator(fetchApi, true), { on: true, from_environment: false });
   assert.deepEqual(calls, [{ path: "/sonify/emulator", method: "POST", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ on: true }) }]);
+});
+
+test("with the emulator on, a key's line says it is not needed now, and why the emulator is on", () => {
+  assert.equal(statusText("fal", { set: false }, { on: true, from_environment: true }),
+    "No key set. Not needed now: the emulator is on (SONIFY_EMULATOR=1 at ComfyUI's start).");
+  assert.equal(statusText("wavespeed", { set: true, source: "key file", hint: "…abcd" }, { on: true }),
+    "Key …abcd saved in Sonify's key file. Not needed now: the emulator is on.");
+  assert.equal(statusText("fal", { set: false }, { on: false, from_environment: false }), "No key set.");
+});
+
+test("the emulator's state is read from the pack's route", async () => {
+  const { calls, fetchApi } = recorder(200, { on: true, from_environment: false });
+  assert.deepEqual(await readEmulator(fetchApi), { on: true, from_environment: false });
+  assert.deepEqual(calls, [{ path: "/sonify/emulator", method: "GET" }]);
 });

@@ -1,50 +1,89 @@
-// The badge's arithmetic (web/price.js) against the catalog the pack's route serves (SONIFY_PRICES: a file
-// written by tests/js/print_catalog.py; scripts/test.sh makes it).
+// The price a user reads on a model node, on both hosts: the native badge's JSONata rule (ComfyUI 0.33's frontend
+// evaluates it with the reference `jsonata` package, as here) and the pack's own badge (web/price.js, on ComfyUI 0.8),
+// from the catalog (SONIFY_PRICES: a file written by tests/js/print_catalog.py; scripts/test.sh makes it).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import { billedSeconds, estimate } from "../../web/price.js";
+import jsonata from "jsonata";
+
+import { priceText, takes } from "../../web/price.js";
 
 const catalog = JSON.parse(readFileSync(process.env.SONIFY_PRICES, "utf8"));
-const rule = (node) => catalog[node].rule;
+const rule = (node) => catalog.route[node].rule;
 
-test("MMAudio is billed per second of requested audio", () => {
+// The context the frontend gives a badge's rule: {widgets: {name: value}} for the widgets it depends on, numbers
+// as numbers and a widget the node lacks (a workflow saved before it was added) as null.
+function context(badge, values) {
+  const widgets = {};
+  for (const { name, type } of badge.widgets) {
+    const value = values[name];
+    widgets[name] = value == null ? null : ["INT", "FLOAT"].includes(type) ? Number(value) : value;
+  }
+  return { widgets, inputs: {}, inputGroups: {} };
+}
+
+// What the native badge says for these widget values.
+async function badgeText(node, values) {
+  const badge = catalog.badges[node];
+  const answer = await jsonata(badge.expr).evaluate(context(badge, values));
+  assert.equal(answer.type, "text");
+  return answer.text;
+}
+
+const CASES = {
+  SonifyMMAudioV2: [
+    [{ duration: 0, variations: 1 }, "$0.001/s of clip"],
+    [{ duration: 5, variations: 1 }, "$0.005/job"],
+    [{ duration: 30, variations: 1 }, "$0.030/job"],
+    [{ duration: 8, variations: 4 }, "$0.008/job × 4 takes"],
+    [{ duration: 0, variations: 2 }, "$0.001/s of clip × 2 takes"],
+    [{ duration: 12 }, "$0.012/job"], // saved before `variations` existed
+  ],
+  SonifyKlingVideoToAudio: [
+    [{ variations: 1 }, "$0.035/job"],
+    [{ variations: 3 }, "$0.035/job × 3 takes"],
+    [{}, "$0.035/job"],
+  ],
+  SonifyThinkSoundFal: [
+    [{ variations: 1 }, "$0.001 per compute second"],
+    [{ variations: 2 }, "$0.001 per compute second × 2 takes"],
+  ],
+  SonifyThinkSoundWaveSpeed: [[{ variations: 5 }, "price not published"]],
+  SonifySyncLipsync: [[{}, "price not published"]],
+};
+
+test("every model node has a native badge, depending only on its price's widgets", () => {
+  assert.deepEqual(Object.keys(catalog.badges).sort(), Object.keys(catalog.route).sort());
+  assert.deepEqual(Object.keys(CASES).sort(), Object.keys(catalog.route).sort());
+  assert.deepEqual(catalog.badges.SonifyMMAudioV2.widgets,
+    [{ name: "duration", type: "INT" }, { name: "variations", type: "INT" }]);
+  assert.deepEqual(catalog.badges.SonifyKlingVideoToAudio.widgets, [{ name: "variations", type: "INT" }]);
+  assert.deepEqual(catalog.badges.SonifySyncLipsync.widgets, []);
+});
+
+for (const [node, cases] of Object.entries(CASES)) {
+  test(`${node}: the native badge (JSONata) and the pack's own badge say the same`, async () => {
+    for (const [values, expected] of cases) {
+      assert.equal(await badgeText(node, values), expected, JSON.stringify(values));
+      assert.equal(priceText(rule(node), values), expected, JSON.stringify(values));
+    }
+  });
+}
+
+test("the badge follows the catalog's rate: the per-second price times the seconds widget", async () => {
   const mmaudio = rule("SonifyMMAudioV2");
-  assert.deepEqual(estimate(mmaudio, { duration: 8 }), { usd: 0.008, text: "$0.008 (8 s × $0.001)" });
-  assert.equal(estimate(mmaudio, { duration: 30 }).usd, 0.03);
-  assert.ok(estimate(mmaudio, { duration: 9 }).usd > estimate(mmaudio, { duration: 8 }).usd);
+  assert.equal(mmaudio.per, "second");
+  assert.equal(mmaudio.param, "duration");
+  for (let seconds = 1; seconds <= mmaudio.max; seconds += 1) {
+    assert.equal(await badgeText("SonifyMMAudioV2", { duration: seconds }), `$${(mmaudio.usd * seconds).toFixed(3)}/job`);
+  }
+  assert.equal(await badgeText("SonifyKlingVideoToAudio", {}), `$${rule("SonifyKlingVideoToAudio").usd.toFixed(3)}/job`);
 });
 
-test("duration 0 is a rate until the clip's length is known, then its whole seconds", () => {
-  const mmaudio = rule("SonifyMMAudioV2");
-  assert.deepEqual(estimate(mmaudio, { duration: 0 }), { usd: null, text: "$0.001 per second of the clip" });
-  assert.equal(billedSeconds(mmaudio, { duration: 0 }, 2.5), 3); // rounded up, as the engine asks
-  assert.equal(billedSeconds(mmaudio, { duration: 0 }, 3.0), 3);
-  assert.equal(billedSeconds(mmaudio, { duration: 0 }, 0.2), 1);
-  assert.equal(billedSeconds(mmaudio, { duration: 0 }, 95), mmaudio.max); // the parameter's range
-  assert.equal(estimate(mmaudio, { duration: 0 }, 2.5).text, "$0.003 (3 s × $0.001)");
-});
-
-test("Kling is per job, times the takes where the node has variations", () => {
-  const kling = rule("SonifyKlingVideoToAudio");
-  assert.deepEqual(estimate(kling, { asmr_mode: true }), { usd: 0.035, text: "$0.035" });
-  const four = estimate(kling, { variations: 4 });
-  assert.equal(four.text, "$0.140 ($0.035 × 4 takes)");
-  assert.ok(Math.abs(four.usd - 0.14) < 1e-12);
-  assert.equal(estimate(rule("SonifyMMAudioV2"), { duration: 5, variations: 2 }).text, "$0.010 (5 s × $0.001 × 2 takes)");
-});
-
-test("a model without a published price says so", () => {
-  assert.deepEqual(estimate(rule("SonifyThinkSoundWaveSpeed"), { seed: -1 }), { usd: null, text: "price not published" });
-  assert.deepEqual(estimate(rule("SonifySyncLipsync"), {}), { usd: null, text: "price not published" });
-  const fal = estimate(rule("SonifyThinkSoundFal"), { num_inference_steps: 24 });
-  assert.equal(fal.usd, null);
-  assert.equal(fal.text, "$0.001 per compute second");
-});
-
-test("every model node in the catalog gets an estimate text", () => {
-  assert.deepEqual(Object.keys(catalog).sort(), ["SonifyKlingVideoToAudio", "SonifyMMAudioV2", "SonifySyncLipsync",
-    "SonifyThinkSoundFal", "SonifyThinkSoundWaveSpeed"]);
-  for (const node of Object.keys(catalog)) assert.ok(estimate(rule(node), { duration: 4 }).text.length > 0);
+test("takes count only from 2, as whole numbers", () => {
+  assert.equal(takes({ variations: 1 }), 1);
+  assert.equal(takes({ variations: 8 }), 8);
+  assert.equal(takes({ variations: 2.5 }), 1);
+  assert.equal(takes({}), 1);
 });

@@ -1,0 +1,26 @@
+"""One run, top to bottom: plan -> uploads -> remote job (claim, submit, wait, download) -> deliver, and
+several parts at once (takes x windows). Read flow.py first."""
+
+from .deliver import deliver, output_name, write_atomically
+from .flow import Result, fetch, run
+from .job import run_times, wait_limits
+from .plan import file_fingerprint, prepare
+from .several import failed_text, run_key
+from .types import AudioInput, ResultBounds
+
+__all__ = [
+    "AudioInput",
+    "Result",
+    "ResultBounds",
+    "deliver",
+    "failed_text",
+    "fetch",
+    "file_fingerprint",
+    "output_name",
+    "prepare",
+    "run",
+    "run_key",
+    "run_times",
+    "wait_limits",
+    "write_atomically",
+]
