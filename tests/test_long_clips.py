@@ -372,3 +372,61 @@ def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, waves
         pipeline.prepare(KLING_V2A, KLING_V2A.validate({}), media.VideoSource(path=str(path)), None, None,
                          providers.client("wavespeed"), ctx)
     assert emulator.requests == [] and not list(tmp_path.glob("window-*"))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_planner_decides_each_boundary_as_plan_does_from_the_cuts_known_by_then(seed):
+    """Boundary by boundary, each from the cuts up to the frame it is due at, the windows are plan()'s from every
+    cut: a clip's windows can be cut while it is read."""
+    rng = np.random.default_rng(seed)
+    frames, fps = int(rng.integers(1000, 6000)), Fraction(30)
+    cuts = sorted(set(rng.integers(1, frames - 1, size=int(rng.integers(0, 40))).tolist()))
+    planner = windows.Planner(frames, fps, MMAUDIO_V2.window)
+    while planner.next < planner.count:
+        due = planner.due
+        planner.decide([c for c in cuts if c < due - windows.CUT_HOLD])  # what find_cuts can know by frame `due`
+    assert [planner.span(k) for k in range(planner.count)] == windows.plan(frames, fps, MMAUDIO_V2.window, cuts)
+
+
+def test_a_file_is_cut_into_its_windows_in_one_decoding_pass(long_clip, tmp_path, monkeypatch):
+    """The source is opened once for its windows: each window's file holds its span's frames (at their shots'
+    brightness), is handed on as soon as it is finished, in order, and the windows sit on the shot cuts."""
+    from sonify.media.window_cutter import cut_in_one_pass
+
+    path, cuts, _, n = long_clip
+    plan = media.plan_upload(path, MMAUDIO_V2.proxy)  # the probe's look, before the pass
+    opened: list[str] = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    finished: list[tuple[int, windows.Span, bool]] = []
+    fps, spans, files = cut_in_one_pass(plan, MMAUDIO_V2.window, tmp_path / "work",
+                                        ready=lambda k, span, file: finished.append((k, span, file.is_file())))
+    monkeypatch.undo()
+    assert opened.count(str(path)) == 1 and fps == NTSC
+    assert finished == [(k, span, True) for k, span in enumerate(spans)]
+    assert spans[0].start == 0 and spans[-1].end == n
+    at_cuts = [math.ceil((a.end + b.start) / 2) for a, b in itertools.pairwise(spans) if a.cut_after]
+    assert at_cuts and set(at_cuts) <= set(cuts)
+    source, _ = media.decode_frames(path)
+    for span, file in zip(spans, files):
+        picture, rate = media.decode_frames(file)
+        assert rate == NTSC and picture.shape[0] == span.end - span.start
+        for i in (0, picture.shape[0] // 2, picture.shape[0] - 1):  # the window's frames are the source's
+            assert abs(float(picture[i].mean()) - float(source[span.start + i].mean())) < 0.03
+
+
+def test_a_cut_stopped_mid_way_leaves_no_window_file(long_clip, tmp_path):
+    from sonify.media.window_cutter import cut_in_one_pass
+
+    path = long_clip[0]
+    calls = itertools.count()
+
+    def check() -> None:
+        if next(calls) == 1500:  # past the first window's end: one file finished, another being written
+            raise Cancelled("Cancelled")
+
+    finished: list[int] = []
+    with pytest.raises(Cancelled):
+        cut_in_one_pass(media.plan_upload(path, MMAUDIO_V2.proxy), MMAUDIO_V2.window, tmp_path / "work",
+                        ready=lambda k, span, file: finished.append(k), check=check)
+    assert finished == [0] and list((tmp_path / "work").iterdir()) == []

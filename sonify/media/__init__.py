@@ -29,7 +29,7 @@ from .video import (
     title,
     validate_source,
 )
-from .windows import cut_windows, frames_luma_histograms, luma_histograms
+from .windows import frames_luma_histograms
 
 __all__ = [
     "MAX_SIDE",
@@ -46,7 +46,6 @@ __all__ = [
     "constant_rate_for",
     "copy_mux",
     "copy_tagged",
-    "cut_windows",
     "decode_audio",
     "decode_frames",
     "decode_result",
@@ -56,7 +55,6 @@ __all__ = [
     "frames_luma_histograms",
     "frames_to_mp4",
     "frames_to_proxy",
-    "luma_histograms",
     "make_upload",
     "mux",
     "mux_blocks",

@@ -101,7 +101,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
             raise ValidationError("video", f"{spec.title} takes at most {spec.window.longest:g} s in one job, got "
                                            f"{seconds:.3f} s: a longer clip is done in windows by the node, `python "
                                            "-m sonify run` and `batch`, not yet by a Temporal batch")
-        fps, pieces = cut(spec, video, source, ctx)
+        fps, pieces = cut(spec, video, source, clip, ctx)
         parts = [_window_part(spec, hashes["video"], span, path) for span, path in pieces]
         lengths = [float(span.end - span.start) / float(fps) for span, _ in pieces]
         infos = [[_info(spec, take, length) for length in lengths] for take in params]
