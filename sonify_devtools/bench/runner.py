@@ -58,6 +58,7 @@ def measure(plan: Plan, work: Path, name: str, args: argparse.Namespace | None =
         record["uplink_clip"] = plan.uplink_clip.name
         record["uplinks"] = uplinks.compare(emulator, clip(plan.uplink_clip, clips_dir), work, plan.uplinks)
         record["file_path"] = file_path.compare(emulator, clip(plan.uplink_clip, clips_dir), work,
+                                                (None,) if name == "quick" else
                                                 tuple(r for r in plan.uplinks if r is None or r <= 20),
                                                 plan.model_seconds if name == "quick" else file_path.MODEL_SECONDS)
     record["frames"] = [in_child("frames", {"clip": asdict(spec), "way": way, "uplink_mbps": mbps,

@@ -27,7 +27,6 @@ from .plans import ClipSpec
 
 WAYS = ("the save encodes", "made during the wait")
 NODE_ID = "1"
-REPEATS = 3  # runs of each neighbour's work, alone and beside the encode (medians)
 SLACK = 0.5  # seconds: frames → node → save within the work before the wait + max(wait, the encode) + this
 BESIDE_MAX = 1.1  # a neighbour's time beside the background encode over its time alone
 
@@ -39,12 +38,13 @@ class SavePlan:
     picture: ClipSpec  # the picture encoded in the background while the neighbours run...
     neighbour: ClipSpec  # ...and the second Sonify node's frames
     products: int  # the GPU node's stand-in: this many 768×768 matrix products
+    repeats: int  # runs of each neighbour's work, alone and beside the encode (medians)
 
 
 SAVE_PLANS = {
-    "quick": SavePlan((ClipSpec(1, "240p", 24),), 0.2, ClipSpec(2, "240p", 24), ClipSpec(1, "240p", 24), 20),
+    "quick": SavePlan((ClipSpec(1, "240p", 24),), 0.2, ClipSpec(2, "240p", 24), ClipSpec(1, "240p", 24), 20, 1),
     "default": SavePlan((ClipSpec(10, "1080p", 30), ClipSpec(5, "wan", 16, extra_frames=1)), 3.0,
-                        ClipSpec(10, "1080p", 30), ClipSpec(5, "wan", 16, extra_frames=1), 300),
+                        ClipSpec(10, "1080p", 30), ClipSpec(5, "wan", 16, extra_frames=1), 300, 3),
 }
 SAVE_PLANS["full"] = SAVE_PLANS["default"]
 
@@ -57,7 +57,7 @@ def measure(plan: str, work: Path, comfy: Path | None, python: str | None) -> di
                                      "work": str(work / "saves")} | host, python)
             for spec in chosen.clips for way in WAYS]
     beside = in_child("neighbours", {"clip": asdict(chosen.picture), "neighbour": asdict(chosen.neighbour),
-                                     "products": chosen.products, "model_seconds": 0.5,
+                                     "products": chosen.products, "repeats": chosen.repeats, "model_seconds": 0.5,
                                      "work": str(work / "neighbours")} | host, python)
     return {"model_seconds": chosen.model_seconds, "runs": runs, "neighbours": beside}
 
@@ -77,7 +77,7 @@ def render(record: dict[str, Any]) -> list[str]:
                          "bound: before wait + max(wait, encode) + 0.5 s"], ratios),
             (f"Beside a picture encoded in the background ({beside['clip']}, {beside['host']}): a CPU stand-in for a GPU "
              f"node (torch matrix products) and a second Sonify node's own work ({beside['neighbour']}, outside its "
-             f"wait), medians of {REPEATS}:"),
+             f"wait), medians of {beside['repeats']}:"),
             report.grid(["work", "alone s", "beside the encode s", "ratio", "encode ran throughout"],
                         [[name, beside[f"{key}_alone_seconds"], beside[f"{key}_beside_seconds"],
                           f"{beside[f'{key}_beside_seconds'] / beside[f'{key}_alone_seconds']:.3f}",
@@ -154,7 +154,7 @@ AFTER_WAIT = ("download", "decode", "align")
 def neighbours_case(config: dict[str, Any]) -> dict[str, Any]:
     """What runs beside a picture being encoded in the background (config: clip (its frames are the picture),
     neighbour (the second node's frames), model_seconds, work, comfy): a CPU stand-in for a GPU node and a second
-    Sonify node's own work (outside its wait), REPEATS times alone and REPEATS times beside the encode."""
+    Sonify node's own work (outside its wait), `repeats` times alone and as many beside the encode."""
     spec, other = ClipSpec(**config["clip"]), ClipSpec(**config["neighbour"])
     pack, torch = _host_pack(config.get("comfy")), _torch()
     images = torch.from_numpy(frames(spec))
@@ -180,14 +180,15 @@ def neighbours_case(config: dict[str, Any]) -> dict[str, Any]:
 
     with emulated(config["model_seconds"], Path(config["work"]) / "state"):
         sonify_node()  # warm: imports, the journal, the emulator's first synthesis
-        alone = {"gpu": [gpu_node() for _ in range(REPEATS)], "sonify": [sonify_node() for _ in range(REPEATS)]}
+        repeats = config["repeats"]
+        alone = {"gpu": [gpu_node() for _ in range(repeats)], "sonify": [sonify_node() for _ in range(repeats)]}
         picture = pack.nodes.frames_ahead.start_when_waiting(images, Fraction(spec.fps))
         picture.start()
-        beside = {"gpu": [gpu_node() for _ in range(REPEATS)], "sonify": [sonify_node() for _ in range(REPEATS)]}
+        beside = {"gpu": [gpu_node() for _ in range(repeats)], "sonify": [sonify_node() for _ in range(repeats)]}
         overlapped = picture.running
         picture.cancel()
         picture.result()
-    return {"clip": spec.name, "neighbour": other.name, "host": _host_name(config.get("comfy")),
+    return {"clip": spec.name, "neighbour": other.name, "host": _host_name(config.get("comfy")), "repeats": repeats,
             "encode_ran_throughout": overlapped,
             **{f"{name}_alone_seconds": round(statistics.median(alone[name]), 3) for name in alone},
             **{f"{name}_beside_seconds": round(statistics.median(beside[name]), 3) for name in beside}}
