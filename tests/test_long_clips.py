@@ -30,6 +30,7 @@ from sonify.catalog import KLING_V2A, MMAUDIO_V2, THINKSOUND_WAVESPEED, Window
 from sonify.errors import Cancelled, ConfigurationError, SonifyError, ValidationError
 from sonify.media import windows
 from sonify.media.sound_file import SoundFile
+from sonify.pipeline import plan as plan_module
 
 NTSC = Fraction(30000, 1001)
 MMAUDIO = MMAUDIO_V2.model_id
@@ -430,3 +431,52 @@ def test_a_cut_stopped_mid_way_leaves_no_window_file(long_clip, tmp_path):
         cut_in_one_pass(media.plan_upload(path, MMAUDIO_V2.proxy), MMAUDIO_V2.window, tmp_path / "work",
                         ready=lambda k, span, file: finished.append(k), check=check)
     assert finished == [0] and list((tmp_path / "work").iterdir()) == []
+
+
+class _GatedFeed:
+    """WindowFeed whose cutting waits, once its first window is cut, until `opens()` says so (or `patience` has
+    passed): whether anything happened while the rest of the clip was not cut yet."""
+
+    def __new__(cls, opens, patience: float = 20.0):
+        from sonify.pipeline.window_feed import WindowFeed
+
+        class Gated(WindowFeed):
+            opened_early = False
+
+            def _check(self) -> None:
+                super()._check()
+                if self.cut[0] is not None and not Gated.opened_early:
+                    deadline = time.monotonic() + patience
+                    while not opens() and time.monotonic() < deadline:  # the emulator's count: looked at
+                        time.sleep(0.02)
+                    Gated.opened_early = opens()
+
+        return Gated
+
+
+def test_a_window_is_handed_on_while_the_rest_of_the_clip_is_cut(long_clip, tmp_path):
+    from sonify.waiter import Waiter
+
+    released = threading.Event()
+    feed = _GatedFeed(released.is_set)(media.plan_upload(long_clip[0], MMAUDIO_V2.proxy), MMAUDIO_V2.window, tmp_path)
+    feed.start()
+    span, path = feed.take(0, Waiter())
+    assert span.start == 0 and path.is_file() and feed.cut[-1] is None  # the last window is not cut yet
+    released.set()
+    last, _ = feed.take(feed.count - 1, Waiter())
+    feed.stop()
+    assert last.end == long_clip[3] and type(feed).opened_early
+    assert all(s <= longest + 1e-9 for s, longest in zip(
+        [float(Fraction(s.end - s.start) / feed.fps) for s, _ in feed.cut], feed.longest_seconds()))
+
+
+def test_a_long_clips_first_window_is_submitted_while_the_clip_is_still_cut(emulator, wavespeed_env, long_clip,
+                                                                           tmp_path, monkeypatch):
+    """The cutting waits, after the first window, for a submit at the emulator: it comes (the first window's job
+    did not wait for the others), and the run ends with every window, as a run does."""
+    gated = _GatedFeed(lambda: emulator.submits(MMAUDIO) >= 1)
+    monkeypatch.setattr(plan_module, "WindowFeed", gated)
+    result = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 4}, media.VideoSource(path=str(long_clip[0])),
+                          out_dir=tmp_path / "o")
+    assert gated.opened_early and len(result.info["windows"]) == emulator.submits(MMAUDIO) == 3
+    assert result.audio.shape[1] == round(media.probe(long_clip[0]).duration * result.sample_rate)

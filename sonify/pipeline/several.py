@@ -36,7 +36,6 @@ from ..catalog import INT32_MAX, VARIATIONS, ModelSpec
 from ..errors import Cancelled, SonifyError, ValidationError
 from ..media import windows
 from ..media.sound_file import SoundFile
-from ..media.window_cutter import cut_in_one_pass
 from .types import Delivery, RunContext
 
 log = logging.getLogger("sonify")
@@ -156,19 +155,14 @@ def failed_text(failed: dict[str, Any]) -> str:
             f"{failed['error']}")
 
 
-def cut(spec: ModelSpec, video: media.VideoSource, source: Path | None, clip: media.VideoInfo,
-        ctx: RunContext) -> tuple[Fraction, list[tuple[windows.Span, Path]]]:
-    """The rate the windows are counted in, and each window with its file to upload: from a file, in one decoding
-    pass of it (window_cutter); from frames, the cuts on the frames and each window's proxy straight from them."""
+def cut(spec: ModelSpec, video: media.VideoSource, ctx: RunContext) -> tuple[Fraction, list[tuple[windows.Span, Path]]]:
+    """Frames of a long clip: the rate the windows are counted in, and each window with its file to upload (the cuts
+    on the frames, each window's proxy straight from them). A file's windows are cut as its jobs go (window_feed)."""
     with ctx.timer("encode"):
-        if source is None:
-            fps = video.fps
-            spans = windows.plan(video.frames.shape[0], fps, spec.window,
-                                 windows.find_cuts(media.frames_luma_histograms(video.frames)))
-            files = [media.frames_to_proxy(video.frames[s.start:s.end], fps, spec.proxy, ctx.work) for s in spans]
-        else:
-            fps, spans, files = cut_in_one_pass(media.plan_upload(source, spec.proxy, clip), spec.window, ctx.work,
-                                                check=ctx.waiter.check)
+        fps = video.fps
+        spans = windows.plan(video.frames.shape[0], fps, spec.window,
+                             windows.find_cuts(media.frames_luma_histograms(video.frames)))
+        files = [media.frames_to_proxy(video.frames[s.start:s.end], fps, spec.proxy, ctx.work) for s in spans]
     ctx.report(f"{len(spans)} windows of the clip ready", 0.04)
     return fps, [(span, Path(path)) for span, path in zip(spans, files)]
 
