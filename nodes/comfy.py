@@ -20,6 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from ..sonify.background import BackgroundFile
 from ..sonify.errors import Cancelled, ValidationError
 
 log = logging.getLogger("sonify")
@@ -220,7 +221,7 @@ def raise_interrupted() -> None:
 
 def video_source(video: Any, workdir: Path) -> dict[str, Any]:
     """A ComfyUI VIDEO as engine arguments: a file path when it is file-backed, else frames + fps."""
-    if _is_file_backed(video):
+    if is_file_backed(video):
         target = workdir / "input-video.mp4"
         if _trim_window(video) != (0.0, 0.0):  # the stream is the whole file: the VIDEO's own save_to cuts it
             video.save_to(str(target))
@@ -267,13 +268,13 @@ def frames_array(images: Any, name: str = "images") -> Any:
 def frames_sound(video: Any) -> tuple[Any, int] | None:
     """The sound that came with a frames VIDEO (samples [C, T], rate); None for a file-backed one
     (its file carries its sound) or a silent one."""
-    if _is_file_backed(video):
+    if is_file_backed(video):
         return None
     audio = video.get_components().audio
     return from_audio(audio) if audio is not None else None
 
 
-def _is_file_backed(video: Any) -> bool:
+def is_file_backed(video: Any) -> bool:
     """True when the VIDEO overrides get_stream_source (VideoFromFile does). The base class's
     version encodes the frames to a buffer — and in ComfyUI 0.8 fails for lack of a format. Sonify's
     own frames VIDEO is frames, though it can give a stream: its file is made only when asked for."""
@@ -297,26 +298,68 @@ def make_video(path: Path) -> Any:
     return VideoFromFile(str(path))
 
 
-def frames_video(images: Any, frame_rate: Fraction, audio: dict[str, Any], like: Any = None) -> Any:
+def frames_video(images: Any, frame_rate: Fraction, audio: dict[str, Any], like: Any = None,
+                 ahead: BackgroundFile | None = None) -> Any:
     """A VIDEO of these frames (the very tensor) with `audio`: nothing is encoded until a downstream node saves
     it or asks it for a stream. `like`: the VIDEO the frames came from, whose bit depth the new one keeps.
+    `ahead`: their picture, being encoded while the model ran (frames_ahead.py), which a save uses when it can.
 
     In ComfyUI it is core's own VideoFromComponents, so the host's SaveVideo passes its every argument (container,
     codec, crf, bit depth, colour space, metadata) to the host's own encoder. Where that class cannot give a
-    stream of its frames (ComfyUI 0.8), a subclass adds only that (_streamed_frames_video)."""
+    stream of its frames (ComfyUI 0.8), a subclass adds only that (_streamed_frames_video); with `ahead`, a
+    subclass's save_to uses the picture made ahead where the save asks for it (frames_ahead.saving_class)."""
+    from . import frames_ahead
+
     try:
         from comfy_api.input_impl import VideoFromComponents
         from comfy_api.util import VideoComponents
     except ImportError:
-        return FramesVideo(images, frame_rate, audio, _LazyFile(images, frame_rate, audio))
+        video = FramesVideo(images, frame_rate, audio, _LazyFile(images, frame_rate, audio, ahead))
+        return video if ahead is None else frames_ahead.attach(video, ahead)
     components = VideoComponents(images=images, audio=audio, frame_rate=frame_rate)
     video_class = VideoFromComponents if _host_streams_frames() else _streamed_frames_video()
+    if ahead is not None:
+        video_class = frames_ahead.saving_class(video_class)
     if "bit_depth" in inspect.signature(VideoFromComponents.__init__).parameters:  # 0.33: 8 or 10 when encoded
-        return video_class(components, bit_depth=_bit_depth(like))
-    return video_class(components)
+        video = video_class(components, bit_depth=bit_depth(like))
+    else:
+        video = video_class(components)
+    return video if ahead is None else frames_ahead.attach(video, ahead)
 
 
-def _bit_depth(video: Any) -> int:
+def video_file_wanted(unique_id: Any, output: int) -> bool:
+    """Whether output `output` of node `unique_id` in the graph ComfyUI is running goes to a node that will want
+    its file (a save, a preview; any node but Sonify's own, which take frames as frames, and core's Get Video
+    Components). True where the graph cannot be read (outside ComfyUI, a node made at run time): a file made for
+    nothing costs only idle CPU time."""
+    try:
+        from server import PromptServer
+
+        running, _ = PromptServer.instance.prompt_queue.get_current_queue_volatile()
+    except (ImportError, AttributeError):
+        return True
+    node = str(unique_id)
+    graphs = [item[2] for item in running if isinstance(item[2], dict) and node in item[2]]
+    if len(graphs) != 1:
+        return True
+    for other in graphs[0].values():
+        inputs = other.get("inputs", {}) if isinstance(other, dict) else {}
+        if any(_is_link(value, node, output) for value in inputs.values()):
+            kind = str(other.get("class_type", ""))
+            if not kind.startswith("Sonify") and kind not in _FRAMES_READERS:
+                return True
+    return False
+
+
+def _is_link(value: Any, node: str, output: int) -> bool:
+    """An API prompt's input value that is a link from output `output` of node `node`: [node id, output index]."""
+    return isinstance(value, list) and len(value) == 2 and str(value[0]) == node and value[1] == output
+
+
+_FRAMES_READERS = {"GetVideoComponents"}  # core nodes that take a VIDEO's frames, never its file
+
+
+def bit_depth(video: Any) -> int:
     """The bit depth a VIDEO's frames are encoded at (CreateVideo's 8 or 10); 8 for IMAGE frames."""
     return int(video.get_bit_depth()) if hasattr(video, "get_bit_depth") else 8
 
@@ -347,7 +390,7 @@ def _streamed_frames_video() -> type:
     from comfy_api.input_impl import VideoFromComponents
 
     class SonifyFramesVideo(VideoFromComponents):
-        _sonify_frames = True  # frames, for _is_file_backed, though it overrides get_stream_source
+        _sonify_frames = True  # frames, for is_file_backed, though it overrides get_stream_source
 
         def get_stream_source(self) -> str:
             with _SAVING:
@@ -365,10 +408,11 @@ _SAVING = threading.Lock()
 
 class _LazyFile:
     """The file of the stand-in frames VIDEO: the frames encoded (near-losslessly, at their exact rate) with the
-    sound, made the first time it is asked for and then reused."""
+    sound, made the first time it is asked for and then reused; the picture made ahead (`ahead`) when there is one."""
 
-    def __init__(self, images: Any, frame_rate: Fraction, audio: dict[str, Any]) -> None:
-        self.images, self.frame_rate, self.audio = images, frame_rate, audio
+    def __init__(self, images: Any, frame_rate: Fraction, audio: dict[str, Any],
+                 ahead: BackgroundFile | None = None) -> None:
+        self.images, self.frame_rate, self.audio, self.ahead = images, frame_rate, audio, ahead
         self._path: Path | None = None
         self._lock = threading.Lock()
 
@@ -379,10 +423,14 @@ class _LazyFile:
             if self._path is None:
                 samples, rate = from_audio(self.audio)
                 target = temp_dir() / f"sonify-frames-{uuid.uuid4().hex[:12]}.mp4"
-                with tempfile.TemporaryDirectory(prefix="sonify-frames-") as tmp:
-                    picture = Path(tmp) / "picture.mp4"
-                    media.frames_to_mp4(self.images.cpu().numpy(), self.frame_rate, picture)
+                picture = self.ahead.result() if self.ahead is not None else None
+                if picture is not None:
                     media.mux(picture, samples, rate, target)
+                else:
+                    with tempfile.TemporaryDirectory(prefix="sonify-frames-") as tmp:
+                        picture = Path(tmp) / "picture.mp4"
+                        media.frames_to_mp4(self.images.cpu().numpy(), self.frame_rate, picture)
+                        media.mux(picture, samples, rate, target)
                 self._path = target
             return str(self._path)
 

@@ -88,10 +88,11 @@ def source_picture(video: Any, images: Any, fps: float) -> tuple[Any, Any]:
 
 def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float, params: dict[str, Any],
              is_cancelled: Callable[[], bool], audio: Any = None, variations: int = 1, picture: bool = False,
-             loudness: Any = None) -> Any:
+             loudness: Any = None, observe: Any = None) -> Any:
     """Shared body of every model node: adapt inputs, run the pipeline on the provider its `provider` input picks
     (failover.py; auto for a model on one provider), map Cancel to ComfyUI's. `picture`: the result's frames too
-    (lipsync's IMAGE output: Result.picture); `loudness`: the sound's target (None: as generated)."""
+    (lipsync's IMAGE output: Result.picture); `loudness`: the sound's target (None: as generated); `observe`: the
+    jobs' events (pipeline.run)."""
     from ..sonify import pipeline
     from ..sonify.pipeline import failover
 
@@ -105,7 +106,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
         result = failover.run(
             spec, params, source, provider=provider, audio=voice, out_dir=comfy.temp_dir(),
             on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
-            loudness=loudness, run_id=comfy.prompt_id(),
+            loudness=loudness, run_id=comfy.prompt_id(), observe=observe,
         )
     report(summary(result.info, result.extra), None)
     return result

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..sonify import loudness_target
 from ..sonify.catalog import ModelSpec
-from . import comfy, ids, v1
+from . import comfy, frames_ahead, ids, v1
 from .declaration import Node, Output
 from .ids import DEPRECATED, MODEL_NODES
 from .inputs import category, loudness_inputs, param_inputs, provider_input, source_inputs, variations_input
@@ -26,14 +26,22 @@ def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
              loudness_lufs: float = loudness_target.DEFAULT_LUFS,
              true_peak_dbtp: float = loudness_target.DEFAULT_CEILING, **params: Any) -> dict[str, Any]:
         goal = loudness_target.target(loudness, loudness_lufs, true_peak_dbtp)
-        result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations,
-                          loudness=goal)
+        ahead = picture_ahead(spec, unique_id, video, images, fps)
+        try:
+            result = run_node(spec, unique_id, video, images, fps, params, is_cancelled, variations=variations,
+                              loudness=goal, observe=frames_ahead.observer(ahead) if ahead is not None else None)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+            raise
         sound = comfy.to_audio_batch([take.audio for take in result.takes or [result]], result.sample_rate)
         if result.video_path is not None:
+            if ahead is not None:
+                ahead.cancel()
             picture = comfy.make_video(result.video_path)
         else:  # frames in: the frames themselves with the new sound (the first take), encoded only if asked
             picture = comfy.frames_video(*source_picture(video, images, fps),
-                                         comfy.to_audio(result.audio, result.sample_rate), like=video)
+                                         comfy.to_audio(result.audio, result.sample_rate), like=video, ahead=ahead)
         extra = tuple(result.extra.get(name, "") for name in spec.extra_outputs)
         outputs = (sound, picture, *extra, json.dumps(result.info))
         return {"ui": {"audio": [comfy.preview_file(result.video_path, result.audio, result.sample_rate)]},
@@ -71,6 +79,18 @@ def declare_video_to_audio(node_id: str, spec: ModelSpec) -> Node:
         search_aliases=("video to audio", "foley", "sound effects", "add sound to video", spec.key),
         deprecated=node_id in DEPRECATED,
     )
+
+
+def picture_ahead(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: float) -> Any:
+    """Frames whose result is a frames VIDEO (the model sees a proxy) that the graph will want as a file: their
+    picture, to be encoded while the job waits (frames_ahead.py). None otherwise."""
+    frames = images is not None or (video is not None and not comfy.is_file_backed(video))
+    if not frames or spec.proxy is None or not comfy.video_file_wanted(unique_id, VIDEO_OUTPUT):
+        return None
+    return frames_ahead.start_when_waiting(*source_picture(video, images, fps), like=video)
+
+
+VIDEO_OUTPUT = 1  # the index of `video` among the node's outputs
 
 
 def changed_by_seed(seed: Any = None, **_: Any) -> str:

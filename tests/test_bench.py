@@ -39,3 +39,10 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     assert all(r["peak_rss_bytes"] >= r["rss_before_bytes"] > 0 for r in memory)
     assert "A long clip's memory" in done.stdout
     assert any(t["target"].startswith("long clip memory flat") for t in record["targets"])
+    saves = record["saves"]  # frames → node → save, each way, and what runs beside the background encode
+    assert {r["way"] for r in saves["runs"]} == {"the save encodes", "made during the wait"}
+    assert all(r["saved_bytes"] > 0 for r in saves["runs"]) and saves["neighbours"]["gpu_alone_seconds"] > 0
+    assert [r["background_seconds"] is not None for r in saves["runs"]] == [False, True]
+    assert {r["way"] for r in record["file_path"]["rows"]} == {"naive", "Sonify"}
+    assert record["long_clip"]["decode_pass_seconds"] > 0
+    assert "Frames → MMAudio node → Save Video" in done.stdout and "as the model's first job" in done.stdout

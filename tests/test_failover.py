@@ -17,7 +17,7 @@ from clips import write_clip
 
 from sonify import journal, media
 from sonify.catalog import KLING_V2A, MMAUDIO_V2, THINKSOUND
-from sonify.errors import JobTimedOut, ProviderError, ValidationError
+from sonify.errors import JobTimedOut, ProviderError, SonifyError, ValidationError
 from sonify.net import http
 from sonify.pipeline import failover
 
@@ -199,6 +199,17 @@ def test_a_job_moves_to_fal_while_no_task_exists_at_wavespeed_and_is_paid_once(f
     assert [r.status for r in moved] == [journal.Status.MOVED] and moved[0].task_id is None  # both attempts kept
     assert moved[0].error.startswith(reason) and moved[0].error.endswith("; moved to fal")
     assert [(r.status, r.delivered, r.task_id) for r in ran] == [(journal.Status.COMPLETED, True, result.info["task_id"])]
+
+
+def test_a_long_clip_stays_where_one_of_its_windows_may_have_a_task(emulator, both, tmp_path):
+    """A run of several jobs moves only if none of them can have a task: here one window's submit failed before its
+    task existed and the other window ran (and was paid) at WaveSpeed, so the run stays there and fal is never asked."""
+    long_clip = media.VideoSource(path=str(write_clip(tmp_path / "two-windows.mp4", 40, Fraction(1), 16, 16)))
+    emulator.inject("POST", WS_SUBMIT, 502)  # the first window's submit; WaveSpeed's listing shows no task from it
+    with pytest.raises(SonifyError, match="HTTP 502"):
+        run(long_clip, tmp_path)
+    assert emulator.submits(FAL_MMAUDIO) == 0 and emulator.submits(WS_MMAUDIO) == 1
+    assert not [r for r in rows(both) if r.status == journal.Status.MOVED]
 
 
 def test_a_wait_for_a_submit_slot_past_the_queue_bound_moves_the_job(emulator, both, clip, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from fractions import Fraction
 
 import av
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from clips import flash_frames, onset_time
+from graphs import running_graph, saved_graph
 from pack import ROOT, load_pack, module, outputs
 
 from sonify import media
@@ -22,11 +24,12 @@ from sonify.errors import ValidationError
 from sonify.media import frames
 
 
-def count_full_encodes(monkeypatch) -> list[int]:
-    """Every call of the pack's full-resolution frames encoder (the real one runs), one item each."""
+def count_full_encodes(monkeypatch) -> list[str]:
+    """Every call of the pack's full-resolution frames encoder (the real one runs): the name of its thread."""
     pack_media, calls = module("sonify.media"), []
     real = pack_media.frames_to_mp4
-    monkeypatch.setattr(pack_media, "frames_to_mp4", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(pack_media, "frames_to_mp4",
+                        lambda *a, **k: calls.append(threading.current_thread().name) or real(*a, **k))
     return calls
 
 
@@ -72,12 +75,13 @@ def test_the_fingerprint_checks_every_value_and_follows_the_content():
 
 
 def test_frames_to_a_v2a_model_make_no_full_resolution_file(emulator, wavespeed_env, monkeypatch, tmp_path):
-    """The encoder of full-resolution frames runs only when the returned VIDEO is asked for a file or saved,
-    and then once for both."""
+    """Where no node of the graph wants the returned VIDEO's file, the encoder of full-resolution frames runs only
+    when the VIDEO is asked for a file or saved, and then once for both."""
     full_encodes = count_full_encodes(monkeypatch)
     fps, n, flash = Fraction(30000, 1001), 45, 20
     images = torch.from_numpy(flash_frames(n, 160, 96, flash_frames=(flash,)))
-    audio, video, job = node("SonifyMMAudioV2")(images=images, fps=29.97, prompt="rain", seed=3)
+    running_graph(monkeypatch, saved_graph("3", consumer="GetVideoComponents"))
+    audio, video, job = node("SonifyMMAudioV2")(images=images, fps=29.97, prompt="rain", seed=3, unique_id="3")
 
     assert full_encodes == []
     assert video.get_components().images is images  # the very tensor: no copy, no re-encode
@@ -90,7 +94,7 @@ def test_frames_to_a_v2a_model_make_no_full_resolution_file(emulator, wavespeed_
 
     first = video.get_stream_source()
     video.save_to(str(tmp_path / "saved.mp4"), metadata={"prompt": {"1": "x"}})
-    assert video.get_stream_source() == first and full_encodes == [1]
+    assert video.get_stream_source() == first and full_encodes == ["MainThread"]
     saved = media.probe(tmp_path / "saved.mp4")
     assert (saved.fps, saved.frames, saved.width, saved.height) == (fps, n, 160, 96) and saved.has_audio
     with av.open(str(tmp_path / "saved.mp4")) as container:
@@ -99,15 +103,34 @@ def test_frames_to_a_v2a_model_make_no_full_resolution_file(emulator, wavespeed_
     assert rate == audio["sample_rate"] and abs(sound.shape[1] - audio["waveform"].shape[-1]) <= 2048
 
 
-def test_a_sonify_frames_video_goes_on_as_frames(emulator, wavespeed_env, monkeypatch):
-    """A second model node after the first gets the frames, not a file (no encode in between)."""
+def test_a_saved_frames_result_is_encoded_during_the_wait_once(emulator, wavespeed_env, monkeypatch, tmp_path):
+    """Where the graph saves the returned VIDEO, its picture is encoded while the job waits, in the background, and
+    the save (and any stream asked for) puts the sound on that picture: the frames are encoded once."""
     full_encodes = count_full_encodes(monkeypatch)
     images = torch.from_numpy(flash_frames(30, 96, 64, flash_frames=(12,)))
-    _, video, _ = node("SonifyMMAudioV2")(images=images, fps=24.0, prompt="rain", seed=1)
-    audio, again, _ = node("SonifyThinkSoundWaveSpeed")(video=video, prompt="", seed=1)
+    running_graph(monkeypatch, saved_graph("3"))
+    _, video, _ = node("SonifyMMAudioV2")(images=images, fps=24.0, prompt="rain", seed=3, unique_id="3")
+    video.save_to(str(tmp_path / "saved.mp4"), metadata={"prompt": {"1": "x"}})
+    video.get_stream_source()
+    assert full_encodes == ["sonify-background"]
+    saved = media.probe(tmp_path / "saved.mp4")
+    assert (saved.frames, saved.width, saved.height) == (30, 96, 64) and saved.has_audio
+    with av.open(str(tmp_path / "saved.mp4")) as container:
+        assert container.metadata.get("prompt") == '{"1": "x"}'
+
+
+def test_a_sonify_frames_video_goes_on_as_frames(emulator, wavespeed_env, monkeypatch):
+    """A second model node after the first gets the frames, not a file (no encode in between, nor during the wait:
+    a Sonify node takes a frames VIDEO as frames)."""
+    full_encodes = count_full_encodes(monkeypatch)
+    images = torch.from_numpy(flash_frames(30, 96, 64, flash_frames=(12,)))
+    running_graph(monkeypatch, {"3": {"class_type": "SonifyMMAudioV2", "inputs": {}},
+                                "4": {"class_type": "SonifyThinkSoundWaveSpeed", "inputs": {"video": ["3", 1]}}})
+    _, video, _ = node("SonifyMMAudioV2")(images=images, fps=24.0, prompt="rain", seed=1, unique_id="3")
+    audio, again, _ = node("SonifyThinkSoundWaveSpeed")(video=video, prompt="", seed=1, unique_id="4")
     assert full_encodes == [] and again.get_components().images is images
     assert audio["waveform"].shape[-1] == round(Fraction(30, 24) * audio["sample_rate"])
-    assert module("nodes.comfy")._is_file_backed(again) is False
+    assert module("nodes.comfy").is_file_backed(again) is False
 
 
 def test_a_file_source_still_gets_its_own_picture_back(emulator, wavespeed_env, clip_path):

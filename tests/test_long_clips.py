@@ -30,6 +30,7 @@ from sonify.catalog import KLING_V2A, MMAUDIO_V2, THINKSOUND_WAVESPEED, Window
 from sonify.errors import Cancelled, ConfigurationError, SonifyError, ValidationError
 from sonify.media import windows
 from sonify.media.sound_file import SoundFile
+from sonify.pipeline import plan as plan_module
 
 NTSC = Fraction(30000, 1001)
 MMAUDIO = MMAUDIO_V2.model_id
@@ -372,3 +373,110 @@ def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, waves
         pipeline.prepare(KLING_V2A, KLING_V2A.validate({}), media.VideoSource(path=str(path)), None, None,
                          providers.client("wavespeed"), ctx)
     assert emulator.requests == [] and not list(tmp_path.glob("window-*"))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_planner_decides_each_boundary_as_plan_does_from_the_cuts_known_by_then(seed):
+    """Boundary by boundary, each from the cuts up to the frame it is due at, the windows are plan()'s from every
+    cut: a clip's windows can be cut while it is read."""
+    rng = np.random.default_rng(seed)
+    frames, fps = int(rng.integers(1000, 6000)), Fraction(30)
+    cuts = sorted(set(rng.integers(1, frames - 1, size=int(rng.integers(0, 40))).tolist()))
+    planner = windows.Planner(frames, fps, MMAUDIO_V2.window)
+    while planner.next < planner.count:
+        due = planner.due
+        planner.decide([c for c in cuts if c < due - windows.CUT_HOLD])  # what find_cuts can know by frame `due`
+    assert [planner.span(k) for k in range(planner.count)] == windows.plan(frames, fps, MMAUDIO_V2.window, cuts)
+
+
+def test_a_file_is_cut_into_its_windows_in_one_decoding_pass(long_clip, tmp_path, monkeypatch):
+    """The source is opened once for its windows: each window's file holds its span's frames (at their shots'
+    brightness), is handed on as soon as it is finished, in order, and the windows sit on the shot cuts."""
+    from sonify.media.window_cutter import cut_in_one_pass
+
+    path, cuts, _, n = long_clip
+    plan = media.plan_upload(path, MMAUDIO_V2.proxy)  # the probe's look, before the pass
+    opened: list[str] = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    finished: list[tuple[int, windows.Span, bool]] = []
+    fps, spans, files = cut_in_one_pass(plan, MMAUDIO_V2.window, tmp_path / "work",
+                                        ready=lambda k, span, file: finished.append((k, span, file.is_file())))
+    monkeypatch.undo()
+    assert opened.count(str(path)) == 1 and fps == NTSC
+    assert finished == [(k, span, True) for k, span in enumerate(spans)]
+    assert spans[0].start == 0 and spans[-1].end == n
+    at_cuts = [math.ceil((a.end + b.start) / 2) for a, b in itertools.pairwise(spans) if a.cut_after]
+    assert at_cuts and set(at_cuts) <= set(cuts)
+    source, _ = media.decode_frames(path)
+    for span, file in zip(spans, files):
+        picture, rate = media.decode_frames(file)
+        assert rate == NTSC and picture.shape[0] == span.end - span.start
+        for i in (0, picture.shape[0] // 2, picture.shape[0] - 1):  # the window's frames are the source's
+            assert abs(float(picture[i].mean()) - float(source[span.start + i].mean())) < 0.03
+
+
+def test_a_cut_stopped_mid_way_leaves_no_window_file(long_clip, tmp_path):
+    from sonify.media.window_cutter import cut_in_one_pass
+
+    path = long_clip[0]
+    calls = itertools.count()
+
+    def check() -> None:
+        if next(calls) == 1500:  # past the first window's end: one file finished, another being written
+            raise Cancelled("Cancelled")
+
+    finished: list[int] = []
+    with pytest.raises(Cancelled):
+        cut_in_one_pass(media.plan_upload(path, MMAUDIO_V2.proxy), MMAUDIO_V2.window, tmp_path / "work",
+                        ready=lambda k, span, file: finished.append(k), check=check)
+    assert finished == [0] and list((tmp_path / "work").iterdir()) == []
+
+
+class _GatedFeed:
+    """WindowFeed whose cutting waits, once its first window is cut, until `opens()` says so (or `patience` has
+    passed): whether anything happened while the rest of the clip was not cut yet."""
+
+    def __new__(cls, opens, patience: float = 20.0):
+        from sonify.pipeline.window_feed import WindowFeed
+
+        class Gated(WindowFeed):
+            opened_early = False
+
+            def _check(self) -> None:
+                super()._check()
+                if self.cut[0] is not None and not Gated.opened_early:
+                    deadline = time.monotonic() + patience
+                    while not opens() and time.monotonic() < deadline:  # the emulator's count: looked at
+                        time.sleep(0.02)
+                    Gated.opened_early = opens()
+
+        return Gated
+
+
+def test_a_window_is_handed_on_while_the_rest_of_the_clip_is_cut(long_clip, tmp_path):
+    from sonify.waiter import Waiter
+
+    released = threading.Event()
+    feed = _GatedFeed(released.is_set)(media.plan_upload(long_clip[0], MMAUDIO_V2.proxy), MMAUDIO_V2.window, tmp_path)
+    feed.start()
+    span, path = feed.take(0, Waiter())
+    assert span.start == 0 and path.is_file() and feed.cut[-1] is None  # the last window is not cut yet
+    released.set()
+    last, _ = feed.take(feed.count - 1, Waiter())
+    feed.stop()
+    assert last.end == long_clip[3] and type(feed).opened_early
+    assert all(s <= longest + 1e-9 for s, longest in zip(
+        [float(Fraction(s.end - s.start) / feed.fps) for s, _ in feed.cut], feed.longest_seconds()))
+
+
+def test_a_long_clips_first_window_is_submitted_while_the_clip_is_still_cut(emulator, wavespeed_env, long_clip,
+                                                                           tmp_path, monkeypatch):
+    """The cutting waits, after the first window, for a submit at the emulator: it comes (the first window's job
+    did not wait for the others), and the run ends with every window, as a run does."""
+    gated = _GatedFeed(lambda: emulator.submits(MMAUDIO) >= 1)
+    monkeypatch.setattr(plan_module, "WindowFeed", gated)
+    result = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 4}, media.VideoSource(path=str(long_clip[0])),
+                          out_dir=tmp_path / "o")
+    assert gated.opened_early and len(result.info["windows"]) == emulator.submits(MMAUDIO) == 3
+    assert result.audio.shape[1] == round(media.probe(long_clip[0]).duration * result.sample_rate)

@@ -19,6 +19,7 @@ from sonify.journal.learned import RunTimeStore
 from sonify.pipeline.job import run_times
 from sonify.providers.schedule import (
     BUDGET,
+    COLD_STEP,
     FREE_SECONDS,
     SPARSE_STEP,
     WINDOW,
@@ -98,11 +99,12 @@ def test_history_narrows_to_where_recent_jobs_ended():
 def test_a_running_job_uses_a_run_time_learned_meanwhile():
     """A job that started with no history (a batch's first round) switches to the dense stretch as soon
     as another job of the model has taught where the end lies."""
-    cold = polls_of(PollPlan(), 30.1)
-    assert cold[-1] - 30.1 > 3  # one poll every 4 s
-    plan = PollPlan(lambda: Expected(30.0, 30.25) if plan.polls and plan.polls[-1] > 15 else None)
-    taught = polls_of(plan, 30.1)
-    assert taught[-1] - 30.1 <= 0.25 and max_polls_per_window(taught, FREE_SECONDS, WINDOW) <= BUDGET
+    ends_at = next(p for p in polls_of(PollPlan(), 40.0) if p > 28) + 0.1  # just after a cold poll
+    cold = polls_of(PollPlan(), ends_at)
+    assert cold[-1] - ends_at > 3  # one poll every 4 s
+    plan = PollPlan(lambda: Expected(ends_at - 0.1, ends_at + 0.15) if plan.polls and plan.polls[-1] > 15 else None)
+    taught = polls_of(plan, ends_at)
+    assert taught[-1] - ends_at <= 0.25 and max_polls_per_window(taught, FREE_SECONDS, WINDOW) <= BUDGET
 
 
 def test_run_times_outlive_the_process_in_the_journal(monkeypatch, tmp_path):
@@ -134,3 +136,10 @@ def test_wavespeed_learns_a_models_run_time_from_its_own_jobs(emulator, wavespee
     pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(source)), out_dir=tmp_path / "out")
     expected = run_times().expected(history_key(emulator.url, MMAUDIO_V2.model_id))
     assert expected is not None and expected.first < expected.last and expected.last >= 1.0
+
+
+@pytest.mark.parametrize("ends_at", [0.5, 1.7, 3.0, 3.9])
+def test_a_first_job_of_a_few_seconds_is_seen_within_a_fifth_of_a_second(ends_at):
+    """Nothing learned yet (a model's first job): a job that ends within COLD_SECONDS is seen within COLD_STEP."""
+    polls = polls_of(PollPlan(), ends_at)
+    assert polls[-1] - ends_at <= COLD_STEP + 1e-9 and COLD_STEP == 0.2

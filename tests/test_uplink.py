@@ -18,6 +18,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import pytest
 import requests
 from clips import video_packets, write_clip
@@ -310,3 +311,13 @@ def test_measurements_keep_the_newest_and_an_older_journal_gets_their_tables(tmp
     again = jobs.Journal(path)
     again.record_uplink("b", 1e6)
     assert again.uplink_rates("b", 3, 0.0) == [1e6] and again.proxy_speeds("p", 5) == []
+
+
+def test_a_file_is_probed_once_on_its_way_to_the_provider(emulator, wavespeed_env, clip_path, tmp_path, monkeypatch):
+    """The look at the source before its upload is one probe: the plan of its upload reads what that probe found
+    (its container, whether its rate is constant) rather than opening the file again."""
+    opened: list[str] = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip_path)), out_dir=tmp_path / "out")
+    assert opened.count(str(clip_path)) == 2  # its probe; then the mux that copies its picture packets

@@ -33,9 +33,9 @@ PROVIDERS = ("wavespeed", "fal")
 SPECS = {"wavespeed": MMAUDIO_V2, "fal": THINKSOUND_FAL}
 SUBMIT = {"wavespeed": rf"^/api/v3/{MMAUDIO_V2.model_id}$", "fal": rf"^/{THINKSOUND_FAL.model_id}$"}
 FAL_STREAM = r"/requests/[^/]+/status/stream$"
-# A first job ending here falls between cold polls 0.7 s apart (schedule.base_interval): polling alone sees it
-# up to 0.7 s late, a delivery at once.
-SLOW = 2.8
+# A first job ending here falls between cold polls 0.9 s apart (schedule.base_interval): polling alone sees it
+# up to 0.9 s late, a delivery at once.
+SLOW = 5.0
 NOTICED = 0.2  # the detection target with webhooks
 
 

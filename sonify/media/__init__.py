@@ -1,7 +1,7 @@
 """Video and audio files, with PyAV only: probing, the upload proxy, audio decode/fit, mux, and the windows of
 a long clip. Frame rates are exact Fractions everywhere, so the sound fitted to N frames never drifts."""
 
-from .audio import aac_rate, check_audio, decode_audio, fit_length, resample, write_audio, write_wav
+from .audio import aac_rate, check_audio, decode_audio, decode_result, fit_length, resample, write_audio, write_wav
 from .mux import check_lossless, copy_mux, copy_tagged, mux, mux_blocks, rewrap
 from .pictures import frames_to_mp4, source_to_file
 from .proxy import (
@@ -29,7 +29,7 @@ from .video import (
     title,
     validate_source,
 )
-from .windows import cut_windows, frames_luma_histograms, luma_histograms
+from .windows import frames_luma_histograms
 
 __all__ = [
     "MAX_SIDE",
@@ -46,16 +46,15 @@ __all__ = [
     "constant_rate_for",
     "copy_mux",
     "copy_tagged",
-    "cut_windows",
     "decode_audio",
     "decode_frames",
+    "decode_result",
     "exact_fps",
     "fit_length",
     "frames_info",
     "frames_luma_histograms",
     "frames_to_mp4",
     "frames_to_proxy",
-    "luma_histograms",
     "make_upload",
     "mux",
     "mux_blocks",

@@ -51,7 +51,15 @@ _ENCODE_CHUNK = 4096  # samples per encoder input frame
 
 
 def decode_audio(path: PathLike, max_seconds: float | None = None, keep: bool = True) -> tuple[np.ndarray, int]:
-    """The first audio stream as float32 [C, T] at its native rate and layout.
+    """decode_result's sound and rate (see there)."""
+    audio, rate, _ = decode_result(path, max_seconds, keep)
+    return audio, rate
+
+
+def decode_result(path: PathLike, max_seconds: float | None = None,
+                  keep: bool = True) -> tuple[np.ndarray, int, str]:
+    """The first audio stream as float32 [C, T] at its native rate and layout, and the file's title tag ("" when it
+    has none), read in one opening of the file.
 
     Samples are placed by their timestamps relative to the file's start, so encoder priming (negative
     timestamps) is dropped and a stream that starts late is preceded by silence: sample 0 is t = 0,
@@ -71,7 +79,8 @@ def decode_audio(path: PathLike, max_seconds: float | None = None, keep: bool = 
         if max_seconds is not None:
             _check_layout(stream.codec_context.channels, stream.codec_context.sample_rate, name)
         origin = max(0, container.start_time or 0) / av.time_base  # µs -> s
-        return _decode_into_buffer(container, stream, origin, max_seconds, name, keep)
+        audio, rate = _decode_into_buffer(container, stream, origin, max_seconds, name, keep)
+        return audio, rate, container.metadata.get("title", "")
     except _UNREADABLE as exc:
         raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 
 import av
@@ -18,9 +19,11 @@ _H264_SOURCE = {"preset": "veryfast", "crf": "18"}  # frames the user made: keep
 # ---------------------------------------------------------------- writing pictures
 
 
-def frames_to_mp4(frames: np.ndarray, fps: Fraction | float, path: PathLike) -> VideoInfo:
+def frames_to_mp4(frames: np.ndarray, fps: Fraction | float, path: PathLike,
+                  check: Callable[[], None] | None = None) -> VideoInfo:
     """Encode [N,H,W,3] frames (float in [0,1] or uint8) as H.264 yuv420p with frame i at exactly i/fps.
-    Odd sizes are padded to even by repeating the last row/column."""
+    Odd sizes are padded to even by repeating the last row/column. `check()` before each frame: what it raises
+    stops the encode and comes out of here."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise ValidationError("images", f"must be [N, H, W, 3] with N >= 1, got shape {tuple(frames.shape)}")
     rate = exact_fps(fps)
@@ -30,6 +33,8 @@ def frames_to_mp4(frames: np.ndarray, fps: Fraction | float, path: PathLike) -> 
         stream = _add_h264(container, width + width % 2, height + height % 2, rate, _H264_SOURCE)
         to_u8 = _U8Converter(height, width, frames.dtype)
         for i in range(n):
+            if check is not None:
+                check()
             frame = av.VideoFrame.from_ndarray(to_u8(frames[i]), format="rgb24")
             frame.pts = i
             container.mux(stream.encode(frame))

@@ -68,9 +68,10 @@ class UploadPlan:
         return width * height * self.proxy_frames / 1e6
 
 
-def plan_upload(path: PathLike, rule: ProxyRule | None) -> UploadPlan:
-    """How prepare_upload treats `path` for `rule` (see there). Probes; decodes one frame at most."""
-    info = probe(path)
+def plan_upload(path: PathLike, rule: ProxyRule | None, info: VideoInfo | None = None) -> UploadPlan:
+    """How prepare_upload treats `path` for `rule` (see there), from its probe (`info`, if the caller has it; else
+    probed here: one frame decoded at most)."""
+    info = info or probe(path)
     constant = constant_rate_for(path, info)
     rate = constant or info.fps
     if rule is None:
@@ -79,7 +80,7 @@ def plan_upload(path: PathLike, rule: ProxyRule | None) -> UploadPlan:
         return UploadPlan(os.fspath(path), info, full, rate, action, None, _H264_SOURCE)
     plain = constant is None and (info.codec, info.pix_fmt) == ("h264", "yuv420p")
     fits = plain and min(info.width, info.height) <= rule.short_side and info.fps <= rule.max_fps
-    as_is = "as is" if not info.has_audio and _is_mp4(path) else "copy"
+    as_is = "as is" if not info.has_audio and _is_mp4(path, info) else "copy"
     action = as_is if fits else "encode"
     return UploadPlan(os.fspath(path), info, rule, rate, action, as_is if plain and not fits else None, _H264_PROXY)
 
@@ -131,8 +132,10 @@ def constant_rate_for(path: PathLike, info: VideoInfo) -> Fraction | None:
     """None for a constant-rate picture; for a variable-rate one (frames of different lengths, as phones
     record in low light), the standard rate nearest its shortest common frame, to convert it to.
 
-    Only read when the stream's average and nominal rates disagree: then the packet timestamps are
-    scanned (not decoded). Jitter of a timestamp tick or two is not variable."""
+    Only read when the stream's average and nominal rates disagree (its probe says when they agree): then the
+    packet timestamps are scanned (not decoded). Jitter of a timestamp tick or two is not variable."""
+    if info.steady_rate:
+        return None
     with av.open(os.fspath(path)) as container:
         stream = container.streams.video[0]
         nominal = stream.base_rate or stream.guessed_rate
@@ -149,7 +152,9 @@ def constant_rate_for(path: PathLike, info: VideoInfo) -> Fraction | None:
     return rate if abs(float(rate) * typical - 1) <= 0.02 else Fraction(max(1, round(1 / typical)))
 
 
-def _is_mp4(path: PathLike) -> bool:
+def _is_mp4(path: PathLike, info: VideoInfo) -> bool:
+    if info.container:
+        return bool(_MP4_FORMATS & set(info.container.split(",")))
     with av.open(os.fspath(path)) as container:
         return bool(_MP4_FORMATS & set(container.format.name.split(",")))
 

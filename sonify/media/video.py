@@ -42,6 +42,8 @@ class VideoInfo:
     pix_fmt: str
     has_audio: bool
     size_bytes: int
+    container: str = ""  # the demuxer's names ("mov,mp4,m4a,3gp,3g2,mj2"); "" for frames
+    steady_rate: bool = False  # the stream's average and nominal rates agree: constant, no packet need be read
 
 
 @dataclass
@@ -120,6 +122,7 @@ def probe(path: PathLike) -> VideoInfo:
             raise ValidationError("video", f"{Path(path).name} has no video stream")
         stream = container.streams.video[0]
         fps = _stream_rate(stream, path)
+        average, nominal = stream.average_rate, stream.base_rate or stream.guessed_rate
         frames, rotation = _count_and_rotation(container, stream)
         width, height = stream.codec_context.width, stream.codec_context.height
         if rotation % 180 == 90:
@@ -134,6 +137,8 @@ def probe(path: PathLike) -> VideoInfo:
             pix_fmt=stream.codec_context.pix_fmt or "",
             has_audio=bool(container.streams.audio),
             size_bytes=os.path.getsize(path),
+            container=container.format.name,
+            steady_rate=bool(average and nominal and abs(average - nominal) <= nominal / 1000),
         )
     finally:
         container.close()

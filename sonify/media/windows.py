@@ -8,25 +8,19 @@ sees (the proxy's, or the frames'), so a window starts on a frame and its sound 
 
 Joins: an equal-power crossfade over the overlap (gains √(1−t) and √t); at a shot cut, the same over
 CUT_FADE seconds centred on the cut. The joined sound has exactly the clip's length in samples.
-Numpy only: the pictures are read in window_media.py.
+Numpy only: a file's pictures are read, and its windows written, in window_cutter.py.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
-import av
 import numpy as np
 
 from ..catalog import Window
-from .pictures import _add_h264, _new_path
-from .proxy import _H264_PROXY, _copy_rotation
-from .video import PathLike, _stream_rate
 
 # ---------------------------------------------------------------- windows of a long clip
 
@@ -36,22 +30,9 @@ _LUMA_SIZE = (64, 36)  # the thumbnail shot cuts are looked for on
 _LUMA_BINS = 32
 
 
-def luma_histograms(path: PathLike) -> tuple[np.ndarray, Fraction]:
-    """Each frame's luma histogram [N, bins] (summing to 1), from a thumbnail of it, and the exact fps: what
-    windows.find_cuts looks for shot cuts in. Meant for the proxy (small and quick to decode)."""
-    rows = []
-    with av.open(os.fspath(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = _stream_rate(stream, path)
-        for frame in container.decode(stream):
-            luma = frame.reformat(width=_LUMA_SIZE[0], height=_LUMA_SIZE[1], format="gray").to_ndarray()
-            rows.append(np.bincount(luma.ravel() // (256 // _LUMA_BINS), minlength=_LUMA_BINS) / luma.size)
-    return np.array(rows, np.float64).reshape(-1, _LUMA_BINS), rate
-
-
 def frames_luma_histograms(frames: np.ndarray) -> np.ndarray:
-    """luma_histograms for [N, H, W, 3] frames in [0, 1], from every few pixels of each."""
+    """Each frame's luma histogram [N, bins] (summing to 1), for [N, H, W, 3] frames in 0..1, from every few pixels
+    of each: what find_cuts looks for shot cuts in (window_cutter takes a file's from a thumbnail of each frame)."""
     step = max(1, min(frames.shape[1], frames.shape[2]) // _LUMA_SIZE[1])
     out = np.empty((frames.shape[0], _LUMA_BINS), np.float64)
     for i in range(frames.shape[0]):
@@ -60,49 +41,6 @@ def frames_luma_histograms(frames: np.ndarray) -> np.ndarray:
         bins = np.clip((luma * _LUMA_BINS).astype(np.int64), 0, _LUMA_BINS - 1)
         out[i] = np.bincount(bins.ravel(), minlength=_LUMA_BINS) / bins.size
     return out
-
-
-def cut_windows(path: PathLike, spans: list[tuple[int, int]], workdir: PathLike,
-                check: Callable[[], None] | None = None) -> list[str]:
-    """Frames [start, end) of the constant-rate picture `path` (a proxy) as one file each, in one decoding
-    pass: each window is re-encoded (a cut between keyframes cannot be copied), frame i at i/fps, so a
-    window starts exactly on its first frame. `check()` before each frame."""
-    outs = [_new_path(workdir, f"window-{k + 1}-", ".mp4") for k in range(len(spans))]
-    open_: dict[int, tuple[av.container.OutputContainer, av.VideoStream]] = {}
-    try:
-        with av.open(os.fspath(path)) as src:
-            vin = src.streams.video[0]
-            vin.thread_type = "AUTO"
-            rate = _stream_rate(vin, path)
-            for i, frame in enumerate(src.decode(vin)):
-                if check is not None:
-                    check()
-                for k, (start, end) in enumerate(spans):
-                    if start <= i < end:
-                        if k not in open_:
-                            dst = av.open(outs[k], "w", format="mp4", options={"movflags": "+faststart"})
-                            open_[k] = (dst, _add_h264(dst, frame.width, frame.height, rate, _H264_PROXY))
-                            _copy_rotation(frame, open_[k][1])
-                        dst, stream = open_[k]
-                        small = frame.reformat(format="yuv420p")
-                        small.pts, small.time_base = i - start, stream.codec_context.time_base
-                        dst.mux(stream.encode(small))
-                    if i == end - 1 and k in open_:
-                        _close_encoder(*open_.pop(k))
-    except BaseException:
-        for dst, _ in open_.values():
-            dst.close()
-        for out in outs:
-            Path(out).unlink(missing_ok=True)
-        raise
-    for k in list(open_):
-        _close_encoder(*open_.pop(k))
-    return outs
-
-
-def _close_encoder(container: av.container.OutputContainer, stream: av.VideoStream) -> None:
-    container.mux(stream.encode(None))
-    container.close()
 
 
 OVERLAP = Fraction(1)  # seconds two neighbouring windows share (half on each side of their boundary)
@@ -141,25 +79,65 @@ def is_long(window: Window | None, seconds: float) -> bool:
 def plan(frames: int, fps: Fraction, window: Window, cuts: list[int]) -> list[Span]:
     """The windows for `frames` frames at `fps` (see the module docstring). `cuts`: frames that start a
     new shot. Every window is from window.shortest to window.longest seconds long."""
-    half = max(1, math.floor(OVERLAP * fps / 2))  # at least a frame: below 2 fps a second's overlap rounds to none
-    longest = math.floor(window.longest * fps)
-    shortest = math.ceil(window.shortest * fps)
-    target = min(longest, math.floor((window.preferred or window.longest) * fps))
-    if target <= 2 * half:  # no window could hold its share of the clip (a rate below models.MIN_FPS)
-        raise ValueError(f"no {float(window.longest):g} s window holds a frame of its own at {float(fps):.6g} fps")
-    count = max(1, math.ceil(frames / (target - 2 * half)))  # the fewest windows of at most `target` frames
-    bounds = [round(k * frames / count) for k in range(count + 1)]
-    snapped = [False] * (count + 1)
-    tolerance = math.floor(CUT_TOLERANCE * fps)
-    for k in range(1, count):
-        near = sorted((c for c in cuts if abs(c - bounds[k]) <= tolerance), key=lambda c: abs(c - bounds[k]))
+    planner = Planner(frames, fps, window)
+    while planner.next < planner.count:
+        planner.decide(cuts)
+    return [planner.span(k) for k in range(planner.count)]
+
+
+class Planner:
+    """plan(), one boundary at a time, for a clip whose frames are still being read: boundary k is decided once
+    the cuts up to CUT_TOLERANCE past its even place are known (frame `due` has been seen), from the boundary
+    before it (decided) and the one after it (still at its even place), as plan() decides it. Frames before
+    `zone` (the earliest any undecided boundary's windows can reach) belong to decided windows only."""
+
+    def __init__(self, frames: int, fps: Fraction, window: Window) -> None:
+        self.frames = frames
+        self.half = max(1, math.floor(OVERLAP * fps / 2))  # at least a frame: below 2 fps a second's overlap is none
+        self.longest, self.shortest = math.floor(window.longest * fps), math.ceil(window.shortest * fps)
+        target = min(self.longest, math.floor((window.preferred or window.longest) * fps))
+        if target <= 2 * self.half:  # no window could hold its share of the clip (a rate below models.MIN_FPS)
+            raise ValueError(f"no {float(window.longest):g} s window holds a frame of its own at {float(fps):.6g} fps")
+        self.count = max(1, math.ceil(frames / (target - 2 * self.half)))  # the fewest windows of at most `target`
+        self.bounds = [round(k * frames / self.count) for k in range(self.count + 1)]
+        self.snapped = [False] * (self.count + 1)
+        self.tolerance = math.floor(CUT_TOLERANCE * fps)
+        self.next = 1  # the next boundary to decide (the first and the last are the clip's ends)
+
+    @property
+    def due(self) -> int:
+        """Frames that must have been seen (their cuts known: find_cuts looks CUT_HOLD frames ahead) before the next
+        boundary is decided."""
+        return min(self.frames, self.bounds[self.next] + self.tolerance + CUT_HOLD + 1)
+
+    @property
+    def zone(self) -> int:
+        """The first frame whose windows are not known yet (the frames' count once every boundary is decided)."""
+        if self.next >= self.count:
+            return self.frames
+        return max(0, self.bounds[self.next] - self.tolerance - self.half)
+
+    def decide(self, cuts: list[int]) -> None:
+        """The next boundary: moved to the nearest of `cuts` within CUT_TOLERANCE where both windows beside it stay
+        within the model's limits."""
+        k, bounds = self.next, self.bounds
+        near = sorted((c for c in cuts if abs(c - bounds[k]) <= self.tolerance), key=lambda c: abs(c - bounds[k]))
         for cut in near:
             moved = bounds[:k] + [cut] + bounds[k + 1:]
-            lengths = [_span(moved, j, frames, half) for j in (k - 1, k)]
-            if moved[k - 1] < cut < moved[k + 1] and all(shortest <= e - s <= longest for s, e in lengths):
-                bounds, snapped[k] = moved, True
+            lengths = [_span(moved, j, self.frames, self.half) for j in (k - 1, k)]
+            if moved[k - 1] < cut < moved[k + 1] and all(self.shortest <= e - s <= self.longest for s, e in lengths):
+                self.bounds, self.snapped[k] = moved, True
                 break
-    return [Span(*_span(bounds, k, frames, half), snapped[k], snapped[k + 1]) for k in range(count)]
+        self.next += 1
+
+    def span(self, k: int) -> Span:
+        """Window k (its boundaries decided: k + 1 < next, or every boundary is)."""
+        return Span(*_span(self.bounds, k, self.frames, self.half), self.snapped[k], self.snapped[k + 1])
+
+    def windows_of(self, frame: int) -> list[int]:
+        """The windows a frame before `zone` belongs to."""
+        spans = (_span(self.bounds, k, self.frames, self.half) for k in range(min(self.next, self.count)))
+        return [k for k, (start, end) in enumerate(spans) if start <= frame < end]
 
 
 def _span(bounds: list[int], k: int, frames: int, half: int) -> tuple[int, int]:

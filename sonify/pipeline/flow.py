@@ -28,7 +28,7 @@ from .. import budget as budgets
 from .. import journal as jobs
 from .. import media, providers, settings
 from ..catalog import MODELS, PROVIDERS, ModelSpec, find, on_provider
-from ..errors import SonifyError, ValidationError
+from ..errors import BudgetExceeded, SonifyError, ValidationError
 from ..loudness_target import Target
 from ..media import frames, sound_check, windows
 from ..media.sound_file import SoundFile
@@ -143,7 +143,11 @@ def run(
             job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
             job.loudness = loudness
         if variations > 1 or len(job.parts) > 1:
-            return _run_many(spec, client, ctx, job, out_dir)
+            try:
+                return _run_many(spec, client, ctx, job, out_dir)
+            finally:
+                if job.feed is not None:  # a long clip's cutting, stopped if it still runs (an error, a Cancel)
+                    job.feed.stop()
         info = job.takes[0][0]
         result = _run_take(spec, client, ctx, job, info, out_dir)
     report(_done_text(info), 1.0)
@@ -165,11 +169,12 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     return result
 
 
-def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part,
+def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, p: int,
                 info: JobInfo) -> tuple[WindowSound, jobs.Ticket]:
-    """One window's job: its verified result (its file: the samples are let go until it is joined), and its
-    ticket, which the caller marks delivered once the take's windows are joined onto the picture (until then a
-    re-run resumes or reuses it, never pays for it again)."""
+    """Window p's job, once the window is cut: its verified result (its file: the samples are let go until it is
+    joined), and its ticket, which the caller marks delivered once the take's windows are joined onto the picture
+    (until then a re-run resumes or reuses it, never pays for it again)."""
+    part = job.window(spec, p, ctx.waiter)
     return _remote(spec, client, ctx, job, part, info,
                    lambda delivery: WindowSound.of(delivery, part.bounds.seconds), final=False)
 
@@ -198,31 +203,36 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     """Every job of the run — each take's, and for a long clip each window's — at once, within the account's
     limits (its pacer's) and a batch's slots. The budget is checked for their sum before any is claimed (the caps
     for those that will be sent: a stored take costs nothing). The first job to upload a file uploads it; the others
-    reuse it. A long clip's windows are joined per take."""
+    reuse it. A long clip's windows are joined per take; a long clip from a file has its windows' jobs start as
+    each window is cut, when what the windows may cost at most is within the limits (else once every window is cut
+    and priced, the limits then deciding on that)."""
     count, parts = len(job.takes), len(job.parts)
     grid = [(k, p) for k in range(count) for p in range(parts)]
-    what = messages.what(count, parts)
-    budget = spend.budget()
-    budgets.check_job(budget, total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
-                      f"the limit applies to a node run's sum: its {what} are together")
-    sent = _to_be_sent(spec, client, job, grid) if spend.counted() else []
-    if sent:
-        known = [cost for cost in sent if cost is not None]
-        spend.check_run(client, budget, round(sum(known), 6) if known else None, ctx.run_id,
-                        f"this run's {what}", ctx.waiter)
+    try:
+        _check_spend(spec, client, ctx, job, grid)
+    except BudgetExceeded:
+        if job.feed is None:
+            raise
+        for p in range(parts):  # every window cut and priced as it is: the limits decide on that
+            job.window(spec, p, ctx.waiter)
+        _check_spend(spec, client, ctx, job, grid)
     progress = Progress(ctx.report, [label(k, count, p, parts) for k, p in grid])
     upload_locks = [threading.Lock() for _ in job.parts]  # the takes of a part send the same files
 
+    # A job's row is MOVED only where the run will move with it: a run of several jobs moves only if none of them
+    # can have a task (below), which no one job knows, so their rows keep the failure as it was.
     def call(index: int) -> Callable[[], Any]:
         k, p = grid[index]
         own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, ctx.slots, ctx.observe, upload_locks[p],
-                         ctx.pacer, run_id=ctx.run_id, fallback=ctx.fallback)
+                         ctx.pacer, run_id=ctx.run_id, fallback=ctx.fallback if len(grid) == 1 else None)
         if parts == 1:
             return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
-        return lambda: _run_window(spec, client, own, job, job.parts[p], job.takes[k][p])
+        return lambda: _run_window(spec, client, own, job, p, job.takes[k][p])
 
     with ctx.timer("jobs"):
         outcomes = run_each([call(i) for i in range(len(grid))], _jobs_in_progress(ctx))
+        if job.feed is not None:
+            ctx.timer.add("encode", job.feed.seconds)  # the windows cut while the jobs went
     results: dict[int, Result] = {}
     errors: list[SonifyError] = []
     failed: list[dict[str, Any]] = []
@@ -238,8 +248,9 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
             errors.append(exc)
             failed.append(failure(spec, k, job.takes[k][part].as_dict(), exc, part if parts > 1 else None))
     if not results:
-        if not all(exc.no_task for exc in errors):
-            errors[0].no_task = None  # some job of the run may have a task: the run stays at this provider
+        if not all(isinstance(o, SonifyError) and o.no_task for o in outcomes):
+            # some job of the run (another window of a take, say) may have a task: the run stays at this provider
+            errors[0].no_task = None
         raise errors[0]  # nothing came: the first error, as a single job's (each is in the log)
     if not failed and job.run is not None:
         jobs.forget_seeds(job.run)  # every take delivered: the next run draws anew
@@ -282,11 +293,29 @@ def _ordered(delivered: list[Result]) -> list[Result]:
     return ordered
 
 
+def _check_spend(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared,
+                 grid: list[tuple[int, int]]) -> None:
+    """The price limit on the run's sum, then the caps on what it will send (BudgetExceeded)."""
+    count, parts = len(job.takes), len(job.parts)
+    what = messages.what(count, parts)
+    budget = spend.budget()
+    budgets.check_job(budget, total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
+                      f"the limit applies to a node run's sum: its {what} are together")
+    sent = _to_be_sent(spec, client, job, grid) if spend.counted() else []
+    if sent:
+        known = [cost for cost in sent if cost is not None]
+        spend.check_run(client, budget, round(sum(known), 6) if known else None, ctx.run_id,
+                        f"this run's {what}", ctx.waiter)
+
+
 def _to_be_sent(spec: ModelSpec, client: Provider, job: _Prepared, grid: list[tuple[int, int]]) -> list[float | None]:
     """The estimates of the run's jobs that a claim now would send (not a stored result, a resumed task or one an
-    identical run is making): what the run will spend, as far as the journal tells."""
+    identical run is making): what the run will spend, as far as the journal tells (a window not cut yet: all of
+    it)."""
     def sent(k: int, p: int) -> bool:
         part = job.parts[p]
+        if job.feed is not None and part.span is None:  # a window not cut yet
+            return True
         meta = _job_meta(spec, client.http.base_url, job.takes[k][p], part.hashes,
                          job.source_path if part.span is None else None)
         return jobs.guarded("looking up a job", lambda journal: journal.would_submit(meta.fingerprint, meta.cacheable),

@@ -449,6 +449,7 @@ class RemoteJob:
     def wait(self, task_id: str) -> TaskState:
         """Follow the task to its end; a failed one is journaled as such (and raised)."""
         spec = self.spec
+        self._event("waiting")
         with self._unfinished_on_error(task_id), self.ctx.timer("wait"):
             state = self.client.wait(task_id, self.ctx.waiter, self._on_state(), wait_limits(),
                                      model_id=spec.model_id, history=run_times())
@@ -508,8 +509,9 @@ class RemoteJob:
                     if self.ctx.picture:
                         picture = media.decode_frames(path, max_frames=most)
                     what = "audio"
-                samples, rate = media.decode_audio(path, max_seconds=self.bounds.seconds, keep=self.bounds.keep_sound)
-                self.info.emulator = self.info.emulator or media.title(path) == settings.EMULATOR_TITLE
+                samples, rate, title = media.decode_result(path, max_seconds=self.bounds.seconds,
+                                                           keep=self.bounds.keep_sound)
+                self.info.emulator = self.info.emulator or title == settings.EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None

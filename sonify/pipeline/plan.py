@@ -4,6 +4,8 @@ part, and the price checked against the limit."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +18,7 @@ from ..loudness_target import Target
 from ..media import windows
 from ..media.video import check_picture_size
 from ..providers.base import Provider
+from ..waiter import Waiter
 from . import uploads as uplink
 from .several import cut, run_key, take_params
 from .types import (
@@ -27,6 +30,7 @@ from .types import (
     Upload,
     UploadChoice,
 )
+from .window_feed import WindowFeed
 
 
 def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | None:
@@ -67,6 +71,24 @@ class _Prepared:
     source_path: str | None
     run: str | None = None  # several takes: the run's own fingerprint, its drawn seeds' key (takes.run_key)
     loudness: Target | None = None  # where each take's sound is put (run's `loudness`)
+    # A long clip from a file: its windows as they are cut. Until window p is, parts[p] has no span and each take's
+    # info for it is priced at the longest the window may be (window_feed.py); window() settles both.
+    feed: WindowFeed | None = None
+    params: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # each take's parameters
+    clip_hash: str = ""
+    _settling: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def window(self, spec: ModelSpec, p: int, waiter: Waiter) -> _Part:
+        """Part p, its window cut (waiting for it: a long clip from a file), and each take's info for it priced."""
+        with self._settling:
+            if self.feed is not None and self.parts[p].span is None:
+                span, path = self.feed.take(p, waiter)
+                self.parts[p] = _window_part(spec, self.clip_hash, span, path)
+                for take, info in zip(self.params, (infos[p] for infos in self.takes)):
+                    exact = _info(spec, take, float(span.end - span.start) / float(self.fps))
+                    info.params, info.cost_usd_estimate, info.video_seconds = (exact.params, exact.cost_usd_estimate,
+                                                                               exact.video_seconds)
+            return self.parts[p]
 
 
 def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: media.VideoSource,
@@ -78,11 +100,14 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     are drawn (and journaled) here, once the media is known, before anything is sent."""
     if video.frames is not None:  # before lipsync's frames are encoded
         spec.check_length(float(video.frames.shape[0] / video.fps), "images")
+    hashed = None
     if video.frames is not None and spec.proxy is not None:
         source, clip = None, media.frames_info(video.frames, video.fps)
     else:
         source = Path(media.source_to_file(video, ctx.work))  # lipsync's frames: its full-resolution upload
-        clip = media.probe(source)
+        with ThreadPoolExecutor(1, thread_name_prefix="sonify-hash") as pool:  # the hash read beside the probe
+            hashed = pool.submit(journal.hash_file, source) if picture_hash is None else None
+            clip = media.probe(source)
     check_picture_size(clip.width, clip.height, "video")
     media.check_frame_rate(clip.fps, "video")
     spec.check_sides(clip.width, clip.height)
@@ -95,7 +120,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     seconds = float(clip.duration)
     spec.check_duration(seconds)
     spec.check_length(seconds)
-    hashes = {"video": picture_hash or journal.hash_file(source)}
+    hashes = {"video": picture_hash or hashed.result()}
     source_path = str(Path(video.path).resolve()) if video.path else None
     run = run_key(spec, client.http.base_url, checked, variations, hashes["video"]) if variations > 1 else None
     params = take_params(spec, checked, variations, run)
@@ -104,7 +129,14 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
             raise ValidationError("video", f"{spec.title} takes at most {spec.window.longest:g} s in one job, got "
                                            f"{seconds:.3f} s: a longer clip is done in windows by the node, `python "
                                            "-m sonify run` and `batch`, not yet by a Temporal batch")
-        fps, pieces = cut(spec, video, source, ctx)
+        if source is not None:  # cut in a thread of its own: each window's job starts as soon as it is cut
+            feed = WindowFeed(media.plan_upload(source, spec.proxy, clip), spec.window, ctx.work)
+            infos = [[_info(spec, take, length) for length in feed.longest_seconds()] for take in params]
+            parts = [_Part(None, {}, {}, _window_bounds(spec)) for _ in range(feed.count)]
+            feed.start()
+            return _Prepared(source, clip, feed.fps, parts, infos, source_path, run, feed=feed, params=params,
+                             clip_hash=hashes["video"])
+        fps, pieces = cut(spec, video, ctx)
         parts = [_window_part(spec, hashes["video"], span, path) for span, path in pieces]
         lengths = [float(span.end - span.start) / float(fps) for span, _ in pieces]
         infos = [[_info(spec, take, length) for length in lengths] for take in params]
@@ -112,7 +144,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     infos = [[_info(spec, take, seconds)] for take in params]
     if audio is not None:
         hashes["audio"] = journal.hash_array(audio.samples, audio.sample_rate)
-    uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0][0].cost_usd_estimate)}
+    uploads = {"video": _video_upload(spec, video, source, hashes["video"], infos[0][0].cost_usd_estimate, clip)}
     if audio is not None:
         kind = spec.voice.suffix.lstrip(".")
         uploads["audio"] = (journal.digest_of("upload", hashes["audio"], kind), lambda: _write_voice(spec, audio, ctx.work))
@@ -140,10 +172,13 @@ def _window_part(spec: ModelSpec, clip_hash: str, span: windows.Span, path: Path
     def send(client: Provider, run: RunContext) -> Sent:
         return Sent(key, client.upload(path, run.waiter), path.stat().st_size, proxy=True)
 
-    # A window's job asks for no more than the model's longest (MMAudio: its duration's range). Its sound is
-    # checked when it arrives, not kept: it is decoded again when its turn to be joined comes.
-    bounds = dataclasses.replace(ResultBounds.expected(spec.window.longest), keep_sound=False)
-    return _Part(span, hashes, {"video": UploadChoice((key,), frozenset({key}), send)}, bounds)
+    return _Part(span, hashes, {"video": UploadChoice((key,), frozenset({key}), send)}, _window_bounds(spec))
+
+
+def _window_bounds(spec: ModelSpec) -> ResultBounds:
+    """A window's job asks for no more than the model's longest (MMAudio: its duration's range). Its sound is
+    checked when it arrives, not kept: it is decoded again when its turn to be joined comes."""
+    return dataclasses.replace(ResultBounds.expected(spec.window.longest), keep_sound=False)
 
 
 @dataclass
@@ -193,12 +228,12 @@ def file_fingerprint(spec: ModelSpec, params: dict[str, Any], path: Path) -> str
 
 
 def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None, content_hash: str,
-                  cost: float | None) -> UploadChoice:
+                  cost: float | None, clip: media.VideoInfo) -> UploadChoice:
     """Frames: their proxy, made straight from them only if no earlier upload of it can be reused. A file:
     the picture as it is or its proxy, whichever is up sooner (uplink.py); nothing is made or sent when an
-    earlier upload of either can be reused."""
+    earlier upload of either can be reused. `clip`: the source's probe."""
     if source is not None:
-        return uplink.video_choice(source, spec.proxy, content_hash, cost)
+        return uplink.video_choice(source, spec.proxy, content_hash, cost, clip)
     key = journal.digest_of("upload", content_hash, repr(spec.proxy))
 
     def send(client: Provider, run: RunContext) -> Sent:

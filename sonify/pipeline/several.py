@@ -156,20 +156,14 @@ def failed_text(failed: dict[str, Any]) -> str:
             f"{failed['error']}")
 
 
-def cut(spec: ModelSpec, video: media.VideoSource, source: Path | None,
-        ctx: RunContext) -> tuple[Fraction, list[tuple[windows.Span, Path]]]:
-    """The rate the windows are counted in, and each window with its file to upload."""
+def cut(spec: ModelSpec, video: media.VideoSource, ctx: RunContext) -> tuple[Fraction, list[tuple[windows.Span, Path]]]:
+    """Frames of a long clip: the rate the windows are counted in, and each window with its file to upload (the cuts
+    on the frames, each window's proxy straight from them). A file's windows are cut as its jobs go (window_feed)."""
     with ctx.timer("encode"):
-        if source is None:  # frames: the cuts on the frames, each window's proxy straight from them
-            fps = video.fps
-            spans = windows.plan(video.frames.shape[0], fps, spec.window,
-                                 windows.find_cuts(media.frames_luma_histograms(video.frames)))
-            files = [media.frames_to_proxy(video.frames[s.start:s.end], fps, spec.proxy, ctx.work) for s in spans]
-        else:
-            proxy, _ = media.prepare_upload(source, spec.proxy, ctx.work, check=ctx.waiter.check)
-            histograms, fps = media.luma_histograms(proxy)
-            spans = windows.plan(len(histograms), fps, spec.window, windows.find_cuts(histograms))
-            files = media.cut_windows(proxy, [(s.start, s.end) for s in spans], ctx.work, check=ctx.waiter.check)
+        fps = video.fps
+        spans = windows.plan(video.frames.shape[0], fps, spec.window,
+                             windows.find_cuts(media.frames_luma_histograms(video.frames)))
+        files = [media.frames_to_proxy(video.frames[s.start:s.end], fps, spec.proxy, ctx.work) for s in spans]
     ctx.report(f"{len(spans)} windows of the clip ready", 0.04)
     return fps, [(span, Path(path)) for span, path in zip(spans, files)]
 

@@ -24,7 +24,9 @@ from ..waiter import Slots, Waiter
 ProgressFn = Callable[[str, float | None], None]  # (text, fraction done or None)
 
 
-Observer = Callable[[str, "JobInfo"], None]  # (event, the job's info): "submitted", "final", "downloaded"
+# (event, the job's info): "submitted", "waiting" (the wait for its end begins: a new task's or a resumed one's),
+# "final", "downloaded"
+Observer = Callable[[str, "JobInfo"], None]
 
 
 Upload = tuple[str, Callable[[], Path]]  # (media key: what the file is made from, make the file)

@@ -148,18 +148,19 @@ def decide(known: Known, plan: media.UploadPlan) -> str:
     return "race"
 
 
-def video_choice(source: Path, rule: ProxyRule | None, content_hash: str, cost: float | None) -> UploadChoice:
+def video_choice(source: Path, rule: ProxyRule | None, content_hash: str, cost: float | None,
+                 info: media.VideoInfo | None = None) -> UploadChoice:
     """The video input of a job: its picture as it is or its proxy, chosen when it is sent (see the module
     docstring); an earlier upload of either is reused. Without a rule (full resolution) there is no choice:
-    the file as prepare_upload leaves it."""
+    the file as prepare_upload leaves it. `info`: the source's probe, if the caller made one (not made again)."""
     if rule is None:
         key = journal.digest_of("upload", content_hash, repr(None))
         return UploadChoice((key,), frozenset(), lambda client, run: _VideoUpload(source, None, key, key, cost,
-                                                                                   client, run).send())
+                                                                                   client, run, info).send())
     as_is = journal.digest_of("upload", content_hash, "as is")
     proxy = journal.digest_of("upload", content_hash, repr(rule))
     return UploadChoice((as_is, proxy), frozenset({proxy}),
-                        lambda client, run: _VideoUpload(source, rule, as_is, proxy, cost, client, run).send())
+                        lambda client, run: _VideoUpload(source, rule, as_is, proxy, cost, client, run, info).send())
 
 
 class _Switch(Exception):
@@ -174,15 +175,15 @@ class _VideoUpload:
     """One video input being sent (the choice, the encode, the uploads, what they measured)."""
 
     def __init__(self, source: Path, rule: ProxyRule | None, as_is_key: str, proxy_key: str, cost: float | None,
-                 client: Provider, run: RunContext) -> None:
-        self.source, self.rule, self.client, self.run = source, rule, client, run
+                 client: Provider, run: RunContext, info: media.VideoInfo | None = None) -> None:
+        self.source, self.rule, self.client, self.run, self.info = source, rule, client, run, info
         self.as_is_key, self.proxy_key, self.cost = as_is_key, proxy_key, cost
         self.store = journal.UplinkStore()
         self.known_uplink: float | None = None  # the estimate the choice was made with
 
     def send(self) -> Sent:
         with self.run.timer("encode"):
-            plan = media.plan_upload(self.source, self.rule)
+            plan = media.plan_upload(self.source, self.rule, self.info)
         if plan.unchanged is None or self.rule is None:
             return self._without_choice(plan)
         known = Known.read(self.store, self.client, self.rule)

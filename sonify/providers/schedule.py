@@ -12,8 +12,9 @@ Two rules hold together:
   end has taught. The pipeline hands the client a History kept in the job journal, so a restarted
   ComfyUI or the next command-line run starts with what earlier ones learned.
 
-Without history the schedule is dense at first (short jobs are noticed quickly), then one poll every
-4 s. Times are seconds since the submit when the client made it, else since the wait began.
+Without history the schedule is dense at first (a job of a few seconds, the length of a short clip's foley, is
+noticed within COLD_STEP), then sparser, then one poll every 4 s. Times are seconds since the submit when the
+client made it, else since the wait began.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ LEAD, TAIL = 0.5, 1.0  # the dense stretch starts this long before the expected 
 KEEP = 5  # recent run times remembered per model
 
 
+COLD_STEP, COLD_SECONDS = 0.2, 4.0  # without history: a poll every COLD_STEP for the first COLD_SECONDS
+
+
 def base_interval(elapsed: float) -> float:
-    """Without history: every 0.25 s for 2 s, then slowly wider, then every 4 s from 10 s on."""
-    if elapsed < 2:
-        return 0.25
+    """Without history: every COLD_STEP for COLD_SECONDS (20 polls), then slowly wider, then every 4 s from 10 s
+    on."""
+    if elapsed < COLD_SECONDS:
+        return COLD_STEP
     if elapsed < FREE_SECONDS:
         return 0.5 + elapsed * 0.1
     return WINDOW / BUDGET

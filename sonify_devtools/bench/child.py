@@ -43,12 +43,13 @@ def main(argv: list[str]) -> int:
     else:
         import logging
 
-        from . import cases, fast_paths, long_clips
+        from . import cases, fast_paths, long_clips, saves
 
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         record = {"clip": cases.clip_case, "lipsync": cases.lipsync_case, "job": cases.job_case,
                   "frames": fast_paths.frames_case, "two_nodes": fast_paths.two_nodes_case,
-                  "long_clip": long_clips.long_clip_case, "long_clip_memory": long_clips.memory_case}[kind](config)
+                  "long_clip": long_clips.long_clip_case, "long_clip_memory": long_clips.memory_case,
+                  "frames_save": saves.frames_save_case, "neighbours": saves.neighbours_case}[kind](config)
     print(json.dumps(record))
     return 0
 

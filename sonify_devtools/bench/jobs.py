@@ -27,10 +27,10 @@ STAGES = ("prepare", "encode", "upload", "submit", "wait", "download", "decode",
 PACK_ROOT = Path(__file__).resolve().parents[2]  # the ComfyUI pack: its __init__.py, nodes/, sonify/, sonify_devtools/
 
 
-def in_child(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    """One case in a fresh interpreter (its peak memory, its start-up, its in-memory state are its own),
-    with this process's environment; its last stdout line is the record."""
-    done = subprocess.run([sys.executable, "-m", "sonify_devtools.bench.child", kind, json.dumps(config)],
+def in_child(kind: str, config: dict[str, Any], python: str | None = None) -> dict[str, Any]:
+    """One case in a fresh interpreter (its peak memory, its start-up, its in-memory state are its own; `python`:
+    another interpreter than this one), with this process's environment; its last stdout line is the record."""
+    done = subprocess.run([python or sys.executable, "-m", "sonify_devtools.bench.child", kind, json.dumps(config)],
                           capture_output=True, text=True, env=os.environ | {"PYTHONPATH": python_path()}, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark case {kind} failed:\n{done.stderr[-3000:]}")

@@ -91,5 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-seconds", type=float, metavar="S",
                         help="model time of the clip jobs (default: 2; --quick: 0.2)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every number as JSON here")
+    parser.add_argument("--comfy", type=Path, metavar="DIR",
+                        help="a ComfyUI folder: frames → node → save runs with its own VIDEO classes and encoder "
+                             "(default: the pack's stand-in)")
+    parser.add_argument("--comfy-python", metavar="PATH",
+                        help="the interpreter with ComfyUI's requirements that runs those cases (default: this one)")
     parser.add_argument("--work", type=Path, metavar="DIR",
                         help="keep generated clips here and reuse them next time (default: a temporary folder)")

@@ -15,7 +15,7 @@ from typing import Any
 
 import av
 
-from . import fast_paths, report, uplinks
+from . import fast_paths, file_path, report, saves, uplinks
 from .clips import clip
 from .jobs import PACK_ROOT, emulated, in_child
 from .long_clips import LONG_CLIP_SLOTS
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("sonify").setLevel(logging.WARNING)
     work = args.work or Path(tempfile.mkdtemp(prefix="sonify-bench-"))
     try:
-        record = measure(plan, work.resolve(), args.plan)
+        record = measure(plan, work.resolve(), args.plan, args)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
+def measure(plan: Plan, work: Path, name: str, args: argparse.Namespace | None = None) -> dict[str, Any]:
     clips_dir = work / "clips"
     for old in (p for p in work.glob("*") if p != clips_dir):  # a kept work folder: only its clips are reused
         shutil.rmtree(old) if old.is_dir() else old.unlink()
@@ -57,9 +57,14 @@ def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
     with emulated(plan.model_seconds, work / "uplink-state") as emulator:
         record["uplink_clip"] = plan.uplink_clip.name
         record["uplinks"] = uplinks.compare(emulator, clip(plan.uplink_clip, clips_dir), work, plan.uplinks)
+        record["file_path"] = file_path.compare(emulator, clip(plan.uplink_clip, clips_dir), work,
+                                                (None,) if name == "quick" else
+                                                tuple(r for r in plan.uplinks if r is None or r <= 20),
+                                                plan.model_seconds if name == "quick" else file_path.MODEL_SECONDS)
     record["frames"] = [in_child("frames", {"clip": asdict(spec), "way": way, "uplink_mbps": mbps,
                                             "model_seconds": plan.model_seconds, "work": str(work / "frames")})
                         for spec in plan.frames_clips for mbps in plan.uplinks for way in fast_paths.WAYS]
+    record["saves"] = saves.measure(name, work, getattr(args, "comfy", None), getattr(args, "comfy_python", None))
     record["two_nodes"] = in_child("two_nodes", {"clip": str(clip(TWO_NODES_CLIP, clips_dir)),
                                                  "model_seconds": plan.two_nodes_seconds, "work": str(work / "two")})
     record["long_clip"] = in_child("long_clip", {"clip": str(clip(plan.long_clip, clips_dir)),
@@ -68,7 +73,7 @@ def measure(plan: Plan, work: Path, name: str) -> dict[str, Any]:
     record["long_clip_memory"] = _long_clip_memory(plan, work)
     record["startup"] = report.summarize_startup([in_child("startup", {"pack": str(PACK_ROOT)})
                                                   for _ in range(plan.startup_runs)])
-    record["targets"] = report.targets(record)
+    record["targets"] = report.targets(record) + file_path.targets(record["file_path"]) + saves.targets(record["saves"])
     return record
 
 
@@ -120,10 +125,12 @@ def render(record: dict[str, Any]) -> str:
               "upload (the original as it is) at emulated uplinks; each job in a new process, the second deciding "
               "from the first's measurements:"),
              report.uplink_table(record["uplinks"]), report.uplink_summary(record["uplinks"]),
+             *file_path.render(record["file_path"]),
              ("Frames from a video node (float32 IMAGE) to MMAudio, Sonify (the proxy made from the frames, the frames "
               "returned) against the naive way (the frames encoded at full resolution, that file uploaded); each run in "
               "a new process:"),
              report.frames_table(record["frames"]),
+             *saves.render(record["saves"]),
              "Two remote nodes on one clip (MMAudio and Kling), as coroutines together against one after the other:",
              report.two_nodes_table(record["two_nodes"]),
              (f"A long clip ({record['long_clip']['clip']}) through MMAudio in windows, at once within "
