@@ -17,6 +17,7 @@ MODEL_NODES: dict[str, ModelSpec] = {
     "SonifySync3": catalog.SYNC_3,
     "SonifyKlingLipsync": catalog.KLING_LIPSYNC,
     "SonifyLatentSync": catalog.LATENTSYNC,
+    "SonifyHunyuanFoley": catalog.HUNYUAN_FOLEY,
 }
 
 # Node ids kept for saved workflows (they load and run as before) whose model a newer node offers with a provider

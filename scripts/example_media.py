@@ -88,6 +88,10 @@ TEMPLATES = {
         catalog.KLING_V2A, CLIP,
         cards.Card("EFFECTS + MUSIC", f"KLING - {WS}", cards.captioned("SFX=sound_effect_prompt", "MUSIC=bgm_prompt"),
                    cards.spectrum)),
+    "HunyuanVideo-Foley on Auto": Template(
+        catalog.HUNYUAN_FOLEY, CLIP,
+        cards.Card("HUNYUAN FOLEY", "FAL OR WAVESPEED - AUTO", cards.captioned("PROMPT=prompt"), cards.spectrum,
+                   cards.FAL)),
     "Lipsync a Video to a Voice": Template(
         catalog.SYNC_LIPSYNC, HEAD, cards.Card("LIPSYNC", f"SYNC LIPSYNC 1.9 - {WS}", cards.face, SOUND)),
     "Lipsync 2 on fal": Template(

@@ -2,7 +2,8 @@
 
 Everything that knows a model's parameters, ranges, limits or price reads them from here:
 validation, the ComfyUI node inputs, the command line and the emulator. A range is written once.
-Facts come from docs/providers.md (each with its source); a ModelSpec's parameter names are its provider's own.
+Facts come from docs/providers.md (each with its source); a ModelSpec's parameter names are its provider's own, except
+where a Param names the field it is sent as (`sent_as`: fal's Hunyuan `text_prompt`, shown as `prompt`).
 
 A model that runs on both providers is one ModelSpec (its "home" provider's, whose names the node and the command
 line show) with `offers`: the same model on the other provider, each an Offer that maps the shown names to that
@@ -78,6 +79,14 @@ class Param:
     # no -1 and draws one itself; fal LatentSync's loop_mode "default", which has no documented default).
     unsent: Any = None
     source_note: str = ""  # a sentence for the source inputs' tooltips: what this parameter makes the clip decide
+    # The provider's field where it differs from the name shown (HunyuanVideo-Foley's `text_prompt` on fal, shown as
+    # `prompt` like every other model's prompt and WaveSpeed's own name for it).
+    sent_as: str | None = None
+
+    @property
+    def field(self) -> str:
+        """The name this parameter goes under in the provider's request."""
+        return self.sent_as or self.name
 
     def range_text(self) -> str:
         if self.kind in ("int", "float"):
@@ -344,7 +353,7 @@ class ModelSpec:
         """The parameters as the provider expects them (media URLs are added by the pipeline)."""
         return {
             **dict(self.fixed),
-            **{p.name: params[p.name] for p in self.params
+            **{p.field: params[p.name] for p in self.params
                if (p.send_if_empty or params[p.name] != "") and not (p.unsent is not None and params[p.name] == p.unsent)},
         }
 
@@ -571,6 +580,64 @@ KLING_V2A = ModelSpec(
 )
 
 
+# Tencent's HunyuanVideo-Foley (Tencent-Hunyuan/HunyuanVideo-Foley at df7b005, hunyuanvideo_foley/constants.py): it
+# reads at most 15 s of a clip, dropping the frames after it silently (MAX_VIDEO_DURATION_SECONDS; from 1 s,
+# MIN_VIDEO_DURATION_SECONDS), so a longer clip is done in windows of up to 15 s; 48 kHz stereo
+# (DEFAULT_AUDIO_SAMPLE_RATE, DEFAULT_AUDIO_CHANNELS); guidance 1-10 and 10-100 steps; text cut to 77 tokens.
+HUNYUAN_READS = 15.0  # seconds of a clip the model reads
+
+
+HUNYUAN_WINDOW = Window(longest=HUNYUAN_READS, shortest=1.0)
+
+
+# WaveSpeed's (wavespeed.ai/docs/docs-api/wavespeed-ai/hunyuan-video-foley, its table read in a copy of the page):
+# video, prompt (optional) and seed (-1 random) only; no price on the page; its output's file type is not stated (the
+# result is decoded as audio whatever it is: a video with sound or the sound alone).
+HUNYUAN_FOLEY_WAVESPEED = ModelSpec(
+    key="hunyuan-foley-wavespeed",
+    provider="wavespeed",
+    model_id="wavespeed-ai/hunyuan-video-foley",
+    title="HunyuanVideo-Foley · WaveSpeed",
+    description="Foley for a silent clip from a prompt (Tencent's HunyuanVideo-Foley on WaveSpeed). 48 kHz.",
+    params=(
+        Param("prompt", "str", "", "What the sound should be (optional).", multiline=True, send_if_empty=False),
+        SEED,
+    ),
+    native_audio=(48000, 2),
+    window=HUNYUAN_WINDOW,
+    price=Price(note="not published on WaveSpeed's page for it; no estimate"),
+)
+
+
+# fal's (fal.ai/models/fal-ai/hunyuan-video-foley/llms.txt; FAL-JS `HunyuanVideoFoleyInput`, `HunyuanVideoFoleyOutput`
+# = {video: File}): text_prompt is required by its type, so an empty prompt is refused here before anything is sent
+# (what fal does with "" is not documented, and a refusal there may be billed); "$0.1 per 10 seconds", billed here by
+# started 10 s [guess: fal does not say how a part is rounded], which is never less than a per-second bill.
+HUNYUAN_FOLEY = ModelSpec(
+    key="hunyuan-foley",
+    provider="fal",
+    model_id="fal-ai/hunyuan-video-foley",
+    title="HunyuanVideo-Foley · fal",
+    description="Foley for a silent clip from a prompt (Tencent's HunyuanVideo-Foley on fal or WaveSpeed). 48 kHz. "
+                "negative_prompt, guidance_scale and num_inference_steps are fal's only.",
+    params=(
+        Param("prompt", "str", "", "What the sound should be, e.g. 'footsteps on frozen ice, a distant crow'. The "
+              "model reads about its first 77 tokens.", required=True, multiline=True, sent_as="text_prompt"),
+        Param("negative_prompt", "str", "noisy, harsh", "Sounds to avoid; empty asks for none.", multiline=True),
+        Param("guidance_scale", "float", 4.5, "How strongly the prompt steers the sound.", min=1, max=10, step=0.1),
+        # fal gives no range: the model's own (MIN_INFERENCE_STEPS, MAX_INFERENCE_STEPS)
+        Param("num_inference_steps", "int", 50, "Denoising steps: more is slower, not dearer.", min=10, max=100),
+        Param("seed", "int", -1, "Random seed; -1 lets the provider pick one. A fixed seed asks for the same result "
+              "again: the same job again reuses Sonify's stored result.", min=-1, max=INT32_MAX, seed=True, unsent=-1),
+    ),
+    video_field="video_url",
+    native_audio=(48000, 2),
+    window=HUNYUAN_WINDOW,
+    price=Price(0.1, "clip", step=10.0, unit=10.0),
+    offers=(Offer(HUNYUAN_FOLEY_WAVESPEED),),
+)
+
+
 SYNC_MODE = Param(
     "sync_mode", "choice", "cut_off",
     "When video and audio lengths differ: cut_off trims to the shorter, loop repeats the video, bounce plays it back "
@@ -724,7 +791,7 @@ LATENTSYNC = ModelSpec(
 
 # The command line's models (and the Fetch Result node's list), by key: each model once, under its home spec.
 MODELS: dict[str, ModelSpec] = {m.key: m for m in (MMAUDIO_V2, THINKSOUND, THINKSOUND_WAVESPEED, THINKSOUND_FAL, KLING_V2A,
-                                                   SYNC_LIPSYNC, SYNC_LIPSYNC_2, SYNC_LIPSYNC_2_PRO, SYNC_3,
+                                                   HUNYUAN_FOLEY, SYNC_LIPSYNC, SYNC_LIPSYNC_2, SYNC_LIPSYNC_2_PRO, SYNC_3,
                                                    KLING_LIPSYNC, LATENTSYNC)}
 
 

@@ -27,7 +27,7 @@ from sonify_devtools.emulator import Emulator
 
 REMOTE = ("SonifyMMAudioV2", "SonifyThinkSoundWaveSpeed", "SonifyThinkSoundFal", "SonifyKlingVideoToAudio",
           "SonifySyncLipsync", "SonifyFetchResult", "SonifyThinkSound", "SonifySyncLipsync2", "SonifySyncLipsync2Pro",
-          "SonifySync3", "SonifyKlingLipsync", "SonifyLatentSync")
+          "SonifySync3", "SonifyKlingLipsync", "SonifyLatentSync", "SonifyHunyuanFoley")
 
 
 def built(cls: type) -> tuple[type, Callable]:

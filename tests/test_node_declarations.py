@@ -34,6 +34,8 @@ CONTRACT = {
     "SonifyKlingLipsync": (["audio", "video", "images", "fps"], LIPSYNC_OUT),
     "SonifyLatentSync": (["audio", "guidance_scale", "seed", "loop_mode", "video", "images", "fps", "provider"],
                          LIPSYNC_OUT),
+    "SonifyHunyuanFoley": (["prompt", "negative_prompt", "guidance_scale", "num_inference_steps", "seed", "video",
+                            "images", "fps", "variations", *LOUDNESS, "provider"], ["audio", "video", "job"]),
     "SonifyMuxAudio": (["video", "audio", "mode", "audio_gain_db", "video_gain_db", *LOUDNESS], ["video"]),
     "SonifyFetchResult": (["provider", "model", "task_id", "video"], ["audio", "video", "job"]),
     "SonifyPickAudio": (["audio", "index", "best"], ["audio"]),

@@ -15,7 +15,7 @@ CATALOG_NODES = {
     "SonifyThinkSoundFal": "thinksound-fal", "SonifyKlingVideoToAudio": "kling-video-to-audio",
     "SonifySyncLipsync": "sync-lipsync", "SonifyThinkSound": "thinksound", "SonifySyncLipsync2": "sync-lipsync-2",
     "SonifySyncLipsync2Pro": "sync-lipsync-2-pro", "SonifySync3": "sync-3", "SonifyKlingLipsync": "kling-lipsync",
-    "SonifyLatentSync": "latentsync",
+    "SonifyLatentSync": "latentsync", "SonifyHunyuanFoley": "hunyuan-foley",
 }
 
 

@@ -96,15 +96,17 @@ def check_body(spec: ModelSpec, body: Any) -> tuple[dict[str, Any], dict[str, st
     for name, value in spec.fixed:  # a field of the request that picks the model version (sync's `model`)
         if values.pop(name, value) != value:
             raise invalid(name, f"this endpoint runs {value!r} (the emulator's other versions are other endpoints)")
-    unknown = sorted(set(values) - {p.name for p in spec.params})
+    unknown = sorted(set(values) - {p.field for p in spec.params})
     if unknown:
         raise invalid(unknown[0], "Extra inputs are not permitted", "extra_forbidden")
     params: dict[str, Any] = {}
-    for param in spec.params:
+    for param in spec.params:  # under the catalog's names (a field sent under another: Hunyuan's text_prompt)
+        if param.required and param.field not in values:  # a required field of fal's schema (FAL-JS: no `?`)
+            raise invalid(param.field, "Field required", "missing")
         try:
-            params[param.name] = param.check(values.get(param.name, param.default))
+            params[param.name] = param.check(values.get(param.field, param.default))
         except ValidationError as e:
-            raise invalid(param.name, str(e).removeprefix(f"{param.name}: ")) from None
+            raise invalid(param.field, str(e).removeprefix(f"{param.name}: ")) from None
     return params, media
 
 
@@ -450,6 +452,8 @@ class FalRoutes:
             "file_size": path.stat().st_size,
         }
         key = "video" if content_type.startswith("video/") else "audio"
+        if "prompt" not in task.spec.extra_outputs:  # FAL-JS output types: only ThinkSound's answer has a prompt
+            return {key: media}
         return {key: media, "prompt": task.params.get("prompt") or EMULATOR_PROMPT}
 
     def webhook_payload(self, task: Task) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import av
 import numpy as np
 
 from sonify import media
-from sonify.catalog import SYNC_LIPSYNC, ModelSpec
+from sonify.catalog import HUNYUAN_FOLEY, HUNYUAN_FOLEY_WAVESPEED, HUNYUAN_READS, SYNC_LIPSYNC, ModelSpec
 from sonify.errors import ValidationError
 from sonify.settings import EMULATOR_TITLE
 
@@ -34,6 +34,10 @@ METADATA = {"title": TITLE, "comment": "Made by the Sonify emulator, not by a ho
 MMAUDIO_LATENT = 1024  # MMAudio's length is rounded up to whole latents: it runs slightly long
 AUDIO_FORMATS = ("wav", "mp3", "flac", "m4a")
 SYNC_MODES = SYNC_LIPSYNC.param("sync_mode").choices
+# HunyuanVideo-Foley reads at most 15 s of a clip and drops the frames after it, silently (Tencent's code:
+# MAX_VIDEO_DURATION_SECONDS, get_frames_av), so its sound is no longer: on either provider [inference: neither
+# provider's page gives a length limit].
+READS_AT_MOST = {spec.model_id: HUNYUAN_READS for spec in (HUNYUAN_FOLEY, HUNYUAN_FOLEY_WAVESPEED)}
 
 _GRAY_WIDTH = 64  # motion is measured on a small grayscale picture
 # The least mean absolute difference (0..1) that counts as full motion: a still, slightly noisy clip stays
@@ -97,7 +101,10 @@ def _video_to_audio(spec: ModelSpec, params: dict[str, Any], video_path: str, ou
 
 def _output_samples(spec: ModelSpec, params: dict[str, Any], video_seconds: Fraction, rate: int) -> int:
     """MMAudio: params["duration"] seconds (0 or missing: the video's length), rounded up to whole
-    1024-sample latents like the real model. Other models: exactly the video's length."""
+    1024-sample latents like the real model. HunyuanVideo-Foley: the video's length, at most what it reads. Other
+    models: exactly the video's length."""
+    if spec.model_id in READS_AT_MOST:
+        return max(1, round(min(video_seconds, Fraction(str(READS_AT_MOST[spec.model_id]))) * rate))
     if spec.key != "mmaudio-v2":
         return max(1, round(video_seconds * rate))
     seconds = Fraction(str(params.get("duration") or 0)) or video_seconds

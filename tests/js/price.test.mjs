@@ -65,6 +65,13 @@ const CASES = {
   SonifySyncLipsync2Pro: [[{}, "price not published"]],
   SonifySync3: [[{ provider: "fal" }, "$8.000/min of clip"]],
   SonifyKlingLipsync: [[{}, "$0.014/s of clip, 5 s steps"]],
+  // fal's "$0.1 per 10 seconds", by started 10 s; WaveSpeed publishes none
+  SonifyHunyuanFoley: [
+    [{ provider: "auto", variations: 1 }, "fal $0.100/10 s of clip · WaveSpeed price not published"],
+    [{ provider: "auto", variations: 3 }, "fal $0.100/10 s of clip · WaveSpeed price not published × 3 takes"],
+    [{ provider: "fal, then wavespeed", variations: 2 }, "$0.100/10 s of clip × 2 takes"],
+    [{ provider: "wavespeed", variations: 2 }, "price not published"],
+  ],
   SonifyLatentSync: [
     [{ provider: "fal" }, "$0.005/s of clip, at least $0.200"],
     [{ provider: "wavespeed" }, "$0.150/5 s of clip"],
