@@ -60,7 +60,7 @@ class Budget:
 
 def read(settings: Settings, saved: Mapping[str, float | None] | None = None) -> Budget:
     """The budget: each limit from `settings` (the environment's), else from `saved` (the settings section's); the
-    per-job limit is $5 (settings.MAX_USD) when neither sets it, the others no limit."""
+    per-job limit is $5 (MAX_USD) when neither sets it, the others no limit."""
     values: dict[str, float | None] = {}
     sources: dict[str, str] = {}
     for name in SETTINGS:

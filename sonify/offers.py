@@ -104,8 +104,8 @@ def check_choice(spec: ModelSpec, asked: Any) -> list[str]:
 def plan(spec: ModelSpec, asked: str, params: dict[str, Any], seconds: Callable[[], float], settings: Settings,
          keys: bool = True) -> ProviderChoice:
     """What a run of `spec` with `params` tries under `settings` (see the module docstring). `seconds()`: the clip's
-    length, asked only when prices decide. `keys=False`: the keys are elsewhere (a Temporal batch's workers), so none is looked
-    for here. Raises (before anything is sent) when no provider can run it: the first's reason."""
+    length, asked only when prices decide. `keys=False`: the keys are elsewhere (a Temporal batch's workers), so none
+    is looked for here. Raises (before anything is sent) when no provider can run it: the first's reason."""
     named = check_choice(spec, asked)
     result = ProviderChoice(asked, [])
     usable: list[tuple[ModelSpec, dict[str, Any]]] = []
