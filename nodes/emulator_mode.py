@@ -4,7 +4,7 @@ providers, switched on by the Settings dialog (POST /sonify/emulator) or SONIFY_
 It runs as a child process of ComfyUI (started from the pack's folder): the dev tools
 import the engine as the top-level `sonify`, which inside ComfyUI's process is not this pack's engine (the
 pack is loaded under its folder's name and must never be put on sys.path). It gets fresh keys of its own
-and an environment without the real ones; while it runs, config.emulator points every job at it.
+and an environment without the real ones; while it runs, settings.emulator points every job at it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..sonify.errors import ConfigurationError
 
 log = logging.getLogger("sonify")
 
-ENV = "SONIFY_EMULATOR"
+ENV = settings.EMULATOR_ENV
 PACK = Path(__file__).resolve().parents[1]
 START_SECONDS = 60.0  # its first start imports PyAV and numpy in a new interpreter
 MODEL_SECONDS = "1.5"  # each job's time at the emulator: long enough to see the progress text
@@ -42,7 +42,12 @@ _process: subprocess.Popen | None = None
 
 
 def from_environment() -> bool:
-    return settings.text(ENV) == "1"
+    """SONIFY_EMULATOR=1; False while a setting is bad (ComfyUI still loads the pack, and each run says what is
+    wrong before anything is sent)."""
+    try:
+        return settings.current().emulator_asked
+    except ConfigurationError:
+        return False
 
 
 def is_on() -> bool:

@@ -86,12 +86,21 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def _allowed_hosts() -> frozenset[str]:
+    """SONIFY_ALLOWED_HOSTS; none while a setting is bad (a request is then judged by this machine's own names, and
+    the handler it reaches says what is wrong)."""
+    try:
+        return settings.current().allowed_hosts
+    except ConfigurationError:
+        return frozenset()
+
+
 def guarded(handler: Handler) -> Handler:
     """The handler behind the host and origin checks, and with the engine's errors as JSON (redacted)."""
 
     async def guard(request: web.Request) -> web.StreamResponse:
         host = request.headers.get("Host")
-        if not own_host(host, comfy.listen_addresses(), settings.allowed_hosts()):
+        if not own_host(host, comfy.listen_addresses(), _allowed_hosts()):
             log.warning("refused a %s request to %s for the host %r, not this server's (%s allows a name)",
                         request.method, request.path, (host or "")[:100], settings.ALLOWED_HOSTS_ENV)
             return web.json_response({"error": "refused: the request names a host that is not this server "
@@ -149,12 +158,13 @@ def _check(provider: str) -> dict[str, Any]:
     key_store.status(provider)  # the provider named checked first (a ValidationError)
     emulated = settings.emulator is not None
     try:
+        now = settings.current()
         found = settings.find_key(provider)
         if found is None and emulated:
             return {"ok": True, "message": EMULATOR_NOTE, "balance_usd": None, "emulator": True}
         if found is None:
             raise ConfigurationError(settings.missing_key_message(provider))
-        client = providers.make(provider, found[0], settings.real_bases(provider))
+        client = providers.make(provider, found[0], now.real_bases(provider))
         checked = client.check_key(Waiter(), CHECK_TIMEOUT)
     except ProviderError as exc:
         refused = exc.status in (401, 403)
@@ -215,7 +225,7 @@ def _balance(provider: str) -> dict[str, Any]:
         found = settings.find_key(provider)
         if found is None:
             return {"balance_usd": None, "message": "no key"}
-        client = providers.make(provider, found[0], settings.real_bases(provider))
+        client = providers.make(provider, found[0], settings.current().real_bases(provider))
         balance = client.balance(Waiter(), CHECK_TIMEOUT)
     except (SonifyError, OSError) as exc:
         return {"balance_usd": None, "message": redact(f"could not read it: {exc}")}

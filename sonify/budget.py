@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from . import settings as config
 from .errors import BudgetExceeded, ConfigurationError
+from .settings import Settings
 
 JOB, RUN, DAY, MONTH = config.MAX_USD_ENV, config.MAX_USD_RUN_ENV, config.MAX_USD_DAY_ENV, config.MAX_USD_MONTH_ENV
 FLOOR = config.MIN_BALANCE_ENV
@@ -57,15 +58,15 @@ class Budget:
         return [name for name in (RUN, DAY, MONTH) if self[name] is not None]
 
 
-def read(saved: Mapping[str, float | None] | None = None) -> Budget:
-    """The budget: each setting from the environment (read in settings.py), else from `saved` (the settings
-    section's); the per-job limit is $5 (settings.MAX_USD) when neither sets it, the others no limit."""
+def read(settings: Settings, saved: Mapping[str, float | None] | None = None) -> Budget:
+    """The budget: each limit from `settings` (the environment's), else from `saved` (the settings section's); the
+    per-job limit is $5 (MAX_USD) when neither sets it, the others no limit."""
     values: dict[str, float | None] = {}
     sources: dict[str, str] = {}
     for name in SETTINGS:
-        if config.text(name):
-            values[name] = config.max_usd_per_job() if name == JOB else config.spend_limit(name)
-            sources[name] = "environment"
+        given = settings.spend_limit(name)
+        if given is not None:
+            values[name], sources[name] = given, "environment"
         elif saved and saved.get(name) is not None:
             values[name], sources[name] = parse(name, saved[name]), "settings"
         else:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ValidationError
-from .settings import MAX_CLIP_ENV, max_clip_seconds
+from .settings import MAX_CLIP_ENV
 
 INT32_MAX = 2147483647
 
@@ -302,7 +302,7 @@ class ModelSpec:
     max_seconds: float | None = None
     window: Window | None = None  # video-to-audio: a longer clip is done in windows (max_seconds then bounds a job)
     # The longest clip (and voice) Sonify takes for the model in one run, in seconds; SONIFY_MAX_CLIP_SECONDS
-    # (config.max_clip_seconds) lowers it. For a model done in windows it bounds how many paid jobs a run makes.
+    # (Settings.max_clip_seconds) lowers it. For a model done in windows it bounds how many paid jobs a run makes.
     longest_clip: float = 600.0
     price: Price = field(default_factory=Price)
     licence_note: str = ""
@@ -392,10 +392,9 @@ class ModelSpec:
             )
 
 
-    def check_length(self, seconds: float, name: str = "video") -> None:
-        """A run's clip (or voice: `name` "audio") within longest_clip and the SONIFY_MAX_CLIP_SECONDS setting,
-        before anything is sent or encoded."""
-        setting = max_clip_seconds()
+    def check_length(self, seconds: float, setting: float, name: str = "video") -> None:
+        """A run's clip (or voice: `name` "audio") within longest_clip and `setting` (SONIFY_MAX_CLIP_SECONDS:
+        Settings.max_clip_seconds), before anything is sent or encoded."""
         if seconds <= min(setting, self.longest_clip):
             return
         if setting < self.longest_clip:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import settings
 from .catalog import PROVIDER_CHOICES, PROVIDER_TITLES, ModelSpec, Offer, on_provider
 from .errors import ConfigurationError, SonifyError, ValidationError
+from .settings import PROVIDER_ORDER_ENV, Settings, client_settings
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,11 @@ def check_choice(spec: ModelSpec, asked: Any) -> list[str]:
     return named
 
 
-def plan(spec: ModelSpec, asked: str, params: dict[str, Any], seconds: Callable[[], float],
+def plan(spec: ModelSpec, asked: str, params: dict[str, Any], seconds: Callable[[], float], settings: Settings,
          keys: bool = True) -> ProviderChoice:
-    """What a run of `spec` with `params` tries (see the module docstring). `seconds()`: the clip's length, asked
-    only when prices decide. `keys=False`: the keys are elsewhere (a Temporal batch's workers), so none is looked
-    for here. Raises (before anything is sent) when no provider can run it: the first's reason."""
+    """What a run of `spec` with `params` tries under `settings` (see the module docstring). `seconds()`: the clip's
+    length, asked only when prices decide. `keys=False`: the keys are elsewhere (a Temporal batch's workers), so none
+    is looked for here. Raises (before anything is sent) when no provider can run it: the first's reason."""
     named = check_choice(spec, asked)
     result = ProviderChoice(asked, [])
     usable: list[tuple[ModelSpec, dict[str, Any]]] = []
@@ -115,7 +115,7 @@ def plan(spec: ModelSpec, asked: str, params: dict[str, Any], seconds: Callable[
         try:
             checked = translate(spec, target, params)
             if len(named) > 1 and keys:
-                _key_of(provider)  # a provider to choose among must have a key
+                _key_of(provider, settings)  # a provider to choose among must have a key
         except (ValidationError, ConfigurationError) as exc:
             if len(named) == 1:
                 raise
@@ -125,18 +125,18 @@ def plan(spec: ModelSpec, asked: str, params: dict[str, Any], seconds: Callable[
         usable.append((target, checked))
     if not usable:
         raise first_error  # every provider passed: the first one's reason
-    ordered, why = _order(usable, asked, seconds) if asked == "auto" and len(usable) > 1 else (usable, _why_one(asked, named, usable))
+    ordered, why = _order(usable, asked, seconds, settings.provider_order) if asked == "auto" and len(usable) > 1 else (usable, _why_one(asked, named, usable))
     result.attempts = [Attempt(target, checked, why if i == 0 else "the next provider, used only if the ones before "
                                                                     "failed before any task existed")
                        for i, (target, checked) in enumerate(ordered)]
     return result
 
 
-def _key_of(provider: str) -> None:
+def _key_of(provider: str, settings: Settings) -> None:
     """ConfigurationError when `provider` has no usable key; a key file that cannot be read (its state folder
     unusable) counts as none — a run there would say so itself."""
     try:
-        settings.client_settings(provider)
+        client_settings(provider, settings)
     except OSError as exc:
         raise ConfigurationError(f"no {provider} key could be read ({exc})") from None
 
@@ -153,13 +153,12 @@ def _why_one(asked: str, named: list[str], usable: list[tuple[ModelSpec, dict[st
     return "chosen" if len(named) == 1 or usable[0][0].provider == named[0] else "the first chosen could not run it"
 
 
-def _order(usable: list[tuple[ModelSpec, dict[str, Any]]], asked: str,
-           seconds: Callable[[], float]) -> tuple[list[tuple[ModelSpec, dict[str, Any]]], str]:
-    """auto among several: SONIFY_PROVIDER_ORDER's order, else the cheaper for this clip first (stable)."""
-    order = settings.provider_order()
+def _order(usable: list[tuple[ModelSpec, dict[str, Any]]], asked: str, seconds: Callable[[], float],
+           order: tuple[str, ...]) -> tuple[list[tuple[ModelSpec, dict[str, Any]]], str]:
+    """auto among several: `order`'s (SONIFY_PROVIDER_ORDER), else the cheaper for this clip first (stable)."""
     if order:
         ranked = sorted(usable, key=lambda u: order.index(u[0].provider) if u[0].provider in order else len(order))
-        return ranked, f"first in {settings.PROVIDER_ORDER_ENV}"
+        return ranked, f"first in {PROVIDER_ORDER_ENV}"
     clip = seconds()
     costs = {target.provider: target.price(target.resolve(checked, clip), clip) for target, checked in usable}
     ranked = sorted(usable, key=lambda u: float("inf") if costs[u[0].provider] is None else costs[u[0].provider])

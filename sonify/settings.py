@@ -1,17 +1,26 @@
-"""Where state lives, where keys come from, and which provider URLs are allowed.
+"""Every setting, read and checked once; where state lives, where keys come from, which provider URLs are allowed.
 
-Keys come from the environment or a key file in the state folder, never from a widget: a
-widget value is saved into every shared workflow and every saved file's metadata.
+`Settings` holds every SONIFY_* variable, each parsed into its field by `Settings.from_environ`, which checks them
+all at once: the first bad one is a ConfigurationError naming it and its form. `current()` is the snapshot of this
+process's environment (and of what the ComfyUI adapter set: its user folder, emulator mode); a run takes it once at
+its start and reads only it (RunContext.settings), so a variable changed meanwhile changes the next run, never half
+of this one.
+
+Keys are not settings: they come from the environment or a key file in the state folder when a client is built
+(client_settings), never from a widget: a widget value is saved into every shared workflow and every saved file's
+metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import math
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -71,6 +80,18 @@ LIMITS_ENV = {"wavespeed": "SONIFY_WAVESPEED_LIMITS", "fal": "SONIFY_FAL_LIMITS"
 LIMITS_FORM = "AT_ONCE or AT_ONCE,STARTS/SECONDS (e.g. 2,2/60: 2 jobs at once, 2 starts in any 60 s)"
 
 
+MAX_USD_ENV = "SONIFY_MAX_USD_PER_JOB"
+
+
+MAX_USD = 5.0  # the estimate above which a node run (or a batch's clip) is refused until the setting is raised
+
+
+# The spend caps over the ledger and the balance floor (sonify/budget.py checks them): unset means no limit.
+MAX_USD_RUN_ENV, MAX_USD_DAY_ENV = "SONIFY_MAX_USD_PER_RUN", "SONIFY_MAX_USD_PER_DAY"
+MAX_USD_MONTH_ENV, MIN_BALANCE_ENV = "SONIFY_MAX_USD_PER_MONTH", "SONIFY_MIN_BALANCE_USD"
+DOLLARS = "a number of US dollars, 0 or more (e.g. 5 or 0.50), or unset for no limit"
+
+
 UPLOAD_TTL_ENV = "SONIFY_UPLOAD_TTL_HOURS"
 
 
@@ -83,16 +104,46 @@ MAX_CLIP_ENV = "SONIFY_MAX_CLIP_SECONDS"
 MAX_CLIP_SECONDS = 600.0  # ten minutes of clip (or voice) a run takes: MMAudio's 21 windows, Kling's 32
 
 
-MAX_USD_ENV = "SONIFY_MAX_USD_PER_JOB"
+EMULATOR_ENV = "SONIFY_EMULATOR"
 
 
-MAX_USD = 5.0  # the estimate above which a node run (or a batch's clip) is refused until the setting is raised
+PUBLIC_URL_ENV = "SONIFY_PUBLIC_URL"
 
 
-# The spend caps over the ledger and the balance floor (sonify/budget.py checks them): unset means no limit.
-MAX_USD_RUN_ENV, MAX_USD_DAY_ENV = "SONIFY_MAX_USD_PER_RUN", "SONIFY_MAX_USD_PER_DAY"
-MAX_USD_MONTH_ENV, MIN_BALANCE_ENV = "SONIFY_MAX_USD_PER_MONTH", "SONIFY_MIN_BALANCE_USD"
-DOLLARS = "a number of US dollars, 0 or more (e.g. 5 or 0.50), or unset for no limit"
+WEBHOOK_LISTEN_ENV = "SONIFY_WEBHOOK_LISTEN"
+
+
+DEFAULT_LISTEN = "127.0.0.1:8189"  # beside ComfyUI's 8188
+
+
+WEBHOOK_SECONDS_ENV = "SONIFY_WEBHOOK_SECONDS"
+
+
+WEBHOOK_THREADS_ENV = "SONIFY_WEBHOOK_THREADS"
+
+
+KEY_ANSWER_KB_ENV = "SONIFY_WEBHOOK_KEYS_MAX_KB"
+
+
+JWKS_MAX_KEYS_ENV = "SONIFY_FAL_JWKS_MAX_KEYS"
+
+
+PROVIDER_ORDER_ENV = "SONIFY_PROVIDER_ORDER"
+
+
+TRANSFER_SECONDS = 120.0  # every request, upload and download gets this long (SONIFY_TRANSFER_TIMEOUT) ...
+
+
+AAC_KBPS_ENV = "SONIFY_AAC_KBPS"
+
+
+AAC_KBPS = (32, 256)  # kbit/s a channel: FFmpeg's AAC encoder goes no higher than about 256 a channel at 44.1 kHz
+
+
+SILENCE_ENV = "SONIFY_SILENCE_DBFS"
+
+
+SILENCE_DBFS = (-120.0, -20.0)
 
 
 @dataclass(frozen=True)
@@ -121,6 +172,9 @@ WAVESPEED_TIERS = {
 # fal: "New accounts start at 2 concurrent requests" and requests past it are queued, "never rejected"
 # (https://fal.ai/docs/documentation/model-apis/faq, .../model-apis/concurrency-limits); no start rate.
 FAL_DEFAULT = Limits(2, name="a new fal account's")
+
+
+STATE_DIR_ENV = "SONIFY_STATE_DIR"
 
 
 # Set by the ComfyUI adapter to ComfyUI's user folder; the command line leaves it unset.
@@ -156,11 +210,12 @@ class UnsafeState(OSError):
 
 
 def state_dir() -> Path:
-    """The folder for the journal, caches and the optional key file: created, or made, private (mode 700:
-    the key file and paid results live here, and nobody else may plant links in it)."""
-    env = os.environ.get("SONIFY_STATE_DIR")
-    path = Path(env) if env else (host_state_dir or Path.home() / ".cache" / "sonify")
-    return private_folder(path, "Sonify's state folder", hint="set SONIFY_STATE_DIR to a folder of its own")
+    """The folder for the journal, caches and the optional key file (current().state_folder): created, or made,
+    private (mode 700: the key file and paid results live here, and nobody else may plant links in it). Read from
+    current() where it is used, not from a run's snapshot: the journal is opened by every step of a run, through
+    many calls that carry no run."""
+    return private_folder(current().state_folder, "Sonify's state folder",
+                          hint=f"set {STATE_DIR_ENV} to a folder of its own")
 
 
 def private_folder(path: Path, what: str, *, hint: str, links: bool = True) -> Path:
@@ -193,19 +248,316 @@ def refuse_links(*paths: Path | str) -> None:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """Every setting of one moment, each read and checked once (`from_environ`); a run reads only the one it took
+    at its start (`current()`). Keys are not here (see client_settings)."""
+
+    state_folder: Path  # SONIFY_STATE_DIR, else ComfyUI's user folder (host_state_dir), else ~/.cache/sonify
+    state_folder_set: bool  # SONIFY_STATE_DIR chose it
+    emulator_asked: bool  # SONIFY_EMULATOR=1: ComfyUI starts in emulator mode
+    wavespeed_url: str  # the providers' base URLs (SONIFY_*_URL, else DEFAULT_URLS), checked (check_base_url)
+    fal_queue_url: str
+    fal_rest_url: str
+    fal_api_url: str
+    fal_cdn_url: str
+    fal_jwks: tuple[str, ...]  # SONIFY_FAL_JWKS_URL (several: spaces between), else the documented URL and FAL_JWKS_FALLBACK
+    allowed_hosts: frozenset[str]  # SONIFY_ALLOWED_HOSTS, lower case
+    wavespeed_limits: Limits | None  # SONIFY_WAVESPEED_LIMITS or SONIFY_WAVESPEED_TIER; None: unset (see limits())
+    fal_limits: Limits | None  # SONIFY_FAL_LIMITS
+    upload_ttl_seconds: int  # SONIFY_UPLOAD_TTL_HOURS, at least a minute (fal takes 0 as "never expire")
+    max_clip_seconds: float  # SONIFY_MAX_CLIP_SECONDS
+    max_usd_per_job: float | None  # SONIFY_MAX_USD_PER_JOB, above 0; None: unset (budget.read: saved, else MAX_USD)
+    max_usd_per_run: float | None  # the spend caps and the floor, 0 or more; None: unset
+    max_usd_per_day: float | None
+    max_usd_per_month: float | None
+    min_balance_usd: float | None
+    public_url: str | None  # SONIFY_PUBLIC_URL without a trailing slash; None: webhooks off
+    webhook_listen: tuple[str, int]  # SONIFY_WEBHOOK_LISTEN as (host, port); port 0 takes any free one
+    webhook_seconds: float  # SONIFY_WEBHOOK_SECONDS
+    webhook_threads: int  # SONIFY_WEBHOOK_THREADS
+    key_answer_max_bytes: int  # SONIFY_WEBHOOK_KEYS_MAX_KB, in bytes
+    jwks_max_keys: int  # SONIFY_FAL_JWKS_MAX_KEYS
+    provider_order: tuple[str, ...]  # SONIFY_PROVIDER_ORDER; () when unset
+    transfer_seconds: float  # SONIFY_TRANSFER_TIMEOUT: each request's allowance beside its size (net.watch.MIN_RATE)
+    max_download_bytes: int  # SONIFY_MAX_DOWNLOAD_MB, in bytes
+    max_decode_bytes: int  # SONIFY_MAX_DECODE_MB, in bytes
+    queue_seconds: float  # SONIFY_QUEUE_TIMEOUT: a job's wait in the queue, its turn at the account included
+    run_seconds: float  # SONIFY_RUN_TIMEOUT: a job's time once started
+    aac_kbps: int  # SONIFY_AAC_KBPS: kbit/s a channel of the AAC Sonify encodes
+    silence_dbfs: float  # SONIFY_SILENCE_DBFS: below this, a take's sound counts as silent
+    # What the ComfyUI adapter set beside the environment (the module's `emulator` and `emulator_failure`), taken
+    # into the snapshot by current(): a run reads emulator mode once too. Its keys are the emulator's own.
+    emulator: LocalEmulator | None = field(default=None, repr=False)
+    emulator_failure: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, host_folder: Path | None = None) -> Settings:
+        """Every SONIFY_* variable of `environ` read and checked, in one go: the first that is not of its form is a
+        ConfigurationError naming it and the form. `host_folder`: the state folder when SONIFY_STATE_DIR is unset."""
+        read = _Reader(environ)
+        folder = environ.get(STATE_DIR_ENV)
+        urls = {name: read.base_url(name) for name in URL_ENV if name != "fal_jwks"}
+        return cls(
+            state_folder=Path(folder) if folder else (host_folder or Path.home() / ".cache" / "sonify"),
+            state_folder_set=bool(folder),
+            emulator_asked=read.text(EMULATOR_ENV) == "1",
+            wavespeed_url=urls["wavespeed"], fal_queue_url=urls["fal_queue"], fal_rest_url=urls["fal_rest"],
+            fal_api_url=urls["fal_api"], fal_cdn_url=urls["fal_cdn"],
+            fal_jwks=read.jwks_urls(),
+            allowed_hosts=frozenset(name.strip().rstrip(".").lower()
+                                    for name in read.text(ALLOWED_HOSTS_ENV).split(",") if name.strip()),
+            wavespeed_limits=read.limits("wavespeed"),
+            fal_limits=read.limits("fal"),
+            upload_ttl_seconds=max(60, round(read.positive(UPLOAD_TTL_ENV, UPLOAD_TTL_HOURS, "a number of hours") * 3600)),
+            max_clip_seconds=read.positive(MAX_CLIP_ENV, MAX_CLIP_SECONDS, "a number of seconds"),
+            max_usd_per_job=read.positive(MAX_USD_ENV, None, "a number of US dollars"),
+            max_usd_per_run=dollars(MAX_USD_RUN_ENV, read.text(MAX_USD_RUN_ENV)),
+            max_usd_per_day=dollars(MAX_USD_DAY_ENV, read.text(MAX_USD_DAY_ENV)),
+            max_usd_per_month=dollars(MAX_USD_MONTH_ENV, read.text(MAX_USD_MONTH_ENV)),
+            min_balance_usd=dollars(MIN_BALANCE_ENV, read.text(MIN_BALANCE_ENV)),
+            public_url=read.public_url(),
+            webhook_listen=read.listen(),
+            webhook_seconds=read.positive(WEBHOOK_SECONDS_ENV, 10.0, "a number of seconds"),
+            webhook_threads=int(read.positive(WEBHOOK_THREADS_ENV, 16, "a whole number of connections", whole=True)),
+            key_answer_max_bytes=int(read.positive(KEY_ANSWER_KB_ENV, 64, "a whole number of KiB", whole=True)) * 1024,
+            jwks_max_keys=int(read.positive(JWKS_MAX_KEYS_ENV, 16, "a whole number of keys", whole=True)),
+            provider_order=read.provider_order(),
+            transfer_seconds=read.positive("SONIFY_TRANSFER_TIMEOUT", TRANSFER_SECONDS, "a number of seconds"),
+            max_download_bytes=int(read.positive("SONIFY_MAX_DOWNLOAD_MB", 500, "a number of MiB") * (1 << 20)),
+            max_decode_bytes=int(read.positive("SONIFY_MAX_DECODE_MB", 8192, "a number of MiB") * (1 << 20)),
+            queue_seconds=read.positive("SONIFY_QUEUE_TIMEOUT", 900.0, "a number of seconds"),
+            run_seconds=read.positive("SONIFY_RUN_TIMEOUT", 1800.0, "a number of seconds"),
+            aac_kbps=read.aac_kbps(),
+            silence_dbfs=read.silence_dbfs(),
+        )
+
+    def spend_limit(self, env: str) -> float | None:
+        """A spend setting by its variable's name (budget.SETTINGS): its value, None when unset."""
+        return {MAX_USD_ENV: self.max_usd_per_job, MAX_USD_RUN_ENV: self.max_usd_per_run,
+                MAX_USD_DAY_ENV: self.max_usd_per_day, MAX_USD_MONTH_ENV: self.max_usd_per_month,
+                MIN_BALANCE_ENV: self.min_balance_usd}[env]
+
+    def limits(self, provider: str, api_url: str) -> Limits | None:
+        """What the account behind `provider`'s key allows (see Limits): SONIFY_WAVESPEED_LIMITS / SONIFY_FAL_LIMITS
+        when set, else SONIFY_WAVESPEED_TIER (WaveSpeed), else the provider's documented default for a new account.
+        None (no pacing) when its API (`api_url`, where jobs are sent) is on this machine — Sonify's emulator, a
+        local proxy — unless a variable says otherwise: it has no account level."""
+        given = self.wavespeed_limits if provider == "wavespeed" else self.fal_limits
+        if given is not None:
+            return given
+        if is_loopback(urlsplit(api_url).hostname):
+            return None
+        return WAVESPEED_TIERS["bronze"] if provider == "wavespeed" else FAL_DEFAULT
+
+    def url(self, name: str) -> str:
+        """The provider's own base URL `name` (a DEFAULT_URLS key but fal_jwks), or the one set in the environment,
+        emulator mode or not: where a real key is checked."""
+        return getattr(self, f"{name}_url")
+
+    def base_url(self, name: str) -> str:
+        """A provider base URL: the emulator's in emulator mode, else url(name)."""
+        return _emulator_url(self.emulator, name) if self.emulator is not None else self.url(name)
+
+    def fal_jwks_urls(self) -> tuple[str, ...]:
+        """Where fal's webhook key set is fetched from, in order (fal_jwks); in emulator mode the emulator's own."""
+        return (_emulator_url(self.emulator, "fal_jwks"),) if self.emulator is not None else self.fal_jwks
+
+    def real_bases(self, provider: str) -> tuple[str, ...]:
+        """The provider's own API base URLs (or those set in the environment; API_BASES order), emulator mode or
+        not. ConfigurationError, before any request, when some are on this machine and others are not: a job
+        would be submitted (and paid) on one side, and its result refused as a URL of the other."""
+        names = API_BASES[provider]
+        urls = tuple(self.url(name) for name in names)
+        here = {name: is_loopback(urlsplit(url).hostname) for name, url in zip(names, urls) if name not in KEYLESS_BASES}
+        names = tuple(here)
+        if len(set(here.values())) > 1:
+            local = self._named_urls([n for n in names if here[n]])
+            remote = self._named_urls([n for n in names if not here[n]])
+            raise ConfigurationError(f"{local} on this machine, but {remote} elsewhere: {provider}'s API URLs must "
+                                     "all be on this machine (the emulator, a local proxy) or all elsewhere; nothing "
+                                     "was sent")
+        return urls
+
+    def _named_urls(self, names: list[str]) -> str:
+        """e.g. "SONIFY_FAL_API_URL (https://api.fal.ai, the default)"."""
+        return ", ".join(f"{URL_ENV[name]} ({self.url(name)}{', the default' if self.url(name) == DEFAULT_URLS[name] else ''})"
+                         for name in names)
+
+
+class _Reader:
+    """One environment's SONIFY_* variables, each parsed into its form or refused by name (ConfigurationError)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, env: str) -> str:
+        """A setting's raw text ("" when unset)."""
+        return self.environ.get(env, "").strip()
+
+    def positive(self, env: str, default: float | None, what: str, *, whole: bool = False) -> float | None:
+        """`env` as a number above 0 (`default` when it is unset)."""
+        text = self.text(env)
+        if not text:
+            return default
+        try:
+            value = float(int(text)) if whole else float(text)
+        except (ValueError, OverflowError):  # not a number, or too large for one
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise ConfigurationError(f"{env} must be {what} above 0 (got {text[:40]!r})")
+        return value
+
+    def base_url(self, name: str) -> str:
+        url = self.text(URL_ENV[name]) or DEFAULT_URLS[name]
+        check_base_url(url, URL_ENV[name])
+        return url.rstrip("/")
+
+    def jwks_urls(self) -> tuple[str, ...]:
+        env = URL_ENV["fal_jwks"]
+        urls = self.environ.get(env, "").split() or [DEFAULT_URLS["fal_jwks"], FAL_JWKS_FALLBACK]
+        for url in urls:
+            check_url(url, env)
+        return tuple(url.rstrip("/") for url in urls)
+
+    def limits(self, provider: str) -> Limits | None:
+        """SONIFY_WAVESPEED_LIMITS / SONIFY_FAL_LIMITS, else SONIFY_WAVESPEED_TIER; None when neither is set."""
+        limits_env, tier_env = LIMITS_ENV[provider], TIER_ENV.get(provider)
+        given = self.text(limits_env)
+        tier = self.text(tier_env).lower() if tier_env else ""
+        if given and tier:
+            raise ConfigurationError(f"set {tier_env} or {limits_env}, not both (got {tier!r} and {given!r})")
+        if given:
+            return _parsed_limits(limits_env, given)
+        if tier:
+            if tier not in WAVESPEED_TIERS:
+                raise ConfigurationError(f"{tier_env} must be one of {'|'.join(WAVESPEED_TIERS)} (your account level "
+                                         f"on wavespeed.ai), got {tier!r}")
+            return WAVESPEED_TIERS[tier]
+        return None
+
+    def public_url(self) -> str | None:
+        """https, or http to this machine only (a delivery carries no secret, but a plain-http hop on the internet
+        could be read and replayed); no user name or password: it is logged and sent to the providers."""
+        url = self.text(PUBLIC_URL_ENV)
+        if not url:
+            return None
+        check_base_url(url, PUBLIC_URL_ENV)
+        return url.rstrip("/")
+
+    def listen(self) -> tuple[str, int]:
+        text = self.text(WEBHOOK_LISTEN_ENV) or DEFAULT_LISTEN
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigurationError(f"{WEBHOOK_LISTEN_ENV} must be host:port, e.g. {DEFAULT_LISTEN} (got {text!r})")
+        return host, int(port)
+
+    def provider_order(self) -> tuple[str, ...]:
+        """e.g. "fal,wavespeed": the order `provider` auto tries the providers in when both can run a job."""
+        raw = self.text(PROVIDER_ORDER_ENV)
+        if not raw:
+            return ()
+        names = [word.strip().lower() for word in raw.split(",") if word.strip()]
+        if any(n not in KEY_ENV for n in names) or len(set(names)) != len(names):
+            raise ConfigurationError(f"{PROVIDER_ORDER_ENV} must name providers ({', '.join(KEY_ENV)}) once each, "
+                                     f"separated by commas, e.g. fal,wavespeed; got {raw!r}")
+        return tuple(names)
+
+    def aac_kbps(self) -> int:
+        value = self.positive(AAC_KBPS_ENV, 96, "a whole number of kbit/s a channel", whole=True)
+        if not AAC_KBPS[0] <= value <= AAC_KBPS[1]:
+            raise ConfigurationError(f"{AAC_KBPS_ENV} must be from {AAC_KBPS[0]} to {AAC_KBPS[1]} kbit/s a channel "
+                                     f"(got {value:g})")
+        return int(value)
+
+    def silence_dbfs(self) -> float:
+        raw = self.text(SILENCE_ENV)
+        if not raw:
+            return -60.0
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not SILENCE_DBFS[0] <= value <= SILENCE_DBFS[1]:
+            raise ConfigurationError(f"{SILENCE_ENV} must be a number of dBFS from {SILENCE_DBFS[0]:g} to "
+                                     f"{SILENCE_DBFS[1]:g} (got {raw[:40]!r})")
+        return value
+
+
+def _parsed_limits(name: str, text: str) -> Limits:
+    at_once, comma, rate = text.partition(",")
+    starts, slash, seconds = rate.partition("/")
+    try:
+        counts = [int(at_once)] + ([int(starts)] if comma else [])
+        window = float(seconds) if comma else 60.0
+    except ValueError:
+        counts, window = [], 0.0
+    if not counts or min(counts) < 1 or (comma and not (slash and 0 < window < float("inf"))):
+        raise ConfigurationError(f"{name} must be {LIMITS_FORM}: whole numbers from 1 and seconds above 0, "
+                                 f"got {text!r}")
+    return Limits(counts[0], counts[1] if comma else None, window, name)
+
+
+def dollars(env: str, value: str | float | None) -> float | None:
+    """A spend setting's value in dollars (from the environment or as saved from ComfyUI's settings), None when
+    unset; a ConfigurationError naming `env` and its form otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = math.nan if isinstance(value, bool) else float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not 0 <= number < math.inf:
+        raise ConfigurationError(f"{env} must be {DOLLARS}; got {str(value)[:40]!r}")
+    return number
+
+
+# current()'s last snapshot and what it was made from; replaced whole (one assignment), so a thread reading it
+# never sees one without the other.
+_last: tuple[tuple, Settings] | None = None
+
+
+def current() -> Settings:
+    """The settings of this process now: the SONIFY_* variables of os.environ and what the ComfyUI adapter set
+    (host_state_dir, emulator, emulator_failure), read and checked once, and the same object again until any of
+    them changes. Nothing tells when os.environ changes (tests change it between runs; a ComfyUI user sets a
+    variable and restarts, custom code may set one meanwhile), so each call compares what a snapshot is made of —
+    a tuple of the SONIFY_* items, a few microseconds — rather than parsing and checking some thirty variables
+    again. A bad value is a ConfigurationError at every call until it is mended."""
+    global _last
+    made_of = (_sonify_items(), host_state_dir, emulator, emulator_failure)
+    last = _last
+    if last is not None and last[0] == made_of:
+        return last[1]
+    snapshot = dataclasses.replace(Settings.from_environ(dict(made_of[0]), host_folder=made_of[1]),
+                                   emulator=made_of[2], emulator_failure=made_of[3])
+    _last = (made_of, snapshot)
+    return snapshot
+
+
+def _sonify_items() -> tuple[tuple[str, str], ...]:
+    """os.environ's SONIFY_* items. Read again if another thread sets or removes a variable while they are read
+    (os.environ's items() looks each key up after listing them)."""
+    while True:
+        try:
+            return tuple((name, value) for name, value in os.environ.items() if name.startswith("SONIFY_"))
+        except (KeyError, RuntimeError):
+            continue
+
+
+@dataclass(frozen=True)
 class ClientSettings:
-    """What one provider client is made of, read at one moment: its key and its API base URLs (in API_BASES
-    order), both the emulator's or both the real provider's (or the environment's), never one of each."""
+    """What one provider client is made of: its key and its API base URLs (in API_BASES order), both the
+    emulator's or both the real provider's (or the environment's), never one of each."""
 
     key: str
     urls: tuple[str, ...]
 
 
-def client_settings(provider: str) -> ClientSettings:
-    """The key and API base URLs for a `provider` client (in emulator mode the emulator's own: a real key never
-    goes to it). Emulator mode is read once, so that a switch meanwhile cannot pair the key of one mode with
-    the URLs of the other. The real key is registered for redaction."""
-    mode, failure = emulator, emulator_failure
+def client_settings(provider: str, settings: Settings) -> ClientSettings:
+    """The key and API base URLs for a `provider` client under `settings` (in emulator mode the emulator's own: a
+    real key never goes to it; the snapshot holds one emulator mode, so a switch meanwhile cannot pair the key of
+    one mode with the URLs of the other). The real key is read now, and registered for redaction."""
+    mode, failure = settings.emulator, settings.emulator_failure
     if mode is not None:
         return ClientSettings(mode.keys[provider], tuple(_emulator_url(mode, name) for name in API_BASES[provider]))
     if failure is not None:
@@ -219,7 +571,7 @@ def client_settings(provider: str) -> ClientSettings:
     if provider == "fal" and not is_fal_key(key):
         raise ConfigurationError(f"The fal key in {where} is not of the form key_id:key_secret (fal refuses any "
                                  "other); nothing was sent — copy the whole key from fal's dashboard")
-    return ClientSettings(key, real_bases(provider))
+    return ClientSettings(key, settings.real_bases(provider))
 
 
 def is_fal_key(key: str) -> bool:
@@ -265,103 +617,9 @@ def _key_from_file(provider: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def upload_ttl_seconds() -> int:
-    """How long fal is asked to keep an uploaded file (SONIFY_UPLOAD_TTL_HOURS, default a day): an upload is a
-    public URL for as long as it is kept. At least a minute (fal takes 0 as "never expire")."""
-    return max(60, round(_positive(UPLOAD_TTL_ENV, UPLOAD_TTL_HOURS, "a number of hours") * 3600))
-
-
-def max_clip_seconds() -> float:
-    """The longest clip or voice a run takes (SONIFY_MAX_CLIP_SECONDS, default ten minutes), below each model's
-    own longest (models.ModelSpec.longest_clip): every window of a long clip is a paid job."""
-    return _positive(MAX_CLIP_ENV, MAX_CLIP_SECONDS, "a number of seconds")
-
-
-def max_usd_per_job() -> float:
-    """The most a node run (every take and window of it together), or a batch's clip, may be estimated to cost
-    before anything is sent (SONIFY_MAX_USD_PER_JOB, default $5): a dearer run is refused until it is raised."""
-    return _positive(MAX_USD_ENV, MAX_USD, "a number of US dollars")
-
-
-def dollars(env: str, value: str | float | None) -> float | None:
-    """A spend setting's value in dollars (from the environment or as saved from ComfyUI's settings), None when
-    unset; a ConfigurationError naming `env` and its form otherwise."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = math.nan if isinstance(value, bool) else float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError, OverflowError):
-        number = math.nan
-    if not 0 <= number < math.inf:
-        raise ConfigurationError(f"{env} must be {DOLLARS}; got {str(value)[:40]!r}")
-    return number
-
-
-def spend_limit(env: str) -> float | None:
-    """SONIFY_MAX_USD_PER_RUN / _DAY / _MONTH or SONIFY_MIN_BALANCE_USD from the environment (None: unset)."""
-    return dollars(env, text(env))
-
-
-def base_url(name: str) -> str:
-    """A provider base URL, overridable for the emulator or a proxy."""
-    mode = emulator
-    return _emulator_url(mode, name) if mode is not None else provider_url(name)
-
-
 def _emulator_url(mode: LocalEmulator, name: str) -> str:
     """The same path on the emulator (fal's key set lives at a path of its own)."""
     return mode.url + urlsplit(DEFAULT_URLS[name]).path.rstrip("/")
-
-
-def fal_jwks_urls() -> tuple[str, ...]:
-    """Where fal's webhook key set is fetched from, in order: SONIFY_FAL_JWKS_URL (one URL, or several separated
-    by spaces), else the documented URL and then FAL_JWKS_FALLBACK; in emulator mode the emulator's own."""
-    if emulator is not None:
-        return (base_url("fal_jwks"),)
-    urls = os.environ.get(URL_ENV["fal_jwks"], "").split() or [DEFAULT_URLS["fal_jwks"], FAL_JWKS_FALLBACK]
-    for url in urls:
-        check_url(url, URL_ENV["fal_jwks"])
-    return tuple(url.rstrip("/") for url in urls)
-
-
-def provider_url(name: str) -> str:
-    """The provider's own base URL (or the one set in the environment), emulator mode or not: where a real
-    key is checked."""
-    url = os.environ.get(URL_ENV[name], "").strip() or DEFAULT_URLS[name]
-    check_base_url(url, URL_ENV[name])
-    return url.rstrip("/")
-
-
-def real_bases(provider: str) -> tuple[str, ...]:
-    """The provider's own API base URLs (or those set in the environment; API_BASES order), emulator mode or
-    not. ConfigurationError, before any request, when some are on this machine and others are not: a job
-    would be submitted (and paid) on one side, and its result refused as a URL of the other."""
-    names = API_BASES[provider]
-    urls = tuple(provider_url(name) for name in names)
-    here = {name: is_loopback(urlsplit(url).hostname) for name, url in zip(names, urls) if name not in KEYLESS_BASES}
-    names = tuple(here)
-    if len(set(here.values())) > 1:
-        local = _named_urls([n for n in names if here[n]])
-        remote = _named_urls([n for n in names if not here[n]])
-        raise ConfigurationError(f"{local} on this machine, but {remote} elsewhere: {provider}'s API URLs must all "
-                                 "be on this machine (the emulator, a local proxy) or all elsewhere; nothing was sent")
-    return urls
-
-
-def _named_urls(names: list[str]) -> str:
-    """e.g. "SONIFY_FAL_API_URL (https://api.fal.ai, the default)"."""
-    said = []
-    for name in names:
-        default = "" if os.environ.get(URL_ENV[name], "").strip() else ", the default"
-        said.append(f"{URL_ENV[name]} ({provider_url(name)}{default})")
-    return ", ".join(said)
-
-
-def allowed_hosts() -> frozenset[str]:
-    """The host names SONIFY_ALLOWED_HOSTS adds to this machine's own for the pack's key routes (e.g. a name
-    ComfyUI is reached by on the local network), lower case, comma-separated."""
-    text = os.environ.get(ALLOWED_HOSTS_ENV, "")
-    return frozenset(name.strip().rstrip(".").lower() for name in text.split(",") if name.strip())
 
 
 def is_loopback(host: str | None) -> bool:
@@ -402,179 +660,3 @@ def check_base_url(url: str, what: str) -> None:
     except ValueError:
         raise ConfigurationError(f"{what}: its port is not a number from 0 to 65535") from None
     check_url(url, what)
-
-
-# --- limits on what a webhook delivery, or the key material deliveries are checked with, may cost ---
-
-WEBHOOK_SECONDS_ENV = "SONIFY_WEBHOOK_SECONDS"
-
-
-WEBHOOK_THREADS_ENV = "SONIFY_WEBHOOK_THREADS"
-
-
-KEY_ANSWER_KB_ENV = "SONIFY_WEBHOOK_KEYS_MAX_KB"
-
-
-JWKS_MAX_KEYS_ENV = "SONIFY_FAL_JWKS_MAX_KEYS"
-
-
-def webhook_seconds() -> float:
-    """How long the command line's webhook listener gives one delivery, headers and body, to arrive whole
-    before it drops the connection (SONIFY_WEBHOOK_SECONDS, default 10)."""
-    return _positive(WEBHOOK_SECONDS_ENV, 10.0, "a number of seconds")
-
-
-def webhook_threads() -> int:
-    """How many connections the command line's webhook listener serves at once, a thread each; one more is
-    answered 503 at once (SONIFY_WEBHOOK_THREADS, default 16)."""
-    return int(_positive(WEBHOOK_THREADS_ENV, 16, "a whole number of connections", whole=True))
-
-
-def key_answer_max_bytes() -> int:
-    """The largest answer read from WaveSpeed's webhook-secret route or fal's key set; a larger one is refused
-    unread (SONIFY_WEBHOOK_KEYS_MAX_KB, default 64 KiB: a key set of a few keys is under 2 KiB)."""
-    return int(_positive(KEY_ANSWER_KB_ENV, 64, "a whole number of KiB", whole=True)) * 1024
-
-
-def jwks_max_keys() -> int:
-    """The most keys fal's key set may hold: every forged delivery is checked against each of them, on
-    ComfyUI's event loop, so a larger set is refused (SONIFY_FAL_JWKS_MAX_KEYS, default 16)."""
-    return int(_positive(JWKS_MAX_KEYS_ENV, 16, "a whole number of keys", whole=True))
-
-
-PROVIDER_ORDER_ENV = "SONIFY_PROVIDER_ORDER"
-
-
-def provider_order() -> list[str]:
-    """SONIFY_PROVIDER_ORDER (e.g. "fal,wavespeed"): the order `provider` auto tries the providers in when both can
-    run a job; [] when unset."""
-    raw = text(PROVIDER_ORDER_ENV)
-    if not raw:
-        return []
-    names = [word.strip().lower() for word in raw.split(",") if word.strip()]
-    if any(n not in KEY_ENV for n in names) or len(set(names)) != len(names):
-        raise ConfigurationError(f"{PROVIDER_ORDER_ENV} must name providers ({', '.join(KEY_ENV)}) once each, "
-                                 f"separated by commas, e.g. fal,wavespeed; got {raw!r}")
-    return names
-
-
-def text(env: str) -> str:
-    """A setting's raw text ("" when unset): every SONIFY_* variable is read in this module."""
-    return os.environ.get(env, "").strip()
-
-
-# --- limits on one job: each read here, when it is needed, and refused by name when it is not a number ---
-
-TRANSFER_SECONDS = 120.0  # every request, upload and download gets this long (SONIFY_TRANSFER_TIMEOUT) ...
-
-
-def transfer_seconds() -> float:
-    """The allowance every request gets on top of its size at net.watch.MIN_RATE (SONIFY_TRANSFER_TIMEOUT)."""
-    return _positive("SONIFY_TRANSFER_TIMEOUT", TRANSFER_SECONDS, "a number of seconds")
-
-
-def max_download_bytes() -> int:
-    """The largest result file downloaded (SONIFY_MAX_DOWNLOAD_MB, default 500 MiB)."""
-    return int(_positive("SONIFY_MAX_DOWNLOAD_MB", 500, "a number of MiB") * (1 << 20))
-
-
-def max_decode_bytes() -> int:
-    """The most memory a result's frames may take as IMAGE (SONIFY_MAX_DECODE_MB, default 8 GiB)."""
-    return int(_positive("SONIFY_MAX_DECODE_MB", 8192, "a number of MiB") * (1 << 20))
-
-
-def queue_seconds() -> float:
-    """How long a job may wait in the provider's queue, its turn at the account included (SONIFY_QUEUE_TIMEOUT)."""
-    return _positive("SONIFY_QUEUE_TIMEOUT", 900, "a number of seconds")
-
-
-def run_seconds() -> float:
-    """How long a job may run once started (SONIFY_RUN_TIMEOUT)."""
-    return _positive("SONIFY_RUN_TIMEOUT", 1800, "a number of seconds")
-AAC_KBPS_ENV = "SONIFY_AAC_KBPS"
-
-
-AAC_KBPS = (32, 256)  # kbit/s a channel: FFmpeg's AAC encoder goes no higher than about 256 a channel at 44.1 kHz
-
-
-SILENCE_ENV = "SONIFY_SILENCE_DBFS"
-
-
-SILENCE_DBFS = (-120.0, -20.0)
-
-
-def aac_kbps() -> int:
-    """The bit rate of the AAC Sonify encodes (a returned video's sound when it is not the provider's own, Mux
-    Audio's, a .m4a), in kbit/s a channel (SONIFY_AAC_KBPS, default 96: 192 for stereo)."""
-    value = _positive(AAC_KBPS_ENV, 96, "a whole number of kbit/s a channel", whole=True)
-    if not AAC_KBPS[0] <= value <= AAC_KBPS[1]:
-        raise ConfigurationError(f"{AAC_KBPS_ENV} must be from {AAC_KBPS[0]} to {AAC_KBPS[1]} kbit/s a channel "
-                                 f"(got {value:g})")
-    return int(value)
-
-
-def silence_dbfs() -> float:
-    """The level below which a take's sound counts as silent, in dBFS (SONIFY_SILENCE_DBFS, default -60)."""
-    raw = text(SILENCE_ENV)
-    if not raw:
-        return -60.0
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not SILENCE_DBFS[0] <= value <= SILENCE_DBFS[1]:
-        raise ConfigurationError(f"{SILENCE_ENV} must be a number of dBFS from {SILENCE_DBFS[0]:g} to "
-                                 f"{SILENCE_DBFS[1]:g} (got {raw[:40]!r})")
-    return value
-
-
-def _positive(env: str, default: float, what: str, *, whole: bool = False) -> float:
-    """The environment variable `env` as a number above 0 (`default` when it is unset), else a ConfigurationError
-    naming it."""
-    text = os.environ.get(env, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(int(text)) if whole else float(text)
-    except (ValueError, OverflowError):  # not a number, or too large for one
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise ConfigurationError(f"{env} must be {what} above 0 (got {text[:40]!r})")
-    return value
-
-
-def limits(provider: str, api_url: str) -> Limits | None:
-    """What the account behind `provider`'s key allows (see Limits): SONIFY_WAVESPEED_LIMITS / SONIFY_FAL_LIMITS
-    when set, else SONIFY_WAVESPEED_TIER (WaveSpeed), else the provider's documented default for a new account.
-    None (no pacing) when its API (`api_url`, where jobs are sent) is on this machine — Sonify's emulator, a local
-    proxy — unless a variable says otherwise: it has no account level. ConfigurationError naming the variable and
-    its form for a bad value."""
-    limits_env, tier_env = LIMITS_ENV[provider], TIER_ENV.get(provider)
-    given = os.environ.get(limits_env, "").strip()
-    tier = os.environ.get(tier_env, "").strip().lower() if tier_env else ""
-    if given and tier:
-        raise ConfigurationError(f"set {tier_env} or {limits_env}, not both (got {tier!r} and {given!r})")
-    if given:
-        return _parsed_limits(limits_env, given)
-    if tier:
-        if tier not in WAVESPEED_TIERS:
-            raise ConfigurationError(f"{tier_env} must be one of {'|'.join(WAVESPEED_TIERS)} (your account level on "
-                                     f"wavespeed.ai), got {tier!r}")
-        return WAVESPEED_TIERS[tier]
-    if is_loopback(urlsplit(api_url).hostname):
-        return None
-    return WAVESPEED_TIERS["bronze"] if provider == "wavespeed" else FAL_DEFAULT
-
-
-def _parsed_limits(name: str, text: str) -> Limits:
-    at_once, comma, rate = text.partition(",")
-    starts, slash, seconds = rate.partition("/")
-    try:
-        counts = [int(at_once)] + ([int(starts)] if comma else [])
-        window = float(seconds) if comma else 60.0
-    except ValueError:
-        counts, window = [], 0.0
-    if not counts or min(counts) < 1 or (comma and not (slash and 0 < window < float("inf"))):
-        raise ConfigurationError(f"{name} must be {LIMITS_FORM}: whole numbers from 1 and seconds above 0, "
-                                 f"got {text!r}")
-    return Limits(counts[0], counts[1] if comma else None, window, name)

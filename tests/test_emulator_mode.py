@@ -41,8 +41,8 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
         try:
             assert await answer(await client.post("/sonify/emulator", json={"on": True})) == {
                 "on": True, "from_environment": False}
-            assert config.base_url("wavespeed").startswith("http://127.0.0.1:")
-            assert config.client_settings("wavespeed").key != REAL_KEY
+            assert config.current().base_url("wavespeed").startswith("http://127.0.0.1:")
+            assert config.client_settings("wavespeed", config.current()).key != REAL_KEY
             # Test in the dialog, with no fal key set: none is needed now
             assert await answer(await client.post("/sonify/keys/fal/test")) == {
                 "ok": True, "balance_usd": None, "emulator": True, "message": routes.EMULATOR_NOTE}
@@ -53,7 +53,8 @@ def test_the_setting_starts_the_emulator_and_results_say_so(state, monkeypatch, 
         finally:
             off = await answer(await client.post("/sonify/emulator", json={"on": False}))
         assert off == {"on": False, "from_environment": False}
-        assert config.client_settings("wavespeed") == config.ClientSettings(REAL_KEY, ("https://api.wavespeed.ai",))
+        assert config.client_settings("wavespeed", config.current()) == config.ClientSettings(
+            REAL_KEY, ("https://api.wavespeed.ai",))
 
     serve(test)
     job = results["job"]
@@ -173,8 +174,8 @@ def test_in_emulator_mode_every_url_is_the_emulators_own_path(monkeypatch):
     from sonify import settings as config
 
     monkeypatch.setattr(config, "emulator", config.LocalEmulator("http://127.0.0.1:9", {}))
-    assert config.base_url("fal_jwks") == "http://127.0.0.1:9/.well-known/jwks.json"  # fal's key set: a path
-    assert config.base_url("wavespeed") == "http://127.0.0.1:9"
+    assert config.current().fal_jwks_urls() == ("http://127.0.0.1:9/.well-known/jwks.json",)  # its key set: a path
+    assert config.current().base_url("wavespeed") == "http://127.0.0.1:9"
 
 
 SWITCH_ROUNDS = 20_000  # clients built while the mode switches: about 300 were mixed before the snapshot
@@ -209,7 +210,7 @@ def test_a_switch_of_emulator_mode_never_pairs_one_modes_key_with_the_others_url
     try:
         for i in range(SWITCH_ROUNDS):
             provider = ("wavespeed", "fal")[i % 2]
-            made = providers.client(provider)
+            made = providers.client(provider, config.current())
             key = made.http._auth["Authorization"].split(" ", 1)[1]
             if (key == local.keys[provider]) != made.http.local or key not in (local.keys[provider], real[provider]):
                 mixed.append((provider, key == real[provider], made.http.base_url))

@@ -52,7 +52,7 @@ def sdk(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> fal_client.SyncC
 
 
 def client() -> Fal:
-    found = providers.client("fal")
+    found = providers.client("fal", settings.current())
     assert isinstance(found, Fal)
     return found
 

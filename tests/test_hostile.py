@@ -358,11 +358,11 @@ def test_a_base_url_with_a_fragment_user_info_or_query_is_refused_before_any_req
 
 def test_a_plain_base_url_still_works_and_plain_http_stays_loopback_only(monkeypatch) -> None:
     monkeypatch.setenv("SONIFY_WAVESPEED_URL", "http://127.0.0.1:8787/")
-    assert settings.provider_url("wavespeed") == "http://127.0.0.1:8787"
+    assert settings.current().url("wavespeed") == "http://127.0.0.1:8787"
     for url in ("http://api.example.com", "http://10.0.0.1:8787", "http://127.0.0.1:port"):
         monkeypatch.setenv("SONIFY_WAVESPEED_URL", url)
         with pytest.raises(ConfigurationError, match="SONIFY_WAVESPEED_URL"):
-            settings.provider_url("wavespeed")
+            settings.current()
 
 
 @pytest.mark.parametrize("remote", [["SONIFY_FAL_API_URL"], ["SONIFY_FAL_REST_URL", "SONIFY_FAL_API_URL"],

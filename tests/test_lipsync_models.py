@@ -16,7 +16,7 @@ import pytest
 from clips import write_clip
 from pack import load_pack, module, outputs
 
-from sonify import journal, media, pipeline, providers
+from sonify import journal, media, pipeline, providers, settings
 from sonify.catalog import KLING_LIPSYNC, LATENTSYNC, SYNC_3, SYNC_LIPSYNC, SYNC_LIPSYNC_2, SYNC_LIPSYNC_2_PRO
 from sonify.errors import ValidationError
 from sonify.pipeline import failover
@@ -125,11 +125,11 @@ def test_a_file_type_the_provider_does_not_take_is_refused_by_name(emulator, bot
 
 def test_the_emulator_fails_a_kling_lipsync_task_out_of_its_documented_bounds(emulator, fal_env, tmp_path):
     """The emulator checks what fal's page rules out, as the provider would (a client that skips the checks)."""
-    fal = providers.client("fal")
+    fal = providers.client("fal", settings.current())
     small = fal.upload(write_clip(tmp_path / "small.mp4", 60, Fraction(24), 64, 48), Waiter())
     sound = fal.upload(Path(media.write_wav(voice().samples, VOICE_RATE, tmp_path / "v.wav")), Waiter())
     task_id = fal.submit(KLING_LIPSYNC.model_id, {"video_url": small, "audio_url": sound}, Waiter())
-    state = fal.wait(task_id, Waiter(), lambda *_: None, module("sonify.pipeline").wait_limits(),
+    state = fal.wait(task_id, Waiter(), lambda *_: None, module("sonify.pipeline").wait_limits(settings.current()),
                      model_id=KLING_LIPSYNC.model_id)
     assert state.status == "failed" and "720 to 1920 px" in state.error
 

@@ -363,15 +363,15 @@ def test_a_random_seed_run_whose_window_failed_reuses_the_finished_windows_on_a_
 
 def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, wavespeed_env, tmp_path):
     """pipeline.prepare (a Temporal batch's activity) makes one job: a long clip is refused before it is cut."""
-    from sonify import providers
+    from sonify import providers, settings
     from sonify.pipeline.types import RunContext, StageTimer
     from sonify.waiter import Waiter
 
     path = write_shots(tmp_path / "kling.mp4", 21 * 24, Fraction(24), cuts=[])
-    ctx = RunContext(Waiter(), lambda text, fraction: None, StageTimer(), tmp_path)
+    ctx = RunContext(Waiter(), lambda text, fraction: None, StageTimer(), tmp_path, settings.current())
     with pytest.raises(ValidationError, match=r"takes at most 20 s in one job, got 21\.000 s.*not yet by a Temporal"):
         pipeline.prepare(KLING_V2A, KLING_V2A.validate({}), media.VideoSource(path=str(path)), None, None,
-                         providers.client("wavespeed"), ctx)
+                         providers.client("wavespeed", ctx.settings), ctx)
     assert emulator.requests == [] and not list(tmp_path.glob("window-*"))
 
 

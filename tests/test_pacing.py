@@ -64,7 +64,8 @@ def test_the_setting_names_the_tier_or_the_limits_and_defaults_to_a_new_account(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert settings.limits(provider, providers.endpoint(provider)) == expected
+    now = settings.current()
+    assert now.limits(provider, providers.endpoint(provider, now)) == expected
 
 
 def test_the_rate_reads_as_the_docs_say_it():

@@ -19,7 +19,7 @@ from clips import write_clip
 from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 
-from sonify import budget, cli, media, pipeline
+from sonify import budget, cli, media, pipeline, settings
 from sonify import journal as jobs
 from sonify.catalog import KLING_V2A, MMAUDIO_V2, THINKSOUND_FAL
 from sonify.errors import BudgetExceeded, ConfigurationError
@@ -201,7 +201,7 @@ def test_settings_saved_from_comfyui_are_obeyed_and_the_environment_wins(emulato
     with pytest.raises(BudgetExceeded, match="^SONIFY_MAX_USD_PER_DAY"):
         run(clip, tmp_path)
     monkeypatch.setenv("SONIFY_MAX_USD_PER_DAY", "1")
-    assert spend.budget().sources["SONIFY_MAX_USD_PER_DAY"] == "environment"
+    assert spend.budget(settings.current()).sources["SONIFY_MAX_USD_PER_DAY"] == "environment"
     run(clip, tmp_path)
     with pytest.raises(ConfigurationError, match="^SONIFY_MAX_USD_PER_JOB must be a number of US dollars"):
         spend.save({"SONIFY_MAX_USD_PER_JOB": "lots"})

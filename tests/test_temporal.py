@@ -27,7 +27,7 @@ from conftest import EMULATOR_KEY, FAL_KEY
 from pack import ROOT
 from temporalio.client import Client, WorkflowFailureError
 
-from sonify import journal, media, pipeline
+from sonify import journal, media, pipeline, settings
 from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL
 from sonify.errors import ConfigurationError, ValidationError
 from sonify.temporal.worker_folders import AllowedFolders
@@ -156,7 +156,7 @@ def at_provider_at_once(emulator: Emulator) -> int:
 def test_file_fingerprint_is_the_journals(emulator, wavespeed_env, clip_path, tmp_path):
     pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, media.VideoSource(path=str(clip_path)), out_dir=tmp_path)
     (row,) = journal.Journal(Path(wavespeed_env["SONIFY_STATE_DIR"]) / journal.JOURNAL_FILE).recent()
-    assert pipeline.file_fingerprint(MMAUDIO_V2, {"prompt": "rain"}, clip_path) == row.fingerprint
+    assert pipeline.file_fingerprint(MMAUDIO_V2, {"prompt": "rain"}, clip_path, settings.current()) == row.fingerprint
 
 
 def test_a_batch_across_three_workers_survives_a_killed_worker_and_runs_each_clip_once(temporal, tmp_path):

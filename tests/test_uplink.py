@@ -25,7 +25,7 @@ from clips import video_packets, write_clip
 from pack import ROOT
 
 from sonify import journal as jobs
-from sonify import media, pipeline
+from sonify import media, pipeline, settings
 from sonify.catalog import MMAUDIO_V2, THINKSOUND_FAL, ProxyRule
 from sonify.errors import Cancelled
 from sonify.pipeline import uploads
@@ -77,7 +77,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def measured(spec=MMAUDIO_V2) -> tuple[list[float], list[tuple[float, float | None]]]:
     """The journal's upload rates for the spec's provider endpoint and its proxy speeds."""
     store = jobs.UplinkStore()
-    return (store.uplink_rates(uploads.uplink_key(client(spec.provider)), 20, 0.0),
+    return (store.uplink_rates(uploads.uplink_key(client(spec.provider, settings.current())), 20, 0.0),
             store.proxy_speeds(uploads.proxy_key(spec.proxy), 20))
 
 
@@ -266,7 +266,7 @@ def test_the_emulator_reads_every_upload_no_faster_than_its_uplink(emulator, wav
         emulator.inject("POST", r"^/api/v3/media/uploads$", 404)  # no ticket route: the client falls back
     if route == "fal storage PUT":
         emulator.inject("POST", r"^/files/upload$", 500)  # the CDN fails: fal's storage upload instead
-    provider = client("fal" if route.startswith("fal") else "wavespeed")
+    provider = client("fal" if route.startswith("fal") else "wavespeed", settings.current())
     started = time.monotonic()
 
     url = provider.upload(body, Waiter())

@@ -184,7 +184,7 @@ def test_every_jwks_entry_whose_x_is_32_bytes_is_a_key_and_no_other():
 def test_the_documented_key_set_url_comes_first_then_rest_fal_ai(monkeypatch):
     monkeypatch.delenv("SONIFY_FAL_JWKS_URL", raising=False)
     monkeypatch.setattr(settings, "emulator", None)
-    assert settings.fal_jwks_urls() == ("https://rest.alpha.fal.ai/.well-known/jwks.json",
+    assert settings.current().fal_jwks_urls() == ("https://rest.alpha.fal.ai/.well-known/jwks.json",
                                       "https://rest.fal.ai/.well-known/jwks.json")
 
 

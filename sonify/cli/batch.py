@@ -11,6 +11,7 @@ from typing import Any
 
 from ..catalog import MODELS, ModelSpec
 from ..errors import Cancelled, ValidationError
+from ..settings import Settings
 from .cancel import ctrl_c_cancels
 from .exits import EXIT, EXIT_SOME_FAILED
 from .loudness_options import loudness_goal, loudness_options
@@ -55,21 +56,22 @@ def _concurrency(text: str) -> int:
 
 
 def batch_command(args: argparse.Namespace) -> int:
-    from .. import providers
+    from .. import providers, settings
     from ..pipeline import batch
     from . import webhook_listener
 
     out = Output.of(args)
+    now = settings.current()  # every setting checked before anything else
     sources = batch.expand_sources(args.sources)
     spec, params = _batch_provider(out, MODELS[args.model], model_params(args), getattr(args, "provider", "auto"),
-                                   sources[0], keys=not args.temporal)
+                                   sources[0], now, keys=not args.temporal)
     params = spec.validate(params)  # a mistake fails here, before any clip
     goal = loudness_goal(args)
     if goal is not None and args.temporal:
         raise ValidationError("--loudness", "is not yet done by a Temporal batch: leave it out, or run the batch "
                                             "without --temporal")
     if not args.temporal:  # so do a missing key (a Temporal batch's keys are the workers') and a bad account setting
-        providers.pacer(providers.client(spec.provider))
+        providers.pacer(providers.client(spec.provider, now), now)
     voice = voice_input(args)
     engine = _temporal_batch(args, spec, voice) if args.temporal else batch.Batch
     items = batch.plan(spec, params, sources, args.output, goal)
@@ -95,7 +97,7 @@ def batch_command(args: argparse.Namespace) -> int:
 
 
 def _batch_provider(out: Output, spec: ModelSpec, params: dict[str, Any], provider: str, first: Path,
-                    keys: bool) -> tuple[ModelSpec, dict[str, Any]]:
+                    settings: Settings, keys: bool) -> tuple[ModelSpec, dict[str, Any]]:
     """A batch runs on one provider, picked once (as for a run: auto compares prices on the first clip); it does not
     move to the other one (each clip's run keeps its own journal, resume and reuse). `keys` False (--temporal: the
     keys are the workers'): auto picks among every provider of the model."""
@@ -105,7 +107,7 @@ def _batch_provider(out: Output, spec: ModelSpec, params: dict[str, Any], provid
     from ..pipeline import failover
 
     chosen = offers.plan(spec, provider, params, lambda: failover.clip_seconds(media.VideoSource(path=str(first))),
-                         keys=keys)
+                         settings, keys=keys)
     attempt = chosen.attempts[0]
     out.note(f"batch {failover.choice_text(failover.choice_info(provider, attempt, chosen.passed))}")
     return attempt.spec, attempt.params

@@ -47,6 +47,10 @@ class Check:
 
 
 def checks(cwd: Path) -> list[Check]:
+    try:
+        settings.current()
+    except ConfigurationError as exc:  # every other check reads the settings: this one is mended first
+        return [Check("settings", False, str(exc))]
     results: list[Check] = []
     for provider in NAMES:
         results += provider_checks(provider)
@@ -73,7 +77,7 @@ def provider_checks(provider: str) -> list[Check]:
     key, where = found
     register_secret(key)
     try:
-        urls = settings.real_bases(provider)  # the real key goes to the real provider's URLs only
+        urls = settings.current().real_bases(provider)  # the real key goes to the real provider's URLs only
     except ConfigurationError as exc:
         return [Check(f"{name} key", True, f"found in {where}"), Check(f"{name} URL", False, str(exc))]
     return [Check(f"{name} key", True, f"found in {where}"), _key_works(provider, key, where, urls)]
@@ -97,7 +101,7 @@ def _key_works(provider: str, key: str, where: str, urls: tuple[str, ...]) -> Ch
     money = f" (balance ${checked.balance_usd:.2f})" if checked.balance_usd is not None else ""
     emulator = " — the Sonify emulator, not the real provider" if checked.emulator else ""
     try:
-        floor = spend.budget()[budgets.FLOOR]
+        floor = spend.budget(settings.current())[budgets.FLOOR]
     except ConfigurationError:  # said by the spend check
         floor = None
     if floor is not None and checked.balance_usd is not None and checked.balance_usd < floor:
@@ -148,11 +152,11 @@ def state_check() -> Check:
         probe = folder / f".doctor-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
-    except settings.UnsafeState as exc:
+    except (settings.UnsafeState, ConfigurationError) as exc:
         return Check("state folder", False, str(exc))
     except OSError as exc:
         return Check("state folder", False, f"not writable ({exc}): set SONIFY_STATE_DIR to a folder you can write")
-    source = "SONIFY_STATE_DIR" if settings.text("SONIFY_STATE_DIR") else "default"
+    source = settings.STATE_DIR_ENV if settings.current().state_folder_set else "default"
     journal = "journal usable" if jobs.open_journal() is not None else "journal NOT usable (see the warning above)"
     return Check("state folder", True, f"{folder} ({source}; writable; {journal})")
 
@@ -201,7 +205,7 @@ def comfyui_check(cwd: Path) -> Check:
     shared = ""
     try:
         ours = settings.state_dir().resolve()
-    except OSError:  # the state folder's own check says why
+    except (OSError, ConfigurationError):  # the state folder's own check says why
         ours = None
     if comfy_state.resolve() != ours:
         shared = (f"; inside ComfyUI, Sonify keeps keys.json and its journal in {comfy_state} — set "

@@ -1,10 +1,10 @@
 """The command line's webhook receiver: a small HTTP server on a thread for `python -m sonify run|batch`,
 started only when SONIFY_PUBLIC_URL is set (inside ComfyUI the pack's route on ComfyUI's own server does this
-job: nodes/webhook_route.py). It listens on SONIFY_WEBHOOK_LISTEN (host:port, default DEFAULT_LISTEN); the
+job: nodes/webhook_route.py). It listens on SONIFY_WEBHOOK_LISTEN (host:port, default settings.DEFAULT_LISTEN); the
 public address (a proxy, a tunnel) must forward `<SONIFY_PUBLIC_URL>/sonify/webhook/…` to it.
 
 Whoever can reach it is bounded: one request per connection, which must arrive whole within
-config.webhook_seconds() however its bytes are paced, and at most config.webhook_threads() connections served
+Settings.webhook_seconds however its bytes are paced, and at most Settings.webhook_threads connections served
 at once (one thread each); one more is answered 503 at once."""
 
 from __future__ import annotations
@@ -29,25 +29,10 @@ from ..providers import webhooks
 log = logging.getLogger("sonify")
 
 
-LISTEN_ENV = "SONIFY_WEBHOOK_LISTEN"
-
-
-DEFAULT_LISTEN = "127.0.0.1:8189"  # beside ComfyUI's 8188
-
-
 PATH = re.compile(r"/sonify/webhook/(?P<provider>[A-Za-z0-9_-]+)/?")
 
 
 LENGTH_DIGITS = 18  # a Content-Length longer than this is far past MAX_BODY (and past what int() should parse)
-
-
-def listen_address() -> tuple[str, int]:
-    """SONIFY_WEBHOOK_LISTEN as (an IPv4 address or host name, port); port 0 takes any free one."""
-    text = settings.text(LISTEN_ENV) or DEFAULT_LISTEN
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigurationError(f"{LISTEN_ENV} must be host:port, e.g. {DEFAULT_LISTEN} (got {text!r})")
-    return host, int(port)
 
 
 class Listener(ThreadingHTTPServer):
@@ -57,14 +42,15 @@ class Listener(ThreadingHTTPServer):
     request_queue_size = 128  # connections the kernel holds before they are taken (and served or refused)
 
     def __init__(self, address: tuple[str, int]) -> None:
-        self.deadline_seconds = settings.webhook_seconds()
-        self.max_threads = settings.webhook_threads()
+        now = settings.current()  # read once, for the listener's life
+        self.deadline_seconds = now.webhook_seconds
+        self.max_threads = now.webhook_threads
         self._slots = threading.BoundedSemaphore(self.max_threads)
         try:
             super().__init__(address, _Handler)
         except OSError as exc:
             raise ConfigurationError(f"the webhook listener cannot listen on {address[0]}:{address[1]} "
-                                     f"({exc.strerror or exc}); set {LISTEN_ENV} to a free host:port") from None
+                                     f"({exc.strerror or exc}); set {settings.WEBHOOK_LISTEN_ENV} to a free host:port") from None
         host, port = self.server_address[:2]
         self.url = f"http://{host}:{port}"
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
@@ -183,10 +169,11 @@ def _refuse(sock: socket.socket, reason: str) -> None:
 @contextlib.contextmanager
 def serving() -> Iterator[Listener | None]:
     """The listener for the time of a command, when SONIFY_PUBLIC_URL is set (else None: nothing listens)."""
-    if webhooks.public_url() is None:
+    now = settings.current()
+    if now.public_url is None:
         yield None
         return
-    listener = Listener(listen_address())
+    listener = Listener(now.webhook_listen)
     log.info("webhook listener on %s, for deliveries to %s", listener.url, webhooks.hook_url("<provider>"))
     try:
         yield listener

@@ -276,11 +276,12 @@ def _layout(channels: int, codec: str) -> str:
 
 def _add_audio(container: av.container.OutputContainer, codec: str, sample_rate: int, channels: int,
                lossless: bool = False) -> av.AudioStream:
-    """A sound stream: AAC at settings.aac_kbps() a channel; `lossless`: in its _LOSSLESS_FORMATS sample format (else
+    """A sound stream: AAC at SONIFY_AAC_KBPS a channel (settings.current(): the encoders are called from runs and
+    from nodes alike, through calls that carry no run); `lossless`: in its _LOSSLESS_FORMATS sample format (else
     the encoder's first: a .flac file stays 16-bit, as it always was)."""
     stream = container.add_stream(codec, rate=sample_rate, layout=_layout(channels, codec))
     if codec == "aac":
-        stream.bit_rate = settings.aac_kbps() * 1000 * channels
+        stream.bit_rate = settings.current().aac_kbps * 1000 * channels
     elif lossless:
         stream.codec_context.format = _LOSSLESS_FORMATS[codec]
     return stream

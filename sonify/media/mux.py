@@ -33,7 +33,7 @@ def mux(
     codec: str = "aac",
 ) -> str:
     """The picture of video_path, packets copied unchanged, with `audio` as its only sound (from t = 0): AAC at
-    settings.aac_kbps() a channel, or lossless (`codec` pcm_f32le, flac: see check_lossless). Old audio and other
+    SONIFY_AAC_KBPS a channel, or lossless (`codec` pcm_f32le, flac: see check_lossless). Old audio and other
     streams are dropped. The format follows out_path (mp4 unless .mov/.mkv)."""
     audio = _as_channels(audio)
     if codec == "aac":

@@ -91,7 +91,7 @@ def check_file(sound: SoundFile, picture_seconds: float, sound_seconds: float, l
 def _checked(blocks: Callable[[], Iterable[np.ndarray]], shape: tuple[int, int], rate: int, picture_seconds: float,
              sound_seconds: float, level: loudness.Level) -> Check:
     """The check of the [C, T] (`shape`) sound that `blocks()` gives, [C, n] at a time, in order."""
-    threshold = settings.silence_dbfs()
+    threshold = settings.current().silence_dbfs  # read here: a check is made by runs and by Pick Take alike
     made = min(shape[1], round(sound_seconds * rate))
     share = silent_share(blocks(), made, rate, threshold) if made else 1.0
     clipped = sum(int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL)) for block in blocks())

@@ -5,7 +5,7 @@ The API key is attached only to requests to the provider's own API that ask for 
 download URLs (pre-signed or CDN hosts), wherever those point. A URL the provider hands out is followed
 only over https to another machine, unless the API itself is on this machine (the emulator).
 
-Every request, upload and download is watched (`_Watch`): it ends within `settings.transfer_seconds()` plus its
+Every request, upload and download is watched (`_Watch`): it ends within `Settings.transfer_seconds` plus its
 size at MIN_RATE, and within a SLICE of a Cancel, however slowly the other side drips its bytes. A body that
 lasts as long as the other side keeps it open (a status stream) is a `Stream`: on a connection of its own, and
 ended by shutting that connection's socket down, which waits for nothing.
@@ -118,8 +118,8 @@ class Http:
     `describe_error(response)` turns an HTTP error into a message (raised as ProviderError) or into
     the error to raise itself (e.g. a ValidationError naming the input the provider refused).
 
-    The API URLs are plain base URLs (config.check_base_url), all on this machine or all elsewhere
-    (config.real_bases says which settings mix them): ConfigurationError otherwise, before any request."""
+    The API URLs are plain base URLs (settings.check_base_url), all on this machine or all elsewhere
+    (Settings.real_bases says which settings mix them): ConfigurationError otherwise, before any request."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The watch on every request: a deadline of settings.transfer_seconds() plus its size at MIN_RATE, and Cancel
+"""The watch on every request: a deadline of Settings.transfer_seconds plus its size at MIN_RATE, and Cancel
 within a SLICE, both enforced by shutting the request's own socket down (so no read waits on a silent peer)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ UNSENT_LIMIT = 128 << 10  # bytes a connection may keep queued unsent in the ker
 
 class _Watch:
     """The bounds of one request (an upload's or a download's included): Cancel, looked at every SLICE (only
-    with a `waiter`), and a deadline of settings.transfer_seconds() plus its size at MIN_RATE — the bytes sent, the
+    with a `waiter`), and a deadline of Settings.transfer_seconds plus its size at MIN_RATE — the bytes sent, the
     Content-Length received, or while that is unknown the bytes received so far. The watchdog thread
     enforces both by shutting the request's sockets down, which ends a read or a write however the other
     side drips its bytes (a per-read timeout restarts with every byte); the request's own thread then
@@ -43,7 +43,7 @@ class _Watch:
 
     def __init__(self, waiter: Waiter | None, size: int, what: str, provider: str, task_id: str | None) -> None:
         self.start = time.monotonic()
-        self.allowance = settings.transfer_seconds()
+        self.allowance = settings.current().transfer_seconds  # read here: a request carries no run's snapshot
         self.size = size  # bytes declared (sent, or the Content-Length received); 0: unknown
         self.received = 0  # bytes of a download's body so far
         self._waiter, self._what, self._provider, self._task_id = waiter, what, provider, task_id

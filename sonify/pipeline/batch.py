@@ -28,6 +28,7 @@ from .. import media
 from ..catalog import ModelSpec
 from ..errors import BudgetExceeded, Cancelled, ConfigurationError, SonifyError, ValidationError
 from ..loudness_target import Target
+from ..settings import current
 from . import flow, receipts
 from .deliver import write_atomically
 
@@ -158,6 +159,7 @@ class Batch:
         self.started = time.monotonic()
         self.slots = threading.Semaphore(concurrency)
         self.run_id = uuid.uuid4().hex  # every clip's spend counts for the batch (SONIFY_MAX_USD_PER_RUN)
+        self.settings = current()  # read once, for every clip of the batch
         self.stopped: str | None = None  # why the batch stopped starting clips: the spend cap's refusal
 
     def run(self, on_tick: Callable[[], None]) -> None:
@@ -188,7 +190,7 @@ class Batch:
             result = flow.run(self.spec, self.params, media.VideoSource(path=str(item.source)),
                                   out_dir=self.out_dir, audio=self.audio, on_progress=report,
                                   is_cancelled=self.is_cancelled, slots=ItemSlots(self.slots, item),
-                                  loudness=self.loudness, run_id=self.run_id)
+                                  loudness=self.loudness, run_id=self.run_id, settings=self.settings)
             self._keep(item, result)
         except BudgetExceeded as exc:  # nothing was sent for it: it and every clip not yet started are left
             self.stopped = self.stopped or str(exc)

@@ -19,6 +19,7 @@ from typing import Any
 from .. import media, offers, providers
 from ..catalog import ModelSpec
 from ..errors import ConfigurationError, SonifyError
+from ..settings import Settings, current
 from . import flow
 from .flow import Result, known_job
 
@@ -28,11 +29,13 @@ log = logging.getLogger("sonify")
 def run(spec: ModelSpec, params: dict[str, Any], video: media.VideoSource, *, provider: str = "auto",
         on_progress: Callable[[str, float | None], None] | None = None, **options: Any) -> Result:
     """pipeline.run of `spec` (shown names in `params`) on the provider `provider` picks (models.PROVIDER_CHOICES),
-    moving to the next one only while no task exists (see the module docstring). `options`: pipeline.run's."""
+    moving to the next one only while no task exists (see the module docstring). `options`: pipeline.run's; its
+    `settings` (default: settings.current() now) serve the choice and every attempt."""
     report = on_progress or (lambda text, fraction: None)
-    chosen = offers.plan(spec, provider, params, lambda: clip_seconds(video))
+    settings = options["settings"] = options.get("settings") or current()
+    chosen = offers.plan(spec, provider, params, lambda: clip_seconds(video), settings)
     if chosen.asked == "auto" and len(chosen.attempts) > 1 and options.get("variations", 1) == 1:
-        chosen.attempts = known_first(chosen.attempts, video, options.get("audio"))
+        chosen.attempts = known_first(chosen.attempts, video, options.get("audio"), settings)
     passed = list(chosen.passed)
     for index, attempt in enumerate(chosen.attempts):
         later = chosen.attempts[index + 1].spec.provider if index + 1 < len(chosen.attempts) else None
@@ -56,14 +59,14 @@ def run(spec: ModelSpec, params: dict[str, Any], video: media.VideoSource, *, pr
     raise AssertionError("a plan has at least one attempt")  # pragma: no cover
 
 
-def known_first(attempts: list[offers.Attempt], video: media.VideoSource,
-                audio: flow.AudioInput | None) -> list[offers.Attempt]:
+def known_first(attempts: list[offers.Attempt], video: media.VideoSource, audio: flow.AudioInput | None,
+                settings: Settings) -> list[offers.Attempt]:
     """auto's order, but a provider whose journal has this very job first: its stored result (no new cost) or its
     unfinished task (an earlier run's, perhaps after a failover: resumed there rather than paid for again here)."""
     for index, attempt in enumerate(attempts):
-        endpoint = providers.client(attempt.spec.provider).http.base_url
+        endpoint = providers.client(attempt.spec.provider, settings).http.base_url
         try:
-            row = known_job(attempt.spec, attempt.params, video, audio, endpoint)
+            row = known_job(attempt.spec, attempt.params, video, audio, endpoint, settings)
         except ConfigurationError:  # a state folder that cannot be used: the run says so its own way
             return attempts
         if row is None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import budget as budgets
 from .. import journal as jobs
-from .. import media, providers, settings
+from .. import media, providers
 from ..catalog import MODELS, PROVIDERS, ModelSpec, find, on_provider
 from ..errors import BudgetExceeded, SonifyError, ValidationError
 from ..loudness_target import Target
@@ -34,6 +34,7 @@ from ..media import frames, sound_check, windows
 from ..media.sound_file import SoundFile
 from ..media.video import validate_source
 from ..providers.base import Provider, given_task_id
+from ..settings import Settings, current
 from ..waiter import Slots, Waiter
 from . import messages, receipts, spend
 from .deliver import _mux_sound, deliver, output_name, write_atomically
@@ -102,6 +103,7 @@ def run(
     loudness: Target | None = None,
     run_id: str | None = None,
     fallback: str | None = None,
+    settings: Settings | None = None,
 ) -> Result:
     """Run one job of `spec` on `video` (and `audio` for lipsync) and return its result.
 
@@ -120,22 +122,24 @@ def run(
     take is checked (JobInfo.sound); several takes are ordered flagged last (Result.takes, and the info's `best`).
     `run_id`: what its spend counts for against SONIFY_MAX_USD_PER_RUN (a batch's, a ComfyUI prompt's; default:
     this run alone). `fallback`: the provider the caller moves to if this run fails before any task exists
-    (failover.py): its journal rows then say so (MOVED)."""
-    report = _labelled(on_progress or (lambda text, fraction: None))
+    (failover.py): its journal rows then say so (MOVED). `settings`: what the run reads, taken once (a batch's, a
+    failover's: one for all its runs; default: settings.current() now), every variable checked before anything
+    else."""
+    settings = settings or current()
+    report = _labelled(on_progress or (lambda text, fraction: None), settings)
     checked = spec.validate(params)
     check_count(spec, variations)
     validate_source(video)
-    audio = _checked_voice(spec, audio)
+    audio = _checked_voice(spec, audio, settings)
     timer = StageTimer()
     with timer("prepare"):  # frames: every value checked in the pass that hashes them
         picture_hash = frames.fingerprint(video.frames, video.fps) if video.frames is not None else None
-    client = providers.client(spec.provider)  # a missing key fails here, before any request
-    pacer = providers.pacer(client)  # so does a bad account setting
-    settings.silence_dbfs(), settings.aac_kbps()  # and the sound's settings, used once the result is in
+    client = providers.client(spec.provider, settings)  # a missing key fails here, before any request
+    pacer = providers.pacer(client, settings)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sonify-") as tmp:
-        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), slots, observe, pacer=pacer,
+        ctx = RunContext(Waiter(is_cancelled), report, timer, Path(tmp), settings, slots, observe, pacer=pacer,
                          picture=picture, run_id=run_id or uuid.uuid4().hex,
                          fallback=fallback)
         with timer("prepare"):
@@ -186,7 +190,7 @@ def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, 
     wait_text = with_cost("waiting for an identical job in progress", info.cost_usd_estimate)
     source_path = job.source_path if part.span is None else None  # a window's sound is not the clip's
     meta = _job_meta(spec, client.http.base_url, info, part.hashes, source_path)
-    info.emulator = info.emulator or settings.emulator is not None
+    info.emulator = info.emulator or ctx.settings.emulator is not None
     with jobs.ticket(meta, ctx.waiter, lambda: ctx.report(wait_text, 0.05)) as ticket:
         try:
             done = finish(RemoteJob(spec, client, ctx, info, part.bounds).run(ticket, part.uploads))
@@ -223,8 +227,8 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     # can have a task (below), which no one job knows, so their rows keep the failure as it was.
     def call(index: int) -> Callable[[], Any]:
         k, p = grid[index]
-        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, ctx.slots, ctx.observe, upload_locks[p],
-                         ctx.pacer, run_id=ctx.run_id, fallback=ctx.fallback if len(grid) == 1 else None)
+        own = RunContext(ctx.waiter, progress.of(index), StageTimer(), ctx.work, ctx.settings, ctx.slots, ctx.observe,
+                         upload_locks[p], ctx.pacer, run_id=ctx.run_id, fallback=ctx.fallback if len(grid) == 1 else None)
         if parts == 1:
             return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
         return lambda: _run_window(spec, client, own, job, p, job.takes[k][p])
@@ -298,10 +302,10 @@ def _check_spend(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepa
     """The price limit on the run's sum, then the caps on what it will send (BudgetExceeded)."""
     count, parts = len(job.takes), len(job.parts)
     what = messages.what(count, parts)
-    budget = spend.budget()
+    budget = spend.budget(ctx.settings)
     budgets.check_job(budget, total_cost([job.takes[k][p].cost_usd_estimate for k, p in grid]),
                       f"the limit applies to a node run's sum: its {what} are together")
-    sent = _to_be_sent(spec, client, job, grid) if spend.counted() else []
+    sent = _to_be_sent(spec, client, job, grid) if spend.counted(ctx.settings) else []
     if sent:
         known = [cost for cost in sent if cost is not None]
         spend.check_run(client, budget, round(sum(known), 6) if known else None, ctx.run_id,
@@ -361,7 +365,7 @@ def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], sounds:
     return Result(joined, joined.rate, final_video, info, sounds[0].extra)
 
 
-def _labelled(report: ProgressFn) -> ProgressFn:
+def _labelled(report: ProgressFn, settings: Settings) -> ProgressFn:
     """In emulator mode every line the user sees says the sound is the emulator's."""
     if settings.emulator is None:
         return report
@@ -369,7 +373,7 @@ def _labelled(report: ProgressFn) -> ProgressFn:
 
 
 def known_job(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, audio: AudioInput | None,
-              endpoint: str) -> jobs.JobRow | None:
+              endpoint: str, settings: Settings) -> jobs.JobRow | None:
     """The journal's row a one-job run of `spec` (checked parameters) on `video` at `endpoint` would reuse or resume
     (its result stored, its task unfinished), found without a request or an upload as `run` fingerprints it; None
     when there is none, or the run would be several jobs (a long clip's windows)."""
@@ -379,7 +383,7 @@ def known_job(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource
         return None
     hashes = {"video": frames.fingerprint(video.frames, video.fps) if video.frames is not None
               else jobs.hash_file(video.path)}
-    voice = _checked_voice(spec, audio)
+    voice = _checked_voice(spec, audio, settings)
     if voice is not None:
         hashes["audio"] = jobs.hash_array(voice.samples, voice.sample_rate)
     info = JobInfo(spec.provider, spec.model_id, params=spec.resolve(checked, seconds))
@@ -404,6 +408,7 @@ def fetch(
     their model; fal needs it (from the journal or here). `video`: the source to put the sound on;
     default: the journal's source file if it still exists. Result.video_path is None for a
     sound-only result with no source known."""
+    settings = current()  # read once: the fetch reads only these
     report = on_progress or (lambda text, fraction: None)
     waiter = Waiter(is_cancelled)
     if provider not in PROVIDERS:
@@ -411,7 +416,7 @@ def fetch(
     task_id = given_task_id(task_id)  # before any use in a URL, a path or a message
     if video is not None:
         validate_source(video)
-    client = providers.client(provider)
+    client = providers.client(provider, settings)
     row = jobs.guarded("looking up the task", lambda journal: journal.find_task(provider, task_id))
     spec = _fetch_spec(provider, task_id, model, row, client, waiter)
     info = JobInfo(provider, spec.model_id, task_id=task_id, status="fetching",
@@ -419,7 +424,7 @@ def fetch(
     out_dir.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
     with tempfile.TemporaryDirectory(prefix="sonify-fetch-") as tmp:
-        ctx = RunContext(waiter, report, timer, Path(tmp))
+        ctx = RunContext(waiter, report, timer, Path(tmp), settings)
         try:
             job = RemoteJob(spec, client, ctx, info, ResultBounds.expected(FETCH_SECONDS))
             record = jobs.FetchedTask(provider, spec.model_id, task_id, row)

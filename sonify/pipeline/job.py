@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import budget as budgets
-from .. import journal, media, settings
+from .. import journal, media
 from ..catalog import MAX_FPS, ModelSpec
 from ..errors import (
     Cancelled,
@@ -38,6 +38,7 @@ from ..providers import webhooks
 from ..providers.base import COMPLETED, CancelOutcome, Provider, TaskState, WaitLimits
 from ..providers.pacing import Deadline
 from ..providers.schedule import History
+from ..settings import EMULATOR_TITLE, Settings, state_dir
 from ..waiter import Waiter
 from . import spend
 from .deliver import output_name
@@ -76,8 +77,8 @@ LOOK_FIRST, LOOK_GROWTH, LOOK_MOST = 1.0, 1.5, 30.0
 SUBMIT_SECONDS = 75.0  # the longest a submit can take (http.TIMEOUT): a crashed run's window
 
 
-def wait_limits() -> WaitLimits:
-    return WaitLimits(queue_seconds=settings.queue_seconds(), run_seconds=settings.run_seconds())
+def wait_limits(settings: Settings) -> WaitLimits:
+    return WaitLimits(queue_seconds=settings.queue_seconds, run_seconds=settings.run_seconds)
 
 
 _histories: dict[Path | None, History] = {}
@@ -90,7 +91,7 @@ def run_times() -> History:
     """The learned run times of the state folder's journal, one History per folder (a command that points
     SONIFY_STATE_DIR elsewhere starts from what that folder knows)."""
     try:
-        folder: Path | None = settings.state_dir()
+        folder: Path | None = state_dir()
     except OSError:
         folder = None
     with _histories_lock:
@@ -172,9 +173,9 @@ class RemoteJob:
         """Before anything is uploaded: the job's estimate within SONIFY_MAX_USD_PER_JOB and the balance floor, then
         checked against the ledger's caps and counted in it, atomically with every process sharing the journal
         (BudgetExceeded names the cap, the sum so far and the estimate: nothing is sent)."""
-        estimate, budget = self.info.cost_usd_estimate, spend.budget()
+        estimate, budget = self.info.cost_usd_estimate, spend.budget(self.ctx.settings)
         budgets.check_job(budget, estimate)
-        if not spend.counted():
+        if not spend.counted(self.ctx.settings):
             return
         spend.check_balance(self.client, budget, estimate, "this job", self.ctx.waiter)
         self._ticket.claim_spend(estimate, self.ctx.run_id, budget, "this job")
@@ -226,7 +227,7 @@ class RemoteJob:
     def _turn_ends(self) -> Deadline:
         """A new job waits for its turn (slot, start, a 429's hold) at most the queue bound, from its first wait."""
         if self._turn is None:
-            self._turn = Deadline.after(wait_limits().queue_seconds)
+            self._turn = Deadline.after(self.ctx.settings.queue_seconds)
         return self._turn
 
     def _on_pace(self, text: str) -> None:
@@ -388,8 +389,7 @@ class RemoteJob:
         passed since the submit (`since`), when a task it made would have finished."""
         if self.client.lists_unfinished:
             return time.time() + at_least
-        limits = wait_limits()
-        return since + limits.queue_seconds + limits.run_seconds
+        return since + self.ctx.settings.queue_seconds + self.ctx.settings.run_seconds
 
     def _candidates(self, body: dict[str, Any], since: float, until: float, deadline: float) -> list[str]:
         """Tasks the provider lists for this submit (LISTING_SLACK either side for clock differences) that no
@@ -451,7 +451,7 @@ class RemoteJob:
         spec = self.spec
         self._event("waiting")
         with self._unfinished_on_error(task_id), self.ctx.timer("wait"):
-            state = self.client.wait(task_id, self.ctx.waiter, self._on_state(), wait_limits(),
+            state = self.client.wait(task_id, self.ctx.waiter, self._on_state(), wait_limits(self.ctx.settings),
                                      model_id=spec.model_id, history=run_times())
             if state.status != COMPLETED:
                 self.info.status = Status.FAILED
@@ -471,7 +471,8 @@ class RemoteJob:
                 self.ctx.report("downloading", 0.92)
                 folder = journal.results_dir(self.ctx.work)
                 try:
-                    path = download_output(self.client, self.spec, state, folder, self.ctx.waiter, task_id)
+                    path = download_output(self.client, self.spec, state, folder, self.ctx.waiter, task_id,
+                                           self.ctx.settings.max_download_bytes)
                 except OSError as exc:  # the partial file is gone; the task's result stays at the provider
                     raise ConfigurationError(f"no room for the result of task {task_id} in {folder} "
                                              f"({exc.strerror or exc}): free some space", task_id=task_id) from None
@@ -505,13 +506,13 @@ class RemoteJob:
                     bounds = self.bounds
                     most = bounds.frames or math.ceil(bounds.seconds * MAX_FPS)
                     media.check_picture(path, bounds.picture or (media.MAX_SIDE, media.MAX_SIDE), most,
-                                        settings.max_decode_bytes())
+                                        self.ctx.settings.max_decode_bytes)
                     if self.ctx.picture:
                         picture = media.decode_frames(path, max_frames=most)
                     what = "audio"
                 samples, rate, title = media.decode_result(path, max_seconds=self.bounds.seconds,
                                                            keep=self.bounds.keep_sound)
-                self.info.emulator = self.info.emulator or title == settings.EMULATOR_TITLE
+                self.info.emulator = self.info.emulator or title == EMULATOR_TITLE
             except ValidationError as exc:
                 path.unlink(missing_ok=True)
                 raise ProviderError(f"the result file is not usable {what} ({exc})", task_id=task_id) from None
@@ -602,8 +603,9 @@ def _cancel_remote(client: Provider, task_id: str, model_id: str) -> CancelOutco
 
 
 def download_output(client: Provider, spec: ModelSpec, state: TaskState, folder: Path, waiter: Waiter,
-                    task_id: str) -> Path:
-    """Pick the output to use (for sound, a plain audio file if there is one) and download it."""
+                    task_id: str, max_bytes: int) -> Path:
+    """Pick the output to use (for sound, a plain audio file if there is one) and download it (at most
+    `max_bytes`: SONIFY_MAX_DOWNLOAD_MB)."""
     urls = state.outputs
     if spec.output == "audio":
         urls = sorted(urls, key=lambda u: not urlsplit(u).path.lower().endswith(AUDIO_EXTENSIONS))
@@ -612,4 +614,4 @@ def download_output(client: Provider, spec: ModelSpec, state: TaskState, folder:
     suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
     # Named by task: the result store keeps every job's file side by side.
     target = folder / f"{output_name(spec, task_id)}-result{suffix}"
-    return client.http.download(url, target, max_bytes=settings.max_download_bytes(), waiter=waiter, task_id=task_id)
+    return client.http.download(url, target, max_bytes=max_bytes, waiter=waiter, task_id=task_id)

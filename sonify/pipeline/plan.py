@@ -18,6 +18,7 @@ from ..loudness_target import Target
 from ..media import windows
 from ..media.video import check_picture_size
 from ..providers.base import Provider
+from ..settings import Settings
 from ..waiter import Waiter
 from . import uploads as uplink
 from .several import cut, run_key, take_params
@@ -33,7 +34,7 @@ from .types import (
 from .window_feed import WindowFeed
 
 
-def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | None:
+def _checked_voice(spec: ModelSpec, audio: AudioInput | None, settings: Settings) -> AudioInput | None:
     """The voice: required where the model takes one (lipsync), checked (any rate, 1–8 channels) when given."""
     if spec.audio_field and audio is None:
         raise ValidationError("audio", f"{spec.title} needs an audio input")
@@ -41,7 +42,7 @@ def _checked_voice(spec: ModelSpec, audio: AudioInput | None) -> AudioInput | No
         return None
     voice = AudioInput(media.check_audio(audio.samples, audio.sample_rate), int(audio.sample_rate))
     seconds = voice.samples.shape[1] / voice.sample_rate
-    spec.check_length(seconds, "audio")
+    spec.check_length(seconds, settings.max_clip_seconds, "audio")
     spec.check_voice(seconds)
     return voice
 
@@ -99,7 +100,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     longer than one job takes is cut into windows here (long_clip.py), each its own upload. The takes' seeds
     are drawn (and journaled) here, once the media is known, before anything is sent."""
     if video.frames is not None:  # before lipsync's frames are encoded
-        spec.check_length(float(video.frames.shape[0] / video.fps), "images")
+        spec.check_length(float(video.frames.shape[0] / video.fps), ctx.settings.max_clip_seconds, "images")
     hashed = None
     if video.frames is not None and spec.proxy is not None:
         source, clip = None, media.frames_info(video.frames, video.fps)
@@ -119,7 +120,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
         raise ValidationError("video", f"needs at least 2 frames, got {clip.frames}")
     seconds = float(clip.duration)
     spec.check_duration(seconds)
-    spec.check_length(seconds)
+    spec.check_length(seconds, ctx.settings.max_clip_seconds)
     hashes = {"video": picture_hash or hashed.result()}
     source_path = str(Path(video.path).resolve()) if video.path else None
     run = run_key(spec, client.http.base_url, checked, variations, hashes["video"]) if variations > 1 else None
@@ -216,15 +217,15 @@ def _job_meta(spec: ModelSpec, endpoint: str, info: JobInfo, hashes: dict[str, s
     )
 
 
-def file_fingerprint(spec: ModelSpec, params: dict[str, Any], path: Path) -> str:
-    """The journal's fingerprint of a run of `spec` on the file `path`, as `prepare` makes it, without a key or
-    a request: a Temporal batch names each clip's workflow after it (temporal_batch.py)."""
+def file_fingerprint(spec: ModelSpec, params: dict[str, Any], path: Path, settings: Settings) -> str:
+    """The journal's fingerprint of a run of `spec` on the file `path` under `settings`, as `prepare` makes it,
+    without a key or a request: a Temporal batch names each clip's workflow after it (temporal_batch.py)."""
     checked = spec.validate(params)
     seconds = float(media.probe(path).duration)
     spec.check_duration(seconds)
     info = JobInfo(spec.provider, spec.model_id, params=spec.resolve(checked, seconds))
     source_path = str(Path(path).resolve())
-    return _job_meta(spec, providers.endpoint(spec.provider), info, {"video": journal.hash_file(path)}, source_path).fingerprint
+    return _job_meta(spec, providers.endpoint(spec.provider, settings), info, {"video": journal.hash_file(path)}, source_path).fingerprint
 
 
 def _video_upload(spec: ModelSpec, video: media.VideoSource, source: Path | None, content_hash: str,

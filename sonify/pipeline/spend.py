@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from .. import budget as budgets
 from .. import journal as jobs
-from .. import settings as config
 from ..errors import ConfigurationError, ProviderError
 from ..journal import ledger
 from ..providers.base import Provider
+from ..settings import Settings, current
 from ..waiter import Waiter
 
 log = logging.getLogger("sonify")
@@ -27,14 +27,15 @@ log = logging.getLogger("sonify")
 BALANCE_TIMEOUT = (5.0, 15.0)  # connect, read: the balance is read before anything is uploaded
 
 
-def counted() -> bool:
-    """Whether jobs are capped and counted now: not in ComfyUI's emulator mode, which is free."""
-    return config.emulator is None
+def counted(settings: Settings) -> bool:
+    """Whether jobs are capped and counted under `settings`: not in ComfyUI's emulator mode, which is free."""
+    return settings.emulator is None
 
 
-def budget() -> budgets.Budget:
-    """The settings in force: the environment's, else those saved from ComfyUI's settings (in the journal)."""
-    return budgets.read(jobs.guarded("reading the saved budget", lambda journal: journal.saved_budget(), {}))
+def budget(settings: Settings) -> budgets.Budget:
+    """The limits in force: `settings`' (the environment's), else those saved from ComfyUI's settings (in the
+    journal)."""
+    return budgets.read(settings, jobs.guarded("reading the saved budget", lambda journal: journal.saved_budget(), {}))
 
 
 def save(values: dict[str, str | float | None]) -> budgets.Budget:
@@ -49,7 +50,7 @@ def save(values: dict[str, str | float | None]) -> budgets.Budget:
         raise ConfigurationError("the spend settings are kept in Sonify's job journal, which cannot be used now (see "
                                  "the log); set them as environment variables instead")
     journal.save_budget(checked)
-    return budget()
+    return budget(current())
 
 
 def spent(run_id: str | None = None) -> budgets.Spent:
@@ -99,7 +100,7 @@ class Summary:
 
 
 def summary() -> Summary:
-    return Summary(spent(), budget())
+    return Summary(spent(), budget(current()))
 
 
 def today_text() -> str:

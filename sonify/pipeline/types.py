@@ -19,6 +19,7 @@ from ..journal.claims import Status
 from ..providers.base import Provider
 from ..providers.pacing import Pacer
 from ..redact import redact_all
+from ..settings import Settings
 from ..waiter import Slots, Waiter
 
 ProgressFn = Callable[[str, float | None], None]  # (text, fraction done or None)
@@ -167,6 +168,7 @@ class RunContext:
     report: ProgressFn
     timer: StageTimer
     work: Path  # the run's scratch folder
+    settings: Settings  # the run's, taken once at its start (settings.current()): its jobs read only these
     slots: Slots | None = None  # a batch's: jobs at the provider at once
     observe: Observer | None = None  # the benchmark watches the job's events through this
     # Shared by the jobs of one run that send the same files (its takes): one uploads while the others wait,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 
-from .. import settings
-from . import webhooks
+from ..settings import API_BASES, Settings, client_settings
 from .base import Provider
 from .fal import Fal
 from .pacing import Pacer
@@ -17,14 +16,10 @@ _pacers: weakref.WeakKeyDictionary[Provider, Pacer] = weakref.WeakKeyDictionary(
 _lock = threading.Lock()
 
 
-def client(provider: str) -> Provider:
-    """The client for `provider`, built from one snapshot of its key and API base URLs (settings.client_settings).
-    A bad SONIFY_PUBLIC_URL fails here too, before any request (its submits would otherwise fail after the
-    uploads)."""
-    snapshot = settings.client_settings(provider)
-    webhooks.public_url()
-    if provider == "fal":
-        settings.fal_jwks_urls()  # read at submit only when webhooks are on: checked here all the same
+def client(provider: str, settings: Settings) -> Provider:
+    """The client for `provider` under `settings` (a run's snapshot), built from its key and API base URLs
+    (client_settings): one cached instance per provider, key and URLs."""
+    snapshot = client_settings(provider, settings)
     ident = (provider, snapshot.key, snapshot.urls)
     with _lock:
         if ident not in _clients:
@@ -32,9 +27,9 @@ def client(provider: str) -> Provider:
         return _clients[ident]
 
 
-def pacer(client: Provider) -> Pacer:
-    """The one pacer of `client`'s account (its provider and key), with the limits set now (settings.limits: a bad
-    setting fails here, before any request)."""
+def pacer(client: Provider, settings: Settings) -> Pacer:
+    """The one pacer of `client`'s account (its provider and key), with the limits `settings` sets
+    (Settings.limits)."""
     limits = settings.limits(client.name, client.http.base_url)
     with _lock:
         found = _pacers.get(client)
@@ -45,7 +40,7 @@ def pacer(client: Provider) -> Pacer:
 
 
 def make(provider: str, key: str, urls: tuple[str, ...]) -> Provider:
-    """A new client for `provider` with `key`, at its API base URLs `urls` (settings.API_BASES order)."""
+    """A new client for `provider` with `key`, at its API base URLs `urls` (API_BASES order)."""
     if provider == "wavespeed":
         return WaveSpeed(key, *urls)
     if provider == "fal":
@@ -53,8 +48,9 @@ def make(provider: str, key: str, urls: tuple[str, ...]) -> Provider:
     raise ValueError(f"unknown provider {provider!r}")
 
 
-def endpoint(provider: str) -> str:
-    """The API base URL a client for `provider` sends jobs to (its `http.base_url`), known without a key."""
-    if provider not in settings.API_BASES:
+def endpoint(provider: str, settings: Settings) -> str:
+    """The API base URL a client for `provider` sends jobs to under `settings` (its `http.base_url`), known
+    without a key."""
+    if provider not in API_BASES:
         raise ValueError(f"unknown provider {provider!r}")
-    return settings.base_url(settings.API_BASES[provider][0])
+    return settings.base_url(API_BASES[provider][0])

@@ -121,14 +121,13 @@ class Fal:
     @property
     def upload_seconds(self) -> float:
         """How long an upload is reused: half its lifetime, so a job started with it has the other half."""
-        return settings.upload_ttl_seconds() / 2
+        return settings.current().upload_ttl_seconds / 2
 
     def upload(self, path: Path, waiter: Waiter, *, watch: Callable[[int], None] | None = None) -> str:
         """fal's CDN (a short-lived upload token, then the bytes); the storage upload when that fails. Either
         asks fal to keep the file (a public URL) only for SONIFY_UPLOAD_TTL_HOURS (lifecycle_headers).
         `watch` sees the bytes go out (http.FileBody); what it raises is not a failure to fall back from."""
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        settings.upload_ttl_seconds()  # a bad setting is refused before anything is sent
         try:
             token = self._cdn_token(waiter)
         except ProviderError as exc:
@@ -216,12 +215,12 @@ class Fal:
 
     def _webhook(self, waiter: Waiter) -> str | None:
         """The `?fal_webhook=` URL for a submit (webhooks.hook_url), once the receiver holds fal's public keys
-        (its JWKS, fetched at most once a day: from the documented URL, else the next of config.fal_jwks_urls());
+        (its JWKS, fetched at most once a day: from the documented URL, else the next of Settings.fal_jwks_urls());
         None (no webhook, as without SONIFY_PUBLIC_URL) when deliveries could not be verified."""
         hook = webhooks.hook_url(NAME)
         if hook is None:
             return None
-        urls = settings.fal_jwks_urls()
+        urls = settings.current().fal_jwks_urls()
         if any(webhooks.RECEIVER.fal_keys_fresh(url) for url in urls):
             return hook
         if webhooks.key_fetch_paused(NAME):
@@ -476,7 +475,7 @@ class _Clock:
 def lifecycle_headers() -> dict[str, str]:
     """How long fal keeps an upload: the CDN reads X-Fal-Object-Lifecycle, the storage upload
     X-Fal-Object-Lifecycle-Preference (the official client sends both on both)."""
-    preference = json.dumps({"expiration_duration_seconds": settings.upload_ttl_seconds()})
+    preference = json.dumps({"expiration_duration_seconds": settings.current().upload_ttl_seconds})
     return {"X-Fal-Object-Lifecycle": preference, "X-Fal-Object-Lifecycle-Preference": preference}
 
 

@@ -15,14 +15,14 @@ Verification, as each provider publishes it:
   signatures are accepted if one matches (the header's form allows a list; the docs show one).
 - fal (docs.fal.ai, Webhooks, "Verifying your webhook"): `X-Fal-Webhook-Signature` (hex) is an ED25519
   signature of `{request id}\\n{user id}\\n{timestamp}\\n{sha256 hex of the body}` (the X-Fal-Webhook-Request-Id,
-  -User-Id and -Timestamp headers), checked against the keys of fal's JWKS (config.fal_jwks_urls(); fetched
+  -User-Id and -Timestamp headers), checked against the keys of fal's JWKS (Settings.fal_jwks_urls(); fetched
   by the client, handed to `trust_fal_jwks`, at most a day old before it is fetched again); ±300 s. ED25519
   needs the `cryptography` package; without it fal deliveries are not asked for (`ed25519_missing`).
 Both: the timestamp within TOLERANCE seconds of now. A delivery seen before is acknowledged and ignored: it is
 remembered by its canonical signature (the verified bytes, however the header spelled them).
 
 What a delivery may cost is bounded: MAX_BODY bytes, a timestamp of at most STAMP_DIGITS digits, JSON parsed
-without a RecursionError, and (config.py) the key material's size and fal's key count, which bound the work a
+without a RecursionError, and (settings.py) the key material's size and fal's key count, which bound the work a
 forged delivery makes on ComfyUI's event loop.
 """
 
@@ -43,11 +43,7 @@ from typing import Any
 from .. import settings
 from ..net.http import ByteCap
 from ..redact import register_secret
-from ..settings import check_base_url
 from .base import is_task_id
-
-PUBLIC_URL_ENV = "SONIFY_PUBLIC_URL"
-
 
 ROUTE = "/sonify/webhook/{provider}"  # aiohttp's pattern syntax; the listener matches the same paths
 
@@ -82,26 +78,16 @@ FAL_SIGNATURE = re.compile(r"[0-9a-fA-F]{128}")  # an ED25519 signature's 64 byt
 BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
-def public_url() -> str | None:
-    """SONIFY_PUBLIC_URL without a trailing slash (None: unset); https, or http to this machine only (a
-    delivery carries no secret, but a plain-http hop on the internet could be read and replayed)."""
-    url = settings.text(PUBLIC_URL_ENV)
-    if not url:
-        return None
-    check_base_url(url, PUBLIC_URL_ENV)  # no user name or password: it is logged and sent to the providers
-    settings.key_answer_max_bytes(), settings.jwks_max_keys()  # webhooks are on: their limits must read, before a submit
-    return url.rstrip("/")
-
-
 def hook_url(provider: str) -> str | None:
-    """Where `provider` is asked to deliver, or None when webhooks are off (no SONIFY_PUBLIC_URL)."""
-    base = public_url()
+    """Where `provider` is asked to deliver, or None when webhooks are off (no SONIFY_PUBLIC_URL). Read from
+    settings.current() at the submit: the client that asks has no run's snapshot."""
+    base = settings.current().public_url
     return None if base is None else base + ROUTE.format(provider=provider)
 
 
 def key_answer_cap() -> ByteCap:
     """The byte cap on an answer that carries key material (WaveSpeed's secret, fal's key set)."""
-    return ByteCap(settings.key_answer_max_bytes(), settings.KEY_ANSWER_KB_ENV)
+    return ByteCap(settings.current().key_answer_max_bytes, settings.KEY_ANSWER_KB_ENV)
 
 
 def ed25519_missing() -> str:
@@ -221,9 +207,9 @@ class Receiver:
 
     def trust_fal_jwks(self, url: str, jwks: Any) -> int:
         """fal's key set (the answer from the JWKS at `url`): its Ed25519 keys replace those held (one set, so
-        that a delivery is checked against at most config.jwks_max_keys() keys). Returns how many; ValueError if
+        that a delivery is checked against at most Settings.jwks_max_keys keys). Returns how many; ValueError if
         it holds none or too many, ImportError without `cryptography`."""
-        keys = ed25519_keys(jwks, settings.jwks_max_keys())
+        keys = ed25519_keys(jwks, settings.current().jwks_max_keys)
         with self._lock:
             self._fal_keys = {url: (keys, time.monotonic())}
         return len(keys)

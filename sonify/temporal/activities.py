@@ -35,6 +35,7 @@ from ..pipeline.job import RemoteJob
 from ..pipeline.types import JobInfo, ResultBounds, RunContext, StageTimer
 from ..providers.base import TaskState
 from ..redact import redact
+from ..settings import Settings, current
 from ..waiter import Waiter
 from .worker_folders import AllowedFolders
 from .workflows import (
@@ -56,10 +57,11 @@ class HistoryTicket(Ticket):
     to the workflow (its time and body), which reconciles a submit that got no answer; the tasks other clips
     own are those the provider's slots workflow knows (`known`)."""
 
-    def __init__(self, spec: ModelSpec, known: Callable[[str], set[str]],
+    def __init__(self, spec: ModelSpec, known: Callable[[str], set[str]], settings: Settings,
                  spend_of: tuple[float | None, str | None] = (None, None)) -> None:
         super().__init__(None, JobMeta(spec.provider, spec.model_id, "", False))
         self._known = known
+        self._settings = settings  # the step's: its spend limits
         self._owned: tuple[float, set[str]] | None = None  # (when asked, the answer)
         self._spend_of = spend_of  # the submit's (estimate, run id)
 
@@ -72,7 +74,7 @@ class HistoryTicket(Ticket):
         (BudgetExceeded: nothing is sent); its status follows from there (a refused submit's row goes when the step
         ends). A journal that cannot be used refuses the submit only when a cap depends on it."""
         estimate, run_id = self._spend_of
-        budget = spend.budget()
+        budget = spend.budget(self._settings)
         journal, problem = jobs.open_journal(), "it could not be opened"
         self._live()
         if journal is not None:
@@ -131,12 +133,12 @@ def _known_tasks(provider: str) -> set[str]:
 def _step(spec: ModelSpec, info: JobInfo | None = None, bounds: ResultBounds | None = None,
           *details: Any, spend_of: tuple[float | None, str | None] = (None, None)) -> Iterator[RemoteJob]:
     """What one activity lends the engine: a RemoteJob on a history ticket (`spend_of`: a submit's estimate and run
-    id), heartbeats (with `details`) while it runs, Temporal's cancel as the waiter's, a scratch folder; an engine
-    error as an ApplicationError."""
+    id), the settings read once as the step starts, heartbeats (with `details`) while it runs, Temporal's cancel as
+    the waiter's, a scratch folder; an engine error as an ApplicationError."""
     cancelled = threading.Event()
     stop = threading.Event()
     context = contextvars.copy_context()
-    ticket = HistoryTicket(spec, _known_tasks, spend_of)
+    ticket: HistoryTicket | None = None
 
     def beat() -> None:
         activity.heartbeat(*details)
@@ -151,10 +153,12 @@ def _step(spec: ModelSpec, info: JobInfo | None = None, bounds: ResultBounds | N
     thread = threading.Thread(target=beats, name="sonify-heartbeat", daemon=True)
     thread.start()
     try:
+        settings = current()
+        ticket = HistoryTicket(spec, _known_tasks, settings, spend_of)
         with tempfile.TemporaryDirectory(prefix="sonify-step-") as tmp:
-            ctx = RunContext(Waiter(cancelled.is_set), lambda text, fraction: None, StageTimer(), Path(tmp))
-            job = RemoteJob(spec, providers.client(spec.provider), ctx, info or JobInfo(spec.provider, spec.model_id),
-                            bounds or ResultBounds.expected(0.0))
+            ctx = RunContext(Waiter(cancelled.is_set), lambda text, fraction: None, StageTimer(), Path(tmp), settings)
+            job = RemoteJob(spec, providers.client(spec.provider, settings), ctx,
+                            info or JobInfo(spec.provider, spec.model_id), bounds or ResultBounds.expected(0.0))
             job.attach(ticket)
             yield job
     except SonifyError as exc:
@@ -162,10 +166,11 @@ def _step(spec: ModelSpec, info: JobInfo | None = None, bounds: ResultBounds | N
     finally:
         stop.set()
         thread.join()
-        ticket.close()  # its ledger row, if any, left to the ledger (or gone, if nothing was sent)
+        if ticket is not None:
+            ticket.close()  # its ledger row, if any, left to the ledger (or gone, if nothing was sent)
 
 
-def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
+def _failure(exc: SonifyError, ticket: HistoryTicket | None) -> ApplicationError:
     """Final for what a retry cannot mend (the input, the setup, a failed job); REFUSED for a submit answered 429
     (the account's rate: the workflow holds the account's starts for the provider's Retry-After, carried as the
     error's next_retry_delay); NOTHING_SENT for another submit that certainly created no task (a 408, or a
@@ -176,10 +181,11 @@ def _failure(exc: SonifyError, ticket: HistoryTicket) -> ApplicationError:
     kind = type(exc).__name__
     refused_for_good = isinstance(exc, ProviderError) and exc.status is not None and 400 <= exc.status < 500 \
         and exc.status not in (408, 429)
-    if ticket.status == Status.INTENT and not refused_for_good:
+    status = ticket.status if ticket is not None else None  # no ticket: a bad setting stopped the step as it began
+    if status == Status.INTENT and not refused_for_good:
         kind = NOTHING_SENT
     # A submit's error is never retried by Temporal: the workflow decides (temporal_flow.ClipWorkflow._submit).
-    final = kind in FINAL or refused_for_good or ticket.status in (
+    final = kind in FINAL or refused_for_good or status in (
         Status.INTENT, Status.SUBMITTING, Status.UNKNOWN, Status.UNKNOWN_REPORTED)
     details = [exc.task_id] if exc.task_id else []
     return ApplicationError(redact(str(exc)), *details, type=kind, non_retryable=final)

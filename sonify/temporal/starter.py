@@ -24,7 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from .. import journal, pipeline, providers, settings
+from .. import journal, pipeline, providers
 from ..errors import ConfigurationError
 from ..pipeline import batch
 from .workflows import WORKFLOW_QUEUE, ClipJob, SlotsState, slots_id
@@ -64,9 +64,9 @@ class TemporalBatch(batch.Batch):
     def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.address = address
-        provider = self.spec.provider  # the account's limits, for the slots workflow (a bad setting fails here)
-        self.limits = settings.limits(provider, providers.endpoint(provider))
-        self.queue_seconds = pipeline.wait_limits().queue_seconds
+        provider = self.spec.provider  # the account's limits, for the slots workflow (the batch's settings)
+        self.limits = self.settings.limits(provider, providers.endpoint(provider, self.settings))
+        self.queue_seconds = self.settings.queue_seconds
 
     def run(self, on_tick: Callable[[], None]) -> None:
         asyncio.run(self._run(on_tick))
@@ -112,7 +112,8 @@ class TemporalBatch(batch.Batch):
                       self.concurrency, at_once=limits.at_once if limits else None,
                       starts=limits.starts if limits else None, per_seconds=limits.seconds if limits else 60.0,
                       queue_seconds=self.queue_seconds, run_id=self.run_id)
-        fingerprint = await asyncio.to_thread(pipeline.file_fingerprint, self.spec, self.params, source)
+        fingerprint = await asyncio.to_thread(pipeline.file_fingerprint, self.spec, self.params, source,
+                                              self.settings)
         wid = workflow_id(self.spec.key, fingerprint, out_dir, item.name)
         item.state, item.text = "running", "starting"
         job.delivery = await _undelivered(client.get_workflow_handle(wid))

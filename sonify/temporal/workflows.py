@@ -7,7 +7,7 @@ errors carry clips' paths, request bodies, task ids and URLs, never a key.
 
 The provider's concurrency is one `ProviderSlots` workflow per provider, a semaphore in the server: a clip asks
 it for a slot before its submit and gives it back once its task has ended. It holds the account's limits too
-(config.limits, read where the batch is started, as a run on one machine reads them): no more slots than the
+(Settings.limits, read where the batch is started, as a run on one machine reads them): no more slots than the
 account runs at once, and submits no faster than it starts them. A worker's
 `max_concurrent_activities` would bound each worker process alone (N workers: N times the limit), and a task
 queue's own limit is a rate (per second), not a count of jobs in flight; the semaphore holds whatever the number
@@ -98,7 +98,7 @@ class ClipJob:
     # and its delivery failed (download, disk), this run only delivers it; state None: its wait gave up, this run
     # waits for it again. Either way no new upload, no new job.
     delivery: dict[str, Any] | None = None
-    # The account's limits (config.limits where the batch was started): jobs at once, and starts in any
+    # The account's limits (Settings.limits where the batch was started): jobs at once, and starts in any
     # `per_seconds`; None: not known (an API on this machine). `queue_seconds`: how long a clip waits for its turn
     # to submit (SONIFY_QUEUE_TIMEOUT there), 429s included.
     at_once: int | None = None
