@@ -14,7 +14,7 @@ import pytest
 from clips import write_clip
 from pack import load_pack, module, outputs
 
-from sonify import journal, media, providers
+from sonify import journal, media, providers, settings
 from sonify.catalog import HUNYUAN_FOLEY
 from sonify.errors import ValidationError
 from sonify.pipeline import failover
@@ -109,7 +109,7 @@ def test_a_value_out_of_range_is_refused_by_name(name, value, refusal, emulator,
 
 def test_the_emulator_wants_fals_required_text_prompt(emulator, fal_env, clip_path):
     """A client that leaves text_prompt out gets fal's 422, naming the field."""
-    fal = providers.client("fal")
+    fal = providers.client("fal", settings.current())
     video = fal.upload(clip_path, Waiter())
     with pytest.raises(ValidationError, match="text_prompt"):
         fal.submit(FAL_ID, {"video_url": video}, Waiter())
@@ -178,10 +178,11 @@ def test_a_20_s_clip_is_done_in_windows_of_at_most_15_s_and_joined(emulator, bot
 
 def test_the_emulators_model_reads_at_most_15_s_of_a_clip(emulator, fal_env, tmp_path):
     """As Tencent's code drops the frames after 15 s: a client that sends more gets 15 s of sound back."""
-    fal = providers.client("fal")
+    fal = providers.client("fal", settings.current())
     video = fal.upload(Path(clip_of(tmp_path, 16).path), Waiter())
     task_id = fal.submit(FAL_ID, {"video_url": video, "text_prompt": PROMPT}, Waiter())
-    state = fal.wait(task_id, Waiter(), lambda *_: None, module("sonify.pipeline").wait_limits(), model_id=FAL_ID)
+    state = fal.wait(task_id, Waiter(), lambda *_: None, module("sonify.pipeline").wait_limits(settings.current()),
+                      model_id=FAL_ID)
     (url,) = state.outputs
     path = fal.http.download(url, tmp_path / "result.mp4", max_bytes=10_000_000, waiter=Waiter(), task_id=task_id)
     samples, rate = media.decode_audio(path)
