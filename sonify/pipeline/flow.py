@@ -27,6 +27,7 @@ import numpy as np
 from .. import budget as budgets
 from .. import journal as jobs
 from .. import media, providers, settings
+from ..atomic import write_atomically
 from ..catalog import MODELS, PROVIDERS, ModelSpec, find, on_provider
 from ..errors import BudgetExceeded, SonifyError, ValidationError
 from ..loudness_target import Target
@@ -36,7 +37,7 @@ from ..media.video import validate_source
 from ..providers.base import Provider, given_task_id
 from ..waiter import Slots, Waiter
 from . import messages, receipts, spend
-from .deliver import _mux_sound, deliver, output_name, write_atomically
+from .deliver import _mux_sound, deliver, output_name
 from .job import FETCH_SECONDS, RemoteJob
 from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, with_cost
 from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
