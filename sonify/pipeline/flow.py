@@ -39,7 +39,7 @@ from ..waiter import Slots, Waiter
 from . import messages, receipts, spend
 from .deliver import _mux_sound, deliver, output_name
 from .job import FETCH_SECONDS, RemoteJob
-from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, with_cost
+from .messages import EMULATOR_MARK, attach_task, done_text, joined_info, label, take_info, with_cost
 from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
 from .several import Progress, WindowSound, check_count, failure, join, missing_seconds, run_each, total_cost
 from .types import (
@@ -122,7 +122,8 @@ def run(
     `run_id`: what its spend counts for against SONIFY_MAX_USD_PER_RUN (a batch's, a ComfyUI prompt's; default:
     this run alone). `fallback`: the provider the caller moves to if this run fails before any task exists
     (failover.py): its journal rows then say so (MOVED)."""
-    report = _labelled(on_progress or (lambda text, fraction: None))
+    said = on_progress or (lambda text, fraction: None)
+    report = _labelled(said)
     checked = spec.validate(params)
     check_count(spec, variations)
     validate_source(video)
@@ -145,13 +146,13 @@ def run(
             job.loudness = loudness
         if variations > 1 or len(job.parts) > 1:
             try:
-                return _run_many(spec, client, ctx, job, out_dir)
+                result = _run_many(spec, client, ctx, job, out_dir)
             finally:
                 if job.feed is not None:  # a long clip's cutting, stopped if it still runs (an error, a Cancel)
                     job.feed.stop()
-        info = job.takes[0][0]
-        result = _run_take(spec, client, ctx, job, info, out_dir)
-    report(_done_text(info), 1.0)
+        else:
+            result = _run_take(spec, client, ctx, job, job.takes[0][0], out_dir)
+    said(done_text(result.info), 1.0)  # marked by its job info when the emulator made the sound
     return result
 
 
@@ -257,14 +258,12 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
         jobs.forget_seeds(job.run)  # every take delivered: the next run draws anew
     if count == 1:
         results[0].info["seconds"] = ctx.timer.seconds
-        ctx.report(done_text(results[0].info), 1.0)
         return results[0]
     for k, result in results.items():
         result.info["take"] = k + 1
     delivered = _ordered(list(results.values()))
     first = delivered[0]
     info = joined_info(spec, [r.info for r in delivered], ctx.timer.seconds, failed)
-    ctx.report(done_text(info), 1.0)
     return Result(first.sound, first.sample_rate, first.video_path, info, first.extra, takes=delivered, failed=failed)
 
 
@@ -366,7 +365,7 @@ def _labelled(report: ProgressFn) -> ProgressFn:
     """In emulator mode every line the user sees says the sound is the emulator's."""
     if settings.emulator is None:
         return report
-    return lambda text, fraction: report(f"emulator (synthetic sound) · {text}", fraction)
+    return lambda text, fraction: report(f"{EMULATOR_MARK} · {text}", fraction)
 
 
 def known_job(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, audio: AudioInput | None,
