@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import uuid
 from pathlib import Path
+
+from ..sonify.atomic import atomically
 
 log = logging.getLogger("sonify")
 
@@ -53,9 +54,5 @@ def _is_pack_link(link: Path) -> bool:
 
 def _copy(source: Path, target: Path) -> None:
     """A copy that appears whole or not at all (Load Video lists the folder at any moment), replacing a link."""
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomically(target) as out, open(source, "rb") as data:
+        shutil.copyfileobj(data, out)

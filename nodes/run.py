@@ -95,6 +95,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
     jobs' events (pipeline.run)."""
     from ..sonify import pipeline
     from ..sonify.pipeline import failover
+    from ..sonify.pipeline.messages import summary
 
     params = dict(params)
     provider = params.pop("provider", "auto")
@@ -108,7 +109,7 @@ def run_node(spec: ModelSpec, unique_id: Any, video: Any, images: Any, fps: floa
             on_progress=report, is_cancelled=is_cancelled, variations=variations, picture=picture,
             loudness=loudness, run_id=comfy.prompt_id(), observe=observe,
         )
-    report(summary(result.info, result.extra), None)
+    report(summary(result.info, result.extra.get("prompt")), None)
     return result
 
 
@@ -126,29 +127,3 @@ def said_on_node(report: Callable[[str, float | None], None]) -> Iterator[None]:
             log.warning("%s", exc)
             comfy.raise_interrupted()
         raise
-
-
-def summary(info: dict[str, Any], extra: dict[str, Any]) -> str:
-    """What the node says after a run, a line each: the emulator's mark, the cost (measured where the provider told
-    what was used) and the seconds, the task id, what was spent today against the daily cap, and the prompt fal
-    wrote, then each take's sound and any failed take."""
-    from ..sonify.media import sound_check
-    from ..sonify.pipeline import spend
-
-    cost = "the stored result, no new cost" if info.get("cached") else spend.cost_text(info)
-    lines = [f"done · {cost} · {sum(info.get('seconds', {}).values()):.1f} s", f"task {info.get('task_id')}",
-             spend.today_text()]
-    if info.get("emulator"):
-        lines.insert(0, "emulator (synthetic sound)")
-    if info.get("provider_choice"):
-        from ..sonify.pipeline import failover
-
-        lines.append(failover.choice_text(info["provider_choice"]))
-    if extra.get("prompt"):
-        lines.append(f"prompt: {extra['prompt']}")
-    lines += sound_check.lines(info)
-    if info.get("failed"):
-        from ..sonify import pipeline
-
-        lines += [f"{pipeline.failed_text(failed)} (not in `audio`)" for failed in info["failed"]]
-    return "\n".join(lines)

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from . import settings
+from .atomic import PRIVATE, atomically
 from .catalog import PROVIDERS
 from .errors import ConfigurationError, ValidationError
 from .redact import register_secret
@@ -121,15 +121,6 @@ def _read() -> dict[str, Any]:
 
 
 def _write(keys: dict[str, Any]) -> None:
-    """Written to a new mode-600 file beside the key file, then renamed over it."""
-    path = settings.state_dir() / settings.KEY_FILE
-    partial = path.with_name(f".{settings.KEY_FILE}-{uuid.uuid4().hex[:8]}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(keys, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Written to a new mode-600 file beside the key file, on the disk before it is renamed over it."""
+    with atomically(settings.state_dir() / settings.KEY_FILE, mode=PRIVATE, sync=True) as out:
+        out.write(json.dumps(keys, indent=2).encode("utf-8"))

@@ -127,7 +127,8 @@ def test_run_writes_the_clip_with_sound_and_reports_time_and_cost(emulator, wave
     assert done.stdout.strip() == str(target) and target.is_file()
     samples, rate = media.decode_audio(target)
     assert rate == 44100 and np.abs(samples).max() > 0.1
-    assert re.search(r"done in [\d.]+ s \(.*wait [\d.]+ s.*\) · est\. \$0\.001", done.stderr), done.stderr
+    assert re.search(r"done in [\d.]+ s \(.*wait [\d.]+ s.*\) · \$0\.001 measured \(1 second of sound\)",
+                     done.stderr), done.stderr
     assert "{" not in done.stderr  # the job info only with -v or --json
     assert submits(emulator) == 1
 

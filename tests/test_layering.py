@@ -14,7 +14,7 @@ from pack import ROOT
 ENGINE = ROOT / "sonify"
 # lowest first; the base files may use each other, a folder only what stands in a lower layer
 LAYERS = (
-    {"errors", "catalog", "settings", "key_store", "redact", "waiter", "version", "loudness_target", "budget",
+    {"atomic", "errors", "catalog", "settings", "key_store", "redact", "waiter", "version", "loudness_target", "budget",
      "offers", "background"},
     {"media", "net", "journal"},
     {"providers"},

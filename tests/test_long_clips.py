@@ -362,7 +362,8 @@ def test_a_random_seed_run_whose_window_failed_reuses_the_finished_windows_on_a_
 
 
 def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, wavespeed_env, tmp_path):
-    """pipeline.prepare (a Temporal batch's activity) makes one job: a long clip is refused before it is cut."""
+    """pipeline.prepare(..., one_job=True) (a Temporal batch's activity) makes one job: a long clip is refused before
+    it is cut."""
     from sonify import providers, settings
     from sonify.pipeline.types import RunContext, StageTimer
     from sonify.waiter import Waiter
@@ -371,8 +372,27 @@ def test_a_one_job_preparation_refuses_a_clip_that_needs_windows(emulator, waves
     ctx = RunContext(Waiter(), lambda text, fraction: None, StageTimer(), tmp_path, settings.current())
     with pytest.raises(ValidationError, match=r"takes at most 20 s in one job, got 21\.000 s.*not yet by a Temporal"):
         pipeline.prepare(KLING_V2A, KLING_V2A.validate({}), media.VideoSource(path=str(path)), None, None,
-                         providers.client("wavespeed", ctx.settings), ctx)
+                         providers.client("wavespeed", ctx.settings), ctx, one_job=True)
     assert emulator.requests == [] and not list(tmp_path.glob("window-*"))
+
+
+def test_the_front_doors_prepare_is_the_runs_plan_made_before_any_request(emulator, wavespeed_env, clip, tmp_path):
+    """sonify.prepare is the one the run uses: a Plan (here one take, one job: what it sends, priced), made without a
+    request."""
+    import sonify
+    from sonify import providers
+    from sonify.pipeline.types import RunContext, StageTimer
+    from sonify.waiter import Waiter
+
+    ctx = RunContext(Waiter(), lambda text, fraction: None, StageTimer(), tmp_path)
+    plan = sonify.prepare(MMAUDIO_V2, MMAUDIO_V2.validate({"prompt": "rain", "seed": 3}), clip, None, None,
+                          providers.client("wavespeed"), ctx, one_job=True)
+    assert isinstance(plan, pipeline.Plan) and plan.source_path == str(Path(clip.path).resolve())
+    part, info = plan.only_job()
+    assert part.span is None and set(part.uploads) == {"video"} and part.hashes["video"] == jobs.hash_file(clip.path)
+    assert info.params == MMAUDIO_V2.resolve(MMAUDIO_V2.validate({"prompt": "rain", "seed": 3}), 1.0)
+    assert info.cost_usd_estimate == round(MMAUDIO_V2.price(info.params, 1.0), 6)
+    assert emulator.requests == []
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -1,6 +1,7 @@
-"""What a model node says after a run (its last progress text on the node): the cost (measured where the provider
-told what was used), the seconds, the task id, today's spend against the daily cap, and for ThinkSound on fal with
-an empty prompt the prompt fal wrote (also the node's `prompt` output)."""
+"""What a model node says after a run (its last progress text on the node): the done line the run's own last progress
+text starts with (the seconds and the cost, measured where the provider told what was used), the task id, today's
+spend against the daily cap, and for ThinkSound on fal with an empty prompt the prompt fal wrote (also the node's
+`prompt` output)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,18 @@ import re
 from pack import load_pack, module, outputs
 
 
+def texts(caplog) -> list[str]:
+    """What the node showed, in order (comfy.progress logs each text)."""
+    return [r.getMessage() for r in caplog.records if r.name == "sonify" and r.levelno == logging.DEBUG]
+
+
 def last_text(caplog) -> str:
-    return [r.getMessage() for r in caplog.records if r.name == "sonify" and r.levelno == logging.DEBUG][-1]
+    return texts(caplog)[-1]
+
+
+def run_done_line(caplog) -> str:
+    """The first line of the run's own last progress text (the engine's, before the node's summary)."""
+    return [t for t in texts(caplog)[:-1] if " done in " in t][-1].split("\n")[0]
 
 
 def test_mmaudio_says_cost_seconds_task_and_spend_today(emulator, wavespeed_env, clip_path, caplog, monkeypatch):
@@ -22,17 +33,19 @@ def test_mmaudio_says_cost_seconds_task_and_spend_today(emulator, wavespeed_env,
     inputs = {"prompt": "a door", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
               "guidance_scale": 4.5, "mask_away_clip": False, "seed": 3, "video": module("nodes.comfy").FileVideo(str(clip_path))}
     job = json.loads(outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)[-1])
-    mark, done, task, today, where, sound = last_text(caplog).split("\n")
-    assert mark == "emulator (synthetic sound)"
-    assert re.fullmatch(r"done · \$0\.001 measured \(1 second of sound\) · \d+\.\d s", done)
+    done, task, today, where, sound = last_text(caplog).split("\n")
+    assert re.fullmatch(r"emulator \(synthetic sound\) · done in \d+\.\d s \(.*wait \d+\.\d s.*\) · \$0\.001 measured "
+                        r"\(1 second of sound\)", done)
+    assert done == run_done_line(caplog)  # one done line: the run's progress and the node's summary read the same
     assert task == f"task {job['task_id']}" and today == "spent today $0.001 of the $2.000 daily cap"
     # a model on both providers says where it ran, and why not on the other
     assert where == "on WaveSpeed (the only provider with a key that takes these inputs) · fal not used: no key"
     assert re.fullmatch(r"sound: -?\d+\.\d LUFS · peak -?\d+\.\d dBTP · silent \d+% · clipped \d+ · 1\.02 s of 1\.00 s",
                         sound)  # MMAudio's whole latents run a little long
     outputs(getattr(node_cls(), node_cls.FUNCTION))(**inputs)
-    _, head, _, today, *_ = last_text(caplog).split("\n")
-    assert head.startswith("done · the stored result, no new cost · ")
+    head, _, today, *_ = last_text(caplog).split("\n")
+    assert re.fullmatch(r"emulator \(synthetic sound\) · done in .* · the stored result, no new cost", head)
+    assert head == run_done_line(caplog)
     assert today == "spent today $0.001 of the $2.000 daily cap"  # nothing new
 
 
@@ -42,9 +55,8 @@ def test_thinksound_fal_shows_the_prompt_fal_wrote(emulator, fal_env, clip_path,
     _, _, prompt, job = outputs(getattr(node_cls(), node_cls.FUNCTION))(
         prompt="", seed=5, num_inference_steps=24, cfg_scale=5.0, video=module("nodes.comfy").FileVideo(str(clip_path)))
     assert prompt
-    mark, head, task, today, said, sound = last_text(caplog).split("\n")
-    assert mark == "emulator (synthetic sound)"
-    assert re.match(r"done · \$0\.\d{3} measured \([\d.]+ compute seconds?\) · ", head)
+    head, task, today, said, sound = last_text(caplog).split("\n")
+    assert re.fullmatch(r"emulator \(synthetic sound\) · done in .* · \$0\.\d{3} measured \([\d.]+ compute seconds?\)", head)
     assert task == f"task {json.loads(job)['task_id']}"
     assert today.startswith(f"spent today ${json.loads(job)['cost_usd_measured']:.3f}")
     assert said == f"prompt: {prompt}" and sound.startswith("sound: ")

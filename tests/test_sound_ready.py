@@ -27,6 +27,7 @@ from sonify.errors import ConfigurationError
 from sonify.loudness_target import Target
 from sonify.media import loudness, sound_check
 from sonify.media.sound_file import SoundFile
+from sonify.pipeline import messages
 
 MMAUDIO = MMAUDIO_V2.model_id
 PARAMS = {"prompt": "rain on a tin roof", "negative_prompt": "", "duration": 0, "num_inference_steps": 25,
@@ -186,7 +187,7 @@ def test_silent_clipped_and_short_takes_are_flagged_put_last_and_best_skips_them
     (picked,) = node("SonifyPickAudio")(audio=backwards, index=1)  # without best, index as before
     assert torch.equal(picked["waveform"], waveform[3:4])
 
-    summary = module("nodes.run").summary(info, {}).splitlines()
+    summary = messages.summary(info).splitlines()
     takes = [line for line in summary if re.match(r"\d+\. take ", line)]  # a line per take
     assert takes[0].startswith(f"1. take {good}: ") and "LUFS" in takes[0] and "FLAGGED" not in takes[0]
     assert len(takes) == 4 and all("FLAGGED" in line for line in takes[1:])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -86,7 +87,7 @@ def test_a_fixed_seed_gives_consecutive_seeds_and_a_rerun_reuses_every_take(emul
     assert [t["seed"] for t in result.info["takes"]] == [41, 42, 43, 44]
     assert [take.info["params"]["seed"] for take in result.takes] == [41, 42, 43, 44]
     assert all(take.video_path.is_file() for take in result.takes)
-    assert any(text.startswith("take 3 of 4: ") for text in seen) and seen[-1].startswith("4 takes done")
+    assert any(text.startswith("take 3 of 4: ") for text in seen) and seen[-1].startswith("emulator (synthetic sound) · 4 takes done in ")
 
     again = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 41}, clip, out_dir=tmp_path / "out", variations=4)
     assert emulator.submits(MMAUDIO) == 4  # all four stored: no new job
@@ -203,8 +204,11 @@ def test_cli_variations_writes_one_file_per_take(emulator, wavespeed_env, clip_p
 
 def test_a_failed_seed_minus_one_take_keeps_the_others_and_a_rerun_pays_only_for_it(emulator, wavespeed_env, clip,
                                                                                       tmp_path):
+    seen: list[str] = []
+
     def run() -> pipeline.Result:
-        return pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": -1}, clip, out_dir=tmp_path / "out", variations=4)
+        return pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": -1}, clip, out_dir=tmp_path / "out", variations=4,
+                            on_progress=lambda text, fraction: seen.append(text))
 
     emulator.fail_next(MMAUDIO, error="no sound for this one", code=1403)
     result = run()
@@ -219,11 +223,15 @@ def test_a_failed_seed_minus_one_take_keeps_the_others_and_a_rerun_pays_only_for
     listed = {t["take"]: t for t in result.info["takes"]}
     assert [t["seed"] for t in listed.values()] == seeds and listed[failed["take"]]["error"] == failed["error"]
     assert result.info["variations"] == 4 and result.info["task_id"] == result.takes[0].info["task_id"]
+    done, *_, named = seen[-1].split("\n")  # the last progress text: the done line, ..., the failed take
+    assert " · 3 of 4 takes done in " in done and named == pipeline.failed_text(failed)
 
     again = run()  # the same seeds, from the journal: the three stored, only the failed take submitted again
     assert emulator.submits(MMAUDIO) == 5 and emulator.tasks.all()[-1].params["seed"] == bad.params["seed"]
     assert not again.failed and [t["seed"] for t in again.info["takes"]] == seeds
     assert [t["cached"] for t in again.info["takes"]] == [n != failed["take"] for n in (1, 2, 3, 4)]
+    (new,) = [t for t in again.info["takes"] if not t["cached"]]  # the done line's cost: the new take's alone
+    assert re.fullmatch(rf".* · 4 takes done in .* · \${new['cost_usd_measured']:.3f} measured", seen[-1].split("\n")[0])
 
     run()  # every take delivered last time: -1 asks for new ones
     assert emulator.submits(MMAUDIO) == 9 and not {t.params["seed"] for t in emulator.tasks.all()[-4:]} & set(seeds)

@@ -105,11 +105,12 @@ def _batch_provider(out: Output, spec: ModelSpec, params: dict[str, Any], provid
         return spec, params
     from .. import media, offers
     from ..pipeline import failover
+    from ..pipeline.messages import choice_text
 
     chosen = offers.plan(spec, provider, params, lambda: failover.clip_seconds(media.VideoSource(path=str(first))),
                          settings, keys=keys)
     attempt = chosen.attempts[0]
-    out.note(f"batch {failover.choice_text(failover.choice_info(provider, attempt, chosen.passed))}")
+    out.note(f"batch {choice_text(failover.choice_info(provider, attempt, chosen.passed))}")
     return attempt.spec, attempt.params
 
 

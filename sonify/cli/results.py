@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomically
 from ..errors import ValidationError
 
 RESULT_VIDEO = (".mp4", ".mov", ".mkv")  # `run -o FILE`: the clip with its new sound, picture and sound copied
@@ -34,7 +35,7 @@ def write_result(result: Any, target: Path, codec: str | None = None) -> Path:
     """The result (its sound; its video, if any, a .mp4 in target's folder) as `target`, written whole or not at
     all: a .mov/.mkv with the .mp4's packets copied, or (`codec`: lossless) its picture's packets and the result's
     samples; with its receipt (the .mp4 has it already)."""
-    from .. import media, pipeline
+    from .. import media
     from ..pipeline import receipts
 
     made = result.video_path
@@ -44,13 +45,13 @@ def write_result(result: Any, target: Path, codec: str | None = None) -> Path:
         return target
     tags = receipts.tags(result.info, target)
     if suffix in RESULT_SOUND:
-        pipeline.write_atomically(target, lambda path: media.write_audio(result.audio, result.sample_rate, path,
+        write_atomically(target, lambda path: media.write_audio(result.audio, result.sample_rate, path,
                                                                          metadata=tags))
     elif codec is not None:
-        pipeline.write_atomically(target, lambda path: media.mux(made, result.audio, result.sample_rate, path,
+        write_atomically(target, lambda path: media.mux(made, result.audio, result.sample_rate, path,
                                                                  codec=codec, metadata=tags))
     else:
-        pipeline.write_atomically(target, lambda path: media.rewrap(made, path, tags))
+        write_atomically(target, lambda path: media.rewrap(made, path, tags))
     if made is not None:
         made.unlink()
     return target

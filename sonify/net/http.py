@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import os
 import random
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -32,6 +30,7 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
+from ..atomic import PRIVATE, atomically
 from ..errors import ConfigurationError, ProviderError, Refused, SonifyError, Unreachable
 from ..redact import redact
 from ..settings import check_base_url, check_url, is_loopback
@@ -443,27 +442,22 @@ def _write_capped(
     response: requests.Response, dest: Path, max_bytes: int, declared: int | None, waiter: Waiter,
     task_id: str | None, watch: _Watch,
 ) -> Path:
-    partial, out = _new_partial(dest)
+    """The body as `dest`, whole or not at all (a private file until then, see atomic.atomically)."""
     try:
-        with out:
+        with atomically(dest, mode=PRIVATE) as out:
             for chunk in response.iter_content(READ_CHUNK):
                 waiter.check()
                 watch.received += len(chunk)
                 if watch.received > max_bytes:
                     raise ProviderError(_too_big(max_bytes), task_id=task_id)
                 out.write(chunk)
-        failure = watch.failure()  # a body of unknown length that the watch cut looks complete
-        if failure is not None:
-            raise failure
-        if declared is not None and watch.received != declared:
-            raise _Transient(f"download truncated at {watch.received} of {declared} bytes")
+            failure = watch.failure()  # a body of unknown length that the watch cut looks complete
+            if failure is not None:
+                raise failure
+            if declared is not None and watch.received != declared:
+                raise _Transient(f"download truncated at {watch.received} of {declared} bytes")
     except requests.RequestException as exc:
-        partial.unlink(missing_ok=True)
         raise _Transient(f"connection lost during download ({type(exc).__name__})") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, dest)
     return dest
 
 
@@ -486,14 +480,6 @@ def _read_capped(response: requests.Response, cap: ByteCap, what: str, task_id: 
 
 def _size(count: int) -> str:
     return f"{count // 1024} KiB" if count % 1024 == 0 else f"{count} bytes"
-
-
-def _new_partial(dest: Path) -> tuple[Path, BinaryIO]:
-    """A new file beside `dest` for its bytes, private, under a name of its own: created here, never an
-    existing file or a link planted under that name."""
-    partial = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:12]}.part")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    return partial, os.fdopen(os.open(partial, flags, 0o600), "wb")
 
 
 def check_handed_url(url: str, *, local: bool, provider: str, what: str = "handed out the URL",

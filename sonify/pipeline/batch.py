@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import media
+from ..atomic import write_atomically
 from ..catalog import ModelSpec
 from ..errors import BudgetExceeded, Cancelled, ConfigurationError, SonifyError, ValidationError
 from ..loudness_target import Target
 from ..settings import current
 from . import flow, receipts
-from .deliver import write_atomically
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 

@@ -1,24 +1,18 @@
-"""The result onto the picture: decode, fit to the picture's exact length, mux, and the one atomic writer
-(write_atomically) every file Sonify writes goes through."""
+"""The result onto the picture: decode, fit to the picture's exact length, mux, each file written whole or not at
+all (the one atomic writer, `atomic.write_atomically`)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import uuid
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .. import media
+from ..atomic import write_atomically
 from ..catalog import ModelSpec
-from ..errors import (
-    ConfigurationError,
-)
 from ..loudness_target import Target
 from ..media import sound_check
 from . import receipts
@@ -51,18 +45,6 @@ def deliver(spec: ModelSpec, delivery: Delivery, source: Path | None, seconds: F
         info.audio_copied = _mux_sound(source, delivery.path, samples, delivery.sample_rate, seconds, final_video,
                                        tags, copy=info.sound["loudness"] is None)
     return samples, final_video
-
-
-def write_atomically(target: Path, write: Callable[[Path], Any]) -> None:
-    """Write next to `target`, then rename: a reader of an earlier result never sees a torn file."""
-    partial = target.with_name(f".{target.stem}-{uuid.uuid4().hex[:8]}{target.suffix}")
-    try:
-        write(partial)
-        os.replace(partial, target)
-    except OSError as exc:  # a full disk, a read-only folder: a message (with the task, via attach_task)
-        raise ConfigurationError(f"cannot write {target} ({exc.strerror or exc})") from None
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _mux_sound(source: Path, result_file: Path, samples: np.ndarray, rate: int, seconds: Fraction,

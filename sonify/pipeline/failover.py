@@ -22,6 +22,7 @@ from ..errors import ConfigurationError, SonifyError
 from ..settings import Settings, current
 from . import flow
 from .flow import Result, known_job
+from .messages import choice_text
 
 log = logging.getLogger("sonify")
 
@@ -80,12 +81,6 @@ def known_first(attempts: list[offers.Attempt], video: media.VideoSource, audio:
 def choice_info(asked: str, ran: offers.Attempt, passed: list[offers.Passed]) -> dict[str, Any]:
     """The job info's `provider_choice`: what was asked, which provider ran and why, and why each other did not."""
     return {"asked": asked, "ran": ran.spec.provider, "why": ran.why, "not_used": [p.as_dict() for p in passed]}
-
-
-def choice_text(choice: dict[str, Any]) -> str:
-    """One line for the summary: "on fal (cheaper for this clip) · WaveSpeed: no key"."""
-    others = "".join(f" · {offers.title(p['provider'])} not used: {p['why']}" for p in choice.get("not_used", []))
-    return f"on {offers.title(choice['ran'])} ({choice['why']}){others}"
 
 
 def clip_seconds(video: media.VideoSource) -> float:

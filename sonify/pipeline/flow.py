@@ -27,6 +27,7 @@ import numpy as np
 from .. import budget as budgets
 from .. import journal as jobs
 from .. import media, providers
+from ..atomic import write_atomically
 from ..catalog import MODELS, PROVIDERS, ModelSpec, find, on_provider
 from ..errors import BudgetExceeded, SonifyError, ValidationError
 from ..loudness_target import Target
@@ -37,10 +38,10 @@ from ..providers.base import Provider, given_task_id
 from ..settings import Settings, current
 from ..waiter import Slots, Waiter
 from . import messages, receipts, spend
-from .deliver import _mux_sound, deliver, output_name, write_atomically
+from .deliver import _mux_sound, deliver, output_name
 from .job import FETCH_SECONDS, RemoteJob
-from .messages import _done_text, attach_task, done_text, joined_info, label, take_info, with_cost
-from .plan import _checked_voice, _job_meta, _Part, _prepare, _Prepared
+from .messages import EMULATOR_MARK, attach_task, done_text, joined_info, label, take_info, with_cost
+from .plan import Part, Plan, _checked_voice, _job_meta, prepare
 from .several import Progress, WindowSound, check_count, failure, join, missing_seconds, run_each, total_cost
 from .types import (
     AudioInput,
@@ -126,7 +127,8 @@ def run(
     failover's: one for all its runs; default: settings.current() now), every variable checked before anything
     else."""
     settings = settings or current()
-    report = _labelled(on_progress or (lambda text, fraction: None), settings)
+    said = on_progress or (lambda text, fraction: None)
+    report = _labelled(said, settings)
     checked = spec.validate(params)
     check_count(spec, variations)
     validate_source(video)
@@ -144,21 +146,21 @@ def run(
                          fallback=fallback)
         with timer("prepare"):
             report("preparing video", 0.02)
-            job = _prepare(spec, checked, variations, video, picture_hash, audio, client, ctx)
+            job = prepare(spec, checked, video, picture_hash, audio, client, ctx, variations=variations)
             job.loudness = loudness
         if variations > 1 or len(job.parts) > 1:
             try:
-                return _run_many(spec, client, ctx, job, out_dir)
+                result = _run_many(spec, client, ctx, job, out_dir)
             finally:
                 if job.feed is not None:  # a long clip's cutting, stopped if it still runs (an error, a Cancel)
                     job.feed.stop()
-        info = job.takes[0][0]
-        result = _run_take(spec, client, ctx, job, info, out_dir)
-    report(_done_text(info), 1.0)
+        else:
+            result = _run_take(spec, client, ctx, job, job.takes[0][0], out_dir)
+    said(done_text(result.info), 1.0)  # marked by its job info when the emulator made the sound
     return result
 
 
-def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, info: JobInfo,
+def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, info: JobInfo,
               out_dir: Path) -> Result:
     """One job for the whole clip, from its journal claim to its sound on the picture."""
     part = job.parts[0]
@@ -173,7 +175,7 @@ def _run_take(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
     return result
 
 
-def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, p: int,
+def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, p: int,
                 info: JobInfo) -> tuple[WindowSound, jobs.Ticket]:
     """Window p's job, once the window is cut: its verified result (its file: the samples are let go until it is
     joined), and its ticket, which the caller marks delivered once the take's windows are joined onto the picture
@@ -183,7 +185,7 @@ def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepar
                    lambda delivery: WindowSound.of(delivery, part.bounds.seconds), final=False)
 
 
-def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, part: _Part, info: JobInfo,
+def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, part: Part, info: JobInfo,
             finish: Callable[[Delivery], T], final: bool = True) -> tuple[T, jobs.Ticket]:
     """One remote job under its journal ticket; `finish` (fit, mux) before the row is marked delivered (when
     `final`; else the caller marks it)."""
@@ -203,7 +205,7 @@ def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, 
     return done, ticket
 
 
-def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared, out_dir: Path) -> Result:
+def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, out_dir: Path) -> Result:
     """Every job of the run — each take's, and for a long clip each window's — at once, within the account's
     limits (its pacer's) and a batch's slots. The budget is checked for their sum before any is claimed (the caps
     for those that will be sent: a stored take costs nothing). The first job to upload a file uploads it; the others
@@ -260,14 +262,12 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared
         jobs.forget_seeds(job.run)  # every take delivered: the next run draws anew
     if count == 1:
         results[0].info["seconds"] = ctx.timer.seconds
-        ctx.report(done_text(results[0].info), 1.0)
         return results[0]
     for k, result in results.items():
         result.info["take"] = k + 1
     delivered = _ordered(list(results.values()))
     first = delivered[0]
     info = joined_info(spec, [r.info for r in delivered], ctx.timer.seconds, failed)
-    ctx.report(done_text(info), 1.0)
     return Result(first.sound, first.sample_rate, first.video_path, info, first.extra, takes=delivered, failed=failed)
 
 
@@ -297,7 +297,7 @@ def _ordered(delivered: list[Result]) -> list[Result]:
     return ordered
 
 
-def _check_spend(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepared,
+def _check_spend(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan,
                  grid: list[tuple[int, int]]) -> None:
     """The price limit on the run's sum, then the caps on what it will send (BudgetExceeded)."""
     count, parts = len(job.takes), len(job.parts)
@@ -312,7 +312,7 @@ def _check_spend(spec: ModelSpec, client: Provider, ctx: RunContext, job: _Prepa
                         f"this run's {what}", ctx.waiter)
 
 
-def _to_be_sent(spec: ModelSpec, client: Provider, job: _Prepared, grid: list[tuple[int, int]]) -> list[float | None]:
+def _to_be_sent(spec: ModelSpec, client: Provider, job: Plan, grid: list[tuple[int, int]]) -> list[float | None]:
     """The estimates of the run's jobs that a claim now would send (not a stored result, a resumed task or one an
     identical run is making): what the run will spend, as far as the journal tells (a window not cut yet: all of
     it)."""
@@ -328,7 +328,7 @@ def _to_be_sent(spec: ModelSpec, client: Provider, job: _Prepared, grid: list[tu
     return [job.takes[k][p].cost_usd_estimate for k, p in grid if sent(k, p)]
 
 
-def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo],
+def _joined(spec: ModelSpec, job: Plan, infos: list[JobInfo],
             windows_done: list[tuple[WindowSound, jobs.Ticket]], timer: StageTimer, out_dir: Path) -> Result:
     """One take of a long clip: its windows' sounds joined (several.join), put on the source picture (its
     packets copied; the joined sound encoded as AAC as it is read back); then its windows' rows are marked
@@ -344,7 +344,7 @@ def _joined(spec: ModelSpec, job: _Prepared, infos: list[JobInfo],
     return result
 
 
-def _join_and_mux(spec: ModelSpec, job: _Prepared, infos: list[JobInfo], sounds: list[WindowSound],
+def _join_and_mux(spec: ModelSpec, job: Plan, infos: list[JobInfo], sounds: list[WindowSound],
                   timer: StageTimer, out_dir: Path) -> Result:
     spans = [part.span for part in job.parts]
     made: list[float] = []
@@ -369,7 +369,7 @@ def _labelled(report: ProgressFn, settings: Settings) -> ProgressFn:
     """In emulator mode every line the user sees says the sound is the emulator's."""
     if settings.emulator is None:
         return report
-    return lambda text, fraction: report(f"emulator (synthetic sound) · {text}", fraction)
+    return lambda text, fraction: report(f"{EMULATOR_MARK} · {text}", fraction)
 
 
 def known_job(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, audio: AudioInput | None,

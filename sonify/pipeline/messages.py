@@ -1,13 +1,14 @@
-"""Everything a user reads about a run: its progress text, the cost beside it, the done line, a cancel's note,
-and the summary of several parts."""
+"""Everything a user reads about a run: its progress text, the cost beside it, a cancel's note, and when it is
+done, one done line (done_line) and one summary (done_text, and the node's summary)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from typing import Any
 
+from .. import offers
 from ..catalog import ModelSpec
 from ..errors import (
     SonifyError,
@@ -20,23 +21,12 @@ from ..providers.base import (
     TaskState,
     recovery_hint,
 )
+from . import spend
 from .several import failed_text, seed_of, total_cost
 from .types import (
     JobInfo,
     ProgressFn,
 )
-
-
-def _done_text(info: JobInfo) -> str:
-    """The last progress lines: how long, where the time went (stages of 0.05 s or more), what it cost; then the
-    sound's measures."""
-    stages = ", ".join(f"{stage} {s:.1f} s" for stage, s in info.seconds.items() if s >= 0.05)
-    text = f"done in {sum(info.seconds.values()):.1f} s" + (f" ({stages})" if stages else "")
-    if info.cached:
-        text = f"{text} · the stored result of task {info.task_id}, no new cost"
-    else:
-        text = with_cost(text, info.cost_usd_estimate)
-    return "\n".join([text, *sound_check.lines({"sound": info.sound})])
 
 
 def cancel_note(provider: str, task_id: str, outcome: CancelOutcome) -> str:
@@ -119,24 +109,57 @@ def joined_info(spec: ModelSpec, infos: list[dict[str, Any]], seconds: dict[str,
             **({"failed": failed} if failed else {})}
 
 
-def done_text(info: dict[str, Any]) -> str:
-    """The last progress line of a run of several jobs: how many, how long, what the new ones cost — and each take
-    that failed."""
+EMULATOR_MARK = "emulator (synthetic sound)"  # before what the user reads of a sound the emulator made
+
+
+def done_text(info: dict[str, Any], details: Iterable[str] = ()) -> str:
+    """What a run says when it is done, from its job info (one job's, or the joined info of several): the done line
+    (done_line), then `details`, each take's sound and each take that failed. The run's last progress text; the
+    node's summary (summary) adds its details."""
+    failed = [failed_text(f) for f in info.get("failed", [])]
+    return "\n".join([done_line(info), *details, *sound_check.lines(info), *failed])
+
+
+def done_line(info: dict[str, Any]) -> str:
+    """The first line after a run, the same in the command's progress and on the node: how many jobs when several,
+    how long and where the time went (stages of 0.05 s or more), and what the new jobs cost (measured where the
+    provider told what was used, else the estimate; a stored result costs nothing) — marked when the emulator made
+    the sound."""
     delivered = [t for t in info.get("takes", [info]) if "error" not in t]
     jobs = [w for t in delivered for w in t.get("windows", [t])]
-    if "variations" not in info:
-        what = f"{len(jobs)} windows"
-    elif info.get("failed"):
-        what = f"{len(delivered)} of {info['variations']} takes"
+    if "variations" in info:
+        count = f"{len(delivered)} of {info['variations']} takes " if info.get("failed") else f"{info['variations']} takes "
     else:
-        what = f"{info['variations']} takes"
-    text = f"{what} done in {sum(info['seconds'].values()):.1f} s"
-    if all(j["cached"] for j in jobs):
-        text = f"{text} · the stored results of earlier jobs, no new cost"
+        count = f"{len(jobs)} windows " if len(jobs) > 1 else ""
+    seconds = info.get("seconds") or {}
+    stages = ", ".join(f"{stage} {s:.1f} s" for stage, s in seconds.items() if s >= 0.05)
+    text = f"{count}done in {sum(seconds.values()):.1f} s" + (f" ({stages})" if stages else "")
+    new = [j for j in jobs if not j.get("cached")]
+    if not new:
+        cost = "the stored result, no new cost" if len(jobs) == 1 else "the stored results of earlier jobs, no new cost"
+    elif jobs[0] is info:  # one job: its cost with what it was measured by
+        cost = spend.cost_text(info)
     else:
-        cost = total_cost([j["cost_usd_estimate"] for j in jobs if not j["cached"]])
-        text = text if cost is None else f"{text} · est. ${cost:.3f}"
-    return "\n".join([text, *sound_check.lines(info), *(failed_text(f) for f in info.get("failed", []))])
+        cost = spend.cost_text({"cost_usd_measured": total_cost([j.get("cost_usd_measured") for j in new]),
+                                "cost_usd_estimate": total_cost([j.get("cost_usd_estimate") for j in new])})
+    return f"{EMULATOR_MARK} · {text} · {cost}" if info.get("emulator") else f"{text} · {cost}"
+
+
+def summary(info: dict[str, Any], prompt: str | None = None) -> str:
+    """What the node says after a run: done_text with the task, what was spent today against the daily cap, where
+    it ran and why (a model on both providers), and the prompt the provider wrote (`prompt`, fal's ThinkSound)."""
+    details = [f"task {info.get('task_id')}", spend.today_text()]
+    if info.get("provider_choice"):
+        details.append(choice_text(info["provider_choice"]))
+    if prompt:
+        details.append(f"prompt: {prompt}")
+    return done_text(info, details)
+
+
+def choice_text(choice: dict[str, Any]) -> str:
+    """One line for the summary: "on fal (cheaper for this clip) · WaveSpeed: no key"."""
+    others = "".join(f" · {offers.title(p['provider'])} not used: {p['why']}" for p in choice.get("not_used", []))
+    return f"on {offers.title(choice['ran'])} ({choice['why']}){others}"
 
 
 def take_info(infos: list[JobInfo], spans: list[windows.Span], fps: Fraction, seconds: Fraction) -> dict[str, Any]:

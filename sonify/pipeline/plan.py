@@ -1,5 +1,6 @@
-"""A run made ready before any request: the source, the upload it needs, its windows and takes, one JobInfo per
-part, and the price checked against the limit."""
+"""A run made ready before any request (`prepare`, its `Plan`): the source, the upload it needs, its windows and
+takes, one JobInfo per part, and the price checked against the limit. The run (flow.py) and a Temporal batch's
+prepare activity make it the same way."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _checked_voice(spec: ModelSpec, audio: AudioInput | None, settings: Settings
 
 
 @dataclass
-class _Part:
+class Part:
     """What one remote job is sent: the whole clip, or one window of a long clip (`span`, in frames of the
     picture the model sees), with what its result may be."""
 
@@ -59,15 +60,14 @@ class _Part:
 
 
 @dataclass
-class _Prepared:
-    """A new run, ready for its remote jobs: the source (a file; None for frames the model sees only as a
-    proxy), its parts (the whole clip, or its windows, at `fps`), and each take's JobInfo per part (its
-    parameters and cost)."""
+class Plan:
+    """A run, ready for its remote jobs: the source (a file; None for frames the model sees only as a proxy), its
+    parts (the whole clip, or its windows, at `fps`), and each take's JobInfo per part (its parameters and cost)."""
 
     source: Path | None
     clip: media.VideoInfo
     fps: Fraction
-    parts: list[_Part]
+    parts: list[Part]
     takes: list[list[JobInfo]]
     source_path: str | None
     run: str | None = None  # several takes: the run's own fingerprint, its drawn seeds' key (takes.run_key)
@@ -79,7 +79,13 @@ class _Prepared:
     clip_hash: str = ""
     _settling: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
-    def window(self, spec: ModelSpec, p: int, waiter: Waiter) -> _Part:
+    def only_job(self) -> tuple[Part, JobInfo]:
+        """The one job of a plan of one take for the whole clip (as `prepare(..., one_job=True)` makes): what it
+        sends, and its info."""
+        (part,), (info,) = self.parts, self.takes[0]
+        return part, info
+
+    def window(self, spec: ModelSpec, p: int, waiter: Waiter) -> Part:
         """Part p, its window cut (waiting for it: a long clip from a file), and each take's info for it priced."""
         with self._settling:
             if self.feed is not None and self.parts[p].span is None:
@@ -92,13 +98,15 @@ class _Prepared:
             return self.parts[p]
 
 
-def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: media.VideoSource,
-             picture_hash: str | None, audio: AudioInput | None, client: Provider, ctx: RunContext,
-             one_job: bool = False) -> _Prepared:
-    """Frames going to a model that sees a proxy are never encoded at full resolution: the proxy is made
-    from them (only if it must be uploaded) and the node puts the sound on the frames themselves. A clip
-    longer than one job takes is cut into windows here (long_clip.py), each its own upload. The takes' seeds
-    are drawn (and journaled) here, once the media is known, before anything is sent."""
+def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
+            audio: AudioInput | None, client: Provider, ctx: RunContext, *, variations: int = 1,
+            one_job: bool = False) -> Plan:
+    """The plan of a run of `variations` takes of `spec` (`checked` parameters) on `video` (and `audio`, lipsync's
+    voice), its files made in ctx.work. Frames going to a model that sees a proxy are never encoded at full
+    resolution: the proxy is made from them (only if it must be uploaded) and the node puts the sound on the frames
+    themselves. A clip longer than one job takes is cut into windows here (window_feed.py), each its own upload;
+    with `one_job` (a Temporal batch's clip: one take, one job) it is refused instead. The takes' seeds are drawn
+    (and journaled) here, once the media is known, before anything is sent."""
     if video.frames is not None:  # before lipsync's frames are encoded
         spec.check_length(float(video.frames.shape[0] / video.fps), ctx.settings.max_clip_seconds, "images")
     hashed = None
@@ -133,15 +141,15 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
         if source is not None:  # cut in a thread of its own: each window's job starts as soon as it is cut
             feed = WindowFeed(media.plan_upload(source, spec.proxy, clip), spec.window, ctx.work)
             infos = [[_info(spec, take, length) for length in feed.longest_seconds()] for take in params]
-            parts = [_Part(None, {}, {}, _window_bounds(spec)) for _ in range(feed.count)]
+            parts = [Part(None, {}, {}, _window_bounds(spec)) for _ in range(feed.count)]
             feed.start()
-            return _Prepared(source, clip, feed.fps, parts, infos, source_path, run, feed=feed, params=params,
+            return Plan(source, clip, feed.fps, parts, infos, source_path, run, feed=feed, params=params,
                              clip_hash=hashes["video"])
         fps, pieces = cut(spec, video, ctx)
         parts = [_window_part(spec, hashes["video"], span, path) for span, path in pieces]
         lengths = [float(span.end - span.start) / float(fps) for span, _ in pieces]
         infos = [[_info(spec, take, length) for length in lengths] for take in params]
-        return _Prepared(source, clip, fps, parts, infos, source_path, run)
+        return Plan(source, clip, fps, parts, infos, source_path, run)
     infos = [[_info(spec, take, seconds)] for take in params]
     if audio is not None:
         hashes["audio"] = journal.hash_array(audio.samples, audio.sample_rate)
@@ -154,7 +162,7 @@ def _prepare(spec: ModelSpec, checked: dict[str, Any], variations: int, video: m
     longest = max(spec.result_seconds(sent, seconds), voice)  # lipsync may loop the picture to the voice
     bounds = (ResultBounds.expected(longest) if spec.output == "audio"
               else ResultBounds.expected(longest, (clip.width, clip.height), clip.fps))
-    return _Prepared(source, clip, clip.fps, [_Part(None, hashes, uploads, bounds)], infos, source_path, run)
+    return Plan(source, clip, clip.fps, [Part(None, hashes, uploads, bounds)], infos, source_path, run)
 
 
 def _info(spec: ModelSpec, checked: dict[str, Any], seconds: float) -> JobInfo:
@@ -164,7 +172,7 @@ def _info(spec: ModelSpec, checked: dict[str, Any], seconds: float) -> JobInfo:
                    video_seconds=round(seconds, 6), params=sent)
 
 
-def _window_part(spec: ModelSpec, clip_hash: str, span: windows.Span, path: Path) -> _Part:
+def _window_part(spec: ModelSpec, clip_hash: str, span: windows.Span, path: Path) -> Part:
     """A window's job: its media is the clip's content and the window's frames (a stable fingerprint, so a
     re-run resumes or reuses each window), its upload the window's proxy file."""
     hashes = {"video": journal.digest_of("window", clip_hash, span.start, span.end)}
@@ -173,35 +181,13 @@ def _window_part(spec: ModelSpec, clip_hash: str, span: windows.Span, path: Path
     def send(client: Provider, run: RunContext) -> Sent:
         return Sent(key, client.upload(path, run.waiter), path.stat().st_size, proxy=True)
 
-    return _Part(span, hashes, {"video": UploadChoice((key,), frozenset({key}), send)}, _window_bounds(spec))
+    return Part(span, hashes, {"video": UploadChoice((key,), frozenset({key}), send)}, _window_bounds(spec))
 
 
 def _window_bounds(spec: ModelSpec) -> ResultBounds:
     """A window's job asks for no more than the model's longest (MMAudio: its duration's range). Its sound is
     checked when it arrives, not kept: it is decoded again when its turn to be joined comes."""
     return dataclasses.replace(ResultBounds.expected(spec.window.longest), keep_sound=False)
-
-
-@dataclass
-class Prepared:
-    """One job for the whole clip, ready to go (a Temporal batch's prepare activity): the source, what is sent
-    and what it costs."""
-
-    source: Path | None
-    clip: media.VideoInfo
-    info: JobInfo
-    meta: journal.JobMeta
-    uploads: dict[str, Upload | UploadChoice]
-    bounds: ResultBounds
-
-
-def prepare(spec: ModelSpec, checked: dict[str, Any], video: media.VideoSource, picture_hash: str | None,
-            audio: AudioInput | None, client: Provider, ctx: RunContext) -> Prepared:
-    """`run`'s preparation of one take as one job (see _prepare); a clip that needs windows is refused."""
-    job = _prepare(spec, checked, 1, video, picture_hash, audio, client, ctx, one_job=True)
-    (part,), (info,) = job.parts, job.takes[0]
-    meta = _job_meta(spec, client.http.base_url, info, part.hashes, job.source_path)
-    return Prepared(job.source, job.clip, info, meta, part.uploads, part.bounds)
 
 
 def _job_meta(spec: ModelSpec, endpoint: str, info: JobInfo, hashes: dict[str, str],

@@ -211,12 +211,13 @@ def prepare(job: ClipJob) -> dict[str, Any]:
         video = media.VideoSource(path=str(source))
         media.validate_source(video)
         with remote.ctx.timer("prepare"):
-            prepared = pipeline.prepare(spec, checked, video, None, None, remote.client, remote.ctx)
-        remote.info, remote.ctx.run_id = prepared.info, job.run_id
-        body = remote.send(prepared.uploads)
-        prepared.info.seconds = remote.ctx.timer.seconds
-        return {"body": body, "info": prepared.info.as_dict(), "bounds": dataclasses.asdict(prepared.bounds),
-                "clip_seconds": str(prepared.clip.duration)}
+            plan = pipeline.prepare(spec, checked, video, None, None, remote.client, remote.ctx, one_job=True)
+        part, info = plan.only_job()
+        remote.info, remote.ctx.run_id = info, job.run_id
+        body = remote.send(part.uploads)
+        info.seconds = remote.ctx.timer.seconds
+        return {"body": body, "info": info.as_dict(), "bounds": dataclasses.asdict(part.bounds),
+                "clip_seconds": str(plan.clip.duration)}
 
 
 @activity.defn(name="submit")
