@@ -380,13 +380,13 @@ def test_the_front_doors_prepare_is_the_runs_plan_made_before_any_request(emulat
     """sonify.prepare is the one the run uses: a Plan (here one take, one job: what it sends, priced), made without a
     request."""
     import sonify
-    from sonify import providers
+    from sonify import providers, settings
     from sonify.pipeline.types import RunContext, StageTimer
     from sonify.waiter import Waiter
 
-    ctx = RunContext(Waiter(), lambda text, fraction: None, StageTimer(), tmp_path)
+    ctx = RunContext(Waiter(), lambda text, fraction: None, StageTimer(), tmp_path, settings.current())
     plan = sonify.prepare(MMAUDIO_V2, MMAUDIO_V2.validate({"prompt": "rain", "seed": 3}), clip, None, None,
-                          providers.client("wavespeed"), ctx, one_job=True)
+                          providers.client("wavespeed", ctx.settings), ctx, one_job=True)
     assert isinstance(plan, pipeline.Plan) and plan.source_path == str(Path(clip.path).resolve())
     part, info = plan.only_job()
     assert part.span is None and set(part.uploads) == {"video"} and part.hashes["video"] == jobs.hash_file(clip.path)
