@@ -29,9 +29,9 @@ def clip_text(price: Price) -> str:
     return f"{usd(price.usd)}/{unit} of clip{steps}{least}"
 
 
-def _one_job(spec: ModelSpec, shown: dict[str, str]) -> tuple[str, list[str]]:
-    """(JSONata text of one job's price on `spec`'s provider, the widgets it reads); `shown`: the node's name for
-    each of this provider's parameter names that differ."""
+def _one_job(spec: ModelSpec, offer: Offer | None) -> tuple[str, list[str]]:
+    """(JSONata text of one job's price on `spec`'s provider, the widgets it reads); `offer`: the offer `spec` is, whose
+    parameters the node shows under its own names (None: the node's own spec)."""
     price = spec.price
     if price.usd is None:
         return json.dumps(NOT_PUBLISHED), []
@@ -42,7 +42,7 @@ def _one_job(spec: ModelSpec, shown: dict[str, str]) -> tuple[str, list[str]]:
         return json.dumps(clip_text(price)), []
     if price.per == "second":
         seconds = spec.param(price.seconds_param)
-        name = shown.get(seconds.name, seconds.name)
+        name = offer.shown(seconds.name) if offer is not None else seconds.name
         per_second = json.dumps(f"{usd(price.usd)}/s of clip")
         # The job asks for `seconds` of sound; 0 (where the parameter allows it) asks for the clip's length, which
         # no widget knows: the rate then.
@@ -55,10 +55,10 @@ def badge(spec: ModelSpec, takes: bool) -> PriceBadge:
     """The badge of `spec`'s node; `takes`: the node has a `variations` widget (its takes, each a job, are said)."""
     times = (' & ($type(widgets.variations) = "number" and widgets.variations > 1 ? '
              '" × " & $string(widgets.variations) & " takes" : "")') if takes else ""
-    text, widgets = _one_job(spec, {})
+    text, widgets = _one_job(spec, None)
     each = [(spec, text, spec.price.usd is not None)]
     for offer in spec.offers:
-        own, read = _one_job(offer.spec, _shown_names(offer))
+        own, read = _one_job(offer.spec, offer)
         each.append((offer.spec, own, offer.spec.price.usd is not None))
         widgets += [w for w in read if w not in widgets]
     if len({t for _, t, _ in each}) == 1:  # one provider, or the same price on each: the provider changes nothing
@@ -75,6 +75,3 @@ def badge(spec: ModelSpec, takes: bool) -> PriceBadge:
         widgets.append("variations")
     return PriceBadge(expr=f'{{"type": "text", "text": {expr}}}', widgets=tuple(widgets))
 
-
-def _shown_names(offer: Offer) -> dict[str, str]:
-    return {own: shown for shown, own in offer.renamed}

@@ -253,7 +253,7 @@ def price_entry(spec: ModelSpec) -> dict[str, Any]:
         for offer in spec.offers:
             rule = offer.spec.price.as_json(offer.spec)
             if "param" in rule:  # the node's name for it
-                rule["param"] = next((shown for shown, own in offer.renamed if own == rule["param"]), rule["param"])
+                rule["param"] = offer.shown(rule["param"])
             entry["providers"][offer.spec.provider] = rule
     return entry
 

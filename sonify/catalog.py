@@ -283,6 +283,10 @@ class Offer:
         """This provider's name for the shown parameter `shown`."""
         return dict(self.renamed).get(shown, shown)
 
+    def shown(self, own: str) -> str:
+        """The node's name for this provider's parameter `own`."""
+        return next((shown for shown, name in self.renamed if name == own), own)
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -82,7 +82,7 @@ def translate(spec: ModelSpec, target: ModelSpec, params: dict[str, Any]) -> dic
 
 def _shown(exc: ValidationError, offer: Offer) -> ValidationError:
     """A refusal by the offer's rules, naming the input as the node shows it."""
-    shown = next((a for a, b in offer.renamed if b == exc.input_name), exc.input_name)
+    shown = offer.shown(exc.input_name)
     message = str(exc).removeprefix(f"{exc.input_name}: ")
     return ValidationError(shown, f"{message} (on {title(offer.spec.provider)})")
 
