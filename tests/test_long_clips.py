@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from fractions import Fraction
 from pathlib import Path
 
@@ -120,8 +121,8 @@ def test_a_rate_no_window_can_take_is_an_error_not_an_endless_loop():
 
 
 def join(sounds, spans, fps, rate, seconds) -> np.ndarray:
-    """windows.joined's blocks, put together."""
-    return np.concatenate(list(windows.joined(sounds, spans, fps, rate, seconds)), axis=1)
+    """windows.joined's blocks, put together, for each window's sound given whole (one block)."""
+    return np.concatenate(list(windows.joined([[sound] for sound in sounds], spans, fps, rate, seconds)), axis=1)
 
 
 def test_the_join_is_equal_power_and_exact_to_the_sample():
@@ -148,7 +149,7 @@ def test_the_join_takes_each_window_only_once_the_sound_before_it_is_given_out()
     def sounds():
         for k, span in enumerate(spans):
             given.append(sum(block.shape[1] for block in out))
-            yield np.full((2, round((span.end - span.start) / fps * rate)), k + 1.0, np.float32)
+            yield [np.full((2, round((span.end - span.start) / fps * rate)), k + 1.0, np.float32)]
 
     for block in windows.joined(sounds(), spans, fps, rate, Fraction(60)):
         out.append(block)  # noqa: PERF402 - one at a time: sounds() looks at what was given out so far
@@ -156,6 +157,75 @@ def test_the_join_takes_each_window_only_once_the_sound_before_it_is_given_out()
     assert given == [0, *starts[1:]]  # window k taken once everything before its first sample was written
     whole = np.concatenate(out, axis=1)
     assert whole.shape == (2, 60_000) and np.allclose(whole[:, :starts[1]], 1) and np.allclose(whole[:, -1000:], 4)
+
+
+def _in_blocks(sound: np.ndarray, sizes) -> list[np.ndarray]:
+    cuts = list(itertools.accumulate(sizes))
+    return [sound[:, a:b] for a, b in itertools.pairwise([0, *[c for c in cuts if c < sound.shape[1]],
+                                                          sound.shape[1]])]
+
+
+def test_the_join_is_the_same_however_the_windows_sounds_come_in_blocks():
+    fps, rate = Fraction(24), 1000
+    spans = windows.plan(90 * 24, fps, MMAUDIO_V2.window, cuts=[560])  # a shot cut near the first boundary
+    assert any(span.cut_after for span in spans) and not all(span.cut_after for span in spans[:-1])
+    rng = np.random.default_rng(3)
+    lengths = [round((s.end - s.start) / fps * rate) + extra for s, extra in zip(spans, itertools.cycle([-700, 0, 900]))]
+    sounds = [rng.uniform(-1, 1, (2, n)).astype(np.float32) for n in lengths]  # short, exact and long of their window
+    whole = join(sounds, spans, fps, rate, Fraction(90))
+    for sizes in ([997] * 200, [1, 4_000, 13, 50_000] * 10, [10_000_000]):
+        blocks = [_in_blocks(sound, sizes) for sound in sounds]
+        assert np.array_equal(np.concatenate(list(windows.joined(blocks, spans, fps, rate, Fraction(90))), axis=1), whole)
+
+
+@pytest.mark.parametrize("minutes", [1, 4])
+def test_a_join_holds_a_block_and_an_overlap_however_long_the_windows(minutes):
+    """Each window's sound read as it goes: at most two of its blocks are alive while the joined sound is written
+    (the one being joined, and the one it hands over to), and the joined blocks are never longer than one."""
+    fps, rate, block = Fraction(24), 1000, 2_000
+    spans = windows.plan(minutes * 60 * 24, fps, Window(60.0, 3.0), cuts=[])
+    alive: set[int] = set()
+    most = 0
+    ids = itertools.count()
+
+    def sound(span: windows.Span):
+        nonlocal most
+        for _ in range(math.ceil((span.end - span.start) / fps * rate / block)):
+            piece = np.ones((2, block), np.float32)
+            tag = next(ids)
+            alive.add(tag)
+            most = max(most, len(alive))
+            weakref.finalize(piece, alive.discard, tag)
+            yield piece
+
+    longest = max(b.shape[1] for b in windows.joined((sound(s) for s in spans), spans, fps, rate,
+                                                     Fraction(minutes * 60)))
+    assert most <= 2 and longest <= block
+
+
+def test_a_windows_sound_is_read_in_blocks_as_decode_audio_reads_it_whole(tmp_path):
+    """decode_blocks gives decode_audio's samples, placed the same (an AAC encoder's priming dropped; a gap in the
+    timestamps silent), in blocks of the size asked; a sound past its bound is refused as decode_audio refuses it."""
+    rng = np.random.default_rng(8)
+    sound = (0.5 * rng.uniform(-1, 1, (2, 3 * 44_100 + 77))).astype(np.float32)
+    gap = tmp_path / "gap.mkv"  # 1 s of silence between two halves, by timestamps alone
+    with av.open(str(gap), "w", format="matroska") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000)
+        stream.layout = "mono"
+        for i, pts in enumerate([*range(0, 8000, 800), *range(16_000, 24_000, 800)]):
+            frame = av.AudioFrame.from_ndarray(np.full((1, 800), 500 * (i + 1), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 8000, pts, Fraction(1, 8000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    files = [media.write_audio(sound, 44_100, tmp_path / f"sound{ext}") for ext in (".m4a", ".flac")] + [gap]
+    for path in files:
+        whole, _ = media.decode_audio(path, max_seconds=4.0)
+        blocks = list(media.decode_blocks(path, 4.0, size=3_000))
+        assert {b.shape[1] for b in blocks[:-1]} == {3_000} and 0 < blocks[-1].shape[1] <= 3_000
+        assert np.array_equal(np.concatenate(blocks, axis=1), whole)
+        with pytest.raises(ValidationError, match="runs longer than the 1.0 s expected"):
+            list(media.decode_blocks(path, 1.0, size=3_000))
+    assert np.all(np.concatenate(list(media.decode_blocks(gap, 4.0)), axis=1)[:, 8_000:16_000] == 0)
 
 
 def test_a_joined_sound_is_written_and_read_back_block_by_block(tmp_path):

@@ -1,7 +1,17 @@
 """Video and audio files, with PyAV only: probing, the upload proxy, audio decode/fit, mux, and the windows of
 a long clip. Frame rates are exact Fractions everywhere, so the sound fitted to N frames never drifts."""
 
-from .audio import aac_rate, check_audio, decode_audio, decode_result, fit_length, resample, write_audio, write_wav
+from .audio import (
+    aac_rate,
+    check_audio,
+    decode_audio,
+    decode_blocks,
+    decode_result,
+    fit_length,
+    resample,
+    write_audio,
+    write_wav,
+)
 from .mux import check_lossless, copy_mux, copy_tagged, mux, mux_blocks, rewrap
 from .pictures import frames_to_mp4, source_to_file
 from .proxy import (
@@ -47,6 +57,7 @@ __all__ = [
     "copy_mux",
     "copy_tagged",
     "decode_audio",
+    "decode_blocks",
     "decode_frames",
     "decode_result",
     "exact_fps",

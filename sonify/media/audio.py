@@ -98,31 +98,116 @@ def _decode_into_buffer(
     container: av.container.InputContainer, stream: av.AudioStream, origin: float, max_seconds: float | None,
     name: str, keep: bool,
 ) -> tuple[np.ndarray, int]:
-    """Every decoded frame, placed at its start sample in one growing array (at most max_seconds long).
-    Frames are converted to packed float and de-interleaved here: PyAV crashes reading planar frames of 8
-    or more channels."""
+    """Every decoded frame, placed at its start sample in one growing array (at most max_seconds long)."""
     buffer: _SampleBuffer | None = None
+    rate = stream.rate
+    for rate, position, block in _placed_frames(container, stream, origin, max_seconds, name):
+        if buffer is None:
+            limit = math.ceil(max_seconds * rate) if max_seconds is not None else None
+            buffer = _SampleBuffer(block.shape[0], limit, _too_long(name, max_seconds), keep)
+        buffer.put(position, block)
+    if buffer is None or buffer.length == 0:
+        raise ValidationError("audio", f"{Path(container.name).name} has no audio samples")
+    return buffer.samples(), rate
+
+
+def _placed_frames(
+    container: av.container.InputContainer, stream: av.AudioStream, origin: float, max_seconds: float | None,
+    name: str,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Each decoded frame as (its rate, the sample it starts at by its timestamp, its samples float32 [C, n]); with
+    `max_seconds`, the layout checked on the first frame. Frames are converted to packed float and de-interleaved
+    here: PyAV crashes reading planar frames of 8 or more channels."""
     resampler: av.AudioResampler | None = None
     rate, channels, position = stream.rate, 0, 0
     for frame in container.decode(stream):
         if resampler is None:
             rate, channels = frame.sample_rate, len(frame.layout.channels)
-            limit = None
             if max_seconds is not None:
                 _check_layout(channels, rate, name)
-                limit = math.ceil(max_seconds * rate)
-            buffer = _SampleBuffer(channels, limit, f"{name} runs longer than the {max_seconds} s expected", keep)
             resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=rate)
         if frame.pts is not None and frame.time_base is not None:
             position = round((float(frame.pts * frame.time_base) - origin) * rate)
         packed = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
         if packed:
             block = np.concatenate(packed).reshape(-1, channels).T
-            buffer.put(position, block)
+            yield rate, position, block
             position += block.shape[1]
-    if buffer is None or buffer.length == 0:
-        raise ValidationError("audio", f"{Path(container.name).name} has no audio samples")
-    return buffer.samples(), rate
+
+
+def _too_long(name: str, max_seconds: float | None) -> str:
+    return f"{name} runs longer than the {max_seconds} s expected"
+
+
+def decode_blocks(path: PathLike, max_seconds: float, size: int = 1 << 16) -> Iterator[np.ndarray]:
+    """decode_audio(path, max_seconds)'s sound as float32 [C, n] blocks of `size` samples (the last one shorter),
+    in order from sample 0, given out as the file is decoded: no more than about two blocks are held, however long
+    the sound. Samples are placed as decode_audio places them, except that a frame stepping back before the
+    samples not given out yet adds only what lies after them. A result verified by decode_audio is what this
+    gives (its rate: decode_audio's)."""
+    name = Path(path).name
+    container = _open_input(path, "audio")
+    try:
+        if not container.streams.audio:
+            raise ValidationError("audio", f"{name} has no audio stream")
+        stream = container.streams.audio[0]
+        origin = max(0, container.start_time or 0) / av.time_base
+        in_order: _InOrder | None = None
+        for rate, position, block in _placed_frames(container, stream, origin, max_seconds, name):
+            if in_order is None:
+                in_order = _InOrder(block.shape[0], math.ceil(max_seconds * rate), size, _too_long(name, max_seconds))
+            yield from in_order.put(position, block)
+        if in_order is None or in_order.length == 0:
+            raise ValidationError("audio", f"{name} has no audio samples")
+        yield from in_order.rest()
+    except _UNREADABLE as exc:
+        raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
+    finally:
+        container.close()
+
+
+class _InOrder:
+    """Blocks placed at their start sample (as _SampleBuffer places them, within `limit`), given out in order as
+    [C, size] blocks once `size` samples are placed from the first not given out yet (a gap is silence)."""
+
+    def __init__(self, channels: int, limit: int, size: int, too_long: str) -> None:
+        self.limit, self.size, self.too_long = limit, size, too_long
+        self.pending = np.zeros((channels, 2 * size), np.float32)  # samples from `done` on; zeros past `filled`
+        self.done = self.filled = 0
+
+    @property
+    def length(self) -> int:
+        return self.done + self.filled
+
+    def put(self, start: int, block: np.ndarray) -> Iterator[np.ndarray]:
+        end = start + block.shape[1]
+        if end <= self.done:
+            return
+        if end > self.limit:
+            raise ValidationError("audio", self.too_long)
+        while start - self.done >= self.size:  # a gap of a whole block or more before it
+            yield self._shift()
+        if end - self.done > self.pending.shape[1]:
+            self.pending = np.pad(self.pending, [(0, 0), (0, end - self.done - self.pending.shape[1])])
+        first = max(start, self.done)
+        self.pending[:, first - self.done:end - self.done] = block[:, first - start:]
+        self.filled = max(self.filled, end - self.done)
+        while self.filled >= self.size:
+            yield self._shift()
+
+    def rest(self) -> Iterator[np.ndarray]:
+        if self.filled:
+            yield self.pending[:, :self.filled].copy()
+
+    def _shift(self) -> np.ndarray:
+        """The first block of what is pending, given out; the rest moved to the front."""
+        size, pending = self.size, self.pending
+        out = pending[:, :size].copy()
+        rest = max(0, self.filled - size)
+        pending[:, :rest] = pending[:, size:size + rest]
+        pending[:, rest:max(rest, self.filled)] = 0
+        self.done, self.filled = self.done + size, rest
+        return out
 
 
 class _SampleBuffer:

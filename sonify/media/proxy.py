@@ -20,6 +20,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..catalog import ProxyRule
+from .decode_ahead import decoded_ahead
 from .mux import _remux
 from .pictures import _H264_SOURCE, _add_h264, _new_path, _U8Converter
 from .video import _MP4_FORMATS, _PLAIN_PIX_FMTS, _STANDARD_RATES, PathLike, VideoInfo, probe
@@ -188,7 +189,7 @@ def _encode_proxy(
     path: PathLike, info: VideoInfo, rule: ProxyRule, out: str, fps: Fraction, options: dict[str, str],
     check: Callable[[], None] | None = None,
 ) -> None:
-    """Decode (frame and slice threads), place frames by timestamp at a constant rate (the source's `fps`
+    """Decode (frame and slice threads, a few frames ahead: decode_ahead), place frames by timestamp at a constant rate (the source's `fps`
     capped by the rule; duration kept) skipping unshown ones before any scaling, scale (bilinear, one
     scaler for the whole clip), encode H.264 8-bit 4:2:0. `check()` before each frame is encoded."""
     rate = proxy_rate(fps, rule.max_fps)
@@ -200,17 +201,18 @@ def _encode_proxy(
         width, height = _proxy_size(vin.codec_context.width, vin.codec_context.height, rule.short_side)
         vout = _add_h264(dst, width, height, rate, options)
         written = 0
-        for frame, repeats in _resample_frames(src.decode(vin), vin.time_base, rate, count):
-            if check is not None:
-                check()
-            small = scaler.reformat(frame, width=width, height=height, format="yuv420p", interpolation="BILINEAR")
-            if written == 0:
-                _copy_rotation(frame, vout)
-            small.time_base = vout.codec_context.time_base
-            for _ in range(repeats):
-                small.pts = written
-                dst.mux(vout.encode(small))
-                written += 1
+        with decoded_ahead(src, vin) as decoded:
+            for frame, repeats in _resample_frames(decoded, vin.time_base, rate, count):
+                if check is not None:
+                    check()
+                small = scaler.reformat(frame, width=width, height=height, format="yuv420p", interpolation="BILINEAR")
+                if written == 0:
+                    _copy_rotation(frame, vout)
+                small.time_base = vout.codec_context.time_base
+                for _ in range(repeats):
+                    small.pts = written
+                    dst.mux(vout.encode(small))
+                    written += 1
         dst.mux(vout.encode(None))
 
 

@@ -1,6 +1,6 @@
 """A long clip's windows from one decoding pass of its source.
 
-Each frame is decoded once, placed at the proxy's rate (sample-and-hold by timestamp) and scaled to the proxy's
+Each frame is decoded once (a few frames ahead, in a thread of its own: media.decode_ahead), placed at the proxy's rate (sample-and-hold by timestamp) and scaled to the proxy's
 size; its thumbnail's luma histogram goes to the shot-cut detection, and the frame itself to the encoder of every
 window it belongs to. A window's boundaries are decided as soon as the cuts around them are known
 (windows.Planner); the frames whose windows are not known yet (a few seconds around each boundary) wait for that,
@@ -22,6 +22,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from ..catalog import Window
+from .decode_ahead import decoded_ahead
 from .pictures import _add_h264, _new_path
 from .proxy import UploadPlan, _proxy_frames, _proxy_size, _resample_frames, proxy_rate
 from .windows import _LUMA_BINS, _LUMA_SIZE, Planner, Span, find_cuts
@@ -45,12 +46,13 @@ def cut_in_one_pass(upload: UploadPlan, window: Window, workdir: os.PathLike | s
             stream.thread_type = "AUTO"
             size = _proxy_size(stream.codec_context.width, stream.codec_context.height, rule.short_side)
             scaler = VideoReformatter()  # one for the clip: its context is set up once
-            for frame, repeats in _resample_frames(source.decode(stream), stream.time_base, rate, planner.frames):
-                if check is not None:
-                    check()
-                cutter.rotation_of(frame)
-                cutter.add(scaler.reformat(frame, width=size[0], height=size[1], format="yuv420p",
-                                           interpolation="BILINEAR"), repeats)
+            with decoded_ahead(source, stream) as decoded:
+                for frame, repeats in _resample_frames(decoded, stream.time_base, rate, planner.frames):
+                    if check is not None:
+                        check()
+                    cutter.rotation_of(frame)
+                    cutter.add(scaler.reformat(frame, width=size[0], height=size[1], format="yuv420p",
+                                               interpolation="BILINEAR"), repeats)
         cutter.finish()
     except BaseException:
         cutter.discard()
@@ -94,17 +96,25 @@ class _Cutter:
         self.waiting.append((i, small))
         planner = self.planner
         while planner.next < planner.count and self.seen >= planner.due:
-            planner.decide(find_cuts(self.histograms[:self.seen]))
+            planner.decide(self._cuts_near_next())
         self._route()
 
     def finish(self) -> None:
         """The last frames into their windows (every boundary is decided by now) and every file finished."""
         planner = self.planner
         while planner.next < planner.count:
-            planner.decide(find_cuts(self.histograms[:self.seen]))
+            planner.decide(self._cuts_near_next())
         self._route()
         for k in sorted(self.encoders):
             self._close(k)
+
+    def _cuts_near_next(self) -> list[int]:
+        """The shot cuts the next boundary may move to, found among the frames from just before the earliest of
+        them (find_cuts looks two frames back) to the last seen: the same cuts there as over the whole clip, at a
+        cost that does not grow with it."""
+        planner = self.planner
+        low = max(0, planner.bounds[planner.next] - planner.tolerance - 2)
+        return [low + c for c in find_cuts(self.histograms[low:self.seen]) if low == 0 or c >= 2]
 
     def discard(self) -> None:
         for container, _ in self.encoders.values():

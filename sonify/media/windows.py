@@ -162,35 +162,103 @@ def find_cuts(histograms: np.ndarray) -> list[int]:
     return cuts
 
 
-def joined(sounds: Iterable[np.ndarray], spans: list[Span], fps: Fraction, rate: int,
+def joined(sounds: Iterable[Iterable[np.ndarray]], spans: list[Span], fps: Fraction, rate: int,
            seconds: Fraction) -> Iterator[np.ndarray]:
-    """One sound of exactly round(seconds * rate) samples, as blocks [C, n] in order, from each window's sound
-    [C, t] (taken from `sounds` in the windows' order), fitted to its window and placed at its first frame's
-    sample. A window's sound is taken only once every sample before its first is given out, so no more than
-    one window's sound and the overlap before it are held, however long the clip."""
+    """One sound of exactly round(seconds * rate) samples, as blocks [C, n] in order, from each window's sound (its
+    blocks [C, n] in order; the windows' sounds taken from `sounds` in the windows' order), fitted to its window
+    and placed at its first frame's sample. A window's sound is taken only once every sample before its first is
+    given out, and read as it goes: each of its blocks is given out once no later window adds to it, so what is
+    held at once is a block and the overlap of two windows, however long the windows and the clip."""
     total = round(seconds * rate)
     placed = [(_sample(s.start, fps, rate), _sample(s.end, fps, rate)) for s in spans]
     placed[0], placed[-1] = (0, placed[0][1]), (placed[-1][0], total)  # the clip's ends, to the sample
-    held: np.ndarray | None = None  # the samples from `start` on that later windows may still add to
-    start = 0
+    held = _Held()  # what is not given out yet, from its `start` on
     given = iter(sounds)
     for k, (first, last) in enumerate(placed):
-        if held is not None and first > start:  # nothing from here on reaches back before this window's start
-            done = _fit(held, first - start)
-            yield done
-            held, start = held[:, done.shape[1]:], first
-        sound = next(given)
-        if held is None:
-            held = np.zeros((sound.shape[0], 0), np.float32)
-        piece = np.array(_fit(sound, last - first), np.float32)  # its own copy, faded in place
-        if k > 0:
-            _fade(piece, first, *_join_region(spans, placed, k - 1, fps, rate), rising=True)
-        if k < len(spans) - 1:
-            _fade(piece, first, *_join_region(spans, placed, k, fps, rate), rising=False)
-        held = _fit(held, max(held.shape[1], last - start))
-        held[:, first - start:last - start] += piece
-    if held is not None:
-        yield _fit(held, total - start)
+        if first > held.start:  # nothing from here on reaches back before this window's start
+            yield held.give_out(first)
+        rising = _join_region(spans, placed, k - 1, fps, rate) if k > 0 else None
+        falling = _join_region(spans, placed, k, fps, rate) if k < len(spans) - 1 else None
+        free = falling[0] if falling is not None else total  # the next window adds from here on (silent before)
+        at = first
+        for block in _fitted(next(given), last - first):
+            a, b = at, at + block.shape[1]
+            at = b
+            if rising is not None and a < rising[1] or falling is not None and b > falling[0]:
+                block = np.array(block, np.float32)  # its own copy, faded in place
+                if rising is not None:
+                    _fade(block, a, *rising, rising=True)
+                if falling is not None:
+                    _fade(block, a, *falling, rising=False)
+            if b <= held.start:  # before what is not given out yet: silent there (a rising fade's start)
+                continue
+            if a < held.start:
+                block, a = block[:, held.start - a:], held.start
+            split = min(b, max(a, free))
+            if split > a:
+                yield held.give_out(split, block[:, :split - a])
+            if b > split:
+                held.add(split, block[:, split - a:])
+    if total > held.start:
+        yield held.give_out(total)
+
+
+class _Held:
+    """Samples from `start` on that later windows may still add to; everything before `start` is given out."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.samples: np.ndarray | None = None
+
+    def add(self, at: int, block: np.ndarray) -> None:
+        """`block` added at sample `at` (not before `start`)."""
+        end = at + block.shape[1] - self.start
+        if self.samples is None:
+            self.samples = np.zeros((block.shape[0], 0), np.float32)
+        if end > self.samples.shape[1]:
+            self.samples = _fit(self.samples, end)
+        self.samples[:, at - self.start:end] += block
+
+    def give_out(self, until: int, block: np.ndarray | None = None) -> np.ndarray:
+        """Samples [start, until) given out: what is held there, plus `block` (from `start`) when given."""
+        n = until - self.start
+        if block is None:  # the first window's sound came before: samples is set
+            out = np.zeros((self.samples.shape[0], n), np.float32)
+        else:
+            out = block[:, :n]
+            if self.samples is None:
+                self.samples = np.zeros((block.shape[0], 0), np.float32)
+        if self.samples.shape[1] > 0:
+            mine = self.samples[:, :n]
+            out = np.array(out, np.float32)
+            out[:, :mine.shape[1]] += mine
+            self.samples = self.samples[:, mine.shape[1]:]
+        self.start = until
+        return out
+
+
+def _fitted(blocks: Iterable[np.ndarray], length: int) -> Iterator[np.ndarray]:
+    """The first `length` samples of a sound given as blocks, padded with silence if it is shorter. The blocks
+    after them are not read: their source is closed."""
+    done, channels = 0, 1
+    try:
+        for block in blocks:
+            channels = block.shape[0]
+            if done + block.shape[1] > length:
+                block = block[:, :length - done]
+            if block.shape[1]:
+                yield block
+                done += block.shape[1]
+            if done >= length:
+                return
+    finally:
+        close = getattr(blocks, "close", None)  # a generator decoding a file: the file closed now
+        if close is not None:
+            close()
+    while done < length:
+        n = min(1 << 16, length - done)
+        yield np.zeros((channels, n), np.float32)
+        done += n
 
 
 def _sample(frame: int, fps: Fraction, rate: int) -> int:

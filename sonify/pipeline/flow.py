@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .. import budget as budgets
+from .. import heap, media, providers
 from .. import journal as jobs
-from .. import media, providers
 from ..atomic import write_atomically
 from ..catalog import MODELS, PROVIDERS, ModelSpec, find, on_provider
 from ..errors import BudgetExceeded, SonifyError, ValidationError
@@ -181,8 +181,11 @@ def _run_window(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, p
     joined), and its ticket, which the caller marks delivered once the take's windows are joined onto the picture
     (until then a re-run resumes or reuses it, never pays for it again)."""
     part = job.window(spec, p, ctx.waiter)
-    return _remote(spec, client, ctx, job, part, info,
-                   lambda delivery: WindowSound.of(delivery, part.bounds.seconds), final=False)
+    try:
+        return _remote(spec, client, ctx, job, part, info,
+                       lambda delivery: WindowSound.of(delivery, part.bounds.seconds), final=False)
+    finally:
+        heap.give_back()  # what its sound's check freed: not kept by this thread's heap (see heap.py)
 
 
 def _remote(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, part: Part, info: JobInfo,

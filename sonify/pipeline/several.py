@@ -182,26 +182,35 @@ class WindowSound:
     def of(cls, delivery: Delivery, seconds: float) -> WindowSound:
         return cls(delivery.path, delivery.sample_rate, seconds, delivery.extra)
 
-    def samples(self, rate: int) -> np.ndarray:
-        """Its sound at `rate`, float32 [C, T]."""
+    def blocks(self, rate: int) -> Iterator[np.ndarray]:
+        """Its sound at `rate`, float32 [C, n] blocks in order: decoded as it is read (at its own rate), or whole
+        and resampled (at another)."""
+        if rate == self.rate:
+            return media.decode_blocks(self.path, max_seconds=self.seconds)
         samples, own = media.decode_audio(self.path, max_seconds=self.seconds)
-        return samples if own == rate else media.resample(samples, own, rate)
+        return iter((media.resample(samples, own, rate),))
 
 
 def join(sounds: list[WindowSound], spans: list[windows.Span], fps: Fraction, seconds: Fraction,
          made: list[float] | None = None) -> SoundFile:
     """The take's windows joined (windows.joined) into a file, at a rate AAC takes (so that it is muxed as it is
-    read back), one window decoded at a time. `made`, if given, gets each window's sound length in seconds."""
+    read back), each window decoded as it is joined. `made`, if given, gets each window's sound length in seconds."""
     rate = media.aac_rate(sounds[0].rate)
 
-    def decoded() -> Iterator[np.ndarray]:
-        for sound in sounds:
-            samples = sound.samples(rate)
+    def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """The blocks, and their length into `made` once read (a sound longer than its window is read only as far
+        as the window: what it counts is then at least the window's length, all the join needs)."""
+        length = 0
+        try:
+            for block in blocks:
+                length += block.shape[1]
+                yield block
+        finally:
             if made is not None:
-                made.append(samples.shape[1] / rate)
-            yield samples
+                made.append(length / rate)
 
-    return SoundFile.written(windows.joined(decoded(), spans, fps, rate, seconds), round(seconds * rate), rate)
+    sound_blocks = (counted(sound.blocks(rate)) for sound in sounds)
+    return SoundFile.written(windows.joined(sound_blocks, spans, fps, rate, seconds), round(seconds * rate), rate)
 
 
 def missing_seconds(spans: list[windows.Span], fps: Fraction, made: list[float]) -> float:
