@@ -23,9 +23,11 @@ def test_what_a_thread_freed_leaves_the_process_once_given_back():
     def work() -> None:
         mapped = np.ones(4_000_000)  # 32 MB of its own mapping, freed: glibc now serves such blocks from its heaps
         del mapped
-        blocks = [np.full(500_000, 2.0) for _ in range(40)]  # 160 MB in this thread's heap, written
-        kept.append(np.ones(10))  # a little that stays, above them
-        del blocks
+        blocks = []
+        for _ in range(40):  # 160 MB in this thread's heap, written, each block followed by a little that stays
+            blocks.append(np.full(500_000, 2.0))
+            kept.append(np.ones(200))
+        del blocks  # freed between what stays: no heap can shrink from its end
 
     worker = threading.Thread(target=work)
     worker.start()

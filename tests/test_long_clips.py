@@ -242,6 +242,39 @@ def test_a_joined_sound_is_written_and_read_back_block_by_block(tmp_path):
         SoundFile.written([sound[:, :7_000]], 8_000, 48000)
 
 
+def test_a_take_is_joined_and_muxed_while_its_last_window_is_still_at_the_provider(emulator, wavespeed_env, long_clip,
+                                                                                    tmp_path, monkeypatch):
+    """The last window's job is held once its task has ended (its "final" event): meanwhile the sound of the windows
+    before it is joined and muxed onto the picture (the untagged file grows). Then the take is delivered as ever:
+    exact to the sample, its picture copied, its receipt naming every window's task."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the run's work folder: looked into below
+    (tmp_path / "tmp").mkdir()
+    submitted: list[str] = []
+    grown: list[int] = []
+
+    def observe(event: str, info) -> None:
+        if event == "submitted":
+            submitted.append(info.task_id)
+        elif event == "final" and len(submitted) == 3 and info.task_id == submitted[-1]:
+            deadline = time.monotonic() + 60
+            while not grown and time.monotonic() < deadline:  # the windows before it joined and muxed, meanwhile
+                grown.extend(p.stat().st_size for p in (tmp_path / "tmp").glob("sonify-*/joined-*.mp4")
+                             if p.stat().st_size > 200_000)
+                time.sleep(0.05)
+
+    path, _, _, n = long_clip
+    result = pipeline.run(MMAUDIO_V2, {"prompt": "rain", "seed": 6}, media.VideoSource(path=str(path)),
+                          out_dir=tmp_path / "o", observe=observe)
+    assert grown, "nothing was muxed while the last window's job was held"
+    assert result.audio.shape[1] == round(Fraction(n) / NTSC * 44100)
+    assert video_packets(result.video_path) == video_packets(path)
+    receipt = pipeline.receipts.read(result.video_path)
+    assert sorted(receipt["task_ids"]) == sorted(submitted) and receipt["model"] == MMAUDIO_V2.model_id
+    assert not list((tmp_path / "tmp").glob("sonify-*"))  # the untagged file went with the run's work folder
+
+
 def test_a_75_s_clip_with_shot_cuts_through_mmaudio(emulator, wavespeed_env, long_clip):
     path, cuts, flash, n = long_clip
     node = load_pack().NODE_CLASS_MAPPINGS["SonifyMMAudioV2"]

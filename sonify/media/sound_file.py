@@ -36,22 +36,35 @@ class SoundFile:
     @classmethod
     def written(cls, blocks: Iterable[np.ndarray], length: int, rate: int) -> SoundFile:
         """The sound made of `blocks` ([C, n] each, in order, `length` samples in all), written as they come."""
+        sound, passing = cls.writing(blocks, length, rate)
+        for _ in passing:
+            pass
+        return sound
+
+    @classmethod
+    def writing(cls, blocks: Iterable[np.ndarray], length: int, rate: int) -> tuple[SoundFile, Iterator[np.ndarray]]:
+        """The file the sound of `blocks` goes to, and the blocks themselves, each written to it as it passes on to
+        whoever reads them (the first is read here: it gives the channels). The file is whole once all have passed;
+        fewer or more than `length` samples in all is a ValueError at the end."""
         given = iter(blocks)
         first = next(given, None)
         if first is None:
             raise ValueError("no sound to write")
         sound = cls(first.shape[0], length, rate)
+        return sound, sound._written_as_they_pass(itertools.chain((first,), given))
+
+    def _written_as_they_pass(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         position = 0
-        with open(sound.path, "r+b") as out:
-            out.truncate(sound.channels * length * SAMPLE.itemsize)
-            for block in itertools.chain((first,), given):
-                for channel in range(sound.channels):
-                    out.seek((channel * length + position) * SAMPLE.itemsize)
+        with open(self.path, "r+b") as out:
+            out.truncate(self.channels * self.length * SAMPLE.itemsize)
+            for block in blocks:
+                for channel in range(self.channels):
+                    out.seek((channel * self.length + position) * SAMPLE.itemsize)
                     out.write(np.ascontiguousarray(block[channel], SAMPLE).tobytes())
                 position += block.shape[1]
-        if position != length:
-            raise ValueError(f"the blocks hold {position} samples, not {length}")
-        return sound
+                yield block
+        if position != self.length:
+            raise ValueError(f"the blocks hold {position} samples, not {self.length}")
 
     def blocks(self, size: int = READ_BLOCK) -> Iterator[np.ndarray]:
         """The sound as [C, n] blocks of at most `size` samples, in order."""

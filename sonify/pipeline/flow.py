@@ -12,11 +12,13 @@ own.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -38,11 +40,12 @@ from ..providers.base import Provider, given_task_id
 from ..settings import Settings, current
 from ..waiter import Slots, Waiter
 from . import messages, receipts, spend
+from .assembly import Arrivals, Assembled, assemble
 from .deliver import _mux_sound, deliver, output_name
 from .job import FETCH_SECONDS, RemoteJob
 from .messages import EMULATOR_MARK, attach_task, done_text, joined_info, label, take_info, with_cost
 from .plan import Part, Plan, _checked_voice, _job_meta, prepare
-from .several import Progress, WindowSound, check_count, failure, join, missing_seconds, run_each, total_cost
+from .several import Progress, WindowSound, check_count, failure, run_each, total_cost
 from .types import (
     AudioInput,
     Delivery,
@@ -227,6 +230,8 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, out
         _check_spend(spec, client, ctx, job, grid)
     progress = Progress(ctx.report, [label(k, count, p, parts) for k, p in grid])
     upload_locks = [threading.Lock() for _ in job.parts]  # the takes of a part send the same files
+    arrivals = [Arrivals(parts) for _ in range(count)] if parts > 1 else []  # a long clip's takes: assembled as
+    # their windows arrive (assembly.py)
 
     # A job's row is MOVED only where the run will move with it: a run of several jobs moves only if none of them
     # can have a task (below), which no one job knows, so their rows keep the failure as it was.
@@ -236,12 +241,15 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, out
                          upload_locks[p], ctx.pacer, run_id=ctx.run_id, fallback=ctx.fallback if len(grid) == 1 else None)
         if parts == 1:
             return lambda: _run_take(spec, client, own, job, job.takes[k][0], out_dir)
-        return lambda: _run_window(spec, client, own, job, p, job.takes[k][p])
+        return lambda: _posted(arrivals[k], p, lambda: _run_window(spec, client, own, job, p, job.takes[k][p]))
 
-    with ctx.timer("jobs"):
-        outcomes = run_each([call(i) for i in range(len(grid))], _jobs_in_progress(ctx))
-        if job.feed is not None:
-            ctx.timer.add("encode", job.feed.seconds)  # the windows cut while the jobs went
+    with ThreadPoolExecutor(max(1, len(arrivals)), thread_name_prefix="sonify-assembly") as assemblers:
+        assemblies = [assemblers.submit(contextvars.copy_context().run, assemble, spec, job, take, ctx.waiter, ctx.work)
+                      for take in arrivals]
+        with ctx.timer("jobs"):
+            outcomes = run_each([call(i) for i in range(len(grid))], _jobs_in_progress(ctx))
+            if job.feed is not None:
+                ctx.timer.add("encode", job.feed.seconds)  # the windows cut while the jobs went
     results: dict[int, Result] = {}
     errors: list[SonifyError] = []
     failed: list[dict[str, Any]] = []
@@ -251,7 +259,8 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, out
         try:
             if error is not None:
                 raise mine[error]
-            results[k] = mine[0] if parts == 1 else _joined(spec, job, job.takes[k], mine, ctx.timer, out_dir)
+            results[k] = mine[0] if parts == 1 else _joined(spec, job, job.takes[k], mine, assemblies[k], ctx.timer,
+                                                            out_dir)
         except SonifyError as exc:
             part = error if error is not None else 0
             errors.append(exc)
@@ -331,14 +340,24 @@ def _to_be_sent(spec: ModelSpec, client: Provider, job: Plan, grid: list[tuple[i
     return [job.takes[k][p].cost_usd_estimate for k, p in grid if sent(k, p)]
 
 
-def _joined(spec: ModelSpec, job: Plan, infos: list[JobInfo],
-            windows_done: list[tuple[WindowSound, jobs.Ticket]], timer: StageTimer, out_dir: Path) -> Result:
-    """One take of a long clip: its windows' sounds joined (several.join), put on the source picture (its
-    packets copied; the joined sound encoded as AAC as it is read back); then its windows' rows are marked
-    delivered."""
-    sounds = [sound for sound, _ in windows_done]
+def _posted(arrivals: Arrivals, p: int, run: Callable[[], T]) -> T:
+    """run() (window p's job), its outcome posted to its take's assembly whatever it is."""
     try:
-        result = _join_and_mux(spec, job, infos, sounds, timer, out_dir)
+        outcome = run()
+    except BaseException as exc:
+        arrivals.post(p, exc)
+        raise
+    arrivals.post(p, outcome)
+    return outcome
+
+
+def _joined(spec: ModelSpec, job: Plan, infos: list[JobInfo], windows_done: list[tuple[WindowSound, jobs.Ticket]],
+            assembly: Future[Assembled], timer: StageTimer, out_dir: Path) -> Result:
+    """One take of a long clip, from its assembly (its windows joined and checked, and where it could be, put on
+    the source picture as they came): the picture with the sound, under the take's tags; then its windows' rows are
+    marked delivered."""
+    try:
+        result = _delivered(spec, job, infos, assembly.result(), windows_done[0][0].extra, timer, out_dir)
     except SonifyError as exc:
         attach_task(exc, spec, infos[0])
         raise
@@ -347,25 +366,25 @@ def _joined(spec: ModelSpec, job: Plan, infos: list[JobInfo],
     return result
 
 
-def _join_and_mux(spec: ModelSpec, job: Plan, infos: list[JobInfo], sounds: list[WindowSound],
-                  timer: StageTimer, out_dir: Path) -> Result:
-    spans = [part.span for part in job.parts]
-    made: list[float] = []
-    with timer("align"):
-        joined = join(sounds, spans, job.fps, job.clip.duration, made)
-    info = take_info(infos, spans, job.fps, job.clip.duration)
-    with timer("check"):  # the joined sound checked and set as one (one gain: no window louder than the next)
-        seconds = float(job.clip.duration)
-        joined, info["sound"] = sound_check.finish_file(joined, seconds,
-                                                        seconds - missing_seconds(spans, job.fps, made), job.loudness)
+def _delivered(spec: ModelSpec, job: Plan, infos: list[JobInfo], assembled: Assembled, extra: dict[str, Any],
+               timer: StageTimer, out_dir: Path) -> Result:
+    for stage, seconds in assembled.timer.seconds.items():
+        timer.add(stage, seconds)
+    info = take_info(infos, [part.span for part in job.parts], job.fps, job.clip.duration)
+    info["sound"] = assembled.sound_info
+    sound = assembled.sound
     final_video = None
     if job.source is not None:
         final_video = out_dir / f"{output_name(spec, infos[0].task_id or '')}-joined.mp4"
+        tags = receipts.tags(info, final_video)
         with timer("mux"):
-            tags = receipts.tags(info, final_video)
-            write_atomically(final_video, lambda path: media.mux_blocks(job.source, joined.blocks(), joined.channels,
-                                                                        joined.rate, path, metadata=tags))
-    return Result(joined, joined.rate, final_video, info, sounds[0].extra)
+            if assembled.untagged is not None:  # its packets copied under the tags
+                write_atomically(final_video, lambda path: media.rewrap(assembled.untagged, path, metadata=tags))
+                assembled.untagged.unlink(missing_ok=True)
+            else:
+                write_atomically(final_video, lambda path: media.mux_blocks(job.source, sound.blocks(), sound.channels,
+                                                                            sound.rate, path, metadata=tags))
+    return Result(sound, sound.rate, final_video, info, extra)
 
 
 def _labelled(report: ProgressFn, settings: Settings) -> ProgressFn:

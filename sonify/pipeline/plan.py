@@ -87,9 +87,10 @@ class Plan:
 
     def window(self, spec: ModelSpec, p: int, waiter: Waiter) -> Part:
         """Part p, its window cut (waiting for it: a long clip from a file), and each take's info for it priced."""
+        cut = self.feed.take(p, waiter) if self.feed is not None else None  # waited for unlocked: others go on
         with self._settling:
-            if self.feed is not None and self.parts[p].span is None:
-                span, path = self.feed.take(p, waiter)
+            if cut is not None and self.parts[p].span is None:
+                span, path = cut
                 self.parts[p] = _window_part(spec, self.clip_hash, span, path)
                 for take, info in zip(self.params, (infos[p] for infos in self.takes)):
                     exact = _info(spec, take, float(span.end - span.start) / float(self.fps))

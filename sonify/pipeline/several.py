@@ -22,7 +22,7 @@ import contextvars
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -35,7 +35,6 @@ from .. import journal, media
 from ..catalog import INT32_MAX, VARIATIONS, ModelSpec
 from ..errors import Cancelled, SonifyError, ValidationError
 from ..media import windows
-from ..media.sound_file import SoundFile
 from .types import Delivery, RunContext
 
 log = logging.getLogger("sonify")
@@ -191,11 +190,11 @@ class WindowSound:
         return iter((media.resample(samples, own, rate),))
 
 
-def join(sounds: list[WindowSound], spans: list[windows.Span], fps: Fraction, seconds: Fraction,
-         made: list[float] | None = None) -> SoundFile:
-    """The take's windows joined (windows.joined) into a file, at a rate AAC takes (so that it is muxed as it is
-    read back), each window decoded as it is joined. `made`, if given, gets each window's sound length in seconds."""
-    rate = media.aac_rate(sounds[0].rate)
+def join(sounds: Iterable[WindowSound], spans: list[windows.Span], fps: Fraction, seconds: Fraction, rate: int,
+         made: list[float] | None = None) -> Iterator[np.ndarray]:
+    """The take's windows joined (windows.joined) at `rate` (one AAC takes: aac_rate of theirs), as blocks, each
+    window's sound taken from `sounds` only when the join reaches it and decoded as it is joined. `made`, if
+    given, gets each window's sound length in seconds."""
 
     def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """The blocks, and their length into `made` once read (a sound longer than its window is read only as far
@@ -209,8 +208,7 @@ def join(sounds: list[WindowSound], spans: list[windows.Span], fps: Fraction, se
             if made is not None:
                 made.append(length / rate)
 
-    sound_blocks = (counted(sound.blocks(rate)) for sound in sounds)
-    return SoundFile.written(windows.joined(sound_blocks, spans, fps, rate, seconds), round(seconds * rate), rate)
+    return windows.joined((counted(sound.blocks(rate)) for sound in sounds), spans, fps, rate, seconds)
 
 
 def missing_seconds(spans: list[windows.Span], fps: Fraction, made: list[float]) -> float:

@@ -17,6 +17,7 @@ PROXY_MAX_SHARE = 0.15
 FAL_MEDIAN_MAX = 0.1
 WAVESPEED_MEDIAN_MAX = 1.0
 WAVESPEED_POLLS_MAX = 15
+WAVESPEED_FIRST_MAX = 0.2  # a model's first job, at a time the schedule has not seen: a 3 s job found within this
 WEBHOOK_MAX = 0.2  # with webhooks: every job's end noticed within this, a model's first job included
 DECODE_MEMORY_MAX = 1.25
 STARTUP_MAX = 0.1
@@ -314,8 +315,8 @@ def _webhook_target(record: dict[str, Any]) -> dict[str, Any]:
 
 def _wavespeed_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Two verdicts: jobs whose model time the schedule has learned (in this process, or from the journal
-    in a new one), and a model's first job at a time it has not seen, split at FREE_SECONDS: before it
-    polls are free, after it the budget decides."""
+    in a new one), and a model's first job at a time it has not seen, up to FREE_SECONDS (polls are free there);
+    after it the poll budget decides, and those first jobs are reported beside it."""
     rows = [r for r in record["wavespeed"] if 2 <= r["model_seconds"] <= 60] or record["wavespeed"]
     polls = max(r["max_polls_per_60s_after_10s"] for r in rows)
     name = f"WaveSpeed detection median ≤ {WAVESPEED_MEDIAN_MAX:g} s, ≤ {WAVESPEED_POLLS_MAX} polls/min after 10 s"
@@ -327,8 +328,10 @@ def _wavespeed_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         _target(f"{name}: run time learned", f"median {learned} s over repeat and new-process jobs; "
                 f"at most {polls} polls in a minute after 10 s", learned is not None and learned <= WAVESPEED_MEDIAN_MAX and within),
-        _target(f"{name}: a model's first job", f"median {short} s for jobs ≤ {FREE_SECONDS:g} s, {long} s for longer ones",
-                all(v <= WAVESPEED_MEDIAN_MAX for v in (short, long) if v is not None) and within),
+        _target(f"WaveSpeed: a model's first job of ≤ {FREE_SECONDS:g} s found within {WAVESPEED_FIRST_MAX:g} s (median)",
+                f"median {short} s; longer first jobs {long} s (within {WAVESPEED_POLLS_MAX} polls a minute an end "
+                f"not known in advance is found {60 / WAVESPEED_POLLS_MAX / 2:g} s late on average at best)",
+                short is not None and short <= WAVESPEED_FIRST_MAX and within),
     ]
 
 
