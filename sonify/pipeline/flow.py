@@ -12,7 +12,6 @@ own.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import tempfile
 import threading
@@ -215,9 +214,9 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, out
     """Every job of the run — each take's, and for a long clip each window's — at once, within the account's
     limits (its pacer's) and a batch's slots. The budget is checked for their sum before any is claimed (the caps
     for those that will be sent: a stored take costs nothing). The first job to upload a file uploads it; the others
-    reuse it. A long clip's windows are joined per take; a long clip from a file has its windows' jobs start as
-    each window is cut, when what the windows may cost at most is within the limits (else once every window is cut
-    and priced, the limits then deciding on that)."""
+    reuse it. A long clip's windows are joined per take as they arrive (assembly.py); a long clip from a file has
+    its windows' jobs start as each window is cut, when what the windows may cost at most is within the limits
+    (else once every window is cut and priced, the limits then deciding on that)."""
     count, parts = len(job.takes), len(job.parts)
     grid = [(k, p) for k in range(count) for p in range(parts)]
     try:
@@ -244,8 +243,7 @@ def _run_many(spec: ModelSpec, client: Provider, ctx: RunContext, job: Plan, out
         return lambda: _posted(arrivals[k], p, lambda: _run_window(spec, client, own, job, p, job.takes[k][p]))
 
     with ThreadPoolExecutor(max(1, len(arrivals)), thread_name_prefix="sonify-assembly") as assemblers:
-        assemblies = [assemblers.submit(contextvars.copy_context().run, assemble, spec, job, take, ctx.waiter, ctx.work)
-                      for take in arrivals]
+        assemblies = [assemblers.submit(assemble, spec, job, take, ctx.waiter, ctx.work) for take in arrivals]
         with ctx.timer("jobs"):
             outcomes = run_each([call(i) for i in range(len(grid))], _jobs_in_progress(ctx))
             if job.feed is not None:
