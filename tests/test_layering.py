@@ -15,7 +15,7 @@ ENGINE = ROOT / "sonify"
 # lowest first; the base files may use each other, a folder only what stands in a lower layer
 LAYERS = (
     {"atomic", "errors", "catalog", "settings", "key_store", "redact", "waiter", "version", "loudness_target", "budget",
-     "offers", "background"},
+     "offers", "background", "heap"},
     {"media", "net", "journal"},
     {"providers"},
     {"pipeline"},
