@@ -15,6 +15,7 @@ The other windows' jobs go on as before, and the run reports the window's own er
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class Arrivals:
         self._outcomes: list[Any] = [None] * count
         self._posted = [False] * count
         self._changed = threading.Condition()
+        self.waited = 0.0  # seconds take() spent waiting for a window: the assembly's own time is the rest
 
     def post(self, p: int, outcome: Any) -> None:
         """Window p's (WindowSound, ticket), or what its job raised."""
@@ -50,11 +52,13 @@ class Arrivals:
 
     def take(self, p: int, waiter: Waiter) -> tuple[WindowSound, jobs.Ticket]:
         """Window p's sound and ticket once its job has ended (cancellable); WindowFailed if the job raised."""
+        start = time.perf_counter()
         with self._changed:
             while not self._posted[p]:
                 waiter.check()
                 self._changed.wait(SLICE)
             outcome = self._outcomes[p]
+        self.waited += time.perf_counter() - start
         if isinstance(outcome, BaseException):
             raise WindowFailed(f"window {p + 1} did not come") from outcome
         return outcome
@@ -83,14 +87,15 @@ def assemble(spec: ModelSpec, job: Plan, arrivals: Arrivals, waiter: Waiter, wor
     blocks = join(sounds, spans, job.fps, job.clip.duration, rate, made)
     length = round(job.clip.duration * rate)
     untagged = None
+    start, waited = time.perf_counter(), arrivals.waited
     if job.source is not None and job.loudness is None:
         untagged = work / f"joined-{id(arrivals):x}.mp4"
-        with timer("mux"):  # the join goes block by block with it: its time is the mux's
-            sound, passing = SoundFile.writing(blocks, length, rate)
-            media.mux_blocks(job.source, passing, sound.channels, rate, untagged)
+        sound, passing = SoundFile.writing(blocks, length, rate)
+        media.mux_blocks(job.source, passing, sound.channels, rate, untagged)
     else:
-        with timer("align"):
-            sound = SoundFile.written(blocks, length, rate)
+        sound = SoundFile.written(blocks, length, rate)
+    # the join and (where it went with it) the mux, less the waits for the windows' jobs between their blocks
+    timer.add("mux" if untagged is not None else "align", time.perf_counter() - start - (arrivals.waited - waited))
     seconds = float(job.clip.duration)
     with timer("check"):  # the joined sound checked and set as one (one gain: no window louder than the next)
         sound, sound_info = sound_check.finish_file(sound, seconds, seconds - missing_seconds(spans, job.fps, made),
