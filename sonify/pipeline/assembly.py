@@ -66,12 +66,11 @@ class Arrivals:
 
 @dataclass
 class Assembled:
-    """A take's joined sound, what its check found, each window's sound length (seconds), and the picture with the
-    sound on it, untagged (None: muxed after the check, which set the sound's loudness)."""
+    """A take's joined sound, what its check found, and the picture with the sound on it, untagged (None: muxed
+    after the check, which set the sound's loudness)."""
 
     sound: SoundFile
     sound_info: dict[str, Any]
-    made: list[float]
     untagged: Path | None
     timer: StageTimer  # its own stages: they ran beside the jobs
 
@@ -100,4 +99,4 @@ def assemble(spec: ModelSpec, job: Plan, arrivals: Arrivals, waiter: Waiter, wor
     with timer("check"):  # the joined sound checked and set as one (one gain: no window louder than the next)
         sound, sound_info = sound_check.finish_file(sound, seconds, seconds - missing_seconds(spans, job.fps, made),
                                                     job.loudness)
-    return Assembled(sound, sound_info, made, untagged, timer)
+    return Assembled(sound, sound_info, untagged, timer)
