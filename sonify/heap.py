@@ -10,7 +10,6 @@ Trimmed after each job, it stays within 10 %. Elsewhere than glibc there is noth
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -27,6 +26,6 @@ def _malloc_trim():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL(None).malloc_trim  # the C library the process runs on (no search for it on disk)
     except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
         return None

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -247,8 +248,6 @@ def test_a_take_is_joined_and_muxed_while_its_last_window_is_still_at_the_provid
     """The last window's job is held once its task has ended (its "final" event): meanwhile the sound of the windows
     before it is joined and muxed onto the picture (the untagged file grows). Then the take is delivered as ever:
     exact to the sample, its picture copied, its receipt naming every window's task."""
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the run's work folder: looked into below
     (tmp_path / "tmp").mkdir()
     submitted: list[str] = []

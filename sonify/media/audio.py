@@ -3,6 +3,7 @@ resample, write WAV/FLAC/MP3/M4A."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -69,6 +70,17 @@ def decode_result(path: PathLike, max_seconds: float | None = None,
     never outgrows the bound. `keep=False`: all of it is checked, none of it kept (the sound comes back
     [C, 0]): a long clip's window, verified when it arrives and decoded again when it is joined."""
     name = Path(path).name
+    with _opened_sound(path, max_seconds) as (container, stream, origin):
+        audio, rate = _decode_into_buffer(container, stream, origin, max_seconds, name, keep)
+        return audio, rate, container.metadata.get("title", "")
+
+
+@contextlib.contextmanager
+def _opened_sound(path: PathLike, max_seconds: float | None) -> Iterator[tuple[av.container.InputContainer,
+                                                                              av.AudioStream, float]]:
+    """The file's first audio stream, checked (and, with `max_seconds`, a result's layout), and where the file's
+    timeline starts (seconds); what PyAV cannot read in it is a ValidationError naming the file."""
+    name = Path(path).name
     container = _open_input(path, "audio")
     try:
         if not container.streams.audio:
@@ -78,9 +90,7 @@ def decode_result(path: PathLike, max_seconds: float | None = None,
             raise ValidationError("audio", f"{name}: its sound is in a format PyAV cannot decode")
         if max_seconds is not None:
             _check_layout(stream.codec_context.channels, stream.codec_context.sample_rate, name)
-        origin = max(0, container.start_time or 0) / av.time_base  # µs -> s
-        audio, rate = _decode_into_buffer(container, stream, origin, max_seconds, name, keep)
-        return audio, rate, container.metadata.get("title", "")
+        yield container, stream, max(0, container.start_time or 0) / av.time_base  # µs -> s
     except _UNREADABLE as exc:
         raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
     finally:
@@ -146,12 +156,7 @@ def decode_blocks(path: PathLike, max_seconds: float, size: int = 1 << 16) -> It
     samples not given out yet adds only what lies after them. A result verified by decode_audio is what this
     gives (its rate: decode_audio's)."""
     name = Path(path).name
-    container = _open_input(path, "audio")
-    try:
-        if not container.streams.audio:
-            raise ValidationError("audio", f"{name} has no audio stream")
-        stream = container.streams.audio[0]
-        origin = max(0, container.start_time or 0) / av.time_base
+    with _opened_sound(path, max_seconds) as (container, stream, origin):
         in_order: _InOrder | None = None
         for rate, position, block in _placed_frames(container, stream, origin, max_seconds, name):
             if in_order is None:
@@ -160,10 +165,6 @@ def decode_blocks(path: PathLike, max_seconds: float, size: int = 1 << 16) -> It
         if in_order is None or in_order.length == 0:
             raise ValidationError("audio", f"{name} has no audio samples")
         yield from in_order.rest()
-    except _UNREADABLE as exc:
-        raise ValidationError("audio", f"cannot decode {name}: {exc}") from exc
-    finally:
-        container.close()
 
 
 class _InOrder:
