@@ -6,7 +6,7 @@ window it belongs to. A window's boundaries are decided as soon as the cuts arou
 (windows.Planner); the frames whose windows are not known yet (a few seconds around each boundary) wait for that,
 then go on in order. So no proxy of the whole clip is made, and nothing is read twice: a window's file is
 finished, and handed to `ready`, while the rest of the clip is still being read. What is held at once does not
-grow with the clip's length: the frames around one boundary and one encoder per open window.
+grow with the clip's length: the frames and luma histograms around one boundary and one encoder per open window.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from .. import heap
 from ..catalog import Window
 from .decode_ahead import decoded_ahead
 from .pictures import _add_h264, _new_path
@@ -67,7 +68,9 @@ class _Cutter:
     def __init__(self, planner: Planner, rate: Fraction, options: dict[str, str], workdir: os.PathLike | str,
                  ready: Ready | None) -> None:
         self.planner, self.rate, self.options, self.workdir, self.ready = planner, rate, options, workdir, ready
-        self.histograms = np.zeros((planner.frames, _LUMA_BINS), np.float64)
+        # the luma histograms of frames `first` on: those a boundary still to be decided may look at
+        self.histograms: deque[np.ndarray] = deque()
+        self.first = 0
         self.seen = 0  # frames added
         self.waiting: deque[tuple[int, av.VideoFrame]] = deque()  # frames whose windows are not decided yet
         self.encoders: dict[int, tuple[av.container.OutputContainer, av.VideoStream]] = {}
@@ -91,7 +94,7 @@ class _Cutter:
         plane = small.planes[0]  # the frame's luma, every few pixels of it (as windows.frames_luma_histograms)
         step = max(1, min(plane.width, plane.height) // _LUMA_SIZE[1])
         luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[::step, :plane.width:step]
-        self.histograms[i] = np.bincount(luma.ravel() // (256 // _LUMA_BINS), minlength=_LUMA_BINS) / luma.size
+        self.histograms.append(np.bincount(luma.ravel() // (256 // _LUMA_BINS), minlength=_LUMA_BINS) / luma.size)
         self.seen += 1
         self.waiting.append((i, small))
         planner = self.planner
@@ -114,7 +117,10 @@ class _Cutter:
         cost that does not grow with it."""
         planner = self.planner
         low = max(0, planner.bounds[planner.next] - planner.tolerance - 2)
-        return [low + c for c in find_cuts(self.histograms[low:self.seen]) if low == 0 or c >= 2]
+        while self.first < low and self.histograms:  # no later boundary looks back this far: they lie further on
+            self.histograms.popleft()
+            self.first += 1
+        return [low + c for c in find_cuts(np.array(self.histograms)) if low == 0 or c >= 2]
 
     def discard(self) -> None:
         for container, _ in self.encoders.values():
@@ -150,5 +156,7 @@ class _Cutter:
         container, stream = self.encoders.pop(k)
         container.mux(stream.encode(None))
         container.close()
+        del container, stream  # the encoder freed (PyAV frees it with its stream), and its memory handed back: else
+        heap.give_back()  # this thread's heap keeps it, and the next window's encoder adds to it (see heap.py)
         if self.ready is not None:
             self.ready(k, self.planner.span(k), self.files[k])
