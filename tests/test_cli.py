@@ -463,8 +463,9 @@ def assert_no_key(output: str, *keys: str) -> None:
 
 
 def test_the_emulator_command_prints_settings_that_work(tmp_path):
-    server = subprocess.Popen([sys.executable, "-m", "sonify", "emulator", "--port", "0", "--model-seconds", "0.1"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with open(tmp_path / "stderr", "w") as errors:  # the child writes on; read back if it does not end
+        server = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "sonify", "emulator", "--port", "0",
+                                   "--model-seconds", "0.1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True)
     try:
         lines = []
         while not lines or not lines[-1].startswith("Ctrl-C"):
@@ -479,7 +480,12 @@ def test_the_emulator_command_prints_settings_that_work(tmp_path):
         assert doctor.stdout.count("accepts the key") == 2
     finally:
         server.send_signal(signal.SIGINT)
-        assert server.wait(10) == 0
+        try:
+            assert server.wait(10) == 0
+        except subprocess.TimeoutExpired:  # seen once, under heavy load, and not since: where it hangs, if it does
+            server.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            server.wait(10)
+            raise AssertionError("the emulator did not end on Ctrl-C:\n" + (tmp_path / "stderr").read_text()) from None
 
 
 def test_demo_and_the_readme_figure_made_from_it(tmp_path):
