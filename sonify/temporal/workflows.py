@@ -26,6 +26,7 @@ This module is loaded in Temporal's workflow sandbox: it imports nothing of the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -53,6 +54,11 @@ TASKS_KEPT_SECONDS = 3600.0  # how long the slots workflow knows a clip's task i
 
 
 HOLDER_CHECK = timedelta(seconds=30)  # while clips wait and no slot is free, the holders are checked this often
+
+
+# A slots workflow's wait is worked out again when what it was worked out from changes (see _start_rule). Before,
+# a submit asked for while the account's starts were spent waited for HOLDER_CHECK instead of its turn.
+REWAIT_ON_NEW_START_RULE = "rewait-on-new-start-rule"
 
 
 SLOTS_HISTORY = 10_000  # events before the slots workflow continues as new (Temporal's limit is 51,200)
@@ -154,12 +160,14 @@ class ProviderSlots:
 
     @workflow.run
     async def run(self, state: SlotsState) -> None:
+        # Runs begun before this wake-up existed keep waiting as they did (their histories replay the same), until
+        # they continue as new.
+        rewait = workflow.patched(REWAIT_ON_NEW_START_RULE)
         while True:
             due = self._start_wait() if self.state.submit_queue and self.state.submitter is None else 0.0
             timeout = min(HOLDER_CHECK, timedelta(seconds=due)) if due > 0 else HOLDER_CHECK
             try:
-                await workflow.wait_condition(lambda: self._grantable() or self._may_submit() or self._long(),
-                                              timeout=timeout)
+                await workflow.wait_condition(self._woken(rewait), timeout=timeout)
             except asyncio.TimeoutError:  # a holder terminated by hand would never give its slot (or token) back
                 if timeout == HOLDER_CHECK and self.state.waiting:
                     await self._grant(list(self.state.holders))
@@ -203,6 +211,20 @@ class ProviderSlots:
             return 0.0
         recent = sorted(at for at in self.state.started.values() if at > now - self.state.seconds)
         return 0.0 if len(recent) < self.state.starts else recent[-self.state.starts] + self.state.seconds - now
+
+    def _woken(self, rewait: bool) -> Callable[[], bool]:
+        """When the loop's wait ends: a slot or the token can be given, the history is long, or (`rewait`) what the
+        wait for the next start was worked out from has changed."""
+        rule = self._start_rule()
+        return lambda: (self._grantable() or self._may_submit() or self._long()
+                        or (rewait and self._start_rule() != rule))
+
+    def _start_rule(self) -> tuple[Any, ...]:
+        """What the wait for the next start is worked out from: when it changes (a clip asks to submit while the
+        account's starts are spent, a 429 holds them), the wait is worked out again, not left at HOLDER_CHECK."""
+        s = self.state
+        return (bool(s.submit_queue) and s.submitter is None, s.held_until, s.starts, s.seconds,
+                tuple(sorted(s.started.values())))
 
     def _forget_starts(self, now: float) -> None:
         self.state.started = {clip: at for clip, at in self.state.started.items() if at > now - self.state.seconds}
