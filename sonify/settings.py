@@ -463,11 +463,14 @@ class _Reader:
         return tuple(names)
 
     def aac_kbps(self) -> int:
-        value = self.positive(AAC_KBPS_ENV, 96, "a whole number of kbit/s a channel", whole=True)
-        if not AAC_KBPS[0] <= value <= AAC_KBPS[1]:
-            raise ConfigurationError(f"{AAC_KBPS_ENV} must be from {AAC_KBPS[0]} to {AAC_KBPS[1]} kbit/s a channel "
-                                     f"(got {value:g})")
-        return int(value)
+        text = self.text(AAC_KBPS_ENV)
+        if not text:
+            return 96
+        value = int(text) if text.isascii() and text.isdigit() else None
+        if value is None or not AAC_KBPS[0] <= value <= AAC_KBPS[1]:
+            raise ConfigurationError(f"{AAC_KBPS_ENV} must be a whole number from {AAC_KBPS[0]} to {AAC_KBPS[1]} "
+                                     f"kbit/s a channel (got {text[:40]!r})")
+        return value
 
     def silence_dbfs(self) -> float:
         raw = self.text(SILENCE_ENV)

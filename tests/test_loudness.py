@@ -207,5 +207,5 @@ def test_the_aac_bit_rate_is_a_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("SONIFY_AAC_KBPS", "64")
     assert kbps("less.mp4") == pytest.approx(128, rel=0.1)
     monkeypatch.setenv("SONIFY_AAC_KBPS", "1000")
-    with pytest.raises(ConfigurationError, match=r"SONIFY_AAC_KBPS must be from 32 to 256 kbit/s a channel"):
+    with pytest.raises(ConfigurationError, match=r"SONIFY_AAC_KBPS must be a whole number from 32 to 256 kbit/s a channel"):
         kbps("refused.mp4")

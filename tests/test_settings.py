@@ -28,6 +28,14 @@ def test_a_setting_that_is_not_a_number_is_named(variable, value):
         Settings.from_environ({variable: value})
 
 
+@pytest.mark.parametrize("value", ["five", "64.5", "0", "-64", "31", "257", "１２８"])
+def test_an_aac_rate_outside_the_encoders_range_is_named_with_that_range(value):
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_environ({"SONIFY_AAC_KBPS": value})
+    assert str(refused.value) == (f"SONIFY_AAC_KBPS must be a whole number from 32 to 256 kbit/s a channel "
+                                  f"(got {value!r})")
+
+
 def test_the_limits_read_as_numbers():
     read = Settings.from_environ({"SONIFY_MAX_USD_PER_JOB": "0.05", "SONIFY_MAX_DOWNLOAD_MB": "1.5",
                                   "SONIFY_QUEUE_TIMEOUT": "12"})
@@ -51,11 +59,11 @@ def test_one_bad_variable_among_several_is_named_before_any_request(emulator, wa
     """Every variable is read and checked at once, the sound's too (used only once a result is in): a bad one among
     good ones is named with its form, before the run sends anything."""
     bad = {**GOOD, "SONIFY_AAC_KBPS": "1000"}
-    with pytest.raises(ConfigurationError, match=r"^SONIFY_AAC_KBPS must be from 32 to 256 kbit/s a channel"):
+    with pytest.raises(ConfigurationError, match=r"^SONIFY_AAC_KBPS must be a whole number from 32 to 256 kbit/s a channel"):
         Settings.from_environ(bad)
     for name, value in bad.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigurationError, match=r"^SONIFY_AAC_KBPS must be from 32 to 256 kbit/s a channel"):
+    with pytest.raises(ConfigurationError, match=r"^SONIFY_AAC_KBPS must be a whole number from 32 to 256 kbit/s a channel"):
         pipeline.run(MMAUDIO_V2, {"prompt": "rain"}, clip, out_dir=tmp_path / "out")
     assert not emulator.requests
     read = Settings.from_environ({**bad, "SONIFY_AAC_KBPS": "64"})  # mended: every one as given
