@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 from collections.abc import Iterator
 from fractions import Fraction
@@ -14,6 +16,17 @@ from sonify import media
 from sonify_devtools.emulator import Emulator
 
 EMULATOR_KEY = "ws-test-3f9a7c1e5b2d8046"  # random-looking, as keys are: redact() masks any 8 of its characters
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Processes started within start with SIGINT ignored (inherited through exec), as a shell script's
+    `command &` starts them, and as a test run in the background starts its children."""
+    ignoring = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, ignoring)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import av
 import numpy as np
 import pytest
 from clips import write_clip
-from conftest import EMULATOR_KEY, FAL_KEY
+from conftest import EMULATOR_KEY, FAL_KEY, sigint_ignored
 from pack import ROOT
 
 from sonify import journal, media
@@ -465,14 +465,9 @@ def assert_no_key(output: str, *keys: str) -> None:
 def test_the_emulator_command_prints_settings_that_work_and_ends_on_ctrl_c(tmp_path):
     """Started with SIGINT ignored, as a shell script's `sonify emulator &` is (and as a test run in the background
     starts it): Ctrl-C still ends it, normally."""
-    ignoring = signal.signal(signal.SIGINT, signal.SIG_IGN)  # what the child starts with: inherited through exec
-    try:
-        with open(tmp_path / "stderr", "w") as errors:  # the child writes on; read back if it does not end
-            server = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "sonify", "emulator", "--port", "0",
-                                       "--model-seconds", "0.1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=errors,
-                                      text=True)
-    finally:
-        signal.signal(signal.SIGINT, ignoring)
+    with sigint_ignored(), open(tmp_path / "stderr", "w") as errors:  # the child writes on; read back if it hangs
+        server = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "sonify", "emulator", "--port", "0",
+                                   "--model-seconds", "0.1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True)
     try:
         lines = []
         while not lines or not lines[-1].startswith("Ctrl-C"):

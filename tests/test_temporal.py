@@ -23,7 +23,7 @@ from pathlib import Path
 import av
 import pytest
 from clips import write_clip
-from conftest import EMULATOR_KEY, FAL_KEY
+from conftest import EMULATOR_KEY, FAL_KEY, sigint_ignored
 from pack import ROOT
 from temporalio.client import Client, WorkflowFailureError
 
@@ -338,6 +338,21 @@ def test_a_clip_whose_wait_gave_up_is_waited_for_again_by_the_next_submission_ne
             worker.kill()
             worker.wait()
         emulator.stop()
+
+
+def test_a_worker_started_with_sigint_ignored_still_stops_on_ctrl_c(temporal, tmp_path):
+    """As a script's `sonify worker ... &` starts it: Ctrl-C still stops it, as the cancel it is (exit 130)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("WAVESPEED_API_KEY", "FAL_KEY")}
+    with sigint_ignored():
+        worker = start_worker(temporal, {**base, "WAVESPEED_API_KEY": EMULATOR_KEY, "SONIFY_STATE_DIR": str(tmp_path)},
+                              tmp_path / "w.log")
+    try:
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(20) == 130, (tmp_path / "w.log").read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
 
 def test_fal_clips_run_on_a_worker_holding_only_the_fal_key(temporal, tmp_path):

@@ -66,7 +66,7 @@ def emulator_command(args: argparse.Namespace) -> int:
 
     # Ctrl-C ends it even where it started with SIGINT ignored (a script's `sonify emulator &`): Python leaves an
     # ignored SIGINT ignored, and nothing else would stop it cleanly. `run`, `batch` and `fetch` set theirs too
-    # (cancel.py).
+    # (cancel.py), and so does `worker`.
     ignoring = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         serve_forever(args.port, on_ready=settings, api_keys=(args.key,), fal_keys=(args.fal_key,),
