@@ -14,6 +14,7 @@ import argparse
 import difflib
 import logging
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -52,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("sonify").setLevel(Output.of(args).log_level)  # -v: Sonify's debug lines, not its libraries
+    # Ctrl-C is a KeyboardInterrupt in every command, even where the process started with SIGINT ignored (a script's
+    # `sonify emulator &` or `sonify worker ... &`): Python leaves an ignored SIGINT ignored, and asyncio handles
+    # Ctrl-C only over Python's own handler. The commands that run jobs put theirs over it (cancel.py).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return COMMANDS[args.command].handler(args)
     except ModuleNotFoundError as exc:
@@ -68,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return EXIT[Cancelled]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def command() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,18 +63,12 @@ def emulator_command(args: argparse.Namespace) -> int:
               f"SONIFY_FAL_CDN_URL={emu.files_url} FAL_KEY={args.fal_key}")
         print("Ctrl-C stops it.", flush=True)
 
-    # Ctrl-C ends it even where it started with SIGINT ignored (a script's `sonify emulator &`): Python leaves an
-    # ignored SIGINT ignored, and nothing else would stop it cleanly. `run`, `batch` and `fetch` set theirs too
-    # (cancel.py), and so does `worker`.
-    ignoring = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         serve_forever(args.port, on_ready=settings, api_keys=(args.key,), fal_keys=(args.fal_key,),
                       model_seconds=args.model_seconds, uplink_mbps=args.uplink_mbps)
     except OSError as exc:
         raise ConfigurationError(f"the emulator cannot listen on 127.0.0.1:{args.port} ({os_error_text(exc)}): another "
                                  "program may use that port — pick another with --port, or --port 0 for any free one") from None
-    finally:
-        signal.signal(signal.SIGINT, ignoring)
     return 0
 
 

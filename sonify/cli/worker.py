@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -32,13 +31,8 @@ def worker_command(args: argparse.Namespace) -> int:
         print(f"worker for {', '.join(served)} on Temporal at {args.temporal}, clips and results under "
               f"{', '.join(map(str, folders.folders))} (Ctrl-C stops it)", file=sys.stderr)
 
-    # Ctrl-C stops it even where it started with SIGINT ignored (a script's `sonify worker ... &`): asyncio.run
-    # handles it only when Python's own handler is in place, which Python does not put over an ignored SIGINT.
-    ignoring = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         asyncio.run(serve(args.temporal, folders, ready))
     except KeyboardInterrupt:
         return EXIT[Cancelled]
-    finally:
-        signal.signal(signal.SIGINT, ignoring)
     return 0
