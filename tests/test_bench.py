@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
+import numpy as np
 from pack import ROOT
+
+from sonify_devtools.bench.measure import MB, PeakRss
 
 
 def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
@@ -46,3 +50,15 @@ def test_bench_quick_prints_its_tables_and_writes_json(tmp_path):
     assert {r["way"] for r in record["file_path"]["rows"]} == {"naive", "Sonify"}
     assert record["long_clip"]["decode_pass_seconds"] > 0
     assert "Frames → MMAudio node → Save Video" in done.stdout and "as the model's first job" in done.stdout
+
+
+def test_peak_rss_sees_memory_taken_and_given_back_inside_its_block_with_nothing_running_beside_it():
+    threads = threading.active_count()
+    with PeakRss() as rss:
+        assert threading.active_count() == threads  # the kernel keeps the peak: no sampler takes the GIL from the work
+        block = np.ones(64 * MB // 8)  # written: resident
+        del block
+    assert rss.growth >= 60 * MB
+    with PeakRss() as again:  # the peak starts again from the block's start, not from the process's highest
+        pass
+    assert again.growth < 8 * MB

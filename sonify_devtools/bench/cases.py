@@ -19,7 +19,7 @@ from sonify import media, pipeline
 from sonify.catalog import MMAUDIO_V2, MODELS, SYNC_LIPSYNC, ProxyRule
 
 from .jobs import emulated, job_record, run_job, uploaded_file
-from .measure import MB, RssSampler, audio_copied, peak_rss_bytes, picture_packets, timed
+from .measure import MB, PeakRss, audio_copied, peak_rss_bytes, picture_packets, timed
 
 
 def clip_case(config: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def _reference(clip: Path, work: Path) -> dict[str, Any]:
 
 def lipsync_case(config: dict[str, Any]) -> dict[str, Any]:
     """A lipsync job, then its frames decoded as the node does: peak memory while decoding against the
-    final [N, H, W, 3] float32 array (RSS sampled every 2 ms, and numpy's allocations via tracemalloc)."""
+    final [N, H, W, 3] float32 array (the peak resident memory, measure.PeakRss, and numpy's allocations via tracemalloc)."""
     clip, work = Path(config["clip"]), Path(config["work"])
     seconds = float(media.probe(clip).duration)
     rate = 48000
@@ -77,7 +77,7 @@ def lipsync_case(config: dict[str, Any]) -> dict[str, Any]:
     torch = _torch()
     gc.collect()
     tracemalloc.start()
-    with RssSampler() as rss:
+    with PeakRss() as rss:
         frames, fps = media.decode_frames(result.video_path)
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

@@ -21,7 +21,7 @@ from sonify.catalog import KLING_V2A, MMAUDIO_V2
 
 from .clips import _pictures
 from .jobs import PACK_ROOT, PARAMS, emulated
-from .measure import RssSampler
+from .measure import PeakRss
 from .plans import SIZES, ClipSpec
 
 WAYS = ("sonify", "naive")
@@ -44,7 +44,7 @@ def frames_case(config: dict[str, Any]) -> dict[str, Any]:
     work = Path(config["work"])
     with emulated(config["model_seconds"], work / "state") as emulator:
         emulator.uplink_mbps = config["uplink_mbps"]
-        with RssSampler() as rss:
+        with PeakRss() as rss:
             start = time.perf_counter()
             if config["way"] == "sonify":
                 result = pipeline.run(MMAUDIO_V2, PARAMS, media.VideoSource(frames=picture, fps=Fraction(spec.fps)),
