@@ -218,7 +218,7 @@ class _VideoUpload:
         """Send the meter's file, watched by it (and by `then`, which may abort it), from a worker thread while
         this one shows its progress (with `note()` after it): (URL, bytes, the whole upload's rate if it says
         something about the link, then learned)."""
-        shown = [0.0]
+        shown = [0.0, False]  # when progress was last shown, and whether it had a note
 
         def watch(sent: int) -> None:
             meter.watch(sent)
@@ -226,10 +226,11 @@ class _VideoUpload:
                 then(sent)
 
         def show() -> None:
-            now = time.monotonic()
-            if now - shown[0] >= REPORT_EVERY:
-                shown[0] = now
-                self.report(f"uploading {meter.sent / 1e6:.1f} of {meter.size / 1e6:.1f} MB{note()}",
+            now, extra = time.monotonic(), note()
+            # every REPORT_EVERY, and at once when a note comes or goes (a proxy made meanwhile can be quick)
+            if now - shown[0] >= REPORT_EVERY or bool(extra) != shown[1]:
+                shown[0], shown[1] = now, bool(extra)
+                self.report(f"uploading {meter.sent / 1e6:.1f} of {meter.size / 1e6:.1f} MB{extra}",
                             0.05 + 0.04 * meter.sent / max(meter.size, 1))
 
         show()
