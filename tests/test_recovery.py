@@ -88,6 +88,31 @@ def test_two_candidates_of_one_model_are_named_and_nothing_is_submitted_again(em
     assert emulator.submits() == 3 and submits_sent(emulator, spec) == 3  # the first job, the other, ours: once
 
 
+
+def test_the_one_listed_task_is_not_adopted_while_another_submit_sent_then_has_no_answer(emulator, wavespeed_env,
+                                                                                          clip, tmp_path):
+    """WaveSpeed's listing carries no inputs, so a task another job of the model created in the same seconds looks
+    like the lost submit's while that job's answer is not recorded yet (a long clip's other window, another process
+    sharing the journal): it is named, never adopted, and nothing is sent again."""
+    spec = MMAUDIO_V2
+    first = run(spec, clip, tmp_path)
+    book = journal(wavespeed_env)
+    other = book.claim("elsewhere:1:run", jobs.JobMeta(provider="wavespeed", model=spec.model_id,
+                                                       fingerprint="another job", cacheable=False)).row
+    book.update(other.id, status=jobs.Status.SUBMITTING, request={"body": {"prompt": "hail"}, "sent_at": time.time()})
+    theirs = submit_elsewhere(emulator, spec, emulator.tasks.get(first.info["task_id"]).media["video"])
+    emulator.inject("POST", SUBMIT["wavespeed"], 502)  # ours: refused before any task existed, its answer unreadable
+
+    with pytest.raises(JobFailed) as caught:
+        pipeline.run(spec, {"prompt": "snow"}, clip, out_dir=tmp_path / "out")
+
+    message = str(caught.value)
+    assert theirs in message and "another Sonify job's" in message and "Nothing was submitted again" in message
+    assert first.info["task_id"] not in message
+    assert emulator.submits() == 2 and submits_sent(emulator, spec) == 3  # the first, theirs, ours (refused): once
+    assert book.find_task("wavespeed", theirs) is None  # not taken by our row
+    assert [r.status for r in book.recent() if r.params.get("prompt") == "snow"] == [jobs.Status.UNKNOWN_REPORTED]
+
 def test_fal_adopts_the_request_whose_input_is_the_body_sent(emulator, fal_env, clip, tmp_path):
     spec = THINKSOUND_FAL
     first = run(spec, clip, tmp_path)

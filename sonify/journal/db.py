@@ -264,6 +264,16 @@ class Journal:
             row = db.execute("SELECT * FROM jobs WHERE provider = ? AND task_id = ?", (provider, task_id)).fetchone()
         return JobRow.from_sql(row) if row else None
 
+    def unanswered_submits(self, provider: str, model: str, since: float, until: float, but: int | None) -> int:
+        """Rows of `model` other than row `but` whose submit was sent between `since` and `until` (time.time()) and
+        has no task id recorded (its answer still to come, or lost): a task the listing shows then may be theirs."""
+        unanswered = (Status.SUBMITTING, Status.UNKNOWN, Status.UNKNOWN_REPORTED)
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE provider = ? AND model = ? AND task_id IS NULL AND request IS "
+                              "NOT NULL AND status IN (?, ?, ?)", (provider, model, *unanswered)).fetchall()
+        sent = [(row.request or {}).get("sent_at") for row in map(JobRow.from_sql, rows) if row.id != but]
+        return sum(isinstance(at, (int, float)) and since <= at <= until for at in sent)
+
     def recent(self, limit: int = 50) -> list[JobRow]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,)).fetchall()

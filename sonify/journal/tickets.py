@@ -144,6 +144,13 @@ class Ticket:
         row = self._do("looking up a task", lambda j: j.find_task(self.meta.provider, task_id))
         return row is not None and row.id != self.row_id
 
+    def unanswered_elsewhere(self, since: float, until: float) -> bool:
+        """Another row of this model sent a submit between `since` and `until` (time.time()) and has no task id
+        recorded yet (or never will): a listed task may be its. A journal that cannot be read answers yes."""
+        count = self._do("looking up other submits",
+                         lambda j: j.unanswered_submits(self.meta.provider, self.meta.model, since, until, self.row_id), 1)
+        return count > 0
+
     # --- uploads (same safety) ---
 
     def upload_url(self, endpoint: str, media_key: str, max_age: float = RETENTION_SECONDS) -> str | None:

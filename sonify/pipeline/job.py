@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -98,6 +99,20 @@ def run_times() -> History:
         if folder not in _histories:
             _histories[folder] = History(journal.RunTimeStore())
         return _histories[folder]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The listed tasks a lost submit may have created (no other row owns them), and whether another submit of the
+    model sent in the same seconds has no answer recorded (`shared`: any of them may be its)."""
+
+    ids: list[str]
+    shared: bool
+
+    @property
+    def one(self) -> bool:
+        """Exactly one task, and no other submit it may belong to: it is this submit's."""
+        return len(self.ids) == 1 and not self.shared
 
 
 class RemoteJob:
@@ -330,12 +345,12 @@ class RemoteJob:
                     f"({exc}); check your {spec.provider} dashboard before running it again")
             lost.args = (f"{lost} — {hint}",)
             raise lost from None
-        if len(candidates) == 1:
-            log.info("%s task %s adopted: the submit's answer was lost", spec.provider, candidates[0])
-            return candidates[0]
-        if candidates:
+        if candidates.one:
+            log.info("%s task %s adopted: the submit's answer was lost", spec.provider, candidates.ids[0])
+            return candidates.ids[0]
+        if candidates.ids:
             self.record.record(Status.UNKNOWN_REPORTED)
-            raise JobFailed(_candidates_message(spec, candidates)) from None
+            raise JobFailed(_candidates_message(spec, candidates.ids, candidates.shared)) from None
         if self.client.lists_unfinished:
             self.record.record(Status.INTENT, error=f"no task was created: {lost}")
             none = f"{spec.provider} lists no task from this submit, so none was created and nothing is charged"
@@ -366,13 +381,13 @@ class RemoteJob:
             self.record.record(Status.UNKNOWN_REPORTED)
             raise JobFailed(f"{_ambiguous_message(self.spec, when)} ({self.spec.provider}'s task listing could not "
                             f"be read: {exc})") from None
-        if len(candidates) == 1:
-            self.record.record(Status.SUBMITTED, task_id=candidates[0], error=None)
-            log.info("%s task %s adopted from an earlier run's unanswered submit", self.spec.provider, candidates[0])
-            return candidates[0]
-        if candidates:
+        if candidates.one:
+            self.record.record(Status.SUBMITTED, task_id=candidates.ids[0], error=None)
+            log.info("%s task %s adopted from an earlier run's unanswered submit", self.spec.provider, candidates.ids[0])
+            return candidates.ids[0]
+        if candidates.ids:
             self.record.record(Status.UNKNOWN_REPORTED)
-            raise JobFailed(_candidates_message(self.spec, candidates))
+            raise JobFailed(_candidates_message(self.spec, candidates.ids, candidates.shared))
         if self.client.lists_unfinished:
             self.record.record(Status.INTENT, error=None)
             return None
@@ -391,11 +406,13 @@ class RemoteJob:
             return time.time() + at_least
         return since + self.ctx.settings.queue_seconds + self.ctx.settings.run_seconds
 
-    def _candidates(self, body: dict[str, Any], since: float, until: float, deadline: float) -> list[str]:
+    def _candidates(self, body: dict[str, Any], since: float, until: float, deadline: float) -> Candidates:
         """Tasks the provider lists for this submit (LISTING_SLACK either side for clock differences) that no
-        other journal row owns; looked up again while none shows, until `deadline` (time.time()), LOOK_FIRST s
-        after the first look and then further apart (LOOK_GROWTH, LOOK_MOST) — at once when a verified webhook
-        delivery of the provider comes in (a task has just finished: the listing shows it now)."""
+        other journal row owns; looked up again while none shows, or while another submit of the model sent in the
+        same seconds has no answer recorded (WaveSpeed's listing carries no inputs: its task and this one's look
+        alike), until `deadline` (time.time()), LOOK_FIRST s after the first look and then further apart
+        (LOOK_GROWTH, LOOK_MOST) — at once when a verified webhook delivery of the provider comes in (a task has
+        just finished: the listing shows it now)."""
         gap = LOOK_FIRST
         long_look = not self.client.lists_unfinished
         with webhooks.WAKEUPS.watching(self.spec.provider) as delivered:
@@ -403,10 +420,13 @@ class RemoteJob:
                 delivered.clear()
                 found = self.client.find_tasks(self.spec.model_id, body, since - LISTING_SLACK, until + LISTING_SLACK,
                                                self.ctx.waiter)
+                # asked after the listing and before the owners: a submit listed by then either has its row's task
+                # id now (owned elsewhere) or is counted here (its answer still to come, or lost)
+                shared = self._ticket.unanswered_elsewhere(since - 2 * LISTING_SLACK, until + 2 * LISTING_SLACK)
                 candidates = [task_id for task_id in dict.fromkeys(found) if not self._ticket.owned_elsewhere(task_id)]
                 left = deadline - time.time()
-                if candidates or left <= 0:
-                    return candidates
+                if (candidates and not shared) or left <= 0:
+                    return Candidates(candidates, shared)
                 if long_look:
                     self.ctx.report(f"the submit's answer was lost; {self.spec.provider} lists a request only once it "
                                     f"has finished: looking for it until {_clock(deadline)} (nothing is sent again)",

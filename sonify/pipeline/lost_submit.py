@@ -57,9 +57,14 @@ def _unlisted_message(spec: ModelSpec, since: float, until: float, lost: str, ag
             "open: an identical run looks for it again first, and submits nothing without telling you.")
 
 
-def _candidates_message(spec: ModelSpec, candidates: list[str]) -> str:
+def _candidates_message(spec: ModelSpec, candidates: list[str], shared: bool = False) -> str:
+    """Several listed tasks may be the lost submit's; or (`shared`) any may be another Sonify job's, whose submit was
+    sent in the same seconds and has no answer recorded."""
     ids = ", ".join(candidates)
     fetch = "; ".join(f"`{_fetch_command(spec, task_id)}`" for task_id in candidates)
-    return (f"The {spec.title} submit's answer was lost, and {spec.provider} lists {len(candidates)} tasks that may be "
-            f"this job's (none recorded by another Sonify job): {ids}. Nothing was submitted again. Get the result "
-            f"of the right one with {fetch} — the next identical run submits anew.")
+    tasks = f"{len(candidates)} task{'s' if len(candidates) > 1 else ''}"
+    whose = ("this job's or another Sonify job's (one of its submits was sent in the same seconds and has no answer "
+             "recorded)" if shared else "this job's (none recorded by another Sonify job)")
+    return (f"The {spec.title} submit's answer was lost, and {spec.provider} lists {tasks} that may be {whose}: "
+            f"{ids}. Nothing was submitted again. Get the result of the right one with {fetch} — the next identical "
+            "run submits anew.")
