@@ -89,6 +89,11 @@ class HistoryTicket(Ticket):
                                      "clip was not submitted; nothing was sent or paid")
         self._status = Status.SUBMITTING
 
+    def unanswered_elsewhere(self, since: float, until: float) -> bool:
+        """No: the provider's slots workflow lets one clip submit at a time, and a submit without an answer is
+        reconciled within that clip's turn (ClipWorkflow._submit), so no other clip's submit is unanswered meanwhile."""
+        return False
+
     def owned_elsewhere(self, task_id: str) -> bool:
         """Asked once per look at a listing (a second), not once per task in it."""
         if self._owned is None or time.monotonic() - self._owned[0] > 1.0:
