@@ -82,6 +82,15 @@ def noticed_after(emulator: Emulator, task_id: str, seen: float) -> float:
     return seen - emulator.task_completed_at(task_id)
 
 
+def verified_and_used(emulator: Emulator) -> None:
+    """The one delivery was verified and went to the job: it woke the waiting job (200), or it came while the job
+    was not between looks (a poll in flight, the status stream's own final event on its way) and was kept for it
+    (202). Which comes first is a race of a few milliseconds; the job's end is seen at once either way."""
+    assert [(kind, status in (200, 202)) for kind, status in deliveries(emulator)] == [("valid", True)]
+    detail = emulator.deliveries[0].detail
+    assert "woke" in detail if emulator.deliveries[0].status == 200 else "kept" in detail
+
+
 @pytest.mark.parametrize("provider_env", PROVIDERS, indirect=True)
 def test_a_verified_delivery_wakes_a_first_job_at_once(provider_env, listener, emulator, clip_path, tmp_path):
     spec = SPECS[provider_env]
@@ -89,8 +98,7 @@ def test_a_verified_delivery_wakes_a_first_job_at_once(provider_env, listener, e
     result, seen = run_job(spec, clip_path, tmp_path / "out")
     task_id = result.info["task_id"]
     assert emulator.tasks.get(task_id).webhook == f"{listener.url}/sonify/webhook/{provider_env}"
-    assert deliveries(emulator) == [("valid", 200)]
-    assert "woke" in emulator.deliveries[0].detail
+    verified_and_used(emulator)
     assert noticed_after(emulator, task_id, seen) < NOTICED
 
 
@@ -113,7 +121,7 @@ def test_the_pack_route_on_aiohttp_wakes_the_job(provider_env, emulator, clip_pa
                 None, run_job, pack_spec, clip_path, tmp_path / "out", engine, sources)
 
     result, seen = asyncio.run(scenario())
-    assert deliveries(emulator) == [("valid", 200)]
+    verified_and_used(emulator)
     assert noticed_after(emulator, result.info["task_id"], seen) < NOTICED
 
 
@@ -272,6 +280,6 @@ def test_the_run_command_listens_while_it_waits(provider_env, emulator, clip_pat
     monkeypatch.setenv("SONIFY_PUBLIC_URL", f"http://127.0.0.1:{port}")
     assert cli.main(["run", MMAUDIO_V2.key, "--prompt", "rain", "--video", str(clip_path), "-o",
                      str(tmp_path / "out")]) == 0
-    assert deliveries(emulator) == [("valid", 200)]
+    verified_and_used(emulator)
     with pytest.raises(requests.ConnectionError):  # the listener ended with the command
         requests.post(f"http://127.0.0.1:{port}/sonify/webhook/wavespeed", data=b"{}", timeout=2)
