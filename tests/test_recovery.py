@@ -88,7 +88,6 @@ def test_two_candidates_of_one_model_are_named_and_nothing_is_submitted_again(em
     assert emulator.submits() == 3 and submits_sent(emulator, spec) == 3  # the first job, the other, ours: once
 
 
-
 def test_the_one_listed_task_is_not_adopted_while_another_submit_sent_then_has_no_answer(emulator, wavespeed_env,
                                                                                           clip, tmp_path):
     """WaveSpeed's listing carries no inputs, so a task another job of the model created in the same seconds looks
@@ -112,6 +111,7 @@ def test_the_one_listed_task_is_not_adopted_while_another_submit_sent_then_has_n
     assert emulator.submits() == 2 and submits_sent(emulator, spec) == 3  # the first, theirs, ours (refused): once
     assert book.find_task("wavespeed", theirs) is None  # not taken by our row
     assert [r.status for r in book.recent() if r.params.get("prompt") == "snow"] == [jobs.Status.UNKNOWN_REPORTED]
+
 
 def test_fal_adopts_the_request_whose_input_is_the_body_sent(emulator, fal_env, clip, tmp_path):
     spec = THINKSOUND_FAL

@@ -83,9 +83,9 @@ def noticed_after(emulator: Emulator, task_id: str, seen: float) -> float:
 
 
 def verified_and_used(emulator: Emulator) -> None:
-    """The one delivery was verified and went to the job: it woke the waiting job (200), or it came while the job
-    was not between looks (a poll in flight, the status stream's own final event on its way) and was kept for it
-    (202). Which comes first is a race of a few milliseconds; the job's end is seen at once either way."""
+    """The one delivery was verified and went to the job: it woke the waiting job (200), or the job had seen the end
+    itself a few milliseconds before (a poll, fal's status stream) and the delivery was kept (202), as for a wait to
+    come. Which comes first is a race of milliseconds; the job's end is seen at once either way."""
     assert [(kind, status in (200, 202)) for kind, status in deliveries(emulator)] == [("valid", True)]
     detail = emulator.deliveries[0].detail
     assert "woke" in detail if emulator.deliveries[0].status == 200 else "kept" in detail
