@@ -102,8 +102,8 @@ class _HttpServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # An answer's headers and body go out in two writes: with Nagle's algorithm on, the body waited for the client's
-    # delayed ACK of the headers, about 40 ms for every answer on a kept-alive connection, which no provider's
-    # front adds (and which the benchmark then counted as Sonify's: its detection, submit, upload and download).
+    # delayed ACK of the headers, about 40 ms for every answer on a kept-alive connection. That wait was this test
+    # double's own making, and the benchmark counted it as Sonify's (its detection, submit, upload and download).
     disable_nagle_algorithm = True
     server_version = "SonifyEmulator/1"
     sys_version = ""
